@@ -1,0 +1,187 @@
+/* adam.c -- Adam as torch.optim.Adam computes it, the training parameter
+ * structs, and the flat parameter counts of the two models.
+ *
+ * Faithfulness to PyTorch (single-tensor path, amsgrad=False):
+ *   grad  = g + wd * theta                (grad.add(param, alpha=wd))
+ *   m     = m + (1 - b1) * (grad - m)     (exp_avg.lerp_(grad, 1 - b1): the
+ *                                          small-weight branch of lerp)
+ *   v     = b2 * v + (1 - b2) * grad * grad   (mul_ then addcmul_)
+ *   denom = sqrt(v) / sqrt(bc2) + eps
+ *   theta = theta + (-step_size) * (m / denom)     (addcdiv_)
+ * Bias corrections and step_size are Python floats (doubles) in PyTorch and
+ * are cast to float32 only when they enter the elementwise kernel; we do
+ * the same.  The float hyper-parameters of rmf_adam_params are first mapped
+ * back to the double the user typed (0.9f -> 0.9), because 1 - 0.9f^1
+ * differs from 1 - 0.9^1 by 2 float ulps, a systematic bias early on. */
+#include "recmf.h"
+
+#include <math.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+void rmf_adam_default_params(rmf_adam_params *p)
+{
+    p->lr = 1e-3f;
+    p->beta1 = 0.9f;
+    p->beta2 = 0.999f;
+    p->eps = 1e-8f;
+    p->weight_decay = 1e-6f;
+}
+
+const char *rmf_adam_check_params(const rmf_adam_params *p)
+{
+    /* Written so NaN fails every test (comparisons with NaN are false). */
+    if (!(p->lr > 0.0f && isfinite(p->lr)))
+        return "lr must be > 0 and finite";
+    if (!(p->beta1 >= 0.0f && p->beta1 < 1.0f))
+        return "beta1 must be in [0, 1)";
+    if (!(p->beta2 >= 0.0f && p->beta2 < 1.0f))
+        return "beta2 must be in [0, 1)";
+    if (!(p->eps > 0.0f && isfinite(p->eps)))
+        return "eps must be > 0 and finite";
+    if (!(p->weight_decay >= 0.0f && isfinite(p->weight_decay)))
+        return "weight_decay must be >= 0 and finite";
+    return NULL;
+}
+
+/* The shortest decimal (at most 9 significant digits) that rounds to f, as
+ * a double: the value Python would have held for the same literal.  q and
+ * 10^e are exact doubles, so q / 10^e is the correctly rounded decimal. */
+static double intended_double(float f)
+{
+    if (!(f != 0.0f) || !isfinite(f))
+        return (double)f;
+    double a = fabs((double)f);
+    int e10 = (int)floor(log10(a));
+    for (int digits = 1; digits <= 9; digits++) {
+        int e = digits - 1 - e10; /* scale so the integer has `digits` digits */
+        if (e > 22 || e < -22)
+            break; /* 10^e no longer exact: keep the float's own value */
+        double p10 = pow(10.0, e < 0 ? -e : e);
+        double q = nearbyint(e >= 0 ? a * p10 : a / p10);
+        double d = e >= 0 ? q / p10 : q * p10;
+        if ((float)d == (float)a)
+            return f < 0.0f ? -d : d;
+    }
+    return (double)f;
+}
+
+/* The elementwise update on [lo, hi).  All arithmetic in float, in PyTorch's
+ * operation order; lanes are independent, so the result does not depend on
+ * how the range is split over threads or vector widths. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default"), optimize("no-math-errno")))
+#endif
+static void adam_range(float *restrict theta, const float *restrict g,
+                       float *restrict m, float *restrict v, int64_t lo,
+                       int64_t hi, float wd, float w1, float b2, float w2,
+                       float bc2_sqrt, float eps, float neg_step)
+{
+    for (int64_t k = lo; k < hi; k++) {
+        float grad = g[k] + wd * theta[k];
+        float mk = m[k] + w1 * (grad - m[k]);
+        float vk = v[k] * b2 + w2 * grad * grad;
+        float denom = sqrtf(vk) / bc2_sqrt + eps;
+        m[k] = mk;
+        v[k] = vk;
+        theta[k] = theta[k] + neg_step * (mk / denom);
+    }
+}
+
+/* Scalars of step `step` for rmf_adam_step and the lazy variant. */
+typedef struct {
+    float wd, w1, b2, w2, bc2_sqrt, eps, neg_step;
+} adam_scalars;
+
+static adam_scalars adam_prepare(const rmf_adam_params *p, int64_t step)
+{
+    double lr = intended_double(p->lr);
+    double b1 = intended_double(p->beta1);
+    double b2 = intended_double(p->beta2);
+    double bc1 = 1.0 - pow(b1, (double)step);
+    double bc2 = 1.0 - pow(b2, (double)step);
+    adam_scalars s;
+    s.wd = p->weight_decay;
+    s.w1 = (float)(1.0 - b1);
+    s.b2 = (float)b2;
+    s.w2 = (float)(1.0 - b2);
+    s.bc2_sqrt = (float)sqrt(bc2);
+    s.eps = p->eps;
+    s.neg_step = (float)(-(lr / bc1));
+    return s;
+}
+
+/* Below this many parameters a parallel region costs more than it saves. */
+#define ADAM_PAR_MIN 32768
+
+void rmf_adam_step(const rmf_adam_params *p, int64_t step, float *theta,
+                   const float *g, float *m, float *v, int64_t n,
+                   int n_threads)
+{
+    if (n <= 0 || step < 1)
+        return;
+    adam_scalars s = adam_prepare(p, step);
+    int nt = rmf_resolve_threads(n_threads);
+    if (nt <= 1 || n < ADAM_PAR_MIN) {
+        adam_range(theta, g, m, v, 0, n, s.wd, s.w1, s.b2, s.w2, s.bc2_sqrt,
+                   s.eps, s.neg_step);
+        return;
+    }
+#ifdef _OPENMP
+    /* Contiguous chunks, one per thread: streaming access, no false
+     * sharing except at the chunk ends. */
+#pragma omp parallel num_threads(nt)
+    {
+        int t = omp_get_thread_num(), T = omp_get_num_threads();
+        int64_t lo = n * t / T, hi = n * (t + 1) / T;
+        adam_range(theta, g, m, v, lo, hi, s.wd, s.w1, s.b2, s.w2, s.bc2_sqrt,
+                   s.eps, s.neg_step);
+    }
+#else
+    adam_range(theta, g, m, v, 0, n, s.wd, s.w1, s.b2, s.w2, s.bc2_sqrt,
+               s.eps, s.neg_step);
+#endif
+}
+
+/* ------------------------------------------------------------------ */
+/* Training parameters and parameter counts                           */
+/* ------------------------------------------------------------------ */
+
+void rmf_train_default_params(rmf_train_params *p)
+{
+    p->dropout = 0.1f;
+    p->batch_size = 4096;
+    p->n_neg = 4;
+    p->lazy_adam = 0;
+    p->seed = 0;
+    p->n_threads = 0;
+    rmf_adam_default_params(&p->adam);
+}
+
+const char *rmf_train_check_params(const rmf_train_params *p)
+{
+    if (!(p->dropout >= 0.0f && p->dropout < 1.0f))
+        return "dropout must be in [0, 1)";
+    if (p->batch_size < 1)
+        return "batch_size must be >= 1";
+    if (p->n_neg < 1)
+        return "n_neg must be >= 1";
+    if (p->lazy_adam != 0 && p->lazy_adam != 1)
+        return "lazy_adam must be 0 or 1";
+    if (p->n_threads < 0)
+        return "n_threads must be >= 0 (0 means all cores)";
+    return rmf_adam_check_params(&p->adam);
+}
+
+int64_t rmf_ncf_n_params(const rmf_shape *s)
+{
+    int64_t d = s->emb_dim, h = s->hidden_dim;
+    return ((int64_t)s->n_users + s->n_items) * d + h * 2 * d + h + h + 1;
+}
+
+int64_t rmf_mf_n_params(const rmf_shape *s)
+{
+    return ((int64_t)s->n_users + s->n_items) * s->emb_dim;
+}

@@ -1,0 +1,114 @@
+/* index.c -- id factorization and the CSR of positives (SPEC section 3). */
+#include "recmf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+rmf_status rmf_factorize(const int64_t *ids, int64_t n, int32_t *codes,
+                         int64_t *uniques, int64_t *n_unique, rmf_error *err)
+{
+    int64_t *perm = malloc((size_t)(n > 0 ? n : 1) * sizeof *perm);
+    if (perm == NULL)
+        return rmf_fail(err, RMF_ERR_NOMEM, "out of memory factorizing %lld ids", (long long)n);
+    for (int64_t r = 0; r < n; r++)
+        perm[r] = r;
+    rmf_status st = rmf_argsort_stable_i64(ids, n, perm, err);
+    if (st != RMF_OK) {
+        free(perm);
+        return st;
+    }
+    int64_t u = 0;
+    for (int64_t k = 0; k < n; k++) {
+        int64_t id = ids[perm[k]];
+        if (k == 0 || id != uniques[u - 1]) {
+            if (u == INT32_MAX) {
+                free(perm);
+                return rmf_fail(err, RMF_ERR_VALUE, "more than %d distinct ids", INT32_MAX);
+            }
+            uniques[u++] = id;
+        }
+        codes[perm[k]] = (int32_t)(u - 1);
+    }
+    *n_unique = u;
+    free(perm);
+    return RMF_OK;
+}
+
+rmf_status rmf_build_csr(const int32_t *rows, const int32_t *cols, int64_t n,
+                         int32_t n_rows, int32_t n_cols, int64_t *indptr,
+                         int32_t *indices, int64_t *nnz, rmf_error *err)
+{
+    if (n_rows < 0 || n_cols < 0)
+        return rmf_fail(err, RMF_ERR_VALUE, "matrix shape must be >= 0, got %d x %d", n_rows, n_cols);
+    for (int64_t r = 0; r < n; r++) {
+        if (rows[r] < 0 || rows[r] >= n_rows)
+            return rmf_fail(err, RMF_ERR_VALUE, "row index %d at position %lld is outside [0, %d)",
+                            rows[r], (long long)r, n_rows);
+        if (cols[r] < 0 || cols[r] >= n_cols)
+            return rmf_fail(err, RMF_ERR_VALUE, "column index %d at position %lld is outside [0, %d)",
+                            cols[r], (long long)r, n_cols);
+    }
+    int64_t *col_start = calloc((size_t)n_cols + 1, sizeof *col_start);
+    int64_t *by_col = malloc((size_t)(n > 0 ? n : 1) * sizeof *by_col);
+    if (col_start == NULL || by_col == NULL) {
+        free(col_start);
+        free(by_col);
+        return rmf_fail(err, RMF_ERR_NOMEM, "out of memory building a CSR of %lld entries", (long long)n);
+    }
+    /* Two counting sorts: by column, then stably by row, so every row comes
+     * out with sorted columns and duplicates side by side -- linear time. */
+    for (int64_t r = 0; r < n; r++)
+        col_start[cols[r] + 1]++;
+    for (int32_t c = 0; c < n_cols; c++)
+        col_start[c + 1] += col_start[c];
+    for (int64_t r = 0; r < n; r++)
+        by_col[col_start[cols[r]]++] = r;
+
+    memset(indptr, 0, ((size_t)n_rows + 1) * sizeof *indptr);
+    for (int64_t r = 0; r < n; r++)
+        indptr[rows[r] + 1]++;
+    for (int32_t u = 0; u < n_rows; u++)
+        indptr[u + 1] += indptr[u];
+    /* fill[u] is the next free slot of row u. */
+    int64_t *fill = malloc(((size_t)n_rows + 1) * sizeof *fill);
+    if (fill == NULL) {
+        free(col_start);
+        free(by_col);
+        return rmf_fail(err, RMF_ERR_NOMEM, "out of memory building a CSR of %d rows", n_rows);
+    }
+    memcpy(fill, indptr, ((size_t)n_rows + 1) * sizeof *fill);
+    for (int64_t k = 0; k < n; k++) {
+        int64_t r = by_col[k];
+        indices[fill[rows[r]]++] = cols[r];
+    }
+    /* Drop repeated (row, col) pairs in place: the matrix is 0/1. */
+    int64_t out = 0;
+    for (int32_t u = 0; u < n_rows; u++) {
+        int64_t begin = indptr[u], end = indptr[u + 1];
+        indptr[u] = out;
+        for (int64_t k = begin; k < end; k++) {
+            if (k > begin && indices[k] == indices[k - 1])
+                continue;
+            indices[out++] = indices[k];
+        }
+    }
+    indptr[n_rows] = out;
+    *nnz = out;
+    free(fill);
+    free(col_start);
+    free(by_col);
+    return RMF_OK;
+}
+
+int rmf_csr_contains(const rmf_csr *m, int32_t u, int32_t item)
+{
+    int64_t lo = m->indptr[u], hi = m->indptr[u + 1];
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (m->indices[mid] < item)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < m->indptr[u + 1] && m->indices[lo] == item;
+}

@@ -1,0 +1,123 @@
+/* metrics.c -- ranking metrics of SPEC section 9, from top-K lists. */
+#include "recmf.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+static int contains_sorted(const int64_t *a, int64_t n, int64_t x)
+{
+    int64_t lo = 0, hi = n;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (a[mid] < x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && a[lo] == x;
+}
+
+rmf_status rmf_ranking_metrics(const int64_t *recs, const int32_t *rec_len,
+                               int64_t n_users, int32_t k,
+                               const int64_t *rel_indptr,
+                               const int64_t *rel_items, double *per_user,
+                               double *means, int64_t *n_eval,
+                               rmf_error *err)
+{
+    if (k < 1)
+        return rmf_fail(err, RMF_ERR_VALUE, "k must be >= 1, got %d", k);
+    double sums[4] = {0, 0, 0, 0};
+    int64_t evaluated = 0;
+    for (int64_t u = 0; u < n_users; u++) {
+        const int64_t *rel = rel_items + rel_indptr[u];
+        int64_t n_rel = rel_indptr[u + 1] - rel_indptr[u];
+        int32_t len = rec_len[u] < k ? rec_len[u] : k;
+        double *row = per_user + 4 * u;
+        if (n_rel == 0 || len <= 0) {
+            row[0] = row[1] = row[2] = row[3] = NAN;
+            continue;
+        }
+        const int64_t *r = recs + u * (int64_t)k;
+        int64_t hits = 0;
+        double dcg = 0.0, rr = 0.0;
+        for (int32_t p = 0; p < len; p++) {
+            /* A list repeating an item would count it twice; a hit is a
+             * distinct relevant item, as in the set-based definition. */
+            int dup = 0;
+            for (int32_t q = 0; q < p && !dup; q++)
+                dup = r[q] == r[p];
+            if (dup || !contains_sorted(rel, n_rel, r[p]))
+                continue;
+            hits++;
+            dcg += 1.0 / log2((double)p + 2.0);
+            if (rr == 0.0)
+                rr = 1.0 / (double)(p + 1);
+        }
+        double idcg = 0.0;
+        int64_t ideal = n_rel < k ? n_rel : k;
+        for (int64_t p = 1; p <= ideal; p++)
+            idcg += 1.0 / log2((double)p + 1.0);
+        row[0] = (double)hits / (double)n_rel;
+        row[1] = dcg / idcg;
+        row[2] = rr;
+        row[3] = hits > 0 ? 1.0 : 0.0;
+        for (int m = 0; m < 4; m++)
+            sums[m] += row[m];
+        evaluated++;
+    }
+    for (int m = 0; m < 4; m++)
+        means[m] = evaluated > 0 ? sums[m] / (double)evaluated : NAN;
+    *n_eval = evaluated;
+    return RMF_OK;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+rmf_status rmf_coverage_popularity(const int64_t *recs, const int32_t *rec_len,
+                                   int64_t n_rows, int32_t k,
+                                   int64_t n_catalog, const int64_t *pop_ids,
+                                   const int64_t *pop_counts, int64_t n_pop,
+                                   double *coverage, double *avg_pop,
+                                   int64_t *n_pairs, rmf_error *err)
+{
+    if (n_catalog < 1)
+        return rmf_fail(err, RMF_ERR_VALUE, "catalog must hold at least one item");
+    int64_t total = 0;
+    for (int64_t r = 0; r < n_rows; r++)
+        total += rec_len[r] < k ? rec_len[r] : k;
+    int64_t *all = malloc((size_t)(total > 0 ? total : 1) * sizeof *all);
+    if (all == NULL)
+        return rmf_fail(err, RMF_ERR_NOMEM, "out of memory for %lld recommendations", (long long)total);
+    int64_t n = 0;
+    double pop_sum = 0.0;
+    for (int64_t r = 0; r < n_rows; r++) {
+        int32_t len = rec_len[r] < k ? rec_len[r] : k;
+        for (int32_t p = 0; p < len; p++) {
+            int64_t id = recs[r * (int64_t)k + p];
+            all[n++] = id;
+            int64_t lo = 0, hi = n_pop;
+            while (lo < hi) {
+                int64_t mid = lo + (hi - lo) / 2;
+                if (pop_ids[mid] < id)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            if (lo < n_pop && pop_ids[lo] == id)
+                pop_sum += (double)pop_counts[lo];
+        }
+    }
+    qsort(all, (size_t)n, sizeof *all, cmp_i64);
+    int64_t distinct = 0;
+    for (int64_t q = 0; q < n; q++)
+        distinct += q == 0 || all[q] != all[q - 1];
+    free(all);
+    *coverage = (double)distinct / (double)n_catalog;
+    *avg_pop = n > 0 ? pop_sum / (double)n : NAN;
+    *n_pairs = n;
+    return RMF_OK;
+}

@@ -1,0 +1,392 @@
+/*
+ * recmf.h -- the only public header of the recmf C core.
+ *
+ * The core is plain C11 and never includes Python.h: module.c is the only
+ * file that talks to CPython/NumPy.  Conventions every topic file follows:
+ *
+ *   - The caller owns memory.  Inputs and outputs are borrowed pointers
+ *     (NumPy arrays in practice); scratch memory is malloc/free'd here.
+ *   - Every fallible function returns an rmf_status and, on failure, writes
+ *     a one-line message naming the bad argument into *err (may be NULL).
+ *     The core never prints, never exits, never aborts.
+ *   - int64_t for offsets and counts, int32_t for dense ids, float for
+ *     weights, double for accumulated losses and metrics.
+ *   - Randomness comes from rmf_rng streams keyed by (seed, stream id), so a
+ *     result depends only on the seed, never on which thread ran which shard.
+ *   - BLAS (through RMF_BLAS) is never called inside an OpenMP region.
+ */
+#ifndef RECMF_H
+#define RECMF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Status and errors                                                  */
+/* ------------------------------------------------------------------ */
+
+typedef enum {
+    RMF_OK = 0,
+    RMF_ERR_NOMEM,       /* malloc failed                                 */
+    RMF_ERR_VALUE,       /* a bad argument; the message names it         */
+    RMF_ERR_PARSE,       /* malformed text input; the message has a line  */
+    RMF_ERR_SATURATED,   /* a user has no candidate negative left         */
+    RMF_ERR_INTERRUPTED  /* the stop callback asked to stop               */
+} rmf_status;
+
+#define RMF_ERR_MSG_LEN 256
+typedef struct {
+    char msg[RMF_ERR_MSG_LEN];
+} rmf_error;
+
+/* Formats a message into err (if non-NULL) and returns status. */
+rmf_status rmf_fail(rmf_error *err, rmf_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Called between training batches; a non-zero return stops training after
+ * the current batch with RMF_ERR_INTERRUPTED (weights stay consistent). */
+typedef int (*rmf_stop_fn)(void *ctx);
+
+/* ------------------------------------------------------------------ */
+/* Threads (threads.c)                                                */
+/* ------------------------------------------------------------------ */
+
+/* Number of threads OpenMP regions will use for a requested count
+ * (<= 0 means "all cores"); 1 when built without OpenMP. */
+int rmf_resolve_threads(int requested);
+/* 1 when the core was compiled with OpenMP. */
+int rmf_has_openmp(void);
+
+/* ------------------------------------------------------------------ */
+/* Random numbers (rng.c): xoshiro256** seeded by splitmix64          */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    uint64_t s[4];
+} rmf_rng;
+
+/* Independent stream for (seed, stream); streams with different ids do not
+ * overlap in practice.  Callers build stream ids with rmf_stream_id. */
+void rmf_rng_seed(rmf_rng *rng, uint64_t seed, uint64_t stream);
+uint64_t rmf_stream_id(uint64_t purpose, uint64_t epoch, uint64_t shard);
+uint64_t rmf_rng_next(rmf_rng *rng);
+/* Unbiased integer in [0, n), n >= 1 (Lemire's multiply-shift). */
+uint32_t rmf_rng_below(rmf_rng *rng, uint32_t n);
+uint64_t rmf_rng_below64(rmf_rng *rng, uint64_t n);
+/* Uniform float in [0, 1) with 24 random bits. */
+float rmf_rng_uniform(rmf_rng *rng);
+/* Standard normal (Box-Muller, no cached second value: stateless). */
+double rmf_rng_normal(rmf_rng *rng);
+/* In-place Fisher-Yates shuffle of a permutation of int64 positions. */
+void rmf_shuffle_i64(rmf_rng *rng, int64_t *a, int64_t n);
+
+/* Stream purposes: one id per use so no two uses share random numbers. */
+enum {
+    RMF_STREAM_UNIFORM_NEG = 1,
+    RMF_STREAM_TRIPLETS = 2,
+    RMF_STREAM_SHUFFLE = 3,
+    RMF_STREAM_DROPOUT = 4,
+    RMF_STREAM_INIT = 5
+};
+
+/* ------------------------------------------------------------------ */
+/* Sorting (sort.c)                                                   */
+/* ------------------------------------------------------------------ */
+
+/* Stable LSD radix sort: reorders perm[0..n) (a permutation of row
+ * positions, e.g. 0..n-1) so keys[perm[.]] is ascending; equal keys keep
+ * their order in perm.  Byte passes where all keys agree are skipped. */
+rmf_status rmf_argsort_stable_i64(const int64_t *keys, int64_t n,
+                                  int64_t *perm, rmf_error *err);
+
+/* ------------------------------------------------------------------ */
+/* Text parsing (parse.c)                                             */
+/* ------------------------------------------------------------------ */
+
+/* Upper bound on the number of data rows in buf (count of line ends + 1). */
+int64_t rmf_count_lines(const char *buf, int64_t len);
+
+/* Parses "user SEP item SEP rating SEP timestamp" lines (sep is "::", "\t"
+ * or ","; LF or CRLF endings; blank lines skipped; header lines skipped
+ * when skip_header > 0).  Extra trailing fields are an error.  Writes at
+ * most cap rows and the row count to *n_rows. */
+rmf_status rmf_parse_ratings(const char *buf, int64_t len, const char *sep,
+                             int64_t skip_header, int64_t cap,
+                             int64_t *user, int64_t *item, double *rating,
+                             int64_t *timestamp, int64_t *n_rows,
+                             rmf_error *err);
+
+/* ------------------------------------------------------------------ */
+/* Per-user temporal split (split.c)                                  */
+/* ------------------------------------------------------------------ */
+
+enum { RMF_PART_TRAIN = 0, RMF_PART_VAL = 1, RMF_PART_TEST = 2 };
+
+/* order[0..n): row positions sorted stably by (user, time), exactly as
+ * pandas' sort_values(["user", "time"]).  part[k] is the part of row
+ * order[k]: users with fewer than min_train + n_val + n_test rows go to
+ * train; otherwise their last n_test rows go to test and the n_val before
+ * them to val. */
+rmf_status rmf_temporal_split(const int64_t *user, const int64_t *time,
+                              int64_t n, int64_t n_val, int64_t n_test,
+                              int64_t min_train, int64_t *order,
+                              int8_t *part, rmf_error *err);
+
+/* ------------------------------------------------------------------ */
+/* Index: factorization and CSR (index.c)                             */
+/* ------------------------------------------------------------------ */
+
+/* A user x item 0/1 matrix: row u holds sorted, distinct item indices
+ * indices[indptr[u] .. indptr[u+1]). */
+typedef struct {
+    const int64_t *indptr; /* n_rows + 1 */
+    const int32_t *indices;
+    int32_t n_rows;
+    int32_t n_cols;
+} rmf_csr;
+
+/* codes[r] = rank of ids[r] among the distinct ids, ascending; uniques
+ * (capacity n) receives the distinct ids ascending, *n_unique their count.
+ * Fails if there are more than INT32_MAX distinct ids. */
+rmf_status rmf_factorize(const int64_t *ids, int64_t n, int32_t *codes,
+                         int64_t *uniques, int64_t *n_unique, rmf_error *err);
+
+/* Builds a CSR of (rows[r], cols[r]) pairs; duplicated pairs are kept once.
+ * indptr has n_rows + 1 entries, indices capacity n; *nnz receives the
+ * number of distinct pairs. */
+rmf_status rmf_build_csr(const int32_t *rows, const int32_t *cols, int64_t n,
+                         int32_t n_rows, int32_t n_cols, int64_t *indptr,
+                         int32_t *indices, int64_t *nnz, rmf_error *err);
+
+/* 1 if item is in row u of m (binary search). */
+int rmf_csr_contains(const rmf_csr *m, int32_t u, int32_t item);
+
+/* ------------------------------------------------------------------ */
+/* Popularity (popularity.c)                                          */
+/* ------------------------------------------------------------------ */
+
+/* counts[i] = number of rows of m holding item i. */
+void rmf_item_counts(const rmf_csr *m, int64_t *counts);
+
+/* order[0..n_items): item indices by descending count, ties by lower
+ * index first. */
+rmf_status rmf_popularity_order(const int64_t *counts, int32_t n_items,
+                                int32_t *order, rmf_error *err);
+
+/* ------------------------------------------------------------------ */
+/* Negative sampling (sample.c)                                       */
+/* ------------------------------------------------------------------ */
+
+/* Uniform negatives: for positive p (CSR order, row u), out[p * n_neg + r]
+ * is an item drawn uniformly from [0, n_cols), redrawn while it is a
+ * positive of u.  Positives are cut into fixed shards with their own RNG
+ * stream (seed, epoch, shard), so the result depends only on (seed, epoch),
+ * never on n_threads.  A user whose row holds every item gives
+ * RMF_ERR_SATURATED naming the user index. */
+rmf_status rmf_sample_uniform(const rmf_csr *m, int32_t n_neg, uint64_t seed,
+                              uint64_t epoch, int n_threads, int32_t *out,
+                              rmf_error *err);
+
+/* Popular-hard triplets: (u, i) drawn uniformly with replacement from the
+ * positives of m; j drawn uniformly from candidates[0..n_cand), redrawn
+ * while it is a positive of u.  A sampled user holding every candidate
+ * gives RMF_ERR_SATURATED.  Same sharding/determinism as above. */
+rmf_status rmf_sample_triplets(const rmf_csr *m, const int32_t *candidates,
+                               int32_t n_cand, int64_t n_triplets,
+                               uint64_t seed, uint64_t epoch, int n_threads,
+                               int32_t *u_out, int32_t *i_out, int32_t *j_out,
+                               rmf_error *err);
+
+/* ------------------------------------------------------------------ */
+/* Top-K selection (topk.c)                                           */
+/* ------------------------------------------------------------------ */
+
+/* For each row r of scores (n_rows x n_cols, row-major) pick the k best
+ * columns, best first (higher score first, ties by lower column; NaN ranks
+ * below everything), skipping the columns of seen row seen_rows[r] when
+ * seen != NULL and seen_rows[r] >= 0.  out_items/out_scores are
+ * n_rows x k; out_len[r] is how many were filled (< k when too few
+ * columns remain); unfilled slots get -1 / -inf. */
+rmf_status rmf_topk_rows(const float *scores, int64_t n_rows, int32_t n_cols,
+                         const rmf_csr *seen, const int32_t *seen_rows,
+                         int32_t k, int n_threads, int32_t *out_items,
+                         float *out_scores, int32_t *out_len,
+                         rmf_error *err);
+
+/* Same rule for a fixed ranking (best first) shared by every row:
+ * popularity recommendation. */
+rmf_status rmf_topk_ranked(const int32_t *ranking, int32_t n_rank,
+                           const rmf_csr *seen, const int32_t *users,
+                           int64_t n_users, int32_t k, int32_t *out_items,
+                           int32_t *out_len, rmf_error *err);
+
+/* ------------------------------------------------------------------ */
+/* Metrics (metrics.c)                                                */
+/* ------------------------------------------------------------------ */
+
+/* Per-user ranking metrics (SPEC section 9).  recs is n_users x k of item
+ * ids with rec_len[u] valid entries; the relevant items of user u are
+ * rel_items[rel_indptr[u] .. rel_indptr[u+1]), sorted ascending, distinct.
+ * Users with no relevant item or an empty list are skipped: their row of
+ * per_user (n_users x 4: recall, ndcg, mrr, hit) is NaN.  means[0..4) gets
+ * the means over evaluated users and *n_eval their count. */
+rmf_status rmf_ranking_metrics(const int64_t *recs, const int32_t *rec_len,
+                               int64_t n_users, int32_t k,
+                               const int64_t *rel_indptr,
+                               const int64_t *rel_items, double *per_user,
+                               double *means, int64_t *n_eval,
+                               rmf_error *err);
+
+/* coverage = |distinct recommended ids| / n_catalog;
+ * avg_pop = mean over all (row, slot) recommendations of the popularity of
+ * the item (pop_ids sorted ascending with counts pop_counts; 0 when an id
+ * is absent).  *n_pairs gets the number of recommendations averaged. */
+rmf_status rmf_coverage_popularity(const int64_t *recs, const int32_t *rec_len,
+                                   int64_t n_rows, int32_t k,
+                                   int64_t n_catalog, const int64_t *pop_ids,
+                                   const int64_t *pop_counts, int64_t n_pop,
+                                   double *coverage, double *avg_pop,
+                                   int64_t *n_pairs, rmf_error *err);
+
+/* ------------------------------------------------------------------ */
+/* Optimisation (adam.c)                                              */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    float lr;           /* 1e-3 */
+    float beta1;        /* 0.9 */
+    float beta2;        /* 0.999 */
+    float eps;          /* 1e-8 */
+    float weight_decay; /* 1e-6, L2 added to the gradient (not AdamW) */
+} rmf_adam_params;
+
+void rmf_adam_default_params(rmf_adam_params *p);
+const char *rmf_adam_check_params(const rmf_adam_params *p);
+
+/* One PyTorch-equivalent Adam step (torch.optim.Adam, amsgrad=False,
+ * maximize=False) over theta[0..n): step is the 1-based step count after
+ * this update.  g is the gradient without weight decay. */
+void rmf_adam_step(const rmf_adam_params *p, int64_t step, float *theta,
+                   const float *g, float *m, float *v, int64_t n,
+                   int n_threads);
+
+/* ------------------------------------------------------------------ */
+/* Models: flat parameter layouts                                     */
+/* ------------------------------------------------------------------ */
+/*
+ * A model's parameters live in ONE float array theta (owned by Python);
+ * Adam moments m and v have the same length.  Offsets:
+ *
+ *   NeuralMF: [user_emb n_users*D | item_emb n_items*D | W1 H*(2D)
+ *              (row h = [user half D | item half D]) | b1 H | w2 H | b2 1]
+ *   BPRMF:    [user_emb n_users*D | item_emb n_items*D]
+ */
+
+typedef struct {
+    int32_t n_users, n_items;
+    int32_t emb_dim;    /* D = 64 */
+    int32_t hidden_dim; /* H = 128 (NeuralMF only) */
+} rmf_shape;
+
+int64_t rmf_ncf_n_params(const rmf_shape *s);
+int64_t rmf_mf_n_params(const rmf_shape *s);
+
+typedef struct {
+    float dropout;      /* 0.1, NeuralMF only */
+    int32_t batch_size; /* 4096 */
+    int32_t n_neg;      /* 4, NeuralMF uniform negatives per positive */
+    int lazy_adam;      /* 0: dense Adam as PyTorch; 1: only rows in batch */
+    uint64_t seed;
+    int n_threads;
+    rmf_adam_params adam;
+} rmf_train_params;
+
+void rmf_train_default_params(rmf_train_params *p);
+const char *rmf_train_check_params(const rmf_train_params *p);
+
+/* Adam state carried across epochs. */
+typedef struct {
+    float *theta, *m, *v;
+    int64_t n_params;
+    int64_t step; /* Adam steps done so far */
+} rmf_opt_state;
+
+/* One NeuralMF epoch (SPEC 6): uniform negatives (n_neg per positive),
+ * shuffle, batches of BCE-with-logits, Adam.  *loss gets the mean loss per
+ * pair over the batches done; *n_done the number of pairs trained. */
+rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
+                               const rmf_csr *train, uint64_t epoch,
+                               rmf_opt_state *st, rmf_stop_fn stop,
+                               void *stop_ctx, double *loss, int64_t *n_done,
+                               rmf_error *err);
+
+/* One BPRMF epoch (SPEC 7) over given triplets (sampled by
+ * rmf_sample_triplets), shuffled with stream (seed, epoch). */
+rmf_status rmf_bpr_train_epoch(const rmf_train_params *p, const rmf_shape *s,
+                               const int32_t *u, const int32_t *i,
+                               const int32_t *j, int64_t n_triplets,
+                               uint64_t epoch, rmf_opt_state *st,
+                               rmf_stop_fn stop, void *stop_ctx, double *loss,
+                               int64_t *n_done, rmf_error *err);
+
+/* One batch's mean loss and its gradient (without weight decay) with
+ * respect to every parameter, written densely into grad[0..n_params)
+ * (overwritten, not accumulated).  NeuralMF: y are 0/1 labels; mask is
+ * n x H of dropout scale factors (0 or 1/(1-p)), or NULL for no dropout.
+ * These are the exact kernels the epoch functions use; tests compare them
+ * with a NumPy reference. */
+rmf_status rmf_ncf_batch_grad(const rmf_shape *s, const float *theta,
+                              const int32_t *u, const int32_t *i,
+                              const float *y, int64_t n, const float *mask,
+                              int n_threads, float *grad, double *loss,
+                              rmf_error *err);
+rmf_status rmf_bpr_batch_grad(const rmf_shape *s, const float *theta,
+                              const int32_t *u, const int32_t *i,
+                              const int32_t *j, int64_t n, int n_threads,
+                              float *grad, double *loss, rmf_error *err);
+
+/* Scores of given (user, item) index pairs. */
+rmf_status rmf_ncf_score_pairs(const rmf_shape *s, const float *theta,
+                               const int32_t *u, const int32_t *i, int64_t n,
+                               int n_threads, float *out, rmf_error *err);
+rmf_status rmf_mf_score_pairs(const rmf_shape *s, const float *theta,
+                              const int32_t *u, const int32_t *i, int64_t n,
+                              int n_threads, float *out, rmf_error *err);
+
+/* Batched top-K for user indices users[0..n) (each in [0, n_users)):
+ * out as rmf_topk_rows.  seen may be NULL (no exclusion). */
+rmf_status rmf_ncf_recommend(const rmf_shape *s, const float *theta,
+                             const int32_t *users, int64_t n,
+                             const rmf_csr *seen, int32_t k, int n_threads,
+                             int32_t *out_items, float *out_scores,
+                             int32_t *out_len, rmf_error *err);
+rmf_status rmf_mf_recommend(const rmf_shape *s, const float *theta,
+                            const int32_t *users, int64_t n,
+                            const rmf_csr *seen, int32_t k, int n_threads,
+                            int32_t *out_items, float *out_scores,
+                            int32_t *out_len, rmf_error *err);
+
+/* ------------------------------------------------------------------ */
+/* BLAS (blas.c): the one place that knows the symbol prefix          */
+/* ------------------------------------------------------------------ */
+
+/* C = alpha * op(A) op(B) + beta * C, row-major, op = transpose when the
+ * flag is non-zero. */
+void rmf_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+               float alpha, const float *a, int64_t lda, const float *b,
+               int64_t ldb, float beta, float *c, int64_t ldc);
+int rmf_blas_get_threads(void);
+void rmf_blas_set_threads(int n);
+const char *rmf_blas_config(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RECMF_H */

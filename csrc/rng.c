@@ -1,0 +1,103 @@
+/* rng.c -- xoshiro256** (Blackman & Vigna) seeded through splitmix64.
+ * Every use draws from its own stream keyed by (seed, purpose, epoch,
+ * shard), so results never depend on how work was spread over threads. */
+#include "recmf.h"
+
+#include <math.h>
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+void rmf_rng_seed(rmf_rng *rng, uint64_t seed, uint64_t stream)
+{
+    /* Mixing the stream through splitmix64 before combining keeps nearby
+     * (seed, stream) pairs far apart in state space. */
+    uint64_t x = seed;
+    uint64_t y = stream;
+    x ^= splitmix64(&y);
+    for (int k = 0; k < 4; k++)
+        rng->s[k] = splitmix64(&x);
+    if ((rng->s[0] | rng->s[1] | rng->s[2] | rng->s[3]) == 0)
+        rng->s[0] = 1; /* the all-zero state is a fixed point */
+}
+
+uint64_t rmf_stream_id(uint64_t purpose, uint64_t epoch, uint64_t shard)
+{
+    /* purpose: 8 bits, epoch: 24 bits, shard: 32 bits */
+    return (purpose << 56) ^ ((epoch & 0xFFFFFFULL) << 32) ^ (shard & 0xFFFFFFFFULL);
+}
+
+uint64_t rmf_rng_next(rmf_rng *rng)
+{
+    uint64_t *s = rng->s;
+    const uint64_t result = rotl(s[1] * 5, 7) * 9;
+    const uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+uint32_t rmf_rng_below(rmf_rng *rng, uint32_t n)
+{
+    /* Lemire, "Fast random integer generation in an interval" (2019):
+     * unbiased, one multiplication in the common case. */
+    uint64_t m = (uint64_t)(uint32_t)(rmf_rng_next(rng) >> 32) * n;
+    uint32_t low = (uint32_t)m;
+    if (low < n) {
+        uint32_t threshold = (uint32_t)(-n) % n;
+        while (low < threshold) {
+            m = (uint64_t)(uint32_t)(rmf_rng_next(rng) >> 32) * n;
+            low = (uint32_t)m;
+        }
+    }
+    return (uint32_t)(m >> 32);
+}
+
+uint64_t rmf_rng_below64(rmf_rng *rng, uint64_t n)
+{
+    if (n <= UINT32_MAX)
+        return rmf_rng_below(rng, (uint32_t)n);
+    /* Rejection on the smallest power-of-two mask covering n - 1. */
+    uint64_t mask = n - 1;
+    mask |= mask >> 1; mask |= mask >> 2; mask |= mask >> 4;
+    mask |= mask >> 8; mask |= mask >> 16; mask |= mask >> 32;
+    uint64_t x;
+    do {
+        x = rmf_rng_next(rng) & mask;
+    } while (x >= n);
+    return x;
+}
+
+float rmf_rng_uniform(rmf_rng *rng)
+{
+    return (float)(rmf_rng_next(rng) >> 40) * (1.0f / 16777216.0f);
+}
+
+double rmf_rng_normal(rmf_rng *rng)
+{
+    /* u1 in (0, 1] so log(u1) is finite. */
+    double u1 = ((double)(rmf_rng_next(rng) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
+    double u2 = (double)(rmf_rng_next(rng) >> 11) * (1.0 / 9007199254740992.0);
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+void rmf_shuffle_i64(rmf_rng *rng, int64_t *a, int64_t n)
+{
+    for (int64_t k = n - 1; k > 0; k--) {
+        int64_t r = (int64_t)rmf_rng_below64(rng, (uint64_t)k + 1);
+        int64_t t = a[k];
+        a[k] = a[r];
+        a[r] = t;
+    }
+}

@@ -1,0 +1,48 @@
+/* split.c -- per-user temporal split (SPEC section 2). */
+#include "recmf.h"
+
+rmf_status rmf_temporal_split(const int64_t *user, const int64_t *time,
+                              int64_t n, int64_t n_val, int64_t n_test,
+                              int64_t min_train, int64_t *order,
+                              int8_t *part, rmf_error *err)
+{
+    if (n_val < 0)
+        return rmf_fail(err, RMF_ERR_VALUE, "n_val must be >= 0, got %lld", (long long)n_val);
+    if (n_test < 0)
+        return rmf_fail(err, RMF_ERR_VALUE, "n_test must be >= 0, got %lld", (long long)n_test);
+    if (min_train < 0)
+        return rmf_fail(err, RMF_ERR_VALUE, "min_train must be >= 0, got %lld", (long long)min_train);
+
+    for (int64_t r = 0; r < n; r++)
+        order[r] = r;
+    /* LSD order: by time first, then stably by user, gives rows sorted by
+     * (user, time) with ties in input order -- pandas' stable lexsort. */
+    rmf_status st = rmf_argsort_stable_i64(time, n, order, err);
+    if (st != RMF_OK)
+        return st;
+    st = rmf_argsort_stable_i64(user, n, order, err);
+    if (st != RMF_OK)
+        return st;
+
+    const int64_t need = min_train + n_val + n_test;
+    int64_t start = 0;
+    while (start < n) {
+        int64_t end = start + 1;
+        while (end < n && user[order[end]] == user[order[start]])
+            end++;
+        int64_t count = end - start;
+        for (int64_t k = start; k < end; k++) {
+            int64_t rank = k - start + 1; /* 1-based, as the notebook's cumcount + 1 */
+            int8_t p = RMF_PART_TRAIN;
+            if (count >= need) {
+                if (rank > count - n_test)
+                    p = RMF_PART_TEST;
+                else if (rank > count - n_test - n_val)
+                    p = RMF_PART_VAL;
+            }
+            part[k] = p;
+        }
+        start = end;
+    }
+    return RMF_OK;
+}

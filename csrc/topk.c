@@ -1,0 +1,166 @@
+/* topk.c -- partial selection of the K best items per user, seen items
+ * skipped.  A size-K min-heap per row: O(n_cols log K) and no full sort. */
+#include "recmf.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Total order on floats as unsigned keys; NaN sorts below -inf. */
+static uint32_t order_key(float x)
+{
+    if (isnan(x))
+        return 0;
+    uint32_t b;
+    memcpy(&b, &x, sizeof b);
+    return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+typedef struct {
+    uint32_t key;
+    int32_t col;
+} entry;
+
+/* a ranks below b: lower score, or equal score and higher column. */
+static int worse(entry a, entry b)
+{
+    return a.key < b.key || (a.key == b.key && a.col > b.col);
+}
+
+static void sift_down(entry *h, int32_t n, int32_t i)
+{
+    for (;;) {
+        int32_t l = 2 * i + 1, r = l + 1, w = i;
+        if (l < n && worse(h[l], h[w])) w = l;
+        if (r < n && worse(h[r], h[w])) w = r;
+        if (w == i) return;
+        entry t = h[i]; h[i] = h[w]; h[w] = t;
+        i = w;
+    }
+}
+
+static void sift_up(entry *h, int32_t i)
+{
+    while (i > 0) {
+        int32_t p = (i - 1) / 2;
+        if (!worse(h[i], h[p])) return;
+        entry t = h[i]; h[i] = h[p]; h[p] = t;
+        i = p;
+    }
+}
+
+/* Heap h of size n (worst at the root) to best-first order in place. */
+static void heap_to_sorted(entry *h, int32_t n)
+{
+    for (int32_t end = n - 1; end > 0; end--) {
+        entry t = h[0]; h[0] = h[end]; h[end] = t;
+        sift_down(h, end, 0);
+    }
+    /* Popping the worst to the back leaves the array best-first. */
+}
+
+static void select_row(const float *row, int32_t n_cols, const int32_t *seen, int64_t n_seen,
+                       int32_t k, entry *heap, int32_t *out_items, float *out_scores,
+                       int32_t *out_len)
+{
+    int32_t size = 0;
+    int64_t s = 0;
+    for (int32_t c = 0; c < n_cols; c++) {
+        while (s < n_seen && seen[s] < c)
+            s++;
+        if (s < n_seen && seen[s] == c)
+            continue;
+        entry e = {order_key(row[c]), c};
+        if (size < k) {
+            heap[size] = e;
+            sift_up(heap, size++);
+        } else if (worse(heap[0], e)) {
+            heap[0] = e;
+            sift_down(heap, size, 0);
+        }
+    }
+    heap_to_sorted(heap, size);
+    for (int32_t r = 0; r < size; r++) {
+        out_items[r] = heap[r].col;
+        out_scores[r] = row[heap[r].col];
+    }
+    for (int32_t r = size; r < k; r++) {
+        out_items[r] = -1;
+        out_scores[r] = -INFINITY;
+    }
+    *out_len = size;
+}
+
+rmf_status rmf_topk_rows(const float *scores, int64_t n_rows, int32_t n_cols,
+                         const rmf_csr *seen, const int32_t *seen_rows,
+                         int32_t k, int n_threads, int32_t *out_items,
+                         float *out_scores, int32_t *out_len,
+                         rmf_error *err)
+{
+    if (k < 1)
+        return rmf_fail(err, RMF_ERR_VALUE, "k must be >= 1, got %d", k);
+    if (seen != NULL && seen_rows != NULL)
+        for (int64_t r = 0; r < n_rows; r++)
+            if (seen_rows[r] >= seen->n_rows)
+                return rmf_fail(err, RMF_ERR_VALUE, "user index %d is outside [0, %d)",
+                                seen_rows[r], seen->n_rows);
+    int failed = 0;
+    (void)n_threads;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(rmf_resolve_threads(n_threads))
+#endif
+    {
+        entry *heap = malloc((size_t)k * sizeof *heap);
+        if (heap == NULL) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+            failed = 1;
+        }
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (int64_t r = 0; r < n_rows; r++) {
+            if (heap == NULL)
+                continue;
+            const int32_t *srow = NULL;
+            int64_t n_seen = 0;
+            if (seen != NULL && seen_rows != NULL && seen_rows[r] >= 0) {
+                srow = seen->indices + seen->indptr[seen_rows[r]];
+                n_seen = seen->indptr[seen_rows[r] + 1] - seen->indptr[seen_rows[r]];
+            }
+            select_row(scores + r * (int64_t)n_cols, n_cols, srow, n_seen, k, heap,
+                       out_items + r * (int64_t)k, out_scores + r * (int64_t)k, &out_len[r]);
+        }
+        free(heap);
+    }
+    if (failed)
+        return rmf_fail(err, RMF_ERR_NOMEM, "out of memory for a heap of k=%d", k);
+    return RMF_OK;
+}
+
+rmf_status rmf_topk_ranked(const int32_t *ranking, int32_t n_rank,
+                           const rmf_csr *seen, const int32_t *users,
+                           int64_t n_users, int32_t k, int32_t *out_items,
+                           int32_t *out_len, rmf_error *err)
+{
+    if (k < 1)
+        return rmf_fail(err, RMF_ERR_VALUE, "k must be >= 1, got %d", k);
+    for (int64_t r = 0; r < n_users; r++)
+        if (seen != NULL && users[r] >= seen->n_rows)
+            return rmf_fail(err, RMF_ERR_VALUE, "user index %d is outside [0, %d)",
+                            users[r], seen->n_rows);
+    for (int64_t r = 0; r < n_users; r++) {
+        int32_t *out = out_items + r * (int64_t)k;
+        int32_t n = 0;
+        for (int32_t q = 0; q < n_rank && n < k; q++) {
+            if (seen != NULL && users[r] >= 0 && rmf_csr_contains(seen, users[r], ranking[q]))
+                continue;
+            out[n++] = ranking[q];
+        }
+        out_len[r] = n;
+        for (int32_t q = n; q < k; q++)
+            out[q] = -1;
+    }
+    return RMF_OK;
+}

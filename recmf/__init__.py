@@ -1,0 +1,41 @@
+"""recmf: implicit-feedback recommenders with a C core.
+
+The workflow of a MovieLens notebook -- per-user temporal split, CSR of
+positives, negative sampling, NeuralMF and BPRMF training, batched top-K
+scoring and ranking metrics -- with the heavy work in C::
+
+    import recmf
+    ratings, users, movies = recmf.load_movielens("path/to/ml-1m")
+    train, val, test = recmf.temporal_split(ratings, n_val=1, n_test=5, min_train=5)
+    data = recmf.Interactions.from_frame(train, threshold=4)
+    pop = recmf.Popularity().fit(data)
+    report = recmf.evaluate(pop, test, k=10, catalog=movies["movie_id"].unique())
+"""
+try:
+    # The default build links OpenBLAS from the scipy-openblas32 wheel;
+    # importing it loads the library (RTLD_GLOBAL) before our extension.
+    import scipy_openblas32 as _scipy_openblas32  # noqa: F401
+except ImportError:  # built against a system OpenBLAS
+    pass
+
+from . import _core
+from ._core import SamplingError
+from .data import Interactions
+from .metrics import evaluate
+from .models.base import NotFittedError, Recommender
+from .models.popularity import Popularity
+from .movielens import download_movielens, find_movielens, load_movielens, read_ratings
+from .split import temporal_split
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Interactions", "Popularity", "Recommender", "NotFittedError", "SamplingError",
+    "evaluate", "temporal_split", "load_movielens", "read_ratings", "find_movielens",
+    "download_movielens", "build_info",
+]
+
+
+def build_info():
+    """Facts about this build: OpenMP support, the BLAS in use and its threads."""
+    return _core.build_info()

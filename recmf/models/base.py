@@ -1,0 +1,179 @@
+"""What every recmf model shares: fitting input, id mapping, batched
+recommendation with seen items removed, scoring, save/load and pickling.
+
+Subclasses implement ``_fit(data, val)``, ``_recommend_index(uidx, k,
+exclude_seen)`` and, for learned models, ``_score_index(uidx, iidx)``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .._checks import as_id_array, check_k, check_threads
+from ..data import Interactions
+
+__all__ = ["Recommender", "NotFittedError"]
+
+
+class NotFittedError(RuntimeError):
+    """The model has not been fitted (or loaded) yet."""
+
+
+class Recommender:
+    """Base class of recmf models.
+
+    After :meth:`fit`, ``model.data_`` is the :class:`~recmf.Interactions`
+    the model was trained on: the id mappings and the seen items it excludes.
+    """
+
+    #: name used in saved files and reports
+    kind = "base"
+
+    def __init__(self, n_threads=None):
+        self.n_threads = check_threads(n_threads)
+        self.data_ = None
+
+    # -- fitting ----------------------------------------------------------
+    def _as_interactions(self, data, threshold, columns):
+        if isinstance(data, Interactions):
+            return data
+        if isinstance(data, pd.DataFrame):
+            return Interactions.from_frame(data, threshold=threshold, **columns)
+        raise TypeError(f"data must be a recmf.Interactions or a pandas DataFrame, "
+                        f"got {type(data).__name__}")
+
+    def _check_fitted(self):
+        if self.data_ is None:
+            raise NotFittedError(f"this {type(self).__name__} is not fitted: call fit() first")
+
+    # -- recommendation ---------------------------------------------------
+    def recommend(self, user_ids, k=10, exclude_seen=True, unknown="empty", return_scores=False,
+                  pad=None):
+        """Top-``k`` items for many users at once, best first.
+
+        Parameters
+        ----------
+        user_ids : array-like of original user ids
+        k : int
+            1 <= k <= number of items the model knows (a larger k raises
+            ``ValueError`` rather than silently returning short lists).
+        exclude_seen : bool
+            Drop the items each user has seen in training (see
+            ``Interactions.from_frame(seen=...)``).
+        unknown : {"empty", "popular"}
+            Users the model was not trained on get an empty (all-padding)
+            row, or the most popular items.
+        return_scores : bool
+            Also return the (n_users, k) float32 scores (-inf in padding).
+        pad : optional
+            Value for slots that could not be filled (unknown users, or fewer
+            than k unseen items).  Default -1 for integer item ids, None for
+            string ids.
+
+        Returns
+        -------
+        ndarray (n_users, k) of original item ids (and scores).
+        """
+        ids, lens, scores = self._recommend_all(user_ids, k, exclude_seen, unknown)
+        if pad is not None or ids.dtype != np.int64:
+            pad_value = pad if pad is not None else None
+            ids = ids.astype(object) if (pad_value is None or ids.dtype == object) else ids
+            mask = np.arange(ids.shape[1])[None, :] >= lens[:, None]
+            ids[mask] = pad_value
+        return (ids, scores) if return_scores else ids
+
+    def recommend_frame(self, user_ids, k=10, exclude_seen=True, unknown="empty",
+                        user_col="user_id", item_col="item_id"):
+        """Recommendations as a long DataFrame ``user, rank (1-based), item, score``;
+        short lists simply have fewer rows."""
+        users = as_id_array(user_ids, "user_ids")[0]
+        ids, lens, scores = self._recommend_all(users, k, exclude_seen, unknown)
+        mask = np.arange(ids.shape[1])[None, :] < lens[:, None]
+        rows, cols = np.nonzero(mask)
+        return pd.DataFrame({user_col: users[rows], "rank": cols + 1, item_col: ids[rows, cols],
+                             "score": scores[rows, cols]})
+
+    def _recommend_all(self, user_ids, k, exclude_seen, unknown):
+        self._check_fitted()
+        k = check_k(k, self.data_.n_items)
+        if unknown not in ("empty", "popular"):
+            raise ValueError(f"unknown must be 'empty' or 'popular', got {unknown!r}")
+        uidx = self.data_.user_index(user_ids)
+        n = len(uidx)
+        items = np.full((n, k), -1, dtype=np.int32)
+        scores = np.full((n, k), -np.inf, dtype=np.float32)
+        lens = np.zeros(n, dtype=np.int32)
+        known = uidx >= 0
+        if known.any():
+            it, sc, ln = self._recommend_index(np.ascontiguousarray(uidx[known]), k, exclude_seen)
+            items[known], scores[known], lens[known] = it, sc, ln
+        if unknown == "popular" and not known.all():
+            top = self._popular_order()[:k]
+            items[~known] = top
+            scores[~known] = self.data_.popularity()[top].astype(np.float32)
+            lens[~known] = len(top)
+        item_ids = self.data_.item_ids
+        ids = item_ids[np.maximum(items, 0)]
+        if ids.dtype == np.int64:
+            ids = np.where(items >= 0, ids, -1)
+        return ids, lens, scores
+
+    def _recommend_ids(self, user_ids, k):
+        """(ids, lens) for evaluate(); k may exceed the catalogue there."""
+        self._check_fitted()
+        ids, lens, _ = self._recommend_all(user_ids, min(k, self.data_.n_items), True, "empty")
+        if ids.shape[1] < k:
+            pad = np.full((ids.shape[0], k - ids.shape[1]), -1, dtype=ids.dtype)
+            ids = np.hstack([ids, pad])
+        return ids, lens
+
+    def _popular_order(self):
+        from .. import _core
+        return _core.popularity_order(self.data_.popularity())
+
+    def score(self, user_ids, item_ids):
+        """Scores of given (user, item) pairs, original ids, same length.
+
+        Pairs whose user or item the model does not know raise ``KeyError``
+        naming the first one.
+        """
+        self._check_fitted()
+        u = self.data_.user_index(user_ids)
+        i = self.data_.item_index(item_ids)
+        if len(u) != len(i):
+            raise ValueError(f"user_ids and item_ids must have the same length, got {len(u)} and {len(i)}")
+        for name, idx, src in (("user", u, user_ids), ("item", i, item_ids)):
+            if (idx < 0).any():
+                pos = int(np.flatnonzero(idx < 0)[0])
+                raise KeyError(f"unknown {name} id {np.asarray(src)[pos]!r} at position {pos}")
+        return self._score_index(u, i)
+
+    def _score_index(self, uidx, iidx):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    # -- persistence ------------------------------------------------------
+    def save(self, path):
+        """Save to ``path`` (.npz): weights, hyperparameters, id mappings and
+        the seen-items matrix.  Load with :func:`recmf.load`."""
+        from ..persist import save_model
+        save_model(self, path)
+
+    def get_params(self):
+        """Hyperparameters as a dict (the constructor's arguments)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def _param_names(self):
+        import inspect
+        sig = inspect.signature(type(self).__init__)
+        return [p for p in sig.parameters if p != "self"]
+
+    def __repr__(self):
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+    def _arrays(self):
+        """Learned arrays to save (besides the data); subclasses extend."""
+        return {}
+
+    def _set_arrays(self, arrays):
+        pass

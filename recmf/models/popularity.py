@@ -1,0 +1,67 @@
+"""The popularity baseline (SPEC section 4)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _core
+from .base import Recommender
+
+__all__ = ["Popularity"]
+
+
+class Popularity(Recommender):
+    """Recommend the most popular items a user has not seen.
+
+    popularity(i) = number of train positives of item i; ties go to the lower
+    item id.  No personalisation: the reference point every learned model
+    must beat.
+
+    Parameters
+    ----------
+    threshold : float
+        Positive threshold when ``fit`` is given a DataFrame.
+    user_col, item_col, rating_col : str
+        Column names when ``fit`` is given a DataFrame.
+    """
+
+    kind = "popularity"
+
+    def __init__(self, threshold=4, user_col="user_id", item_col="movie_id", rating_col="rating"):
+        super().__init__(n_threads=None)
+        self.threshold = threshold
+        self.user_col, self.item_col, self.rating_col = user_col, item_col, rating_col
+
+    def fit(self, data, val=None):
+        """Count positives per item.  ``data``: Interactions or a frame."""
+        self.data_ = self._as_interactions(data, self.threshold, dict(
+            user_col=self.user_col, item_col=self.item_col, rating_col=self.rating_col))
+        self.counts_ = self.data_.popularity()
+        self.order_ = _core.popularity_order(self.counts_)
+        return self
+
+    def popular_items(self, k=10):
+        """The k most popular original item ids with their counts, as a Series."""
+        import pandas as pd
+        self._check_fitted()
+        top = self.order_[:k]
+        return pd.Series(self.counts_[top], index=pd.Index(self.data_.item_ids[top], name="item_id"),
+                         name="popularity")
+
+    def _recommend_index(self, uidx, k, exclude_seen):
+        seen = self.data_.seen_csr() if exclude_seen else None
+        items, lens = _core.topk_ranked(self.order_, seen, uidx, k)
+        scores = np.where(items >= 0, self.counts_[np.maximum(items, 0)], -np.inf).astype(np.float32)
+        return items, scores, lens
+
+    def _score_index(self, uidx, iidx):
+        return self.counts_[iidx].astype(np.float32)
+
+    def _popular_order(self):
+        return self.order_
+
+    def _arrays(self):
+        return {}
+
+    def _set_arrays(self, arrays):
+        self.counts_ = self.data_.popularity()
+        self.order_ = _core.popularity_order(self.counts_)

@@ -1,0 +1,232 @@
+"""Reading MovieLens (and MovieLens-shaped) files into pandas frames.
+
+The ratings file, the slow part of a load, is parsed by the C core in one
+pass; users and movies files are small and go through pandas.  GroupLens
+forbids redistribution, so recmf ships no data: point it at your own copy,
+or call :func:`download_movielens` on a machine with network access.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import _core
+
+__all__ = ["load_movielens", "read_ratings", "find_movielens", "download_movielens",
+           "DATA_ENV"]
+
+#: Environment variable naming a folder that holds ``ml-1m/``, ``ml-100k/``...
+DATA_ENV = "RECMF_DATA"
+
+RATING_COLUMNS = ["user_id", "movie_id", "rating", "timestamp"]
+
+# Official GroupLens archives and their SHA-256 (as published and pinned by
+# other projects); checked before anything is unpacked.
+_ARCHIVES = {
+    "ml-1m": ("https://files.grouplens.org/datasets/movielens/ml-1m.zip",
+              "a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20"),
+    "ml-100k": ("https://files.grouplens.org/datasets/movielens/ml-100k.zip",
+                "50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229"),
+}
+
+
+def _read_bytes(path: Path) -> bytes:
+    if path.suffix == ".gz":
+        with gzip.open(path, "rb") as f:
+            return f.read()
+    return path.read_bytes()
+
+
+def read_ratings(path, sep=None, header=None, columns=RATING_COLUMNS) -> pd.DataFrame:
+    """Read a ratings file ``user SEP item SEP rating SEP timestamp``.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file; ``.gz`` files are decompressed.
+    sep : {"::", "\\t", ","} or None
+        Field separator; guessed from the first line when None.
+    header : bool or None
+        Whether the first line is a header; guessed when None (a first line
+        that does not start with a digit or a sign).
+    columns : list of 4 str
+        Names of the returned columns.
+
+    Returns
+    -------
+    DataFrame with int64 ids and timestamps, and float64 ratings (int64 when
+    every rating is a whole number, as in ML-1M and ML-100K).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ratings file not found: {path}")
+    data = _read_bytes(path)
+    first = data[:4096].split(b"\n", 1)[0].decode("latin-1")
+    if sep is None:
+        sep = "::" if "::" in first else "\t" if "\t" in first else "," if "," in first else None
+        if sep is None:
+            raise ValueError(f"cannot tell the separator of {path}: first line {first!r}; pass sep=")
+    if header is None:
+        header = bool(first.strip()) and not (first.lstrip()[:1].isdigit() or first.lstrip()[:1] in "+-")
+    try:
+        user, item, rating, ts = _core.parse_ratings(data, sep, 1 if header else 0)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    frame = pd.DataFrame({columns[0]: user, columns[1]: item, columns[2]: rating, columns[3]: ts})
+    if len(rating) and np.all(np.floor(rating) == rating) and np.abs(rating).max() < 2 ** 31:
+        frame[columns[2]] = rating.astype(np.int64)
+    return frame
+
+
+def _find(folder: Path, *names):
+    for name in names:
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def load_movielens(path=None):
+    """Load a MovieLens folder as ``(ratings, users, movies)`` DataFrames.
+
+    Understands the ML-1M layout (``ratings.dat`` or ``ratings.dat.gz``,
+    ``users.dat``, ``movies.dat``), ML-100K (``u.data``, ``u.user``,
+    ``u.item``) and ml-latest-small / ml-latest / ml-25m (``ratings.csv``,
+    ``movies.csv``; no users file, so ``users`` holds just the ids).
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        The dataset folder.  When None, :func:`find_movielens` looks for
+        ML-1M in ``$RECMF_DATA`` and the usual places.
+
+    Returns
+    -------
+    ratings : DataFrame ``user_id, movie_id, rating, timestamp``
+    users : DataFrame with ``user_id`` first
+    movies : DataFrame ``movie_id, title, genres``
+    """
+    folder = Path(path) if path is not None else find_movielens("ml-1m")
+    if folder is None:
+        raise FileNotFoundError(
+            f"no MovieLens folder given and none found; pass a path or set ${DATA_ENV}")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"MovieLens folder not found: {folder}")
+
+    if (r := _find(folder, "ratings.dat", "ratings.dat.gz")) is not None:   # ML-1M / 10M
+        ratings = read_ratings(r, sep="::", header=False)
+        users = movies = None
+        if (u := _find(folder, "users.dat")) is not None:
+            users = pd.read_csv(u, sep="::", engine="python", header=None, encoding="latin-1",
+                                names=["user_id", "gender", "age", "occupation", "zip"])
+        if (m := _find(folder, "movies.dat")) is not None:
+            movies = pd.read_csv(m, sep="::", engine="python", header=None, encoding="latin-1",
+                                 names=["movie_id", "title", "genres"])
+    elif (r := _find(folder, "u.data")) is not None:                        # ML-100K
+        ratings = read_ratings(r, sep="\t", header=False)
+        users = movies = None
+        if (u := _find(folder, "u.user")) is not None:
+            users = pd.read_csv(u, sep="|", header=None, encoding="latin-1",
+                                names=["user_id", "age", "gender", "occupation", "zip"])
+        if (m := _find(folder, "u.item")) is not None:
+            raw = pd.read_csv(m, sep="|", header=None, encoding="latin-1")
+            genre_names = _ml100k_genres(folder, raw.shape[1] - 5)
+            flags = raw.iloc[:, 5:].to_numpy(dtype=bool)
+            movies = pd.DataFrame({
+                "movie_id": raw[0].astype(np.int64), "title": raw[1],
+                "genres": ["|".join(g for g, f in zip(genre_names, row) if f) for row in flags]})
+    elif (r := _find(folder, "ratings.csv", "ratings.csv.gz")) is not None:  # ml-latest(-small)
+        ratings = read_ratings(r, sep=",", header=True)
+        users = None
+        movies = None
+        if (m := _find(folder, "movies.csv")) is not None:
+            movies = pd.read_csv(m, encoding="utf-8").rename(columns={"movieId": "movie_id"})
+    else:
+        raise FileNotFoundError(
+            f"{folder} holds no ratings.dat(.gz), u.data or ratings.csv: not a MovieLens folder")
+    if users is None:
+        users = pd.DataFrame({"user_id": np.unique(ratings["user_id"].to_numpy())})
+    if movies is None:
+        movies = pd.DataFrame({"movie_id": np.unique(ratings["movie_id"].to_numpy())})
+    return ratings, users, movies
+
+
+def _ml100k_genres(folder: Path, n: int):
+    g = _find(folder, "u.genre")
+    if g is not None:
+        names = [line.split("|")[0] for line in g.read_text(encoding="latin-1").splitlines() if line]
+        if len(names) == n:
+            return names
+    return [f"genre_{k}" for k in range(n)]
+
+
+def _candidates():
+    here = Path(__file__).resolve().parent
+    env = os.environ.get(DATA_ENV)
+    if env:
+        yield Path(env)
+    yield Path.cwd() / "data"
+    yield Path.cwd().parent / "shared" / "data"
+    yield here.parent.parent / "shared" / "data"     # a checkout beside shared/
+    yield Path.home() / ".cache" / "recmf"
+
+
+def find_movielens(name="ml-1m"):
+    """Return the first folder ``<root>/<name>`` that holds MovieLens
+    ratings, searching ``$RECMF_DATA``, ``./data``, ``../shared/data`` and
+    ``~/.cache/recmf`` (where :func:`download_movielens` puts files); None
+    when absent."""
+    for root in _candidates():
+        folder = root / name
+        if folder.is_dir() and any((folder / f).is_file() for f in
+                                   ("ratings.dat", "ratings.dat.gz", "u.data", "ratings.csv")):
+            return folder
+    return None
+
+
+def download_movielens(name="ml-1m", dest=None, url=None, sha256=None):
+    """Download a GroupLens archive, check its SHA-256, and unpack it.
+
+    Parameters
+    ----------
+    name : {"ml-1m", "ml-100k"} (others need url= and sha256=)
+    dest : folder to unpack into (default ``~/.cache/recmf``)
+    url, sha256 : override the archive location and checksum (a mirror).
+
+    Returns the dataset folder.  Mind the GroupLens licence: research use,
+    no redistribution.
+    """
+    if name not in _ARCHIVES and (url is None or sha256 is None):
+        raise ValueError(f"unknown dataset {name!r}; known: {sorted(_ARCHIVES)} (or pass url= and sha256=)")
+    default_url, default_sha = _ARCHIVES.get(name, (None, None))
+    url = url or default_url
+    sha256 = (sha256 or default_sha).lower()
+    dest = Path(dest) if dest is not None else Path.home() / ".cache" / "recmf"
+    target = dest / name
+    if find_movielens(name) == target:
+        return target
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest) as tmp:
+        archive = Path(tmp) / "archive.zip"
+        with urllib.request.urlopen(url, timeout=60) as resp, open(archive, "wb") as f:
+            shutil.copyfileobj(resp, f)
+        digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+        if digest != sha256:
+            raise IOError(f"checksum mismatch for {url}: got {digest}, expected {sha256}")
+        with zipfile.ZipFile(archive) as z:
+            z.extractall(tmp)
+        unpacked = Path(tmp) / name
+        if not unpacked.is_dir():
+            raise IOError(f"{url} did not contain a folder {name}/")
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.move(str(unpacked), str(target))
+    return target
