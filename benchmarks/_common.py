@@ -1,0 +1,209 @@
+"""Helpers shared by the benchmarks in this folder.
+
+Timing (best of N), machine facts, data location, the results table and
+JSON output.  Benchmarks import recmf from the repository they live in
+(an in-place build: ``python setup.py build_ext --inplace``) unless
+``RECMF_BENCH_INSTALLED=1`` asks for the installed package.
+"""
+from __future__ import annotations
+
+import datetime
+import gc
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+if os.environ.get("RECMF_BENCH_INSTALLED") != "1" and str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+# ---------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------
+
+def default_data_dir(name="ml-1m"):
+    """``$RECMF_DATA/<name>`` when set, else ``../shared/data/<name>`` beside
+    the repository (the layout of the project's machines)."""
+    env = os.environ.get("RECMF_DATA")
+    if env:
+        return Path(env) / name
+    return REPO.parent / "shared" / "data" / name
+
+
+def find_file(folder, *names):
+    for n in names:
+        p = Path(folder) / n
+        if p.is_file():
+            return p
+    raise FileNotFoundError(f"none of {names} in {folder}")
+
+
+# ---------------------------------------------------------------------------
+# timing
+# ---------------------------------------------------------------------------
+
+def best_of(fn, repeats=3, warmup=False):
+    """Run ``fn()`` ``repeats`` times; return ``(best_seconds, all_seconds,
+    last_result)``.  The garbage collector runs before and is disabled during
+    each call, so one call does not pay for another's garbage."""
+    if warmup:
+        fn()
+    times = []
+    result = None
+    for _ in range(max(1, repeats)):
+        result = None
+        gc.collect()
+        gc.disable()
+        try:
+            t0 = time.perf_counter()
+            result = fn()
+            times.append(time.perf_counter() - t0)
+        finally:
+            gc.enable()
+    return min(times), times, result
+
+
+class Timer:
+    """``with Timer() as t: ...`` then ``t.seconds``."""
+
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.t0
+        return False
+
+
+# ---------------------------------------------------------------------------
+# machine facts
+# ---------------------------------------------------------------------------
+
+def _cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git_commit():
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return out.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def machine_info(extra_modules=("numpy", "pandas", "scipy")):
+    """CPU, cores, Python and library versions, recmf.build_info(), commit."""
+    info = {
+        "date": datetime.date.today().isoformat(),
+        "cpu": _cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "commit": _git_commit(),
+    }
+    for name in extra_modules:
+        try:
+            mod = __import__(name)
+            info[name] = getattr(mod, "__version__", "?")
+        except ImportError:
+            info[name] = None
+    try:
+        import recmf
+        info["recmf"] = getattr(recmf, "__version__", "?")
+        info["recmf_path"] = str(Path(recmf.__file__).parent)
+        info["recmf_build"] = recmf.build_info()
+    except Exception as e:  # noqa: BLE001 - report, do not die
+        info["recmf"] = f"import failed: {e!r}"
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        if os.environ.get(var):
+            info[var] = os.environ[var]
+    return info
+
+
+def print_machine(info, file=sys.stdout):
+    keys = ["date", "cpu", "logical_cpus", "usable_cpus", "python", "numpy", "pandas", "scipy",
+            "recmf", "recmf_build", "commit", "platform"]
+    for k in keys + [k for k in info if k not in keys and k != "recmf_path"]:
+        if k in info:
+            print(f"  {k:13s} {info[k]}", file=file)
+
+
+# ---------------------------------------------------------------------------
+# results
+# ---------------------------------------------------------------------------
+
+def fmt_seconds(s):
+    if s is None:
+        return "-"
+    if s >= 100:
+        return f"{s:.0f}"
+    if s >= 1:
+        return f"{s:.2f}"
+    if s >= 0.01:
+        return f"{s:.3f}"
+    return f"{s:.5f}"
+
+
+def fmt_ratio(r):
+    if r is None:
+        return "-"
+    if r >= 100:
+        return f"{r:.0f}x"
+    if r >= 10:
+        return f"{r:.1f}x"
+    return f"{r:.2f}x"
+
+
+def format_table(rows, columns):
+    """``rows``: list of dicts; ``columns``: list of (key, header, formatter)."""
+    cells = [[h for _, h, _ in columns]]
+    for r in rows:
+        cells.append([f(r.get(k)) if f else ("-" if r.get(k) is None else str(r.get(k)))
+                      for k, _, f in columns])
+    widths = [max(len(c[i]) for c in cells) for i in range(len(columns))]
+    lines = []
+    for n, c in enumerate(cells):
+        lines.append("  ".join(x.ljust(w) if i == 0 else x.rjust(w)
+                               for i, (x, w) in enumerate(zip(c, widths))))
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown_table(rows, columns):
+    out = ["| " + " | ".join(h for _, h, _ in columns) + " |",
+           "|" + "|".join("---" for _ in columns) + "|"]
+    for r in rows:
+        out.append("| " + " | ".join(f(r.get(k)) if f else ("-" if r.get(k) is None else str(r.get(k)))
+                                     for k, _, f in columns) + " |")
+    return "\n".join(out)
+
+
+def write_json(path, payload):
+    def default(o):
+        try:
+            import numpy as np
+            if isinstance(o, np.generic):
+                return o.item()
+            if isinstance(o, np.ndarray):
+                return o.tolist()
+        except ImportError:
+            pass
+        return str(o)
+    Path(path).write_text(json.dumps(payload, indent=2, default=default) + "\n")

@@ -1,0 +1,157 @@
+"""The epoch loop shared by NeuralMF and BPRMF: progress bar, evaluation
+every few epochs, early stopping on a watched split, per-epoch callback,
+history, and a clean stop on Ctrl-C."""
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from .. import _core
+from .._checks import check_frame, check_positive_int, check_seed
+
+
+def progress(total, desc, verbose):
+    """A tqdm bar (notebook-aware through tqdm.auto) or None."""
+    if not verbose:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is optional: fall back to silence
+        warnings.warn("verbose=True needs tqdm (pip install tqdm); training silently", stacklevel=3)
+        return None
+    return tqdm(total=total, desc=desc, unit="epoch", leave=True)
+
+
+def init_uniform(rng, n, fan_in):
+    """PyTorch's default Linear init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1.0 / np.sqrt(fan_in)
+    return rng.uniform(-bound, bound, size=n).astype(np.float32)
+
+
+def validation_metrics(model, val, k, columns):
+    """recall/ndcg/mrr/hitrate@k of the current weights on a held-out frame."""
+    from ..metrics import evaluate
+    rep = evaluate(model, val, k=k, coverage_users=val[columns["user_col"]].iloc[:1],
+                   catalog=model.data_.item_ids, user_col=columns["user_col"],
+                   item_col=columns["item_col"], rating_col=columns["rating_col"],
+                   threshold=model.threshold)
+    return {f"val_{name}": rep[f"{name}@{k}"] for name in ("recall", "ndcg", "mrr", "hitrate")}
+
+
+class EpochLoop:
+    """Runs ``run_epoch(epoch) -> (loss, n_done, interrupted)`` for up to
+    ``epochs`` epochs with evaluation, early stopping and history.
+
+    Early stopping (when ``val`` is given and ``patience`` is not None):
+    every ``eval_every`` epochs the watched metric is computed; the best
+    weights are kept; training stops after ``patience`` evaluations without
+    improvement; the best weights are restored at the end.
+    """
+
+    def __init__(self, model, val, columns, monitor="val_recall", k=10):
+        self.model = model
+        self.val = val
+        self.columns = columns
+        self.monitor = monitor
+        self.k = k
+        if val is not None:
+            check_frame(val, "val", [columns["user_col"], columns["item_col"], columns["rating_col"]])
+
+    def run(self, run_epoch, epochs, eval_every, patience, callback, verbose, desc):
+        model = self.model
+        rows = []
+        best, best_theta, best_epoch, bad = -np.inf, None, 0, 0
+        bar = progress(epochs, desc, verbose)
+        model.interrupted_ = False
+        try:
+            for epoch in range(1, epochs + 1):
+                t0 = time.perf_counter()
+                loss, n_done, interrupted = run_epoch(epoch)
+                row = {"epoch": epoch, "loss": loss, "n_pairs": n_done,
+                       "seconds": time.perf_counter() - t0}
+                if interrupted:
+                    row["interrupted"] = True
+                    rows.append(row)
+                    model.interrupted_ = True
+                    warnings.warn(f"training interrupted during epoch {epoch}: the model keeps the "
+                                  "weights after the last complete batch", stacklevel=3)
+                    break
+                evaluate_now = self.val is not None and eval_every and epoch % eval_every == 0
+                if evaluate_now:
+                    t1 = time.perf_counter()
+                    row.update(validation_metrics(model, self.val, self.k, self.columns))
+                    row["eval_seconds"] = time.perf_counter() - t1
+                rows.append(row)
+                if bar is not None:
+                    shown = {"loss": f"{loss:.4f}"}
+                    if evaluate_now:
+                        shown[self.monitor] = f"{row[self.monitor]:.4f}"
+                    bar.set_postfix(shown)
+                    bar.update(1)
+                if evaluate_now and patience is not None:
+                    if row[self.monitor] > best:
+                        best, best_theta, best_epoch, bad = row[self.monitor], model.theta_.copy(), epoch, 0
+                    else:
+                        bad += 1
+                        if bad >= patience:
+                            break
+                if callback is not None and callback(model, dict(row)) is False:
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+        if best_theta is not None:
+            model.theta_[:] = best_theta
+            model.best_epoch_ = best_epoch
+        else:
+            model.best_epoch_ = rows[-1]["epoch"] if rows else 0
+        model.history = pd.DataFrame(rows)
+        return model
+
+
+def common_checks(model):
+    """Validate the hyperparameters every trained model shares."""
+    model.emb_dim = check_positive_int(model.emb_dim, "emb_dim")
+    model.batch_size = check_positive_int(model.batch_size, "batch_size")
+    model.epochs = check_positive_int(model.epochs, "epochs", minimum=0)
+    model.seed = check_seed(model.seed)
+    if model.eval_every is not None:
+        model.eval_every = check_positive_int(model.eval_every, "eval_every", minimum=0)
+    if model.patience is not None:
+        model.patience = check_positive_int(model.patience, "patience")
+    for name in ("lr", "weight_decay"):
+        value = getattr(model, name)
+        if not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise TypeError(f"{name} must be a finite number, got {value!r}")
+    if model.lr <= 0:
+        raise ValueError(f"lr must be > 0, got {model.lr}")
+    if model.weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {model.weight_decay}")
+
+
+def core_params(model, **extra):
+    """Keyword parameters for the core's train functions."""
+    params = dict(lr=float(model.lr), weight_decay=float(model.weight_decay),
+                  beta1=float(model.betas[0]), beta2=float(model.betas[1]), eps=float(model.eps),
+                  batch_size=int(model.batch_size), seed=int(model.seed),
+                  n_threads=int(model.n_threads), lazy_adam=int(model.adam == "lazy"))
+    params.update(extra)
+    return params
+
+
+def check_adam(model):
+    if model.adam not in ("dense", "lazy"):
+        raise ValueError(f"adam must be 'dense' (as PyTorch) or 'lazy', got {model.adam!r}")
+    b1, b2 = model.betas
+    if not (0 <= b1 < 1 and 0 <= b2 < 1):
+        raise ValueError(f"betas must be in [0, 1), got {model.betas}")
+    if not model.eps > 0:
+        raise ValueError(f"eps must be > 0, got {model.eps}")
+
+
+def blas_threads():
+    """The BLAS thread count now (recmf restores it after each call)."""
+    return _core.blas_threads()

@@ -1,0 +1,189 @@
+"""NeuralMF: embeddings + a one-hidden-layer MLP, BCE on sampled negatives
+(SPEC section 6), trained and scored by the C core."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _core
+from .._checks import check_positive_int
+from . import _training as T
+from .base import Recommender
+
+__all__ = ["NeuralMF"]
+
+
+class NeuralMF(Recommender):
+    """Neural matrix factorisation for implicit feedback.
+
+    ``logit(u, i) = w2 . dropout(relu(W1 [e_u ; e_i] + b1)) + b2``, trained
+    with mean binary cross-entropy on every positive (label 1) and ``n_neg``
+    uniformly drawn non-positive items per positive (label 0), fresh every
+    epoch, shuffled, in batches, with Adam.  The defaults are the reference
+    notebook's.
+
+    Parameters
+    ----------
+    emb_dim, hidden_dim : int
+        Embedding size (64) and hidden layer width (128).
+    dropout : float
+        Dropout on the hidden layer during training (0.1).
+    lr, weight_decay, betas, eps : Adam settings (1e-3, 1e-6 as L2 added to
+        the gradient -- not AdamW --, (0.9, 0.999), 1e-8).
+    adam : {"dense", "lazy"}
+        "dense" updates every parameter every step, exactly as PyTorch's Adam
+        does with dense embedding gradients; "lazy" only touches the
+        embedding rows of the batch (faster, not the same maths).
+    batch_size : int (4096)
+    epochs : int (20)
+    n_neg : int (4) negatives per positive.
+    eval_every : int (2), patience : int or None (None: no early stopping)
+        With ``fit(val=...)``, evaluate recall@10 on ``val`` every
+        ``eval_every`` epochs; with ``patience`` set, stop after that many
+        evaluations without improvement and keep the best weights.
+    threshold : float (4), user_col, item_col, rating_col : used when
+        ``fit``/``val`` get frames.
+    seed : int
+        Initial weights, negatives, shuffling and dropout all derive from it.
+    n_threads : int or None
+        Threads for OpenMP loops and OpenBLAS during fit/recommend (None: all
+        cores); the caller's BLAS thread setting is restored afterwards.
+    verbose : bool
+        Progress bar (tqdm, notebook-aware).
+
+    Determinism: the same seed and the same ``n_threads`` give bit-identical
+    weights.  Sampling, shuffling and dropout masks do not depend on the
+    thread count; the floating-point summation order inside OpenBLAS (and so
+    the last bits of the weights) can change with it.
+
+    Attributes after fit: ``history`` (DataFrame, one row per epoch),
+    ``data_`` (Interactions), ``theta_`` (all weights, flat float32),
+    views ``user_emb_, item_emb_, W1_, b1_, w2_, b2_``.
+    """
+
+    kind = "neuralmf"
+
+    def __init__(self, emb_dim=64, hidden_dim=128, dropout=0.1, lr=1e-3, weight_decay=1e-6,
+                 betas=(0.9, 0.999), eps=1e-8, adam="dense", batch_size=4096, epochs=20, n_neg=4,
+                 eval_every=2, patience=None, threshold=4, user_col="user_id", item_col="movie_id",
+                 rating_col="rating", seed=0, n_threads=None, verbose=False):
+        super().__init__(n_threads=n_threads)
+        self.emb_dim, self.hidden_dim, self.dropout = emb_dim, hidden_dim, dropout
+        self.lr, self.weight_decay, self.betas, self.eps, self.adam = lr, weight_decay, tuple(betas), eps, adam
+        self.batch_size, self.epochs, self.n_neg = batch_size, epochs, n_neg
+        self.eval_every, self.patience = eval_every, patience
+        self.threshold, self.user_col, self.item_col, self.rating_col = threshold, user_col, item_col, rating_col
+        self.seed, self.verbose = seed, verbose
+        self.history = None
+
+    # -- shapes -----------------------------------------------------------
+    def _shape(self):
+        return (self.data_.n_users, self.data_.n_items, self.emb_dim, self.hidden_dim)
+
+    def _views(self):
+        nu, ni, d, h = self._shape()
+        sizes = [("user_emb_", (nu, d)), ("item_emb_", (ni, d)), ("W1_", (h, 2 * d)),
+                 ("b1_", (h,)), ("w2_", (h,)), ("b2_", (1,))]
+        pos = 0
+        for name, shape in sizes:
+            n = int(np.prod(shape))
+            setattr(self, name, self.theta_[pos:pos + n].reshape(shape))
+            pos += n
+
+    def _init_weights(self):
+        nu, ni, d, h = self._shape()
+        rng = np.random.default_rng(self.seed)
+        parts = [
+            (rng.standard_normal(nu * d) * 0.01).astype(np.float32),   # nn.init.normal_(std=0.01)
+            (rng.standard_normal(ni * d) * 0.01).astype(np.float32),
+            T.init_uniform(rng, h * 2 * d, 2 * d),                      # nn.Linear default init
+            T.init_uniform(rng, h, 2 * d),
+            T.init_uniform(rng, h, h),
+            T.init_uniform(rng, 1, h),
+        ]
+        self.theta_ = np.ascontiguousarray(np.concatenate(parts))
+        assert len(self.theta_) == _core.n_params("ncf", self._shape())
+        self._views()
+
+    def _check_params(self):
+        T.common_checks(self)
+        T.check_adam(self)
+        self.hidden_dim = check_positive_int(self.hidden_dim, "hidden_dim")
+        self.n_neg = check_positive_int(self.n_neg, "n_neg")
+        if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+
+    # -- training ---------------------------------------------------------
+    def fit(self, data, val=None, callback=None):
+        """Train on ``data`` (Interactions or a ratings frame).
+
+        Parameters
+        ----------
+        data : Interactions or DataFrame
+        val : DataFrame, optional
+            Held-out rows evaluated every ``eval_every`` epochs (metrics go to
+            ``history``); with ``patience`` set, early stopping watches its
+            recall@10.
+        callback : callable(model, row) -> bool or None, optional
+            Called after every epoch with that epoch's history row; return
+            False to stop.
+
+        Returns self.  Ctrl-C stops after the current batch, keeping a usable
+        model and its history (``interrupted_`` is True).
+        """
+        self._check_params()
+        columns = dict(user_col=self.user_col, item_col=self.item_col, rating_col=self.rating_col)
+        self.data_ = self._as_interactions(data, self.threshold, columns)
+        self._init_weights()
+        m = np.zeros_like(self.theta_)
+        v = np.zeros_like(self.theta_)
+        state = {"step": 0}
+        params = T.core_params(self, dropout=float(self.dropout), n_neg=int(self.n_neg))
+        shape = self._shape()
+
+        def run_epoch(epoch):
+            loss, n_done, state["step"], interrupted = _core.ncf_train_epoch(
+                shape, self.data_.indptr, self.data_.indices, epoch, self.theta_, m, v,
+                state["step"], **params)
+            return loss, n_done, interrupted
+
+        loop = T.EpochLoop(self, val, columns)
+        loop.run(run_epoch, self.epochs, self.eval_every, self.patience, callback, self.verbose,
+                 "NeuralMF")
+        self.adam_step_ = state["step"]
+        return self
+
+    # -- scoring ----------------------------------------------------------
+    def _recommend_index(self, uidx, k, exclude_seen):
+        seen = self.data_.seen_csr() if exclude_seen else None
+        return _core.ncf_recommend(self._shape(), self.theta_, uidx, seen, k, self.n_threads)
+
+    def _score_index(self, uidx, iidx):
+        return _core.ncf_score_pairs(self._shape(), self.theta_, uidx, iidx, self.n_threads)
+
+    def _arrays(self):
+        return {"theta": self.theta_}
+
+    def _set_arrays(self, arrays):
+        self.theta_ = np.ascontiguousarray(arrays["theta"], dtype=np.float32)
+        if len(self.theta_) != _core.n_params("ncf", self._shape()):
+            raise ValueError("saved weights do not match the model's shape")
+        self._views()
+
+    def to_onnx(self, path):
+        """Export to ONNX (opset 17) as the reference notebook does: inputs
+        ``user_id`` and ``item_id`` (int64 dense indices, shape [batch]),
+        output ``logit`` (float32 [batch]).  Needs the ``onnx`` package."""
+        from ..onnx_export import export_neuralmf
+        self._check_fitted()
+        export_neuralmf(self, path)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        for name in ("user_emb_", "item_emb_", "W1_", "b1_", "w2_", "b2_"):
+            state.pop(name, None)   # views are rebuilt from theta_
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if getattr(self, "theta_", None) is not None:
+            self._views()

@@ -1,0 +1,122 @@
+"""Saving and loading models as ``.npz`` (no pickle).
+
+Layout: arrays ``theta`` (weights, when the model has any), the
+Interactions (``indptr, indices, user_ids, item_ids, seen_indptr,
+seen_indices``) and ``meta``: a JSON string with the format version, the
+model kind, its hyperparameters, the id types and the training history.
+Files are read with ``allow_pickle=False``, so loading cannot run code.
+"""
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+FORMAT_VERSION = 1
+_MAGIC = "recmf-model"
+
+__all__ = ["load", "save_model", "FORMAT_VERSION"]
+
+
+def _model_classes():
+    from .models import BPRMF, NeuralMF, Popularity
+    return {cls.kind: cls for cls in (Popularity, NeuralMF, BPRMF)}
+
+
+def _ids_to_array(ids):
+    """Id arrays for npz: int64 as is, strings as a unicode array."""
+    if ids.dtype == np.int64:
+        return ids, "int64"
+    if not all(isinstance(x, str) for x in ids):
+        raise TypeError("only integer or string ids can be saved")
+    return np.asarray(ids, dtype=str), "str"
+
+
+def _jsonable(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def save_model(model, path):
+    """Write ``model`` to ``path`` (see the module docstring)."""
+    from . import __version__
+    model._check_fitted()
+    data = model.data_
+    arrays = dict(data._state())
+    arrays["user_ids"], user_kind = _ids_to_array(data.user_ids)
+    arrays["item_ids"], item_kind = _ids_to_array(data.item_ids)
+    arrays.update(model._arrays())
+    history = None
+    if getattr(model, "history", None) is not None:
+        history = json.loads(model.history.to_json(orient="records"))
+    meta = {
+        "magic": _MAGIC, "format_version": FORMAT_VERSION, "recmf_version": __version__,
+        "kind": model.kind, "params": {k: _jsonable(v) for k, v in model.get_params().items()},
+        "user_id_type": user_kind, "item_id_type": item_kind, "history": history,
+        "n_duplicates": data.n_duplicates,
+    }
+    arrays["meta"] = np.array(json.dumps(meta))
+    path = Path(path)
+    # Write to a buffer first so a failure never leaves half a file behind.
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    path.write_bytes(buf.getvalue())
+
+
+def load(path):
+    """Load a model saved with ``model.save(path)``.
+
+    Raises ``ValueError`` for a file that is not a recmf model, is truncated
+    or corrupt, or was written by a newer recmf format.
+    """
+    from .data import Interactions
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {name: z[name] for name in z.files}
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
+        raise ValueError(f"{path} is not a readable recmf model file ({e})") from None
+    if "meta" not in arrays:
+        raise ValueError(f"{path} is not a recmf model file (no metadata)")
+    try:
+        meta = json.loads(str(arrays["meta"]))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} has corrupt metadata ({e})") from None
+    if meta.get("magic") != _MAGIC:
+        raise ValueError(f"{path} is not a recmf model file")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ValueError(f"{path} was written in model format {version}; this recmf reads format "
+                         f"{FORMAT_VERSION} and older: upgrade recmf to load it")
+    classes = _model_classes()
+    if meta.get("kind") not in classes:
+        raise ValueError(f"{path} holds an unknown model kind {meta.get('kind')!r}")
+    needed = ["indptr", "indices", "user_ids", "item_ids", "seen_indptr", "seen_indices"]
+    missing = [n for n in needed if n not in arrays]
+    if missing:
+        raise ValueError(f"{path} is missing arrays {missing}")
+    for key, kind in (("user_ids", meta["user_id_type"]), ("item_ids", meta["item_id_type"])):
+        arrays[key] = arrays[key].astype(object) if kind == "str" else arrays[key].astype(np.int64)
+    params = meta["params"]
+    if "betas" in params:
+        params["betas"] = tuple(params["betas"])
+    model = classes[meta["kind"]](**params)
+    try:
+        model.data_ = Interactions._from_state(arrays, n_duplicates=meta.get("n_duplicates", 0))
+        model._set_arrays(arrays)
+    except (KeyError, ValueError) as e:
+        raise ValueError(f"{path} is inconsistent: {e}") from None
+    if meta.get("history") is not None:
+        model.history = pd.DataFrame(meta["history"])
+    return model
