@@ -18,7 +18,7 @@ try:
 except ImportError:  # built against a system OpenBLAS
     pass
 
-from . import _core
+from . import _core, datasets
 from ._core import SamplingError
 from .data import Interactions
 from .metrics import evaluate

@@ -1,0 +1,313 @@
+"""Models: the C kernels against the NumPy references, the contract every
+model shares (fit, recommend, score, save/load, pickling, determinism, bad
+input), ONNX export, and the optional PyTorch single-step check."""
+import os
+import pickle
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import recmf
+from recmf import _core
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import reference as ref  # noqa: E402
+
+D, H = 8, 16
+
+
+def random_theta(kind, nu, ni, seed=0, scale=0.3):
+    n = ref.ncf_n_params(nu, ni, D, H) if kind == "ncf" else ref.mf_n_params(nu, ni, D)
+    return (np.random.default_rng(seed).standard_normal(n) * scale).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def small():
+    ratings, _, movies = recmf.datasets.synthetic_ratings(n_users=120, n_items=150, seed=3)
+    train, val, test = recmf.temporal_split(ratings)
+    return dict(ratings=ratings, movies=movies, train=train, val=val, test=test,
+                data=recmf.Interactions.from_frame(train))
+
+
+# -- kernels vs references ---------------------------------------------------
+
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_ncf_batch_gradient_matches_numpy(with_mask):
+    nu, ni, n = 13, 17, 300
+    rng = np.random.default_rng(1)
+    theta = random_theta("ncf", nu, ni)
+    # repeated users and items exercise the per-distinct-row aggregation
+    u = rng.integers(0, nu, n).astype(np.int32)
+    i = rng.integers(0, ni, n).astype(np.int32)
+    y = rng.integers(0, 2, n).astype(np.float32)
+    mask = None
+    if with_mask:
+        mask = ((rng.random((n, H)) > 0.1) / 0.9).astype(np.float32)
+    loss, grad = _core.ncf_batch_grad((nu, ni, D, H), theta, u, i, y, mask, 2)
+    loss_ref, grad_ref = ref.ncf_loss_grad_ref(theta.astype(np.float64), nu, ni, D, H, u, i, y, mask)
+    assert loss == pytest.approx(loss_ref, rel=1e-5)
+    scale = np.abs(grad_ref).max()
+    np.testing.assert_allclose(grad, grad_ref, rtol=1e-5, atol=1e-5 * scale)
+
+
+def test_bpr_batch_gradient_matches_numpy():
+    nu, ni, n = 11, 19, 400
+    rng = np.random.default_rng(2)
+    theta = random_theta("mf", nu, ni)
+    u, i, j = (rng.integers(0, m, n).astype(np.int32) for m in (nu, ni, ni))
+    loss, grad = _core.bpr_batch_grad((nu, ni, D, 0), theta, u, i, j, 2)
+    loss_ref, grad_ref = ref.bpr_loss_grad_ref(theta.astype(np.float64), nu, ni, D, u, i, j)
+    assert loss == pytest.approx(loss_ref, rel=1e-5)
+    np.testing.assert_allclose(grad, grad_ref, rtol=1e-5, atol=1e-5 * np.abs(grad_ref).max())
+
+
+def test_adam_step_matches_formula():
+    rng = np.random.default_rng(3)
+    theta = rng.standard_normal(1000).astype(np.float32)
+    m = np.zeros_like(theta)
+    v = np.zeros_like(theta)
+    t64, m64, v64 = theta.astype(np.float64), m.astype(np.float64), v.astype(np.float64)
+    for step in range(1, 6):
+        g = rng.standard_normal(1000).astype(np.float32)
+        g[::7] = 0.0          # rows absent from a batch still decay and move (dense Adam)
+        _core.adam_step(theta, g, m, v, step, lr=1e-2, weight_decay=1e-2)
+        t64, m64, v64 = ref.adam_step_ref(t64, g, m64, v64, step, lr=1e-2, weight_decay=1e-2)
+    np.testing.assert_allclose(theta, t64, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(m, m64, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(v, v64, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["ncf", "mf"])
+def test_recommend_equals_brute_force(kind):
+    nu, ni = 25, 60
+    theta = random_theta(kind, nu, ni, seed=4, scale=1.0)
+    shape = (nu, ni, D, H if kind == "ncf" else 0)
+    uu, ii = np.meshgrid(np.arange(nu), np.arange(ni), indexing="ij")
+    if kind == "ncf":
+        scores = ref.ncf_logits_ref(theta.astype(np.float64), nu, ni, D, H, uu.ravel(), ii.ravel())
+    else:
+        scores = ref.mf_scores_ref(theta.astype(np.float64), nu, ni, D, uu.ravel(), ii.ravel())
+    scores = scores.reshape(nu, ni)
+    rng = np.random.default_rng(5)
+    seen_lists = [np.sort(rng.choice(ni, size=rng.integers(0, ni - 5), replace=False)) for _ in range(nu)]
+    indptr = np.concatenate([[0], np.cumsum([len(s) for s in seen_lists])]).astype(np.int64)
+    indices = np.concatenate(seen_lists).astype(np.int32)
+    users = np.arange(nu, dtype=np.int32)
+    fn = _core.ncf_recommend if kind == "ncf" else _core.mf_recommend
+    items, vals, lens = fn(shape, theta, users, (indptr, indices, ni), 10, 2)
+    want_items, want_scores = ref.topk_ref(scores, seen_lists, 10)
+    for r in range(nu):
+        assert lens[r] == len(want_items[r])
+        np.testing.assert_array_equal(items[r, :lens[r]], want_items[r])
+        np.testing.assert_allclose(vals[r, :lens[r]], want_scores[r], rtol=1e-4, atol=1e-5)
+    pair_fn = _core.ncf_score_pairs if kind == "ncf" else _core.mf_score_pairs
+    pairs = pair_fn(shape, theta, uu.ravel().astype(np.int32), ii.ravel().astype(np.int32), 2)
+    np.testing.assert_allclose(pairs, scores.ravel(), rtol=1e-4, atol=1e-5)
+
+
+# -- the shared model contract ---------------------------------------------
+
+def make(kind, **kw):
+    if kind == "popularity":
+        return recmf.Popularity()
+    base = dict(emb_dim=16, epochs=3, seed=7, n_threads=2, batch_size=512)
+    base.update(kw)
+    kw = {}
+    if kind == "neuralmf":
+        return recmf.NeuralMF(hidden_dim=32, **base, **kw)
+    return recmf.BPRMF(triplets_per_epoch=20_000, top_n=100, **base, **kw)
+
+
+KINDS = ["popularity", "neuralmf", "bprmf"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_recommend_contract(kind, small):
+    model = make(kind).fit(small["data"])
+    users = small["test"]["user_id"].unique()
+    recs = model.recommend(users, k=10)
+    assert recs.shape == (len(users), 10)
+    seen = ref.train_positive_sets(small["train"])
+    for u, row in zip(users, recs):
+        assert len(set(row)) == 10
+        assert not set(row) & seen.get(u, set()), "a seen item was recommended"
+        assert set(row) <= set(model.data_.item_ids)
+    # best first: scores non-increasing, equal to score() of the same pairs
+    ids, scores = model.recommend(users[:5], k=10, return_scores=True)
+    assert np.all(np.diff(scores, axis=1) <= 0)
+    if kind != "popularity":
+        np.testing.assert_allclose(model.score(np.repeat(users[:5], 10), ids.ravel()),
+                                   scores.ravel(), rtol=1e-5, atol=1e-6)
+    # unknown users: empty rows by default, popular items on request
+    out = model.recommend([10 ** 12, users[0]], k=5)
+    assert list(out[0]) == [-1] * 5 and -1 not in out[1]
+    pop = model.recommend([10 ** 12], k=5, unknown="popular")[0]
+    assert list(pop) == list(recmf.Popularity().fit(small["data"]).popular_items(5).index)
+    with pytest.raises(ValueError, match="k=100000 is larger than the catalogue"):
+        model.recommend(users, k=100_000)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        model.recommend(users, k=0)
+    long = model.recommend_frame(users[:3], k=4)
+    assert list(long.columns) == ["user_id", "rank", "item_id", "score"] and len(long) == 12
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_save_load_and_pickle_roundtrip(kind, small, tmp_path):
+    model = make(kind).fit(small["data"])
+    users = small["test"]["user_id"].unique()
+    path = tmp_path / "m.npz"
+    model.save(path)
+    loaded = recmf.load(path)
+    assert type(loaded) is type(model)
+    assert loaded.get_params() == model.get_params()
+    np.testing.assert_array_equal(loaded.recommend(users, k=10), model.recommend(users, k=10))
+    clone = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(clone.recommend(users, k=10), model.recommend(users, k=10))
+    if kind != "popularity":
+        np.testing.assert_array_equal(loaded.theta_, model.theta_)
+        assert len(loaded.history) == len(model.history)
+
+
+def test_load_rejects_bad_files(small, tmp_path):
+    model = make("bprmf").fit(small["data"])
+    good = tmp_path / "good.npz"
+    model.save(good)
+    trunc = tmp_path / "trunc.npz"
+    trunc.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
+    with pytest.raises(ValueError, match="not a readable recmf model"):
+        recmf.load(trunc)
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, x=np.arange(3))
+    with pytest.raises(ValueError, match="not a recmf model"):
+        recmf.load(foreign)
+    import json
+    with np.load(good, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays["meta"]))
+    meta["format_version"] = 99
+    arrays["meta"] = np.array(json.dumps(meta))
+    newer = tmp_path / "newer.npz"
+    np.savez(newer, **arrays)
+    with pytest.raises(ValueError, match="format 99.*upgrade recmf"):
+        recmf.load(newer)
+    with pytest.raises(FileNotFoundError):
+        recmf.load(tmp_path / "missing.npz")
+
+
+@pytest.mark.parametrize("kind", ["neuralmf", "bprmf"])
+def test_same_seed_same_threads_bit_identical(kind, small):
+    a = make(kind).fit(small["data"])
+    b = make(kind).fit(small["data"])
+    assert a.theta_.tobytes() == b.theta_.tobytes()
+    other = make(kind)
+    other.seed = 8
+    other.fit(small["data"])
+    assert other.theta_.tobytes() != a.theta_.tobytes()
+
+
+@pytest.mark.parametrize("kind", ["neuralmf", "bprmf"])
+def test_history_and_callback(kind, small):
+    calls = []
+
+    def stop_after_two(model, row):
+        calls.append(row["epoch"])
+        return row["epoch"] < 2
+
+    model = make(kind).fit(small["data"], val=small["val"], callback=stop_after_two)
+    assert calls == [1, 2]
+    hist = model.history
+    assert list(hist["epoch"]) == [1, 2]
+    assert {"loss", "seconds", "val_recall"} <= set(hist.columns)
+    assert hist["loss"].notna().all() and (hist["loss"] > 0).all()
+    assert np.isfinite(hist["val_recall"].dropna()).all()
+
+
+@pytest.mark.parametrize("kind", ["neuralmf", "bprmf"])
+def test_training_reduces_loss_and_beats_random(kind, small):
+    model = make(kind, epochs=8).fit(small["data"])
+    assert model.history["loss"].iloc[-1] < model.history["loss"].iloc[0]
+    rep = recmf.evaluate(model, small["test"], k=10, catalog=small["movies"]["movie_id"])
+    rng = np.random.default_rng(0)
+    items = model.data_.item_ids
+    rand = {u: list(rng.choice(items, 10, replace=False)) for u in small["test"]["user_id"].unique()}
+    rep_rand = recmf.evaluate(rand, small["test"], k=10, catalog=small["movies"]["movie_id"],
+                              item_popularity=pd.Series(model.data_.popularity(), index=items))
+    assert rep["recall@10"] > rep_rand["recall@10"]
+
+
+@pytest.mark.parametrize("kind", ["neuralmf", "bprmf"])
+def test_bad_hyperparameters_name_the_argument(kind, small):
+    bad = {"emb_dim": 0, "batch_size": -1, "lr": -1.0, "adam": "sparse", "epochs": "3"}
+    for name, value in bad.items():
+        model = make(kind)
+        setattr(model, name, value)
+        with pytest.raises((ValueError, TypeError), match=name):
+            model.fit(small["data"])
+    with pytest.raises(recmf.NotFittedError):
+        make(kind).recommend([1], k=3)
+    with pytest.raises(TypeError, match="Interactions or a pandas DataFrame"):
+        make(kind).fit(np.zeros((3, 3)))
+
+
+def test_early_stopping_restores_best_weights(small):
+    seen = []
+
+    def record(model, row):
+        seen.append((row["epoch"], row.get("val_recall"), model.theta_.copy()))
+
+    model = recmf.BPRMF(emb_dim=16, epochs=12, eval_every=1, patience=2, seed=1, n_threads=2,
+                        triplets_per_epoch=20_000, top_n=100, lr=0.05).fit(
+        small["data"], val=small["val"], callback=record)
+    recalls = model.history["val_recall"].to_numpy()
+    best = int(np.argmax(recalls))   # first maximum: later ties are not improvements
+    assert model.best_epoch_ == best + 1
+    np.testing.assert_array_equal(model.theta_, seen[best][2])
+    assert len(recalls) == len(recalls[: best + 1]) + min(2, len(recalls) - best - 1)
+
+
+def test_onnx_export_matches_scores(small, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    for kind, output in (("neuralmf", "logit"), ("bprmf", "score")):
+        model = make(kind).fit(small["data"])
+        path = tmp_path / f"{kind}.onnx"
+        model.to_onnx(path)
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        rng = np.random.default_rng(0)
+        u = rng.integers(0, model.data_.n_users, 500)
+        i = rng.integers(0, model.data_.n_items, 500)
+        got = sess.run([output], {"user_id": u.astype(np.int64), "item_id": i.astype(np.int64)})[0]
+        want = model.score(model.data_.user_ids[u], model.data_.item_ids[i])
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_one_step_matches_pytorch():
+    torch = pytest.importorskip("torch", reason="PyTorch not installed (optional check)")
+    nu, ni, n = 20, 30, 256
+    theta = random_theta("ncf", nu, ni, seed=9, scale=0.2)
+    p = ref.ncf_unpack(theta.astype(np.float64), nu, ni, D, H)
+    rng = np.random.default_rng(9)
+    u = rng.integers(0, nu, n).astype(np.int32)
+    i = rng.integers(0, ni, n).astype(np.int32)
+    y = rng.integers(0, 2, n).astype(np.float32)
+    params = [torch.tensor(p[k], dtype=torch.float32, requires_grad=True)
+              for k in ("user_emb", "item_emb", "W1", "b1", "w2", "b2")]
+    ue, ie, W1, b1, w2, b2 = params
+    x = torch.cat([ue[torch.as_tensor(u, dtype=torch.long)], ie[torch.as_tensor(i, dtype=torch.long)]], 1)
+    logit = torch.relu(x @ W1.T + b1) @ w2 + b2
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logit, torch.as_tensor(y))
+    opt = torch.optim.Adam(params, lr=1e-3, weight_decay=1e-6)
+    loss.backward()
+    opt.step()
+    torch_grad = np.concatenate([t.grad.numpy().ravel() for t in params])
+    want = np.concatenate([t.detach().numpy().ravel() for t in params])
+    _, grad = _core.ncf_batch_grad((nu, ni, D, H), theta, u, i, y, None, 1)
+    np.testing.assert_allclose(grad, torch_grad, rtol=1e-5, atol=1e-5 * np.abs(torch_grad).max())
+    m, v = np.zeros_like(theta), np.zeros_like(theta)
+    _core.adam_step(theta, grad, m, v, 1)
+    # Adam's first step is lr * g / (|g| + eps): for the few gradients within
+    # float32 rounding of zero the direction is noise in both libraries, so
+    # the weights agree to 1e-5 absolute (1% of lr), not to the last bit.
+    np.testing.assert_allclose(theta, want, rtol=1e-5, atol=1e-5)
