@@ -13,6 +13,8 @@
 #define PY_ARRAY_UNIQUE_SYMBOL RECMF_ARRAY_API
 #include <numpy/arrayobject.h>
 
+#include <string.h>
+
 #include "recmf.h"
 
 static PyObject *SamplingError; /* recmf.SamplingError, a ValueError */
@@ -608,6 +610,23 @@ static int parse_train_params(PyObject *kw, rmf_train_params *p)
     rmf_train_default_params(p);
     if (kw == NULL)
         return 0;
+    /* A misspelt keyword must not silently fall back to a default. */
+    static const char *known[] = {"dropout", "lr", "beta1", "beta2", "eps", "weight_decay", "batch_size",
+                                  "n_neg", "lazy_adam", "n_threads", "seed", NULL};
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(kw, &pos, &key, &value)) {
+        const char *name = PyUnicode_AsUTF8(key);
+        if (name == NULL)
+            return -1;
+        int found = 0;
+        for (int f = 0; known[f] && !found; f++)
+            found = strcmp(name, known[f]) == 0;
+        if (!found) {
+            PyErr_Format(PyExc_TypeError, "unknown training parameter '%s'", name);
+            return -1;
+        }
+    }
     static const char *float_keys[] = {"dropout", "lr", "beta1", "beta2", "eps", "weight_decay", NULL};
     float *float_fields[] = {&p->dropout, &p->adam.lr, &p->adam.beta1, &p->adam.beta2, &p->adam.eps,
                              &p->adam.weight_decay};

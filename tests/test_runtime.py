@@ -1,0 +1,105 @@
+"""Runtime behaviour: threads and BLAS settings, Ctrl-C during training,
+and memory that stays flat over repeated fit/recommend."""
+import threading
+import _thread
+import warnings
+
+import numpy as np
+import pytest
+
+import recmf
+from recmf import _core
+
+
+@pytest.fixture(scope="module")
+def small():
+    ratings, _, _ = recmf.datasets.synthetic_ratings(n_users=150, n_items=200, seed=11)
+    train, val, test = recmf.temporal_split(ratings)
+    return recmf.Interactions.from_frame(train), test
+
+
+def test_openblas_is_visible_to_threadpoolctl():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    libs = [info for info in threadpoolctl.threadpool_info() if info["internal_api"] == "openblas"]
+    config = _core.build_info()["blas_config"]
+    assert libs, "no OpenBLAS found by threadpoolctl"
+    assert any(info["version"] and info["version"].split(".")[0] in config for info in libs)
+
+
+@pytest.mark.parametrize("kind", [recmf.NeuralMF, recmf.BPRMF])
+def test_caller_blas_threads_restored_after_fit_and_recommend(kind, small):
+    data, test = small
+    before = _core.blas_threads(1)
+    try:
+        model = kind(emb_dim=8, epochs=1, n_threads=2, batch_size=256).fit(data)
+        assert _core.blas_threads() == 1
+        model.recommend(test["user_id"].unique(), k=5)
+        assert _core.blas_threads() == 1
+    finally:
+        _core.blas_threads(before)
+
+
+def test_thread_count_does_not_change_sampling():
+    # Sampling is sharded by position with one RNG stream per shard, so the
+    # draws are the same whatever the thread count.
+    data = recmf.Interactions.from_frame(recmf.datasets.synthetic_ratings(seed=2)[0])
+    a = _core.sample_uniform(data.indptr, data.indices, data.n_items, 4, 5, 1, 1)
+    b = _core.sample_uniform(data.indptr, data.indices, data.n_items, 4, 5, 1, 2)
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kind", [recmf.NeuralMF, recmf.BPRMF])
+def test_ctrl_c_stops_between_batches_and_keeps_a_usable_model(kind, small):
+    data, test = small
+    extra = {"triplets_per_epoch": 200_000} if kind is recmf.BPRMF else {}
+    model = kind(emb_dim=8, epochs=10_000, batch_size=64, n_threads=2, **extra)
+    timer = threading.Timer(0.5, _thread.interrupt_main)
+    timer.start()
+    try:
+        with pytest.warns(UserWarning, match="training interrupted"):
+            model.fit(data)
+    finally:
+        timer.cancel()
+    assert model.interrupted_
+    hist = model.history
+    assert 1 <= len(hist) < 10_000 and bool(hist["interrupted"].iloc[-1])
+    assert np.isfinite(model.theta_).all()
+    recs = model.recommend(test["user_id"].unique(), k=5)
+    assert (recs != -1).all()
+
+
+def _rss_mb():
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    import os
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/statm"), reason="needs /proc")
+def test_repeated_fit_and_recommend_do_not_leak(small):
+    data, test = small
+    users = test["user_id"].unique()
+
+    def cycle():
+        for kind in (recmf.NeuralMF, recmf.BPRMF):
+            extra = {"triplets_per_epoch": 5_000} if kind is recmf.BPRMF else {}
+            m = kind(emb_dim=8, epochs=1, batch_size=256, n_threads=2, **extra).fit(data)
+            m.recommend(users, k=10)
+            m.score(users[:50], m.data_.item_ids[:50])
+        recmf.evaluate(recmf.Popularity().fit(data), test)
+
+    for _ in range(5):      # warm up allocator pools and caches
+        cycle()
+    start = _rss_mb()
+    for _ in range(40):
+        cycle()
+    grown = _rss_mb() - start
+    # One cycle allocates ~1 MB of arrays; a leak of even one weight vector
+    # per call would add > 10 MB over 40 cycles.
+    assert grown < 8, f"RSS grew by {grown:.1f} MB over 40 fit/recommend cycles"
+
+
+def test_unknown_training_keyword_is_rejected():
+    theta = np.zeros(4, dtype=np.float32)
+    with pytest.raises(TypeError, match="unknown training parameter 'learning_rate'"):
+        _core.adam_step(theta, theta.copy(), theta.copy(), theta.copy(), 1, learning_rate=0.1)
