@@ -481,6 +481,8 @@ static PyObject *py_topk_ranked(PyObject *self, PyObject *args)
         PyErr_Format(PyExc_ValueError, "k must be >= 1, got %d", k);
         return NULL;
     }
+    if (has_seen && check_index_range(ranking, "ranking", m.n_cols) < 0)
+        return NULL;
     int64_t n = SIZE(users);
     PyObject *items = new_array2(n, k, NPY_INT32), *len = new_array1(n, NPY_INT32);
     if (!items || !len)

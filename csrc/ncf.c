@@ -58,8 +58,10 @@ typedef struct {
     int64_t cap; /* pairs */
     int D, H;
     side user, item;
-    float *rbuf;  /* cap x H: relu output of each pair, then dpre */
-    double *part; /* per chunk: dw2[H], db1[H], db2, loss */
+    float *rbuf;   /* cap x H: relu output of each pair, then dpre */
+    float *fpart;  /* per chunk: dw2[H], db1[H] */
+    double *dpart; /* per chunk: db2, loss */
+    float *ones;   /* H ones: the dropout mask of eval / no dropout */
 } ncf_ws;
 
 static void group_free(group *g)
@@ -143,7 +145,9 @@ static void ws_free(ncf_ws *w)
     side_free(&w->user);
     side_free(&w->item);
     free(w->rbuf);
-    free(w->part);
+    free(w->fpart);
+    free(w->dpart);
+    free(w->ones);
     memset(w, 0, sizeof *w);
 }
 
@@ -158,13 +162,17 @@ static rmf_status ws_alloc(ncf_ws *w, const rmf_shape *s, int64_t cap,
     int ok = side_alloc(&w->user, cap, s->n_users, w->D, w->H);
     ok &= side_alloc(&w->item, cap, s->n_items, w->D, w->H);
     w->rbuf = malloc((size_t)(cap * w->H) * sizeof *w->rbuf);
-    w->part = malloc((size_t)(n_chunks * (2 * w->H + 2)) * sizeof *w->part);
-    if (!ok || !w->rbuf || !w->part) {
+    w->fpart = malloc((size_t)(n_chunks * 2 * w->H) * sizeof *w->fpart);
+    w->dpart = malloc((size_t)(n_chunks * 2) * sizeof *w->dpart);
+    w->ones = malloc((size_t)w->H * sizeof *w->ones);
+    if (!ok || !w->rbuf || !w->fpart || !w->dpart || !w->ones) {
         ws_free(w);
         return rmf_fail(err, RMF_ERR_NOMEM,
                         "out of memory for a NeuralMF batch of %lld pairs",
                         (long long)cap);
     }
+    for (int h = 0; h < w->H; h++)
+        w->ones[h] = 1.0f;
     return RMF_OK;
 }
 
@@ -241,49 +249,64 @@ static void side_zero_grad(const side *sd, float *gemb, int D, int nt)
         memset(gemb + (int64_t)ids[r] * D, 0, (size_t)D * sizeof(float));
 }
 
-/* sum_h x[h] * w[h] with 8 independent float lanes (lane = h mod 8) summed
- * in a fixed tree: vectorizable without -ffast-math, and the same result
- * for any vector width. */
-static inline float dot_lanes(const float *x, const float *w, int n)
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define RMF_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define RMF_CLONES
+#endif
+
+/* x where r > 0, else +0.  r is a ReLU output (+0 or positive), so its bits
+ * are non-zero exactly when it is positive.  An integer mask keeps the loop
+ * branch-free: a float select would not vectorize under -ftrapping-math. */
+static inline float where_positive(float r, float x)
 {
+    uint32_t rb, xb;
+    memcpy(&rb, &r, sizeof rb);
+    memcpy(&xb, &x, sizeof xb);
+    xb &= (uint32_t)0 - (uint32_t)(rb != 0);
+    float out;
+    memcpy(&out, &xb, sizeof out);
+    return out;
+}
+
+/* One pair's forward pass: r = relu((a + b1) + b) -- the order recommend's
+ * precomputed A + b1 uses -- and the logit sum_h (r mk)[h] w2[h] + b2 with 8
+ * float lanes (lane = h mod 8) added in a fixed tree: vectorizable without
+ * -ffast-math and the same result at any vector width. */
+RMF_CLONES
+static float pair_forward(const float *restrict a, const float *restrict b,
+                          const float *restrict b1, const float *restrict mk,
+                          const float *restrict w2, float b2,
+                          float *restrict r, int H)
+{
+    for (int h = 0; h < H; h++) {
+        float pre = (a[h] + b1[h]) + b[h];
+        r[h] = pre > 0.0f ? pre : 0.0f;
+    }
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int h = 0;
-    for (; h + 8 <= n; h += 8)
+    for (; h + 8 <= H; h += 8)
         for (int l = 0; l < 8; l++)
-            acc[l] += x[h + l] * w[h + l];
-    for (int l = 0; h < n; h++, l++)
-        acc[l] += x[h] * w[h];
-    return ((acc[0] + acc[4]) + (acc[2] + acc[6])) +
-           ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+            acc[l] += (r[h + l] * mk[h + l]) * w2[h + l];
+    for (int l = 0; h < H; h++, l++)
+        acc[l] += (r[h] * mk[h]) * w2[h];
+    return (((acc[0] + acc[4]) + (acc[2] + acc[6])) +
+            ((acc[1] + acc[5]) + (acc[3] + acc[7]))) + b2;
 }
 
-/* dot_lanes of (x * mask) with w: the dropout-scaled activations. */
-static inline float dot_lanes_masked(const float *x, const float *mk,
-                                     const float *w, int n)
+/* One pair's backward pass from dl = d loss / d logit: dw2 += dl (r mk),
+ * r becomes dpre = [r > 0] dl w2 mk, db1 += dpre. */
+RMF_CLONES
+static void pair_backward(float dl, const float *restrict w2,
+                          const float *restrict mk, float *restrict r,
+                          float *restrict pw2, float *restrict pb1, int H)
 {
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int h = 0;
-    for (; h + 8 <= n; h += 8)
-        for (int l = 0; l < 8; l++)
-            acc[l] += (x[h + l] * mk[h + l]) * w[h + l];
-    for (int l = 0; h < n; h++, l++)
-        acc[l] += (x[h] * mk[h]) * w[h];
-    return ((acc[0] + acc[4]) + (acc[2] + acc[6])) +
-           ((acc[1] + acc[5]) + (acc[3] + acc[7]));
-}
-
-/* log(1 + exp(-|z|)) + max(z, 0) - z y: BCE with logits without overflow. */
-static double bce_with_logits(double z, double y)
-{
-    return (z > 0.0 ? z : 0.0) - z * y + log1p(exp(-fabs(z)));
-}
-
-static double sigmoid(double z)
-{
-    if (z >= 0.0)
-        return 1.0 / (1.0 + exp(-z));
-    double e = exp(z);
-    return e / (1.0 + e);
+    for (int h = 0; h < H; h++) {
+        pw2[h] += dl * (r[h] * mk[h]);
+        float d = where_positive(r[h], (dl * w2[h]) * mk[h]);
+        r[h] = d;
+        pb1[h] += d;
+    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -325,38 +348,31 @@ static void pair_pass(ncf_ws *w, const float *theta, const ncf_layout *o,
 
     OMP(omp parallel for num_threads(nt) schedule(static) if (n_chunks > 1))
     for (int64_t c = 0; c < n_chunks; c++) {
-        double *pw2 = w->part + c * (2 * H + 2);
-        double *pb1 = pw2 + H;
+        /* float partials over <= CHUNK rows, summed across chunks in double */
+        float *pw2 = w->fpart + c * 2 * H;
+        float *pb1 = pw2 + H;
         double pb2 = 0.0, ploss = 0.0;
-        memset(pw2, 0, (size_t)(2 * H) * sizeof(double));
+        memset(pw2, 0, (size_t)(2 * H) * sizeof(float));
         int64_t k1 = (c + 1) * CHUNK < n ? (c + 1) * CHUNK : n;
         for (int64_t k = c * CHUNK; k < k1; k++) {
             const float *a = Au + (int64_t)su[k] * H;
             const float *b = Ai + (int64_t)si[k] * H;
-            const float *mk = mask ? mask + k * H : NULL;
+            /* No dropout multiplies by ones: exact, and one branch-free loop. */
+            const float *mk = mask ? mask + k * H : w->ones;
             float *r = w->rbuf + k * H;
-            /* (a + b1) + b: the order recommend's precomputed A + b1 uses. */
-            for (int h = 0; h < H; h++) {
-                float pre = (a[h] + b1[h]) + b[h];
-                r[h] = pre > 0.0f ? pre : 0.0f;
-            }
-            float z = (mk ? dot_lanes_masked(r, mk, w2, H) : dot_lanes(r, w2, H)) + b2;
-            ploss += bce_with_logits((double)z, (double)y[k]);
-            /* d mean-loss / d logit */
-            float dl = (float)((sigmoid((double)z) - (double)y[k])) * inv_n;
+            double z = (double)pair_forward(a, b, b1, mk, w2, b2, r, H);
+            double yk = (double)y[k];
+            /* BCE with logits and its derivative from one exp(-|z|):
+             * loss = max(z, 0) - z y + log1p(e), sigmoid(z) = 1/(1+e) or e/(1+e). */
+            double e = exp(-fabs(z));
+            ploss += (z > 0.0 ? z : 0.0) - z * yk + log1p(e);
+            double sig = z >= 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+            float dl = (float)(sig - yk) * inv_n; /* d mean-loss / d logit */
             pb2 += dl;
-            for (int h = 0; h < H; h++) {
-                float hd = mk ? r[h] * mk[h] : r[h];
-                pw2[h] += (double)(dl * hd);
-                float dh = dl * w2[h];
-                if (mk)
-                    dh *= mk[h];
-                r[h] = r[h] > 0.0f ? dh : 0.0f; /* ReLU'(pre) = [pre > 0] */
-                pb1[h] += (double)r[h];
-            }
+            pair_backward(dl, w2, mk, r, pw2, pb1, H);
         }
-        pw2[2 * H] = pb2;
-        pw2[2 * H + 1] = ploss;
+        w->dpart[2 * c] = pb2;
+        w->dpart[2 * c + 1] = ploss;
     }
 }
 
@@ -388,17 +404,15 @@ static void ncf_grad_core(ncf_ws *w, const rmf_shape *s, const float *theta,
     for (int h = 0; h < H; h++) {
         double sw = 0.0, sb = 0.0;
         for (int64_t c = 0; c < n_chunks; c++) {
-            const double *pc = w->part + c * (2 * H + 2);
-            sw += pc[h];
-            sb += pc[H + h];
+            sw += w->fpart[c * 2 * H + h];
+            sb += w->fpart[c * 2 * H + H + h];
         }
         grad[o.w2 + h] = (float)sw;
         grad[o.b1 + h] = (float)sb;
     }
     for (int64_t c = 0; c < n_chunks; c++) {
-        const double *pc = w->part + c * (2 * H + 2);
-        sb2 += pc[2 * H];
-        sloss += pc[2 * H + 1];
+        sb2 += w->dpart[2 * c];
+        sloss += w->dpart[2 * c + 1];
     }
     grad[o.b2] = (float)sb2;
     *loss = sloss / (double)n;
@@ -482,10 +496,14 @@ rmf_status rmf_ncf_batch_grad(const rmf_shape *s, const float *theta,
 /* Training epoch                                                      */
 /* ------------------------------------------------------------------ */
 
-/* Dropout keep mask for the rows of one batch: keep with probability 1-p
- * (a 32-bit draw below round((1-p) 2^32)), kept units scaled by 1/(1-p).
- * Rows come in chunks with their own stream derived from the batch stream
- * (seed, DROPOUT, epoch, batch), so the mask does not depend on threads. */
+/* Dropout keep mask for the rows of one batch: keep with probability 1-p,
+ * kept units scaled by 1/(1-p) (PyTorch: noise.bernoulli_(1 - p).div_(1 -
+ * p)).  Each 64-bit draw gives four 16-bit uniforms, compared with
+ * round((1-p) 2^16): the keep probability is rounded to a multiple of 2^-16
+ * (0.9 -> 0.899994), far below a batch's own sampling noise (~4e-4), and
+ * the mask costs a quarter of the draws.  Rows come in chunks with their
+ * own stream derived from the batch stream (seed, DROPOUT, epoch, batch),
+ * so the mask does not depend on threads. */
 static void fill_dropout_mask(float *mask, int64_t n, int H, float p,
                               uint64_t seed, uint64_t epoch, uint64_t batch,
                               int nt)
@@ -494,9 +512,10 @@ static void fill_dropout_mask(float *mask, int64_t n, int H, float p,
     rmf_rng_seed(&base, seed, rmf_stream_id(RMF_STREAM_DROPOUT, epoch, batch));
     const uint64_t sub = rmf_rng_next(&base);
     const double keep = 1.0 - (double)p;
-    const uint64_t thr = (uint64_t)nearbyint(keep * 4294967296.0);
-    /* PyTorch: noise.bernoulli_(1 - p).div_(1 - p), the divisor a float. */
+    const uint64_t thr = (uint64_t)nearbyint(keep * 65536.0);
     const float scale = 1.0f / (float)keep;
+    /* A table lookup, not a branch: 10% drops would mispredict often. */
+    const float val[2] = {0.0f, scale};
     int64_t n_chunks = (n + CHUNK - 1) / CHUNK;
     OMP(omp parallel for num_threads(nt) schedule(static) if (n_chunks > 1))
     for (int64_t c = 0; c < n_chunks; c++) {
@@ -505,12 +524,15 @@ static void fill_dropout_mask(float *mask, int64_t n, int H, float p,
         int64_t k1 = (c + 1) * CHUNK < n ? (c + 1) * CHUNK : n;
         float *out = mask + c * CHUNK * H;
         int64_t m = (k1 - c * CHUNK) * H;
-        for (int64_t q = 0; q < m; q += 2) {
+        int64_t q = 0;
+        for (; q + 4 <= m; q += 4) {
             uint64_t x = rmf_rng_next(&r);
-            out[q] = (x & 0xFFFFFFFFu) < thr ? scale : 0.0f;
-            if (q + 1 < m)
-                out[q + 1] = (x >> 32) < thr ? scale : 0.0f;
+            for (int l = 0; l < 4; l++)
+                out[q + l] = val[((x >> (16 * l)) & 0xFFFF) < thr];
         }
+        uint64_t x = rmf_rng_next(&r);
+        for (int l = 0; q < m; q++, l++)
+            out[q] = val[((x >> (16 * l)) & 0xFFFF) < thr];
     }
 }
 
@@ -841,9 +863,7 @@ rmf_status rmf_ncf_score_pairs(const rmf_shape *s, const float *theta,
  * RI items starting at column i0 (Bt is H x ldb, item-contiguous so the
  * inner loop runs over items and needs no horizontal reduction; the sum
  * over h runs in ascending order exactly as logit_seq does). */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-__attribute__((target_clones("avx2", "default")))
-#endif
+RMF_CLONES
 static void score_tile(const float *restrict A, int H,
                        const float *restrict Bt, int64_t ldb, int64_t i0,
                        const float *restrict w2, float b2,

@@ -21,6 +21,16 @@ typedef struct {
     int64_t line;
 } cursor;
 
+/* Length of the text from p to the end of its line, at most 20 bytes: what
+ * an error message quotes. */
+static int quote_len(const char *p, const char *end)
+{
+    int n = 0;
+    while (p + n < end && n < 20 && p[n] != '\n' && p[n] != '\r')
+        n++;
+    return n;
+}
+
 static int at_line_end(const cursor *c)
 {
     return c->p >= c->end || *c->p == '\n' || *c->p == '\r';
@@ -46,8 +56,8 @@ static rmf_status parse_int(cursor *c, int64_t *out, const char *what, rmf_error
         digits++;
     }
     if (digits == 0)
-        return rmf_fail(err, RMF_ERR_PARSE, "line %lld: expected an integer %s, found '%.20s'",
-                        (long long)c->line, what, start);
+        return rmf_fail(err, RMF_ERR_PARSE, "line %lld: expected an integer %s, found '%.*s'",
+                        (long long)c->line, what, quote_len(start, c->end), start);
     *out = neg ? (int64_t)(0 - v) : (int64_t)v;
     return RMF_OK;
 }
@@ -80,8 +90,8 @@ static rmf_status parse_decimal(cursor *c, double *out, const char *what, rmf_er
         }
     }
     if (digits == 0)
-        return rmf_fail(err, RMF_ERR_PARSE, "line %lld: expected a number %s, found '%.20s'",
-                        (long long)c->line, what, start);
+        return rmf_fail(err, RMF_ERR_PARSE, "line %lld: expected a number %s, found '%.*s'",
+                        (long long)c->line, what, quote_len(start, c->end), start);
     if (digits > 15)
         return rmf_fail(err, RMF_ERR_PARSE, "line %lld: %s has more than 15 digits",
                         (long long)c->line, what);
@@ -95,8 +105,9 @@ static rmf_status expect_sep(cursor *c, const char *sep, size_t sep_len, const c
 {
     if ((size_t)(c->end - c->p) < sep_len || memcmp(c->p, sep, sep_len) != 0)
         return rmf_fail(err, RMF_ERR_PARSE,
-                        "line %lld: expected separator '%s' after %s, found '%.20s'",
+                        "line %lld: expected separator '%s' after %s, found '%.*s'",
                         (long long)c->line, sep[0] == '\t' ? "\\t" : sep, after,
+                        at_line_end(c) ? 11 : quote_len(c->p, c->end),
                         at_line_end(c) ? "end of line" : c->p);
     c->p += sep_len;
     return RMF_OK;
@@ -146,8 +157,8 @@ rmf_status rmf_parse_ratings(const char *buf, int64_t len, const char *sep,
             c.p++;
         if (c.p < c.end && *c.p != '\n')
             return rmf_fail(err, RMF_ERR_PARSE,
-                            "line %lld: unexpected text after the timestamp: '%.20s'",
-                            (long long)c.line, c.p);
+                            "line %lld: unexpected text after the timestamp: '%.*s'",
+                            (long long)c.line, quote_len(c.p, c.end), c.p);
         if (c.p < c.end)
             c.p++;
         c.line++;

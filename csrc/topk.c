@@ -11,6 +11,8 @@ static uint32_t order_key(float x)
 {
     if (isnan(x))
         return 0;
+    if (x == 0.0f)
+        x = 0.0f; /* -0.0 == +0.0: equal scores tie, so the lower column wins */
     uint32_t b;
     memcpy(&b, &x, sizeof b);
     return (b & 0x80000000u) ? ~b : (b | 0x80000000u);

@@ -75,7 +75,7 @@ def as_id_array(values, name):
         return arr.astype(np.int64), True
     if pd.api.types.is_string_dtype(dtype) or dtype == object:
         arr = series.to_numpy(dtype=object)
-        kinds = {type(v) for v in arr[:1000]}
+        kinds = set(map(type, arr))  # every value: a float after row 1000 is still a mix
         if any(issubclass(t, (float, np.floating)) for t in kinds):
             raise TypeError(f"{name} mixes numbers and other values; use one id type")
         if any(issubclass(t, numbers.Integral) and not issubclass(t, bool) for t in kinds) and \

@@ -14,7 +14,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -191,8 +190,3 @@ def small_frames(synthetic_frames):
     call public functions hundreds of times."""
     ratings = synthetic_frames[0]
     return ratings[ratings["user_id"] <= 60].reset_index(drop=True)
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(12345)

@@ -145,7 +145,7 @@ class Recommender:
         for name, idx, src in (("user", u, user_ids), ("item", i, item_ids)):
             if (idx < 0).any():
                 pos = int(np.flatnonzero(idx < 0)[0])
-                raise KeyError(f"unknown {name} id {np.asarray(src)[pos]!r} at position {pos}")
+                raise KeyError(f"unknown {name} id {np.asarray(src)[pos].tolist()!r} at position {pos}")
         return self._score_index(u, i)
 
     def _score_index(self, uidx, iidx):  # pragma: no cover - overridden
