@@ -45,14 +45,27 @@ Deliberate choices (documented because they affect numbers):
   half (its input is a concat), which is the same function evaluated without building the
   (users x items x 128) concat input.
 
+Result (``run()`` return value and ``--json``): ``mode, threads, torch_num_threads, seed,
+data, config, sizes, stages, per_epoch, metrics, peak_rss_mb, torch_version, cpu_time_s,
+loadavg_1min``.  ``stages`` (seconds): ``load, split, index, popularity``;
+``eval_<model>`` (final evaluation); per trained model ``<model>_setup`` (module + optimizer;
+the first Adam of a process pays ~1.5 s of lazy torch imports), ``<model>_sampling``,
+``<model>_training`` and ``<model>_epoch_eval`` (sums over epochs) and ``<model>_fit``
+(the whole epoch loop); ``total``.  ``per_epoch`` has one record per epoch
+(``sampling_s, training_s, eval_s, loss`` and, when evaluated, recall/ndcg on the watched
+split).  ``--max-eval-users N`` keeps the first N users of every evaluated frame and the
+first min(1000, N) coverage users, so its metrics are for timing only.  A user whose
+positives cover every candidate negative raises ValueError (the notebook would hang).
+
 Usage::
 
     python benchmarks/reference_torch.py --data /work/shared/data/ml-1m --mode fast \
         --models popularity,neuralmf,bprmf --nmf-epochs 20 --bpr-epochs 20 --threads 2 \
         --seed 0 --early-stop-on val --json out.json
 
-In-process::
+In-process (``benchmarks`` is not a package; put the folder on ``sys.path``)::
 
+    sys.path.insert(0, "benchmarks")
     from reference_torch import Config, run
     result = run(Config(data="/work/shared/data/ml-1m", mode="fast", nmf_epochs=1))
 """
@@ -99,6 +112,11 @@ from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 COLS = ["user_id", "movie_id", "rating", "timestamp"]
 MODELS = ("popularity", "neuralmf", "bprmf")
+# Users scored per block.  NeuralMF materialises (block x n_items x hidden) floats: 4 users
+# keep that at ~7 MB on ML-1M; at 32 users (58 MB per block) fresh allocations page-fault
+# and memory traffic dominate, and scoring all users gets ~8x slower.
+NMF_BLOCK = 4
+DOT_BLOCK = 256
 
 
 # --------------------------------------------------------------------------------------
@@ -669,7 +687,7 @@ def bpr_block_scorer(model: BPRMF) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def popularity_block_scorer(index: Index, pop: Popularity):
-    # -rank as a float: unique, exact in float32, so topk reproduces "lower id first" ties.
+    # -rank as a float: unique and exact in float32, so topk keeps the ranking's tie order.
     s = torch.empty(index.n_items, dtype=torch.float32)
     s[torch.tensor(pop.ranked_idx)] = -torch.arange(index.n_items, dtype=torch.float32)
 
@@ -683,14 +701,16 @@ def topk_unseen(score_fn, index: Index, uidx: np.ndarray, k: int, block: int) ->
     """Top-k dense item indices per user with train positives removed; -1 pads short rows."""
     out = np.full((len(uidx), k), -1, dtype=np.int64)
     kk = min(k, index.n_items)
+    deg = np.diff(index.indptr)
     for s in range(0, len(uidx), block):
         ub = uidx[s:s + block]
         sc = score_fn(torch.from_numpy(ub))
-        starts, lens = index.indptr[ub], np.diff(index.indptr)[ub]
+        starts, lens = index.indptr[ub], deg[ub]
         total = int(lens.sum())
         if total:
+            # Flat CSR positions of every seen item of the block's users, without a loop.
             rows = np.repeat(np.arange(len(ub)), lens)
-            flat = np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(starts, lens)
+            flat = np.arange(total) + np.repeat(starts - (np.cumsum(lens) - lens), lens)
             sc[torch.from_numpy(rows), torch.from_numpy(index.indices[flat])] = -math.inf
         val, ix = torch.topk(sc, kk, dim=1)
         ix[val == -math.inf] = -1
@@ -820,7 +840,7 @@ def train_model(kind: str, model: nn.Module, opt: torch.optim.Optimizer, index: 
     eval_users = eval_df.loc[eval_df["rating"] >= cfg.threshold, "user_id"].unique()
     recommend_nmf = make_recommend_nmf(index) if faithful else None
     scorer = nmf_block_scorer if kind == "neuralmf" else bpr_block_scorer
-    block = 32 if kind == "neuralmf" else 1024
+    block = NMF_BLOCK if kind == "neuralmf" else DOT_BLOCK
 
     for epoch in range(1, epochs + 1):
         # ---- sampling
@@ -944,6 +964,8 @@ def run(cfg: Config | dict) -> dict:
     per_epoch: list = []
     metrics: dict = {}
     t_start = time.perf_counter()
+    cpu_start = time.process_time()
+    load_start = os.getloadavg()[0]
 
     with timer("load"):
         ratings, movies = (load_faithful if faithful else load_fast)(cfg.data)
@@ -984,7 +1006,7 @@ def run(cfg: Config | dict) -> dict:
 
     if "popularity" in cfg.models:
         final_eval("popularity", make_recommend_popular(index, pop) if faithful
-                   else popularity_block_scorer(index, pop), block=1024)
+                   else popularity_block_scorer(index, pop), block=DOT_BLOCK)
 
     if "neuralmf" in cfg.models:
         check_samplable(index, None)
@@ -1001,7 +1023,7 @@ def run(cfg: Config | dict) -> dict:
             rec = make_recommend_nmf(index)
             final_eval("neuralmf", lambda uid, k=cfg.k: rec(nmf, uid, k=k))
         else:
-            final_eval("neuralmf", nmf_block_scorer(nmf), block=32)
+            final_eval("neuralmf", nmf_block_scorer(nmf), block=NMF_BLOCK)
 
     if "bprmf" in cfg.models:
         check_samplable(index, pop.top_pop_iidx)
@@ -1016,9 +1038,10 @@ def run(cfg: Config | dict) -> dict:
             rec = make_recommend_nmf(index)
             final_eval("bprmf", lambda uid, k=cfg.k: rec(bpr, uid, k=k))
         else:
-            final_eval("bprmf", bpr_block_scorer(bpr), block=1024)
+            final_eval("bprmf", bpr_block_scorer(bpr), block=DOT_BLOCK)
 
     timer.add("total", time.perf_counter() - t_start)
+    cpu_s = time.process_time() - cpu_start
     cfg_d = asdict(cfg)
     cfg_d["models"] = list(cfg.models)
     return {
@@ -1036,6 +1059,12 @@ def run(cfg: Config | dict) -> dict:
         "metrics": metrics,
         "peak_rss_mb": peak_rss_mb(),
         "torch_version": torch.__version__,
+        # Wall times are only comparable on an otherwise idle machine; these two tell
+        # whether it was (cpu_time/total close to the thread count, 1-min load near it).
+        "cpu_time_s": cpu_s,
+        "env": {v: os.environ.get(v) for v in
+                ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
+        "loadavg_1min": {"start": load_start, "end": os.getloadavg()[0]},
     }
 
 
@@ -1061,7 +1090,10 @@ def summarize(result: dict) -> str:
         for name, m in result["metrics"].items():
             lines.append("  " + f"{name:<12s}" + "".join(
                 f"{v:19.7f}" if isinstance(v, float) else f"{v:19d}" for v in m.values()))
-    lines.append(f"peak RSS: {result['peak_rss_mb']:.1f} MB")
+    load = result["loadavg_1min"]
+    lines.append(f"peak RSS: {result['peak_rss_mb']:.1f} MB; process CPU time "
+                 f"{result['cpu_time_s']:.1f}s; 1-min load avg {load['start']:.2f} -> "
+                 f"{load['end']:.2f}")
     return "\n".join(lines)
 
 
@@ -1082,7 +1114,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, str | None]:
     p.add_argument("--eval-every", type=int, default=Config.eval_every,
                    help="evaluate every N epochs (0: never; BPRMF then keeps its last epoch)")
     p.add_argument("--max-eval-users", type=int, default=None,
-                   help="evaluate only the first N users of each frame (timing runs)")
+                   help="evaluate only the first N users of each frame and the first "
+                        "min(1000, N) coverage users (timing runs)")
     p.add_argument("--pop-order", choices=["notebook", "id"], default=Config.pop_order,
                    help="tie order of the popularity ranking (see _rank_order)")
     p.add_argument("--triplets-per-epoch", type=int, default=Config.triplets_per_epoch)
