@@ -6,7 +6,7 @@
  * result depends on the seed only, never on n_threads, and needs no float
  * atomics.  BLAS (recommend only) runs outside every OpenMP region.
  *
- * The small helpers below (group, dot_lanes, argument checks, lazy Adam)
+ * The small helpers below (group, argument checks, lazy Adam)
  * mirror ncf.c's: each topic file is self-contained. */
 #include "recmf.h"
 
@@ -22,6 +22,8 @@
 
 /* Triplets per reduction chunk: fixed so sums never depend on n_threads. */
 #define CHUNK 256
+/* Below this many triplets a parallel region costs more than it saves. */
+#define PAR_MIN_TRIPLETS 512
 
 /* ------------------------------------------------------------------ */
 /* Distinct rows of a batch                                            */
@@ -207,7 +209,7 @@ static void bpr_grad_core(bpr_ws *w, const rmf_shape *s, const float *theta,
     const int64_t n_chunks = (n + CHUNK - 1) / CHUNK;
     float *c = w->c;
 
-    OMP(omp parallel for num_threads(nt) schedule(static) if (n_chunks > 1))
+    OMP(omp parallel for num_threads(nt) schedule(static) if (n >= PAR_MIN_TRIPLETS))
     for (int64_t ch = 0; ch < n_chunks; ch++) {
         int64_t k1 = (ch + 1) * CHUNK < n ? (ch + 1) * CHUNK : n;
         double ploss = 0.0;
@@ -226,38 +228,43 @@ static void bpr_grad_core(bpr_ws *w, const rmf_shape *s, const float *theta,
         sl += w->part[ch];
     *loss = sl / (double)n;
 
-    /* dU[u] = sum over its triplets of c (I[i] - I[j]). */
-    group *gu = &w->users;
+    /* Entries of the item side: [0, n) are the i's, [n, 2n) the j's. */
+    group *gu = &w->users, *gi = &w->items;
     group_build(gu, u, n);
-    OMP(omp parallel for num_threads(nt) schedule(dynamic, 64) if (gu->n_distinct > 64))
-    for (int64_t sl_ = 0; sl_ < gu->n_distinct; sl_++) {
-        float *out = gU + (int64_t)gu->ids[sl_] * D;
-        memset(out, 0, (size_t)D * sizeof(float));
-        for (int64_t q = gu->ptr[sl_]; q < gu->ptr[sl_ + 1]; q++) {
-            int64_t k = gu->list[q];
-            const float *qi = I + (int64_t)i[k] * D, *qj = I + (int64_t)j[k] * D;
-            for (int d = 0; d < D; d++)
-                out[d] += c[k] * (qi[d] - qj[d]);
-        }
-    }
-
-    /* dI[x] = sum of c U[u] over triplets with i = x, minus the same over
-     * triplets with j = x: entries [0, n) are the i's, [n, 2n) the j's. */
     memcpy(w->ikeys, i, (size_t)n * sizeof *i);
     memcpy(w->ikeys + n, j, (size_t)n * sizeof *j);
-    group *gi = &w->items;
     group_build(gi, w->ikeys, 2 * n);
-    OMP(omp parallel for num_threads(nt) schedule(dynamic, 64) if (gi->n_distinct > 64))
-    for (int64_t sl_ = 0; sl_ < gi->n_distinct; sl_++) {
-        float *out = gI + (int64_t)gi->ids[sl_] * D;
-        memset(out, 0, (size_t)D * sizeof(float));
-        for (int64_t q = gi->ptr[sl_]; q < gi->ptr[sl_ + 1]; q++) {
-            int64_t e = gi->list[q];
-            int64_t k = e < n ? e : e - n;
-            float ck = e < n ? c[k] : -c[k];
-            const float *pu = U + (int64_t)u[k] * D;
-            for (int d = 0; d < D; d++)
-                out[d] += ck * pu[d];
+
+    /* One thread per output row, entries in batch order: no atomics and
+     * no dependence on n_threads.  Both sides share one parallel region. */
+    OMP(omp parallel num_threads(nt) if (n >= PAR_MIN_TRIPLETS))
+    {
+        /* dU[u] = sum over its triplets of c (I[i] - I[j]). */
+        OMP(omp for schedule(dynamic, 64) nowait)
+        for (int64_t r = 0; r < gu->n_distinct; r++) {
+            float *out = gU + (int64_t)gu->ids[r] * D;
+            memset(out, 0, (size_t)D * sizeof(float));
+            for (int64_t q = gu->ptr[r]; q < gu->ptr[r + 1]; q++) {
+                int64_t k = gu->list[q];
+                const float *qi = I + (int64_t)i[k] * D, *qj = I + (int64_t)j[k] * D;
+                for (int d = 0; d < D; d++)
+                    out[d] += c[k] * (qi[d] - qj[d]);
+            }
+        }
+        /* dI[x] = sum of c U[u] over triplets with i = x, minus the same
+         * over triplets with j = x. */
+        OMP(omp for schedule(dynamic, 64) nowait)
+        for (int64_t r = 0; r < gi->n_distinct; r++) {
+            float *out = gI + (int64_t)gi->ids[r] * D;
+            memset(out, 0, (size_t)D * sizeof(float));
+            for (int64_t q = gi->ptr[r]; q < gi->ptr[r + 1]; q++) {
+                int64_t e = gi->list[q];
+                int64_t k = e < n ? e : e - n;
+                float ck = e < n ? c[k] : -c[k];
+                const float *pu = U + (int64_t)u[k] * D;
+                for (int d = 0; d < D; d++)
+                    out[d] += ck * pu[d];
+            }
         }
     }
 }
@@ -326,11 +333,12 @@ static void lazy_rows_step(const rmf_adam_params *ap, int64_t step,
     }
 }
 
-/* Re-zeroes the gradient rows a batch wrote. */
-static void zero_rows(float *g, const group *gr, int D, int nt)
+/* Re-zeroes the gradient rows a batch wrote: an orphaned worksharing loop
+ * so both sides share one parallel region. */
+static void zero_rows(float *g, const group *gr, int D)
 {
     int64_t nd = gr->n_distinct;
-    OMP(omp parallel for num_threads(nt) schedule(static) if (nd * D > 65536))
+    OMP(omp for schedule(static) nowait)
     for (int64_t r = 0; r < nd; r++)
         memset(g + (int64_t)gr->ids[r] * D, 0, (size_t)D * sizeof(float));
 }
@@ -448,8 +456,11 @@ rmf_status rmf_bpr_train_epoch(const rmf_train_params *p, const rmf_shape *s,
             rmf_adam_step(&p->adam, st->step, st->theta, grad, st->m, st->v,
                           n_params, nt);
         }
-        zero_rows(grad, &w.users, D, nt);
-        zero_rows(grad + off_items, &w.items, D, nt);
+        OMP(omp parallel num_threads(nt) if (bn >= PAR_MIN_TRIPLETS))
+        {
+            zero_rows(grad, &w.users, D);
+            zero_rows(grad + off_items, &w.items, D);
+        }
         total += bl * (double)bn;
         done += bn;
     }

@@ -1,18 +1,20 @@
-/* ncf.c -- NeuralMF (SPEC 6): logit = w2 . dropout(relu(W1 [U[u]; I[i]] + b1)) + b2,
- * trained with mean BCE-with-logits and Adam.
+/* ncf.c -- NeuralMF (SPEC 6): logit = w2 . dropout(relu(W1 [U[u]; I[i]] +
+ * b1)) + b2, trained with mean BCE-with-logits and Adam.
  *
  * The first layer's input is a concatenation, so W1 x = W1u U[u] + W1i I[i]
  * with W1u = W1[:, :D] and W1i = W1[:, D:].  A batch of 4,096 pairs holds
- * only ~2,500 distinct users and ~2,500 distinct items, so we apply each
- * half once per DISTINCT row (one sgemm per half) instead of once per pair,
- * and in the backward pass sum dpre per distinct row before the two sgemms
- * dW1half = G^T E and dE = G W1half.  Same maths, ~40% fewer FLOPs.
+ * only ~2,400 distinct users and ~2,400 distinct items (ML-1M), so we apply
+ * each half once per DISTINCT row (one sgemm per half) instead of once per
+ * pair, and in the backward pass sum dpre per distinct row before the two
+ * sgemms dW1half = G^T E and dE = G W1half.  Same maths, ~40% fewer FLOPs.
  *
  * Determinism: every parallel loop writes disjoint outputs (rows, chunks)
- * and every reduction runs in a fixed order over fixed-size chunks, so a
- * result depends on the seed only -- not on n_threads -- except through
- * OpenBLAS, whose sgemm splits the output (not the sum) across threads.
- * No float atomics anywhere.
+ * and every reduction runs in a fixed order over fixed-size chunks, so our
+ * loops give the same bits for any n_threads; no float atomics anywhere.
+ * OpenBLAS does not: its sgemm rounds differently with 1 and 2 threads, so
+ * training is bit-identical for the same seed and n_threads and agrees to
+ * float rounding across thread counts.  Scoring avoids BLAS for that reason
+ * (see rmf_ncf_score_pairs).
  *
  * Phases alternate: OpenMP loop, then BLAS call outside any parallel
  * region, never BLAS inside one. */
@@ -62,6 +64,7 @@ typedef struct {
     float *fpart;  /* per chunk: dw2[H], db1[H] */
     double *dpart; /* per chunk: db2, loss */
     float *ones;   /* H ones: the dropout mask of eval / no dropout */
+    float *mrow;   /* per chunk: one drawn dropout-mask row */
 } ncf_ws;
 
 static void group_free(group *g)
@@ -124,16 +127,21 @@ static void side_free(side *sd)
     free(sd->dE);
 }
 
-static int side_alloc(side *sd, int64_t cap, int32_t n_keys, int D, int H)
+/* train = 0 (scoring) needs only the groups and A. */
+static int side_alloc(side *sd, int64_t cap, int32_t n_keys, int D, int H,
+                      int train)
 {
     int64_t cd = cap < n_keys ? cap : n_keys;
     int ok = group_alloc(&sd->g, cap, cd);
     sd->table = malloc((size_t)n_keys * sizeof *sd->table);
-    sd->E = malloc((size_t)(cd * D) * sizeof(float));
     sd->A = malloc((size_t)(cd * H) * sizeof(float));
-    sd->G = malloc((size_t)(cd * H) * sizeof(float));
-    sd->dE = malloc((size_t)(cd * D) * sizeof(float));
-    if (!ok || !sd->table || !sd->E || !sd->A || !sd->G || !sd->dE)
+    if (train) {
+        sd->E = malloc((size_t)(cd * D) * sizeof(float));
+        sd->G = malloc((size_t)(cd * H) * sizeof(float));
+        sd->dE = malloc((size_t)(cd * D) * sizeof(float));
+        ok = ok && sd->E && sd->G && sd->dE;
+    }
+    if (!ok || !sd->table || !sd->A)
         return 0;
     for (int32_t k = 0; k < n_keys; k++)
         sd->table[k] = -1;
@@ -148,24 +156,29 @@ static void ws_free(ncf_ws *w)
     free(w->fpart);
     free(w->dpart);
     free(w->ones);
+    free(w->mrow);
     memset(w, 0, sizeof *w);
 }
 
 static rmf_status ws_alloc(ncf_ws *w, const rmf_shape *s, int64_t cap,
-                           rmf_error *err)
+                           int train, rmf_error *err)
 {
     memset(w, 0, sizeof *w);
     w->cap = cap;
     w->D = s->emb_dim;
     w->H = s->hidden_dim;
     int64_t n_chunks = (cap + CHUNK - 1) / CHUNK;
-    int ok = side_alloc(&w->user, cap, s->n_users, w->D, w->H);
-    ok &= side_alloc(&w->item, cap, s->n_items, w->D, w->H);
-    w->rbuf = malloc((size_t)(cap * w->H) * sizeof *w->rbuf);
-    w->fpart = malloc((size_t)(n_chunks * 2 * w->H) * sizeof *w->fpart);
-    w->dpart = malloc((size_t)(n_chunks * 2) * sizeof *w->dpart);
+    int ok = side_alloc(&w->user, cap, s->n_users, w->D, w->H, train);
+    ok &= side_alloc(&w->item, cap, s->n_items, w->D, w->H, train);
     w->ones = malloc((size_t)w->H * sizeof *w->ones);
-    if (!ok || !w->rbuf || !w->fpart || !w->dpart || !w->ones) {
+    if (train) {
+        w->rbuf = malloc((size_t)(cap * w->H) * sizeof *w->rbuf);
+        w->fpart = malloc((size_t)(n_chunks * 2 * w->H) * sizeof *w->fpart);
+        w->dpart = malloc((size_t)(n_chunks * 2) * sizeof *w->dpart);
+        w->mrow = malloc((size_t)(n_chunks * w->H) * sizeof *w->mrow);
+        ok = ok && w->rbuf && w->fpart && w->dpart && w->mrow;
+    }
+    if (!ok || !w->ones) {
         ws_free(w);
         return rmf_fail(err, RMF_ERR_NOMEM,
                         "out of memory for a NeuralMF batch of %lld pairs",
@@ -180,13 +193,18 @@ static rmf_status ws_alloc(ncf_ws *w, const rmf_shape *s, int64_t cap,
 /* Small kernels                                                       */
 /* ------------------------------------------------------------------ */
 
+/* The side_* loops are orphaned worksharing loops ("omp for nowait"):
+ * callers run the user and the item side inside ONE parallel region, so a
+ * phase costs one fork/join -- and under CPU contention a join can cost a
+ * scheduler time slice.  Called outside a region they run serially. */
+
 /* Copies the embedding rows of the distinct ids into E (nd x D). */
-static void side_gather(side *sd, const float *emb, int D, int nt)
+static void side_gather(side *sd, const float *emb, int D)
 {
     int64_t nd = sd->g.n_distinct;
     const int32_t *ids = sd->g.ids;
     float *E = sd->E;
-    OMP(omp parallel for num_threads(nt) schedule(static) if (nd * D > 65536))
+    OMP(omp for schedule(static) nowait)
     for (int64_t r = 0; r < nd; r++)
         memcpy(E + r * D, emb + (int64_t)ids[r] * D, (size_t)D * sizeof(float));
 }
@@ -198,12 +216,13 @@ static void side_forward(side *sd, const float *W1, int off, int D, int H)
               0.0f, sd->A, H);
 }
 
-/* G[s] = sum of dpre over the entries of slot s, in entry order. */
-static void side_sum_rows(side *sd, const float *dpre, int H, int nt)
+/* G[s] = sum of dpre over the entries of slot s, in entry order: one
+ * thread per output row, so no atomics and no dependence on n_threads. */
+static void side_sum_rows(side *sd, const float *dpre, int H)
 {
     const group *g = &sd->g;
     float *G = sd->G;
-    OMP(omp parallel for num_threads(nt) schedule(dynamic, 64) if (g->n_distinct > 64))
+    OMP(omp for schedule(dynamic, 64) nowait)
     for (int64_t s = 0; s < g->n_distinct; s++) {
         float *gs = G + s * H;
         const float *first = dpre + g->list[g->ptr[s]] * H;
@@ -228,26 +247,29 @@ static void side_backward(side *sd, const float *W1, float *gW1, int off,
 }
 
 /* grad_emb rows of the distinct ids = dE (distinct, so no write races). */
-static void side_scatter(const side *sd, float *gemb, int D, int nt)
+static void side_scatter(const side *sd, float *gemb, int D)
 {
     int64_t nd = sd->g.n_distinct;
     const int32_t *ids = sd->g.ids;
     const float *dE = sd->dE;
-    OMP(omp parallel for num_threads(nt) schedule(static) if (nd * D > 65536))
+    OMP(omp for schedule(static) nowait)
     for (int64_t r = 0; r < nd; r++)
         memcpy(gemb + (int64_t)ids[r] * D, dE + r * D, (size_t)D * sizeof(float));
 }
 
-/* Zeroes the embedding-gradient rows a batch wrote, restoring the
+/* Zeroes the embedding-gradient rows the last batch wrote, restoring the
  * all-zero state the next batch assumes (cheaper than a full memset). */
-static void side_zero_grad(const side *sd, float *gemb, int D, int nt)
+static void side_zero_grad(const side *sd, float *gemb, int D)
 {
     int64_t nd = sd->g.n_distinct;
     const int32_t *ids = sd->g.ids;
-    OMP(omp parallel for num_threads(nt) schedule(static) if (nd * D > 65536))
+    OMP(omp for schedule(static) nowait)
     for (int64_t r = 0; r < nd; r++)
         memset(gemb + (int64_t)ids[r] * D, 0, (size_t)D * sizeof(float));
 }
+
+/* Below this many pairs a parallel region costs more than it saves. */
+#define PAR_MIN_PAIRS 512
 
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
 #define RMF_CLONES __attribute__((target_clones("avx2", "default")))
@@ -332,11 +354,66 @@ static ncf_layout ncf_offsets(const rmf_shape *s)
     return o;
 }
 
+/* Dropout keep mask for the rows of one batch: keep with probability 1-p,
+ * kept units scaled by 1/(1-p) (PyTorch: noise.bernoulli_(1 - p).div_(1 -
+ * p)).  The keep probability is rounded to 24 bits, thr = round((1-p) 2^24)
+ * = hi 2^16 + lo, and drawn a byte at a time: byte < hi keeps, byte > hi
+ * drops, and only a tie (1 in 256) needs 16 more bits (keep if < lo).  So
+ * P(keep) = thr / 2^24 exactly while a 64-bit draw decides ~8 units: the
+ * mask was the costliest non-BLAS step with one draw per 2 units.  The
+ * pair pass draws each row just before using it (no n x H mask array to
+ * write and read back), from a stream per CHUNK rows derived from the
+ * batch stream (seed, DROPOUT, epoch, batch): the mask depends on the seed
+ * only, never on threads. */
+typedef struct {
+    uint64_t sub;     /* seed of the chunk streams */
+    uint32_t hi, lo;  /* thr = hi 2^16 + lo */
+    float val[2];     /* {dropped, kept} values: a lookup, not a branch */
+} dropout_draw;
+
+static dropout_draw dropout_setup(float p, uint64_t seed, uint64_t epoch,
+                                  uint64_t batch)
+{
+    dropout_draw d;
+    rmf_rng base;
+    rmf_rng_seed(&base, seed, rmf_stream_id(RMF_STREAM_DROPOUT, epoch, batch));
+    d.sub = rmf_rng_next(&base);
+    const double keep = 1.0 - (double)p;
+    const uint32_t thr = (uint32_t)nearbyint(keep * 16777216.0);
+    d.hi = thr >> 16; /* 256 when keep rounds to 1: every byte keeps */
+    d.lo = thr & 0xFFFF;
+    d.val[0] = 0.0f;
+    d.val[1] = 1.0f / (float)keep;
+    return d;
+}
+
+/* One row of H mask values from r, a 64-bit draw per 8 units (a row
+ * starts on a fresh draw).  Locals: stores through row could otherwise
+ * alias d's fields. */
+static void dropout_row(rmf_rng *r, const dropout_draw *d, float *row, int H)
+{
+    const uint32_t hi = d->hi, lo = d->lo;
+    const float val[2] = {d->val[0], d->val[1]};
+    for (int h0 = 0; h0 < H; h0 += 8) {
+        uint64_t x = rmf_rng_next(r);
+        int h1 = h0 + 8 < H ? h0 + 8 : H;
+        for (int h = h0; h < h1; h++, x >>= 8) {
+            uint32_t byte = (uint32_t)(x & 0xFF);
+            int keep = byte < hi;
+            if (byte == hi) /* rare tie: decide on 16 more bits */
+                keep = (uint32_t)(rmf_rng_next(r) & 0xFFFF) < lo;
+            row[h] = val[keep];
+        }
+    }
+}
+
 /* Per pair: forward to the logit, loss, and dpre = d loss / d pre-ReLU
  * (written over the ReLU output in rbuf), plus per-chunk partial sums of
- * dw2, db1, db2 and the loss. */
+ * dw2, db1, db2 and the loss.  Dropout comes from mask (n x H) or, when
+ * mask is NULL, is drawn from drop (NULL: no dropout). */
 static void pair_pass(ncf_ws *w, const float *theta, const ncf_layout *o,
-                      const float *y, int64_t n, const float *mask, int nt)
+                      const float *y, int64_t n, const float *mask,
+                      const dropout_draw *drop, int nt)
 {
     const int H = w->H;
     const float *b1 = theta + o->b1, *w2 = theta + o->w2;
@@ -346,7 +423,7 @@ static void pair_pass(ncf_ws *w, const float *theta, const ncf_layout *o,
     const float inv_n = (float)(1.0 / (double)n);
     int64_t n_chunks = (n + CHUNK - 1) / CHUNK;
 
-    OMP(omp parallel for num_threads(nt) schedule(static) if (n_chunks > 1))
+    OMP(omp parallel for num_threads(nt) schedule(static) if (n >= PAR_MIN_PAIRS))
     for (int64_t c = 0; c < n_chunks; c++) {
         /* float partials over <= CHUNK rows, summed across chunks in double */
         float *pw2 = w->fpart + c * 2 * H;
@@ -354,11 +431,22 @@ static void pair_pass(ncf_ws *w, const float *theta, const ncf_layout *o,
         double pb2 = 0.0, ploss = 0.0;
         memset(pw2, 0, (size_t)(2 * H) * sizeof(float));
         int64_t k1 = (c + 1) * CHUNK < n ? (c + 1) * CHUNK : n;
+        rmf_rng rng;
+        float *mrow = w->mrow + c * H;
+        if (drop)
+            rmf_rng_seed(&rng, drop->sub, (uint64_t)c);
         for (int64_t k = c * CHUNK; k < k1; k++) {
             const float *a = Au + (int64_t)su[k] * H;
             const float *b = Ai + (int64_t)si[k] * H;
-            /* No dropout multiplies by ones: exact, and one branch-free loop. */
-            const float *mk = mask ? mask + k * H : w->ones;
+            /* Mask: given, drawn now, or none -- multiplying by ones is
+             * exact and keeps one branch-free loop. */
+            const float *mk = w->ones;
+            if (mask) {
+                mk = mask + k * H;
+            } else if (drop) {
+                dropout_row(&rng, drop, mrow, H);
+                mk = mrow;
+            }
             float *r = w->rbuf + k * H;
             double z = (double)pair_forward(a, b, b1, mk, w2, b2, r, H);
             double yk = (double)y[k];
@@ -382,7 +470,8 @@ static void pair_pass(ncf_ws *w, const float *theta, const ncf_layout *o,
  * memset of grad every batch. */
 static void ncf_grad_core(ncf_ws *w, const rmf_shape *s, const float *theta,
                           const int32_t *u, const int32_t *i, const float *y,
-                          int64_t n, const float *mask, int nt, float *grad,
+                          int64_t n, const float *mask,
+                          const dropout_draw *drop, int nt, float *grad,
                           double *loss)
 {
     const int D = w->D, H = w->H;
@@ -391,12 +480,15 @@ static void ncf_grad_core(ncf_ws *w, const rmf_shape *s, const float *theta,
 
     group_build(&w->user.g, u, n, w->user.table);
     group_build(&w->item.g, i, n, w->item.table);
-    side_gather(&w->user, theta + o.user, D, nt);
-    side_gather(&w->item, theta + o.item, D, nt);
+    OMP(omp parallel num_threads(nt) if (n >= PAR_MIN_PAIRS))
+    {
+        side_gather(&w->user, theta + o.user, D);
+        side_gather(&w->item, theta + o.item, D);
+    }
     side_forward(&w->user, W1, 0, D, H);
     side_forward(&w->item, W1, D, D, H);
 
-    pair_pass(w, theta, &o, y, n, mask, nt);
+    pair_pass(w, theta, &o, y, n, mask, drop, nt);
 
     /* Chunk partials, summed in chunk order. */
     int64_t n_chunks = (n + CHUNK - 1) / CHUNK;
@@ -417,12 +509,18 @@ static void ncf_grad_core(ncf_ws *w, const rmf_shape *s, const float *theta,
     grad[o.b2] = (float)sb2;
     *loss = sloss / (double)n;
 
-    side_sum_rows(&w->user, w->rbuf, H, nt);
-    side_sum_rows(&w->item, w->rbuf, H, nt);
+    OMP(omp parallel num_threads(nt) if (n >= PAR_MIN_PAIRS))
+    {
+        side_sum_rows(&w->user, w->rbuf, H);
+        side_sum_rows(&w->item, w->rbuf, H);
+    }
     side_backward(&w->user, W1, grad + o.W1, 0, D, H);
     side_backward(&w->item, W1, grad + o.W1, D, D, H);
-    side_scatter(&w->user, grad + o.user, D, nt);
-    side_scatter(&w->item, grad + o.item, D, nt);
+    OMP(omp parallel num_threads(nt) if (n >= PAR_MIN_PAIRS))
+    {
+        side_scatter(&w->user, grad + o.user, D);
+        side_scatter(&w->item, grad + o.item, D);
+    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -483,11 +581,11 @@ rmf_status rmf_ncf_batch_grad(const rmf_shape *s, const float *theta,
         return st;
 
     ncf_ws w;
-    if ((st = ws_alloc(&w, s, n, err)) != RMF_OK)
+    if ((st = ws_alloc(&w, s, n, 1, err)) != RMF_OK)
         return st;
     int nt = rmf_resolve_threads(n_threads);
     memset(grad, 0, (size_t)rmf_ncf_n_params(s) * sizeof *grad);
-    ncf_grad_core(&w, s, theta, u, i, y, n, mask, nt, grad, loss);
+    ncf_grad_core(&w, s, theta, u, i, y, n, mask, NULL, nt, grad, loss);
     ws_free(&w);
     return RMF_OK;
 }
@@ -496,46 +594,6 @@ rmf_status rmf_ncf_batch_grad(const rmf_shape *s, const float *theta,
 /* Training epoch                                                      */
 /* ------------------------------------------------------------------ */
 
-/* Dropout keep mask for the rows of one batch: keep with probability 1-p,
- * kept units scaled by 1/(1-p) (PyTorch: noise.bernoulli_(1 - p).div_(1 -
- * p)).  Each 64-bit draw gives four 16-bit uniforms, compared with
- * round((1-p) 2^16): the keep probability is rounded to a multiple of 2^-16
- * (0.9 -> 0.899994), far below a batch's own sampling noise (~4e-4), and
- * the mask costs a quarter of the draws.  Rows come in chunks with their
- * own stream derived from the batch stream (seed, DROPOUT, epoch, batch),
- * so the mask does not depend on threads. */
-static void fill_dropout_mask(float *mask, int64_t n, int H, float p,
-                              uint64_t seed, uint64_t epoch, uint64_t batch,
-                              int nt)
-{
-    rmf_rng base;
-    rmf_rng_seed(&base, seed, rmf_stream_id(RMF_STREAM_DROPOUT, epoch, batch));
-    const uint64_t sub = rmf_rng_next(&base);
-    const double keep = 1.0 - (double)p;
-    const uint64_t thr = (uint64_t)nearbyint(keep * 65536.0);
-    const float scale = 1.0f / (float)keep;
-    /* A table lookup, not a branch: 10% drops would mispredict often. */
-    const float val[2] = {0.0f, scale};
-    int64_t n_chunks = (n + CHUNK - 1) / CHUNK;
-    OMP(omp parallel for num_threads(nt) schedule(static) if (n_chunks > 1))
-    for (int64_t c = 0; c < n_chunks; c++) {
-        rmf_rng r;
-        rmf_rng_seed(&r, sub, (uint64_t)c);
-        int64_t k1 = (c + 1) * CHUNK < n ? (c + 1) * CHUNK : n;
-        float *out = mask + c * CHUNK * H;
-        int64_t m = (k1 - c * CHUNK) * H;
-        int64_t q = 0;
-        for (; q + 4 <= m; q += 4) {
-            uint64_t x = rmf_rng_next(&r);
-            for (int l = 0; l < 4; l++)
-                out[q + l] = val[((x >> (16 * l)) & 0xFFFF) < thr];
-        }
-        uint64_t x = rmf_rng_next(&r);
-        for (int l = 0; q < m; q++, l++)
-            out[q] = val[((x >> (16 * l)) & 0xFFFF) < thr];
-    }
-}
-
 /* Lazy Adam (an approximation of PyTorch's dense Adam, opt-in): only the
  * embedding rows a batch touched and the whole MLP are updated; untouched
  * rows skip the step, so their moments do not decay and weight decay does
@@ -543,7 +601,6 @@ static void fill_dropout_mask(float *mask, int64_t n, int H, float p,
  * rmf_adam_step does the arithmetic. */
 typedef struct {
     float *t, *g, *m, *v;
-    int64_t cap_rows;
 } lazy_buf;
 
 static void lazy_rows_step(const rmf_adam_params *ap, int64_t step,
@@ -638,7 +695,7 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
     if (nnz == 0)
         return rmf_fail(err, RMF_ERR_VALUE, "train has no positive pairs");
 
-    const int D = s->emb_dim, H = s->hidden_dim;
+    const int D = s->emb_dim;
     const int nt = rmf_resolve_threads(p->n_threads);
     const int64_t n_neg = p->n_neg;
     const int64_t n_pairs = nnz * (1 + n_neg);
@@ -647,8 +704,8 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
 
     int32_t *neg = NULL, *row_of = NULL, *bu = NULL, *bi = NULL;
     int64_t *perm = NULL;
-    float *by = NULL, *mask = NULL, *grad = NULL;
-    lazy_buf lb = {NULL, NULL, NULL, NULL, 0};
+    float *by = NULL, *grad = NULL;
+    lazy_buf lb = {NULL, NULL, NULL, NULL};
     ncf_ws w;
     memset(&w, 0, sizeof w);
     int blas_saved = -1;
@@ -662,16 +719,13 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
     bi = malloc((size_t)bs * sizeof *bi);
     by = malloc((size_t)bs * sizeof *by);
     grad = calloc((size_t)o.n, sizeof *grad);
-    if (use_mask)
-        mask = malloc((size_t)(bs * H) * sizeof *mask);
-    if (!neg || !row_of || !perm || !bu || !bi || !by || !grad ||
-        (use_mask && !mask)) {
+    if (!neg || !row_of || !perm || !bu || !bi || !by || !grad) {
         status = rmf_fail(err, RMF_ERR_NOMEM, "out of memory for a NeuralMF epoch of %lld pairs",
                           (long long)n_pairs);
         goto cleanup;
     }
     if (p->lazy_adam) {
-        int64_t rows = 2 * bs;
+        int64_t rows = bs; /* a batch touches at most bs users, bs items */
         lb.t = malloc((size_t)(rows * D) * sizeof(float));
         lb.g = malloc((size_t)(rows * D) * sizeof(float));
         lb.m = malloc((size_t)(rows * D) * sizeof(float));
@@ -681,7 +735,7 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
             goto cleanup;
         }
     }
-    if ((status = ws_alloc(&w, s, bs, err)) != RMF_OK)
+    if ((status = ws_alloc(&w, s, bs, 1, err)) != RMF_OK)
         goto cleanup;
 
     /* Negatives for every positive, then one shuffled order over all
@@ -727,12 +781,17 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
                 by[t] = 0.0f;
             }
         }
-        if (use_mask)
-            fill_dropout_mask(mask, bn, H, p->dropout, p->seed, epoch,
-                              (uint64_t)b, nt);
+        /* Clear the gradient rows of the previous batch: its Adam step is
+         * done. */
+        OMP(omp parallel num_threads(nt) if (bn >= PAR_MIN_PAIRS))
+        {
+            side_zero_grad(&w.user, grad + o.user, D);
+            side_zero_grad(&w.item, grad + o.item, D);
+        }
+        dropout_draw dd = dropout_setup(p->dropout, p->seed, epoch, (uint64_t)b);
         double bl;
-        ncf_grad_core(&w, s, st->theta, bu, bi, by, bn, use_mask ? mask : NULL,
-                      nt, grad, &bl);
+        ncf_grad_core(&w, s, st->theta, bu, bi, by, bn, NULL,
+                      use_mask ? &dd : NULL, nt, grad, &bl);
         st->step++;
         if (p->lazy_adam) {
             lazy_rows_step(&p->adam, st->step, st, grad, o.user, w.user.g.ids,
@@ -745,8 +804,6 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
             rmf_adam_step(&p->adam, st->step, st->theta, grad, st->m, st->v,
                           o.n, nt);
         }
-        side_zero_grad(&w.user, grad + o.user, D, nt);
-        side_zero_grad(&w.item, grad + o.item, D, nt);
         total += bl * (double)bn;
         done += bn;
     }
@@ -766,7 +823,6 @@ cleanup:
     free(bu);
     free(bi);
     free(by);
-    free(mask);
     free(grad);
     free(lb.t);
     free(lb.g);
@@ -779,9 +835,62 @@ cleanup:
 /* Scoring                                                             */
 /* ------------------------------------------------------------------ */
 
+/* Scoring computes the first layer with its own loops rather than sgemm:
+ * OpenBLAS rounds a product differently depending on the matrix shape and
+ * the thread count, and scoring must give the same number for a pair
+ * whichever call computes it.  The cost is small (n_users + n_items rows
+ * of D x H multiply-adds, ~0.16 GFLOP on ML-1M). */
+
+/* W1's halves transposed, [2][D][H]: the user half W1u^T then the item
+ * half W1i^T, so a row's H outputs accumulate with unit stride. */
+static float *transpose_halves(const float *W1, int D, int H)
+{
+    float *WT = malloc((size_t)(2 * D) * (size_t)H * sizeof *WT);
+    if (WT == NULL)
+        return NULL;
+    for (int h = 0; h < H; h++)
+        for (int d = 0; d < 2 * D; d++)
+            WT[(int64_t)d * H + h] = W1[(int64_t)h * 2 * D + d];
+    return WT;
+}
+
+/* out[h] = sum_d e[d] WT[d][h] (+ bias[h]), d ascending.  The inner loop
+ * runs over h: it vectorizes with no reduction, and the result does not
+ * depend on the vector width. */
+RMF_CLONES
+static void row_times(const float *restrict e, const float *restrict WT,
+                      const float *restrict bias, int D, int H,
+                      float *restrict out)
+{
+    for (int h = 0; h < H; h++)
+        out[h] = 0.0f;
+    for (int d = 0; d < D; d++) {
+        const float ed = e[d];
+        const float *wt = WT + (int64_t)d * H;
+        for (int h = 0; h < H; h++)
+            out[h] += ed * wt[h];
+    }
+    if (bias)
+        for (int h = 0; h < H; h++)
+            out[h] += bias[h];
+}
+
+/* First-layer half for rows ids[0..n) of emb (rows 0..n-1 when ids is
+ * NULL); bias may be NULL.  An orphaned worksharing loop. */
+static void first_layer(const float *emb, const int32_t *ids, int64_t n,
+                        const float *WT, const float *bias, int D, int H,
+                        float *out)
+{
+    OMP(omp for schedule(static) nowait)
+    for (int64_t r = 0; r < n; r++)
+        row_times(emb + (int64_t)(ids ? ids[r] : r) * D, WT, bias, D, H,
+                  out + r * H);
+}
+
 /* Eval-mode logit from a user row a = W1u U[u] + b1 and an item row
- * b = W1i I[i]: sum over h in ascending order, so rmf_ncf_score_pairs and
- * rmf_ncf_recommend give bit-identical scores. */
+ * b = W1i I[i], summed over h in ascending order with the same float
+ * operations as score_tile: rmf_ncf_score_pairs and rmf_ncf_recommend give
+ * bit-identical scores, for any n_threads. */
 static inline float logit_seq(const float *a, const float *b, const float *w2,
                               float b2, int H)
 {
@@ -819,26 +928,28 @@ rmf_status rmf_ncf_score_pairs(const rmf_shape *s, const float *theta,
     const float *W1 = theta + o.W1, *b1 = theta + o.b1, *w2 = theta + o.w2;
     const float b2 = theta[o.b2];
     const int nt = rmf_resolve_threads(n_threads);
+    (void)nt; /* unused without OpenMP */
     const int64_t cap = n < SCORE_CHUNK ? n : SCORE_CHUNK;
+    float *WT = transpose_halves(W1, D, H);
+    if (WT == NULL)
+        return rmf_fail(err, RMF_ERR_NOMEM, "out of memory for the first layer");
     ncf_ws w;
-    if ((st = ws_alloc(&w, s, cap, err)) != RMF_OK)
+    if ((st = ws_alloc(&w, s, cap, 0, err)) != RMF_OK) {
+        free(WT);
         return st;
-    int blas_saved = rmf_blas_get_threads();
-    rmf_blas_set_threads(nt);
+    }
     for (int64_t c0 = 0; c0 < n; c0 += cap) {
         int64_t cn = c0 + cap <= n ? cap : n - c0;
         group_build(&w.user.g, u + c0, cn, w.user.table);
         group_build(&w.item.g, i + c0, cn, w.item.table);
-        side_gather(&w.user, theta + o.user, D, nt);
-        side_gather(&w.item, theta + o.item, D, nt);
-        side_forward(&w.user, W1, 0, D, H);
-        side_forward(&w.item, W1, D, D, H);
-        float *A = w.user.A;
-        int64_t nu = w.user.g.n_distinct;
-        OMP(omp parallel for num_threads(nt) schedule(static) if (nu * H > 65536))
-        for (int64_t r = 0; r < nu; r++)
-            for (int h = 0; h < H; h++)
-                A[r * H + h] += b1[h];
+        OMP(omp parallel num_threads(nt) if (cn >= PAR_MIN_PAIRS))
+        {
+            first_layer(theta + o.user, w.user.g.ids, w.user.g.n_distinct, WT,
+                        b1, D, H, w.user.A);
+            first_layer(theta + o.item, w.item.g.ids, w.item.g.n_distinct,
+                        WT + (int64_t)D * H, NULL, D, H, w.item.A);
+        }
+        const float *A = w.user.A;
         const int32_t *su = w.user.g.slot_of, *si = w.item.g.slot_of;
         const float *B = w.item.A;
         OMP(omp parallel for num_threads(nt) schedule(static) if (cn > 1024))
@@ -846,8 +957,8 @@ rmf_status rmf_ncf_score_pairs(const rmf_shape *s, const float *theta,
             out[c0 + k] = logit_seq(A + (int64_t)su[k] * H,
                                     B + (int64_t)si[k] * H, w2, b2, H);
     }
-    rmf_blas_set_threads(blas_saved);
     ws_free(&w);
+    free(WT);
     return RMF_OK;
 }
 
@@ -860,35 +971,75 @@ rmf_status rmf_ncf_score_pairs(const rmf_shape *s, const float *theta,
 #define RI 16
 
 /* S[u][i] = sum_h relu(A[u][h] + Bt[h][i]) w2[h] + b2 for RU users and the
- * RI items starting at column i0 (Bt is H x ldb, item-contiguous so the
- * inner loop runs over items and needs no horizontal reduction; the sum
- * over h runs in ascending order exactly as logit_seq does). */
+ * RI items starting at column i0.  Bt is H x ldb, item-contiguous, so the
+ * vector lanes run over items and need no horizontal reduction; the sum
+ * over h runs in ascending order with the same float operations as
+ * logit_seq, so the scores are bit-identical to rmf_ncf_score_pairs. */
+#if defined(__GNUC__)
+/* GCC/Clang vector extensions: 8 floats per vector whatever the target;
+ * the avx2 clone turns each into one ymm register, the default one into
+ * two SSE registers.  Auto-vectorization of the plain loop nest spilled
+ * the accumulators to the stack and ran 10x slower. */
+typedef float v8sf __attribute__((vector_size(32)));
+typedef int32_t v8si __attribute__((vector_size(32)));
+
+/* x > 0 ? x : +0 lane by lane (NaN -> +0), as the scalar ReLU.  Macros,
+ * not functions: a function passing 32-byte vectors draws -Wpsabi. */
+#define RELU8(x) ((v8sf)((v8si)(x) & ((x) > (v8sf){0, 0, 0, 0, 0, 0, 0, 0})))
+
 RMF_CLONES
 static void score_tile(const float *restrict A, int H,
                        const float *restrict Bt, int64_t ldb, int64_t i0,
                        const float *restrict w2, float b2,
                        float *restrict S, int64_t lds, int n_cols)
 {
-    float acc[RU][RI];
+    v8sf acc[RU][RI / 8];
     for (int q = 0; q < RU; q++)
-        for (int l = 0; l < RI; l++)
-            acc[q][l] = 0.0f;
+        for (int l = 0; l < RI / 8; l++)
+            acc[q][l] = (v8sf){0, 0, 0, 0, 0, 0, 0, 0};
     for (int h = 0; h < H; h++) {
         const float *bt = Bt + (int64_t)h * ldb + i0;
+        v8sf b0, b1;
+        memcpy(&b0, bt, sizeof b0);
+        memcpy(&b1, bt + 8, sizeof b1);
         const float wh = w2[h];
+        for (int q = 0; q < RU; q++) {
+            const float aq = A[(int64_t)q * H + h];
+            const v8sf x0 = aq + b0, x1 = aq + b1;
+            acc[q][0] += RELU8(x0) * wh;
+            acc[q][1] += RELU8(x1) * wh;
+        }
+    }
+    /* n_cols < RI on the last tile: its padding columns are not stored. */
+    for (int q = 0; q < RU; q++) {
+        float out[RI];
+        memcpy(out, acc[q], sizeof out);
+        for (int l = 0; l < n_cols; l++)
+            S[(int64_t)q * lds + i0 + l] = out[l] + b2;
+    }
+}
+#else
+static void score_tile(const float *restrict A, int H,
+                       const float *restrict Bt, int64_t ldb, int64_t i0,
+                       const float *restrict w2, float b2,
+                       float *restrict S, int64_t lds, int n_cols)
+{
+    float acc[RU][RI] = {{0}};
+    for (int h = 0; h < H; h++) {
+        const float *bt = Bt + (int64_t)h * ldb + i0;
         for (int q = 0; q < RU; q++) {
             const float aq = A[(int64_t)q * H + h];
             for (int l = 0; l < RI; l++) {
                 float x = aq + bt[l];
-                acc[q][l] += (x > 0.0f ? x : 0.0f) * wh;
+                acc[q][l] += (x > 0.0f ? x : 0.0f) * w2[h];
             }
         }
     }
-    /* n_cols < RI on the last tile: its padding columns are not stored. */
     for (int q = 0; q < RU; q++)
         for (int l = 0; l < n_cols; l++)
             S[(int64_t)q * lds + i0 + l] = acc[q][l] + b2;
 }
+#endif
 
 /* Users per recommend block: the block's score matrix (block x n_items
  * floats) stays a few MB however many users are asked for. */
@@ -947,44 +1098,37 @@ rmf_status rmf_ncf_recommend(const rmf_shape *s, const float *theta,
     const int64_t ldb = (NI + RI - 1) / RI * RI;
     const int64_t nb = block_users(NI);
     const int64_t lds = NI;
-    int blas_saved = -1;
 
     float *Bt = calloc((size_t)(H * ldb), sizeof *Bt);
     float *B = malloc((size_t)((int64_t)NI * H) * sizeof *B);
-    float *E = malloc((size_t)(nb * D) * sizeof *E);
     float *A = calloc((size_t)(nb * H), sizeof *A);
     float *S = malloc((size_t)(nb * lds) * sizeof *S);
-    if (!Bt || !B || !E || !A || !S) {
+    float *WT = transpose_halves(W1, D, H);
+    if (!Bt || !B || !A || !S || !WT) {
         st = rmf_fail(err, RMF_ERR_NOMEM, "out of memory scoring %d items", (int)NI);
         goto cleanup;
     }
-    blas_saved = rmf_blas_get_threads();
-    rmf_blas_set_threads(nt);
-    /* B = I W1i^T once per call, by the same sgemm as score_pairs and
-     * training (so scores match rmf_ncf_score_pairs bit for bit), then
-     * transposed to Bt (H x n_items) for the item-contiguous kernel. */
-    rmf_sgemm(0, 1, NI, H, D, 1.0f, theta + o.item, D, W1 + D, 2 * D, 0.0f,
-              B, H);
-    OMP(omp parallel for num_threads(nt) schedule(static))
-    for (int h = 0; h < H; h++)
-        for (int32_t i = 0; i < NI; i++)
-            Bt[(int64_t)h * ldb + i] = B[(int64_t)i * H + h];
+    /* B = I W1i^T once per call, then transposed to Bt (H x n_items) for
+     * the item-contiguous kernel. */
+    OMP(omp parallel num_threads(nt))
+    {
+        first_layer(theta + o.item, NULL, NI, WT + (int64_t)D * H, NULL, D, H, B);
+        OMP(omp barrier)
+        OMP(omp for schedule(static))
+        for (int h = 0; h < H; h++)
+            for (int32_t i = 0; i < NI; i++)
+                Bt[(int64_t)h * ldb + i] = B[(int64_t)i * H + h];
+    }
     for (int64_t u0 = 0; u0 < n && st == RMF_OK; u0 += nb) {
         const int64_t bn = u0 + nb <= n ? nb : n - u0;
-        const int64_t bn_pad = (bn + RU - 1) / RU * RU;
-        OMP(omp parallel for num_threads(nt) schedule(static))
-        for (int64_t r = 0; r < bn; r++)
-            memcpy(E + r * D, theta + o.user + (int64_t)users[u0 + r] * D,
-                   (size_t)D * sizeof(float));
-        /* A = E W1u^T, then + b1 in the (a + b1) + b order of training. */
-        rmf_sgemm(0, 1, bn, H, D, 1.0f, E, D, W1, 2 * D, 0.0f, A, H);
-        const int64_t n_ut = bn_pad / RU, n_it = ldb / RI;
+        const int64_t n_ut = (bn + RU - 1) / RU, n_it = ldb / RI;
         OMP(omp parallel num_threads(nt))
         {
-            OMP(omp for schedule(static))
-            for (int64_t r = 0; r < bn_pad; r++)
-                for (int h = 0; h < H; h++)
-                    A[r * H + h] = r < bn ? A[r * H + h] + b1[h] : 0.0f;
+            /* A = W1u U[u] + b1 for the block's users.  The last user tile
+             * may read rows past bn (stale but finite: A is calloc'ed); their
+             * scores land in rows of S that rmf_topk_rows never reads. */
+            first_layer(theta + o.user, users + u0, bn, WT, b1, D, H, A);
+            OMP(omp barrier)
             /* Item tiles outer: each Bt tile (H x RI) is reused by every
              * user of the block while it sits in L1. */
             OMP(omp for schedule(static))
@@ -1000,11 +1144,9 @@ rmf_status rmf_ncf_recommend(const rmf_shape *s, const float *theta,
     }
 
 cleanup:
-    if (blas_saved > 0)
-        rmf_blas_set_threads(blas_saved);
+    free(WT);
     free(Bt);
     free(B);
-    free(E);
     free(A);
     free(S);
     return st;

@@ -69,7 +69,13 @@ class EpochLoop:
         try:
             for epoch in range(1, epochs + 1):
                 t0 = time.perf_counter()
-                loss, n_done, interrupted = run_epoch(epoch)
+                try:
+                    loss, n_done, interrupted = run_epoch(epoch)
+                except KeyboardInterrupt:
+                    # Ctrl-C outside the core's batch loop (e.g. while
+                    # sampling): no update was in flight, the weights are
+                    # those of the last complete epoch.
+                    loss, n_done, interrupted = float("nan"), 0, True
                 row = {"epoch": epoch, "loss": loss, "n_pairs": n_done,
                        "seconds": time.perf_counter() - t0}
                 if interrupted:
