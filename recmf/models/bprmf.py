@@ -7,12 +7,11 @@ import numpy as np
 from .. import _core
 from .._checks import check_positive_int
 from . import _training as T
-from .base import Recommender
 
 __all__ = ["BPRMF"]
 
 
-class BPRMF(Recommender):
+class BPRMF(T.EmbeddingModel):
     """Bayesian personalised ranking with matrix factorisation.
 
     ``score(u, i) = e_u . e_i``; each epoch draws ``triplets_per_epoch``
@@ -42,6 +41,8 @@ class BPRMF(Recommender):
     """
 
     kind = "bprmf"
+    _core_kind = "mf"
+    _view_names = ("user_emb_", "item_emb_")
 
     def __init__(self, emb_dim=64, negatives="popular", top_n=2000, triplets_per_epoch=500_000,
                  lr=1e-3, weight_decay=1e-6, betas=(0.9, 0.999), eps=1e-8, adam="dense",
@@ -86,48 +87,21 @@ class BPRMF(Recommender):
         for ``val`` and early stopping, :meth:`NeuralMF.fit` for
         ``callback`` and Ctrl-C."""
         self._check_params()
-        columns = dict(user_col=self.user_col, item_col=self.item_col, rating_col=self.rating_col)
-        self.data_ = self._as_interactions(data, self.threshold, columns)
+        self.data_ = self._as_interactions(data, self.threshold, self._columns())
         nu, ni, d, _ = self._shape()
         rng = np.random.default_rng(self.seed)
         self.theta_ = np.ascontiguousarray((rng.standard_normal((nu + ni) * d) * 0.01).astype(np.float32))
         self._views()
-        m = np.zeros_like(self.theta_)
-        v = np.zeros_like(self.theta_)
-        state = {"step": 0}
         cand = self.candidates()
         params = T.core_params(self)
-        shape = self._shape()
+        shape, indptr, indices = self._shape(), self.data_.indptr, self.data_.indices
 
-        def run_epoch(epoch):
-            u, i, j = _core.sample_triplets(self.data_.indptr, self.data_.indices, ni, cand,
-                                            self.triplets_per_epoch, self.seed, epoch,
-                                            self.n_threads)
-            loss, n_done, state["step"], interrupted = _core.bpr_train_epoch(
-                shape, u, i, j, epoch, self.theta_, m, v, state["step"], **params)
-            return loss, n_done, interrupted
+        def step_epoch(epoch, m, v, step):
+            u, i, j = _core.sample_triplets(indptr, indices, ni, cand, self.triplets_per_epoch,
+                                            self.seed, epoch, self.n_threads)
+            return _core.bpr_train_epoch(shape, u, i, j, epoch, self.theta_, m, v, step, **params)
 
-        loop = T.EpochLoop(self, val, columns)
-        loop.run(run_epoch, self.epochs, self.eval_every, self.patience if val is not None else None,
-                 callback, self.verbose, "BPRMF")
-        self.adam_step_ = state["step"]
-        return self
-
-    def _recommend_index(self, uidx, k, exclude_seen):
-        seen = self.data_.seen_csr() if exclude_seen else None
-        return _core.mf_recommend(self._shape(), self.theta_, uidx, seen, k, self.n_threads)
-
-    def _score_index(self, uidx, iidx):
-        return _core.mf_score_pairs(self._shape(), self.theta_, uidx, iidx, self.n_threads)
-
-    def _arrays(self):
-        return {"theta": self.theta_}
-
-    def _set_arrays(self, arrays):
-        self.theta_ = np.ascontiguousarray(arrays["theta"], dtype=np.float32)
-        if len(self.theta_) != _core.n_params("mf", self._shape()):
-            raise ValueError("saved weights do not match the model's shape")
-        self._views()
+        return self._train(val, callback, self.patience if val is not None else None, step_epoch)
 
     def to_onnx(self, path):
         """Export to ONNX (opset 17): inputs ``user_id``, ``item_id`` (int64
@@ -135,14 +109,3 @@ class BPRMF(Recommender):
         from ..onnx_export import export_bprmf
         self._check_fitted()
         export_bprmf(self, path)
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state.pop("user_emb_", None)
-        state.pop("item_emb_", None)
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        if getattr(self, "theta_", None) is not None:
-            self._views()

@@ -7,12 +7,11 @@ import numpy as np
 from .. import _core
 from .._checks import check_positive_int
 from . import _training as T
-from .base import Recommender
 
 __all__ = ["NeuralMF"]
 
 
-class NeuralMF(Recommender):
+class NeuralMF(T.EmbeddingModel):
     """Neural matrix factorisation for implicit feedback.
 
     ``logit(u, i) = w2 . dropout(relu(W1 [e_u ; e_i] + b1)) + b2``, trained
@@ -61,6 +60,8 @@ class NeuralMF(Recommender):
     """
 
     kind = "neuralmf"
+    _core_kind = "ncf"
+    _view_names = ("user_emb_", "item_emb_", "W1_", "b1_", "w2_", "b2_")
 
     def __init__(self, emb_dim=64, hidden_dim=128, dropout=0.1, lr=1e-3, weight_decay=1e-6,
                  betas=(0.9, 0.999), eps=1e-8, adam="dense", batch_size=4096, epochs=20, n_neg=4,
@@ -131,43 +132,16 @@ class NeuralMF(Recommender):
         model and its history (``interrupted_`` is True).
         """
         self._check_params()
-        columns = dict(user_col=self.user_col, item_col=self.item_col, rating_col=self.rating_col)
-        self.data_ = self._as_interactions(data, self.threshold, columns)
+        self.data_ = self._as_interactions(data, self.threshold, self._columns())
         self._init_weights()
-        m = np.zeros_like(self.theta_)
-        v = np.zeros_like(self.theta_)
-        state = {"step": 0}
         params = T.core_params(self, dropout=float(self.dropout), n_neg=int(self.n_neg))
-        shape = self._shape()
+        shape, indptr, indices = self._shape(), self.data_.indptr, self.data_.indices
 
-        def run_epoch(epoch):
-            loss, n_done, state["step"], interrupted = _core.ncf_train_epoch(
-                shape, self.data_.indptr, self.data_.indices, epoch, self.theta_, m, v,
-                state["step"], **params)
-            return loss, n_done, interrupted
+        def step_epoch(epoch, m, v, step):
+            return _core.ncf_train_epoch(shape, indptr, indices, epoch, self.theta_, m, v, step,
+                                         **params)
 
-        loop = T.EpochLoop(self, val, columns)
-        loop.run(run_epoch, self.epochs, self.eval_every, self.patience, callback, self.verbose,
-                 "NeuralMF")
-        self.adam_step_ = state["step"]
-        return self
-
-    # -- scoring ----------------------------------------------------------
-    def _recommend_index(self, uidx, k, exclude_seen):
-        seen = self.data_.seen_csr() if exclude_seen else None
-        return _core.ncf_recommend(self._shape(), self.theta_, uidx, seen, k, self.n_threads)
-
-    def _score_index(self, uidx, iidx):
-        return _core.ncf_score_pairs(self._shape(), self.theta_, uidx, iidx, self.n_threads)
-
-    def _arrays(self):
-        return {"theta": self.theta_}
-
-    def _set_arrays(self, arrays):
-        self.theta_ = np.ascontiguousarray(arrays["theta"], dtype=np.float32)
-        if len(self.theta_) != _core.n_params("ncf", self._shape()):
-            raise ValueError("saved weights do not match the model's shape")
-        self._views()
+        return self._train(val, callback, self.patience, step_epoch)
 
     def to_onnx(self, path):
         """Export to ONNX (opset 17) as the reference notebook does: inputs
@@ -176,14 +150,3 @@ class NeuralMF(Recommender):
         from ..onnx_export import export_neuralmf
         self._check_fitted()
         export_neuralmf(self, path)
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        for name in ("user_emb_", "item_emb_", "W1_", "b1_", "w2_", "b2_"):
-            state.pop(name, None)   # views are rebuilt from theta_
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        if getattr(self, "theta_", None) is not None:
-            self._views()
