@@ -17,7 +17,10 @@
  * (see rmf_ncf_score_pairs).
  *
  * Phases alternate: OpenMP loop, then BLAS call outside any parallel
- * region, never BLAS inside one. */
+ * region, never BLAS inside one.
+ *
+ * The batch plumbing (distinct-row groups, argument checks, lazy Adam,
+ * epoch bookkeeping) is batch.c's, shared with mf.c. */
 #include "recmf.h"
 
 #include <math.h>
@@ -37,22 +40,11 @@
 /* Distinct rows of one side of a batch                                */
 /* ------------------------------------------------------------------ */
 
-/* The distinct keys of a batch side in first-appearance order, each
- * entry's slot, and the entries of each slot (ascending) as a CSR. */
-typedef struct {
-    int64_t n_distinct;
-    int32_t *ids;     /* distinct keys, capacity cap_distinct     */
-    int32_t *slot_of; /* per entry: index into ids                 */
-    int64_t *ptr;     /* entries of slot s: list[ptr[s] .. ptr[s+1]) */
-    int64_t *list;
-} group;
-
 /* One embedding table's share of a batch: its distinct rows, their
  * gathered embeddings E, first-layer half A = E W1half^T, summed upstream
  * gradient G and embedding gradient dE. */
 typedef struct {
-    group g;
-    int32_t *table; /* key -> slot while building, -1 otherwise */
+    rmf_group g;
     float *E, *A, *G, *dE;
 } side;
 
@@ -67,60 +59,9 @@ typedef struct {
     float *mrow;   /* per chunk: one drawn dropout-mask row */
 } ncf_ws;
 
-static void group_free(group *g)
-{
-    free(g->ids);
-    free(g->slot_of);
-    free(g->ptr);
-    free(g->list);
-}
-
-static int group_alloc(group *g, int64_t cap_entries, int64_t cap_distinct)
-{
-    g->n_distinct = 0;
-    g->ids = malloc((size_t)cap_distinct * sizeof *g->ids);
-    g->slot_of = malloc((size_t)cap_entries * sizeof *g->slot_of);
-    g->ptr = malloc((size_t)(cap_distinct + 1) * sizeof *g->ptr);
-    g->list = malloc((size_t)cap_entries * sizeof *g->list);
-    return g->ids && g->slot_of && g->ptr && g->list;
-}
-
-/* Builds g from keys[0..n).  table has one entry per possible key, all -1;
- * it is -1 again on return.  Sequential and O(n): a batch is small and the
- * first-appearance order must not depend on threads. */
-static void group_build(group *g, const int32_t *keys, int64_t n,
-                        int32_t *table)
-{
-    int64_t nd = 0;
-    for (int64_t e = 0; e < n; e++) {
-        int32_t s = table[keys[e]];
-        if (s < 0) {
-            s = (int32_t)nd;
-            table[keys[e]] = s;
-            g->ids[nd++] = keys[e];
-        }
-        g->slot_of[e] = s;
-    }
-    /* Counting sort of entries by slot; entries stay ascending per slot. */
-    memset(g->ptr, 0, (size_t)(nd + 1) * sizeof *g->ptr);
-    for (int64_t e = 0; e < n; e++)
-        g->ptr[g->slot_of[e] + 1]++;
-    for (int64_t s = 0; s < nd; s++)
-        g->ptr[s + 1] += g->ptr[s];
-    for (int64_t e = 0; e < n; e++)
-        g->list[g->ptr[g->slot_of[e]]++] = e;
-    for (int64_t s = nd; s > 0; s--)
-        g->ptr[s] = g->ptr[s - 1];
-    g->ptr[0] = 0;
-    for (int64_t s = 0; s < nd; s++)
-        table[g->ids[s]] = -1;
-    g->n_distinct = nd;
-}
-
 static void side_free(side *sd)
 {
-    group_free(&sd->g);
-    free(sd->table);
+    rmf_group_free(&sd->g);
     free(sd->E);
     free(sd->A);
     free(sd->G);
@@ -132,8 +73,7 @@ static int side_alloc(side *sd, int64_t cap, int32_t n_keys, int D, int H,
                       int train)
 {
     int64_t cd = cap < n_keys ? cap : n_keys;
-    int ok = group_alloc(&sd->g, cap, cd);
-    sd->table = malloc((size_t)n_keys * sizeof *sd->table);
+    int ok = rmf_group_alloc(&sd->g, cap, n_keys);
     sd->A = malloc((size_t)(cd * H) * sizeof(float));
     if (train) {
         sd->E = malloc((size_t)(cd * D) * sizeof(float));
@@ -141,11 +81,7 @@ static int side_alloc(side *sd, int64_t cap, int32_t n_keys, int D, int H,
         sd->dE = malloc((size_t)(cd * D) * sizeof(float));
         ok = ok && sd->E && sd->G && sd->dE;
     }
-    if (!ok || !sd->table || !sd->A)
-        return 0;
-    for (int32_t k = 0; k < n_keys; k++)
-        sd->table[k] = -1;
-    return 1;
+    return ok && sd->A;
 }
 
 static void ws_free(ncf_ws *w)
@@ -220,7 +156,7 @@ static void side_forward(side *sd, const float *W1, int off, int D, int H)
  * thread per output row, so no atomics and no dependence on n_threads. */
 static void side_sum_rows(side *sd, const float *dpre, int H)
 {
-    const group *g = &sd->g;
+    const rmf_group *g = &sd->g;
     float *G = sd->G;
     OMP(omp for schedule(dynamic, 64) nowait)
     for (int64_t s = 0; s < g->n_distinct; s++) {
@@ -255,17 +191,6 @@ static void side_scatter(const side *sd, float *gemb, int D)
     OMP(omp for schedule(static) nowait)
     for (int64_t r = 0; r < nd; r++)
         memcpy(gemb + (int64_t)ids[r] * D, dE + r * D, (size_t)D * sizeof(float));
-}
-
-/* Zeroes the embedding-gradient rows the last batch wrote, restoring the
- * all-zero state the next batch assumes (cheaper than a full memset). */
-static void side_zero_grad(const side *sd, float *gemb, int D)
-{
-    int64_t nd = sd->g.n_distinct;
-    const int32_t *ids = sd->g.ids;
-    OMP(omp for schedule(static) nowait)
-    for (int64_t r = 0; r < nd; r++)
-        memset(gemb + (int64_t)ids[r] * D, 0, (size_t)D * sizeof(float));
 }
 
 /* Below this many pairs a parallel region costs more than it saves. */
@@ -478,8 +403,8 @@ static void ncf_grad_core(ncf_ws *w, const rmf_shape *s, const float *theta,
     ncf_layout o = ncf_offsets(s);
     const float *W1 = theta + o.W1;
 
-    group_build(&w->user.g, u, n, w->user.table);
-    group_build(&w->item.g, i, n, w->item.table);
+    rmf_group_build(&w->user.g, u, n);
+    rmf_group_build(&w->item.g, i, n);
     OMP(omp parallel num_threads(nt) if (n >= PAR_MIN_PAIRS))
     {
         side_gather(&w->user, theta + o.user, D);
@@ -524,41 +449,6 @@ static void ncf_grad_core(ncf_ws *w, const rmf_shape *s, const float *theta,
 }
 
 /* ------------------------------------------------------------------ */
-/* Argument checks                                                     */
-/* ------------------------------------------------------------------ */
-
-static rmf_status check_shape(const rmf_shape *s, rmf_error *err)
-{
-    if (s == NULL)
-        return rmf_fail(err, RMF_ERR_VALUE, "shape must not be NULL");
-    if (s->n_users < 1)
-        return rmf_fail(err, RMF_ERR_VALUE, "n_users must be >= 1, got %d", (int)s->n_users);
-    if (s->n_items < 1)
-        return rmf_fail(err, RMF_ERR_VALUE, "n_items must be >= 1, got %d", (int)s->n_items);
-    if (s->emb_dim < 1)
-        return rmf_fail(err, RMF_ERR_VALUE, "emb_dim must be >= 1, got %d", (int)s->emb_dim);
-    if (s->hidden_dim < 1)
-        return rmf_fail(err, RMF_ERR_VALUE, "hidden_dim must be >= 1, got %d", (int)s->hidden_dim);
-    /* sgemm takes int dimensions; W1 is hidden_dim x 2 emb_dim. */
-    if ((int64_t)s->emb_dim * 2 > INT32_MAX / 2)
-        return rmf_fail(err, RMF_ERR_VALUE, "emb_dim is too large: %d", (int)s->emb_dim);
-    return RMF_OK;
-}
-
-static rmf_status check_ids(const int32_t *ids, int64_t n, int32_t limit,
-                            const char *name, rmf_error *err)
-{
-    if (ids == NULL)
-        return rmf_fail(err, RMF_ERR_VALUE, "%s must not be NULL", name);
-    for (int64_t k = 0; k < n; k++)
-        if (ids[k] < 0 || ids[k] >= limit)
-            return rmf_fail(err, RMF_ERR_VALUE,
-                            "%s[%lld] = %d is out of range [0, %d)", name,
-                            (long long)k, (int)ids[k], (int)limit);
-    return RMF_OK;
-}
-
-/* ------------------------------------------------------------------ */
 /* Public: batch gradient                                              */
 /* ------------------------------------------------------------------ */
 
@@ -568,16 +458,16 @@ rmf_status rmf_ncf_batch_grad(const rmf_shape *s, const float *theta,
                               int n_threads, float *grad, double *loss,
                               rmf_error *err)
 {
-    rmf_status st = check_shape(s, err);
+    rmf_status st = rmf_check_shape(s, 1, err);
     if (st != RMF_OK)
         return st;
     if (n < 1)
         return rmf_fail(err, RMF_ERR_VALUE, "n must be >= 1, got %lld", (long long)n);
     if (theta == NULL || grad == NULL || y == NULL || loss == NULL)
         return rmf_fail(err, RMF_ERR_VALUE, "theta, y, grad and loss must not be NULL");
-    if ((st = check_ids(u, n, s->n_users, "u", err)) != RMF_OK)
+    if ((st = rmf_check_ids(u, n, s->n_users, "u", err)) != RMF_OK)
         return st;
-    if ((st = check_ids(i, n, s->n_items, "i", err)) != RMF_OK)
+    if ((st = rmf_check_ids(i, n, s->n_items, "i", err)) != RMF_OK)
         return st;
 
     ncf_ws w;
@@ -593,40 +483,6 @@ rmf_status rmf_ncf_batch_grad(const rmf_shape *s, const float *theta,
 /* ------------------------------------------------------------------ */
 /* Training epoch                                                      */
 /* ------------------------------------------------------------------ */
-
-/* Lazy Adam (an approximation of PyTorch's dense Adam, opt-in): only the
- * embedding rows a batch touched and the whole MLP are updated; untouched
- * rows skip the step, so their moments do not decay and weight decay does
- * not shrink them.  Rows are gathered into a packed buffer so the same
- * rmf_adam_step does the arithmetic. */
-typedef struct {
-    float *t, *g, *m, *v;
-} lazy_buf;
-
-static void lazy_rows_step(const rmf_adam_params *ap, int64_t step,
-                           rmf_opt_state *st, const float *grad, int64_t off,
-                           const int32_t *ids, int64_t nr, int D,
-                           lazy_buf *b, int nt)
-{
-    OMP(omp parallel for num_threads(nt) schedule(static) if (nr * D > 65536))
-    for (int64_t r = 0; r < nr; r++) {
-        int64_t src = off + (int64_t)ids[r] * D;
-        size_t bytes = (size_t)D * sizeof(float);
-        memcpy(b->t + r * D, st->theta + src, bytes);
-        memcpy(b->g + r * D, grad + src, bytes);
-        memcpy(b->m + r * D, st->m + src, bytes);
-        memcpy(b->v + r * D, st->v + src, bytes);
-    }
-    rmf_adam_step(ap, step, b->t, b->g, b->m, b->v, nr * D, nt);
-    OMP(omp parallel for num_threads(nt) schedule(static) if (nr * D > 65536))
-    for (int64_t r = 0; r < nr; r++) {
-        int64_t dst = off + (int64_t)ids[r] * D;
-        size_t bytes = (size_t)D * sizeof(float);
-        memcpy(st->theta + dst, b->t + r * D, bytes);
-        memcpy(st->m + dst, b->m + r * D, bytes);
-        memcpy(st->v + dst, b->v + r * D, bytes);
-    }
-}
 
 static rmf_status check_csr(const rmf_csr *m, const rmf_shape *s,
                             const char *name, rmf_error *err)
@@ -654,20 +510,6 @@ static rmf_status check_csr(const rmf_csr *m, const rmf_shape *s,
     return RMF_OK;
 }
 
-static rmf_status check_opt_state(const rmf_opt_state *st, int64_t n_params,
-                                  rmf_error *err)
-{
-    if (st == NULL || st->theta == NULL || st->m == NULL || st->v == NULL)
-        return rmf_fail(err, RMF_ERR_VALUE, "optimizer state must hold theta, m and v");
-    if (st->n_params != n_params)
-        return rmf_fail(err, RMF_ERR_VALUE,
-                        "optimizer state has %lld parameters, the model %lld",
-                        (long long)st->n_params, (long long)n_params);
-    if (st->step < 0)
-        return rmf_fail(err, RMF_ERR_VALUE, "optimizer step must be >= 0");
-    return RMF_OK;
-}
-
 rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
                                const rmf_csr *train, uint64_t epoch,
                                rmf_opt_state *st, rmf_stop_fn stop,
@@ -675,21 +517,12 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
                                rmf_error *err)
 {
     rmf_status status;
-    const char *bad;
-    if (loss)
-        *loss = 0.0;
-    if (n_done)
-        *n_done = 0;
-    if (p == NULL)
-        return rmf_fail(err, RMF_ERR_VALUE, "params must not be NULL");
-    if ((bad = rmf_train_check_params(p)) != NULL)
-        return rmf_fail(err, RMF_ERR_VALUE, "%s", bad);
-    if ((status = check_shape(s, err)) != RMF_OK)
+    if ((status = rmf_epoch_begin(p, s, 1, loss, n_done, err)) != RMF_OK)
         return status;
     if ((status = check_csr(train, s, "train", err)) != RMF_OK)
         return status;
     const ncf_layout o = ncf_offsets(s);
-    if ((status = check_opt_state(st, o.n, err)) != RMF_OK)
+    if ((status = rmf_check_opt_state(st, o.n, err)) != RMF_OK)
         return status;
     const int64_t nnz = train->indptr[train->n_rows];
     if (nnz == 0)
@@ -705,7 +538,7 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
     int32_t *neg = NULL, *row_of = NULL, *bu = NULL, *bi = NULL;
     int64_t *perm = NULL;
     float *by = NULL, *grad = NULL;
-    lazy_buf lb = {NULL, NULL, NULL, NULL};
+    rmf_lazy_buf lb = {NULL, NULL, NULL, NULL};
     ncf_ws w;
     memset(&w, 0, sizeof w);
     int blas_saved = -1;
@@ -724,17 +557,10 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
                           (long long)n_pairs);
         goto cleanup;
     }
-    if (p->lazy_adam) {
-        int64_t rows = bs; /* a batch touches at most bs users, bs items */
-        lb.t = malloc((size_t)(rows * D) * sizeof(float));
-        lb.g = malloc((size_t)(rows * D) * sizeof(float));
-        lb.m = malloc((size_t)(rows * D) * sizeof(float));
-        lb.v = malloc((size_t)(rows * D) * sizeof(float));
-        if (!lb.t || !lb.g || !lb.m || !lb.v) {
-            status = rmf_fail(err, RMF_ERR_NOMEM, "out of memory for lazy Adam");
-            goto cleanup;
-        }
-    }
+    /* A batch touches at most bs users and bs items; the sides take their
+     * lazy steps one after the other, so one side's worth of rows is enough. */
+    if (p->lazy_adam && (status = rmf_lazy_buf_alloc(&lb, bs * D, err)) != RMF_OK)
+        goto cleanup;
     if ((status = ws_alloc(&w, s, bs, 1, err)) != RMF_OK)
         goto cleanup;
 
@@ -748,25 +574,15 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
     for (int32_t r = 0; r < train->n_rows; r++)
         for (int64_t q = train->indptr[r]; q < train->indptr[r + 1]; q++)
             row_of[q] = r;
-    OMP(omp parallel for num_threads(nt) schedule(static))
-    for (int64_t q = 0; q < n_pairs; q++)
-        perm[q] = q;
-    {
-        rmf_rng rng;
-        rmf_rng_seed(&rng, p->seed, rmf_stream_id(RMF_STREAM_SHUFFLE, epoch, 0));
-        rmf_shuffle_i64(&rng, perm, n_pairs);
-    }
+    rmf_epoch_order(perm, n_pairs, p->seed, epoch, nt);
 
     blas_saved = rmf_blas_get_threads();
     rmf_blas_set_threads(nt);
     const int64_t n_batches = (n_pairs + bs - 1) / bs;
     for (int64_t b = 0; b < n_batches; b++) {
-        if (b > 0 && stop != NULL && stop(stop_ctx)) {
-            status = rmf_fail(err, RMF_ERR_INTERRUPTED,
-                              "interrupted after %lld of %lld batches",
-                              (long long)b, (long long)n_batches);
+        status = rmf_epoch_should_stop(stop, stop_ctx, b, n_batches, err);
+        if (status != RMF_OK)
             goto cleanup;
-        }
         const int64_t start = b * bs;
         const int64_t bn = start + bs <= n_pairs ? bs : n_pairs - start;
         for (int64_t t = 0; t < bn; t++) {
@@ -785,8 +601,8 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
          * done. */
         OMP(omp parallel num_threads(nt) if (bn >= PAR_MIN_PAIRS))
         {
-            side_zero_grad(&w.user, grad + o.user, D);
-            side_zero_grad(&w.item, grad + o.item, D);
+            rmf_zero_rows(grad + o.user, &w.user.g, D);
+            rmf_zero_rows(grad + o.item, &w.item.g, D);
         }
         dropout_draw dd = dropout_setup(p->dropout, p->seed, epoch, (uint64_t)b);
         double bl;
@@ -794,10 +610,12 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
                       use_mask ? &dd : NULL, nt, grad, &bl);
         st->step++;
         if (p->lazy_adam) {
-            lazy_rows_step(&p->adam, st->step, st, grad, o.user, w.user.g.ids,
-                           w.user.g.n_distinct, D, &lb, nt);
-            lazy_rows_step(&p->adam, st->step, st, grad, o.item, w.item.g.ids,
-                           w.item.g.n_distinct, D, &lb, nt);
+            /* Embedding rows the batch touched; the MLP is dense in every
+             * batch, so it always takes a full step. */
+            rmf_lazy_rows_step(&p->adam, st->step, st, grad, o.user,
+                               w.user.g.ids, w.user.g.n_distinct, D, &lb, nt);
+            rmf_lazy_rows_step(&p->adam, st->step, st, grad, o.item,
+                               w.item.g.ids, w.item.g.n_distinct, D, &lb, nt);
             rmf_adam_step(&p->adam, st->step, st->theta + o.W1, grad + o.W1,
                           st->m + o.W1, st->v + o.W1, o.n - o.W1, nt);
         } else {
@@ -812,10 +630,7 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
 cleanup:
     if (blas_saved > 0)
         rmf_blas_set_threads(blas_saved);
-    if (loss)
-        *loss = done > 0 ? total / (double)done : 0.0;
-    if (n_done)
-        *n_done = done;
+    rmf_epoch_end(total, done, loss, n_done);
     ws_free(&w);
     free(neg);
     free(row_of);
@@ -824,10 +639,7 @@ cleanup:
     free(bi);
     free(by);
     free(grad);
-    free(lb.t);
-    free(lb.g);
-    free(lb.m);
-    free(lb.v);
+    rmf_lazy_buf_free(&lb);
     return status;
 }
 
@@ -909,19 +721,11 @@ rmf_status rmf_ncf_score_pairs(const rmf_shape *s, const float *theta,
                                const int32_t *u, const int32_t *i, int64_t n,
                                int n_threads, float *out, rmf_error *err)
 {
-    rmf_status st = check_shape(s, err);
+    rmf_status st = rmf_check_pairs_args(s, 1, theta, u, i, n, out, err);
     if (st != RMF_OK)
         return st;
-    if (n < 0)
-        return rmf_fail(err, RMF_ERR_VALUE, "n must be >= 0, got %lld", (long long)n);
     if (n == 0)
         return RMF_OK;
-    if (theta == NULL || out == NULL)
-        return rmf_fail(err, RMF_ERR_VALUE, "theta and out must not be NULL");
-    if ((st = check_ids(u, n, s->n_users, "u", err)) != RMF_OK)
-        return st;
-    if ((st = check_ids(i, n, s->n_items, "i", err)) != RMF_OK)
-        return st;
 
     const int D = s->emb_dim, H = s->hidden_dim;
     const ncf_layout o = ncf_offsets(s);
@@ -940,8 +744,8 @@ rmf_status rmf_ncf_score_pairs(const rmf_shape *s, const float *theta,
     }
     for (int64_t c0 = 0; c0 < n; c0 += cap) {
         int64_t cn = c0 + cap <= n ? cap : n - c0;
-        group_build(&w.user.g, u + c0, cn, w.user.table);
-        group_build(&w.item.g, i + c0, cn, w.item.table);
+        rmf_group_build(&w.user.g, u + c0, cn);
+        rmf_group_build(&w.item.g, i + c0, cn);
         OMP(omp parallel num_threads(nt) if (cn >= PAR_MIN_PAIRS))
         {
             first_layer(theta + o.user, w.user.g.ids, w.user.g.n_distinct, WT,
@@ -1051,37 +855,16 @@ static int64_t block_users(int32_t n_items)
     return (b + RU - 1) / RU * RU;
 }
 
-static rmf_status check_recommend_args(const rmf_shape *s, const float *theta,
-                                       const int32_t *users, int64_t n,
-                                       const rmf_csr *seen, int32_t k,
-                                       int32_t *out_items, float *out_scores,
-                                       int32_t *out_len, rmf_error *err)
-{
-    if (n < 0)
-        return rmf_fail(err, RMF_ERR_VALUE, "n must be >= 0, got %lld", (long long)n);
-    if (k < 1)
-        return rmf_fail(err, RMF_ERR_VALUE, "k must be >= 1, got %d", (int)k);
-    if (theta == NULL || out_items == NULL || out_scores == NULL || out_len == NULL)
-        return rmf_fail(err, RMF_ERR_VALUE, "theta and the outputs must not be NULL");
-    if (seen != NULL && (seen->n_rows != s->n_users || seen->n_cols != s->n_items))
-        return rmf_fail(err, RMF_ERR_VALUE,
-                        "seen is %d x %d but the model has %d users x %d items",
-                        (int)seen->n_rows, (int)seen->n_cols, (int)s->n_users,
-                        (int)s->n_items);
-    return check_ids(users, n, s->n_users, "users", err);
-}
-
 rmf_status rmf_ncf_recommend(const rmf_shape *s, const float *theta,
                              const int32_t *users, int64_t n,
                              const rmf_csr *seen, int32_t k, int n_threads,
                              int32_t *out_items, float *out_scores,
                              int32_t *out_len, rmf_error *err)
 {
-    rmf_status st = check_shape(s, err);
+    rmf_status st = rmf_check_recommend_args(s, 1, theta, users, n, seen, k,
+                                             out_items, out_scores, out_len,
+                                             err);
     if (st != RMF_OK)
-        return st;
-    if ((st = check_recommend_args(s, theta, users, n, seen, k, out_items,
-                                   out_scores, out_len, err)) != RMF_OK)
         return st;
     if (n == 0)
         return RMF_OK;

@@ -386,6 +386,97 @@ int rmf_blas_get_threads(void);
 void rmf_blas_set_threads(int n);
 const char *rmf_blas_config(void);
 
+/* ================================================================== */
+/* Internal helpers shared by topic files (not part of the             */
+/* Python-facing contract)                                             */
+/* ================================================================== */
+/*
+ * batch.c: what the mini-batch trainers ncf.c and mf.c have in common.
+ * module.c does not call these; they may change with the trainers.
+ */
+
+/* Shape checks; has_mlp also checks hidden_dim (NeuralMF). */
+rmf_status rmf_check_shape(const rmf_shape *s, int has_mlp, rmf_error *err);
+/* ids non-NULL and every ids[0..n) in [0, limit); the message names name. */
+rmf_status rmf_check_ids(const int32_t *ids, int64_t n, int32_t limit,
+                         const char *name, rmf_error *err);
+/* score_pairs arguments: the shape, n >= 0 and, when n > 0, theta and
+ * out non-NULL and u, i in range. */
+rmf_status rmf_check_pairs_args(const rmf_shape *s, int has_mlp,
+                                const float *theta, const int32_t *u,
+                                const int32_t *i, int64_t n, const float *out,
+                                rmf_error *err);
+/* recommend arguments: the shape, n >= 0, k >= 1, outputs non-NULL, seen
+ * (may be NULL) n_users x n_items, users in range. */
+rmf_status rmf_check_recommend_args(const rmf_shape *s, int has_mlp,
+                                    const float *theta, const int32_t *users,
+                                    int64_t n, const rmf_csr *seen, int32_t k,
+                                    const int32_t *out_items,
+                                    const float *out_scores,
+                                    const int32_t *out_len, rmf_error *err);
+/* st holds theta, m, v of n_params floats and a step >= 0. */
+rmf_status rmf_check_opt_state(const rmf_opt_state *st, int64_t n_params,
+                               rmf_error *err);
+
+/* The distinct keys of one side of a batch in first-appearance order
+ * (ids), each entry's slot in ids (slot_of), and the entries of each slot,
+ * ascending, as a CSR: list[ptr[s] .. ptr[s+1]). */
+typedef struct {
+    int64_t n_distinct;
+    int32_t *ids;     /* capacity min(cap_entries, n_keys) */
+    int32_t *slot_of; /* capacity cap_entries */
+    int64_t *ptr;     /* capacity min(cap_entries, n_keys) + 1 */
+    int64_t *list;    /* capacity cap_entries */
+    int32_t *table;   /* n_keys: key -> slot while building, -1 otherwise */
+} rmf_group;
+
+/* Allocates for up to cap_entries entries with keys in [0, n_keys); 0 when
+ * out of memory (g is then still safe to rmf_group_free). */
+int rmf_group_alloc(rmf_group *g, int64_t cap_entries, int32_t n_keys);
+/* Frees g (fields may be NULL) and zeroes it. */
+void rmf_group_free(rmf_group *g);
+/* Builds g from keys[0..n), n <= cap_entries, keys in [0, n_keys). */
+void rmf_group_build(rmf_group *g, const int32_t *keys, int64_t n);
+/* Zeroes rows g->ids[0..n_distinct) of grad (rows of D floats).  An
+ * orphaned "omp for nowait": call it inside a parallel region (or outside,
+ * serially). */
+void rmf_zero_rows(float *grad, const rmf_group *g, int D);
+
+/* Lazy Adam (opt-in approximation of PyTorch's dense Adam): only the rows
+ * a batch touched take a step; untouched rows keep their moments and skip
+ * weight decay. */
+typedef struct {
+    float *t, *g, *m, *v; /* packed rows, each n_floats */
+} rmf_lazy_buf;
+
+/* Allocates each buffer for n_floats; on failure b is still safe to free. */
+rmf_status rmf_lazy_buf_alloc(rmf_lazy_buf *b, int64_t n_floats,
+                              rmf_error *err);
+void rmf_lazy_buf_free(rmf_lazy_buf *b);
+/* One Adam step (rmf_adam_step) on rows ids[0..nr) of D floats of the
+ * block starting at offset off of st's theta/m/v, grad laid out alike;
+ * b holds at least nr * D floats. */
+void rmf_lazy_rows_step(const rmf_adam_params *ap, int64_t step,
+                        rmf_opt_state *st, const float *grad, int64_t off,
+                        const int32_t *ids, int64_t nr, int D,
+                        rmf_lazy_buf *b, int nt);
+
+/* Epoch start: zeroes *loss and *n_done (either may be NULL), then checks
+ * p and s (rmf_check_shape with has_mlp). */
+rmf_status rmf_epoch_begin(const rmf_train_params *p, const rmf_shape *s,
+                           int has_mlp, double *loss, int64_t *n_done,
+                           rmf_error *err);
+/* perm[0..n) = 0..n-1 shuffled with stream (seed, SHUFFLE, epoch). */
+void rmf_epoch_order(int64_t *perm, int64_t n, uint64_t seed, uint64_t epoch,
+                     int nt);
+/* Before batch b of n_batches: RMF_ERR_INTERRUPTED when b > 0 and stop
+ * (may be NULL) asks to stop, else RMF_OK. */
+rmf_status rmf_epoch_should_stop(rmf_stop_fn stop, void *stop_ctx, int64_t b,
+                                 int64_t n_batches, rmf_error *err);
+/* *loss = total / done (0 when done == 0), *n_done = done; either may be
+ * NULL. */
+void rmf_epoch_end(double total, int64_t done, double *loss, int64_t *n_done);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,294 @@
+/* batch.c -- pieces the mini-batch trainers (ncf.c, mf.c) share: argument
+ * checks, the distinct rows of a batch side, the re-zeroing of the gradient
+ * rows a batch wrote, lazy Adam over those rows, and the epoch loop's
+ * bookkeeping.  One copy so a fix to, say, the group's first-appearance
+ * order or an error message reaches both models.  Contracts are in
+ * recmf.h ("Internal helpers shared by topic files"). */
+#include "recmf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#define OMP(x) _Pragma(#x)
+#else
+#define OMP(x)
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Argument checks                                                     */
+/* ------------------------------------------------------------------ */
+
+rmf_status rmf_check_shape(const rmf_shape *s, int has_mlp, rmf_error *err)
+{
+    if (s == NULL)
+        return rmf_fail(err, RMF_ERR_VALUE, "shape must not be NULL");
+    if (s->n_users < 1)
+        return rmf_fail(err, RMF_ERR_VALUE, "n_users must be >= 1, got %d", (int)s->n_users);
+    if (s->n_items < 1)
+        return rmf_fail(err, RMF_ERR_VALUE, "n_items must be >= 1, got %d", (int)s->n_items);
+    if (s->emb_dim < 1)
+        return rmf_fail(err, RMF_ERR_VALUE, "emb_dim must be >= 1, got %d", (int)s->emb_dim);
+    /* BPRMF ignores hidden_dim (Python passes 0), so only an MLP checks it. */
+    if (!has_mlp)
+        return RMF_OK;
+    if (s->hidden_dim < 1)
+        return rmf_fail(err, RMF_ERR_VALUE, "hidden_dim must be >= 1, got %d", (int)s->hidden_dim);
+    /* sgemm takes int dimensions; W1 is hidden_dim x 2 emb_dim. */
+    if ((int64_t)s->emb_dim * 2 > INT32_MAX / 2)
+        return rmf_fail(err, RMF_ERR_VALUE, "emb_dim is too large: %d", (int)s->emb_dim);
+    return RMF_OK;
+}
+
+rmf_status rmf_check_ids(const int32_t *ids, int64_t n, int32_t limit,
+                         const char *name, rmf_error *err)
+{
+    if (ids == NULL)
+        return rmf_fail(err, RMF_ERR_VALUE, "%s must not be NULL", name);
+    for (int64_t k = 0; k < n; k++)
+        if (ids[k] < 0 || ids[k] >= limit)
+            return rmf_fail(err, RMF_ERR_VALUE,
+                            "%s[%lld] = %d is out of range [0, %d)", name,
+                            (long long)k, (int)ids[k], (int)limit);
+    return RMF_OK;
+}
+
+rmf_status rmf_check_pairs_args(const rmf_shape *s, int has_mlp,
+                                const float *theta, const int32_t *u,
+                                const int32_t *i, int64_t n, const float *out,
+                                rmf_error *err)
+{
+    rmf_status st = rmf_check_shape(s, has_mlp, err);
+    if (st != RMF_OK)
+        return st;
+    if (n < 0)
+        return rmf_fail(err, RMF_ERR_VALUE, "n must be >= 0, got %lld", (long long)n);
+    /* Nothing to score: NULL buffers of empty NumPy arrays are fine. */
+    if (n == 0)
+        return RMF_OK;
+    if (theta == NULL || out == NULL)
+        return rmf_fail(err, RMF_ERR_VALUE, "theta and out must not be NULL");
+    if ((st = rmf_check_ids(u, n, s->n_users, "u", err)) != RMF_OK)
+        return st;
+    return rmf_check_ids(i, n, s->n_items, "i", err);
+}
+
+rmf_status rmf_check_recommend_args(const rmf_shape *s, int has_mlp,
+                                    const float *theta, const int32_t *users,
+                                    int64_t n, const rmf_csr *seen, int32_t k,
+                                    const int32_t *out_items,
+                                    const float *out_scores,
+                                    const int32_t *out_len, rmf_error *err)
+{
+    rmf_status st = rmf_check_shape(s, has_mlp, err);
+    if (st != RMF_OK)
+        return st;
+    if (n < 0)
+        return rmf_fail(err, RMF_ERR_VALUE, "n must be >= 0, got %lld", (long long)n);
+    if (k < 1)
+        return rmf_fail(err, RMF_ERR_VALUE, "k must be >= 1, got %d", (int)k);
+    if (theta == NULL || out_items == NULL || out_scores == NULL || out_len == NULL)
+        return rmf_fail(err, RMF_ERR_VALUE, "theta and the outputs must not be NULL");
+    if (seen != NULL && (seen->n_rows != s->n_users || seen->n_cols != s->n_items))
+        return rmf_fail(err, RMF_ERR_VALUE,
+                        "seen is %d x %d but the model has %d users x %d items",
+                        (int)seen->n_rows, (int)seen->n_cols, (int)s->n_users,
+                        (int)s->n_items);
+    return rmf_check_ids(users, n, s->n_users, "users", err);
+}
+
+rmf_status rmf_check_opt_state(const rmf_opt_state *st, int64_t n_params,
+                               rmf_error *err)
+{
+    if (st == NULL || st->theta == NULL || st->m == NULL || st->v == NULL)
+        return rmf_fail(err, RMF_ERR_VALUE, "optimizer state must hold theta, m and v");
+    if (st->n_params != n_params)
+        return rmf_fail(err, RMF_ERR_VALUE,
+                        "optimizer state has %lld parameters, the model %lld",
+                        (long long)st->n_params, (long long)n_params);
+    if (st->step < 0)
+        return rmf_fail(err, RMF_ERR_VALUE, "optimizer step must be >= 0");
+    return RMF_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Distinct rows of one side of a batch                                */
+/* ------------------------------------------------------------------ */
+
+void rmf_group_free(rmf_group *g)
+{
+    free(g->ids);
+    free(g->slot_of);
+    free(g->ptr);
+    free(g->list);
+    free(g->table);
+    memset(g, 0, sizeof *g);
+}
+
+int rmf_group_alloc(rmf_group *g, int64_t cap_entries, int32_t n_keys)
+{
+    /* A side never holds more distinct rows than entries or keys. */
+    int64_t cd = cap_entries < n_keys ? cap_entries : n_keys;
+    g->n_distinct = 0;
+    g->ids = malloc((size_t)cd * sizeof *g->ids);
+    g->slot_of = malloc((size_t)cap_entries * sizeof *g->slot_of);
+    g->ptr = malloc((size_t)(cd + 1) * sizeof *g->ptr);
+    g->list = malloc((size_t)cap_entries * sizeof *g->list);
+    g->table = malloc((size_t)n_keys * sizeof *g->table);
+    if (!g->ids || !g->slot_of || !g->ptr || !g->list || !g->table)
+        return 0;
+    for (int32_t k = 0; k < n_keys; k++)
+        g->table[k] = -1;
+    return 1;
+}
+
+/* Sequential and O(n): a batch is small and the first-appearance order
+ * must not depend on threads.  The table is reset only at the keys used,
+ * so a build costs O(n), not O(n_keys). */
+void rmf_group_build(rmf_group *g, const int32_t *keys, int64_t n)
+{
+    int32_t *table = g->table;
+    int64_t nd = 0;
+    for (int64_t e = 0; e < n; e++) {
+        int32_t s = table[keys[e]];
+        if (s < 0) {
+            s = (int32_t)nd;
+            table[keys[e]] = s;
+            g->ids[nd++] = keys[e];
+        }
+        g->slot_of[e] = s;
+    }
+    /* Counting sort of entries by slot; entries stay ascending per slot. */
+    memset(g->ptr, 0, (size_t)(nd + 1) * sizeof *g->ptr);
+    for (int64_t e = 0; e < n; e++)
+        g->ptr[g->slot_of[e] + 1]++;
+    for (int64_t s = 0; s < nd; s++)
+        g->ptr[s + 1] += g->ptr[s];
+    for (int64_t e = 0; e < n; e++)
+        g->list[g->ptr[g->slot_of[e]]++] = e;
+    for (int64_t s = nd; s > 0; s--)
+        g->ptr[s] = g->ptr[s - 1];
+    g->ptr[0] = 0;
+    for (int64_t s = 0; s < nd; s++)
+        table[g->ids[s]] = -1;
+    g->n_distinct = nd;
+}
+
+/* An orphaned worksharing loop so a caller can zero both sides inside one
+ * parallel region (one fork/join); outside a region it runs serially. */
+void rmf_zero_rows(float *grad, const rmf_group *g, int D)
+{
+    int64_t nd = g->n_distinct;
+    const int32_t *ids = g->ids;
+    OMP(omp for schedule(static) nowait)
+    for (int64_t r = 0; r < nd; r++)
+        memset(grad + (int64_t)ids[r] * D, 0, (size_t)D * sizeof(float));
+}
+
+/* ------------------------------------------------------------------ */
+/* Lazy Adam                                                           */
+/* ------------------------------------------------------------------ */
+
+rmf_status rmf_lazy_buf_alloc(rmf_lazy_buf *b, int64_t n_floats,
+                              rmf_error *err)
+{
+    size_t bytes = (size_t)n_floats * sizeof(float);
+    b->t = malloc(bytes);
+    b->g = malloc(bytes);
+    b->m = malloc(bytes);
+    b->v = malloc(bytes);
+    if (!b->t || !b->g || !b->m || !b->v)
+        return rmf_fail(err, RMF_ERR_NOMEM, "out of memory for lazy Adam");
+    return RMF_OK;
+}
+
+void rmf_lazy_buf_free(rmf_lazy_buf *b)
+{
+    free(b->t);
+    free(b->g);
+    free(b->m);
+    free(b->v);
+    memset(b, 0, sizeof *b);
+}
+
+/* Rows are packed so the one rmf_adam_step does the arithmetic: lazy and
+ * dense Adam cannot drift apart in how a single element is updated. */
+void rmf_lazy_rows_step(const rmf_adam_params *ap, int64_t step,
+                        rmf_opt_state *st, const float *grad, int64_t off,
+                        const int32_t *ids, int64_t nr, int D,
+                        rmf_lazy_buf *b, int nt)
+{
+    (void)nt; /* unused without OpenMP */
+    OMP(omp parallel for num_threads(nt) schedule(static) if (nr * D > 65536))
+    for (int64_t r = 0; r < nr; r++) {
+        int64_t src = off + (int64_t)ids[r] * D;
+        size_t bytes = (size_t)D * sizeof(float);
+        memcpy(b->t + r * D, st->theta + src, bytes);
+        memcpy(b->g + r * D, grad + src, bytes);
+        memcpy(b->m + r * D, st->m + src, bytes);
+        memcpy(b->v + r * D, st->v + src, bytes);
+    }
+    rmf_adam_step(ap, step, b->t, b->g, b->m, b->v, nr * D, nt);
+    OMP(omp parallel for num_threads(nt) schedule(static) if (nr * D > 65536))
+    for (int64_t r = 0; r < nr; r++) {
+        int64_t dst = off + (int64_t)ids[r] * D;
+        size_t bytes = (size_t)D * sizeof(float);
+        memcpy(st->theta + dst, b->t + r * D, bytes);
+        memcpy(st->m + dst, b->m + r * D, bytes);
+        memcpy(st->v + dst, b->v + r * D, bytes);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Epoch bookkeeping                                                   */
+/* ------------------------------------------------------------------ */
+
+rmf_status rmf_epoch_begin(const rmf_train_params *p, const rmf_shape *s,
+                           int has_mlp, double *loss, int64_t *n_done,
+                           rmf_error *err)
+{
+    const char *bad;
+    /* Outputs first: an early failure still leaves them defined. */
+    if (loss)
+        *loss = 0.0;
+    if (n_done)
+        *n_done = 0;
+    if (p == NULL)
+        return rmf_fail(err, RMF_ERR_VALUE, "params must not be NULL");
+    if ((bad = rmf_train_check_params(p)) != NULL)
+        return rmf_fail(err, RMF_ERR_VALUE, "%s", bad);
+    return rmf_check_shape(s, has_mlp, err);
+}
+
+void rmf_epoch_order(int64_t *perm, int64_t n, uint64_t seed, uint64_t epoch,
+                     int nt)
+{
+    (void)nt; /* unused without OpenMP */
+    OMP(omp parallel for num_threads(nt) schedule(static))
+    for (int64_t q = 0; q < n; q++)
+        perm[q] = q;
+    /* One sequential stream: the order depends on (seed, epoch) only. */
+    rmf_rng rng;
+    rmf_rng_seed(&rng, seed, rmf_stream_id(RMF_STREAM_SHUFFLE, epoch, 0));
+    rmf_shuffle_i64(&rng, perm, n);
+}
+
+rmf_status rmf_epoch_should_stop(rmf_stop_fn stop, void *stop_ctx, int64_t b,
+                                 int64_t n_batches, rmf_error *err)
+{
+    /* Asked between batches only (b > 0), as rmf_stop_fn promises: a
+     * stop that is already pending still lets one batch train. */
+    if (b > 0 && stop != NULL && stop(stop_ctx))
+        return rmf_fail(err, RMF_ERR_INTERRUPTED,
+                        "interrupted after %lld of %lld batches",
+                        (long long)b, (long long)n_batches);
+    return RMF_OK;
+}
+
+void rmf_epoch_end(double total, int64_t done, double *loss, int64_t *n_done)
+{
+    if (loss)
+        *loss = done > 0 ? total / (double)done : 0.0;
+    if (n_done)
+        *n_done = done;
+}
