@@ -1,0 +1,76 @@
+"""The command line: `recmf run` prints the same metrics as the Python API,
+`recmf recommend` reads a saved model, and bad arguments end with exit code 2
+and a one-line message on stderr."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import recmf
+from conftest import HAVE_ML100K, ML100K_DIR, ML100K_REASON
+
+
+# The child must import the recmf under test (installed, or an in-place build).
+RECMF_ROOT = str(Path(recmf.__file__).resolve().parents[1])
+
+
+def cli(*args, cwd=None):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [RECMF_ROOT] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    return subprocess.run([sys.executable, "-m", "recmf", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=600)
+
+
+@pytest.mark.skipif(not HAVE_ML100K, reason=ML100K_REASON)
+def test_run_popularity_matches_the_api_and_recommend_reads_the_saved_model(tmp_path):
+    saved = tmp_path / "pop.npz"
+    res = cli("run", "--data", str(ML100K_DIR), "--model", "popularity", "--json", "--save", str(saved),
+              cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)           # stdout holds only the result
+    assert "split:" in res.stderr          # progress goes to stderr
+    ratings, _, movies = recmf.load_movielens(ML100K_DIR)
+    train, val, test = recmf.temporal_split(ratings)
+    want = recmf.evaluate(recmf.Popularity().fit(train), test, catalog=movies["movie_id"].unique())
+    for key, value in want.items():
+        assert out[key] == pytest.approx(value, abs=1e-12), key
+
+    res = cli("recommend", "--model", str(saved), "--users", "1", "2", "--k", "3", "--json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(res.stdout)
+    model = recmf.load(saved)
+    want = model.recommend([1, 2], k=3)
+    assert [r["item_id"] for r in rows] == want.ravel().tolist()
+
+
+def test_run_trains_a_model_on_synthetic_data_folder(tmp_path):
+    ratings, users, movies = recmf.datasets.synthetic_ratings(n_users=80, n_items=120, seed=5)
+    folder = tmp_path / "mini"
+    folder.mkdir()
+    ratings.to_csv(folder / "ratings.csv", index=False)
+    res = cli("run", "--data", str(folder), "--model", "bprmf", "--epochs", "2",
+              "--triplets-per-epoch", "5000", "--top-n", "50", "--json", "--quiet", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["model"] == "bprmf" and 0 <= out["recall@10"] <= 1 and out["n_users_eval"] > 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--data", "/nonexistent/folder"], "not found"),
+    (["run", "--model", "popularity", "--dropout", "0.3"], "does not take --dropout"),
+    (["recommend", "--model", "/nonexistent.npz", "--users", "1"], "not found"),
+])
+def test_bad_arguments_exit_2_with_one_line(args, message, tmp_path):
+    res = cli(*args, cwd=tmp_path)
+    assert res.returncode == 2
+    lines = [line for line in res.stderr.splitlines() if line.startswith("recmf: error")]
+    assert len(lines) == 1 and message in lines[0], res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_unknown_model_name_is_an_argparse_error(tmp_path):
+    res = cli("run", "--model", "svd", cwd=tmp_path)
+    assert res.returncode == 2 and "invalid choice" in res.stderr
