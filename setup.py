@@ -8,7 +8,7 @@ loaded before the extension.  To use a system OpenBLAS instead set
 
 OpenMP is probed and used when the compiler supports it; ``RECMF_OPENMP=0``
 turns it off.  ``RECMF_SANITIZE=1`` builds with AddressSanitizer and UBSan
-(see ``tools/sanitize.sh``).  No ``-march=native`` and no ``-ffast-math``:
+(see ``tools/sanitize.sh``).  No native-CPU tuning and no fast-math flags:
 the wheel must run on any x86-64 and give IEEE results.
 """
 import os
@@ -79,7 +79,7 @@ class BuildExt(build_ext):
     def build_extensions(self):
         cc = self.compiler
         # -fno-math-errno lets GCC vectorize sqrtf in the Adam loop; it is
-        # not one of -ffast-math's IEEE relaxations (results are unchanged).
+        # not one of the fast-math IEEE relaxations (results are unchanged).
         compile_args = ["-std=c11", "-O3", "-fno-math-errno", "-fno-strict-aliasing", "-Wall", "-Wextra",
                         "-Wno-unused-parameter", "-Wno-missing-field-initializers"]
         link_args = []

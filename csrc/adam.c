@@ -74,7 +74,7 @@ static double intended_double(float f)
  *
  * Speed note: GCC vectorizes this loop only under -fno-math-errno (sqrtf
  * may set errno, which forces a scalar call; v >= 0 so it never does).
- * That flag changes no result -- it is not part of -ffast-math's IEEE
+ * That flag changes no result -- it is not part of fast-math's IEEE
  * relaxations -- and makes a dense step ~7x faster.  Neither
  * optimize("no-math-errno") nor the pragma takes effect in GCC 12, so the
  * flag belongs on the command line (setup.py). */

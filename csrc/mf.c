@@ -26,7 +26,7 @@
 #define PAR_MIN_TRIPLETS 512
 
 /* sum_h x[h] w[h] with 8 float lanes (lane = h mod 8) added in a fixed
- * tree: vectorizable without -ffast-math, same result at any width. */
+ * tree: vectorizable without fast-math, same result at any width. */
 static inline float dot_lanes(const float *x, const float *w, int n)
 {
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};

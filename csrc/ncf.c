@@ -219,7 +219,7 @@ static inline float where_positive(float r, float x)
 /* One pair's forward pass: r = relu((a + b1) + b) -- the order recommend's
  * precomputed A + b1 uses -- and the logit sum_h (r mk)[h] w2[h] + b2 with 8
  * float lanes (lane = h mod 8) added in a fixed tree: vectorizable without
- * -ffast-math and the same result at any vector width. */
+ * fast-math and the same result at any vector width. */
 RMF_CLONES
 static float pair_forward(const float *restrict a, const float *restrict b,
                           const float *restrict b1, const float *restrict mk,
