@@ -87,7 +87,9 @@ class BuildExt(build_ext):
             compile_args.append("-fopenmp")
             link_args.append("-fopenmp")
         if os.environ.get("RECMF_SANITIZE") == "1":
-            san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g", "-O1"]
+            # -fno-wrapv: Python's CFLAGS carry -fwrapv, which would hide
+            # signed overflow from UBSan.
+            san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g", "-O1", "-fno-wrapv"]
             compile_args = [a for a in compile_args if a != "-O3"] + san
             link_args += ["-fsanitize=address,undefined"]
         if os.environ.get("RECMF_DEBUG") == "1":

@@ -86,16 +86,18 @@ rmf_status rmf_coverage_popularity(const int64_t *recs, const int32_t *rec_len,
 {
     if (n_catalog < 1)
         return rmf_fail(err, RMF_ERR_VALUE, "catalog must hold at least one item");
+    /* Lengths are clamped to [0, k] here and below, so a bad rec_len can
+     * neither shrink the buffer nor read past a row. */
     int64_t total = 0;
     for (int64_t r = 0; r < n_rows; r++)
-        total += rec_len[r] < k ? rec_len[r] : k;
+        total += rec_len[r] < 0 ? 0 : rec_len[r] < k ? rec_len[r] : k;
     int64_t *all = malloc((size_t)(total > 0 ? total : 1) * sizeof *all);
     if (all == NULL)
         return rmf_fail(err, RMF_ERR_NOMEM, "out of memory for %lld recommendations", (long long)total);
     int64_t n = 0;
     double pop_sum = 0.0;
     for (int64_t r = 0; r < n_rows; r++) {
-        int32_t len = rec_len[r] < k ? rec_len[r] : k;
+        int32_t len = rec_len[r] < 0 ? 0 : rec_len[r] < k ? rec_len[r] : k;
         for (int32_t p = 0; p < len; p++) {
             int64_t id = recs[r * (int64_t)k + p];
             all[n++] = id;

@@ -27,22 +27,20 @@ static PyObject *raise_status(rmf_status st, const rmf_error *err)
 {
     if (PyErr_Occurred()) /* e.g. KeyboardInterrupt raised by the stop hook */
         return NULL;
-    const char *msg = err->msg[0] ? err->msg : "recmf core error";
-    switch (st) {
-    case RMF_ERR_NOMEM:
+    if (st == RMF_ERR_NOMEM)
         return PyErr_NoMemory();
-    case RMF_ERR_SATURATED:
-        PyErr_SetString(SamplingError, msg);
+    const char *msg = err->msg[0] ? err->msg : "recmf core error";
+    /* Messages may quote input bytes (a Latin-1 line of a ratings file):
+     * decode leniently so the error itself never fails. */
+    PyObject *text = PyUnicode_DecodeUTF8(msg, (Py_ssize_t)strlen(msg), "backslashreplace");
+    if (text == NULL)
         return NULL;
-    case RMF_ERR_INTERRUPTED:
-        PyErr_SetString(PyExc_KeyboardInterrupt, msg);
-        return NULL;
-    case RMF_ERR_PARSE:
-    case RMF_ERR_VALUE:
-    default:
-        PyErr_SetString(PyExc_ValueError, msg);
-        return NULL;
-    }
+    PyObject *type = st == RMF_ERR_SATURATED     ? SamplingError
+                     : st == RMF_ERR_INTERRUPTED ? PyExc_KeyboardInterrupt
+                                                 : PyExc_ValueError;
+    PyErr_SetObject(type, text);
+    Py_DECREF(text);
+    return NULL;
 }
 
 /* Runs a core call without the GIL; `st` receives its status. */

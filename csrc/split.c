@@ -24,7 +24,11 @@ rmf_status rmf_temporal_split(const int64_t *user, const int64_t *time,
     if (st != RMF_OK)
         return st;
 
-    const int64_t need = min_train + n_val + n_test;
+    /* Saturating: absurdly large sizes mean "no user is eligible", not an
+     * overflowed (negative) threshold. */
+    const int64_t need = (n_val > INT64_MAX - n_test || min_train > INT64_MAX - n_val - n_test)
+                             ? INT64_MAX
+                             : min_train + n_val + n_test;
     int64_t start = 0;
     while (start < n) {
         int64_t end = start + 1;
