@@ -43,7 +43,7 @@ def test_run_popularity_matches_the_api_and_recommend_reads_the_saved_model(tmp_
     rows = json.loads(res.stdout)
     model = recmf.load(saved)
     want = model.recommend([1, 2], k=3)
-    assert [r["item_id"] for r in rows] == want.ravel().tolist()
+    assert [r["movie_id"] for r in rows] == want.ravel().tolist()
 
 
 def test_run_trains_a_model_on_synthetic_data_folder(tmp_path):

@@ -150,7 +150,7 @@ def test_recommend_contract(kind, small):
     with pytest.raises(ValueError, match="k must be >= 1"):
         model.recommend(users, k=0)
     long = model.recommend_frame(users[:3], k=4)
-    assert list(long.columns) == ["user_id", "rank", "item_id", "score"] and len(long) == 12
+    assert list(long.columns) == ["user_id", "rank", "movie_id", "score"] and len(long) == 12
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -19,7 +19,14 @@ def progress(total, desc, verbose):
     if not verbose:
         return None
     try:
-        from tqdm.auto import tqdm
+        # tqdm.auto picks the notebook widget, which needs ipywidgets; without
+        # them it would print a warning into every notebook, so fall back to
+        # the text bar.
+        import importlib.util
+        if importlib.util.find_spec("ipywidgets") is not None:
+            from tqdm.auto import tqdm
+        else:
+            from tqdm import tqdm
     except ImportError:  # tqdm is optional: fall back to silence
         warnings.warn("verbose=True needs tqdm (pip install tqdm); training silently", stacklevel=3)
         return None

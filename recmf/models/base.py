@@ -83,9 +83,13 @@ class Recommender:
         return (ids, scores) if return_scores else ids
 
     def recommend_frame(self, user_ids, k=10, exclude_seen=True, unknown="empty",
-                        user_col="user_id", item_col="item_id"):
+                        user_col=None, item_col=None):
         """Recommendations as a long DataFrame ``user, rank (1-based), item, score``;
-        short lists simply have fewer rows."""
+        short lists simply have fewer rows.  Columns are named like the
+        model's training frame (``user_col``/``item_col`` override), so the
+        result merges directly with e.g. a movies frame."""
+        user_col = user_col or getattr(self, "user_col", "user_id")
+        item_col = item_col or getattr(self, "item_col", "item_id")
         users = as_id_array(user_ids, "user_ids")[0]
         ids, lens, scores = self._recommend_all(users, k, exclude_seen, unknown)
         mask = np.arange(ids.shape[1])[None, :] < lens[:, None]
