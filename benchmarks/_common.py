@@ -27,6 +27,24 @@ if os.environ.get("RECMF_BENCH_INSTALLED") != "1" and str(REPO) not in sys.path:
 # data
 # ---------------------------------------------------------------------------
 
+def pin_threads_from_argv(argv=None, default="2"):
+    """Put ``--threads N`` (default 2) into OMP/OPENBLAS/MKL_NUM_THREADS.
+
+    BLAS and OpenMP pools are sized when numpy and torch are imported, so a
+    script calls this before importing them (this module imports neither).
+    Returns the thread count as a string."""
+    argv = sys.argv[1:] if argv is None else argv
+    value = default
+    for n, a in enumerate(argv):
+        if a == "--threads" and n + 1 < len(argv):
+            value = argv[n + 1]
+        elif a.startswith("--threads="):
+            value = a.split("=", 1)[1]
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = value
+    return value
+
+
 def default_data_dir(name="ml-1m"):
     """``$RECMF_DATA/<name>`` when set, else ``../shared/data/<name>`` beside
     the repository (the layout of the project's machines)."""

@@ -64,18 +64,12 @@ import os
 import sys
 
 
-def _argv_value(argv, name):
-    for n, a in enumerate(argv):
-        if a == name and n + 1 < len(argv):
-            return argv[n + 1]
-        if a.startswith(name + "="):
-            return a.split("=", 1)[1]
-    return None
+# BLAS / OpenMP pools are sized when numpy and torch are imported: the thread
+# count must be in the environment before those imports.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common as C  # noqa: E402  (imports neither numpy nor torch)
 
-
-_T = _argv_value(sys.argv[1:], "--threads") or "2"
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = _T
+C.pin_threads_from_argv()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -87,8 +81,6 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import _common as C  # noqa: E402  (also puts the repository on sys.path)
 
 BUSY_LOAD = 1.5
 ML1M_INDEX = (6_038, 3_525, 554_070)
