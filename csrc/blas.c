@@ -3,6 +3,12 @@
  * system OpenBLAS has none.  setup.py defines RMF_BLAS_PREFIX accordingly. */
 #include "recmf.h"
 
+#include <stddef.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #ifndef RMF_BLAS_PREFIX
 #define RMF_BLAS_PREFIX
 #endif
@@ -24,6 +30,16 @@ int RMF_BLAS(openblas_get_num_threads)(void);
 void RMF_BLAS(openblas_set_num_threads)(int n);
 char *RMF_BLAS(openblas_get_config)(void);
 
+/* Caller-managed threading (OpenBLAS >= 0.3.27, cblas.h): OpenBLAS hands
+ * its per-thread jobs to a callback instead of waking its own pthreads.
+ * Weak, so a system OpenBLAS without it still links; then it is NULL. */
+typedef void (*rmf_blas_dojob)(int thread_num, void *jobdata, int dojob_data);
+typedef void (*rmf_blas_threads_fn)(int sync, rmf_blas_dojob dojob, int numjobs,
+                                    size_t jobdata_elsize, void *jobdata,
+                                    int dojob_data);
+void RMF_BLAS(openblas_set_threads_callback_function)(rmf_blas_threads_fn fn)
+    __attribute__((weak));
+
 void rmf_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
                float alpha, const float *a, int64_t lda, const float *b,
                int64_t ldb, float beta, float *c, int64_t ldc)
@@ -37,6 +53,51 @@ void rmf_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
                           trans_b ? RMF_CBLAS_TRANS : RMF_CBLAS_NO_TRANS,
                           (int)m, (int)n, (int)k, alpha, a, (int)lda, b,
                           (int)ldb, beta, c, (int)ldc);
+}
+
+#ifdef _OPENMP
+/* Why: with OpenBLAS's own pthreads, a training batch alternates between
+ * two thread pools that both busy-wait after their work (OpenBLAS for
+ * ~2^28 cycles, libgomp for ~300k spins).  On 2 cores the idle pool's
+ * spinners steal the cores from the busy one: a NeuralMF epoch took 3x
+ * LONGER on 2 threads than on 1.  Running OpenBLAS's jobs on libgomp's
+ * team leaves one pool that is either working or waiting for work.
+ *
+ * OpenBLAS's level-3 jobs wait for each other's packed panels, so every
+ * job needs its own thread, all at once: one thread per job, never a loop
+ * of jobs over a smaller team.  Dynamic adjustment is switched off for the
+ * region so the team cannot come out smaller; rmf_resolve_threads keeps
+ * thread counts within the OpenMP thread limit, and recmf never calls
+ * BLAS inside a parallel region (a nested region would get one thread). */
+static void blas_jobs_on_openmp(int sync, rmf_blas_dojob dojob, int numjobs,
+                                size_t jobdata_elsize, void *jobdata,
+                                int dojob_data)
+{
+    (void)sync; /* the region joins before returning: always synchronous */
+    if (numjobs == 1) {
+        dojob(0, jobdata, dojob_data);
+        return;
+    }
+    int dynamic = omp_get_dynamic();
+    omp_set_dynamic(0);
+#pragma omp parallel num_threads(numjobs)
+    {
+        int j = omp_get_thread_num();
+        dojob(j, (char *)jobdata + (size_t)j * jobdata_elsize, dojob_data);
+    }
+    omp_set_dynamic(dynamic);
+}
+#endif
+
+int rmf_blas_use_openmp_threads(void)
+{
+#ifdef _OPENMP
+    if (RMF_BLAS(openblas_set_threads_callback_function) != NULL) {
+        RMF_BLAS(openblas_set_threads_callback_function)(blas_jobs_on_openmp);
+        return 1;
+    }
+#endif
+    return 0;
 }
 
 int rmf_blas_get_threads(void) { return RMF_BLAS(openblas_get_num_threads)(); }

@@ -385,6 +385,11 @@ void rmf_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
 int rmf_blas_get_threads(void);
 void rmf_blas_set_threads(int n);
 const char *rmf_blas_config(void);
+/* Routes OpenBLAS's threaded jobs onto OpenMP's threads (one thread pool
+ * instead of two competing ones).  Returns 1 when done, 0 when this BLAS
+ * or build cannot (OpenBLAS < 0.3.27, no OpenMP): then OpenBLAS keeps its
+ * own threads.  Called once, at import. */
+int rmf_blas_use_openmp_threads(void);
 
 /* ================================================================== */
 /* Internal helpers shared by topic files (not part of the             */

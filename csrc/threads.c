@@ -18,9 +18,11 @@ int rmf_has_openmp(void)
 int rmf_resolve_threads(int requested)
 {
 #ifdef _OPENMP
-    if (requested <= 0)
-        return omp_get_num_procs();
-    return requested;
+    int n = requested > 0 ? requested : omp_get_num_procs();
+    /* OpenBLAS's jobs need a full team each (blas.c), and OpenMP never
+     * gives more threads than its limit (OMP_THREAD_LIMIT). */
+    int limit = omp_get_thread_limit();
+    return n < limit ? n : limit;
 #else
     (void)requested;
     return 1;

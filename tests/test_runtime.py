@@ -27,6 +27,34 @@ def test_openblas_is_visible_to_threadpoolctl():
     assert any(info["version"] and info["version"].split(".")[0] in config for info in libs)
 
 
+def test_threaded_blas_runs_on_openmp_threads_and_agrees_with_numpy():
+    # recmf hands OpenBLAS's per-thread jobs to OpenMP (csrc/blas.c) so the
+    # two never compete for the cores; a job lost or run twice would show
+    # here as wrong scores.  The product is large enough for OpenBLAS to
+    # split it over both threads.
+    info = _core.build_info()
+    version = tuple(int(x) for x in info["blas_config"].split()[1].split(".")[:3])
+    if info["openmp"] and version >= (0, 3, 27):
+        assert info["blas_on_openmp"]
+    rng = np.random.default_rng(0)
+    n_users, n_items, dim = 1500, 2500, 64
+    theta = (0.1 * rng.standard_normal((n_users + n_items) * dim)).astype(np.float32)
+    users = np.arange(n_users, dtype=np.int32)
+    before = _core.blas_threads(2)
+    try:
+        items, scores, lens = _core.mf_recommend((n_users, n_items, dim, 0), theta, users, None, 10, 2)
+    finally:
+        _core.blas_threads(before)
+    U = theta[: n_users * dim].reshape(n_users, dim).astype(np.float64)
+    V = theta[n_users * dim:].reshape(n_items, dim).astype(np.float64)
+    full = U @ V.T
+    assert (lens == 10).all()
+    np.testing.assert_allclose(scores, np.take_along_axis(full, items.astype(np.int64), 1), atol=1e-5)
+    # every returned list holds the best 10 scores (up to float rounding)
+    tenth = -np.sort(-full, axis=1)[:, 9]
+    assert (scores[:, -1] >= tenth - 1e-5).all()
+
+
 @pytest.mark.parametrize("kind", [recmf.NeuralMF, recmf.BPRMF])
 def test_caller_blas_threads_restored_after_fit_and_recommend(kind, small):
     data, test = small
