@@ -403,10 +403,15 @@ static void ncf_grad_core(ncf_ws *w, const rmf_shape *s, const float *theta,
     ncf_layout o = ncf_offsets(s);
     const float *W1 = theta + o.W1;
 
-    rmf_group_build(&w->user.g, u, n);
-    rmf_group_build(&w->item.g, i, n);
+    /* The two group builds are serial each but independent: one thread
+     * takes each, then both gathers share the team. */
     OMP(omp parallel num_threads(nt) if (n >= PAR_MIN_PAIRS))
     {
+        OMP(omp single nowait)
+        rmf_group_build(&w->user.g, u, n);
+        OMP(omp single)
+        rmf_group_build(&w->item.g, i, n);
+        /* the second single's barrier: both groups are built */
         side_gather(&w->user, theta + o.user, D);
         side_gather(&w->item, theta + o.item, D);
     }
@@ -585,24 +590,25 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
             goto cleanup;
         const int64_t start = b * bs;
         const int64_t bn = start + bs <= n_pairs ? bs : n_pairs - start;
-        for (int64_t t = 0; t < bn; t++) {
-            int64_t q = perm[start + t];
-            if (q < nnz) {
-                bu[t] = row_of[q];
-                bi[t] = train->indices[q];
-                by[t] = 1.0f;
-            } else {
-                bu[t] = row_of[(q - nnz) / n_neg];
-                bi[t] = neg[q - nnz];
-                by[t] = 0.0f;
-            }
-        }
-        /* Clear the gradient rows of the previous batch: its Adam step is
-         * done. */
+        /* Clear the gradient rows of the previous batch (its Adam step is
+         * done) while filling this batch's pairs. */
         OMP(omp parallel num_threads(nt) if (bn >= PAR_MIN_PAIRS))
         {
             rmf_zero_rows(grad + o.user, &w.user.g, D);
             rmf_zero_rows(grad + o.item, &w.item.g, D);
+            OMP(omp for schedule(static) nowait)
+            for (int64_t t = 0; t < bn; t++) {
+                int64_t q = perm[start + t];
+                if (q < nnz) {
+                    bu[t] = row_of[q];
+                    bi[t] = train->indices[q];
+                    by[t] = 1.0f;
+                } else {
+                    bu[t] = row_of[(q - nnz) / n_neg];
+                    bi[t] = neg[q - nnz];
+                    by[t] = 0.0f;
+                }
+            }
         }
         dropout_draw dd = dropout_setup(p->dropout, p->seed, epoch, (uint64_t)b);
         double bl;
