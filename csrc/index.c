@@ -4,9 +4,54 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Ids spanning a range this small (relative to n) are factorized through
+ * a lookup table over the range: three linear passes instead of a sort.
+ * MovieLens ids span ~1-2x their count. */
+#define DENSE_RANGE_PER_ID 4
+#define DENSE_RANGE_MIN (1 << 16)
+#define DENSE_RANGE_MAX (1 << 26)
+
+/* The table path: slot[id - lo] marks presence, then becomes the code. */
+static rmf_status factorize_dense(const int64_t *ids, int64_t n, int64_t lo,
+                                  uint64_t span, int32_t *codes,
+                                  int64_t *uniques, int64_t *n_unique,
+                                  rmf_error *err)
+{
+    int32_t *slot = calloc((size_t)span, sizeof *slot);
+    if (slot == NULL)
+        return rmf_fail(err, RMF_ERR_NOMEM, "out of memory factorizing %lld ids", (long long)n);
+    for (int64_t r = 0; r < n; r++)
+        slot[(uint64_t)ids[r] - (uint64_t)lo] = 1;
+    int32_t u = 0; /* span <= 2^26: the count fits */
+    for (uint64_t k = 0; k < span; k++)
+        if (slot[k]) {
+            uniques[u] = (int64_t)((uint64_t)lo + k);
+            slot[k] = u++;
+        }
+    for (int64_t r = 0; r < n; r++)
+        codes[r] = slot[(uint64_t)ids[r] - (uint64_t)lo];
+    *n_unique = u;
+    free(slot);
+    return RMF_OK;
+}
+
 rmf_status rmf_factorize(const int64_t *ids, int64_t n, int32_t *codes,
                          int64_t *uniques, int64_t *n_unique, rmf_error *err)
 {
+    if (n > 0) {
+        int64_t lo = ids[0], hi = ids[0];
+        for (int64_t r = 1; r < n; r++) {
+            if (ids[r] < lo) lo = ids[r];
+            if (ids[r] > hi) hi = ids[r];
+        }
+        /* Unsigned: hi - lo can exceed INT64_MAX for ids of both signs. */
+        uint64_t span = (uint64_t)hi - (uint64_t)lo + 1;
+        uint64_t limit = (uint64_t)n * DENSE_RANGE_PER_ID;
+        if (limit < DENSE_RANGE_MIN) limit = DENSE_RANGE_MIN;
+        if (limit > DENSE_RANGE_MAX) limit = DENSE_RANGE_MAX;
+        if (span != 0 && span <= limit)
+            return factorize_dense(ids, n, lo, span, codes, uniques, n_unique, err);
+    }
     int64_t *perm = malloc((size_t)(n > 0 ? n : 1) * sizeof *perm);
     if (perm == NULL)
         return rmf_fail(err, RMF_ERR_NOMEM, "out of memory factorizing %lld ids", (long long)n);

@@ -106,6 +106,16 @@ enum {
 rmf_status rmf_argsort_stable_i64(const int64_t *keys, int64_t n,
                                   int64_t *perm, rmf_error *err);
 
+/* perm[0..n) = row positions sorted stably by (major, minor), when both
+ * value spans and the row number pack into one 64-bit key (as user ids,
+ * timestamps and a million rows do): one radix sort of 8-byte keys, about
+ * a third of the two sorts by rmf_argsort_stable_i64.  Returns 0 without
+ * touching perm when they do not fit; otherwise 1, with *status RMF_OK or
+ * RMF_ERR_NOMEM. */
+int rmf_argsort_pair_packed(const int64_t *major, const int64_t *minor,
+                            int64_t n, int64_t *perm, rmf_status *status,
+                            rmf_error *err);
+
 /* ------------------------------------------------------------------ */
 /* Text parsing (parse.c)                                             */
 /* ------------------------------------------------------------------ */

@@ -68,3 +68,107 @@ rmf_status rmf_argsort_stable_i64(const int64_t *keys, int64_t n,
     free(perm_b);
     return RMF_OK;
 }
+
+/* Bits needed to hold every value in [0, range]. */
+static int bits_for(uint64_t range)
+{
+    int b = 0;
+    while (range > 0) {
+        b++;
+        range >>= 1;
+    }
+    return b;
+}
+
+/* LSD radix sort of keys[0..n) on bits [lo_bit, hi_bit) only, 11 bits a
+ * pass, with every pass's histogram taken in one read up front.  Stable,
+ * so keys equal on those bits keep their order. */
+static rmf_status radix_sort_bits(uint64_t *keys, int64_t n, int lo_bit,
+                                  int hi_bit, rmf_error *err)
+{
+    enum { DIGIT = 11, BUCKETS = 1 << DIGIT, MAX_PASSES = 6 };
+    const int n_passes = (hi_bit - lo_bit + DIGIT - 1) / DIGIT;
+    if (n_passes == 0 || n < 2)
+        return RMF_OK;
+    uint64_t *tmp = malloc((size_t)n * sizeof *tmp);
+    int64_t (*count)[BUCKETS] = calloc(MAX_PASSES, sizeof *count);
+    if (tmp == NULL || count == NULL) {
+        free(tmp);
+        free(count);
+        return rmf_fail(err, RMF_ERR_NOMEM, "out of memory sorting %lld keys", (long long)n);
+    }
+    for (int64_t r = 0; r < n; r++)
+        for (int p = 0; p < n_passes; p++)
+            count[p][(keys[r] >> (lo_bit + DIGIT * p)) & (BUCKETS - 1)]++;
+    uint64_t *src = keys, *dst = tmp;
+    for (int p = 0; p < n_passes; p++) {
+        const int shift = lo_bit + DIGIT * p;
+        int64_t sum = 0;
+        for (int b = 0; b < BUCKETS; b++) {
+            int64_t c = count[p][b];
+            count[p][b] = sum;
+            sum += c;
+        }
+        for (int64_t r = 0; r < n; r++)
+            dst[count[p][(src[r] >> shift) & (BUCKETS - 1)]++] = src[r];
+        uint64_t *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != keys)
+        memcpy(keys, src, (size_t)n * sizeof *keys);
+    free(tmp);
+    free(count);
+    return RMF_OK;
+}
+
+int rmf_argsort_pair_packed(const int64_t *major, const int64_t *minor,
+                            int64_t n, int64_t *perm, rmf_status *status,
+                            rmf_error *err)
+{
+    *status = RMF_OK;
+    if (n < 2) {
+        for (int64_t r = 0; r < n; r++)
+            perm[r] = r;
+        return 1;
+    }
+    int64_t a_lo = major[0], a_hi = major[0], b_lo = minor[0], b_hi = minor[0];
+    for (int64_t r = 1; r < n; r++) {
+        if (major[r] < a_lo) a_lo = major[r];
+        if (major[r] > a_hi) a_hi = major[r];
+        if (minor[r] < b_lo) b_lo = minor[r];
+        if (minor[r] > b_hi) b_hi = minor[r];
+    }
+    /* Unsigned differences: a span can exceed INT64_MAX. */
+    const int a_bits = bits_for((uint64_t)a_hi - (uint64_t)a_lo);
+    const int b_bits = bits_for((uint64_t)b_hi - (uint64_t)b_lo);
+    const int r_bits = bits_for((uint64_t)(n - 1));
+    if (a_bits + b_bits + r_bits > 64)
+        return 0;
+    /* key = major | minor | row: the row in the low bits rides along
+     * unsorted, and the stable sort keeps rows ascending within ties. */
+    uint64_t *keys = malloc((size_t)n * sizeof *keys);
+    if (keys == NULL) {
+        *status = rmf_fail(err, RMF_ERR_NOMEM, "out of memory sorting %lld keys", (long long)n);
+        return 1;
+    }
+    for (int64_t r = 0; r < n; r++) {
+        uint64_t a = (uint64_t)major[r] - (uint64_t)a_lo;
+        uint64_t b = (uint64_t)minor[r] - (uint64_t)b_lo;
+        /* shifts of 64 are undefined: a field of 0 bits is always 0 */
+        uint64_t k = (uint64_t)r;
+        if (b_bits > 0)
+            k |= b << r_bits;
+        if (a_bits > 0)
+            k |= a << (r_bits + b_bits);
+        keys[r] = k;
+    }
+    *status = radix_sort_bits(keys, n, r_bits, r_bits + b_bits + a_bits, err);
+    if (*status == RMF_OK) {
+        const uint64_t row_mask = r_bits == 64 ? UINT64_MAX : (((uint64_t)1 << r_bits) - 1);
+        for (int64_t k = 0; k < n; k++)
+            perm[k] = (int64_t)(keys[k] & row_mask);
+    }
+    free(keys);
+    return 1;
+}

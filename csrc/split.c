@@ -13,14 +13,17 @@ rmf_status rmf_temporal_split(const int64_t *user, const int64_t *time,
     if (min_train < 0)
         return rmf_fail(err, RMF_ERR_VALUE, "min_train must be >= 0, got %lld", (long long)min_train);
 
-    for (int64_t r = 0; r < n; r++)
-        order[r] = r;
-    /* LSD order: by time first, then stably by user, gives rows sorted by
-     * (user, time) with ties in input order -- pandas' stable lexsort. */
-    rmf_status st = rmf_argsort_stable_i64(time, n, order, err);
-    if (st != RMF_OK)
-        return st;
-    st = rmf_argsort_stable_i64(user, n, order, err);
+    rmf_status st;
+    if (!rmf_argsort_pair_packed(user, time, n, order, &st, err)) {
+        /* Spans too wide to pack.  LSD order: by time first, then stably
+         * by user, gives rows sorted by (user, time) with ties in input
+         * order -- pandas' stable lexsort. */
+        for (int64_t r = 0; r < n; r++)
+            order[r] = r;
+        st = rmf_argsort_stable_i64(time, n, order, err);
+        if (st == RMF_OK)
+            st = rmf_argsort_stable_i64(user, n, order, err);
+    }
     if (st != RMF_OK)
         return st;
 

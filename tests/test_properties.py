@@ -122,6 +122,59 @@ def test_split_equals_reference_and_partitions(frame, n_val, n_test, min_train):
 
 
 # ---------------------------------------------------------------------------
+# Factorize
+# ---------------------------------------------------------------------------
+
+I64 = np.iinfo(np.int64)
+
+
+@st.composite
+def id_arrays(draw):
+    """int64 ids whose span is tiny, about the table path's limit (4 per id,
+    at least 2^16) or huge, so both the lookup-table and the sorting
+    factorizer run, with both signs and the int64 extremes."""
+    n = draw(st.integers(1, 60))
+    kind = draw(st.sampled_from(["tiny", "near_limit", "huge", "extremes"]))
+    if kind == "tiny":
+        vals = draw(st.lists(st.integers(-5, 5), min_size=n, max_size=n))
+    elif kind == "near_limit":
+        span = draw(st.sampled_from([2**16 - 1, 2**16, 2**16 + 1]))
+        lo = draw(st.integers(-(2**40), 2**40))
+        vals = [lo, lo + span - 1] + draw(st.lists(st.integers(lo, lo + span - 1), max_size=n))
+    elif kind == "huge":
+        vals = draw(st.lists(st.integers(-(2**62), 2**62), min_size=n, max_size=n))
+    else:
+        vals = [int(I64.min), int(I64.max)] + draw(st.lists(st.sampled_from(
+            [int(I64.min), int(I64.max), 0, -1, 1]), max_size=n))
+    return np.array(vals, dtype=np.int64)
+
+
+@PROPS
+@given(user=id_arrays(), data=st.data())
+def test_split_order_equals_stable_lexsort(user, data):
+    # The core sorts by (user, time) through one packed 64-bit key when the
+    # two spans and the row number fit, and by two radix sorts otherwise;
+    # spans here range from tiny to the int64 extremes, so both run.
+    time = data.draw(st.sampled_from([
+        np.zeros(len(user), dtype=np.int64),
+        np.arange(len(user), dtype=np.int64)[::-1] % 3,
+        np.array(data.draw(st.lists(st.integers(int(I64.min), int(I64.max)),
+                                    min_size=len(user), max_size=len(user))), dtype=np.int64)]))
+    order, part = _core.temporal_split(user, time, 1, 1, 1)
+    np.testing.assert_array_equal(order, np.lexsort((time, user)))
+
+
+@PROPS
+@given(ids=id_arrays())
+def test_factorize_equals_numpy_unique(ids):
+    codes, uniques = _core.factorize(ids)
+    want_uniques, want_codes = np.unique(ids, return_inverse=True)
+    np.testing.assert_array_equal(uniques, want_uniques)
+    np.testing.assert_array_equal(codes, want_codes.astype(np.int32))
+    assert codes.dtype == np.int32
+
+
+# ---------------------------------------------------------------------------
 # CSR
 # ---------------------------------------------------------------------------
 
