@@ -832,6 +832,32 @@ static PyObject *py_ncf_batch_grad(PyObject *self, PyObject *args)
     return Py_BuildValue("dN", loss, grad);
 }
 
+static PyObject *py_ncf_dropout_mask(PyObject *self, PyObject *args)
+{
+    float p;
+    unsigned long long seed, epoch, batch;
+    Py_ssize_t n;
+    int hidden;
+    if (!PyArg_ParseTuple(args, "fKKKni", &p, &seed, &epoch, &batch, &n, &hidden))
+        return NULL;
+    if (n < 0 || hidden < 1) {
+        PyErr_SetString(PyExc_ValueError, "need n >= 0 rows of hidden >= 1 units");
+        return NULL;
+    }
+    npy_intp dims[2] = {(npy_intp)n, (npy_intp)hidden};
+    PyObject *out = PyArray_SimpleNew(2, dims, NPY_FLOAT32);
+    if (out == NULL)
+        return NULL;
+    rmf_error err = {{0}};
+    rmf_status st;
+    RMF_NOGIL(st, rmf_ncf_dropout_mask(p, seed, epoch, batch, (int64_t)n, hidden, DATA(out, float), &err));
+    if (st != RMF_OK) {
+        Py_DECREF(out);
+        return raise_status(st, &err);
+    }
+    return out;
+}
+
 static PyObject *py_bpr_batch_grad(PyObject *self, PyObject *args)
 {
     PyObject *shape, *theta, *u, *i, *j;
@@ -1000,6 +1026,7 @@ static PyMethodDef methods[] = {
     KWARGS(ncf_train_epoch, "ncf_train_epoch(shape, indptr, indices, epoch, theta, m, v, step, **params)"),
     KWARGS(bpr_train_epoch, "bpr_train_epoch(shape, u, i, j, epoch, theta, m, v, step, **params)"),
     VARARGS(ncf_batch_grad, "ncf_batch_grad(shape, theta, u, i, y, mask|None, n_threads) -> (loss, grad)"),
+    VARARGS(ncf_dropout_mask, "ncf_dropout_mask(p, seed, epoch, batch, n, hidden) -> the n x hidden mask training draws"),
     VARARGS(bpr_batch_grad, "bpr_batch_grad(shape, theta, u, i, j, n_threads) -> (loss, grad)"),
     VARARGS(ncf_score_pairs, "ncf_score_pairs(shape, theta, u, i, n_threads) -> logits"),
     VARARGS(mf_score_pairs, "mf_score_pairs(shape, theta, u, i, n_threads) -> scores"),

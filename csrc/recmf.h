@@ -352,6 +352,13 @@ rmf_status rmf_bpr_train_epoch(const rmf_train_params *p, const rmf_shape *s,
  * n x H of dropout scale factors (0 or 1/(1-p)), or NULL for no dropout.
  * These are the exact kernels the epoch functions use; tests compare them
  * with a NumPy reference. */
+/* The dropout mask (n x H scale factors, 0 or 1/(1-p)) that training
+ * draws for the first n pairs of batch `batch` of epoch `epoch`: exposed so
+ * tests can check its distribution and determinism. */
+rmf_status rmf_ncf_dropout_mask(float p, uint64_t seed, uint64_t epoch,
+                                uint64_t batch, int64_t n, int H, float *out,
+                                rmf_error *err);
+
 rmf_status rmf_ncf_batch_grad(const rmf_shape *s, const float *theta,
                               const int32_t *u, const int32_t *i,
                               const float *y, int64_t n, const float *mask,

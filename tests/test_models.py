@@ -52,6 +52,33 @@ def test_ncf_batch_gradient_matches_numpy(with_mask):
     np.testing.assert_allclose(grad, grad_ref, rtol=1e-5, atol=1e-5 * scale)
 
 
+@pytest.mark.parametrize("p", [0.1, 0.5, 1 - 100.5 / 256, 1e-9])
+def test_dropout_mask_distribution(p):
+    # The mask training draws: values exactly 0 or 1/(1-p) (PyTorch's
+    # scaling), keep rate 1-p -- rounded to 24 bits -- in every column, the
+    # same for the same (seed, epoch, batch) and different otherwise.
+    # 1 - 100.5/256 puts the keep probability halfway between two byte
+    # thresholds, so ties settled wrongly (always kept or always dropped)
+    # would move the rate by 1/512, ~8 standard deviations here.
+    n, hidden = 32768, 128
+    mask = _core.ncf_dropout_mask(p, 7, 3, 11, n, hidden)
+    scale = np.float32(1.0) / np.float32(1.0 - p)
+    assert mask.shape == (n, hidden) and mask.dtype == np.float32
+    assert set(np.unique(mask).tolist()) <= {0.0, float(scale)}
+    keep = round((1 - p) * 2**24) / 2**24
+    kept = mask != 0
+    sd = np.sqrt(keep * (1 - keep) / kept.size)
+    assert abs(kept.mean() - keep) <= 4 * sd + 1e-12
+    col_sd = np.sqrt(keep * (1 - keep) / n)
+    assert np.all(np.abs(kept.mean(axis=0) - keep) <= 5 * col_sd + 1e-12)
+    np.testing.assert_array_equal(mask, _core.ncf_dropout_mask(p, 7, 3, 11, n, hidden))
+    if 0 < keep < 1:
+        for other in [(8, 3, 11), (7, 4, 11), (7, 3, 12)]:
+            assert not np.array_equal(mask, _core.ncf_dropout_mask(p, *other, n, hidden))
+    # rows do not depend on how many rows are asked for
+    np.testing.assert_array_equal(_core.ncf_dropout_mask(p, 7, 3, 11, 300, hidden), mask[:300])
+
+
 def test_bpr_batch_gradient_matches_numpy():
     nu, ni, n = 11, 19, 400
     rng = np.random.default_rng(2)
