@@ -7,8 +7,10 @@ or call :func:`download_movielens` on a machine with network access.
 """
 from __future__ import annotations
 
+import csv
 import gzip
 import hashlib
+import io
 import os
 import shutil
 import tempfile
@@ -87,6 +89,19 @@ def read_ratings(path, sep=None, header=None, columns=RATING_COLUMNS) -> pd.Data
     return frame
 
 
+def _read_double_colon(path: Path, names) -> pd.DataFrame:
+    """An ML-1M ``users.dat`` / ``movies.dat`` (fields split by ``::``,
+    Latin-1, no quoting) through pandas' C parser: a two-character separator
+    would force the python engine, ~4x slower.  ``\x1f`` (unit separator)
+    never occurs in these files."""
+    text = path.read_bytes().decode("latin-1")
+    if "\x1f" in text:
+        return pd.read_csv(path, sep="::", engine="python", header=None, encoding="latin-1",
+                           names=names)
+    return pd.read_csv(io.StringIO(text.replace("::", "\x1f")), sep="\x1f", header=None,
+                       names=names, quoting=csv.QUOTE_NONE, engine="c")
+
+
 def _find(folder: Path, *names):
     for name in names:
         if (folder / name).is_file():
@@ -125,11 +140,9 @@ def load_movielens(path=None):
         ratings = read_ratings(r, sep="::", header=False)
         users = movies = None
         if (u := _find(folder, "users.dat")) is not None:
-            users = pd.read_csv(u, sep="::", engine="python", header=None, encoding="latin-1",
-                                names=["user_id", "gender", "age", "occupation", "zip"])
+            users = _read_double_colon(u, ["user_id", "gender", "age", "occupation", "zip"])
         if (m := _find(folder, "movies.dat")) is not None:
-            movies = pd.read_csv(m, sep="::", engine="python", header=None, encoding="latin-1",
-                                 names=["movie_id", "title", "genres"])
+            movies = _read_double_colon(m, ["movie_id", "title", "genres"])
     elif (r := _find(folder, "u.data")) is not None:                        # ML-100K
         ratings = read_ratings(r, sep="\t", header=False)
         users = movies = None

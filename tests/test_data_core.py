@@ -72,6 +72,9 @@ def test_load_ml1m_equals_pandas(ml1m, ml1m_ref):
     pd.testing.assert_frame_equal(ml1m.movies, ml1m_ref.movies)
     assert len(ml1m.movies) == 3_883
     assert len(ml1m.users) == 6_040 and ml1m.users["user_id"].is_unique
+    users_ref = pd.read_csv(ML1M_DIR / "users.dat", sep="::", engine="python", header=None,
+                            encoding="latin-1", names=["user_id", "gender", "age", "occupation", "zip"])
+    pd.testing.assert_frame_equal(ml1m.users, users_ref)
     # Latin-1 titles decoded, not mangled
     assert ml1m.movies["title"].str.contains("\u00e9").any()
 
@@ -159,6 +162,8 @@ def test_load_movielens_layouts(tmp_path, synthetic_frames):
     ratings, users, movies = synthetic_frames
     ratings = ratings.iloc[:3000].reset_index(drop=True)
     movies = movies.assign(title=movies["title"] + " (Am\u00e9lie)", genres="Drama|Comedy")
+    # quotes and commas in titles are data, not CSV syntax (as in ML-1M)
+    movies.loc[movies.index[:2], "title"] = ['Say "Anything" (1989)', '"Night, Mother (1986)']
 
     d = tmp_path / "ml-1m"
     d.mkdir()
