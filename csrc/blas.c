@@ -89,15 +89,35 @@ static void blas_jobs_on_openmp(int sync, rmf_blas_dojob dojob, int numjobs,
 }
 #endif
 
+/* Whether rmf_blas_use_openmp_threads installed the callback. */
+static int jobs_on_openmp = 0;
+
 int rmf_blas_use_openmp_threads(void)
 {
 #ifdef _OPENMP
     if (RMF_BLAS(openblas_set_threads_callback_function) != NULL) {
         RMF_BLAS(openblas_set_threads_callback_function)(blas_jobs_on_openmp);
-        return 1;
+        jobs_on_openmp = 1;
     }
 #endif
-    return 0;
+    return jobs_on_openmp;
+}
+
+int rmf_blas_enter(int nt)
+{
+    int saved = rmf_blas_get_threads();
+    /* Without the callback (an OpenBLAS older than 0.3.27), OpenBLAS's own
+     * spinning pthreads and the OpenMP team would share the cores: a
+     * NeuralMF epoch on 2 threads took 11.9 s against 5.8 s with BLAS on
+     * one thread, so BLAS then runs on the calling thread alone. */
+    rmf_blas_set_threads(jobs_on_openmp ? nt : 1);
+    return saved;
+}
+
+void rmf_blas_leave(int saved)
+{
+    if (saved > 0)
+        rmf_blas_set_threads(saved);
 }
 
 int rmf_blas_get_threads(void) { return RMF_BLAS(openblas_get_num_threads)(); }

@@ -361,8 +361,7 @@ rmf_status rmf_mf_recommend(const rmf_shape *s, const float *theta,
         free(S);
         return rmf_fail(err, RMF_ERR_NOMEM, "out of memory scoring %d items", (int)NI);
     }
-    int blas_saved = rmf_blas_get_threads();
-    rmf_blas_set_threads(nt);
+    int blas_saved = rmf_blas_enter(nt);
     for (int64_t u0 = 0; u0 < n && st == RMF_OK; u0 += nb) {
         const int64_t bn = u0 + nb <= n ? nb : n - u0;
         OMP(omp parallel for num_threads(nt) schedule(static) if (bn * D > 65536))
@@ -372,7 +371,7 @@ rmf_status rmf_mf_recommend(const rmf_shape *s, const float *theta,
         st = rmf_topk_rows(S, bn, NI, seen, users + u0, k, nt, out_items + u0 * k,
                            out_scores + u0 * k, out_len + u0, err);
     }
-    rmf_blas_set_threads(blas_saved);
+    rmf_blas_leave(blas_saved);
     free(E);
     free(S);
     return st;

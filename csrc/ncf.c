@@ -628,8 +628,7 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
             row_of[q] = r;
     rmf_epoch_order(perm, n_pairs, p->seed, epoch, nt);
 
-    blas_saved = rmf_blas_get_threads();
-    rmf_blas_set_threads(nt);
+    blas_saved = rmf_blas_enter(nt);
     const int64_t n_batches = (n_pairs + bs - 1) / bs;
     for (int64_t b = 0; b < n_batches; b++) {
         status = rmf_epoch_should_stop(stop, stop_ctx, b, n_batches, err);
@@ -681,8 +680,7 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
     status = RMF_OK;
 
 cleanup:
-    if (blas_saved > 0)
-        rmf_blas_set_threads(blas_saved);
+    rmf_blas_leave(blas_saved);
     rmf_epoch_end(total, done, loss, n_done);
     ws_free(&w);
     free(neg);

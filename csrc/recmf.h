@@ -407,6 +407,11 @@ const char *rmf_blas_config(void);
  * or build cannot (OpenBLAS < 0.3.27, no OpenMP): then OpenBLAS keeps its
  * own threads.  Called once, at import. */
 int rmf_blas_use_openmp_threads(void);
+/* Around work that alternates BLAS calls with OpenMP loops of nt threads:
+ * enter sets OpenBLAS's thread count (nt when its jobs run on OpenMP's
+ * team, else 1) and returns the caller's count; leave restores it. */
+int rmf_blas_enter(int nt);
+void rmf_blas_leave(int saved);
 
 /* ================================================================== */
 /* Internal helpers shared by topic files (not part of the             */
