@@ -52,6 +52,38 @@ def test_ncf_batch_gradient_matches_numpy(with_mask):
     np.testing.assert_allclose(grad, grad_ref, rtol=1e-5, atol=1e-5 * scale)
 
 
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_training_epoch_equals_numpy_step(n_threads):
+    # A whole training epoch through the core -- negatives, pairs, batch
+    # plumbing, gradient, dense Adam -- with one batch holding every pair:
+    # its update must equal the NumPy gradient of the mean loss over the
+    # positives and their sampled negatives followed by the Adam formula.
+    nu, ni, n_neg, seed, epoch = 13, 17, 2, 5, 1
+    rng = np.random.default_rng(4)
+    rows = [np.sort(rng.choice(ni, size=rng.integers(1, 6), replace=False)) for _ in range(nu)]
+    indptr = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
+    indices = np.concatenate(rows).astype(np.int32)
+    theta = random_theta("ncf", nu, ni, seed=2)
+    theta0 = theta.astype(np.float64)
+    m, v = np.zeros_like(theta), np.zeros_like(theta)
+    hyper = dict(lr=1e-3, weight_decay=1e-2)
+    loss, n_done = _core.ncf_train_epoch((nu, ni, D, H), indptr, indices, epoch, theta, m, v, 0,
+                                         dropout=0.0, batch_size=10**6, n_neg=n_neg, seed=seed,
+                                         n_threads=n_threads, **hyper)[:2]
+    neg = _core.sample_uniform(indptr, indices, ni, n_neg, seed, epoch, n_threads)
+    row_of = np.repeat(np.arange(nu, dtype=np.int32), np.diff(indptr))
+    u = np.concatenate([row_of, np.repeat(row_of, n_neg)])
+    i = np.concatenate([indices, neg]).astype(np.int32)
+    y = np.concatenate([np.ones(len(indices)), np.zeros(len(neg))]).astype(np.float32)
+    assert n_done == len(u)
+    loss_ref, grad_ref = ref.ncf_loss_grad_ref(theta0, nu, ni, D, H, u, i, y, None)
+    assert loss == pytest.approx(loss_ref, rel=1e-5)
+    t_ref, m_ref, v_ref = ref.adam_step_ref(theta0, grad_ref, np.zeros_like(theta0), np.zeros_like(theta0),
+                                            1, **hyper)
+    np.testing.assert_allclose(m, m_ref, rtol=1e-4, atol=1e-8)
+    np.testing.assert_allclose(theta, t_ref, rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize("p", [0.1, 0.5, 1 - 100.5 / 256, 1e-9])
 def test_dropout_mask_distribution(p):
     # The mask training draws: values exactly 0 or 1/(1-p) (PyTorch's
