@@ -152,6 +152,53 @@ void rmf_adam_step(const rmf_adam_params *p, int64_t step, float *theta,
 #endif
 }
 
+/* The update of rows [r0, r1) of an n x D table whose gradient row r is
+ * row_grad[slot_of_row[r]] when that slot is >= 0 and zero otherwise.
+ * Same arithmetic as adam_range, element for element (0.0f + wd * theta
+ * for an absent row is what adam_range computes from a zero gradient), so
+ * the result equals rmf_adam_step on the materialized gradient. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+static void adam_table_range(float *restrict theta, float *restrict m,
+                             float *restrict v, const int32_t *slot_of_row,
+                             const float *row_grad, int D, int64_t r0,
+                             int64_t r1, adam_scalars s)
+{
+    for (int64_t r = r0; r < r1; r++) {
+        float *t = theta + r * D, *mr = m + r * D, *vr = v + r * D;
+        const int32_t slot = slot_of_row[r];
+        const float *g = slot >= 0 ? row_grad + (int64_t)slot * D : NULL;
+        for (int k = 0; k < D; k++) {
+            float grad = (g ? g[k] : 0.0f) + s.wd * t[k];
+            float mk = mr[k] + s.w1 * (grad - mr[k]);
+            float vk = vr[k] * s.b2 + s.w2 * grad * grad;
+            float denom = sqrtf(vk) / s.bc2_sqrt + s.eps;
+            mr[k] = mk;
+            vr[k] = vk;
+            t[k] = t[k] + s.neg_step * (mk / denom);
+        }
+    }
+}
+
+void rmf_adam_table_share(const rmf_adam_params *p, int64_t step,
+                          float *theta, float *m, float *v, int64_t n_rows,
+                          int D, const int32_t *slot_of_row,
+                          const float *row_grad)
+{
+    if (n_rows <= 0 || step < 1)
+        return;
+    adam_scalars s = adam_prepare(p, step);
+    int64_t lo = 0, hi = n_rows;
+#ifdef _OPENMP
+    /* Contiguous shares, one per thread of the enclosing team. */
+    int t = omp_get_thread_num(), T = omp_get_num_threads();
+    lo = n_rows * t / T;
+    hi = n_rows * (t + 1) / T;
+#endif
+    adam_table_range(theta, m, v, slot_of_row, row_grad, D, lo, hi, s);
+}
+
 /* ------------------------------------------------------------------ */
 /* Training parameters and parameter counts                           */
 /* ------------------------------------------------------------------ */

@@ -832,6 +832,26 @@ static PyObject *py_ncf_batch_grad(PyObject *self, PyObject *args)
     return Py_BuildValue("dN", loss, grad);
 }
 
+static PyObject *py_epoch_order(PyObject *self, PyObject *args)
+{
+    Py_ssize_t n;
+    unsigned long long seed, epoch;
+    int n_threads;
+    if (!PyArg_ParseTuple(args, "nKKi", &n, &seed, &epoch, &n_threads))
+        return NULL;
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "n must be >= 0");
+        return NULL;
+    }
+    PyObject *perm = new_array1((npy_intp)n, NPY_INT64);
+    if (perm == NULL)
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    rmf_epoch_order(DATA(perm, int64_t), (int64_t)n, seed, epoch, rmf_resolve_threads(n_threads));
+    Py_END_ALLOW_THREADS
+    return perm;
+}
+
 static PyObject *py_ncf_dropout_mask(PyObject *self, PyObject *args)
 {
     float p;
@@ -1026,6 +1046,7 @@ static PyMethodDef methods[] = {
     KWARGS(ncf_train_epoch, "ncf_train_epoch(shape, indptr, indices, epoch, theta, m, v, step, **params)"),
     KWARGS(bpr_train_epoch, "bpr_train_epoch(shape, u, i, j, epoch, theta, m, v, step, **params)"),
     VARARGS(ncf_batch_grad, "ncf_batch_grad(shape, theta, u, i, y, mask|None, n_threads) -> (loss, grad)"),
+    VARARGS(epoch_order, "epoch_order(n, seed, epoch, n_threads) -> the shuffled pair order of a training epoch"),
     VARARGS(ncf_dropout_mask, "ncf_dropout_mask(p, seed, epoch, batch, n, hidden) -> the n x hidden mask training draws"),
     VARARGS(bpr_batch_grad, "bpr_batch_grad(shape, theta, u, i, j, n_threads) -> (loss, grad)"),
     VARARGS(ncf_score_pairs, "ncf_score_pairs(shape, theta, u, i, n_threads) -> logits"),

@@ -46,6 +46,9 @@
 typedef struct {
     rmf_group g;
     float *E, *A, *G, *dE;
+    /* Dense-Adam epochs only (else NULL): row id -> slot in this batch, or
+     * -1, so Adam reads dE where it is instead of a scattered copy. */
+    int32_t *slot_of_row;
 } side;
 
 typedef struct {
@@ -66,6 +69,7 @@ static void side_free(side *sd)
     free(sd->A);
     free(sd->G);
     free(sd->dE);
+    free(sd->slot_of_row);
 }
 
 /* train = 0 (scoring) needs only the groups and A. */
@@ -140,9 +144,13 @@ static void side_gather(side *sd, const float *emb, int D)
     int64_t nd = sd->g.n_distinct;
     const int32_t *ids = sd->g.ids;
     float *E = sd->E;
+    int32_t *slot_of_row = sd->slot_of_row;
     OMP(omp for schedule(static) nowait)
-    for (int64_t r = 0; r < nd; r++)
+    for (int64_t r = 0; r < nd; r++) {
         memcpy(E + r * D, emb + (int64_t)ids[r] * D, (size_t)D * sizeof(float));
+        if (slot_of_row)
+            slot_of_row[ids[r]] = (int32_t)r;
+    }
 }
 
 /* A = E W1half^T: W1 is H x 2D row-major, the half starts at column off. */
@@ -191,6 +199,15 @@ static void side_scatter(const side *sd, float *gemb, int D)
     OMP(omp for schedule(static) nowait)
     for (int64_t r = 0; r < nd; r++)
         memcpy(gemb + (int64_t)ids[r] * D, dE + r * D, (size_t)D * sizeof(float));
+}
+
+/* slot_of_row back to -1 at the rows of the group's last build. */
+static void forget_slots(side *sd)
+{
+    const int32_t *ids = sd->g.ids;
+    OMP(omp for schedule(static) nowait)
+    for (int64_t r = 0; r < sd->g.n_distinct; r++)
+        sd->slot_of_row[ids[r]] = -1;
 }
 
 /* Below this many pairs a parallel region costs more than it saves. */
@@ -436,15 +453,16 @@ static void pair_pass(ncf_ws *w, const float *theta, const ncf_layout *o,
     }
 }
 
-/* Core of rmf_ncf_batch_grad.  Assumes the embedding part of grad is zero
- * except, possibly, on rows this batch touches: it overwrites those rows
- * and the whole MLP block.  The epoch loop relies on this to avoid a full
- * memset of grad every batch. */
+/* Core of rmf_ncf_batch_grad.  Overwrites grad's whole MLP block and,
+ * when scatter is set, the embedding rows this batch touches (it assumes
+ * the other embedding rows are zero: the epoch loop re-zeroes only the rows
+ * it wrote instead of the whole array).  Without scatter the embedding
+ * gradient stays in the sides' dE rows (see side.slot_of_row). */
 static void ncf_grad_core(ncf_ws *w, const rmf_shape *s, const float *theta,
                           const int32_t *u, const int32_t *i, const float *y,
                           int64_t n, const float *mask,
-                          const dropout_draw *drop, int nt, float *grad,
-                          double *loss)
+                          const dropout_draw *drop, int nt, int scatter,
+                          float *grad, double *loss)
 {
     const int D = w->D, H = w->H;
     ncf_layout o = ncf_offsets(s);
@@ -493,6 +511,8 @@ static void ncf_grad_core(ncf_ws *w, const rmf_shape *s, const float *theta,
     }
     side_backward(&w->user, W1, grad + o.W1, 0, D, H);
     side_backward(&w->item, W1, grad + o.W1, D, D, H);
+    if (!scatter)
+        return;
     OMP(omp parallel num_threads(nt) if (n >= PAR_MIN_PAIRS))
     {
         side_scatter(&w->user, grad + o.user, D);
@@ -527,7 +547,7 @@ rmf_status rmf_ncf_batch_grad(const rmf_shape *s, const float *theta,
         return st;
     int nt = rmf_resolve_threads(n_threads);
     memset(grad, 0, (size_t)rmf_ncf_n_params(s) * sizeof *grad);
-    ncf_grad_core(&w, s, theta, u, i, y, n, mask, NULL, nt, grad, loss);
+    ncf_grad_core(&w, s, theta, u, i, y, n, mask, NULL, nt, 1, grad, loss);
     ws_free(&w);
     return RMF_OK;
 }
@@ -615,6 +635,17 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
         goto cleanup;
     if ((status = ws_alloc(&w, s, bs, 1, err)) != RMF_OK)
         goto cleanup;
+    const int fused = !p->lazy_adam; /* dense Adam reads dE in place */
+    if (fused) {
+        w.user.slot_of_row = malloc((size_t)s->n_users * sizeof(int32_t));
+        w.item.slot_of_row = malloc((size_t)s->n_items * sizeof(int32_t));
+        if (!w.user.slot_of_row || !w.item.slot_of_row) {
+            status = rmf_fail(err, RMF_ERR_NOMEM, "out of memory for a NeuralMF epoch");
+            goto cleanup;
+        }
+        memset(w.user.slot_of_row, 0xFF, (size_t)s->n_users * sizeof(int32_t)); /* all -1 */
+        memset(w.item.slot_of_row, 0xFF, (size_t)s->n_items * sizeof(int32_t));
+    }
 
     /* Negatives for every positive, then one shuffled order over all
      * pairs: positions [0, nnz) are positives, nnz + p*n_neg + r is the
@@ -636,12 +667,17 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
             goto cleanup;
         const int64_t start = b * bs;
         const int64_t bn = start + bs <= n_pairs ? bs : n_pairs - start;
-        /* Clear the gradient rows of the previous batch (its Adam step is
-         * done) while filling this batch's pairs. */
+        /* Forget the previous batch's rows (its Adam step is done) while
+         * filling this batch's pairs. */
         OMP(omp parallel num_threads(nt) if (bn >= PAR_MIN_PAIRS))
         {
-            rmf_zero_rows(grad + o.user, &w.user.g, D);
-            rmf_zero_rows(grad + o.item, &w.item.g, D);
+            if (fused) {
+                forget_slots(&w.user);
+                forget_slots(&w.item);
+            } else {
+                rmf_zero_rows(grad + o.user, &w.user.g, D);
+                rmf_zero_rows(grad + o.item, &w.item.g, D);
+            }
             OMP(omp for schedule(static) nowait)
             for (int64_t t = 0; t < bn; t++) {
                 int64_t q = perm[start + t];
@@ -659,7 +695,7 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
         dropout_draw dd = dropout_setup(p->dropout, p->seed, epoch, (uint64_t)b);
         double bl;
         ncf_grad_core(&w, s, st->theta, bu, bi, by, bn, NULL,
-                      use_mask ? &dd : NULL, nt, grad, &bl);
+                      use_mask ? &dd : NULL, nt, !fused, grad, &bl);
         st->step++;
         if (p->lazy_adam) {
             /* Embedding rows the batch touched; the MLP is dense in every
@@ -671,8 +707,19 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
             rmf_adam_step(&p->adam, st->step, st->theta + o.W1, grad + o.W1,
                           st->m + o.W1, st->v + o.W1, o.n - o.W1, nt);
         } else {
-            rmf_adam_step(&p->adam, st->step, st->theta, grad, st->m, st->v,
-                          o.n, nt);
+            OMP(omp parallel num_threads(nt))
+            {
+                rmf_adam_table_share(&p->adam, st->step, st->theta + o.user,
+                                     st->m + o.user, st->v + o.user,
+                                     s->n_users, D, w.user.slot_of_row,
+                                     w.user.dE);
+                rmf_adam_table_share(&p->adam, st->step, st->theta + o.item,
+                                     st->m + o.item, st->v + o.item,
+                                     s->n_items, D, w.item.slot_of_row,
+                                     w.item.dE);
+            }
+            rmf_adam_step(&p->adam, st->step, st->theta + o.W1, grad + o.W1,
+                          st->m + o.W1, st->v + o.W1, o.n - o.W1, nt);
         }
         total += bl * (double)bn;
         done += bn;

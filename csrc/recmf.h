@@ -194,6 +194,13 @@ rmf_status rmf_popularity_order(const int64_t *counts, int32_t n_items,
 /* Negative sampling (sample.c)                                       */
 /* ------------------------------------------------------------------ */
 
+/* The order in which a training epoch visits its pairs: perm[0..n) =
+ * 0..n-1 shuffled with stream (seed, SHUFFLE, epoch), the same for any nt.
+ * NeuralMF numbers its pairs positives first (CSR order), then negative r
+ * of positive q at nnz + q n_neg + r; batch b is perm[b bs, (b+1) bs). */
+void rmf_epoch_order(int64_t *perm, int64_t n, uint64_t seed, uint64_t epoch,
+                     int nt);
+
 /* Uniform negatives: for positive p (CSR order, row u), out[p * n_neg + r]
  * is an item drawn uniformly from [0, n_cols), redrawn while it is a
  * positive of u.  Positives are cut into fixed shards with their own RNG
@@ -469,6 +476,17 @@ void rmf_group_build(rmf_group *g, const int32_t *keys, int64_t n);
  * serially). */
 void rmf_zero_rows(float *grad, const rmf_group *g, int D);
 
+/* Dense Adam (rmf_adam_step) on an n_rows x D embedding table whose
+ * gradient is zero except on the rows with slot_of_row[r] >= 0, whose
+ * gradient is row_grad + slot_of_row[r] * D: the batch's few gradient rows
+ * are read where they were computed instead of being scattered into a
+ * mostly-zero array.  Called inside a parallel region, each thread updates
+ * its contiguous share of the rows (no barrier); outside one, all rows. */
+void rmf_adam_table_share(const rmf_adam_params *p, int64_t step,
+                          float *theta, float *m, float *v, int64_t n_rows,
+                          int D, const int32_t *slot_of_row,
+                          const float *row_grad);
+
 /* Lazy Adam (opt-in approximation of PyTorch's dense Adam): only the rows
  * a batch touched take a step; untouched rows keep their moments and skip
  * weight decay. */
@@ -493,9 +511,6 @@ void rmf_lazy_rows_step(const rmf_adam_params *ap, int64_t step,
 rmf_status rmf_epoch_begin(const rmf_train_params *p, const rmf_shape *s,
                            int has_mlp, double *loss, int64_t *n_done,
                            rmf_error *err);
-/* perm[0..n) = 0..n-1 shuffled with stream (seed, SHUFFLE, epoch). */
-void rmf_epoch_order(int64_t *perm, int64_t n, uint64_t seed, uint64_t epoch,
-                     int nt);
 /* Before batch b of n_batches: RMF_ERR_INTERRUPTED when b > 0 and stop
  * (may be NULL) asks to stop, else RMF_OK. */
 rmf_status rmf_epoch_should_stop(rmf_stop_fn stop, void *stop_ctx, int64_t b,
