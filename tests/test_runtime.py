@@ -133,3 +133,58 @@ def test_unknown_training_keyword_is_rejected():
     theta = np.zeros(4, dtype=np.float32)
     with pytest.raises(TypeError, match="unknown training parameter 'learning_rate'"):
         _core.adam_step(theta, theta.copy(), theta.copy(), theta.copy(), 1, learning_rate=0.1)
+
+
+def test_concurrent_fits_from_python_threads_equal_sequential_ones(small):
+    # fit/recommend release the GIL; models trained at the same time from
+    # several Python threads (each with its own OpenMP team, OpenBLAS jobs
+    # included) must come out bit-identical to the same models trained one
+    # after the other, and nothing may deadlock.
+    data, test = small
+    users = test["user_id"].unique()
+
+    def run(kind, out, key):
+        model = kind(emb_dim=16, epochs=2, seed=3, n_threads=2, batch_size=256).fit(data)
+        out[key] = (model.theta_.copy(), model.recommend(users, k=5))
+
+    kinds = {"nmf": recmf.NeuralMF, "bpr": recmf.BPRMF}
+    alone = {}
+    for name, kind in kinds.items():
+        run(kind, alone, name)
+    together = {}
+    threads = [threading.Thread(target=run, args=(kind, together, (name, r)), daemon=True)
+               for r in range(2) for name, kind in kinds.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not any(t.is_alive() for t in threads), "concurrent fits did not finish"
+    assert len(together) == 4
+    for (name, _), (theta, recs) in together.items():
+        np.testing.assert_array_equal(theta, alone[name][0])
+        np.testing.assert_array_equal(recs, alone[name][1])
+
+
+def test_concurrent_threaded_sgemm_through_openmp():
+    # Products large enough for OpenBLAS to split into jobs, from two Python
+    # threads at once: two OpenMP teams run OpenBLAS jobs side by side.
+    rng = np.random.default_rng(5)
+    n_users, n_items, dim = 1200, 2500, 64
+    theta = (0.1 * rng.standard_normal((n_users + n_items) * dim)).astype(np.float32)
+    users = np.arange(n_users, dtype=np.int32)
+    shape = (n_users, n_items, dim, 0)
+    want = _core.mf_recommend(shape, theta, users, None, 10, 2)
+    got = [None] * 4
+
+    def run(r):
+        got[r] = _core.mf_recommend(shape, theta, users, None, 10, 2)
+
+    threads = [threading.Thread(target=run, args=(r,), daemon=True) for r in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not any(t.is_alive() for t in threads), "concurrent sgemm did not finish"
+    for out in got:
+        for a, b in zip(out, want):
+            np.testing.assert_array_equal(a, b)
