@@ -12,6 +12,7 @@ import gc
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -118,6 +119,30 @@ class Timer:
 # ---------------------------------------------------------------------------
 # machine facts
 # ---------------------------------------------------------------------------
+
+def log(*a):
+    """Progress on stderr (results go to stdout)."""
+    print(*a, file=sys.stderr, flush=True)
+
+
+def peak_rss():
+    """This process's peak resident set, MB.
+
+    ``VmHWM`` (/proc/self/status) is the high-water mark of this process's
+    own address space.  ``ru_maxrss`` is kept for the record but is NOT used:
+    Python starts children with vfork + exec, and Linux carries the parent's
+    high-water mark into the child's ru_maxrss at exec, so a small child of
+    a 400 MB parent reports 400 MB."""
+    out = {"ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                out["peak_rss_mb"] = int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    out.setdefault("peak_rss_mb", out["ru_maxrss_mb"])
+    return out
+
 
 def _cpu_model():
     try:

@@ -74,7 +74,6 @@ C.pin_threads_from_argv()
 import argparse  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
-import resource  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -107,21 +106,8 @@ def _bands():
             sys.path.pop(0)
 
 
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
-
-
-def peak_rss():
-    """This process's own peak RSS (VmHWM), MB; ru_maxrss kept for the record."""
-    out = {"ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                out["peak_rss_mb"] = int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    out.setdefault("peak_rss_mb", out["ru_maxrss_mb"])
-    return out
+log = C.log
+peak_rss = C.peak_rss
 
 
 def _la(x):

@@ -75,7 +75,6 @@ C.pin_threads_from_argv()
 import argparse  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
-import resource  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -100,10 +99,7 @@ ML1M_INDEX = (6_038, 3_525, 554_070)
 # small helpers
 # ---------------------------------------------------------------------------
 
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
-
-
+log = C.log
 def loadavg1():
     la = C.load_average()
     return None if la is None else la[0]
@@ -385,23 +381,7 @@ def bench_recommend(D, nmf, bpr, args, threads):
 # 3. peak memory (child processes)
 # ---------------------------------------------------------------------------
 
-def peak_rss():
-    """This process's peak resident set, MB.
-
-    ``VmHWM`` (/proc/self/status) is the high-water mark of this process's
-    own address space.  ``ru_maxrss`` is kept for the record but is NOT used:
-    Python starts children with vfork + exec, and Linux carries the parent's
-    high-water mark into the child's ru_maxrss at exec, so a small child of
-    a 400 MB parent reports 400 MB."""
-    out = {"ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                out["peak_rss_mb"] = int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    out.setdefault("peak_rss_mb", out["ru_maxrss_mb"])
-    return out
+peak_rss = C.peak_rss
 
 
 def mem_child(kind, data_path, threads, epochs):
