@@ -56,6 +56,8 @@ void rmf_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
 }
 
 #ifdef _OPENMP
+#include <pthread.h>
+
 /* Why: with OpenBLAS's own pthreads, a training batch alternates between
  * two thread pools that both busy-wait after their work (OpenBLAS for
  * ~2^28 cycles, libgomp for ~300k spins).  On 2 cores the idle pool's
@@ -65,27 +67,73 @@ void rmf_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
  *
  * OpenBLAS's level-3 jobs wait for each other's packed panels, so every
  * job needs its own thread, all at once: one thread per job, never a loop
- * of jobs over a smaller team.  Dynamic adjustment is switched off for the
- * region so the team cannot come out smaller; rmf_resolve_threads keeps
- * thread counts within the OpenMP thread limit, and recmf never calls
- * BLAS inside a parallel region (a nested region would get one thread). */
+ * of jobs over a smaller team.  recmf asks for a team of numjobs (dynamic
+ * adjustment off) and never calls BLAS inside a parallel region, but the
+ * callback serves every caller of this OpenBLAS, and a team can come out
+ * smaller (a nested region, OMP_THREAD_LIMIT): the jobs the team cannot
+ * take then get plain threads of their own rather than deadlocking. */
+typedef struct {
+    rmf_blas_dojob dojob;
+    int job, dojob_data;
+    void *jobdata;
+} blas_job;
+
+static void *run_blas_job(void *arg)
+{
+    blas_job *b = arg;
+    b->dojob(b->job, b->jobdata, b->dojob_data);
+    return NULL;
+}
+
+/* Starts jobs [first, numjobs) on new threads; returns how many started
+ * (the rest, if creation fails, are run by the caller after its own). */
+static int start_extra_jobs(blas_job *extra, pthread_t *tid, int first,
+                            int numjobs, rmf_blas_dojob dojob, char *jobdata,
+                            size_t elsize, int dojob_data)
+{
+    int started = 0;
+    for (int j = first; j < numjobs; j++, started++) {
+        extra[started] = (blas_job){dojob, j, dojob_data, jobdata + (size_t)j * elsize};
+        if (pthread_create(&tid[started], NULL, run_blas_job, &extra[started]) != 0)
+            break;
+    }
+    return started;
+}
+
 static void blas_jobs_on_openmp(int sync, rmf_blas_dojob dojob, int numjobs,
                                 size_t jobdata_elsize, void *jobdata,
                                 int dojob_data)
 {
-    (void)sync; /* the region joins before returning: always synchronous */
+    (void)sync; /* we join before returning: always synchronous */
+    char *base = jobdata;
     if (numjobs == 1) {
-        dojob(0, jobdata, dojob_data);
+        dojob(0, base, dojob_data);
         return;
     }
+    /* At most OpenBLAS's MAX_THREADS jobs (64 in the wheel). */
+    enum { MAX_EXTRA = 256 };
+    blas_job extra[MAX_EXTRA];
+    pthread_t tid[MAX_EXTRA];
+    int n_extra = 0, team = numjobs;
     int dynamic = omp_get_dynamic();
     omp_set_dynamic(0);
 #pragma omp parallel num_threads(numjobs)
     {
         int j = omp_get_thread_num();
-        dojob(j, (char *)jobdata + (size_t)j * jobdata_elsize, dojob_data);
+        if (j == 0) {
+            team = omp_get_num_threads();
+            if (team < numjobs && numjobs - team <= MAX_EXTRA)
+                n_extra = start_extra_jobs(extra, tid, team, numjobs, dojob, base,
+                                           jobdata_elsize, dojob_data);
+        }
+        dojob(j, base + (size_t)j * jobdata_elsize, dojob_data);
     }
     omp_set_dynamic(dynamic);
+    for (int k = 0; k < n_extra; k++)
+        pthread_join(tid[k], NULL);
+    /* Only if thread creation failed: run what is left here, last resort. */
+    for (int j = team + n_extra; j < numjobs; j++)
+        dojob(j, base + (size_t)j * jobdata_elsize, dojob_data);
 }
 #endif
 

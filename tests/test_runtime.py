@@ -2,6 +2,9 @@
 and memory that stays flat over repeated fit/recommend."""
 import _thread
 import os
+import subprocess
+import sys
+import textwrap
 import threading
 import warnings
 
@@ -188,3 +191,40 @@ def test_concurrent_threaded_sgemm_through_openmp():
     for out in got:
         for a, b in zip(out, want):
             np.testing.assert_array_equal(a, b)
+
+
+_OTHER_CALLER = textwrap.dedent("""
+    import ctypes, numpy as np, recmf
+    lib = ctypes.CDLL(None)   # recmf's OpenBLAS is loaded RTLD_GLOBAL
+    pre = "scipy_" if hasattr(lib, "scipy_cblas_sgemm") else ""
+    sgemm = getattr(lib, pre + "cblas_sgemm")
+    sgemm.restype = None
+    sgemm.argtypes = [ctypes.c_int] * 6 + [ctypes.c_float, ctypes.c_void_p, ctypes.c_int,
+                                           ctypes.c_void_p, ctypes.c_int, ctypes.c_float,
+                                           ctypes.c_void_p, ctypes.c_int]
+    getattr(lib, pre + "openblas_set_num_threads")(2)
+    rng = np.random.default_rng(0)
+    m, n, k = 600, 700, 300
+    a = rng.random((m, k), dtype=np.float32)
+    b = rng.random((k, n), dtype=np.float32)
+    c = np.zeros((m, n), dtype=np.float32)
+    sgemm(101, 111, 111, m, n, k, 1.0, a.ctypes.data, k, b.ctypes.data, n, 0.0, c.ctypes.data, n)
+    print(float(np.abs(c - a.astype(np.float64) @ b).max()))
+""")
+
+
+def test_blas_jobs_survive_a_team_smaller_than_the_job_count(tmp_path):
+    # The OpenMP callback serves every caller of recmf's OpenBLAS, not only
+    # recmf.  Here a 2-job sgemm meets OMP_THREAD_LIMIT=1, so OpenMP can
+    # give it a team of one: OpenBLAS's jobs wait on each other, and without
+    # the fallback (a thread of its own for each job the team cannot take)
+    # this deadlocked.
+    if not _core.build_info()["blas_on_openmp"]:
+        pytest.skip("this OpenBLAS runs its own threads")
+    # the child imports the recmf this test imported (built in place or installed)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(recmf.__file__)))
+    env = dict(os.environ, OMP_THREAD_LIMIT="1", PYTHONPATH=root)
+    out = subprocess.run([sys.executable, "-c", _OTHER_CALLER], env=env, capture_output=True,
+                         text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert float(out.stdout.split()[-1]) < 1e-3
