@@ -68,9 +68,29 @@ static double intended_double(float f)
     return (double)f;
 }
 
-/* The elementwise update on [lo, hi).  All arithmetic in float, in PyTorch's
- * operation order; lanes are independent, so the result does not depend on
- * how the range is split over threads or vector widths.
+/* The float scalars of step `step`, as PyTorch passes them to its kernels. */
+typedef struct {
+    float wd, w1, b2, w2, bc2_sqrt, eps, neg_step;
+} adam_scalars;
+
+/* One element's update, all arithmetic in float in PyTorch's operation
+ * order: the one place the formula is written (adam_range and
+ * adam_table_range inline it).  g is the gradient without weight decay. */
+static inline void adam_elem(float *restrict theta, float g, float *restrict m,
+                             float *restrict v, adam_scalars s)
+{
+    float grad = g + s.wd * *theta;
+    float mk = *m + s.w1 * (grad - *m);
+    float vk = *v * s.b2 + s.w2 * grad * grad;
+    float denom = sqrtf(vk) / s.bc2_sqrt + s.eps;
+    *m = mk;
+    *v = vk;
+    *theta = *theta + s.neg_step * (mk / denom);
+}
+
+/* The elementwise update on [lo, hi).  Lanes are independent, so the
+ * result does not depend on how the range is split over threads or vector
+ * widths.
  *
  * Speed note: GCC vectorizes this loop only under -fno-math-errno (sqrtf
  * may set errno, which forces a scalar call; v >= 0 so it never does).
@@ -83,24 +103,11 @@ __attribute__((target_clones("avx2", "default")))
 #endif
 static void adam_range(float *restrict theta, const float *restrict g,
                        float *restrict m, float *restrict v, int64_t lo,
-                       int64_t hi, float wd, float w1, float b2, float w2,
-                       float bc2_sqrt, float eps, float neg_step)
+                       int64_t hi, adam_scalars s)
 {
-    for (int64_t k = lo; k < hi; k++) {
-        float grad = g[k] + wd * theta[k];
-        float mk = m[k] + w1 * (grad - m[k]);
-        float vk = v[k] * b2 + w2 * grad * grad;
-        float denom = sqrtf(vk) / bc2_sqrt + eps;
-        m[k] = mk;
-        v[k] = vk;
-        theta[k] = theta[k] + neg_step * (mk / denom);
-    }
+    for (int64_t k = lo; k < hi; k++)
+        adam_elem(&theta[k], g[k], &m[k], &v[k], s);
 }
-
-/* The float scalars of step `step`, as PyTorch passes them to its kernels. */
-typedef struct {
-    float wd, w1, b2, w2, bc2_sqrt, eps, neg_step;
-} adam_scalars;
 
 static adam_scalars adam_prepare(const rmf_adam_params *p, int64_t step)
 {
@@ -132,8 +139,7 @@ void rmf_adam_step(const rmf_adam_params *p, int64_t step, float *theta,
     adam_scalars s = adam_prepare(p, step);
     int nt = rmf_resolve_threads(n_threads);
     if (nt <= 1 || n < ADAM_PAR_MIN) {
-        adam_range(theta, g, m, v, 0, n, s.wd, s.w1, s.b2, s.w2, s.bc2_sqrt,
-                   s.eps, s.neg_step);
+        adam_range(theta, g, m, v, 0, n, s);
         return;
     }
 #ifdef _OPENMP
@@ -143,20 +149,18 @@ void rmf_adam_step(const rmf_adam_params *p, int64_t step, float *theta,
     {
         int t = omp_get_thread_num(), T = omp_get_num_threads();
         int64_t lo = n * t / T, hi = n * (t + 1) / T;
-        adam_range(theta, g, m, v, lo, hi, s.wd, s.w1, s.b2, s.w2, s.bc2_sqrt,
-                   s.eps, s.neg_step);
+        adam_range(theta, g, m, v, lo, hi, s);
     }
 #else
-    adam_range(theta, g, m, v, 0, n, s.wd, s.w1, s.b2, s.w2, s.bc2_sqrt,
-               s.eps, s.neg_step);
+    adam_range(theta, g, m, v, 0, n, s);
 #endif
 }
 
 /* The update of rows [r0, r1) of an n x D table whose gradient row r is
- * row_grad[slot_of_row[r]] when that slot is >= 0 and zero otherwise.
- * Same arithmetic as adam_range, element for element (0.0f + wd * theta
- * for an absent row is what adam_range computes from a zero gradient), so
- * the result equals rmf_adam_step on the materialized gradient. */
+ * row_grad[slot_of_row[r]] when that slot is >= 0 and zero otherwise:
+ * adam_elem with g = 0.0f for an absent row is what adam_range computes
+ * from a zero gradient, so the result equals rmf_adam_step on the
+ * materialized gradient. */
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
 __attribute__((target_clones("avx2", "default")))
 #endif
@@ -168,15 +172,13 @@ static void adam_table_range(float *restrict theta, float *restrict m,
     for (int64_t r = r0; r < r1; r++) {
         float *t = theta + r * D, *mr = m + r * D, *vr = v + r * D;
         const int32_t slot = slot_of_row[r];
-        const float *g = slot >= 0 ? row_grad + (int64_t)slot * D : NULL;
-        for (int k = 0; k < D; k++) {
-            float grad = (g ? g[k] : 0.0f) + s.wd * t[k];
-            float mk = mr[k] + s.w1 * (grad - mr[k]);
-            float vk = vr[k] * s.b2 + s.w2 * grad * grad;
-            float denom = sqrtf(vk) / s.bc2_sqrt + s.eps;
-            mr[k] = mk;
-            vr[k] = vk;
-            t[k] = t[k] + s.neg_step * (mk / denom);
+        if (slot >= 0) {
+            const float *g = row_grad + (int64_t)slot * D;
+            for (int k = 0; k < D; k++)
+                adam_elem(&t[k], g[k], &mr[k], &vr[k], s);
+        } else {
+            for (int k = 0; k < D; k++)
+                adam_elem(&t[k], 0.0f, &mr[k], &vr[k], s);
         }
     }
 }
