@@ -39,13 +39,8 @@ rmf_status rmf_factorize(const int64_t *ids, int64_t n, int32_t *codes,
                          int64_t *uniques, int64_t *n_unique, rmf_error *err)
 {
     if (n > 0) {
-        int64_t lo = ids[0], hi = ids[0];
-        for (int64_t r = 1; r < n; r++) {
-            if (ids[r] < lo) lo = ids[r];
-            if (ids[r] > hi) hi = ids[r];
-        }
-        /* Unsigned: hi - lo can exceed INT64_MAX for ids of both signs. */
-        uint64_t span = (uint64_t)hi - (uint64_t)lo + 1;
+        int64_t lo;
+        uint64_t span = rmf_span_i64(ids, n, &lo) + 1; /* 0 when all of int64 */
         uint64_t limit = (uint64_t)n * DENSE_RANGE_PER_ID;
         if (limit < DENSE_RANGE_MIN) limit = DENSE_RANGE_MIN;
         if (limit > DENSE_RANGE_MAX) limit = DENSE_RANGE_MAX;

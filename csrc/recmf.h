@@ -106,6 +106,10 @@ enum {
 rmf_status rmf_argsort_stable_i64(const int64_t *keys, int64_t n,
                                   int64_t *perm, rmf_error *err);
 
+/* max(v) - min(v) over v[0..n), n >= 1, as an unsigned number (it can
+ * exceed INT64_MAX); *lo receives min(v). */
+uint64_t rmf_span_i64(const int64_t *v, int64_t n, int64_t *lo);
+
 /* perm[0..n) = row positions sorted stably by (major, minor), when both
  * value spans and the row number pack into one 64-bit key (as user ids,
  * timestamps and a million rows do): one radix sort of 8-byte keys, about

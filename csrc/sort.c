@@ -69,6 +69,18 @@ rmf_status rmf_argsort_stable_i64(const int64_t *keys, int64_t n,
     return RMF_OK;
 }
 
+uint64_t rmf_span_i64(const int64_t *v, int64_t n, int64_t *lo)
+{
+    int64_t a = v[0], b = v[0];
+    for (int64_t r = 1; r < n; r++) {
+        if (v[r] < a) a = v[r];
+        if (v[r] > b) b = v[r];
+    }
+    *lo = a;
+    /* Unsigned: the difference can exceed INT64_MAX. */
+    return (uint64_t)b - (uint64_t)a;
+}
+
 /* Bits needed to hold every value in [0, range]. */
 static int bits_for(uint64_t range)
 {
@@ -132,16 +144,9 @@ int rmf_argsort_pair_packed(const int64_t *major, const int64_t *minor,
             perm[r] = r;
         return 1;
     }
-    int64_t a_lo = major[0], a_hi = major[0], b_lo = minor[0], b_hi = minor[0];
-    for (int64_t r = 1; r < n; r++) {
-        if (major[r] < a_lo) a_lo = major[r];
-        if (major[r] > a_hi) a_hi = major[r];
-        if (minor[r] < b_lo) b_lo = minor[r];
-        if (minor[r] > b_hi) b_hi = minor[r];
-    }
-    /* Unsigned differences: a span can exceed INT64_MAX. */
-    const int a_bits = bits_for((uint64_t)a_hi - (uint64_t)a_lo);
-    const int b_bits = bits_for((uint64_t)b_hi - (uint64_t)b_lo);
+    int64_t a_lo, b_lo;
+    const int a_bits = bits_for(rmf_span_i64(major, n, &a_lo));
+    const int b_bits = bits_for(rmf_span_i64(minor, n, &b_lo));
     const int r_bits = bits_for((uint64_t)(n - 1));
     if (a_bits + b_bits + r_bits > 64)
         return 0;
