@@ -143,7 +143,7 @@ static int jobs_on_openmp = 0;
 int rmf_blas_use_openmp_threads(void)
 {
 #ifdef _OPENMP
-    if (RMF_BLAS(openblas_set_threads_callback_function) != NULL) {
+    if (!jobs_on_openmp && RMF_BLAS(openblas_set_threads_callback_function) != NULL) {
         RMF_BLAS(openblas_set_threads_callback_function)(blas_jobs_on_openmp);
         jobs_on_openmp = 1;
     }

@@ -1003,14 +1003,11 @@ static PyObject *py_n_params(PyObject *self, PyObject *args)
 /* Build facts                                                        */
 /* ------------------------------------------------------------------ */
 
-/* Set once at import: whether OpenBLAS runs its jobs on OpenMP's threads. */
-static int blas_on_openmp = 0;
-
 static PyObject *py_build_info(PyObject *self, PyObject *noargs)
 {
     return Py_BuildValue("{s:O,s:s,s:i,s:O}", "openmp", rmf_has_openmp() ? Py_True : Py_False, "blas_config",
                          rmf_blas_config(), "blas_threads", rmf_blas_get_threads(), "blas_on_openmp",
-                         blas_on_openmp ? Py_True : Py_False);
+                         rmf_blas_use_openmp_threads() ? Py_True : Py_False);
 }
 
 static PyObject *py_blas_threads(PyObject *self, PyObject *args)
@@ -1066,7 +1063,7 @@ static struct PyModuleDef moduledef = {
 PyMODINIT_FUNC PyInit__core(void)
 {
     import_array();
-    blas_on_openmp = rmf_blas_use_openmp_threads();
+    rmf_blas_use_openmp_threads();
     PyObject *m = PyModule_Create(&moduledef);
     if (m == NULL)
         return NULL;

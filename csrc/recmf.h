@@ -416,7 +416,8 @@ const char *rmf_blas_config(void);
 /* Routes OpenBLAS's threaded jobs onto OpenMP's threads (one thread pool
  * instead of two competing ones).  Returns 1 when done, 0 when this BLAS
  * or build cannot (OpenBLAS < 0.3.27, no OpenMP): then OpenBLAS keeps its
- * own threads.  Called once, at import. */
+ * own threads.  Installs on the first call (at import); later calls only
+ * report. */
 int rmf_blas_use_openmp_threads(void);
 /* Around work that alternates BLAS calls with OpenMP loops of nt threads:
  * enter sets OpenBLAS's thread count (nt when its jobs run on OpenMP's
