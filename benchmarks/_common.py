@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import gc
 import json
+import math
 import os
 import platform
 import resource
@@ -142,6 +143,36 @@ def peak_rss():
         pass
     out.setdefault("peak_rss_mb", out["ru_maxrss_mb"])
     return out
+
+
+#: A 1-minute load average above this at the start means the timings of a
+#: run are not trustworthy: no speed verdicts.
+BUSY_LOAD = 1.5
+
+
+class Verdict:
+    """met / missed against a target, or why no verdict is given: targets
+    are for ML-1M, and speed targets (``speed=True``) also need a machine
+    that was idle (load <= BUSY_LOAD) when the run started."""
+
+    def __init__(self, is_ml1m, load_start, speed=True):
+        self.reason = None
+        if not is_ml1m:
+            self.reason = "n/a (not ML-1M)"
+        elif speed and load_start is not None and load_start > BUSY_LOAD:
+            self.reason = "machine busy"
+
+    def __call__(self, value, op, target):
+        """op: "<", "<=", ">=", or "in" with target = (low, high)."""
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            return "-"
+        if self.reason:
+            return self.reason
+        if op == "in":
+            ok = target[0] <= value <= target[1]
+        else:
+            ok = {"<": value < target, "<=": value <= target, ">=": value >= target}[op]
+        return "met" if ok else "missed"
 
 
 def _cpu_model():

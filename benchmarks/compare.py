@@ -81,7 +81,7 @@ from pathlib import Path  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
-BUSY_LOAD = 1.5
+BUSY_LOAD = C.BUSY_LOAD
 ML1M_INDEX = (6_038, 3_525, 554_070)
 METRICS = ("recall@10", "ndcg@10", "mrr@10", "hitrate@10", "coverage@10", "avg_popularity@10",
            "n_users_eval")
@@ -432,24 +432,7 @@ def build_table(runs, views, bands, bands_src, verdict_speed, verdict_quality, q
     return rows, cols
 
 
-class Verdict:
-    def __init__(self, is_ml1m, load_start, speed):
-        self.reason = None
-        if not is_ml1m:
-            self.reason = "n/a (not ML-1M)"
-        elif speed and load_start is not None and load_start > BUSY_LOAD:
-            self.reason = "machine busy"
-
-    def __call__(self, value, op, target):
-        if value is None or (isinstance(value, float) and not math.isfinite(value)):
-            return "-"
-        if self.reason:
-            return self.reason
-        if op == "in":
-            ok = target[0] <= value <= target[1]
-        else:
-            ok = {"<": value < target, "<=": value <= target, ">=": value >= target}[op]
-        return "met" if ok else "missed"
+Verdict = C.Verdict
 
 
 # ===========================================================================

@@ -91,7 +91,7 @@ TARGETS = {
     "rec_bpr_s": 0.1,            # < 0.1 s
     "peak_mb": 500.0,            # < 500 MB
 }
-BUSY_LOAD = 1.5
+BUSY_LOAD = C.BUSY_LOAD
 ML1M_INDEX = (6_038, 3_525, 554_070)
 
 
@@ -100,28 +100,14 @@ ML1M_INDEX = (6_038, 3_525, 554_070)
 # ---------------------------------------------------------------------------
 
 log = C.log
+
+
 def loadavg1():
     la = C.load_average()
     return None if la is None else la[0]
 
 
-class Verdicts:
-    """met / missed, or why no verdict is given."""
-
-    def __init__(self, is_ml1m, load_start):
-        self.reason = None
-        if load_start is not None and load_start > BUSY_LOAD:
-            self.reason = "machine busy"
-        elif not is_ml1m:
-            self.reason = "n/a (targets are for ML-1M)"
-
-    def __call__(self, value, op, target):
-        if value is None or (isinstance(value, float) and not math.isfinite(value)):
-            return "-"
-        if self.reason:
-            return self.reason
-        ok = {"<=": value <= target, "<": value < target, ">=": value >= target}[op]
-        return "met" if ok else "missed"
+Verdicts = C.Verdict
 
 
 def ratio(a, b):
