@@ -999,6 +999,58 @@ static PyObject *py_n_params(PyObject *self, PyObject *args)
     return PyLong_FromLongLong(n_params_of(&s, kind[0] == 'n'));
 }
 
+/* ================================================================== */
+/* ALS (als.c) -- begin                                                */
+/* ================================================================== */
+
+/* als_solve(indptr, indices, values|None, Y, X, regularization, alpha,
+ * solver, cg_steps, n_threads) -> loss: one half-sweep, X rewritten in
+ * place (rows of the CSR x D) against Y (columns of the CSR x D). */
+static PyObject *py_als_solve(PyObject *self, PyObject *args)
+{
+    PyObject *indptr, *indices, *values, *Y, *X;
+    rmf_als_params p;
+    rmf_als_default_params(&p);
+    if (!PyArg_ParseTuple(args, "OOOOOffiii", &indptr, &indices, &values, &Y, &X, &p.regularization,
+                          &p.alpha, &p.solver, &p.cg_steps, &p.n_threads))
+        return NULL;
+    const char *bad = rmf_als_check_params(&p);
+    if (bad != NULL) {
+        PyErr_SetString(PyExc_ValueError, bad);
+        return NULL;
+    }
+    if (check_array(Y, "Y", NPY_FLOAT32, 2, 0) < 0 || check_array(X, "X", NPY_FLOAT32, 2, 1) < 0)
+        return NULL;
+    npy_intp *ys = PyArray_DIMS((PyArrayObject *)Y), *xs = PyArray_DIMS((PyArrayObject *)X);
+    if (ys[1] != xs[1] || xs[1] < 1 || xs[1] > INT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "X and Y must have the same number (>= 1) of columns, got %zd and %zd",
+                     (Py_ssize_t)xs[1], (Py_ssize_t)ys[1]);
+        return NULL;
+    }
+    rmf_csr m;
+    if (parse_csr(indptr, indices, (long long)ys[0], &m) < 0)
+        return NULL;
+    if (m.n_rows != xs[0]) {
+        PyErr_Format(PyExc_ValueError, "X has %zd rows but the matrix has %d", (Py_ssize_t)xs[0], m.n_rows);
+        return NULL;
+    }
+    if (values != Py_None &&
+        (check_array(values, "values", NPY_FLOAT32, 1, 0) < 0 || check_len(values, "values", SIZE(indices)) < 0))
+        return NULL;
+    double loss = 0.0;
+    rmf_error err = {{0}};
+    rmf_status st;
+    RMF_NOGIL(st, rmf_als_solve(&p, &m, values == Py_None ? NULL : DATA(values, float), DATA(Y, float),
+                                (int32_t)xs[1], DATA(X, float), &loss, &err));
+    if (st != RMF_OK)
+        return raise_status(st, &err);
+    return PyFloat_FromDouble(loss);
+}
+
+/* ================================================================== */
+/* ALS -- end                                                          */
+/* ================================================================== */
+
 /* ------------------------------------------------------------------ */
 /* Build facts                                                        */
 /* ------------------------------------------------------------------ */
@@ -1051,6 +1103,8 @@ static PyMethodDef methods[] = {
     VARARGS(ncf_recommend, "ncf_recommend(shape, theta, users, seen|None, k, n_threads)"),
     VARARGS(mf_recommend, "mf_recommend(shape, theta, users, seen|None, k, n_threads)"),
     VARARGS(n_params, "n_params(kind 'ncf'|'mf', shape) -> int"),
+    VARARGS(als_solve, "als_solve(indptr, indices, values|None, Y, X, regularization, alpha, solver 0=cg|1=cholesky, "
+                       "cg_steps, n_threads) -> loss: one ALS half-sweep, X rewritten in place"),
     NOARGS(build_info, "build_info() -> dict of build facts (OpenMP, BLAS)"),
     VARARGS(blas_threads, "blas_threads(n=0) -> previous count; sets it when n > 0"),
     {NULL, NULL, 0, NULL},
