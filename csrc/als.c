@@ -24,20 +24,52 @@
 #define OMP(x)
 #endif
 
-/* sum_h x[h] w[h] with 8 float lanes added in a fixed tree: vectorizable
- * without fast-math, the same result at any vector width. */
+/* The per-row solvers are compiled twice, for AVX2 and for any x86-64,
+ * and picked at load time: a row's work is D-long dots and axpys (implicit
+ * gets the same from OpenBLAS's runtime-dispatched kernels).  Without
+ * -ffp-contract (C11 mode) neither version fuses multiply-adds, so both
+ * round alike. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define RMF_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define RMF_CLONES
+#endif
+
+/* sum_h x[h] w[h] with 8 float lanes (lane = h mod 8) added in a fixed
+ * tree: the same result at any vector width.  GCC's generic vectors keep
+ * the 8 lanes in registers (one ymm under AVX2, two xmm otherwise); the
+ * plain-array form spilled them to the stack. */
+#if defined(__GNUC__)
+typedef float v8f __attribute__((vector_size(32)));
 static inline float dot_lanes(const float *x, const float *w, int n)
 {
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    v8f acc = {0, 0, 0, 0, 0, 0, 0, 0};
+    int h = 0;
+    for (; h + 8 <= n; h += 8) {
+        v8f a, b;
+        memcpy(&a, x + h, sizeof a);
+        memcpy(&b, w + h, sizeof b);
+        acc += a * b;
+    }
+    float l[8];
+    memcpy(l, &acc, sizeof l);
+    for (int k = 0; h < n; h++, k++)
+        l[k] += x[h] * w[h];
+    return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+}
+#else
+static inline float dot_lanes(const float *x, const float *w, int n)
+{
+    float l[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int h = 0;
     for (; h + 8 <= n; h += 8)
-        for (int l = 0; l < 8; l++)
-            acc[l] += x[h + l] * w[h + l];
-    for (int l = 0; h < n; h++, l++)
-        acc[l] += x[h] * w[h];
-    return ((acc[0] + acc[4]) + (acc[2] + acc[6])) +
-           ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+        for (int k = 0; k < 8; k++)
+            l[k] += x[h + k] * w[h + k];
+    for (int k = 0; h < n; h++, k++)
+        l[k] += x[h] * w[h];
+    return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
 }
+#endif
 
 static inline void axpy(float a, const float *x, float *y, int n)
 {
@@ -90,6 +122,7 @@ static inline float weight_of(const row_entries *e, int64_t q, float alpha)
 
 /* cg_steps of conjugate gradient on A x = b from the current x (Takacs et
  * al. 2011, as implicit's least_squares_cg); Greg = G + reg I. */
+RMF_CLONES
 static void cg_row(const float *Greg, const float *Y, int D,
                    const row_entries *e, float alpha, int steps, float *x,
                    float *r, float *p, float *Ap)
@@ -130,6 +163,7 @@ static void cg_row(const float *Greg, const float *Y, int D,
 /* Exact solve in double: A (D x D, lower triangle used) built from Gd =
  * G + reg I, Cholesky in place, two triangular solves.  0 when A is not
  * positive definite. */
+RMF_CLONES
 static int cholesky_row(const double *Gd, const float *Y, int D,
                         const row_entries *e, float alpha, float *x,
                         double *A, double *b)
@@ -186,6 +220,7 @@ static int cholesky_row(const double *Gd, const float *Y, int D,
  * x^T (G + reg I) x + sum_i [w_i s_i^2 - 2 c_i s_i + c_i], s_i = x . y_i
  * (the sum over all columns of c (p - s)^2 plus reg |x|^2, using that
  * columns off the row have c = 1, p = 0). */
+RMF_CLONES
 static double row_loss(const float *Greg, const float *Y, int D,
                        const row_entries *e, float alpha, const float *x,
                        float *tmp)

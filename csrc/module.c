@@ -1004,15 +1004,17 @@ static PyObject *py_n_params(PyObject *self, PyObject *args)
 /* ================================================================== */
 
 /* als_solve(indptr, indices, values|None, Y, X, regularization, alpha,
- * solver, cg_steps, n_threads) -> loss: one half-sweep, X rewritten in
- * place (rows of the CSR x D) against Y (columns of the CSR x D). */
+ * solver, cg_steps, n_threads, with_loss) -> loss or None: one half-sweep,
+ * X rewritten in place (rows of the CSR x D) against Y (columns of the
+ * CSR x D). */
 static PyObject *py_als_solve(PyObject *self, PyObject *args)
 {
     PyObject *indptr, *indices, *values, *Y, *X;
+    int with_loss;
     rmf_als_params p;
     rmf_als_default_params(&p);
-    if (!PyArg_ParseTuple(args, "OOOOOffiii", &indptr, &indices, &values, &Y, &X, &p.regularization,
-                          &p.alpha, &p.solver, &p.cg_steps, &p.n_threads))
+    if (!PyArg_ParseTuple(args, "OOOOOffiiip", &indptr, &indices, &values, &Y, &X, &p.regularization,
+                          &p.alpha, &p.solver, &p.cg_steps, &p.n_threads, &with_loss))
         return NULL;
     const char *bad = rmf_als_check_params(&p);
     if (bad != NULL) {
@@ -1041,9 +1043,11 @@ static PyObject *py_als_solve(PyObject *self, PyObject *args)
     rmf_error err = {{0}};
     rmf_status st;
     RMF_NOGIL(st, rmf_als_solve(&p, &m, values == Py_None ? NULL : DATA(values, float), DATA(Y, float),
-                                (int32_t)xs[1], DATA(X, float), &loss, &err));
+                                (int32_t)xs[1], DATA(X, float), with_loss ? &loss : NULL, &err));
     if (st != RMF_OK)
         return raise_status(st, &err);
+    if (!with_loss)
+        Py_RETURN_NONE;
     return PyFloat_FromDouble(loss);
 }
 
@@ -1104,7 +1108,7 @@ static PyMethodDef methods[] = {
     VARARGS(mf_recommend, "mf_recommend(shape, theta, users, seen|None, k, n_threads)"),
     VARARGS(n_params, "n_params(kind 'ncf'|'mf', shape) -> int"),
     VARARGS(als_solve, "als_solve(indptr, indices, values|None, Y, X, regularization, alpha, solver 0=cg|1=cholesky, "
-                       "cg_steps, n_threads) -> loss: one ALS half-sweep, X rewritten in place"),
+                       "cg_steps, n_threads, with_loss) -> loss|None: one ALS half-sweep, X rewritten in place"),
     NOARGS(build_info, "build_info() -> dict of build facts (OpenMP, BLAS)"),
     VARARGS(blas_threads, "blas_threads(n=0) -> previous count; sets it when n > 0"),
     {NULL, NULL, 0, NULL},

@@ -1,4 +1,4 @@
-"""ONNX export of NeuralMF and BPRMF, built directly with the ``onnx``
+"""ONNX export of NeuralMF, BPRMF and ALS, built directly with the ``onnx``
 package (no PyTorch).  Inputs are dense indices, as the reference
 notebook's export: map original ids with ``model.data_.user_index`` /
 ``item_index`` first."""
@@ -54,9 +54,14 @@ def export_neuralmf(model, path):
 
 
 def export_bprmf(model, path):
+    export_dot_product(model.user_emb_, model.item_emb_, path, "recmf_bprmf")
+
+
+def export_dot_product(user_factors, item_factors, path, graph_name):
+    """A dot-product model (BPRMF, ALS): score = sum(user[u] * item[i])."""
     onnx, TensorProto, helper, nh = _onnx()
-    inits = [nh.from_array(np.ascontiguousarray(model.user_emb_), "user_emb.weight"),
-             nh.from_array(np.ascontiguousarray(model.item_emb_), "item_emb.weight"),
+    inits = [nh.from_array(np.ascontiguousarray(user_factors, dtype=np.float32), "user_emb.weight"),
+             nh.from_array(np.ascontiguousarray(item_factors, dtype=np.float32), "item_emb.weight"),
              nh.from_array(np.array([1], dtype=np.int64), "sum_axes")]
     nodes = [
         helper.make_node("Gather", ["user_emb.weight", "user_id"], ["ue"], axis=0),
@@ -65,4 +70,4 @@ def export_bprmf(model, path):
         helper.make_node("ReduceSum", ["p", "sum_axes"], ["score"], keepdims=0),
     ]
     inputs, outputs = _io(helper, TensorProto, "score")
-    _save(onnx, helper, helper.make_graph(nodes, "recmf_bprmf", inputs, outputs, inits), path)
+    _save(onnx, helper, helper.make_graph(nodes, graph_name, inputs, outputs, inits), path)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .._checks import as_id_array, check_k, check_threads
-from ..data import Interactions
+from .. import _core
+from .._checks import as_id_array, check_frame, check_k, check_threads, id_column, numeric_column
+from ..data import Interactions, _factorize
 
 __all__ = ["Recommender", "NotFittedError"]
 
@@ -48,7 +49,7 @@ class Recommender:
 
     # -- recommendation ---------------------------------------------------
     def recommend(self, user_ids, k=10, exclude_seen=True, unknown="empty", return_scores=False,
-                  pad=None):
+                  pad=None, history=None):
         """Top-``k`` items for many users at once, best first.
 
         Parameters
@@ -69,12 +70,20 @@ class Recommender:
             Value for slots that could not be filled (unknown users, or fewer
             than k unseen items).  Default -1 for integer item ids, None for
             string ids.
+        history : DataFrame, optional
+            Interactions (the model's user/item/rating columns) to score users
+            from instead of their training positives, without refitting
+            ("fold-in"): every user of ``user_ids`` with at least one positive
+            (``rating >= threshold``) of a known item in ``history`` is scored
+            from those positives, and ``exclude_seen`` then drops them.  Users
+            need not be known to the model.  Items the model does not know are
+            ignored.  Models that cannot fold in raise ``NotImplementedError``.
 
         Returns
         -------
         ndarray (n_users, k) of original item ids (and scores).
         """
-        ids, lens, scores = self._recommend_all(user_ids, k, exclude_seen, unknown)
+        ids, lens, scores = self._recommend_all(user_ids, k, exclude_seen, unknown, history)
         if pad is not None or ids.dtype != np.int64:
             pad_value = pad if pad is not None else None
             ids = ids.astype(object) if (pad_value is None or ids.dtype == object) else ids
@@ -83,21 +92,22 @@ class Recommender:
         return (ids, scores) if return_scores else ids
 
     def recommend_frame(self, user_ids, k=10, exclude_seen=True, unknown="empty",
-                        user_col=None, item_col=None):
+                        user_col=None, item_col=None, history=None):
         """Recommendations as a long DataFrame ``user, rank (1-based), item, score``;
         short lists simply have fewer rows.  Columns are named like the
         model's training frame (``user_col``/``item_col`` override), so the
-        result merges directly with e.g. a movies frame."""
+        result merges directly with e.g. a movies frame.  ``history``: as in
+        :meth:`recommend`."""
         user_col = user_col or getattr(self, "user_col", "user_id")
         item_col = item_col or getattr(self, "item_col", "item_id")
         users = as_id_array(user_ids, "user_ids")[0]
-        ids, lens, scores = self._recommend_all(users, k, exclude_seen, unknown)
+        ids, lens, scores = self._recommend_all(users, k, exclude_seen, unknown, history)
         mask = np.arange(ids.shape[1])[None, :] < lens[:, None]
         rows, cols = np.nonzero(mask)
         return pd.DataFrame({user_col: users[rows], "rank": cols + 1, item_col: ids[rows, cols],
                              "score": scores[rows, cols]})
 
-    def _recommend_all(self, user_ids, k, exclude_seen, unknown):
+    def _recommend_all(self, user_ids, k, exclude_seen, unknown, history=None):
         self._check_fitted()
         k = check_k(k, self.data_.n_items)
         if unknown not in ("empty", "popular"):
@@ -107,10 +117,20 @@ class Recommender:
         items = np.full((n, k), -1, dtype=np.int32)
         scores = np.full((n, k), -np.inf, dtype=np.float32)
         lens = np.zeros(n, dtype=np.int32)
-        known = uidx >= 0
+        folded = np.zeros(n, dtype=bool)
+        if history is not None:
+            hist = self._history_interactions(history)
+            hrows = hist.user_index(user_ids)
+            folded = hrows >= 0
+            if folded.any():
+                it, sc, ln = self._recommend_history(hist, np.ascontiguousarray(hrows[folded]), k,
+                                                     exclude_seen)
+                items[folded], scores[folded], lens[folded] = it, sc, ln
+        known = (uidx >= 0) & ~folded
         if known.any():
             it, sc, ln = self._recommend_index(np.ascontiguousarray(uidx[known]), k, exclude_seen)
             items[known], scores[known], lens[known] = it, sc, ln
+        known |= folded
         if unknown == "popular" and not known.all():
             top = self._popular_order()[:k]
             items[~known] = top
@@ -134,6 +154,70 @@ class Recommender:
     def _popular_order(self):
         from .. import _core
         return _core.popularity_order(self.data_.popularity())
+
+    # -- fold-in and neighbours (issue 11 part 5) --------------------------
+    def _history_interactions(self, history):
+        """The positives of a ``history`` frame over the model's item index:
+        an :class:`Interactions` whose users are the history's users with at
+        least one positive of a known item (items keep the model's indices)."""
+        user_col = getattr(self, "user_col", "user_id")
+        item_col = getattr(self, "item_col", "movie_id")
+        rating_col = getattr(self, "rating_col", "rating")
+        check_frame(history, "history", [user_col, item_col, rating_col])
+        users, _ = id_column(history, user_col, "history")
+        iidx = self.data_.item_index(id_column(history, item_col, "history")[0])
+        keep = iidx >= 0
+        if rating_col is not None:
+            keep &= numeric_column(history, rating_col, "history") >= getattr(self, "threshold", 4)
+        if not keep.any():
+            return Interactions(np.zeros(1, np.int64), np.zeros(0, np.int32), users[:0],
+                                self.data_.item_ids)
+        codes, hist_users = _factorize(np.ascontiguousarray(users[keep]))
+        indptr, indices = _core.build_csr(codes, np.ascontiguousarray(iidx[keep]), len(hist_users),
+                                          self.data_.n_items)
+        return Interactions(indptr, indices, hist_users, self.data_.item_ids)
+
+    def _recommend_history(self, hist, rows, k, exclude_seen):
+        """Top-k ``(items, scores, lens)`` for rows ``rows`` of the history
+        Interactions ``hist`` (same item index as the model); models that
+        fold users in override it."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot score users from a history without refitting")
+
+    def similar_items(self, item_ids, k=10, return_scores=False):
+        """The ``k`` items most similar to each of ``item_ids``, most similar
+        first, the item itself excluded.
+
+        Parameters
+        ----------
+        item_ids : array-like of original item ids, all known to the model
+            (an unknown id raises ``KeyError`` naming it).
+        k : int
+            1 <= k < number of items the model knows.
+        return_scores : bool
+            Also return the (n, k) float32 similarities.
+
+        Returns
+        -------
+        ndarray (n, k) of original item ids (and scores).  How similarity is
+        measured is the model's (matrix factorisation: cosine of the item
+        factors).  Models without a similarity raise ``NotImplementedError``.
+        """
+        self._check_fitted()
+        k = check_k(k, self.data_.n_items - 1)
+        iidx = self.data_.item_index(item_ids)
+        if (iidx < 0).any():
+            pos = int(np.flatnonzero(iidx < 0)[0])
+            raise KeyError(f"unknown item id {np.asarray(item_ids).reshape(-1)[pos].tolist()!r} "
+                           f"at position {pos}")
+        items, scores, _ = self._similar_index(np.ascontiguousarray(iidx), k)
+        ids = self.data_.item_ids[items]
+        return (ids, scores) if return_scores else ids
+
+    def _similar_index(self, iidx, k):
+        """``(items, scores, lens)``: the k dense items most similar to each
+        of ``iidx``, the item itself excluded."""
+        raise NotImplementedError(f"{type(self).__name__} has no item similarity")
 
     def score(self, user_ids, item_ids):
         """Scores of given (user, item) pairs, original ids, same length.

@@ -7,11 +7,12 @@ import numpy as np
 from .. import _core
 from .._checks import check_positive_int
 from . import _training as T
+from ._factors import FactorModel
 
 __all__ = ["BPRMF"]
 
 
-class BPRMF(T.EmbeddingModel):
+class BPRMF(FactorModel, T.EmbeddingModel):
     """Bayesian personalised ranking with matrix factorisation.
 
     ``score(u, i) = e_u . e_i``; each epoch draws ``triplets_per_epoch``
@@ -38,11 +39,31 @@ class BPRMF(T.EmbeddingModel):
 
     Determinism: the same seed and ``n_threads`` give bit-identical weights;
     triplets and shuffling never depend on the thread count.
+
+    Fold-in (``recommend(..., history=frame)``, :meth:`fold_in`): a user's
+    embedding is solved from its history by the implicit-ALS least squares
+    against the fixed item embeddings, with the class attributes
+    ``fold_in_regularization`` and ``fold_in_alpha`` (set them on the model to
+    change them).  ``similar_items``: cosine of the item embeddings.
     """
 
     kind = "bprmf"
     _core_kind = "mf"
     _view_names = ("user_emb_", "item_emb_")
+    #: regularization and alpha of the fold-in least squares (not learned:
+    #: chosen so that folding in a user's train history gives recall close
+    #: to its trained embedding's, see tests/test_als.py)
+    fold_in_regularization = 0.1
+    fold_in_alpha = 4.0
+
+    def _user_factors(self):
+        return self.user_emb_
+
+    def _item_factors(self):
+        return self.item_emb_
+
+    def _fold_in_params(self):
+        return self.fold_in_regularization, self.fold_in_alpha
 
     def __init__(self, emb_dim=64, negatives="popular", top_n=2000, triplets_per_epoch=500_000,
                  lr=1e-3, weight_decay=1e-6, betas=(0.9, 0.999), eps=1e-8, adam="dense",
