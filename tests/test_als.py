@@ -355,3 +355,25 @@ def test_unfitted_and_bad_history(small):
         model.recommend([1], k=3, history=bad)
     with pytest.raises(TypeError, match="history"):
         model.recommend([1], k=3, history=[1, 2, 3])
+
+
+@pytest.mark.skipif(not __import__("conftest").HAVE_ML100K, reason="needs ML-100K")
+def test_cli_run_als_matches_the_api(tmp_path):
+    import json
+
+    from conftest import ML100K_DIR
+    from test_cli import cli
+    saved = tmp_path / "als.npz"
+    res = cli("run", "--data", str(ML100K_DIR), "--model", "als", "--factors", "16", "--iterations", "3",
+              "--alpha", "2", "--threads", "1", "--json", "--quiet", "--save", str(saved), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    ratings, _, movies = recmf.load_movielens(ML100K_DIR)
+    train, val, test = recmf.temporal_split(ratings)
+    model = recmf.ALS(factors=16, iterations=3, alpha=2.0, n_threads=1).fit(train)
+    want = recmf.evaluate(model, test, catalog=movies["movie_id"].unique())
+    for key, value in want.items():
+        assert out[key] == pytest.approx(value, abs=1e-12), key
+    np.testing.assert_array_equal(recmf.load(saved).theta_, model.theta_)
+    bad = cli("run", "--data", str(ML100K_DIR), "--model", "als", "--factors", "0", cwd=tmp_path)
+    assert bad.returncode == 2 and "factors must be >= 1" in bad.stderr
