@@ -1,12 +1,11 @@
 /* als.c -- implicit ALS (Hu, Koren & Volinsky 2008): one half-sweep solves
  * every row of X against a fixed Y (contract in recmf.h).
  *
- * Two phases, never mixed: a BLAS phase (G = Y^T Y, one sgemm on the
- * calling thread with OpenBLAS's own team), then an OpenMP loop over rows
- * that calls no BLAS.  Each row is solved by one thread with a fixed order
- * of operations, and the loss is summed over rows in row order afterwards,
- * so the result does not depend on scheduling; only the sgemm's rounding
- * depends on the thread count.
+ * Two phases, never mixed: a BLAS phase (G = Y^T Y, one single-threaded
+ * sgemm), then an OpenMP loop over rows that calls no BLAS.  Each row is
+ * solved by one thread with a fixed order of operations, and the loss is
+ * summed over rows in row order afterwards, so the result depends neither
+ * on scheduling nor on the thread count.
  *
  * Per row, with w_i = alpha r_i and c_i = 1 + w_i over the row's entries:
  *   A = G + reg I + sum_i w_i y_i y_i^T,   b = sum_i c_i y_i.
@@ -276,10 +275,12 @@ rmf_status rmf_als_solve(const rmf_als_params *p, const rmf_csr *m,
         return rmf_fail(err, RMF_ERR_NOMEM, "out of memory for ALS with %d factors", (int)D);
     }
 
-    /* BLAS phase. */
+    /* BLAS phase, on one thread: Y^T Y is D^2 n_cols flops, ~1% of the
+     * row loop, too small to pay for waking a team; and so the factors do
+     * not depend on the thread count at all. */
     memset(G, 0, (size_t)DD * sizeof *G);
     if (m->n_cols > 0) {
-        int saved = rmf_blas_enter(nt);
+        int saved = rmf_blas_enter(1);
         rmf_sgemm(1, 0, D, D, m->n_cols, 1.0f, Y, D, Y, D, 0.0f, G, D);
         rmf_blas_leave(saved);
     }

@@ -438,9 +438,9 @@ const char *rmf_als_check_params(const rmf_als_params *p);
  * r for each CSR entry, finite and >= 0.  A row without entries gets x = 0
  * (its optimum).  When loss is not NULL, *loss receives the objective above
  * (not normalised) at the new X and the given Y.  Phases: Y^T Y by one
- * sgemm, then an OpenMP loop over rows; every row is solved by one thread
- * in a fixed order, so X depends only on the inputs and, through the
- * sgemm's rounding, the thread count.  A system that is not positive
+ * single-threaded sgemm, then an OpenMP loop over rows; every row is
+ * solved by one thread in a fixed order, so X and the loss depend only on
+ * the inputs, not on the thread count.  A system that is not positive
  * definite (reg = 0 and too few entries) gives RMF_ERR_VALUE naming the
  * row. */
 rmf_status rmf_als_solve(const rmf_als_params *p, const rmf_csr *m,

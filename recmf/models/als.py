@@ -74,9 +74,10 @@ class ALS(FactorModel, T.EmbeddingModel):
     verbose : bool
         Progress bar.
 
-    Determinism: the same seed and ``n_threads`` give bit-identical factors.
-    Every row is solved by one thread in a fixed order; only Y^T Y (an
-    OpenBLAS sgemm) can round differently with another thread count.
+    Determinism: the same seed gives bit-identical factors and history
+    losses, whatever ``n_threads`` (on the same CPU: AVX2 and plain x86-64
+    kernels may round differently).  Every row is solved by one thread in a
+    fixed order, and Y^T Y is one single-threaded sgemm.
 
     Attributes after fit: ``user_factors_`` (n_users, factors),
     ``item_factors_`` (n_items, factors) -- float32 views of ``theta_`` --,
