@@ -43,12 +43,7 @@ def solve(indptr, indices, Y, X, reg, alpha, solver, steps=3, threads=1, values=
     return _core.als_solve(indptr, indices, values, Y, X, reg, alpha, solver, steps, threads, loss)
 
 
-@pytest.fixture(scope="module")
-def small():
-    ratings, _, movies = recmf.datasets.synthetic_ratings(n_users=120, n_items=150, seed=3)
-    train, val, test = recmf.temporal_split(ratings)
-    return dict(ratings=ratings, movies=movies, train=train, val=val, test=test,
-                data=recmf.Interactions.from_frame(train))
+from test_models import small  # noqa: E402,F401 - the shared synthetic fixture
 
 
 # -- the kernel: one half-sweep ----------------------------------------------

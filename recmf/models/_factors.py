@@ -13,12 +13,31 @@ ALS_CG, ALS_CHOLESKY = 0, 1
 
 
 class FactorModel:
-    """Mixin for models whose score is ``user_factors[u] . item_factors[i]``.
+    """Mixin for models whose score is ``user_factors[u] . item_factors[i]``,
+    kept in ``theta_ = [user factors | item factors]`` (the core's BPRMF
+    layout, so both score with its kernels).
 
-    Subclasses provide ``_user_factors()`` and ``_item_factors()`` (float32,
-    C-contiguous views) and the fold-in hyperparameters
+    Subclasses set ``_dim_param`` (the constructor argument holding the
+    latent dimension) and ``_view_names`` (the user and item view
+    attributes), and provide the fold-in hyperparameters
     ``_fold_in_params() -> (regularization, alpha)``.
     """
+
+    _dim_param = "factors"
+
+    def _shape(self):
+        return (self.data_.n_users, self.data_.n_items, getattr(self, self._dim_param), 0)
+
+    def _views(self):
+        nu, ni, d, _ = self._shape()
+        setattr(self, self._view_names[0], self.theta_[:nu * d].reshape(nu, d))
+        setattr(self, self._view_names[1], self.theta_[nu * d:].reshape(ni, d))
+
+    def _user_factors(self):
+        return getattr(self, self._view_names[0])
+
+    def _item_factors(self):
+        return getattr(self, self._view_names[1])
 
     def fold_in(self, history):
         """User factors solved from a history, the item factors fixed.

@@ -108,21 +108,6 @@ class ALS(FactorModel, T.EmbeddingModel):
         self.seed, self.verbose = seed, verbose
         self.history = None
 
-    # -- layout: theta_ = [user factors | item factors], as BPRMF ----------
-    def _shape(self):
-        return (self.data_.n_users, self.data_.n_items, self.factors, 0)
-
-    def _views(self):
-        nu, ni, d, _ = self._shape()
-        self.user_factors_ = self.theta_[:nu * d].reshape(nu, d)
-        self.item_factors_ = self.theta_[nu * d:].reshape(ni, d)
-
-    def _user_factors(self):
-        return self.user_factors_
-
-    def _item_factors(self):
-        return self.item_factors_
-
     def _fold_in_params(self):
         return self.regularization, self.alpha
 

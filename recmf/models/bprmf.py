@@ -56,11 +56,7 @@ class BPRMF(FactorModel, T.EmbeddingModel):
     fold_in_regularization = 0.1
     fold_in_alpha = 4.0
 
-    def _user_factors(self):
-        return self.user_emb_
-
-    def _item_factors(self):
-        return self.item_emb_
+    _dim_param = "emb_dim"
 
     def _fold_in_params(self):
         return self.fold_in_regularization, self.fold_in_alpha
@@ -78,14 +74,6 @@ class BPRMF(FactorModel, T.EmbeddingModel):
         self.threshold, self.user_col, self.item_col, self.rating_col = threshold, user_col, item_col, rating_col
         self.seed, self.verbose = seed, verbose
         self.history = None
-
-    def _shape(self):
-        return (self.data_.n_users, self.data_.n_items, self.emb_dim, 0)
-
-    def _views(self):
-        nu, ni, d, _ = self._shape()
-        self.user_emb_ = self.theta_[:nu * d].reshape(nu, d)
-        self.item_emb_ = self.theta_[nu * d:].reshape(ni, d)
 
     def _check_params(self):
         T.common_checks(self)
