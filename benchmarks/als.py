@@ -31,7 +31,7 @@ Usage (repository root, after ``python setup.py build_ext --inplace``;
 needs ``pip install implicit``)::
 
     python benchmarks/als.py [--data ML1M_DIR] [--threads 2] [--factors 64]
-        [--regularization 0.5] [--alpha 4] [--iterations 15] [--seeds 1]
+        [--regularization 50] [--alpha 2] [--iterations 15] [--seeds 1]
         [--json out.json] [--quick]
 
 ``--quick``: ML-100K, 5 iterations (a smoke run).
@@ -54,8 +54,8 @@ def parse_args(argv=None):
     p.add_argument("--data", default=None, help="MovieLens folder (default: $RECMF_DATA/ml-1m)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--factors", type=int, default=64)
-    p.add_argument("--regularization", type=float, default=0.5)
-    p.add_argument("--alpha", type=float, default=4.0, help="recmf's alpha (implicit gets 1 + alpha)")
+    p.add_argument("--regularization", type=float, default=50.0)
+    p.add_argument("--alpha", type=float, default=2.0, help="recmf's alpha (implicit gets 1 + alpha)")
     p.add_argument("--iterations", type=int, default=15)
     p.add_argument("--seeds", type=int, default=1, help="seeds per side (quality spread)")
     p.add_argument("--json", default=None)
