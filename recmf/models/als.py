@@ -81,9 +81,11 @@ class ALS(FactorModel, T.EmbeddingModel):
 
     Attributes after fit: ``user_factors_`` (n_users, factors),
     ``item_factors_`` (n_items, factors) -- float32 views of ``theta_`` --,
-    ``history`` (DataFrame, one row per iteration: ``loss`` is the objective
-    above divided by the total confidence ``n_users n_items + alpha nnz``, as
-    implicit reports it; ``seconds``; val metrics when evaluated).
+    ``history`` (DataFrame, one row per iteration, columns as the other
+    models': ``epoch`` (the iteration, from 1), ``loss`` (the objective above
+    divided by the total confidence ``n_users n_items + alpha nnz``, as
+    implicit reports it), ``n_pairs`` (positives), ``seconds``, and val
+    metrics when evaluated).
 
     The defaults are the best of ``default_grid`` on ML-1M's validation
     split (the seed's split, threshold 4): test recall@10 0.0848, ndcg@10
