@@ -43,12 +43,29 @@ static PyObject *raise_status(rmf_status st, const rmf_error *err)
     return NULL;
 }
 
-/* Runs a core call without the GIL; `st` receives its status. */
-#define RMF_NOGIL(st, call)        \
-    do {                           \
-        Py_BEGIN_ALLOW_THREADS     \
-        (st) = (call);             \
-        Py_END_ALLOW_THREADS       \
+/* One RuntimeWarning per process when a forked child's regions run on
+ * one thread (threads.c); -1 when the warning was turned into an error. */
+static int warn_fork_fallback(void)
+{
+    if (!rmf_fork_fallback_notice())
+        return 0;
+    return PyErr_WarnEx(PyExc_RuntimeWarning,
+                        "recmf: this process is a fork() child of a process that used recmf's OpenMP "
+                        "threads, whose thread pool could not be released before the fork; recmf "
+                        "runs its parallel loops on one thread here (results are unchanged). Use "
+                        "multiprocessing's 'spawn' or 'forkserver' start method to keep every thread.",
+                        1);
+}
+
+/* Runs a core call without the GIL; `st` receives its status (a warning
+ * turned into an exception makes it an error, raised by raise_status). */
+#define RMF_NOGIL(st, call)                                   \
+    do {                                                      \
+        Py_BEGIN_ALLOW_THREADS                                \
+        (st) = (call);                                        \
+        Py_END_ALLOW_THREADS                                  \
+        if ((st) == RMF_OK && warn_fork_fallback() < 0)       \
+            (st) = RMF_ERR_VALUE;                             \
     } while (0)
 
 /* ------------------------------------------------------------------ */
@@ -1005,9 +1022,105 @@ static PyObject *py_n_params(PyObject *self, PyObject *args)
 
 static PyObject *py_build_info(PyObject *self, PyObject *noargs)
 {
-    return Py_BuildValue("{s:O,s:s,s:i,s:O}", "openmp", rmf_has_openmp() ? Py_True : Py_False, "blas_config",
-                         rmf_blas_config(), "blas_threads", rmf_blas_get_threads(), "blas_on_openmp",
-                         rmf_blas_use_openmp_threads() ? Py_True : Py_False);
+    int fork = rmf_fork_state();
+    return Py_BuildValue("{s:O,s:s,s:i,s:O,s:O,s:O,s:O}", "openmp", rmf_has_openmp() ? Py_True : Py_False,
+                         "blas_config", rmf_blas_config(), "blas_threads", rmf_blas_get_threads(),
+                         "blas_on_openmp", rmf_blas_use_openmp_threads() ? Py_True : Py_False,
+                         "flush_subnormals", rmf_fp_supported() ? Py_True : Py_False,
+                         "forked_child", (fork & 1) ? Py_True : Py_False,
+                         "forked_one_thread", (fork & 2) ? Py_True : Py_False);
+}
+
+static PyObject *py_exact_subnormals(PyObject *self, PyObject *args)
+{
+    PyObject *flag = Py_None;
+    if (!PyArg_ParseTuple(args, "|O", &flag))
+        return NULL;
+    int before = rmf_fp_get_exact();
+    if (flag != Py_None) {
+        int on = PyObject_IsTrue(flag);
+        if (on < 0)
+            return NULL;
+        rmf_fp_set_exact(on);
+    }
+    return PyBool_FromLong(before);
+}
+
+/* ------------------------------------------------------------------ */
+/* Test only: floating-point mode and fork probes (tests/test_fpstate.py) */
+/* ------------------------------------------------------------------ */
+
+/* _fp_probe(n_threads, a, b) -> (modes, caller_mode, c, jobs): what a fit
+ * sees, as rmf_fp_probe_recmf; a (m x k) and b (k x n) float32, c = a b,
+ * jobs = how many BLAS jobs the product was split into. */
+static PyObject *py__fp_probe(PyObject *self, PyObject *args)
+{
+    int n_threads;
+    PyObject *a, *b;
+    if (!PyArg_ParseTuple(args, "iOO", &n_threads, &a, &b))
+        return NULL;
+    if (check_array(a, "a", NPY_FLOAT32, 2, 0) < 0 || check_array(b, "b", NPY_FLOAT32, 2, 0) < 0)
+        return NULL;
+    npy_intp m = PyArray_DIM((PyArrayObject *)a, 0), k = PyArray_DIM((PyArrayObject *)a, 1);
+    npy_intp n = PyArray_DIM((PyArrayObject *)b, 1);
+    if (PyArray_DIM((PyArrayObject *)b, 0) != k) {
+        PyErr_SetString(PyExc_ValueError, "a and b do not chain");
+        return NULL;
+    }
+    int nt = rmf_resolve_threads(n_threads);
+    PyObject *modes = new_array1(nt, NPY_INT32);
+    PyObject *c = new_array2(m, n, NPY_FLOAT32);
+    if (modes == NULL || c == NULL) {
+        Py_XDECREF(modes);
+        Py_XDECREF(c);
+        return NULL;
+    }
+    int32_t caller = -1;
+    long long jobs = rmf_blas_jobs_run();
+    Py_BEGIN_ALLOW_THREADS
+    rmf_fp_probe_recmf(nt, DATA(modes, int32_t), &caller, m, n, k, DATA(a, float), DATA(b, float),
+                       DATA(c, float));
+    Py_END_ALLOW_THREADS
+    jobs = rmf_blas_jobs_run() - jobs;
+    return Py_BuildValue("NiNL", modes, (int)caller, c, jobs);
+}
+
+/* _fp_probe_plain(n_threads) -> modes of a plain region's threads. */
+static PyObject *py__fp_probe_plain(PyObject *self, PyObject *args)
+{
+    int n_threads;
+    if (!PyArg_ParseTuple(args, "i", &n_threads))
+        return NULL;
+    int nt = rmf_resolve_threads(n_threads);
+    PyObject *modes = new_array1(nt, NPY_INT32);
+    if (modes == NULL)
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    rmf_fp_probe_plain(nt, DATA(modes, int32_t));
+    Py_END_ALLOW_THREADS
+    return modes;
+}
+
+/* _fp_mode(mode=-1) -> the calling thread's mode; sets it when mode >= 0. */
+static PyObject *py__fp_mode(PyObject *self, PyObject *args)
+{
+    int mode = -1;
+    if (!PyArg_ParseTuple(args, "|i", &mode))
+        return NULL;
+    int before = rmf_fp_mode();
+    if (mode >= 0)
+        rmf_fp_set_mode(mode);
+    return PyLong_FromLong(before);
+}
+
+/* _fork_release(on): whether the fork handler releases the thread pool. */
+static PyObject *py__fork_release(PyObject *self, PyObject *args)
+{
+    int on;
+    if (!PyArg_ParseTuple(args, "p", &on))
+        return NULL;
+    rmf_fork_set_release(on);
+    Py_RETURN_NONE;
 }
 
 static PyObject *py_blas_threads(PyObject *self, PyObject *args)
@@ -1053,6 +1166,11 @@ static PyMethodDef methods[] = {
     VARARGS(n_params, "n_params(kind 'ncf'|'mf', shape) -> int"),
     NOARGS(build_info, "build_info() -> dict of build facts (OpenMP, BLAS)"),
     VARARGS(blas_threads, "blas_threads(n=0) -> previous count; sets it when n > 0"),
+    VARARGS(exact_subnormals, "exact_subnormals(flag=None) -> previous setting; sets it unless None"),
+    VARARGS(_fp_probe, "test only: _fp_probe(n_threads, a, b) -> (modes, caller_mode, a @ b, blas_jobs)"),
+    VARARGS(_fp_probe_plain, "test only: _fp_probe_plain(n_threads) -> modes of a plain OpenMP region"),
+    VARARGS(_fp_mode, "test only: _fp_mode(mode=-1) -> this thread's flush mode; sets it when >= 0"),
+    VARARGS(_fork_release, "test only: _fork_release(on): release the OpenMP pool before fork()"),
     {NULL, NULL, 0, NULL},
 };
 
@@ -1064,6 +1182,10 @@ PyMODINIT_FUNC PyInit__core(void)
 {
     import_array();
     rmf_blas_use_openmp_threads();
+    if (rmf_runtime_init() != 0) {
+        PyErr_SetString(PyExc_ImportError, "recmf: could not register its fork() handlers");
+        return NULL;
+    }
     PyObject *m = PyModule_Create(&moduledef);
     if (m == NULL)
         return NULL;
