@@ -18,7 +18,11 @@ try:
 except ImportError:  # built against a system OpenBLAS
     pass
 
-from . import _core, datasets
+from ._runtime import bounded_spinning
+
+with bounded_spinning():          # before libgomp loads with _core
+    from . import _core
+from . import datasets
 from ._config import config_context, get_config, set_config
 from ._core import SamplingError
 from .data import Interactions
