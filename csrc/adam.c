@@ -138,6 +138,7 @@ void rmf_adam_step(const rmf_adam_params *p, int64_t step, float *theta,
         return;
     adam_scalars s = adam_prepare(p, step);
     int nt = rmf_resolve_threads(n_threads);
+    (void)nt; /* unused without OpenMP */
     rmf_fp_enter();
 #ifdef _OPENMP
     if (nt > 1 && n >= ADAM_PAR_MIN) {

@@ -130,9 +130,11 @@ void rmf_fp_leave(void)
 /* Team threads                                                       */
 /* ------------------------------------------------------------------ */
 
+#ifdef _OPENMP
 /* 0 until this thread has finished one region of recmf's as a team
  * member: its flush bits on entry are then its own. */
 static _Thread_local int team_seen = 0;
+#endif
 
 rmf_fp_token rmf_fp_team_begin(uint64_t word)
 {

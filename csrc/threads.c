@@ -62,7 +62,9 @@ int rmf_resolve_threads(int requested)
 static atomic_int teams_used = 0;    /* a region asked for > 1 thread */
 static atomic_int fork_child = 0;    /* bit 0 / bit 1 of rmf_fork_state */
 static atomic_int release_on = 1;    /* test hook */
+#ifdef RMF_HAVE_ATFORK
 static atomic_int released = 0;      /* the last prepare released the pool */
+#endif
 static atomic_int fallback_note = 0; /* 0 none, 1 pending, 2 reported */
 
 int rmf_team_size(int nt)
