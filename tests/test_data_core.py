@@ -7,12 +7,18 @@ recmf.datasets.synthetic_ratings, so the suite checks something everywhere.
 """
 from __future__ import annotations
 
+import bz2
+import codecs
 import gzip
+import lzma
 import math
+import zipfile
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import recmf
 from recmf import _core
@@ -196,6 +202,226 @@ def test_load_movielens_layouts(tmp_path, synthetic_frames):
     r3, _, _ = recmf.load_movielens(d)
     assert r3["rating"].dtype == np.float64
     pd.testing.assert_frame_equal(r3, half)
+
+
+# File-format variants people's ratings files have (issue 9, case 02): each is
+# read by recmf.read_ratings from a file named without a telling extension
+# and compared with pandas.read_csv told the separator, header, encoding and
+# compression of the same bytes.
+
+RATING_HEADER = ["userId", "movieId", "rating", "timestamp"]
+FORMAT_SEPS = ["::", "\t", ",", ";", "|", " "]
+COMPRESSIONS = {None: lambda b: b, "gzip": gzip.compress, "bz2": bz2.compress,
+                "xz": lzma.compress, "zip": None}
+
+
+def ratings_file_bytes(frame, sep=",", header=False, quoted=False, eol="\n", blank="none",
+                       final_eol=True, encoding="utf-8"):
+    """A ratings file holding ``frame`` (user, item, rating, timestamp) as
+    people's files hold it.  ``blank``: where blank lines go ("none",
+    "leading", "middle", "spaces" (a line of blanks), "trailing")."""
+    def field(v):
+        return f'"{v}"' if quoted else str(v)
+    lines = [sep.join(field(v) for v in row) for row in frame.itertuples(index=False)]
+    if header:
+        lines.insert(0, sep.join(field(c) for c in RATING_HEADER))
+    if blank == "leading":
+        lines[:0] = ["", ""]
+    elif blank == "middle":
+        lines.insert(len(lines) // 2, "")
+    elif blank == "spaces":
+        lines.insert(len(lines) // 2, "   ")
+    elif blank == "trailing":
+        lines += ["", ""]
+    text = eol.join(lines) + (eol if final_eol else "")
+    return text.encode(encoding)
+
+
+def write_compressed(path, raw, compression):
+    if compression == "zip":
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("ratings.csv", raw)
+    else:
+        path.write_bytes(COMPRESSIONS[compression](raw))
+    return path
+
+
+def read_ratings_pandas_ref(path, sep, header, encoding, compression):
+    """pandas' reading of a ratings file, in read_ratings' dtypes (ratings
+    int64 when all whole)."""
+    enc = {"utf-8": "utf-8", "utf-8-sig": "utf-8-sig", "utf-16": "utf-16"}[encoding]
+    expect = pd.read_csv(path, sep=sep, header=0 if header else None, encoding=enc,
+                         engine="python" if len(sep) > 1 else "c", compression=compression)
+    expect.columns = ref.RATING_COLUMNS
+    r = expect["rating"].to_numpy(np.float64)
+    expect["rating"] = r.astype(np.int64) if np.all(np.floor(r) == r) else r
+    return expect
+
+
+def _format_frame(n=7, half=False, seed=3):
+    rng = np.random.default_rng(seed)
+    r = rng.integers(1, 11, n) / 2 if half else rng.integers(1, 6, n)
+    return pd.DataFrame({"user_id": rng.integers(-3, 10**12, n), "movie_id": rng.integers(0, 99, n),
+                         "rating": r, "timestamp": rng.integers(0, 2**40, n)})
+
+
+def check_read_ratings_variant(tmp_path, frame, guess=True, **fmt):
+    compression = fmt.pop("compression", None)
+    raw = ratings_file_bytes(frame, **fmt)
+    path = write_compressed(tmp_path / "ratings.dat", raw, compression)
+    expect = read_ratings_pandas_ref(path, fmt.get("sep", ","), fmt.get("header", False),
+                                     fmt.get("encoding", "utf-8"), compression)
+    assert len(expect) == len(frame)          # the variant itself is well formed
+    got = recmf.read_ratings(path) if guess else \
+        recmf.read_ratings(path, sep=fmt.get("sep", ","), header=fmt.get("header", False))
+    pd.testing.assert_frame_equal(got, expect)
+
+
+def test_read_ratings_bom_headerless(tmp_path):
+    """Field case 02: a UTF-8 byte-order mark before a headerless CSV is not
+    a header; all three rows are read (pandas: encoding="utf-8-sig")."""
+    path = tmp_path / "ratings.csv"
+    path.write_bytes(b"\xef\xbb\xbf1,10,5,100\n1,11,4,101\n2,10,3,102\n")
+    got = recmf.read_ratings(path)
+    expect = pd.read_csv(path, header=None, encoding="utf-8-sig", names=ref.RATING_COLUMNS)
+    pd.testing.assert_frame_equal(got, expect)
+    assert got["user_id"].tolist() == [1, 1, 2]
+    # a BOM before a header: the header is still recognised and dropped
+    path.write_bytes(b"\xef\xbb\xbfuserId,movieId,rating,timestamp\n1,10,5,100\n")
+    assert recmf.read_ratings(path)["movie_id"].tolist() == [10]
+
+
+@pytest.mark.parametrize("sep", FORMAT_SEPS, ids=repr)
+@pytest.mark.parametrize("header", [False, True])
+@pytest.mark.parametrize("variant", [
+    {}, {"encoding": "utf-8-sig"}, {"encoding": "utf-16"}, {"eol": "\r\n"}, {"eol": "\r"},
+    {"final_eol": False}, {"blank": "leading"}, {"blank": "middle"}, {"blank": "spaces"},
+    {"blank": "trailing"}, {"quoted": True}, {"compression": "gzip"}, {"compression": "bz2"},
+    {"compression": "xz"}, {"compression": "zip"},
+    {"encoding": "utf-8-sig", "eol": "\r\n", "blank": "leading", "compression": "gzip"},
+], ids=lambda v: "-".join(f"{k}={v[k]!r}" for k in v) or "plain")
+def test_read_ratings_format_variants(tmp_path, sep, header, variant):
+    """Every variant, with separator and header guessed, equals pandas'
+    reading of the same bytes; and with them given, too."""
+    if variant.get("quoted") and len(sep) > 1:
+        pytest.skip("pandas does not unquote fields split by a regex separator")
+    if variant.get("blank") == "spaces" and sep == " ":
+        pytest.skip("a line of blanks is a row of empty fields when blanks separate")
+    frame = _format_frame(half=sep in (",", "\t"))
+    check_read_ratings_variant(tmp_path, frame, sep=sep, header=header, **variant)
+    check_read_ratings_variant(tmp_path, frame, guess=False, sep=sep, header=header, **variant)
+
+
+@settings(max_examples=80, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(st.integers(-2**62, 2**62), st.integers(0, 2**40),
+                               st.sampled_from([1, 2, 3, 4, 5, 0.5, 3.5, 4.5]),
+                               st.integers(-2**40, 2**62)), min_size=1, max_size=12),
+       sep=st.sampled_from(FORMAT_SEPS), header=st.booleans(), quoted=st.booleans(),
+       eol=st.sampled_from(["\n", "\r\n", "\r"]), final_eol=st.booleans(),
+       blank=st.sampled_from(["none", "leading", "middle", "spaces", "trailing"]),
+       encoding=st.sampled_from(["utf-8", "utf-8-sig", "utf-16"]),
+       compression=st.sampled_from(list(COMPRESSIONS)))
+def test_read_ratings_random_variants(tmp_path, rows, sep, header, quoted, eol, final_eol, blank,
+                                      encoding, compression):
+    """Random combinations of the variants above, guessed, equal pandas."""
+    if (quoted and len(sep) > 1) or (blank == "spaces" and sep == " "):
+        return      # pandas' own reading differs there (see the parametrized test)
+    frame = pd.DataFrame(rows, columns=ref.RATING_COLUMNS)
+    check_read_ratings_variant(tmp_path, frame, sep=sep, header=header, quoted=quoted, eol=eol,
+                               final_eol=final_eol, blank=blank, encoding=encoding,
+                               compression=compression)
+
+
+def test_read_ratings_header_guess(tmp_path):
+    """A first line is a header only when none of its fields is a number: a
+    data line in quotes, with blanks or signs is data; a malformed data line
+    is reported, not dropped as a header."""
+    path = tmp_path / "r.csv"
+    for first, n in [('"1","10","5","100"', 2), (" 1 , 10 , 5 , 100", 2), ("-1,+10,5,100", 2),
+                     ("1,10,4.5,1000", 2), ('"user","item","r","t"', 1), ("u;i;r;t", 1)]:
+        sep = ";" if ";" in first else ","
+        path.write_text(first + "\n" + sep.join(["2", "20", "3", "200"]) + "\n")
+        got = recmf.read_ratings(path)
+        assert len(got) == n, first
+        assert got["user_id"].iloc[-1] == 2
+    path.write_text("x,10,5,100\n2,20,3,200\n")
+    with pytest.raises(ValueError, match=r"r\.csv: line 1: .*user id"):
+        recmf.read_ratings(path)
+
+
+def test_read_ratings_errors_stay_clear(tmp_path):
+    """What pandas does not read as four integers/numbers is an error naming
+    the line, also in quoted or blank-padded files."""
+    path = tmp_path / "r.csv"
+    for body, line in [(b'"1","10","5","100"\n"1","x","4","101"\n', 2),
+                       (b"1, 10, 5, 100\n1, 10, 5, 100, 7\n", 2),
+                       (b'1,10,5,100\n"2,20",5,100\n', 2),
+                       (b"1,10,5,100\n1,10,5,1e3\n", 2),     # pandas: a float timestamp
+                       (b"1;10;3,5;100\n", 1)]:           # decimal comma
+        path.write_bytes(body)
+        with pytest.raises(ValueError, match=rf"r\.csv: line {line}:"):
+            recmf.read_ratings(path)
+    path.write_bytes(zstd_magic := b"\x28\xb5\x2f\xfd" + b"\0" * 8)
+    with pytest.raises(ValueError, match="zstd"):
+        recmf.read_ratings(path)
+    assert zstd_magic
+
+
+def test_load_movielens_encodings_and_compression(tmp_path, synthetic_frames):
+    """The small files of each layout: Latin-1 titles, UTF-8 with and without
+    a byte-order mark, gzip'd copies, headers in ratings files that have
+    none -- all equal pandas told the encoding."""
+    ratings, _, movies = synthetic_frames
+    ratings = ratings.iloc[:500].reset_index(drop=True)
+    movies = movies.iloc[:50].assign(title=movies["title"].iloc[:50] + " (Am\u00e9lie, 2001)",
+                                      genres="Drama")
+    dat_movies = "".join(f"{m}::{t}::{g}\n" for m, t, g in movies[["movie_id", "title", "genres"]]
+                         .itertuples(index=False))
+    dat_ratings = "".join(f"{a}::{b}::{c}::{t}\n" for a, b, c, t in ratings.itertuples(index=False))
+    for name, movies_bytes, ratings_bytes, files in [
+        ("latin1", dat_movies.encode("latin-1"), dat_ratings.encode(), ("movies.dat", "ratings.dat")),
+        ("utf8-bom", codecs.BOM_UTF8 + dat_movies.encode(), codecs.BOM_UTF8 + dat_ratings.encode(),
+         ("movies.dat", "ratings.dat")),
+        ("gz", gzip.compress(dat_movies.encode("latin-1")), gzip.compress(
+            ("UserID::MovieID::Rating::Timestamp\n" + dat_ratings).encode()),
+         ("movies.dat.gz", "ratings.dat.gz")),
+    ]:
+        d = tmp_path / name
+        d.mkdir()
+        (d / files[0]).write_bytes(movies_bytes)
+        (d / files[1]).write_bytes(ratings_bytes)
+        r, _, m = recmf.load_movielens(d)
+        pd.testing.assert_frame_equal(r, ratings, obj=name)
+        assert m["title"].tolist() == movies["title"].tolist(), name
+        assert m["movie_id"].dtype == np.int64, name
+
+    # ml-latest: movies.csv in UTF-8 with a BOM (Excel), ratings.csv without a header
+    d = tmp_path / "latest"
+    d.mkdir()
+    movies_csv = movies.rename(columns={"movie_id": "movieId"})[["movieId", "title", "genres"]]
+    (d / "movies.csv").write_bytes(codecs.BOM_UTF8 + movies_csv.to_csv(index=False).encode())
+    (d / "ratings.csv").write_text(ratings.to_csv(index=False, header=False))
+    r, _, m = recmf.load_movielens(d)
+    pd.testing.assert_frame_equal(r, ratings)
+    expect = pd.read_csv(d / "movies.csv", encoding="utf-8-sig").rename(columns={"movieId": "movie_id"})
+    pd.testing.assert_frame_equal(m, expect)
+
+    # ML-100K: u.item titles in Latin-1, u.user with a BOM, u.data with a header
+    d = tmp_path / "ml100k"
+    d.mkdir()
+    (d / "u.data").write_text("user\titem\trating\ttime\n" + ratings.to_csv(sep="\t", index=False,
+                                                                          header=False))
+    items = "".join(f"{m}|{t}|01-Jan-2001||http://x|0|1\n" for m, t in
+                    movies[["movie_id", "title"]].itertuples(index=False))
+    (d / "u.item").write_bytes(items.encode("latin-1"))
+    (d / "u.user").write_bytes(codecs.BOM_UTF8 + b"1|24|M|technician|85711\n2|53|F|other|94043\n")
+    r, u, m = recmf.load_movielens(d)
+    pd.testing.assert_frame_equal(r, ratings)
+    assert m["title"].tolist() == movies["title"].tolist()
+    expect = pd.read_csv(d / "u.user", sep="|", header=None, encoding="utf-8-sig",
+                         names=["user_id", "age", "gender", "occupation", "zip"])
+    pd.testing.assert_frame_equal(u, expect)
 
 
 # ---------------------------------------------------------------------------
