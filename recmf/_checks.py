@@ -6,6 +6,7 @@ traceback.  Nothing here modifies its input.
 """
 from __future__ import annotations
 
+import datetime as _dt
 import numbers
 
 import numpy as np
@@ -108,19 +109,97 @@ def numeric_column(frame, col, frame_name):
 
 
 def time_column(frame, col, frame_name):
-    """Timestamps as int64: integers (e.g. Unix seconds) or datetimes."""
+    """Timestamps as int64 keys in chronological order.
+
+    Sorting the keys orders the rows exactly as ``frame.sort_values(col,
+    kind="stable")`` does (equal times stay equal), without converting to a
+    unit that could overflow: integers are their own keys (unsigned beyond
+    2^63 shifted); datetimes (numpy ``datetime64`` of any unit, tz-aware,
+    pyarrow timestamps and dates, object columns of ``datetime``/``date``/
+    ``Timestamp``) count their own unit since the epoch, in UTC when
+    tz-aware; timedeltas likewise; floats are ranked; categoricals keep
+    their categories' order (the order pandas sorts them in).
+
+    Raises
+    ------
+    ValueError
+        A missing value (NaN, NaT, NA), naming the column and position.
+    TypeError
+        Booleans, strings, or a mix of tz-aware and naive datetimes (or of
+        numbers and datetimes), naming the column.
+    """
     s = frame[col]
     name = f"{frame_name}[{col!r}]"
-    if pd.api.types.is_datetime64_any_dtype(s.dtype):
-        if s.isna().any():
-            raise ValueError(f"{name} has missing timestamps (NaT)")
-        if getattr(s.dt, "tz", None) is not None:
+    missing = s.isna().to_numpy()
+    if missing.any():
+        raise ValueError(f"{name} has missing timestamps (first at position "
+                         f"{int(np.flatnonzero(missing)[0])})")
+    dtype = s.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        # pandas sorts a categorical by its categories' order: the codes.
+        return np.ascontiguousarray(s.cat.codes.to_numpy(), dtype=np.int64)
+    if pd.api.types.is_bool_dtype(dtype):
+        raise TypeError(f"{name} must hold times (numbers or datetimes), got booleans")
+    if pd.api.types.is_integer_dtype(dtype):
+        arr = s.to_numpy()
+        if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
+            # x - 2^63 keeps the order of the whole uint64 range.
+            return (arr.astype(np.uint64) - np.uint64(2 ** 63)).view(np.int64)
+        return np.ascontiguousarray(arr, dtype=np.int64)
+    if pd.api.types.is_float_dtype(dtype):
+        # Ranks: fractions of a second stay apart, -0.0 and 0.0 tie, as in
+        # pandas' sort.
+        arr = s.to_numpy(dtype=np.float64)
+        return np.unique(arr, return_inverse=True)[1].astype(np.int64).reshape(-1)
+    if dtype.kind in "mM":
+        if _tz(dtype) is not None:
             s = s.dt.tz_convert("UTC").dt.tz_localize(None)
-        return s.to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    arr, is_int = as_id_array(s, name)
-    if not is_int:
-        raise TypeError(f"{name} must hold integer or datetime timestamps, got dtype {s.dtype}")
-    return arr
+        arr = s.to_numpy()
+        if arr.dtype.kind not in "mM":          # pyarrow dates come out as datetime.date
+            arr = _datetime_objects(arr, name)
+        return np.ascontiguousarray(arr.view(np.int64))
+    if dtype == object:
+        values = s.to_numpy()
+        is_int = np.array([isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                           for v in values], dtype=bool)
+        is_time = np.array([isinstance(v, (_dt.date, np.datetime64)) for v in values], dtype=bool)
+        if not (is_int | is_time).all():
+            bad = values[np.flatnonzero(~(is_int | is_time))[0]]
+            raise TypeError(f"{name} must hold times (numbers or datetimes), found {bad!r} "
+                            f"({type(bad).__name__}); convert it with pd.to_datetime first")
+        if is_int.all():
+            try:
+                return np.asarray(values, dtype=np.int64)
+            except OverflowError:
+                raise ValueError(f"{name} has integer times outside the int64 range") from None
+        if is_int.any():
+            raise TypeError(f"{name} mixes numbers and datetimes: their order is undefined")
+        return np.ascontiguousarray(_datetime_objects(values, name).view(np.int64))
+    raise TypeError(f"{name} must hold times (numbers or datetimes), got dtype {dtype}; "
+                    "convert text with pd.to_datetime first")
+
+
+def _tz(dtype):
+    """The time zone of a datetime dtype (numpy, pandas or pyarrow), or None."""
+    tz = getattr(dtype, "tz", None)
+    if tz is None and hasattr(dtype, "pyarrow_dtype"):
+        tz = getattr(dtype.pyarrow_dtype, "tz", None)
+    return tz
+
+
+def _datetime_objects(values, name):
+    """datetime64 of an array of datetimes/dates/Timestamps: UTC when they
+    are tz-aware (all or none must be)."""
+    aware = {getattr(v, "tzinfo", None) is not None for v in values}
+    if len(aware) > 1:
+        raise TypeError(f"{name} mixes tz-aware and naive datetimes: their order is undefined")
+    try:
+        out = pd.to_datetime(pd.Series(values, dtype=object), utc=aware == {True})
+    except (ValueError, OverflowError) as e:   # OutOfBoundsDatetime is a ValueError
+        raise ValueError(f"{name}: cannot convert its datetimes ({e})") from None
+    if getattr(out.dt, "tz", None) is not None:
+        out = out.dt.tz_localize(None)
+    return out.to_numpy()
 
 
 def check_positive_int(value, name, minimum=1):

@@ -35,7 +35,19 @@ def temporal_split(ratings, n_val=1, n_test=5, min_train=5, *, user_col="user_id
         One row per interaction; every column is carried through.
     n_val, n_test, min_train : int >= 0
     user_col, time_col : str
-        Column names.  Timestamps may be integers or datetimes.
+        Column names.  Times may be integers (e.g. Unix seconds, nullable
+        ``Int64`` too), floats, datetimes of any unit (``datetime64[s/ms/us/ns]``,
+        tz-aware, pyarrow timestamps and dates, object columns of
+        ``datetime``/``Timestamp``) or timedeltas; rows are ordered exactly as
+        pandas sorts that column, without converting to nanoseconds (dates such
+        as 9999-12-31 keep their place).
+
+    Raises
+    ------
+    ValueError
+        A missing time (NaN, NaT, NA), naming the column and position.
+    TypeError
+        Times that are text, booleans, or a mix of tz-aware and naive datetimes.
 
     Returns
     -------

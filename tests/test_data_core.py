@@ -461,6 +461,99 @@ def test_split_other_parameters_and_columns(synthetic_frames):
             pd.testing.assert_frame_equal(g, w)
 
 
+# Times of every dtype users pass (issue 9, case 06): the split must put the
+# rows in the order pandas' sort gives, ties included -- never the order of a
+# conversion that wrapped or rounded.
+
+# Out of datetime64[ns]'s range (1677-09-21 .. 2262-04-11) on both sides, a
+# "no end date" sentinel, ties, and a sub-second difference.
+OUT_OF_NS = ["2020-01-01", "9999-12-31", "2021-01-01", "2020-01-01",
+             "1600-01-01", "2020-01-01", "2021-01-01", "2262-04-12",
+             "2020-06-01 00:00:00.5", "2020-06-01", "1677-09-20", "2020-06-01 00:00:00.5"]
+IN_NS = ["2020-01-01", "2039-12-31", "2021-01-01", "2020-01-01",
+         "1970-01-01", "2020-01-01", "2021-01-01", "2262-04-10",
+         "2020-06-01 00:00:00.5", "2020-06-01", "1969-12-31 23:59:59", "2020-06-01 00:00:00.5"]
+
+
+def _time_variants():
+    """(name, make) pairs: make() -> the time column of 12 rows."""
+    out_ = pd.Series(pd.to_datetime(OUT_OF_NS, format="ISO8601").as_unit("us"))
+    in_ = pd.Series(pd.to_datetime(IN_NS, format="ISO8601"))
+    ints = pd.Series([5, -3, 5, 10**15, 2**62, -2**62, 7, 7, 0, 1, -1, 5], dtype=np.int64)
+    floats = pd.Series([1.5, 1.25, -0.0, 0.0, 1e30, -7.5, 2.0, 1.5, np.inf, -np.inf, 3.0, 1.25])
+    v = [
+        ("datetime64[us]-out-of-ns", lambda: out_),
+        ("datetime64[s]-out-of-ns", lambda: out_.dt.floor("s").dt.as_unit("s")),
+        ("datetime64[ms]-out-of-ns", lambda: out_.dt.as_unit("ms")),
+        ("datetime64[ns]", lambda: in_.dt.as_unit("ns")),
+        ("tz-aware-us-out-of-ns", lambda: out_.dt.tz_localize("Europe/Berlin")),
+        ("tz-aware-ns-mixed-dst", lambda: in_.dt.tz_localize("America/New_York")),
+        ("object-datetimes", lambda: pd.Series(list(out_.dt.to_pydatetime()), dtype=object)),
+        ("object-aware-timestamps-several-tz", lambda: pd.Series(
+            [t.tz_localize("UTC").tz_convert(z) for t, z in zip(in_, ["Asia/Tokyo", "UTC", "America/Lima"] * 4)],
+            dtype=object)),
+        ("object-dates", lambda: pd.Series([t.date() for t in out_], dtype=object)),
+        ("int64", lambda: ints),
+        ("Int64", lambda: ints.astype("Int64")),
+        ("uint64-beyond-2^63", lambda: pd.Series([2**64 - 1, 3, 2**63, 2**63 - 1, 0, 3, 2**64 - 1,
+                                                   5, 2**63 + 1, 1, 0, 9], dtype=np.uint64)),
+        ("float64-fractions", lambda: floats),
+        ("Float64", lambda: floats.astype("Float64")),
+        ("float32", lambda: floats.astype(np.float32)),
+        ("timedelta64", lambda: pd.Series(pd.to_timedelta(ints.clip(-10**9, 10**9), unit="us"))),
+        ("categorical-of-datetimes", lambda: out_.astype("category")),
+    ]
+    try:
+        import pyarrow as pa
+    except ImportError:
+        return v
+    v += [
+        ("pyarrow-timestamp[us]-out-of-ns", lambda: out_.astype(pd.ArrowDtype(pa.timestamp("us")))),
+        ("pyarrow-timestamp[ms,tz]", lambda: out_.dt.tz_localize("Asia/Kolkata")
+         .astype(pd.ArrowDtype(pa.timestamp("ms", tz="Asia/Kolkata")))),
+        ("pyarrow-date32", lambda: pd.Series([t.date() for t in out_]).astype(pd.ArrowDtype(pa.date32()))),
+        ("pyarrow-int64", lambda: ints.astype(pd.ArrowDtype(pa.int64()))),
+        # (not -0.0: pandas' own multi-column sort fails on it in pyarrow doubles)
+        ("pyarrow-double", lambda: floats.where(floats != 0, 0.5).astype(pd.ArrowDtype(pa.float64()))),
+    ]
+    return v
+
+
+_TIME_VARIANTS = _time_variants()
+
+
+@pytest.mark.parametrize("make", [m for _, m in _TIME_VARIANTS], ids=[n for n, _ in _TIME_VARIANTS])
+def test_split_time_column_dtypes(make):
+    """The split equals pandas' stable sort by (user, time) for the time
+    column as the user holds it; its order is not the input order."""
+    times = make()
+    frame = pd.DataFrame({"user_id": [1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3], "movie_id": range(12),
+                          "rating": 5, "timestamp": times})
+    frame.index = frame.index * 3 + 1
+    assert frame["timestamp"].dtype == times.dtype
+    for n_val, n_test, min_train in [(1, 1, 1), (0, 2, 0), (1, 2, 1)]:
+        got = recmf.temporal_split(frame, n_val=n_val, n_test=n_test, min_train=min_train)
+        want = ref.temporal_split_ref(frame, n_val, n_test, min_train)
+        for g, w in zip(got, want):
+            pd.testing.assert_frame_equal(g, w)
+    order = pd.concat(recmf.temporal_split(frame, 0, 0, 0))
+    assert not order.index.equals(frame.index)
+
+
+def test_split_out_of_ns_range_field_case():
+    """Field case 06: 9999-12-31 and 1600-01-01 in a datetime64[us] column
+    (what pandas 3 parses) stay in chronological order; the last rows are
+    items 11 and 22."""
+    ratings = pd.DataFrame({
+        "user_id": [1, 1, 1, 2, 2, 2], "movie_id": [10, 11, 12, 20, 21, 22], "rating": 5,
+        "timestamp": pd.to_datetime(["2020-01-01", "9999-12-31", "2021-01-01",
+                                     "1600-01-01", "2020-01-01", "2021-01-01"]).as_unit("us")})
+    _, _, test = recmf.temporal_split(ratings, n_val=0, n_test=1, min_train=1)
+    assert sorted(test["movie_id"]) == [11, 22]
+    want = ratings.sort_values(["user_id", "timestamp"], kind="stable").groupby("user_id").tail(1)
+    pd.testing.assert_frame_equal(test, want)
+
+
 # ---------------------------------------------------------------------------
 # Interactions: index and CSR
 # ---------------------------------------------------------------------------
