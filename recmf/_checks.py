@@ -14,7 +14,7 @@ import pandas as pd
 
 __all__ = [
     "check_frame", "id_column", "numeric_column", "time_column", "check_positive_int",
-    "check_k", "check_seed", "check_threads", "as_id_array",
+    "check_k", "check_seed", "check_threads", "as_id_array", "as_core_array", "native_frame",
 ]
 
 # Integers beyond 2^53 are not exactly representable as float64, so float ids
@@ -36,28 +36,66 @@ def check_frame(frame, name, columns):
     return frame
 
 
+def as_core_array(values, dtype):
+    """``values`` as the C-contiguous, aligned, native-byte-order array of
+    ``dtype`` that ``recmf._core`` takes.
+
+    The one place the Python API converts memory layouts: unaligned views
+    (unpickled pickle-5 buffers, joblib memmaps), strided and negatively
+    strided views and big-endian arrays are copied once; an array that is
+    already right (read-only ones too: the core never writes into its inputs)
+    is returned as is.
+    """
+    a = np.asarray(values, dtype=dtype)
+    if not (a.flags.c_contiguous and a.flags.aligned):
+        a = a.copy(order="C")
+    return a
+
+
+def native_frame(frame):
+    """``frame`` with big-endian numpy columns turned native (pandas cannot
+    take rows from those); ``frame`` itself when it has none."""
+    swap = {c: t.newbyteorder("=") for c, t in frame.dtypes.items()
+            if isinstance(t, np.dtype) and not t.isnative}
+    return frame.astype(swap) if swap else frame
+
+
+def _as_series(values, name):
+    """A 1-D Series of ``values`` (Series, Index or array-like) in native
+    byte order."""
+    if isinstance(values, pd.Index):
+        values = pd.Series(values)
+    elif not isinstance(values, pd.Series):
+        arr = np.asarray(values)
+        if arr.ndim == 0:
+            arr = arr.reshape(1)
+        if arr.ndim != 1:
+            raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+        values = pd.Series(arr, copy=False)
+    if isinstance(values.dtype, np.dtype) and not values.dtype.isnative:
+        values = values.astype(values.dtype.newbyteorder("="))
+    return values
+
+
+def _no_missing(series, name, what="missing values"):
+    missing = series.isna().to_numpy()
+    if missing.any():
+        raise ValueError(f"{name} has {what} (first at position {int(np.flatnonzero(missing)[0])})")
+
+
 def as_id_array(values, name):
     """Ids as int64 when they are integers, else as an object array of
     strings/other hashables.  Returns ``(array, is_integer)``.
 
     Accepted: any integer dtype (signed or unsigned up to 2^63 - 1), pandas
     nullable integers without missing values, floats holding exact integers
-    (below 2^53), and string/object/categorical ids without missing values.
+    (below 2^53), and string/object/categorical ids without missing values;
+    in any memory layout (see :func:`as_core_array`).
     """
-    if isinstance(values, (pd.Series, pd.Index)):
-        series = pd.Series(values) if isinstance(values, pd.Index) else values
-    else:
-        arr = np.asarray(values)
-        if arr.ndim == 0:
-            arr = arr.reshape(1)
-        if arr.ndim != 1:
-            raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
-        series = pd.Series(arr)
+    series = _as_series(values, name)
+    _no_missing(series, name)
     if isinstance(series.dtype, pd.CategoricalDtype):
         series = series.astype(series.cat.categories.dtype)
-    if series.isna().any():
-        bad = int(np.flatnonzero(series.isna().to_numpy())[0])
-        raise ValueError(f"{name} has missing values (first at position {bad})")
     dtype = series.dtype
     if pd.api.types.is_bool_dtype(dtype):
         raise TypeError(f"{name} must hold integer or string ids, got booleans")
@@ -65,7 +103,7 @@ def as_id_array(values, name):
         arr = series.to_numpy()
         if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
             raise ValueError(f"{name} has ids above 2^63 - 1, which recmf cannot index")
-        return np.ascontiguousarray(arr, dtype=np.int64), True
+        return as_core_array(arr, np.int64), True
     if pd.api.types.is_float_dtype(dtype):
         arr = series.to_numpy(dtype=np.float64)
         bad = ~np.isfinite(arr) | (np.floor(arr) != arr) | (np.abs(arr) >= _FLOAT_EXACT)
@@ -95,9 +133,14 @@ def id_column(frame, col, frame_name):
 
 
 def numeric_column(frame, col, frame_name):
-    """Column as float64; NaN/inf and non-numbers raise."""
-    s = frame[col]
+    """Column as float64 (nullable, pyarrow and categorical numbers too);
+    NaN/inf and non-numbers raise."""
     name = f"{frame_name}[{col!r}]"
+    s = _as_series(frame[col], name)
+    if isinstance(s.dtype, pd.CategoricalDtype) and \
+            pd.api.types.is_numeric_dtype(s.cat.categories.dtype):
+        _no_missing(s, name, "a missing value")
+        s = s.astype(s.cat.categories.dtype)
     if pd.api.types.is_bool_dtype(s.dtype) or not pd.api.types.is_numeric_dtype(s.dtype):
         raise TypeError(f"{name} must be numeric, got dtype {s.dtype}")
     arr = s.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -105,7 +148,7 @@ def numeric_column(frame, col, frame_name):
     if bad.any():
         pos = int(np.flatnonzero(bad)[0])
         raise ValueError(f"{name} has a missing or infinite value at position {pos}")
-    return arr
+    return as_core_array(arr, np.float64)
 
 
 def time_column(frame, col, frame_name):
@@ -128,16 +171,13 @@ def time_column(frame, col, frame_name):
         Booleans, strings, or a mix of tz-aware and naive datetimes (or of
         numbers and datetimes), naming the column.
     """
-    s = frame[col]
     name = f"{frame_name}[{col!r}]"
-    missing = s.isna().to_numpy()
-    if missing.any():
-        raise ValueError(f"{name} has missing timestamps (first at position "
-                         f"{int(np.flatnonzero(missing)[0])})")
+    s = _as_series(frame[col], name)
+    _no_missing(s, name, "missing timestamps")
     dtype = s.dtype
     if isinstance(dtype, pd.CategoricalDtype):
         # pandas sorts a categorical by its categories' order: the codes.
-        return np.ascontiguousarray(s.cat.codes.to_numpy(), dtype=np.int64)
+        return as_core_array(s.cat.codes.to_numpy(), np.int64)
     if pd.api.types.is_bool_dtype(dtype):
         raise TypeError(f"{name} must hold times (numbers or datetimes), got booleans")
     if pd.api.types.is_integer_dtype(dtype):
@@ -145,7 +185,7 @@ def time_column(frame, col, frame_name):
         if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
             # x - 2^63 keeps the order of the whole uint64 range.
             return (arr.astype(np.uint64) - np.uint64(2 ** 63)).view(np.int64)
-        return np.ascontiguousarray(arr, dtype=np.int64)
+        return as_core_array(arr, np.int64)
     if pd.api.types.is_float_dtype(dtype):
         # Ranks: fractions of a second stay apart, -0.0 and 0.0 tie, as in
         # pandas' sort.
@@ -157,7 +197,7 @@ def time_column(frame, col, frame_name):
         arr = s.to_numpy()
         if arr.dtype.kind not in "mM":          # pyarrow dates come out as datetime.date
             arr = _datetime_objects(arr, name)
-        return np.ascontiguousarray(arr.view(np.int64))
+        return as_core_array(arr.view(np.int64), np.int64)
     if dtype == object:
         values = s.to_numpy()
         is_int = np.array([isinstance(v, numbers.Integral) and not isinstance(v, bool)
@@ -174,7 +214,7 @@ def time_column(frame, col, frame_name):
                 raise ValueError(f"{name} has integer times outside the int64 range") from None
         if is_int.any():
             raise TypeError(f"{name} mixes numbers and datetimes: their order is undefined")
-        return np.ascontiguousarray(_datetime_objects(values, name).view(np.int64))
+        return as_core_array(_datetime_objects(values, name).view(np.int64), np.int64)
     raise TypeError(f"{name} must hold times (numbers or datetimes), got dtype {dtype}; "
                     "convert text with pd.to_datetime first")
 

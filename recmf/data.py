@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from . import _core
-from ._checks import as_id_array, check_frame, id_column, numeric_column
+from ._checks import as_core_array, as_id_array, check_frame, id_column, numeric_column
 
 __all__ = ["Interactions"]
 
@@ -30,22 +30,29 @@ class Interactions:
     """
 
     def __init__(self, indptr, indices, user_ids, item_ids, seen=None, n_duplicates=0):
-        self.indptr = np.ascontiguousarray(indptr, dtype=np.int64)
-        self.indices = np.ascontiguousarray(indices, dtype=np.int32)
-        self.user_ids = np.asarray(user_ids)
-        self.item_ids = np.asarray(item_ids)
+        self.indptr = _frozen(as_core_array(indptr, np.int64))
+        self.indices = _frozen(as_core_array(indices, np.int32))
+        self.user_ids = _frozen(_id_mapping(user_ids))
+        self.item_ids = _frozen(_id_mapping(item_ids))
         if len(self.indptr) != len(self.user_ids) + 1:
             raise ValueError("indptr must have len(user_ids) + 1 entries")
         if seen is None:
             seen = (self.indptr, self.indices)
-        self.seen_indptr, self.seen_indices = (np.ascontiguousarray(seen[0], dtype=np.int64),
-                                               np.ascontiguousarray(seen[1], dtype=np.int32))
+        self.seen_indptr = _frozen(as_core_array(seen[0], np.int64))
+        self.seen_indices = _frozen(as_core_array(seen[1], np.int32))
         self.n_duplicates = int(n_duplicates)
         self._user_lookup = None
         self._item_lookup = None
-        for a in (self.indptr, self.indices, self.seen_indptr, self.seen_indices,
-                  self.user_ids, self.item_ids):
-            a.flags.writeable = False
+
+    def __setstate__(self, state):
+        # Unpickled arrays may sit unaligned in the pickle's buffers (Dask,
+        # joblib): rebuild through __init__'s conversion.
+        seen = (state.pop("seen_indptr"), state.pop("seen_indices"))
+        state.pop("_user_lookup", None)
+        state.pop("_item_lookup", None)
+        self.__init__(state.pop("indptr"), state.pop("indices"), state.pop("user_ids"),
+                      state.pop("item_ids"), seen=seen, n_duplicates=state.pop("n_duplicates"))
+        self.__dict__.update(state)
 
     # -- construction ---------------------------------------------------
     @classmethod
@@ -175,11 +182,25 @@ class Interactions:
     __hash__ = None
 
 
+def _frozen(a):
+    """A read-only view of ``a`` (the caller's own array stays writable)."""
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+def _id_mapping(ids):
+    """Dense index -> original id: int64 (native, aligned) for integer ids,
+    as given otherwise."""
+    ids = np.asarray(ids)
+    return as_core_array(ids, np.int64) if ids.dtype.kind in "iu" else ids
+
+
 def _factorize(ids):
     """Codes (int32) and ascending uniques: the C factorizer for integer ids,
     pandas for strings."""
     if ids.dtype == np.int64:
-        return _core.factorize(np.ascontiguousarray(ids))
+        return _core.factorize(as_core_array(ids, np.int64))
     codes, uniques = pd.factorize(ids, sort=True)
     if len(uniques) > np.iinfo(np.int32).max:
         raise ValueError("more than 2^31 - 1 distinct ids")

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from . import _core
-from ._checks import as_id_array, check_frame, check_positive_int, id_column, numeric_column
+from ._checks import as_core_array, as_id_array, check_frame, check_positive_int, id_column, numeric_column
 
 __all__ = ["evaluate", "METRIC_NAMES"]
 
@@ -156,7 +156,7 @@ class _Encoder:
     def __call__(self, a):
         a = np.asarray(a)
         if self.identity:
-            return np.ascontiguousarray(a, dtype=np.int64)
+            return as_core_array(a, np.int64)
         flat = a.astype(object).ravel()
         codes = self.index.get_indexer(flat).astype(np.int64)
         return np.ascontiguousarray(codes.reshape(a.shape))

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from . import _core
-from ._checks import check_frame, id_column, time_column
+from ._checks import check_frame, id_column, native_frame, time_column
 
 __all__ = ["temporal_split"]
 
@@ -69,4 +69,5 @@ def temporal_split(ratings, n_val=1, n_test=5, min_train=5, *, user_col="user_id
         users = pd.factorize(users, sort=True)[0].astype(np.int64)
     times = time_column(ratings, time_col, "ratings")
     order, part = _core.temporal_split(users, times, n_val, n_test, min_train)
+    ratings = native_frame(ratings)
     return tuple(ratings.take(order[part == p]) for p in (0, 1, 2))

@@ -985,3 +985,162 @@ def test_duplicates_counted_once(synthetic_frames):
     expect = ref.popularity_ref(dup).iloc[:20]
     np.testing.assert_array_equal(top.index, expect.index)
     np.testing.assert_array_equal(top.to_numpy(), expect.to_numpy())
+
+
+# ---------------------------------------------------------------------------
+# Memory layouts at the boundary (issue 9, case 08): whatever pandas and NumPy
+# hold -- unaligned, strided, reversed, big-endian, read-only, extension
+# dtypes -- gives the result of a plain copy; only recmf._core demands
+# contiguous aligned native arrays, and no message names its internal arrays.
+# ---------------------------------------------------------------------------
+
+def _unaligned(a):
+    """A read-only view one byte off alignment, as np.frombuffer gives for a
+    pickle-5 buffer at an odd offset."""
+    return np.frombuffer(b"\0" + a.tobytes(), dtype=a.dtype, offset=1)
+
+
+def _unaligned_writable(a):
+    buf = np.zeros(a.nbytes + 1, np.uint8)
+    view = buf[1:].view(a.dtype)
+    view[:] = a
+    return view
+
+
+def _read_only(a):
+    b = a.copy()
+    b.flags.writeable = False
+    return b
+
+
+def _column_of_block(a):
+    block = np.zeros((len(a), 3), a.dtype)
+    block[:, 1] = a
+    return block[:, 1]
+
+
+LAYOUTS = {
+    "unaligned-readonly": _unaligned,
+    "unaligned": _unaligned_writable,
+    "negative-stride": lambda a: a[::-1].copy()[::-1],
+    "strided": _column_of_block,
+    "big-endian": lambda a: a.astype(a.dtype.newbyteorder(">")),
+    "read-only": _read_only,
+    "Int64": lambda a: pd.array(a, dtype="Int64" if a.dtype.kind == "i" else "Float64"),
+    "category": lambda a: pd.Categorical(a),
+    "pyarrow": lambda a: pd.array(a, dtype="int64[pyarrow]" if a.dtype.kind == "i" else "double[pyarrow]"),
+}
+
+
+def _layout_frames(layout, n=600, seed=0):
+    g = np.random.default_rng(seed)
+    cols = {"user_id": g.integers(1, 40, n), "movie_id": g.integers(1, 70, n),
+            "rating": g.integers(1, 6, n), "timestamp": g.integers(0, 10**6, n)}
+    plain = pd.DataFrame(cols)
+    if layout == "pyarrow":
+        pytest.importorskip("pyarrow")
+    odd = pd.DataFrame({k: LAYOUTS[layout](v) for k, v in cols.items()}, copy=False)
+    return plain, odd, cols
+
+
+def _same_frame(got, want):
+    np.testing.assert_array_equal(got.index, want.index)
+    pd.testing.assert_frame_equal(got.astype(want.dtypes.to_dict()), want)
+
+
+def test_unaligned_columns_field_case():
+    """Field case 08: int64 columns one byte off alignment split, index and
+    evaluate as their aligned copy (temporal_split used to raise 'user must
+    be C-contiguous and aligned')."""
+    plain, odd, _ = _layout_frames("unaligned")
+    assert not odd["user_id"].to_numpy().flags.aligned
+    for g, w in zip(recmf.temporal_split(odd), recmf.temporal_split(plain)):
+        pd.testing.assert_frame_equal(g, w)
+    d1, d2 = recmf.Interactions.from_frame(plain), recmf.Interactions.from_frame(odd)
+    assert d1 == d2
+    pop = recmf.Popularity().fit(d1)
+    assert recmf.evaluate(pop, odd, k=5) == recmf.evaluate(pop, plain, k=5)
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_frame_entry_points_take_any_layout(layout):
+    """temporal_split, Interactions.from_frame (both seen rules),
+    Popularity.fit on a frame and evaluate, on columns of every layout,
+    equal the plain copy; the input is not modified."""
+    plain, odd, _ = _layout_frames(layout)
+    before = {c: (odd[c].dtype, odd[c].to_numpy(copy=True)) for c in odd.columns}
+    for g, w in zip(recmf.temporal_split(odd, n_val=1, n_test=3, min_train=2),
+                    recmf.temporal_split(plain, n_val=1, n_test=3, min_train=2)):
+        _same_frame(g, w)
+    for seen in ("positives", "rated"):
+        assert recmf.Interactions.from_frame(odd, seen=seen) == \
+            recmf.Interactions.from_frame(plain, seen=seen)
+    pop = recmf.Popularity().fit(odd)
+    np.testing.assert_array_equal(pop.order_, recmf.Popularity().fit(plain).order_)
+    users = plain["user_id"].unique()
+    assert recmf.evaluate(pop, odd, k=5, coverage_users=users[:10]) == \
+        recmf.evaluate(pop, plain, k=5, coverage_users=users[:10])
+    for c, (dtype, values) in before.items():
+        assert odd[c].dtype == dtype
+        np.testing.assert_array_equal(odd[c].to_numpy(), values)
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_id_arrays_take_any_layout(layout):
+    """recommend, recommend_frame, score, user_index and evaluate's
+    coverage_users/catalog with id arrays of every layout equal plain ones."""
+    plain, _, _ = _layout_frames("read-only")
+    if layout == "pyarrow":
+        pytest.importorskip("pyarrow")
+    model = recmf.Popularity().fit(plain)
+    data = model.data_
+    users = np.concatenate([data.user_ids[::2], [10**9]])          # one unknown user
+    u_pairs = np.repeat(data.user_ids[:4], 3)
+    i_pairs = np.tile(data.item_ids[:3], 4)
+    odd = LAYOUTS[layout]
+    np.testing.assert_array_equal(model.recommend(odd(users), k=4, unknown="popular"),
+                                  model.recommend(users, k=4, unknown="popular"))
+    pd.testing.assert_frame_equal(model.recommend_frame(odd(users), k=4), model.recommend_frame(users, k=4))
+    np.testing.assert_array_equal(model.score(odd(u_pairs), odd(i_pairs)), model.score(u_pairs, i_pairs))
+    np.testing.assert_array_equal(data.user_index(odd(users)), data.user_index(users))
+    catalog = np.arange(1, 80)
+    assert recmf.evaluate(model, plain, k=5, coverage_users=odd(users), catalog=odd(catalog)) == \
+        recmf.evaluate(model, plain, k=5, coverage_users=users, catalog=catalog)
+
+
+@pytest.mark.parametrize("dtype", ["object", "str", "string[python]", "string[pyarrow]", "category"])
+def test_string_id_dtypes_give_the_same_results(dtype):
+    """String ids held as object, pandas' str/string dtypes (python or
+    pyarrow storage) or categoricals split, index and evaluate alike."""
+    if "pyarrow" in dtype:
+        pytest.importorskip("pyarrow")
+    plain, _, _ = _layout_frames("read-only", seed=2)
+    base = plain.assign(user_id="u" + plain["user_id"].astype(str),
+                        movie_id="m" + plain["movie_id"].astype(str))
+    base = base.astype({"user_id": object, "movie_id": object})
+    other = base.astype({"user_id": dtype, "movie_id": dtype})
+    for g, w in zip(recmf.temporal_split(other), recmf.temporal_split(base)):
+        np.testing.assert_array_equal(g.index, w.index)
+    assert recmf.Interactions.from_frame(other) == recmf.Interactions.from_frame(base)
+    pop = recmf.Popularity().fit(base)
+    assert recmf.evaluate(pop, other, k=5) == recmf.evaluate(pop, base, k=5)
+    users = other["user_id"].iloc[:20]
+    np.testing.assert_array_equal(pop.recommend(users, k=3), pop.recommend(base["user_id"].iloc[:20], k=3))
+
+
+def test_interactions_from_arrays_of_any_layout():
+    """An Interactions built from arrays in odd layouts (e.g. a CSR read back
+    by another tool) works with the core and leaves the caller's arrays
+    writable."""
+    plain = recmf.Interactions.from_frame(_layout_frames("read-only")[0])
+    for name, odd in LAYOUTS.items():
+        if name in ("Int64", "category", "pyarrow"):
+            continue
+        arrays = [odd(np.asarray(a)) for a in (plain.indptr, plain.indices, plain.user_ids, plain.item_ids)]
+        writable = [a.flags.writeable for a in arrays]
+        data = recmf.Interactions(*arrays)
+        assert data == plain, name
+        np.testing.assert_array_equal(data.popularity(), plain.popularity())
+        np.testing.assert_array_equal(recmf.Popularity().fit(data).recommend(plain.user_ids, k=5),
+                                      recmf.Popularity().fit(plain).recommend(plain.user_ids, k=5))
+        assert [a.flags.writeable for a in arrays] == writable, name

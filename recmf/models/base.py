@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .._checks import as_id_array, check_k, check_threads
+from .._checks import as_core_array, as_id_array, check_k, check_threads
 from ..data import Interactions
 
 __all__ = ["Recommender", "NotFittedError"]
@@ -109,7 +109,7 @@ class Recommender:
         lens = np.zeros(n, dtype=np.int32)
         known = uidx >= 0
         if known.any():
-            it, sc, ln = self._recommend_index(np.ascontiguousarray(uidx[known]), k, exclude_seen)
+            it, sc, ln = self._recommend_index(uidx[known], k, exclude_seen)
             items[known], scores[known], lens[known] = it, sc, ln
         if unknown == "popular" and not known.all():
             top = self._popular_order()[:k]
@@ -174,6 +174,14 @@ class Recommender:
     def __repr__(self):
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({params})"
+
+    def __setstate__(self, state):
+        # Unpickled arrays may be unaligned, read-only views of the pickle's
+        # buffers (Dask workers, joblib jobs): converted once, here, for the core.
+        self.__dict__.update({
+            name: as_core_array(v, v.dtype.newbyteorder("="))
+            if isinstance(v, np.ndarray) and v.dtype.kind in "biuf" else v
+            for name, v in state.items()})
 
     def _arrays(self):
         """Learned arrays to save (besides the data); subclasses extend."""
