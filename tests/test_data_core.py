@@ -12,6 +12,7 @@ import codecs
 import gzip
 import lzma
 import math
+import pickle
 import zipfile
 
 import numpy as np
@@ -33,6 +34,7 @@ METRICS = ("recall@{k}", "ndcg@{k}", "mrr@{k}", "hitrate@{k}", "coverage@{k}",
 
 def assert_reports_equal(got, want, k=10, tol=1e-12):
     assert got["n_users_eval"] == want["n_users_eval"]
+    assert got["n_users_skipped"] == want["n_users_skipped"]
     for name in METRICS:
         key = name.format(k=k)
         a, b = got[key], want[key]
@@ -653,6 +655,109 @@ def test_popularity_recommend_equals_ref(both):
     assert (recs[-2:] == -1).all()
     fallback = got.pop.recommend(users[-2:], k=10, unknown="popular")
     np.testing.assert_array_equal(fallback, np.tile(want.pop.index[:10].to_numpy(), (2, 1)))
+
+
+# Users and items outside the index (issue 9, case 07).  The rule: the index
+# holds users and items with a train positive; a user outside it (no train
+# positive, or not in train) is "unknown" -- an empty list, or the popular
+# items with unknown="popular" -- and under seen="rated" is never recommended
+# an item they rated, whatever its rating.
+
+def _below_threshold_frames():
+    """Field case 07's train plus: user 8 rated only item 15, which nobody
+    rated >= 4 (an item outside the index); user 7 appears only in test;
+    item 16 appears only in test."""
+    train = pd.DataFrame({
+        "user_id":  [1, 1, 1, 2, 2, 3, 3, 4, 9, 9, 8, 1],
+        "movie_id": [10, 11, 12, 10, 11, 10, 13, 14, 10, 11, 15, 15],
+        "rating":   [5, 5, 5, 5, 4, 5, 4, 5, 2, 1, 3, 2]})
+    test = pd.DataFrame({"user_id": [9, 9, 8, 7, 1, 2], "movie_id": [12, 13, 10, 10, 16, 13],
+                         "rating": [5, 4, 5, 5, 5, 2]})
+    return train, test
+
+
+def test_user_without_positives_seen_rated_field_case():
+    """Field case 07: user 9 rated items 10 and 11 (2 and 1 stars) and has no
+    positive.  With seen="rated" the popularity fallback gives the two most
+    popular items they did not rate, [12, 13], not [10, 11]; evaluate counts
+    user 9 as skipped by default and evaluates them with unknown="popular"."""
+    train, _ = _below_threshold_frames()
+    train = train.iloc[:10]
+    data = recmf.Interactions.from_frame(train, threshold=4, seen="rated")
+    model = recmf.Popularity().fit(data)
+    assert 9 not in data.user_ids.tolist() and data.unindexed_user_ids.tolist() == [9]
+    assert model.recommend([9], k=2, unknown="popular").tolist() == [[12, 13]]
+    assert model.recommend([9], k=2).tolist() == [[-1, -1]]
+    one = pd.DataFrame({"user_id": [9], "movie_id": [12], "rating": [5]})
+    rep = recmf.evaluate(model, one, k=2)
+    assert (rep["n_users_eval"], rep["n_users_skipped"]) == (0, 1)
+    rep = recmf.evaluate(model, one, k=2, unknown="popular")
+    assert (rep["n_users_eval"], rep["n_users_skipped"], rep["recall@2"]) == (1, 0, 1.0)
+    # the notebook's rule (seen="positives") has nothing to exclude for user 9
+    pos = recmf.Popularity().fit(recmf.Interactions.from_frame(train, threshold=4))
+    assert pos.recommend([9], k=2, unknown="popular").tolist() == [[10, 11]]
+
+
+@pytest.mark.parametrize("seen", ["positives", "rated"])
+@pytest.mark.parametrize("unknown", ["empty", "popular"])
+@pytest.mark.parametrize("exclude_seen", [True, False])
+def test_users_outside_the_index_equal_ref(seen, unknown, exclude_seen):
+    """Every user -- indexed, rated only below threshold, rated only an item
+    outside the index, absent from train -- gets the reference's list, and
+    evaluate counts and skips users as metrics_ref does."""
+    train, test = _below_threshold_frames()
+    data = recmf.Interactions.from_frame(train, seen=seen)
+    model = recmf.Popularity().fit(data)
+    users = [1, 2, 3, 4, 9, 8, 7, 10**9]
+    got = rows_as_lists(model.recommend(users, k=3, unknown=unknown, exclude_seen=exclude_seen))
+    want = ref.popularity_recommend_ref(train, users, 3, seen=seen if exclude_seen else None,
+                                        unknown=unknown)
+    assert got == want
+    if exclude_seen:
+        rated = ref.rated_sets(train) if seen == "rated" else ref.train_positive_sets(train)
+        for u, row in zip(users, got):
+            assert not set(row) & rated.get(u, set()), u
+        report = recmf.evaluate(model, test, k=3, unknown=unknown, catalog=[10, 11, 12, 13, 14, 15, 16])
+        expect = ref.metrics_ref(dict(zip(users, want)), test, k=3, coverage_users=[9, 8, 7, 1, 2],
+                                 catalog=[10, 11, 12, 13, 14, 15, 16], item_popularity=ref.popularity_ref(train))
+        assert_reports_equal(report, expect, k=3)
+        assert report["n_users_skipped"] == (3 if unknown == "empty" else 0)
+
+
+@pytest.mark.parametrize("ids", ["int", "str"])
+def test_unindexed_users_survive_save_load_pickle(ids, tmp_path):
+    """The rated items of users outside the index survive save/load and
+    pickling (integer and string ids)."""
+    train, _ = _below_threshold_frames()
+    if ids == "str":
+        train = train.assign(user_id="u" + train["user_id"].astype(str))
+    data = recmf.Interactions.from_frame(train, seen="rated")
+    model = recmf.Popularity().fit(data)
+    users = list(data.unindexed_user_ids) + list(data.user_ids)
+    want = model.recommend(users, k=3, unknown="popular")
+    model.save(tmp_path / "m.npz")
+    for clone in (recmf.load(tmp_path / "m.npz"), pickle.loads(pickle.dumps(model))):
+        assert clone.data_ == data
+        np.testing.assert_array_equal(clone.recommend(users, k=3, unknown="popular"), want)
+
+
+@pytest.mark.parametrize("kind", ["neuralmf", "bprmf"])
+def test_learned_models_never_recommend_rated_items(kind, synthetic_frames):
+    """seen="rated" with NeuralMF/BPRMF: no user -- indexed or not, even one
+    whose ratings are all below threshold -- gets an item they rated."""
+    ratings = synthetic_frames[0].iloc[:6000]
+    low = ratings["user_id"].isin(ratings["user_id"].unique()[:5])
+    train = ratings.assign(rating=ratings["rating"].where(~low, 1))       # 5 users without positives
+    data = recmf.Interactions.from_frame(train, seen="rated")
+    assert len(data.unindexed_user_ids) == 5
+    cls = recmf.NeuralMF if kind == "neuralmf" else recmf.BPRMF
+    extra = {} if kind == "neuralmf" else {"triplets_per_epoch": 5000, "top_n": 50}
+    model = cls(emb_dim=8, epochs=1, seed=0, n_threads=1, **extra).fit(data)
+    users = train["user_id"].unique()
+    recs = model.recommend(users, k=10, unknown="popular")
+    rated = ref.rated_sets(train)
+    for u, row in zip(users, recs):
+        assert not set(row.tolist()) & rated[u], u
 
 
 # ---------------------------------------------------------------------------
