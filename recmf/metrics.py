@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from . import _core
-from ._checks import as_id_array, check_frame, check_positive_int, id_column, numeric_column
+from ._checks import as_core_array, as_id_array, check_frame, check_positive_int, id_column, numeric_column
 
 __all__ = ["evaluate", "METRIC_NAMES"]
 
@@ -16,14 +16,15 @@ METRIC_NAMES = ("recall", "ndcg", "mrr", "hitrate")
 
 def evaluate(model, test, k=10, *, coverage_users=None, catalog=None, threshold=4,
              item_popularity=None, user_col="user_id", item_col="movie_id",
-             rating_col="rating", per_user=False):
+             rating_col="rating", per_user=False, unknown="empty"):
     """Evaluate top-``k`` recommendations against held-out interactions.
 
     For every user with at least one relevant test row (``rating >=
     threshold``) and a non-empty recommendation list:
     recall@K = hits / relevant, ndcg@K (binary gains, 1/log2(rank+1)),
     mrr@K (1/rank of the first hit), hitrate@K (any hit); reported as means
-    over those users (``n_users_eval``).  Then coverage@K = distinct items
+    over those users (``n_users_eval``); ``n_users_skipped`` counts the users
+    with a relevant row whose list was empty.  Then coverage@K = distinct items
     recommended to ``coverage_users`` / catalogue size, and
     avg_popularity@K = mean train popularity of those recommendations.
 
@@ -48,13 +49,25 @@ def evaluate(model, test, k=10, *, coverage_users=None, catalog=None, threshold=
         item id -> popularity.  Default: the model's train positives per item.
     per_user : bool
         Also return a frame of per-user metrics (NaN for skipped users).
+    unknown : {"empty", "popular"}
+        What a recmf model recommends to users outside its index (passed to
+        ``recommend``).  Outside the index are test users absent from
+        training and users whose training ratings were all below the
+        threshold (see ``Interactions.from_frame``).  "empty" (default, the
+        reference workflow's rule) gives them no list, so they are skipped and
+        counted in ``n_users_skipped``; "popular" evaluates them on the most
+        popular items, minus the items they rated when the model's data
+        remembers them (``seen="rated"``).
 
     Returns
     -------
     dict with keys ``recall@K, ndcg@K, mrr@K, hitrate@K, n_users_eval,
-    coverage@K, avg_popularity@K`` (and a DataFrame when ``per_user``).
+    n_users_skipped, coverage@K, avg_popularity@K`` (and a DataFrame when
+    ``per_user``).
     """
     k = check_positive_int(k, "k")
+    if unknown not in ("empty", "popular"):
+        raise ValueError(f"unknown must be 'empty' or 'popular', got {unknown!r}")
     check_frame(test, "test", [user_col, item_col, rating_col])
     t_users, _ = id_column(test, user_col, "test")
     t_items, _ = id_column(test, item_col, "test")
@@ -63,10 +76,10 @@ def evaluate(model, test, k=10, *, coverage_users=None, catalog=None, threshold=
 
     rel_frame = pd.DataFrame({"u": t_users[rel], "i": t_items[rel]}).drop_duplicates()
     eval_users = pd.unique(rel_frame["u"].to_numpy())
-    recs, lens = _top_k(model, eval_users, k)
+    recs, lens = _top_k(model, eval_users, k, unknown)
     cov_users = pd.unique(t_users)[:1000] if coverage_users is None else \
         pd.unique(as_id_array(coverage_users, "coverage_users")[0])
-    cov_recs, cov_lens = _top_k(model, cov_users, k)
+    cov_recs, cov_lens = _top_k(model, cov_users, k, unknown)
 
     if catalog is None:
         if not hasattr(model, "data_"):
@@ -96,6 +109,7 @@ def evaluate(model, test, k=10, *, coverage_users=None, catalog=None, threshold=
 
     report = {f"{name}@{k}": float(v) for name, v in zip(METRIC_NAMES, means)}
     report["n_users_eval"] = int(n_eval)
+    report["n_users_skipped"] = len(eval_users) - int(n_eval)
     report[f"coverage@{k}"] = float(coverage)
     report[f"avg_popularity@{k}"] = float(avg_pop)
     if per_user:
@@ -106,10 +120,10 @@ def evaluate(model, test, k=10, *, coverage_users=None, catalog=None, threshold=
     return report
 
 
-def _top_k(model, users, k):
+def _top_k(model, users, k, unknown="empty"):
     """(ids 2-D, lens int32) for users, from a model, mapping or callable."""
     if hasattr(model, "_recommend_ids"):
-        return model._recommend_ids(users, k)
+        return model._recommend_ids(users, k, unknown)
     lists = []
     if isinstance(model, Mapping):
         lists = [list(model.get(u, []))[:k] for u in users]
@@ -156,7 +170,7 @@ class _Encoder:
     def __call__(self, a):
         a = np.asarray(a)
         if self.identity:
-            return np.ascontiguousarray(a, dtype=np.int64)
+            return as_core_array(a, np.int64)
         flat = a.astype(object).ravel()
         codes = self.index.get_indexer(flat).astype(np.int64)
         return np.ascontiguousarray(codes.reshape(a.shape))

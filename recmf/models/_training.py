@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .. import _core
-from .._checks import check_frame, check_positive_int, check_seed
+from .._checks import as_core_array, check_frame, check_positive_int, check_seed
 from .base import Recommender
 
 
@@ -213,7 +213,7 @@ class EmbeddingModel(Recommender):
         return {"theta": self.theta_}
 
     def _set_arrays(self, arrays):
-        self.theta_ = np.ascontiguousarray(arrays["theta"], dtype=np.float32)
+        self.theta_ = as_core_array(arrays["theta"], np.float32)
         if len(self.theta_) != _core.n_params(self._core_kind, self._shape()):
             raise ValueError("saved weights do not match the model's shape")
         self._views()
@@ -225,6 +225,6 @@ class EmbeddingModel(Recommender):
         return state
 
     def __setstate__(self, state):
-        self.__dict__.update(state)
+        super().__setstate__(state)
         if getattr(self, "theta_", None) is not None:
             self._views()

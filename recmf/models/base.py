@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .._checks import as_id_array, check_k, check_threads
+from .._checks import as_core_array, as_id_array, check_k, check_threads
 from ..data import Interactions
 
 __all__ = ["Recommender", "NotFittedError"]
@@ -59,10 +59,14 @@ class Recommender:
             ``ValueError`` rather than silently returning short lists).
         exclude_seen : bool
             Drop the items each user has seen in training (see
-            ``Interactions.from_frame(seen=...)``).
+            ``Interactions.from_frame(seen=...)``), also from the popular
+            items an unknown user gets.
         unknown : {"empty", "popular"}
-            Users the model was not trained on get an empty (all-padding)
-            row, or the most popular items.
+            Users outside the model's index get an empty (all-padding) row,
+            or the most popular items.  Outside the index are users absent
+            from training and users whose training ratings are all below the
+            threshold; with ``seen="rated"`` the latter never get an item they
+            rated.
         return_scores : bool
             Also return the (n_users, k) float32 scores (-inf in padding).
         pad : optional
@@ -109,23 +113,29 @@ class Recommender:
         lens = np.zeros(n, dtype=np.int32)
         known = uidx >= 0
         if known.any():
-            it, sc, ln = self._recommend_index(np.ascontiguousarray(uidx[known]), k, exclude_seen)
+            it, sc, ln = self._recommend_index(uidx[known], k, exclude_seen)
             items[known], scores[known], lens[known] = it, sc, ln
         if unknown == "popular" and not known.all():
-            top = self._popular_order()[:k]
-            items[~known] = top
-            scores[~known] = self.data_.popularity()[top].astype(np.float32)
-            lens[~known] = len(top)
+            # The most popular items, minus those the user rated when the data
+            # remembers them (users without positives, seen="rated").
+            from .. import _core
+            rows = self.data_.seen_row(user_ids)[~known] if exclude_seen else \
+                np.full(int((~known).sum()), -1, dtype=np.int32)
+            seen = self.data_.seen_csr(unindexed=True) if exclude_seen else None
+            it, ln = _core.topk_ranked(self._popular_order(), seen, rows, k)
+            counts = self.data_.popularity()
+            items[~known], lens[~known] = it, ln
+            scores[~known] = np.where(it >= 0, counts[np.maximum(it, 0)], -np.inf)
         item_ids = self.data_.item_ids
         ids = item_ids[np.maximum(items, 0)]
         if ids.dtype == np.int64:
             ids = np.where(items >= 0, ids, -1)
         return ids, lens, scores
 
-    def _recommend_ids(self, user_ids, k):
+    def _recommend_ids(self, user_ids, k, unknown="empty"):
         """(ids, lens) for evaluate(); k may exceed the catalogue there."""
         self._check_fitted()
-        ids, lens, _ = self._recommend_all(user_ids, min(k, self.data_.n_items), True, "empty")
+        ids, lens, _ = self._recommend_all(user_ids, min(k, self.data_.n_items), True, unknown)
         if ids.shape[1] < k:
             pad = np.full((ids.shape[0], k - ids.shape[1]), -1, dtype=ids.dtype)
             ids = np.hstack([ids, pad])
@@ -174,6 +184,14 @@ class Recommender:
     def __repr__(self):
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({params})"
+
+    def __setstate__(self, state):
+        # Unpickled arrays may be unaligned, read-only views of the pickle's
+        # buffers (Dask workers, joblib jobs): converted once, here, for the core.
+        self.__dict__.update({
+            name: as_core_array(v, v.dtype.newbyteorder("="))
+            if isinstance(v, np.ndarray) and v.dtype.kind in "biuf" else v
+            for name, v in state.items()})
 
     def _arrays(self):
         """Learned arrays to save (besides the data); subclasses extend."""
