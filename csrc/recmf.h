@@ -265,15 +265,18 @@ rmf_status rmf_ranking_metrics(const int64_t *recs, const int32_t *rec_len,
                                double *means, int64_t *n_eval,
                                rmf_error *err);
 
-/* coverage = |distinct recommended ids| / n_catalog;
- * avg_pop = mean over all (row, slot) recommendations of the popularity of
- * the item (pop_ids sorted ascending with counts pop_counts; 0 when an id
- * is absent).  *n_pairs gets the number of recommendations averaged. */
+/* coverage = |distinct recommended ids that are in the catalogue| /
+ * n_catalog: catalog[0..n_catalog) sorted ascending and distinct, n_catalog
+ * >= 1; a recommended id outside it covers nothing (coverage <= 1).
+ * avg_pop = mean over all (row, slot) recommendations of the item's
+ * popularity (pop_ids sorted ascending and distinct, with pop_values; 0 when
+ * an id is absent; NaN when there is no recommendation).  *n_pairs gets the
+ * number of recommendations averaged. */
 rmf_status rmf_coverage_popularity(const int64_t *recs, const int32_t *rec_len,
                                    int64_t n_rows, int32_t k,
-                                   int64_t n_catalog, const int64_t *pop_ids,
-                                   const int64_t *pop_counts, int64_t n_pop,
-                                   double *coverage, double *avg_pop,
+                                   const int64_t *catalog, int64_t n_catalog,
+                                   const int64_t *pop_ids, const double *pop_values,
+                                   int64_t n_pop, double *coverage, double *avg_pop,
                                    int64_t *n_pairs, rmf_error *err);
 
 /* ------------------------------------------------------------------ */
