@@ -93,8 +93,8 @@ class Interactions:
         seen_csr = None
         if seen == "rated":
             data = cls(indptr, indices, user_ids, item_ids)
-            ru = data.user_index(users)
-            ri = data.item_index(items)
+            ru = data._user_codes(users)
+            ri = data._item_codes(items)
             keep = (ru >= 0) & (ri >= 0)
             seen_csr = _core.build_csr(ru[keep], ri[keep], len(user_ids), len(item_ids))
         return cls(indptr, indices, user_ids, item_ids, seen=seen_csr, n_duplicates=n_dup)
@@ -121,14 +121,42 @@ class Interactions:
                 f"{self.nnz} positives)")
 
     # -- id mappings ----------------------------------------------------
-    def user_index(self, user_ids):
-        """Dense indices (int32) of original user ids; -1 for unknown users."""
+    def user_index(self, user_ids, unknown="flag"):
+        """Dense indices of original user ids, as the int64 the ONNX graphs
+        take.
+
+        Parameters
+        ----------
+        user_ids : array-like (n,) of original ids, of the type the model was
+            trained with
+        unknown : {"flag", "raise"}
+            An id the index does not hold gives -1 (``"flag"``, the pandas
+            ``get_indexer`` convention) or a ``KeyError`` naming it.
+
+        Returns
+        -------
+        int64 ndarray (n,), in ``[0, n_users)`` for known ids.
+
+        Notes
+        -----
+        -1 is outside ``[0, n_users)``, but NumPy (and ONNX ``Gather``) read
+        it as the *last* row: never index an array with an unchecked result.
+        recmf's ONNX graphs give NaN for any index outside the range, so a
+        flagged id can never be scored as another user.
+        """
+        return _public_index(self._user_codes(user_ids), user_ids, unknown, "user")
+
+    def item_index(self, item_ids, unknown="flag"):
+        """Dense indices (int64) of original item ids; as :meth:`user_index`."""
+        return _public_index(self._item_codes(item_ids), item_ids, unknown, "item")
+
+    def _user_codes(self, user_ids):
+        """int32 codes for the core, -1 for unknown ids (callers mask them)."""
         if self._user_lookup is None:
             self._user_lookup = _Lookup(self.user_ids)
         return self._user_lookup(user_ids, "user_ids")
 
-    def item_index(self, item_ids):
-        """Dense indices (int32) of original item ids; -1 for unknown items."""
+    def _item_codes(self, item_ids):
         if self._item_lookup is None:
             self._item_lookup = _Lookup(self.item_ids)
         return self._item_lookup(item_ids, "item_ids")
@@ -184,6 +212,16 @@ def _factorize(ids):
     if len(uniques) > np.iinfo(np.int32).max:
         raise ValueError("more than 2^31 - 1 distinct ids")
     return codes.astype(np.int32), np.asarray(uniques, dtype=object)
+
+
+def _public_index(codes, ids, unknown, what):
+    if unknown not in ("flag", "raise"):
+        raise ValueError(f"unknown must be 'flag' or 'raise', got {unknown!r}")
+    if unknown == "raise" and (codes < 0).any():
+        pos = int(np.flatnonzero(codes < 0)[0])
+        bad = as_id_array(ids, what + "_ids")[0][pos:pos + 1].tolist()[0]
+        raise KeyError(f"unknown {what} id {bad!r} at position {pos}")
+    return codes.astype(np.int64)
 
 
 class _Lookup:
