@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from . import _core
-from ._checks import as_id_array, check_frame, id_column, numeric_column
+from ._checks import as_id_array, check_frame, check_same_kind, id_column, numeric_column
 
 __all__ = ["Interactions"]
 
@@ -236,9 +236,10 @@ class _Lookup:
 
     def __call__(self, values, name):
         arr, is_int = as_id_array(values, name)
+        if len(arr) == 0:
+            return np.zeros(0, dtype=np.int32)
+        check_same_kind(is_int, name, self.is_int, "the model's " + name.replace("_", " "))
         if self.is_int:
-            if not is_int:
-                return np.full(len(arr), -1, dtype=np.int32)
             pos = np.searchsorted(self.ids, arr)
             pos_c = np.minimum(pos, max(len(self.ids) - 1, 0))
             found = (pos < len(self.ids)) & (self.ids[pos_c] == arr) if len(self.ids) else \

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from . import _core
-from ._checks import as_id_array, check_frame, check_positive_int, id_column, numeric_column
+from ._checks import (as_id_array, check_frame, check_positive_int, check_same_kind, id_column,
+                      numeric_column)
 
 __all__ = ["evaluate", "METRIC_NAMES"]
 
@@ -101,8 +102,8 @@ def evaluate(model, test, k=10, *, coverage_users=None, catalog=None, threshold=
         numeric_column(test, rating_col, "test") >= threshold
 
     model_users_int, model_items_int = _model_id_kinds(model)
-    _same_kind(users_int, f"test[{user_col!r}]", model_users_int, "the model's user ids")
-    _same_kind(items_int, f"test[{item_col!r}]", model_items_int, "the model's item ids")
+    check_same_kind(users_int, f"test[{user_col!r}]", model_users_int, "the model's user ids")
+    check_same_kind(items_int, f"test[{item_col!r}]", model_items_int, "the model's item ids")
 
     rel_frame = pd.DataFrame({"u": t_users[rel], "i": t_items[rel]}).drop_duplicates()
     eval_users = pd.unique(rel_frame["u"].to_numpy())
@@ -112,12 +113,12 @@ def evaluate(model, test, k=10, *, coverage_users=None, catalog=None, threshold=
         cov_users, cov_int = as_id_array(coverage_users, "coverage_users")
         if len(cov_users) == 0:
             raise ValueError("coverage_users is empty")
-        _same_kind(cov_int, "coverage_users", users_int, f"test[{user_col!r}]")
+        check_same_kind(cov_int, "coverage_users", users_int, f"test[{user_col!r}]")
         cov_users = pd.unique(cov_users)
     recs, lens = _top_k(model, eval_users, k)
     cov_recs, cov_lens = _top_k(model, cov_users, k)
     recs_int = _list_kind(recs, lens, cov_recs, cov_lens)
-    _same_kind(recs_int, "the recommended items", items_int, f"test[{item_col!r}]")
+    check_same_kind(recs_int, "the recommended items", items_int, f"test[{item_col!r}]")
 
     if catalog is None:
         if not hasattr(model, "data_"):
@@ -126,10 +127,10 @@ def evaluate(model, test, k=10, *, coverage_users=None, catalog=None, threshold=
     catalog_ids, catalog_int = as_id_array(catalog, "catalog")
     if len(catalog_ids) == 0:
         raise ValueError("catalog is empty")
-    _same_kind(catalog_int, "catalog", items_int, f"test[{item_col!r}]")
+    check_same_kind(catalog_int, "catalog", items_int, f"test[{item_col!r}]")
     catalog_ids = pd.unique(catalog_ids)
     pop_ids, pop_values, pop_int = _popularity_table(model, item_popularity)
-    _same_kind(pop_int, "item_popularity", items_int, f"test[{item_col!r}]")
+    check_same_kind(pop_int, "item_popularity", items_int, f"test[{item_col!r}]")
 
     # Map every id (relevant, recommended, catalogue, popularity) to one
     # int64 code space so the core compares integers whatever the id type.
@@ -161,19 +162,6 @@ def evaluate(model, test, k=10, *, coverage_users=None, catalog=None, threshold=
         frame["n_relevant"] = np.diff(rel_indptr)
         return report, frame
     return report
-
-
-_KIND = {True: "integer", False: "non-integer (e.g. string)"}
-
-
-def _same_kind(is_int, name, want_int, want_name):
-    """Integer and string ids never match each other (7 != "007"): a mix is
-    a mistake at a boundary (a file read with dtype=str), so say so instead
-    of scoring nothing.  None: kind unknown (nothing to compare)."""
-    if is_int is None or want_int is None or is_int == want_int:
-        return
-    raise TypeError(f"{name} are {_KIND[is_int]} ids but {want_name} are {_KIND[want_int]} ids: "
-                    "ids keep the type the model was trained with; convert one side")
 
 
 def _model_id_kinds(model):

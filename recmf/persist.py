@@ -27,12 +27,19 @@ def _model_classes():
     return {cls.kind: cls for cls in (Popularity, NeuralMF, BPRMF)}
 
 
-def _ids_to_array(ids):
-    """Id arrays for npz: int64 as is, strings as a unicode array."""
+def _ids_to_array(ids, name):
+    """Id arrays for npz: int64 as is, strings as a unicode array (which
+    loads back as the same strings: numeric-looking "007" and "" included)."""
     if ids.dtype == np.int64:
         return ids, "int64"
     if not all(isinstance(x, str) for x in ids):
-        raise TypeError("only integer or string ids can be saved")
+        raise TypeError(f"only integer or string {name} ids can be saved")
+    # NumPy's fixed-width strings drop trailing NUL characters: "a\0" would
+    # load as "a" (another id, or a duplicate).  Refuse rather than corrupt.
+    bad = [x for x in ids if x.endswith("\0")]
+    if bad:
+        raise ValueError(f"{name} id {bad[0]!r} ends with a NUL character, which the .npz format "
+                         "cannot keep; pickle the model instead")
     return np.asarray(ids, dtype=str), "str"
 
 
@@ -52,8 +59,8 @@ def save_model(model, path):
     model._check_fitted()
     data = model.data_
     arrays = dict(data._state())
-    arrays["user_ids"], user_kind = _ids_to_array(data.user_ids)
-    arrays["item_ids"], item_kind = _ids_to_array(data.item_ids)
+    arrays["user_ids"], user_kind = _ids_to_array(data.user_ids, "user")
+    arrays["item_ids"], item_kind = _ids_to_array(data.item_ids, "item")
     arrays.update(model._arrays())
     history = None
     if getattr(model, "history", None) is not None:
