@@ -35,9 +35,25 @@ static PyObject *raise_status(rmf_status st, const rmf_error *err)
     PyObject *text = PyUnicode_DecodeUTF8(msg, (Py_ssize_t)strlen(msg), "backslashreplace");
     if (text == NULL)
         return NULL;
-    PyObject *type = st == RMF_ERR_SATURATED     ? SamplingError
-                     : st == RMF_ERR_INTERRUPTED ? PyExc_KeyboardInterrupt
-                                                 : PyExc_ValueError;
+    if (st == RMF_ERR_SATURATED) {
+        /* The core knows only the dense row; recmf/ names the user's
+         * original id from the attribute user_index (None: no row). */
+        PyObject *exc = PyObject_CallOneArg(SamplingError, text);
+        Py_DECREF(text);
+        if (exc == NULL)
+            return NULL;
+        PyObject *row = err->row >= 0 ? PyLong_FromLongLong((long long)err->row) : Py_NewRef(Py_None);
+        if (row == NULL || PyObject_SetAttrString(exc, "user_index", row) < 0) {
+            Py_XDECREF(row);
+            Py_DECREF(exc);
+            return NULL;
+        }
+        Py_DECREF(row);
+        PyErr_SetObject(SamplingError, exc);
+        Py_DECREF(exc);
+        return NULL;
+    }
+    PyObject *type = st == RMF_ERR_INTERRUPTED ? PyExc_KeyboardInterrupt : PyExc_ValueError;
     PyErr_SetObject(type, text);
     Py_DECREF(text);
     return NULL;
@@ -1080,7 +1096,10 @@ PyMODINIT_FUNC PyInit__core(void)
     if (m == NULL)
         return NULL;
     SamplingError = PyErr_NewExceptionWithDoc(
-        "recmf.SamplingError", "No negative item can be drawn for a user (every candidate is a positive).",
+        "recmf.SamplingError",
+        "No negative item can be drawn for a user (every candidate is a positive).\n\n"
+        "Attributes: user_id (the user's original id, when raised by fit) and user_index "
+        "(its dense index).",
         PyExc_ValueError, NULL);
     if (SamplingError == NULL || PyModule_AddObjectRef(m, "SamplingError", SamplingError) < 0) {
         Py_DECREF(m);

@@ -174,3 +174,44 @@ def test_string_id_with_trailing_nul_is_not_silently_changed(tmp_path):
     assert not (tmp_path / "m.npz").exists()
     again = pickle.loads(pickle.dumps(model))
     assert again.data_.user_ids.tolist() == ["a", "a\0"]
+
+
+@pytest.mark.parametrize("ids", list(KINDS.values()), ids=list(KINDS))
+@pytest.mark.parametrize("make", [
+    lambda: recmf.NeuralMF(emb_dim=4, hidden_dim=4, epochs=1, n_threads=1, verbose=False),
+    lambda: recmf.BPRMF(emb_dim=4, epochs=1, negatives="uniform", triplets_per_epoch=50, n_threads=1,
+                        verbose=False),
+    lambda: recmf.BPRMF(emb_dim=4, epochs=1, top_n=2, triplets_per_epoch=50, n_threads=1,
+                        verbose=False),
+], ids=["neuralmf", "bprmf-uniform", "bprmf-popular"])
+def test_sampling_error_names_the_original_user_id(ids, make):
+    """The core reports a dense index; the error names the user's own id
+    (the user at the highest dense index holds every item)."""
+    full = sorted(ids, key=lambda x: (str(type(x)), x))[-1]
+    others = [x for x in ids if x != full]
+    train = pd.DataFrame({"user_id": np.array([full] * 3 + others[:2], dtype=object),
+                          "movie_id": np.array([ids[0], ids[1], ids[2], ids[0], ids[1]], dtype=object),
+                          "rating": 5})
+    if not isinstance(full, str):
+        train = train.astype({"user_id": np.int64, "movie_id": np.int64})
+    model = make()
+    with pytest.raises(recmf.SamplingError) as info:
+        model.fit(train)
+    e = info.value
+    assert isinstance(e, ValueError)
+    assert e.user_id == full and type(e.user_id) is type(full)
+    assert model.data_.user_ids[e.user_index] == full
+    assert str(e).startswith(f"user {full!r} has every one of the ")
+    assert "user index" not in str(e)
+
+
+def test_core_sampling_error_carries_the_dense_index():
+    from recmf import _core
+    indptr = np.array([0, 1, 3, 4], dtype=np.int64)
+    indices = np.array([0, 0, 1, 1], dtype=np.int32)
+    with pytest.raises(recmf.SamplingError, match="user index 1 ") as info:
+        _core.sample_uniform(indptr, indices, 2, 1, 0, 0, 1)
+    assert info.value.user_index == 1
+    with pytest.raises(recmf.SamplingError, match="user index 1 ") as info:
+        _core.sample_triplets(indptr, indices, 2, np.array([1, 0], dtype=np.int32), 5, 0, 0, 1)
+    assert info.value.user_index == 1

@@ -33,6 +33,21 @@ def progress(total, desc, verbose):
     return tqdm(total=total, desc=desc, unit="epoch", leave=True)
 
 
+def named_sampling_error(err, data):
+    """The core's SamplingError names the dense user index (all it knows);
+    users know their own ids: the same error naming the original id, with
+    attributes ``user_id`` and ``user_index``.  The one place that
+    translates it."""
+    idx = getattr(err, "user_index", None)
+    if idx is None or not 0 <= idx < data.n_users:
+        return err
+    uid = data.user_ids[idx:idx + 1].tolist()[0]
+    msg = str(err).replace(f"user index {idx}", f"user {uid!r}", 1)
+    named = _core.SamplingError(msg)
+    named.user_id, named.user_index = uid, idx
+    return named
+
+
 def init_uniform(rng, n, fan_in):
     """PyTorch's default Linear init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
     bound = 1.0 / np.sqrt(fan_in)
@@ -192,7 +207,10 @@ class EmbeddingModel(Recommender):
         state = {"step": 0}
 
         def run_epoch(epoch):
-            loss, n_done, state["step"], interrupted = step_epoch(epoch, m, v, state["step"])
+            try:
+                loss, n_done, state["step"], interrupted = step_epoch(epoch, m, v, state["step"])
+            except _core.SamplingError as e:
+                raise named_sampling_error(e, self.data_) from None
             return loss, n_done, interrupted
 
         EpochLoop(self, val, self._columns()).run(run_epoch, self.epochs, self.eval_every, patience,
