@@ -3,6 +3,7 @@ every few epochs, early stopping on a watched split, per-epoch callback,
 history, and a clean stop on Ctrl-C."""
 from __future__ import annotations
 
+import importlib.util
 import time
 import warnings
 
@@ -15,21 +16,16 @@ from .base import Recommender
 
 
 def progress(total, desc, verbose):
-    """A tqdm bar (notebook-aware through tqdm.auto) or None."""
+    """A tqdm bar or None.  tqdm is a dependency: the notebook widget when
+    ipywidgets is installed (tqdm.auto), else the text bar on stderr."""
     if not verbose:
         return None
-    try:
-        # tqdm.auto picks the notebook widget, which needs ipywidgets; without
-        # them it would print a warning into every notebook, so fall back to
-        # the text bar.
-        import importlib.util
-        if importlib.util.find_spec("ipywidgets") is not None:
-            from tqdm.auto import tqdm
-        else:
-            from tqdm import tqdm
-    except ImportError:  # tqdm is optional: fall back to silence
-        warnings.warn("verbose=True needs tqdm (pip install tqdm); training silently", stacklevel=3)
-        return None
+    # tqdm.auto picks the notebook widget, which needs ipywidgets; without
+    # them it would print a warning into every notebook, so use the text bar.
+    if importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.auto import tqdm
+    else:
+        from tqdm import tqdm
     return tqdm(total=total, desc=desc, unit="epoch", leave=True)
 
 
