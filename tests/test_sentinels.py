@@ -142,3 +142,19 @@ def test_evaluate_counts_item_minus_one_as_a_hit(minus_one_item):
     assert rep["n_users_eval"] == 2 and rep["recall@2"] == 1.0
     assert rep["mrr@2"] == pytest.approx((0.5 + 1.0) / 2)
     assert rep["coverage@2"] == 1.0
+
+
+def test_early_stopping_refuses_a_nan_validation_metric():
+    """NaN (no val user could be evaluated) is not "a worse score": BPRMF
+    used to stop after `patience` evaluations and keep arbitrary weights."""
+    rng = np.random.default_rng(0)
+    train = tiny(np.repeat(np.arange(1, 9), 4), rng.integers(100, 112, 32))
+    val = tiny([1, 2], [100, 101]).assign(rating=1)          # nothing relevant
+    model = recmf.BPRMF(emb_dim=4, epochs=6, eval_every=1, patience=2, triplets_per_epoch=100,
+                        n_threads=1, seed=0, verbose=False)
+    with pytest.raises(ValueError, match="early stopping watches val_recall, which is NaN"):
+        model.fit(train, val=val)
+    # without early stopping the NaN is only reported in the history
+    model = recmf.BPRMF(emb_dim=4, epochs=2, eval_every=1, patience=None, triplets_per_epoch=100,
+                        n_threads=1, seed=0, verbose=False).fit(train, val=val)
+    assert model.history["val_recall"].isna().all() and len(model.history) == 2

@@ -117,6 +117,14 @@ class EpochLoop:
                     bar.set_postfix(shown)
                     bar.update(1)
                 if evaluate_now and patience is not None:
+                    if np.isnan(row[self.monitor]):
+                        # NaN means "no user could be evaluated", not "worse":
+                        # comparing it would stop training after `patience`
+                        # evaluations for no reason.
+                        raise ValueError(
+                            f"early stopping watches {self.monitor}, which is NaN: no user of val has "
+                            "a relevant item (rating >= threshold) and a recommendation list; pass a "
+                            "val frame with positives of known users, or patience=None")
                     if row[self.monitor] > best:
                         best, best_theta, best_epoch, bad = row[self.monitor], model.theta_.copy(), epoch, 0
                     else:
