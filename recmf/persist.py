@@ -62,13 +62,17 @@ def save_model(model, path):
     arrays["user_ids"], user_kind = _ids_to_array(data.user_ids, "user")
     arrays["item_ids"], item_kind = _ids_to_array(data.item_ids, "item")
     arrays.update(model._arrays())
-    history = None
+    history = history_dtypes = None
     if getattr(model, "history", None) is not None:
         history = json.loads(model.history.to_json(orient="records"))
+        # JSON has no NaN: it writes null, which loads as None (an object
+        # column) unless the dtypes come back too.
+        history_dtypes = {str(c): str(t) for c, t in model.history.dtypes.items()}
     meta = {
         "magic": _MAGIC, "format_version": FORMAT_VERSION, "recmf_version": __version__,
         "kind": model.kind, "params": {k: _jsonable(v) for k, v in model.get_params().items()},
         "user_id_type": user_kind, "item_id_type": item_kind, "history": history,
+        "history_dtypes": history_dtypes,
         "n_duplicates": data.n_duplicates,
     }
     arrays["meta"] = np.array(json.dumps(meta))
@@ -77,6 +81,15 @@ def save_model(model, path):
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     path.write_bytes(buf.getvalue())
+
+
+def _history_frame(records, dtypes):
+    frame = pd.DataFrame(records)
+    for col, dtype in (dtypes or {}).items():
+        if col in frame:
+            frame[col] = frame[col].astype(dtype) if dtype != "object" else \
+                frame[col].where(frame[col].notna(), np.nan)
+    return frame
 
 
 def load(path):
@@ -125,5 +138,5 @@ def load(path):
     except (KeyError, ValueError) as e:
         raise ValueError(f"{path} is inconsistent: {e}") from None
     if meta.get("history") is not None:
-        model.history = pd.DataFrame(meta["history"])
+        model.history = _history_frame(meta["history"], meta.get("history_dtypes"))
     return model

@@ -158,3 +158,17 @@ def test_early_stopping_refuses_a_nan_validation_metric():
     model = recmf.BPRMF(emb_dim=4, epochs=2, eval_every=1, patience=None, triplets_per_epoch=100,
                         n_threads=1, seed=0, verbose=False).fit(train, val=val)
     assert model.history["val_recall"].isna().all() and len(model.history) == 2
+
+
+def test_history_nan_survives_save_and_load(tmp_path):
+    """NaN in the training history (epochs not evaluated, or nothing to
+    evaluate) came back from .npz as None in an object column."""
+    rng = np.random.default_rng(0)
+    train = tiny(np.repeat(np.arange(1, 9), 4), rng.integers(100, 112, 32))
+    val = tiny([1, 2], [100, 101]).assign(rating=1)
+    model = recmf.BPRMF(emb_dim=4, epochs=3, eval_every=2, patience=None, triplets_per_epoch=100,
+                        n_threads=1, seed=0, verbose=False).fit(train, val=val)
+    model.save(tmp_path / "m.npz")
+    again = recmf.load(tmp_path / "m.npz")
+    pd.testing.assert_frame_equal(again.history, model.history)
+    assert again.history["val_recall"].dtype == np.float64
