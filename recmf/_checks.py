@@ -15,6 +15,7 @@ import pandas as pd
 __all__ = [
     "check_frame", "id_column", "numeric_column", "time_column", "check_positive_int",
     "check_k", "check_seed", "check_threads", "as_id_array", "as_core_array", "native_frame",
+    "check_same_kind",
 ]
 
 # Integers beyond 2^53 are not exactly representable as float64, so float ids
@@ -277,3 +278,18 @@ def check_threads(n_threads):
     if n_threads < 0:
         raise ValueError(f"n_threads must be >= 0 (0 = all cores), got {n_threads}")
     return int(n_threads)
+
+
+_ID_KIND = {True: "integer", False: "non-integer (e.g. string)"}
+
+
+def check_same_kind(is_int, name, want_int, want_name):
+    """Integer and string ids never match each other (7 is not "007"): a
+    mix is a type changed at a boundary (a file read with ``dtype=str``, a
+    command line), so it raises instead of finding nothing.  ``None`` for
+    either kind: nothing to compare."""
+    if is_int is None or want_int is None or bool(is_int) == bool(want_int):
+        return
+    raise TypeError(f"{name} are {_ID_KIND[bool(is_int)]} ids but {want_name} are "
+                    f"{_ID_KIND[bool(want_int)]} ids: ids keep the type the model was trained with; "
+                    "convert one side (e.g. .astype(str))")

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from . import _core
-from ._checks import as_core_array, as_id_array, check_frame, id_column, numeric_column
+from ._checks import as_core_array, as_id_array, check_frame, check_same_kind, id_column, numeric_column
 
 __all__ = ["Interactions"]
 
@@ -128,8 +128,8 @@ class Interactions:
         seen_csr = unindexed = None
         if seen == "rated":
             data = cls(indptr, indices, user_ids, item_ids)
-            ru = data.user_index(users)
-            ri = data.item_index(items)
+            ru = data._user_codes(users)
+            ri = data._item_codes(items)
             # Users without positives get the rows after the indexed users'.
             out = ru < 0
             extra_codes, unindexed = _factorize(users[out])
@@ -162,14 +162,42 @@ class Interactions:
                 f"{self.nnz} positives)")
 
     # -- id mappings ----------------------------------------------------
-    def user_index(self, user_ids):
-        """Dense indices (int32) of original user ids; -1 for unknown users."""
+    def user_index(self, user_ids, unknown="flag"):
+        """Dense indices of original user ids, as the int64 the ONNX graphs
+        take.
+
+        Parameters
+        ----------
+        user_ids : array-like (n,) of original ids, of the type the model was
+            trained with
+        unknown : {"flag", "raise"}
+            An id the index does not hold gives -1 (``"flag"``, the pandas
+            ``get_indexer`` convention) or a ``KeyError`` naming it.
+
+        Returns
+        -------
+        int64 ndarray (n,), in ``[0, n_users)`` for known ids.
+
+        Notes
+        -----
+        -1 is outside ``[0, n_users)``, but NumPy (and ONNX ``Gather``) read
+        it as the *last* row: never index an array with an unchecked result.
+        recmf's ONNX graphs give NaN for any index outside the range, so a
+        flagged id can never be scored as another user.
+        """
+        return _public_index(self._user_codes(user_ids), user_ids, unknown, "user")
+
+    def item_index(self, item_ids, unknown="flag"):
+        """Dense indices (int64) of original item ids; as :meth:`user_index`."""
+        return _public_index(self._item_codes(item_ids), item_ids, unknown, "item")
+
+    def _user_codes(self, user_ids):
+        """int32 codes for the core, -1 for unknown ids (callers mask them)."""
         if self._user_lookup is None:
             self._user_lookup = _Lookup(self.user_ids)
         return self._user_lookup(user_ids, "user_ids")
 
-    def item_index(self, item_ids):
-        """Dense indices (int32) of original item ids; -1 for unknown items."""
+    def _item_codes(self, item_ids):
         if self._item_lookup is None:
             self._item_lookup = _Lookup(self.item_ids)
         return self._item_lookup(item_ids, "item_ids")
@@ -192,7 +220,7 @@ class Interactions:
         (int32): the dense index for indexed users, ``n_users + j`` for
         ``unindexed_user_ids[j]``, -1 for users this data has not seen."""
         ids = as_id_array(user_ids, "user_ids")[0]
-        rows = self.user_index(ids)
+        rows = self._user_codes(ids)
         out = rows < 0
         if out.any() and len(self.unindexed_user_ids):
             if self._unindexed_lookup is None:
@@ -269,6 +297,16 @@ def _factorize(ids):
     return codes.astype(np.int32), np.asarray(uniques, dtype=object)
 
 
+def _public_index(codes, ids, unknown, what):
+    if unknown not in ("flag", "raise"):
+        raise ValueError(f"unknown must be 'flag' or 'raise', got {unknown!r}")
+    if unknown == "raise" and (codes < 0).any():
+        pos = int(np.flatnonzero(codes < 0)[0])
+        bad = as_id_array(ids, what + "_ids")[0][pos:pos + 1].tolist()[0]
+        raise KeyError(f"unknown {what} id {bad!r} at position {pos}")
+    return codes.astype(np.int64)
+
+
 class _Lookup:
     """Original id -> dense index, vectorized (binary search over the sorted
     ids for integers, a hash index for strings)."""
@@ -281,9 +319,10 @@ class _Lookup:
 
     def __call__(self, values, name):
         arr, is_int = as_id_array(values, name)
+        if len(arr) == 0:
+            return np.zeros(0, dtype=np.int32)
+        check_same_kind(is_int, name, self.is_int, "the model's " + name.replace("_", " "))
         if self.is_int:
-            if not is_int:
-                return np.full(len(arr), -1, dtype=np.int32)
             pos = np.searchsorted(self.ids, arr)
             pos_c = np.minimum(pos, max(len(self.ids) - 1, 0))
             found = (pos < len(self.ids)) & (self.ids[pos_c] == arr) if len(self.ids) else \

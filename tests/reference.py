@@ -354,11 +354,14 @@ def pad_topk(items, scores, k):
 def ndcg_at_k_ref(recommended, relevant, k=10):
     """The seed's ``ndcg_at_k``: DCG over hits in the first k positions
     (1/log2(p + 1), p 1-based) divided by the ideal DCG of
-    min(|relevant|, k) hits."""
+    min(|relevant|, k) hits.  A repeated item is a hit once, at its first
+    position (the seed counted it again, which can push ndcg above 1)."""
     rel = set(relevant)
     dcg = 0.0
+    counted = set()
     for p, item in enumerate(recommended[:k], start=1):
-        if item in rel:
+        if item in rel and item not in counted:
+            counted.add(item)
             dcg += 1.0 / math.log2(p + 1)
     ideal_hits = min(len(rel), k)
     idcg = sum(1.0 / math.log2(p + 1) for p in range(1, ideal_hits + 1))
@@ -375,8 +378,9 @@ def metrics_ref(recs_by_user, test, k=10, threshold=4, coverage_users=None,
     (``rating >= threshold``, distinct items) and a non-empty list (first k
     entries used; ``n_users_skipped`` counts those with an empty one): recall = |recs & rel| / |rel|, ndcg (``ndcg_at_k_ref``),
     mrr = 1/p of the first hit (0 if none), hitrate = 1 if any hit.
-    coverage = |union of the recs of ``coverage_users``| / |distinct
-    catalog|; avg_popularity = mean of ``item_popularity`` (dict or Series,
+    coverage = |union of the recs of ``coverage_users`` that are in
+    ``catalog``| / |distinct catalog| (an item outside the catalogue covers
+    none of it, so coverage <= 1); avg_popularity = mean of ``item_popularity`` (dict or Series,
     0 for unknown items) over every (coverage user, recommended item) pair.
     Values that cannot be computed (no users, no coverage inputs) are NaN.
     """
@@ -424,7 +428,7 @@ def metrics_ref(recs_by_user, test, k=10, threshold=4, coverage_users=None,
             union = set()
             for recs in rec_lists:
                 union.update(recs)
-            out[f"coverage@{k}"] = len(union) / len(set(catalog))
+            out[f"coverage@{k}"] = len(union & set(catalog)) / len(set(catalog))
         if item_popularity is not None:
             pop = dict(item_popularity.items()) \
                 if hasattr(item_popularity, "items") else dict(item_popularity)

@@ -316,6 +316,7 @@ def _csr():
 def _core_cases():
     ip, ix, n = _csr()
     i64 = np.arange(6, dtype=np.int64)
+    f64 = i64.astype(np.float64)
     i32 = np.arange(6, dtype=np.int32)
     f32 = np.zeros((3, 4), dtype=np.float32)
     cand = np.array([0, 1, 2, 3], dtype=np.int32)
@@ -400,12 +401,16 @@ def _core_cases():
          ValueError, "rel_indptr must start at 0"),
         ("metrics-rel_items-strided", lambda: _core.ranking_metrics(recs, lens, relp, stride(rel)),
          ValueError, "rel_items must be C-contiguous"),
-        ("coverage-pop_ids-unsorted", lambda: _core.coverage_popularity(recs, lens, 5, i64[::-1].copy(), i64),
+        ("coverage-pop_ids-unsorted", lambda: _core.coverage_popularity(recs, lens, i64, i64[::-1].copy(), f64),
          ValueError, "pop_ids must be sorted ascending"),
-        ("coverage-pop_counts-len", lambda: _core.coverage_popularity(recs, lens, 5, i64, i64[:2]),
-         ValueError, "pop_counts must have 6 elements"),
-        ("coverage-catalog", lambda: _core.coverage_popularity(recs, lens, 0, i64, i64),
+        ("coverage-pop_values-dtype", lambda: _core.coverage_popularity(recs, lens, i64, i64, i64),
+         TypeError, "pop_values must have dtype float64"),
+        ("coverage-pop_values-len", lambda: _core.coverage_popularity(recs, lens, i64, i64, f64[:2]),
+         ValueError, "pop_values must have 6 elements"),
+        ("coverage-catalog", lambda: _core.coverage_popularity(recs, lens, i64[:0], i64, f64),
          ValueError, "catalog must hold at least one item"),
+        ("coverage-catalog-unsorted", lambda: _core.coverage_popularity(recs, lens, i64[::-1].copy(), i64, f64),
+         ValueError, "catalog must be sorted ascending and distinct"),
         ("parse-str", lambda: _core.parse_ratings("1::2::3::4\n", "::", 0), TypeError, "bytes-like"),
         ("adam-theta-readonly", lambda: _core.adam_step(ro(theta), theta.copy(), theta.copy(), theta.copy(), 1),
          ValueError, "theta must be writable"),

@@ -618,7 +618,8 @@ def test_id_mappings(both):
                                   [0, *([-1] * len(unknown_u)), len(users) - 1])
     absent_items = np.setdiff1d(np.arange(items.max() + 2), items)[:5]
     assert (data.item_index(absent_items) == -1).all()
-    assert (data.item_index(["a", "b"]) == -1).all()      # strings on an int index
+    with pytest.raises(TypeError, match="item_ids are non-integer"):   # strings on an int index:
+        data.item_index(["a", "b"])                      # a type error, not "unknown" (issue 9)
     # users who rated but have no train positive are outside the index
     no_pos = np.setdiff1d(want.train["user_id"].unique(), users)
     assert (data.user_index(no_pos) == -1).all()
