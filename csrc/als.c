@@ -276,6 +276,7 @@ rmf_status rmf_als_solve(const rmf_als_params *p, const rmf_csr *m,
         return rmf_fail(err, RMF_ERR_NOMEM, "out of memory for ALS with %d factors", (int)D);
     }
 
+    rmf_fp_enter(); /* subnormals flushed in recmf's compute (fpstate.c) */
     /* BLAS phase, on one thread: Y^T Y is D^2 n_cols flops, ~1% of the
      * row loop, too small to pay for waking a team; and so the factors do
      * not depend on the thread count at all. */
@@ -298,8 +299,9 @@ rmf_status rmf_als_solve(const rmf_als_params *p, const rmf_csr *m,
     /* Parallel phase. */
     int64_t bad_row = -1;
     int nomem = 0;
-    OMP(omp parallel num_threads(nt))
+    RMF_PARALLEL(nt)
     {
+        RMF_TEAM_BEGIN;
         float *scratch = malloc((size_t)4 * D * sizeof *scratch);
         double *A = exact ? malloc((size_t)(DD + D) * sizeof *A) : NULL;
         if (!scratch || (exact && !A)) {
@@ -331,6 +333,7 @@ rmf_status rmf_als_solve(const rmf_als_params *p, const rmf_csr *m,
         }
         free(scratch);
         free(A);
+        RMF_TEAM_END;
     }
 
     rmf_status st = RMF_OK;
@@ -348,6 +351,7 @@ rmf_status rmf_als_solve(const rmf_als_params *p, const rmf_csr *m,
             fixed += dot_lanes(Y + i * D, Y + i * D, D);
         *loss = total + (double)p->regularization * fixed;
     }
+    rmf_fp_leave();
     free(G);
     free(Gd);
     free(part);

@@ -181,4 +181,4 @@ class ALS(FactorModel, T.EmbeddingModel):
         of the factors, as :meth:`score`."""
         from ..onnx_export import export_dot_product
         self._check_fitted()
-        export_dot_product(self.user_factors_, self.item_factors_, path, "recmf_als")
+        export_dot_product(self, self.user_factors_, self.item_factors_, path, "recmf_als")
