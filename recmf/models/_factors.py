@@ -33,6 +33,13 @@ class FactorModel:
         setattr(self, self._view_names[0], self.theta_[:nu * d].reshape(nu, d))
         setattr(self, self._view_names[1], self.theta_[nu * d:].reshape(ni, d))
 
+    def _init_factors(self):
+        """theta_ drawn N(0, 0.01^2) from numpy.random.default_rng(seed)."""
+        nu, ni, d, _ = self._shape()
+        rng = np.random.default_rng(self.seed)
+        self.theta_ = np.ascontiguousarray((rng.standard_normal((nu + ni) * d) * 0.01).astype(np.float32))
+        self._views()
+
     def _user_factors(self):
         return getattr(self, self._view_names[0])
 

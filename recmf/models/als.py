@@ -151,10 +151,8 @@ class ALS(FactorModel, T.EmbeddingModel):
         """
         self._check_params()
         self.data_ = self._as_interactions(data, self.threshold, self._columns())
-        nu, ni, d, _ = self._shape()
-        rng = np.random.default_rng(self.seed)
-        self.theta_ = np.ascontiguousarray((rng.standard_normal((nu + ni) * d) * 0.01).astype(np.float32))
-        self._views()
+        self._init_factors()
+        nu, ni = self.data_.n_users, self.data_.n_items
         data_ = self.data_
         # The item half solves against the transposed positives.
         rows = np.repeat(np.arange(nu, dtype=np.int32), np.diff(data_.indptr))

@@ -100,10 +100,8 @@ class BPRMF(FactorModel, T.EmbeddingModel):
         ``callback`` and Ctrl-C."""
         self._check_params()
         self.data_ = self._as_interactions(data, self.threshold, self._columns())
-        nu, ni, d, _ = self._shape()
-        rng = np.random.default_rng(self.seed)
-        self.theta_ = np.ascontiguousarray((rng.standard_normal((nu + ni) * d) * 0.01).astype(np.float32))
-        self._views()
+        self._init_factors()
+        ni = self.data_.n_items
         cand = self.candidates()
         params = T.core_params(self)
         shape, indptr, indices = self._shape(), self.data_.indptr, self.data_.indices
