@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 try:
+    import cloudpickle
     import dask
     import dask.dataframe as dd
 except ImportError as e:  # pragma: no cover - the extra is not installed
@@ -95,7 +96,8 @@ def _on_workers(model, n_threads, client):
     client = _client(client)
     if client is None:
         return model
-    return client.scatter(model, broadcast=True, hash=False)
+    # In a list: scatter() would spread a Mapping model's items instead.
+    return client.scatter([model], broadcast=True, hash=False)[0]
 
 
 _LOCAL_LOCK = threading.Lock()
@@ -122,7 +124,8 @@ def _local(model):
         held = _LOCAL.get(id(model))
         if held is None or held[0] is not model:
             _LOCAL.clear()  # one model at a time: a new one replaces the last
-            held = _LOCAL[id(model)] = (model, pickle.loads(pickle.dumps(model, protocol=5)))
+            # cloudpickle (Dask's) also copies models whose class came by value.
+            held = _LOCAL[id(model)] = (model, pickle.loads(cloudpickle.dumps(model, protocol=5)))
         return held[1]
 
 
