@@ -169,8 +169,12 @@ def _split_partition(part, n_val, n_test, min_train, user_col, time_col):
     if len(part) == 0:
         return part.drop(columns=_ORDER).assign(**{_PART: np.int8(0)})
     # The shuffle gathers a user's rows from many partitions in no set
-    # order; put them back in input order, then split as recmf does.
+    # order; put them back in input order, then split as recmf does (its
+    # stable sort by (user, time) then keeps ties in input order).
     part = part.take(np.argsort(part[_ORDER].to_numpy(), kind="stable")).drop(columns=_ORDER)
+    # Shuffled columns can be unaligned views of Arrow buffers, which the
+    # core refuses (issue 9, case 8): a deep copy owns fresh aligned arrays.
+    part = part.copy(deep=True)
     pieces = split(part, n_val, n_test, min_train, user_col=user_col, time_col=time_col)
     return pd.concat([p.assign(**{_PART: np.int8(code)}) for code, p in enumerate(pieces)])
 
@@ -180,10 +184,12 @@ def temporal_split(ddf, n_val=1, n_test=5, min_train=5, *, user_col="user_id",
     """Per-user temporal split of a Dask frame: :func:`recmf.temporal_split`
     on a cluster.
 
-    The frame is shuffled by user so that each partition holds whole users,
-    then every partition is split by recmf's C split.  Rows with equal
-    timestamps keep their order in ``ddf`` (partition by partition), as the
-    single-machine split keeps the input order.
+    The frame is shuffled by user into ranges of user ids (Dask's
+    ``sort_values``: one pass to find the ranges, one shuffle), so each
+    partition holds whole users, then every partition is split by recmf's C
+    split.  Rows with equal timestamps keep their order in ``ddf``
+    (partition by partition), as the single-machine split keeps the input
+    order.
 
     Parameters
     ----------
@@ -200,10 +206,10 @@ def temporal_split(ddf, n_val=1, n_test=5, min_train=5, *, user_col="user_id",
     -------
     train, val, test : dask.dataframe.DataFrame
         Lazy frames sharing one shuffle: compute or persist them together
-        (``dask.persist(train, val, test)``), else each pays for it.  Their
-        row sets equal ``recmf.temporal_split(ddf.compute(), ...)``'s; within a
-        partition rows are in ``(user, time)`` order, partitions hold users
-        by hash, not in id order.  The index of ``ddf`` is kept.
+        (``dask.persist(train, val, test)``), else each pays for it.
+        Computed, each equals ``recmf.temporal_split(ddf.compute(), ...)``'s
+        frame row for row and in the same ``(user, time)`` order, index
+        included (string columns may come back as Dask's string dtype).
 
     Raises
     ------
@@ -218,7 +224,7 @@ def temporal_split(ddf, n_val=1, n_test=5, min_train=5, *, user_col="user_id",
     if _ORDER in ddf.columns or _PART in ddf.columns:
         raise ValueError(f"ddf has a column named {_ORDER!r} or {_PART!r}, which recmf uses")
     keyed = ddf.map_partitions(_with_order, meta=ddf._meta.assign(**{_ORDER: np.int64(0)}))
-    shuffled = keyed.shuffle(on=user_col, npartitions=npartitions)
+    shuffled = keyed.sort_values(user_col, npartitions=npartitions)
     meta = ddf._meta.assign(**{_PART: np.int8(0)})
     parts = shuffled.map_partitions(_split_partition, n_val, n_test, min_train, user_col, time_col,
                                     meta=meta)
@@ -478,7 +484,8 @@ def evaluate(model, test_ddf, k=10, *, coverage_users=None, catalog=None, thresh
     k, coverage_users, catalog, threshold, item_popularity, user_col, item_col, rating_col :
         As in :func:`recmf.evaluate`.  The default coverage users, the first
         1,000 distinct users of ``test_ddf``, are taken in partition order
-        (the order of ``test_ddf.compute()``).
+        (the order of ``test_ddf.compute()``; for the test frame of
+        :func:`temporal_split` that is ascending id, as on one machine).
     n_threads : int or None
         recmf threads per task (default 1).
     shuffle : bool
