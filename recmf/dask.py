@@ -23,6 +23,7 @@ import copy
 import math
 import pickle
 import threading
+import weakref
 
 import numpy as np
 import pandas as pd
@@ -101,7 +102,7 @@ def _on_workers(model, n_threads, client):
 
 
 _LOCAL_LOCK = threading.Lock()
-_LOCAL = {}
+_LOCAL = {}     # "of": weak reference to the model received, "copy": its aligned copy
 
 
 def _unaligned(obj):
@@ -115,18 +116,23 @@ def _local(model):
 
     distributed hands NumPy arrays over as views of its receive buffers,
     which need not be aligned, and recmf's core refuses unaligned arrays
-    (issue 9, case 8).  A plain in-band pickle round trip gives fresh
-    aligned arrays; it is done once per worker and model, not per task.
+    (issue 9, case 8).  An in-band pickle round trip gives fresh aligned
+    arrays; it is done once per worker and model, not per task, and the
+    copy goes when the worker drops the model.
     """
     if not _unaligned(model):
         return model
     with _LOCAL_LOCK:
-        held = _LOCAL.get(id(model))
-        if held is None or held[0] is not model:
-            _LOCAL.clear()  # one model at a time: a new one replaces the last
+        held = _LOCAL.get("of")
+        if held is None or held() is not model:
             # cloudpickle (Dask's) also copies models whose class came by value.
-            held = _LOCAL[id(model)] = (model, pickle.loads(cloudpickle.dumps(model, protocol=5)))
-        return held[1]
+            fresh = pickle.loads(cloudpickle.dumps(model, protocol=5))
+            try:
+                _LOCAL["of"] = weakref.ref(model, lambda _: _LOCAL.clear())
+            except TypeError:  # not weakly referable: no caching
+                return fresh
+            _LOCAL["copy"] = fresh
+        return _LOCAL["copy"]
 
 
 def _n_chunks(n, client, per_chunk=50_000):
