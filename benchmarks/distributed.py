@@ -86,34 +86,42 @@ def _model(args):
     return recmf.BPRMF(emb_dim=64, epochs=args.epochs, seed=0, n_threads=args.fit_threads)
 
 
+def _workflow(args, read, split, index, recommend, evaluate, count):
+    """read -> split -> index -> fit -> top-k -> evaluate, each stage timed;
+    the callables are one side's way of doing each step."""
+    stages = {}
+
+    def timed(name, fn, *a):
+        with C.Timer() as t:
+            result = fn(*a)
+        stages[name] = t.seconds
+        return result
+
+    log = timed("read", read)
+    train, val, test = timed("split", split, log)
+    del log
+    data = timed("index", index, train)
+    model = timed("fit", lambda: _model(args).fit(data))
+    recs = timed("top-k", recommend, model, data.user_ids)
+    n_recs = count(recs)
+    del recs
+    report = timed("evaluate", evaluate, model, test)
+    return dict(sizes=[count(f) for f in (train, val, test)], nnz=data.nnz, n_recs=n_recs,
+                n_users=data.n_users, report=report, stages=stages)
+
+
 def run_single(args):
     import pandas as pd
     import recmf
-    stages, out = {}, {}
     catalog = pd.read_parquet(Path(args.parquet).parent / "movies.parquet")["movie_id"]
-    with C.Timer() as t:
-        log = pd.read_parquet(args.parquet)
-    stages["read"] = t.seconds
-    with C.Timer() as t:
-        train, val, test = recmf.temporal_split(log, n_val=1, n_test=5, min_train=5)
-    stages["split"] = t.seconds
-    del log
-    with C.Timer() as t:
-        data = recmf.Interactions.from_frame(train, threshold=4)
-    stages["index"] = t.seconds
-    with C.Timer() as t:
-        model = _model(args).fit(data)
-    stages["fit"] = t.seconds
-    users = data.user_ids
-    with C.Timer() as t:
-        recs = model.recommend_frame(users, k=args.k)
-    stages["top-k"] = t.seconds
-    with C.Timer() as t:
-        report = recmf.evaluate(model, test, k=args.k, catalog=catalog)
-    stages["evaluate"] = t.seconds
-    out.update(sizes=[len(train), len(val), len(test)], nnz=data.nnz, n_recs=len(recs),
-               n_users=len(users), report=report, stages=stages,
-               memory_mb={"process": _hwm_mb()})
+    out = _workflow(
+        args, read=lambda: pd.read_parquet(args.parquet),
+        split=lambda log: recmf.temporal_split(log, n_val=1, n_test=5, min_train=5),
+        index=lambda train: recmf.Interactions.from_frame(train, threshold=4),
+        recommend=lambda model, users: model.recommend_frame(users, k=args.k),
+        evaluate=lambda model, test: recmf.evaluate(model, test, k=args.k, catalog=catalog),
+        count=len)
+    out["memory_mb"] = {"process": _hwm_mb()}
     return out
 
 
@@ -125,40 +133,27 @@ def run_dask(args):
 
     import recmf
     import recmf.dask as rd
-    stages, out = {}, {}
     catalog = pd.read_parquet(Path(args.parquet).parent / "movies.parquet")["movie_id"]
+
+    def persisted(*frames):     # computed and held on the workers
+        frames = dask.persist(*frames)
+        wait(list(frames))
+        return frames
+
     with LocalCluster(n_workers=args.workers, threads_per_worker=args.threads_per_worker,
                       processes=True, host="127.0.0.1", dashboard_address=":0") as cluster, \
             Client(cluster) as client:
-        with C.Timer() as t:
-            log = dd.read_parquet(args.parquet)
-        stages["read"] = t.seconds
-        with C.Timer() as t:
-            train, val, test = dask.persist(*rd.temporal_split(log, n_val=1, n_test=5, min_train=5))
-            wait([train, val, test])
-        stages["split"] = t.seconds
-        sizes = [int(n) for n in dask.compute(*(f.map_partitions(len).sum() for f in (train, val, test)))]
-        with C.Timer() as t:
-            data = recmf.Interactions.from_dask(train, threshold=4)
-        stages["index"] = t.seconds
-        with C.Timer() as t:
-            model = _model(args).fit(data)
-        stages["fit"] = t.seconds
-        users = data.user_ids
-        with C.Timer() as t:
-            recs = rd.recommend(model, users, k=args.k).persist()
-            wait(recs)
-        stages["top-k"] = t.seconds
-        n_recs = int(recs.map_partitions(len).sum().compute())
-        del recs
-        with C.Timer() as t:
-            report = rd.evaluate(model, test, k=args.k, catalog=catalog, shuffle=False)
-        stages["evaluate"] = t.seconds
+        out = _workflow(
+            args, read=lambda: dd.read_parquet(args.parquet),
+            split=lambda log: persisted(*rd.temporal_split(log, n_val=1, n_test=5, min_train=5)),
+            index=lambda train: recmf.Interactions.from_dask(train, threshold=4),
+            recommend=lambda model, users: persisted(rd.recommend(model, users, k=args.k))[0],
+            evaluate=lambda model, test: rd.evaluate(model, test, k=args.k, catalog=catalog,
+                                                     shuffle=False),
+            count=lambda frame: int(frame.map_partitions(len).sum().compute()))
         workers = client.run(_hwm_mb)
-        out.update(sizes=sizes, nnz=data.nnz, n_recs=n_recs, n_users=len(users), report=report,
-                   stages=stages, memory_mb={"client": _hwm_mb(),
-                                             **{f"worker {n}": mb for n, mb in
-                                                enumerate(workers.values())}})
+        out["memory_mb"] = {"client": _hwm_mb(),
+                            **{f"worker {n}": mb for n, mb in enumerate(workers.values())}}
     return out
 
 
