@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Mapping
 import pickle
 import threading
 import weakref
@@ -394,63 +395,65 @@ def _first_users(part, user_col):
     """The first 1,000 distinct users of a partition, in order (evaluate's
     default coverage users are the first 1,000 of the whole frame)."""
     if len(part) == 0:
-        return pd.DataFrame({"user": pd.Series([], dtype=object)})
-    users = pd.unique(id_column(part, user_col, "test_ddf")[0])[:1000]
-    return pd.DataFrame({"user": pd.Series(users, dtype=object)})
+        return np.zeros(0, dtype=object)
+    return pd.unique(id_column(part, user_col, "test_ddf")[0])[:1000]
 
 
-def _ranking_partials(part, model, k, catalog, threshold, item_popularity, user_col, item_col,
-                      rating_col):
-    """Per-metric sums and the user count of one partition holding whole
+def _counts_of(report):
+    """The user counts of a report (``n_users_eval``, ``n_users_skipped``,
+    ...): additive over partitions holding whole users."""
+    return [key for key in report if key.startswith("n_users")]
+
+
+def _ranking_partials(part, model, k, cover_one, options):
+    """Per-metric sums and the user counts of one partition holding whole
     users, from recmf.evaluate's own per-user rows."""
-    row = dict.fromkeys(_METRIC_SUMS, 0.0)
-    row["n_users_eval"] = 0
-    if len(part):
-        report, per = _metrics.evaluate(
-            _local(model), part, k, coverage_users=np.zeros(0, dtype=np.int64), catalog=catalog,
-            threshold=threshold, item_popularity=item_popularity, user_col=user_col,
-            item_col=item_col, rating_col=rating_col, per_user=True)
-        values = per[[f"{m}@{k}" for m in _metrics.METRIC_NAMES]].to_numpy(dtype=np.float64)
-        counted = ~np.isnan(values).any(axis=1)
-        if int(counted.sum()) != report["n_users_eval"]:
-            raise RuntimeError(
-                f"recmf.evaluate counted {report['n_users_eval']} users but gave "
-                f"{int(counted.sum())} per-user rows: recmf.dask cannot add its partials up")
-        for name, column in zip(_METRIC_SUMS, values[counted].T):
-            row[name] = math.fsum(column)
-        row["n_users_eval"] = int(counted.sum())
-    return pd.DataFrame([row])
+    if len(part) == 0:
+        return {}
+    # Coverage is reduced elsewhere: one coverage user keeps its checks.
+    cover = part[options["user_col"]].iloc[:1] if cover_one is None else cover_one
+    report, per = _metrics.evaluate(_local(model), part, k, coverage_users=cover, per_user=True,
+                                    **options)
+    values = per[[f"{m}@{k}" for m in _metrics.METRIC_NAMES]].to_numpy(dtype=np.float64)
+    counted = ~np.isnan(values).any(axis=1)
+    if int(counted.sum()) != report["n_users_eval"]:
+        raise RuntimeError(
+            f"recmf.evaluate counted {report['n_users_eval']} users but gave "
+            f"{int(counted.sum())} per-user rows: recmf.dask cannot add its partials up")
+    row = {name: math.fsum(column) for name, column in zip(_METRIC_SUMS, values[counted].T)}
+    row.update({key: int(report[key]) for key in _counts_of(report)})
+    return row
 
 
-def _recommended_counts(users, model, k):
+def _recommended_counts(users, model, k, unknown):
     """How often each item appears in the top-k lists of ``users`` (the
     multiset behind coverage and average popularity)."""
-    ids, lens = _metrics._top_k(_local(model), users.to_numpy(), k)
+    ids, lens = _metrics._top_k(_local(model), users.to_numpy(), k, unknown)
     items = ids[np.arange(ids.shape[1])[None, :] < lens[:, None]]
     counts = pd.Series(items, dtype=object if items.dtype == object else items.dtype).value_counts()
     return pd.DataFrame({"item": counts.index.to_numpy(), "count": counts.to_numpy(np.int64)})
 
 
 class _Replay:
-    """Stands in for the model in :func:`recmf.evaluate` on the client: row r
-    of the recommendation multiset for coverage user r, nothing for others,
-    and the model's data (its catalogue and popularity by default).  So the
-    cluster's lists go through recmf's own coverage and popularity rules."""
+    """Stands in for a recmf model in :func:`recmf.evaluate` on the client:
+    row r of the recommendation multiset for the r-th replay user, nothing
+    for others, and the model's data (its catalogue, popularity and id
+    kinds).  So the cluster's lists go through recmf's own coverage and
+    popularity rules."""
 
-    def __init__(self, model, ids, lens):
-        self.ids, self.lens = ids, lens
-        if getattr(model, "data_", None) is not None:
-            self.data_ = model.data_
+    def __init__(self, model, keys, ids, lens):
+        self.data_ = model.data_
+        self.keys, self.ids, self.lens = pd.Index(keys), ids, lens
 
-    def _recommend_ids(self, users, k):
-        users = np.asarray(users)
-        rows = np.full((len(users), self.ids.shape[1]), -1, dtype=np.int64) \
-            if self.ids.dtype == np.int64 else np.full((len(users), self.ids.shape[1]), None, dtype=object)
-        lens = np.zeros(len(users), dtype=np.int32)
-        if users.dtype.kind in "iu":
-            mine = (users >= 0) & (users < len(self.lens))
-            rows[mine] = self.ids[users[mine]]
-            lens[mine] = self.lens[users[mine]]
+    def _check_fitted(self):
+        pass
+
+    def _recommend_ids(self, users, k, unknown="empty"):
+        pos = self.keys.get_indexer(np.asarray(users))
+        mine = pos >= 0
+        rows = np.zeros((len(pos), self.ids.shape[1]), dtype=self.ids.dtype)
+        lens = np.zeros(len(pos), dtype=np.int32)
+        rows[mine], lens[mine] = self.ids[pos[mine]], self.lens[pos[mine]]
         return rows, lens
 
 
@@ -458,8 +461,7 @@ def _multiset_rows(items, counts, k):
     """Lay the multiset out in rows of at most k, no item twice in a row."""
     flat = np.repeat(items, counts)
     n_rows = max(1, math.ceil(len(flat) / k), int(counts.max()) if len(counts) else 0)
-    ids = np.full((n_rows, k), -1, dtype=np.int64) if flat.dtype == np.int64 else \
-        np.full((n_rows, k), None, dtype=object)
+    ids = np.zeros((n_rows, k), dtype=flat.dtype)
     # flat[j] goes to row j % n_rows: equal items sit next to each other in
     # flat and there are at most n_rows of each, so they land in different rows.
     pos = np.arange(len(flat))
@@ -468,17 +470,57 @@ def _multiset_rows(items, counts, k):
     return ids, lens
 
 
+def _replay_users(model, n):
+    """``n`` user ids and one more (the probe's), of the model's user id kind."""
+    if getattr(model, "data_", None) is not None:
+        is_int = model.data_.user_ids.dtype == np.int64
+    elif isinstance(model, Mapping) and len(model):
+        is_int = as_id_array(list(model.keys()), "model's keys (user ids)")[1]
+    else:
+        is_int = True
+    if is_int:
+        return np.arange(n, dtype=np.int64), np.array([-1], dtype=np.int64)
+    return (np.array([f"__recmf_replay_{j}" for j in range(n)], dtype=object),
+            np.array(["__recmf_probe"], dtype=object))
+
+
+def _reduce_coverage(model, counts, k, catalog, options):
+    """coverage@k and avg_popularity@k of the recommended-items multiset,
+    by recmf.evaluate on the client (see :class:`_Replay`).  Its one test
+    row is not relevant (or has no list), so it evaluates nobody."""
+    items = as_id_array(counts.index.to_numpy(), "recommended items")[0] if len(counts) else \
+        np.zeros(0, dtype=np.int64)
+    ids, lens = _multiset_rows(items, counts.to_numpy(np.int64), k)
+    keys, probe_user = _replay_users(model, len(lens))
+    if getattr(model, "data_", None) is not None:
+        replay = _Replay(model, keys, ids, lens)
+    else:   # a mapping or callable: the replay is a mapping, as evaluate sees it
+        replay = {key: list(ids[r, :lens[r]]) for r, key in enumerate(keys)}
+    if len(items):
+        probe_item = items[:1]
+    elif catalog is not None:
+        probe_item = catalog[:1]
+    else:
+        probe_item = model.data_.item_ids[:1] if getattr(model, "data_", None) is not None else [0]
+    probe = {options["user_col"]: probe_user, options["item_col"]: probe_item}
+    if options["rating_col"] is not None:
+        threshold = options["threshold"]
+        probe[options["rating_col"]] = [float(threshold) - 1.0 if threshold is not None else 0.0]
+    return _metrics.evaluate(replay, pd.DataFrame(probe), k, coverage_users=keys, catalog=catalog,
+                             **options)
+
+
 def evaluate(model, test_ddf, k=10, *, coverage_users=None, catalog=None, threshold=4,
              item_popularity=None, user_col="user_id", item_col="movie_id", rating_col="rating",
-             n_threads=1, shuffle=True, client=None):
+             unknown="empty", n_threads=1, shuffle=True, client=None):
     """:func:`recmf.evaluate` of a Dask test frame: the same report.
 
     Every partition (holding whole users) is evaluated by recmf.evaluate and
-    returns additive partials: per-metric sums and the number of users
-    evaluated.  The coverage users' top-``k`` lists are scored on the
-    cluster too and return how often each item was recommended.  The client
-    adds the partials up and puts the item counts through recmf's own
-    coverage and popularity rules.
+    returns additive partials: per-metric sums and its user counts.  The
+    coverage users' top-``k`` lists are scored on the cluster too and return
+    how often each item was recommended.  The client adds the partials up
+    and puts the item counts through recmf.evaluate's own coverage and
+    popularity rules.
 
     Parameters
     ----------
@@ -487,11 +529,11 @@ def evaluate(model, test_ddf, k=10, *, coverage_users=None, catalog=None, thresh
         once).
     test_ddf : dask.dataframe.DataFrame
         Held-out rows with user, item and rating columns.
-    k, coverage_users, catalog, threshold, item_popularity, user_col, item_col, rating_col :
+    k, coverage_users, catalog, threshold, item_popularity, user_col, item_col, rating_col, unknown :
         As in :func:`recmf.evaluate`.  The default coverage users, the first
         1,000 distinct users of ``test_ddf``, are taken in partition order
         (the order of ``test_ddf.compute()``; for the test frame of
-        :func:`temporal_split` that is ascending id, as on one machine).
+        :func:`temporal_split` that is the single-machine split's order).
     n_threads : int or None
         recmf threads per task (default 1).
     shuffle : bool
@@ -510,56 +552,47 @@ def evaluate(model, test_ddf, k=10, *, coverage_users=None, catalog=None, thresh
     Raises
     ------
     TypeError, ValueError
-        As :func:`recmf.evaluate`, for a Dask frame.
+        As :func:`recmf.evaluate`, for a Dask frame (raised from the first
+        task that meets the fault).
     """
     k = check_positive_int(k, "k")
     _check_ddf(test_ddf, "test_ddf", [user_col, item_col, rating_col])
     if catalog is not None:
         catalog = as_id_array(catalog, "catalog")[0]
+    cover_one = None
+    if coverage_users is not None:
+        coverage_users = pd.unique(as_id_array(coverage_users, "coverage_users")[0])
+        if len(coverage_users) == 0:
+            raise ValueError("coverage_users is empty")
+        cover_one = coverage_users[:1]
     remote = _on_workers(model, n_threads, client)
-    columns = dict(user_col=user_col, item_col=item_col, rating_col=rating_col)
+    options = dict(threshold=threshold, item_popularity=item_popularity, user_col=user_col,
+                   item_col=item_col, rating_col=rating_col, unknown=unknown)
 
     by_user = test_ddf.shuffle(on=user_col) if shuffle else test_ddf
-    meta = pd.DataFrame([dict.fromkeys(_METRIC_SUMS, 0.0) | {"n_users_eval": 0}]).iloc[:0]
-    partials = by_user.map_partitions(_ranking_partials, remote, k, catalog, threshold,
-                                      item_popularity, meta=meta, **columns)
+    # Delayed, not map_partitions: a partition's counts are whatever keys
+    # recmf.evaluate reports, not a fixed frame.
+    ranking = dask.delayed(_ranking_partials, pure=False)
+    partials = [ranking(part, remote, k, cover_one, dict(options, catalog=catalog))
+                for part in by_user.to_delayed()]
     if coverage_users is None:
-        firsts = test_ddf.map_partitions(_first_users, user_col,
-                                         meta=pd.DataFrame({"user": pd.Series([], dtype=object)}))
+        firsts = [dask.delayed(_first_users)(part, user_col) for part in test_ddf.to_delayed()]
         partials, firsts = dask.compute(partials, firsts)
-        cov_users = pd.unique(as_id_array(firsts["user"].to_numpy(), "test users")[0])[:1000]
+        firsts = np.concatenate([np.asarray(f, dtype=object) for f in firsts])
+        coverage_users = pd.unique(as_id_array(firsts, "test users")[0])[:1000]
     else:
-        cov_users = pd.unique(as_id_array(coverage_users, "coverage_users")[0])
-        partials = partials.compute()
+        (partials,) = dask.compute(partials)
 
-    counts = pd.DataFrame({"item": [], "count": np.zeros(0, dtype=np.int64)})
-    if len(cov_users):
-        series = _as_user_series(cov_users, None, client, "coverage_users")
-        cmeta = pd.DataFrame({"item": pd.Series([], dtype=object), "count": np.zeros(0, np.int64)})
-        counts = series.map_partitions(_recommended_counts, remote, k, meta=cmeta).compute()
+    series = _as_user_series(coverage_users, None, client, "coverage_users")
+    cmeta = pd.DataFrame({"item": pd.Series([], dtype=object), "count": np.zeros(0, np.int64)})
+    counts = series.map_partitions(_recommended_counts, remote, k, unknown, meta=cmeta).compute()
     counts = counts.groupby("item", sort=True)["count"].sum()
-    items = as_id_array(counts.index.to_numpy(), "recommended items")[0] if len(counts) else \
-        np.zeros(0, dtype=np.int64)
-    ids, lens = _multiset_rows(items, counts.to_numpy(np.int64), k)
 
-    # recmf.evaluate on the client turns the multiset into coverage and
-    # average popularity by its own rules; its one test row is below the
-    # threshold (or unknown to the replay), so it evaluates nobody.
-    if len(items):
-        probe_item = items[:1]
-    elif catalog is not None:
-        probe_item = catalog[:1]
-    else:
-        probe_item = model.data_.item_ids[:1] if getattr(model, "data_", None) is not None else [0]
-    probe = {user_col: np.array([-1], dtype=np.int64), item_col: probe_item}
-    if rating_col is not None:
-        probe[rating_col] = [float(threshold) - 1.0 if threshold is not None else 0.0]
-    report = _metrics.evaluate(_Replay(model, ids, lens), pd.DataFrame(probe), k,
-                               coverage_users=np.arange(len(lens), dtype=np.int64), catalog=catalog,
-                               threshold=threshold, item_popularity=item_popularity, **columns)
-
-    n_eval = int(partials["n_users_eval"].sum())
+    report = _reduce_coverage(model, counts, k, catalog, options)
+    for key in _counts_of(report):
+        report[key] = sum(p.get(key, 0) for p in partials)
+    n_eval = report["n_users_eval"]
     for name, column in zip(_metrics.METRIC_NAMES, _METRIC_SUMS):
-        report[f"{name}@{k}"] = math.fsum(partials[column]) / n_eval if n_eval else float("nan")
-    report["n_users_eval"] = n_eval
+        total = math.fsum(p.get(column, 0.0) for p in partials)
+        report[f"{name}@{k}"] = total / n_eval if n_eval else float("nan")
     return report

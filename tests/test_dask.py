@@ -433,3 +433,26 @@ def test_readme_more_than_one_machine_runs(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "recall@10" in done.stdout
     assert len(pd.read_parquet(tmp_path / "recs")) > 0    # the recommendations were written
+
+
+def test_string_ids_and_popular_fallback(client, ml100k):
+    """String ids through the split, recommend and evaluate (the replay of
+    the coverage lists uses the model's id kind), unknown="popular"."""
+    def named(frame):
+        return frame.assign(user_id="u" + frame["user_id"].astype(str),
+                            movie_id="m" + frame["movie_id"].astype(str))
+    ratings = named(ml100k["ratings"])
+    train, val, test = recmf.temporal_split(ratings, 1, 5, 5)
+    got = dask.compute(*rd.temporal_split(dd.from_pandas(ratings, npartitions=3), 1, 5, 5))
+    for g, w in zip(got, (train, val, test)):
+        _same_rows(g, w)
+    model = recmf.Popularity().fit(train)
+    users = test["user_id"].unique()
+    pd.testing.assert_frame_equal(
+        rd.recommend(model, users, k=5, npartitions=3).compute().reset_index(drop=True),
+        model.recommend_frame(users, k=5), check_dtype=False)
+    catalog = "m" + ml100k["movies"]["movie_id"].astype(str)
+    for unknown in ("empty", "popular"):
+        _same_report(rd.evaluate(model, dd.from_pandas(test, npartitions=3), k=10, catalog=catalog,
+                                 unknown=unknown),
+                     recmf.evaluate(model, test, k=10, catalog=catalog, unknown=unknown))
