@@ -6,7 +6,7 @@ every user and evaluation are what outgrow it.  These functions take
 and give the same results as the single-machine functions:
 
 =====================================  ==========================================
-``temporal_split(ddf, ...)``           ``recmf.temporal_split`` (same row sets)
+``temporal_split(ddf, ...)``           ``recmf.temporal_split`` (same rows, same order)
 ``popularity(ddf, threshold)``         ``Popularity().fit(...).popular_items``
 ``Interactions.from_dask(ddf, ...)``   ``Interactions.from_frame`` on the client
 ``recommend(model, users, k)``         ``model.recommend_frame`` (a Dask frame)
@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping
 import pickle
 import threading
 import weakref
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
