@@ -214,6 +214,11 @@ def test_model_goes_to_each_worker_once(client, ml100k):
     held = [key for keys in client.has_what().values() for key in keys if "Popularity" in str(key)]
     # One scattered key, held by both workers; not one copy per task.
     assert len(set(held)) == 1 and len(held) == 2
+
+    def threads_of_held_models(dask_worker):
+        return [v.n_threads for key, v in dask_worker.data.items() if "Popularity" in str(key)]
+    # One recmf thread per task on the workers (the copy sent), not all cores.
+    assert client.run(threads_of_held_models) == {w: [1] for w in client.scheduler_info()["workers"]}
     assert len(out.compute()) == len(pop.recommend_frame(ml100k["train"]["user_id"].unique(), k=3))
     assert pop.n_threads == 0        # the caller's model is not changed
 
