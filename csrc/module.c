@@ -35,9 +35,25 @@ static PyObject *raise_status(rmf_status st, const rmf_error *err)
     PyObject *text = PyUnicode_DecodeUTF8(msg, (Py_ssize_t)strlen(msg), "backslashreplace");
     if (text == NULL)
         return NULL;
-    PyObject *type = st == RMF_ERR_SATURATED     ? SamplingError
-                     : st == RMF_ERR_INTERRUPTED ? PyExc_KeyboardInterrupt
-                                                 : PyExc_ValueError;
+    if (st == RMF_ERR_SATURATED) {
+        /* The core knows only the dense row; recmf/ names the user's
+         * original id from the attribute user_index (None: no row). */
+        PyObject *exc = PyObject_CallOneArg(SamplingError, text);
+        Py_DECREF(text);
+        if (exc == NULL)
+            return NULL;
+        PyObject *row = err->row >= 0 ? PyLong_FromLongLong((long long)err->row) : Py_NewRef(Py_None);
+        if (row == NULL || PyObject_SetAttrString(exc, "user_index", row) < 0) {
+            Py_XDECREF(row);
+            Py_DECREF(exc);
+            return NULL;
+        }
+        Py_DECREF(row);
+        PyErr_SetObject(SamplingError, exc);
+        Py_DECREF(exc);
+        return NULL;
+    }
+    PyObject *type = st == RMF_ERR_INTERRUPTED ? PyExc_KeyboardInterrupt : PyExc_ValueError;
     PyErr_SetObject(type, text);
     Py_DECREF(text);
     return NULL;
@@ -564,32 +580,44 @@ static PyObject *py_ranking_metrics(PyObject *self, PyObject *args)
     return Py_BuildValue("N(dddd)L", per_user, means[0], means[1], means[2], means[3], (long long)n_eval);
 }
 
+/* Borrowed a (int64, 1-D) must be sorted ascending and distinct. */
+static int check_sorted_distinct(PyObject *a, const char *name)
+{
+    const int64_t *v = DATA(a, int64_t);
+    for (int64_t q = 1; q < SIZE(a); q++)
+        if (v[q] <= v[q - 1]) {
+            PyErr_Format(PyExc_ValueError, "%s must be sorted ascending and distinct", name);
+            return -1;
+        }
+    return 0;
+}
+
 static PyObject *py_coverage_popularity(PyObject *self, PyObject *args)
 {
-    PyObject *recs, *rec_len, *pop_ids, *pop_counts;
-    long long n_catalog;
-    if (!PyArg_ParseTuple(args, "OOLOO", &recs, &rec_len, &n_catalog, &pop_ids, &pop_counts))
+    PyObject *recs, *rec_len, *catalog, *pop_ids, *pop_values;
+    if (!PyArg_ParseTuple(args, "OOOOO", &recs, &rec_len, &catalog, &pop_ids, &pop_values))
         return NULL;
     if (check_array(recs, "recs", NPY_INT64, 2, 0) < 0 || check_array(rec_len, "rec_len", NPY_INT32, 1, 0) < 0 ||
+        check_array(catalog, "catalog", NPY_INT64, 1, 0) < 0 ||
         check_array(pop_ids, "pop_ids", NPY_INT64, 1, 0) < 0 ||
-        check_array(pop_counts, "pop_counts", NPY_INT64, 1, 0) < 0 ||
+        check_array(pop_values, "pop_values", NPY_FLOAT64, 1, 0) < 0 ||
         check_len(rec_len, "rec_len", PyArray_DIM((PyArrayObject *)recs, 0)) < 0 ||
-        check_len(pop_counts, "pop_counts", SIZE(pop_ids)) < 0)
+        check_len(pop_values, "pop_values", SIZE(pop_ids)) < 0 ||
+        check_sorted_distinct(catalog, "catalog") < 0 || check_sorted_distinct(pop_ids, "pop_ids") < 0)
         return NULL;
-    const int64_t *ids = DATA(pop_ids, int64_t);
-    for (int64_t q = 1; q < SIZE(pop_ids); q++)
-        if (ids[q] <= ids[q - 1]) {
-            PyErr_SetString(PyExc_ValueError, "pop_ids must be sorted ascending and distinct");
-            return NULL;
-        }
+    if (PyArray_DIM((PyArrayObject *)recs, 1) > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "recs must have at most 2^31 - 1 columns");
+        return NULL;
+    }
     double coverage = 0, avg_pop = 0;
     int64_t n_pairs = 0;
     rmf_error err = {{0}};
     rmf_status st;
     RMF_NOGIL(st, rmf_coverage_popularity(DATA(recs, int64_t), DATA(rec_len, int32_t),
                                           PyArray_DIM((PyArrayObject *)recs, 0),
-                                          (int32_t)PyArray_DIM((PyArrayObject *)recs, 1), n_catalog, ids,
-                                          DATA(pop_counts, int64_t), SIZE(pop_ids), &coverage, &avg_pop,
+                                          (int32_t)PyArray_DIM((PyArrayObject *)recs, 1),
+                                          DATA(catalog, int64_t), SIZE(catalog), DATA(pop_ids, int64_t),
+                                          DATA(pop_values, double), SIZE(pop_ids), &coverage, &avg_pop,
                                           &n_pairs, &err));
     if (st != RMF_OK)
         return raise_status(st, &err);
@@ -1163,7 +1191,7 @@ static PyMethodDef methods[] = {
     VARARGS(topk_rows, "topk_rows(scores, seen|None, seen_rows, k, n_threads) -> (items, scores, len)"),
     VARARGS(topk_ranked, "topk_ranked(ranking, seen|None, users, k) -> (items, len)"),
     VARARGS(ranking_metrics, "ranking_metrics(recs, rec_len, rel_indptr, rel_items) -> (per_user, means, n)"),
-    VARARGS(coverage_popularity, "coverage_popularity(recs, rec_len, n_catalog, pop_ids, pop_counts)"),
+    VARARGS(coverage_popularity, "coverage_popularity(recs, rec_len, catalog, pop_ids, pop_values)"),
     KWARGS(adam_step, "adam_step(theta, grad, m, v, step, **params): one in-place Adam step"),
     KWARGS(ncf_train_epoch, "ncf_train_epoch(shape, indptr, indices, epoch, theta, m, v, step, **params)"),
     KWARGS(bpr_train_epoch, "bpr_train_epoch(shape, u, i, j, epoch, theta, m, v, step, **params)"),
@@ -1202,7 +1230,10 @@ PyMODINIT_FUNC PyInit__core(void)
     if (m == NULL)
         return NULL;
     SamplingError = PyErr_NewExceptionWithDoc(
-        "recmf.SamplingError", "No negative item can be drawn for a user (every candidate is a positive).",
+        "recmf.SamplingError",
+        "No negative item can be drawn for a user (every candidate is a positive).\n\n"
+        "Attributes: user_id (the user's original id, when raised by fit) and user_index "
+        "(its dense index).",
         PyExc_ValueError, NULL);
     if (SamplingError == NULL || PyModule_AddObjectRef(m, "SamplingError", SamplingError) < 0) {
         Py_DECREF(m);

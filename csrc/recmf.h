@@ -41,12 +41,23 @@ typedef enum {
 #define RMF_ERR_MSG_LEN 256
 typedef struct {
     char msg[RMF_ERR_MSG_LEN];
+    /* The dense row (user index) a failure is about, so the caller can name
+     * the user's original id; -1 (never a row) when it is about none.  Set
+     * by every rmf_fail / rmf_fail_row. */
+    int64_t row;
 } rmf_error;
 
 /* Formats a message into err (if non-NULL) and returns status. */
 rmf_status rmf_fail(rmf_error *err, rmf_status status, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* rmf_fail for a failure about dense row `row` (>= 0): also sets err->row. */
+rmf_status rmf_fail_row(rmf_error *err, rmf_status status, int64_t row, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
 #endif
     ;
 
@@ -239,10 +250,12 @@ int rmf_argsort_pair_packed(const int64_t *major, const int64_t *minor,
 /* Upper bound on the number of data rows in buf (count of line ends + 1). */
 int64_t rmf_count_lines(const char *buf, int64_t len);
 
-/* Parses "user SEP item SEP rating SEP timestamp" lines (sep is "::", "\t"
- * or ","; LF or CRLF endings; blank lines skipped; header lines skipped
- * when skip_header > 0).  Extra trailing fields are an error.  Writes at
- * most cap rows and the row count to *n_rows. */
+/* Parses "user SEP item SEP rating SEP timestamp" lines (any separator
+ * string; LF or CRLF endings; lines of blanks skipped; the first skip_header
+ * lines skipped).  Fields may be in double quotes and have blanks (space,
+ * tab: unless the separator) around them, as pandas reads them.  Extra
+ * trailing fields are an error.  Writes at most cap rows and the row count
+ * to *n_rows. */
 rmf_status rmf_parse_ratings(const char *buf, int64_t len, const char *sep,
                              int64_t skip_header, int64_t cap,
                              int64_t *user, int64_t *item, double *rating,
@@ -322,15 +335,16 @@ void rmf_epoch_order(int64_t *perm, int64_t n, uint64_t seed, uint64_t epoch,
  * positive of u.  Positives are cut into fixed shards with their own RNG
  * stream (seed, epoch, shard), so the result depends only on (seed, epoch),
  * never on n_threads.  A user whose row holds every item gives
- * RMF_ERR_SATURATED naming the user index. */
+ * RMF_ERR_SATURATED naming the user index (also in err->row). */
 rmf_status rmf_sample_uniform(const rmf_csr *m, int32_t n_neg, uint64_t seed,
                               uint64_t epoch, int n_threads, int32_t *out,
                               rmf_error *err);
 
 /* Popular-hard triplets: (u, i) drawn uniformly with replacement from the
  * positives of m; j drawn uniformly from candidates[0..n_cand), redrawn
- * while it is a positive of u.  A sampled user holding every candidate
- * gives RMF_ERR_SATURATED.  Same sharding/determinism as above. */
+ * while it is a positive of u.  A user holding every candidate gives
+ * RMF_ERR_SATURATED (err->row: that user).  Same sharding/determinism as
+ * above. */
 rmf_status rmf_sample_triplets(const rmf_csr *m, const int32_t *candidates,
                                int32_t n_cand, int64_t n_triplets,
                                uint64_t seed, uint64_t epoch, int n_threads,
@@ -377,15 +391,18 @@ rmf_status rmf_ranking_metrics(const int64_t *recs, const int32_t *rec_len,
                                double *means, int64_t *n_eval,
                                rmf_error *err);
 
-/* coverage = |distinct recommended ids| / n_catalog;
- * avg_pop = mean over all (row, slot) recommendations of the popularity of
- * the item (pop_ids sorted ascending with counts pop_counts; 0 when an id
- * is absent).  *n_pairs gets the number of recommendations averaged. */
+/* coverage = |distinct recommended ids that are in the catalogue| /
+ * n_catalog: catalog[0..n_catalog) sorted ascending and distinct, n_catalog
+ * >= 1; a recommended id outside it covers nothing (coverage <= 1).
+ * avg_pop = mean over all (row, slot) recommendations of the item's
+ * popularity (pop_ids sorted ascending and distinct, with pop_values; 0 when
+ * an id is absent; NaN when there is no recommendation).  *n_pairs gets the
+ * number of recommendations averaged. */
 rmf_status rmf_coverage_popularity(const int64_t *recs, const int32_t *rec_len,
                                    int64_t n_rows, int32_t k,
-                                   int64_t n_catalog, const int64_t *pop_ids,
-                                   const int64_t *pop_counts, int64_t n_pop,
-                                   double *coverage, double *avg_pop,
+                                   const int64_t *catalog, int64_t n_catalog,
+                                   const int64_t *pop_ids, const double *pop_values,
+                                   int64_t n_pop, double *coverage, double *avg_pop,
                                    int64_t *n_pairs, rmf_error *err);
 
 /* ------------------------------------------------------------------ */

@@ -45,10 +45,10 @@ rmf_status rmf_sample_uniform(const rmf_csr *m, int32_t n_neg, uint64_t seed,
     /* Rejection sampling only terminates if every user has a non-positive. */
     for (int32_t u = 0; u < m->n_rows; u++)
         if (m->indptr[u + 1] - m->indptr[u] >= m->n_cols)
-            return rmf_fail(err, RMF_ERR_SATURATED,
-                            "user index %d has every one of the %d items as a positive: "
-                            "no negative can be drawn for it",
-                            u, m->n_cols);
+            return rmf_fail_row(err, RMF_ERR_SATURATED, u,
+                                "user index %d has every one of the %d items as a positive: "
+                                "no negative can be drawn for it",
+                                u, m->n_cols);
 
     const int64_t nnz = m->indptr[m->n_rows];
     const int64_t n_shards = (nnz + SHARD - 1) / SHARD;
@@ -116,10 +116,10 @@ rmf_status rmf_sample_triplets(const rmf_csr *m, const int32_t *candidates,
             covered += is_cand[m->indices[k]];
         if (covered == n_distinct && m->indptr[u + 1] > m->indptr[u]) {
             free(is_cand);
-            return rmf_fail(err, RMF_ERR_SATURATED,
-                            "user index %d has every one of the %d candidate items as a positive: "
-                            "no negative can be drawn for it (raise top_n)",
-                            u, n_distinct);
+            return rmf_fail_row(err, RMF_ERR_SATURATED, u,
+                                "user index %d has every one of the %d candidate items as a positive: "
+                                "no negative can be drawn for it (raise top_n)",
+                                u, n_distinct);
         }
     }
     free(is_cand);
