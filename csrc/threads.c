@@ -93,7 +93,8 @@ void rmf_work_end(void)
         return;
     pthread_mutex_lock(&work_mu);
     my_work--;
-    if (--work_active == 0)
+    work_active--;
+    if (forking) /* before_fork waits for the count to drop */
         pthread_cond_broadcast(&work_cv);
     pthread_mutex_unlock(&work_mu);
 #endif
