@@ -173,3 +173,27 @@ int rmf_blas_get_threads(void) { return RMF_BLAS(openblas_get_num_threads)(); }
 void rmf_blas_set_threads(int n) { RMF_BLAS(openblas_set_num_threads)(n); }
 
 const char *rmf_blas_config(void) { return RMF_BLAS(openblas_get_config)(); }
+
+/* LAPACK from the same OpenBLAS (the wheel exports it with the same
+ * prefix).  The Fortran interface rather than LAPACKE, which a system
+ * OpenBLAS built without it (Debian's) lacks; the trailing length of the
+ * character argument is what gfortran-compiled LAPACK expects and is
+ * ignored by OpenBLAS's own C implementations. */
+void RMF_BLAS(spotrf_)(const char *uplo, const int *n, float *a, const int *lda, int *info,
+                       size_t uplo_len);
+void RMF_BLAS(spotri_)(const char *uplo, const int *n, float *a, const int *lda, int *info,
+                       size_t uplo_len);
+
+int rmf_spotrf_lower(int n, float *a, int lda)
+{
+    int info = 0;
+    RMF_BLAS(spotrf_)("L", &n, a, &lda, &info, 1);
+    return info;
+}
+
+int rmf_spotri_lower(int n, float *a, int lda)
+{
+    int info = 0;
+    RMF_BLAS(spotri_)("L", &n, a, &lda, &info, 1);
+    return info;
+}

@@ -500,6 +500,134 @@ fail:
     return NULL;
 }
 
+/* ================================================================== */
+/* EASE (ease.c) -- begin                                              */
+/* ================================================================== */
+
+/* B: a writable float32 n_cols x n_cols array. */
+static int check_square(PyObject *B, const char *name, long long n, int writable)
+{
+    if (check_array(B, name, NPY_FLOAT32, 2, writable) < 0)
+        return -1;
+    npy_intp *d = PyArray_DIMS((PyArrayObject *)B);
+    if (d[0] != n || d[1] != n) {
+        PyErr_Format(PyExc_ValueError, "%s must be %lld x %lld, got %zd x %zd", name, n, n, (Py_ssize_t)d[0],
+                     (Py_ssize_t)d[1]);
+        return -1;
+    }
+    return 0;
+}
+
+/* ease_fit(indptr, indices, n_cols, l2, n_threads, B): B filled in place. */
+static PyObject *py_ease_fit(PyObject *self, PyObject *args)
+{
+    PyObject *indptr, *indices, *B;
+    long long n_cols;
+    float l2;
+    int n_threads;
+    rmf_csr m;
+    if (!PyArg_ParseTuple(args, "OOLfiO", &indptr, &indices, &n_cols, &l2, &n_threads, &B) ||
+        parse_csr(indptr, indices, n_cols, &m) < 0 || check_square(B, "B", n_cols, 1) < 0)
+        return NULL;
+    rmf_error err = {{0}};
+    rmf_status st;
+    RMF_NOGIL(st, rmf_ease_fit(&m, l2, n_threads, DATA(B, float), &err));
+    if (st != RMF_OK)
+        return raise_status(st, &err);
+    Py_RETURN_NONE;
+}
+
+/* ease_gram(indptr, indices, n_cols, n_threads) -> upper triangle of X^T X. */
+static PyObject *py_ease_gram(PyObject *self, PyObject *args)
+{
+    PyObject *indptr, *indices;
+    long long n_cols;
+    int n_threads;
+    rmf_csr m;
+    if (!PyArg_ParseTuple(args, "OOLi", &indptr, &indices, &n_cols, &n_threads) ||
+        parse_csr(indptr, indices, n_cols, &m) < 0)
+        return NULL;
+    PyObject *G = new_array2((npy_intp)n_cols, (npy_intp)n_cols, NPY_FLOAT32);
+    if (G == NULL)
+        return NULL;
+    rmf_error err = {{0}};
+    rmf_status st;
+    RMF_NOGIL(st, rmf_ease_gram_upper(&m, n_threads, DATA(G, float), &err));
+    if (st != RMF_OK) {
+        Py_DECREF(G);
+        return raise_status(st, &err);
+    }
+    return G;
+}
+
+/* ease_recommend(B, (indptr, indices, n_cols), weights|None, rows, seen|None,
+ * seen_rows|None, k, n_threads) -> (items, scores, len). */
+static PyObject *py_ease_recommend(PyObject *self, PyObject *args)
+{
+    PyObject *B, *hist, *weights, *rows, *seen, *seen_rows;
+    int k, n_threads;
+    if (!PyArg_ParseTuple(args, "OOOOOOii", &B, &hist, &weights, &rows, &seen, &seen_rows, &k, &n_threads))
+        return NULL;
+    rmf_csr h, m;
+    int has_hist, has_seen;
+    if (check_array(B, "B", NPY_FLOAT32, 2, 0) < 0 || parse_optional_csr(hist, &h, &has_hist) < 0)
+        return NULL;
+    if (!has_hist) {
+        PyErr_SetString(PyExc_TypeError, "history must be (indptr, indices, n_cols), not None");
+        return NULL;
+    }
+    if (check_square(B, "B", h.n_cols, 0) < 0 || check_array(rows, "rows", NPY_INT32, 1, 0) < 0 ||
+        check_index_range(rows, "rows", h.n_rows) < 0 || parse_optional_csr(seen, &m, &has_seen) < 0)
+        return NULL;
+    if (weights != Py_None && (check_array(weights, "weights", NPY_FLOAT32, 1, 0) < 0 ||
+                               check_len(weights, "weights", SIZE(((PyArrayObject *)PyTuple_GET_ITEM(hist, 1)))) < 0))
+        return NULL;
+    int64_t n = SIZE(rows);
+    if (has_seen) {
+        if (m.n_cols != h.n_cols) {
+            PyErr_Format(PyExc_ValueError, "seen has %d columns but B is %d x %d", m.n_cols, h.n_cols, h.n_cols);
+            return NULL;
+        }
+        if (check_array(seen_rows, "seen_rows", NPY_INT32, 1, 0) < 0 || check_len(seen_rows, "seen_rows", n) < 0)
+            return NULL;
+        const int32_t *sr = DATA(seen_rows, int32_t);
+        for (int64_t r = 0; r < n; r++)
+            if (sr[r] >= m.n_rows) {
+                PyErr_Format(PyExc_ValueError, "seen_rows[%lld] = %d is outside [-1, %d)", (long long)r, sr[r],
+                             m.n_rows);
+                return NULL;
+            }
+    }
+    if (k < 1) {
+        PyErr_Format(PyExc_ValueError, "k must be >= 1, got %d", k);
+        return NULL;
+    }
+    PyObject *items = new_array2(n, k, NPY_INT32), *vals = new_array2(n, k, NPY_FLOAT32),
+             *len = new_array1(n, NPY_INT32);
+    if (!items || !vals || !len)
+        goto fail;
+    rmf_error err = {{0}};
+    rmf_status st;
+    RMF_NOGIL(st, rmf_ease_recommend(DATA(B, float), h.n_cols, &h, weights == Py_None ? NULL : DATA(weights, float),
+                                     DATA(rows, int32_t), n, has_seen ? &m : NULL,
+                                     has_seen ? DATA(seen_rows, int32_t) : NULL, k, n_threads,
+                                     DATA(items, int32_t), DATA(vals, float), DATA(len, int32_t), &err));
+    if (st != RMF_OK) {
+        raise_status(st, &err);
+        goto fail;
+    }
+    return Py_BuildValue("NNN", items, vals, len);
+fail:
+    Py_XDECREF(items);
+    Py_XDECREF(vals);
+    Py_XDECREF(len);
+    return NULL;
+}
+
+/* ================================================================== */
+/* EASE -- end                                                         */
+/* ================================================================== */
+
 static PyObject *py_ranking_metrics(PyObject *self, PyObject *args)
 {
     PyObject *recs, *rec_len, *rel_indptr, *rel_items;
@@ -1037,6 +1165,10 @@ static PyMethodDef methods[] = {
             "sample_triplets(indptr, indices, n_cols, candidates, n, seed, epoch, n_threads) -> (u, i, j)"),
     VARARGS(topk_rows, "topk_rows(scores, seen|None, seen_rows, k, n_threads) -> (items, scores, len)"),
     VARARGS(topk_ranked, "topk_ranked(ranking, seen|None, users, k) -> (items, len)"),
+    VARARGS(ease_fit, "ease_fit(indptr, indices, n_cols, l2, n_threads, B): EASE weights into B (n_cols^2 float32)"),
+    VARARGS(ease_gram, "ease_gram(indptr, indices, n_cols, n_threads) -> upper triangle of X^T X (float32)"),
+    VARARGS(ease_recommend, "ease_recommend(B, (indptr, indices, n_cols), weights|None, rows, seen|None, "
+                            "seen_rows|None, k, n_threads) -> (items, scores, len)"),
     VARARGS(ranking_metrics, "ranking_metrics(recs, rec_len, rel_indptr, rel_items) -> (per_user, means, n)"),
     VARARGS(coverage_popularity, "coverage_popularity(recs, rec_len, n_catalog, pop_ids, pop_counts)"),
     KWARGS(adam_step, "adam_step(theta, grad, m, v, step, **params): one in-place Adam step"),

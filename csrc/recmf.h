@@ -249,6 +249,37 @@ rmf_status rmf_topk_ranked(const int32_t *ranking, int32_t n_rank,
                            int32_t *out_len, rmf_error *err);
 
 /* ------------------------------------------------------------------ */
+/* EASE (ease.c): closed-form item-item model, Steck WWW 2019          */
+/* ------------------------------------------------------------------ */
+
+/* Upper triangle (j >= i, row-major) of X^T X for the 0/1 matrix x into
+ * G (n_cols x n_cols); the strict lower triangle is zeroed. */
+rmf_status rmf_ease_gram_upper(const rmf_csr *x, int n_threads, float *G,
+                               rmf_error *err);
+
+/* B (x->n_cols squared, row-major, caller-owned: all the fit needs besides
+ * O(nnz) scratch, so callers check n_cols^2 floats fit before allocating)
+ * = I - P diag(1/diag(P)),
+ * P = (X^T X + l2 I)^-1, diag(B) = 0: B[i][j] is how much a history
+ * holding item i raises item j's score.  float32 Cholesky (potrf/potri);
+ * l2 must be finite and > 0 and x non-empty (RMF_ERR_VALUE otherwise, also
+ * when float32 finds the matrix not positive definite). */
+rmf_status rmf_ease_fit(const rmf_csr *x, float l2, int n_threads, float *B,
+                        rmf_error *err);
+
+/* Top-k of s = sum_q w_q B[item_q, :] over row rows[r] of hist (w from
+ * weights, aligned with hist->indices, or 1 when weights is NULL), for
+ * r in [0, n), in blocks of users; seen/seen_rows as rmf_topk_rows.  Out
+ * as rmf_topk_rows. */
+rmf_status rmf_ease_recommend(const float *B, int32_t n_items,
+                              const rmf_csr *hist, const float *weights,
+                              const int32_t *rows, int64_t n,
+                              const rmf_csr *seen, const int32_t *seen_rows,
+                              int32_t k, int n_threads, int32_t *out_items,
+                              float *out_scores, int32_t *out_len,
+                              rmf_error *err);
+
+/* ------------------------------------------------------------------ */
 /* Metrics (metrics.c)                                                */
 /* ------------------------------------------------------------------ */
 
@@ -419,6 +450,11 @@ const char *rmf_blas_config(void);
  * own threads.  Installs on the first call (at import); later calls only
  * report. */
 int rmf_blas_use_openmp_threads(void);
+/* LAPACK Cholesky (spotrf) and inverse from it (spotri) of the lower
+ * triangle of the column-major n x n matrix a (= the upper triangle of a
+ * row-major one), in place; return LAPACK's info (0 = success). */
+int rmf_spotrf_lower(int n, float *a, int lda);
+int rmf_spotri_lower(int n, float *a, int lda);
 /* Around work that alternates BLAS calls with OpenMP loops of nt threads:
  * enter sets OpenBLAS's thread count (nt when its jobs run on OpenMP's
  * team, else 1) and returns the caller's count; leave restores it. */

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from . import _core
-from ._checks import as_id_array, check_frame, id_column, numeric_column
+from ._checks import as_id_array, check_frame, id_column, numeric_column, time_column
 
 __all__ = ["Interactions"]
 
@@ -27,9 +27,16 @@ class Interactions:
         time (the positives, or every rated item with ``seen="rated"``)
     n_duplicates : int
         Repeated (user, item) positives that were counted once.
+    positions : int32 array (nnz,) or None
+        Each positive's place in its user's history, aligned with
+        ``indices``: 0 = the user's earliest positive.  From the time column
+        (ties keep input order, as :func:`recmf.temporal_split`; a repeated
+        pair counts at its latest time); None without a time column.  See
+        :meth:`ages`.
     """
 
-    def __init__(self, indptr, indices, user_ids, item_ids, seen=None, n_duplicates=0):
+    def __init__(self, indptr, indices, user_ids, item_ids, seen=None, n_duplicates=0,
+                 positions=None):
         self.indptr = np.ascontiguousarray(indptr, dtype=np.int64)
         self.indices = np.ascontiguousarray(indices, dtype=np.int32)
         self.user_ids = np.asarray(user_ids)
@@ -41,6 +48,13 @@ class Interactions:
         self.seen_indptr, self.seen_indices = (np.ascontiguousarray(seen[0], dtype=np.int64),
                                                np.ascontiguousarray(seen[1], dtype=np.int32))
         self.n_duplicates = int(n_duplicates)
+        self.positions = None
+        if positions is not None:
+            self.positions = np.ascontiguousarray(positions, dtype=np.int32)
+            if self.positions.shape != self.indices.shape:
+                raise ValueError(f"positions must have one entry per positive ({len(self.indices)}), "
+                                 f"got shape {self.positions.shape}")
+            self.positions.flags.writeable = False
         self._user_lookup = None
         self._item_lookup = None
         for a in (self.indptr, self.indices, self.seen_indptr, self.seen_indices,
@@ -50,7 +64,7 @@ class Interactions:
     # -- construction ---------------------------------------------------
     @classmethod
     def from_frame(cls, frame, threshold=4, *, user_col="user_id", item_col="movie_id",
-                   rating_col="rating", seen="positives"):
+                   rating_col="rating", seen="positives", time_col="timestamp"):
         """Index the positives of ``frame``.
 
         Parameters
@@ -66,6 +80,10 @@ class Interactions:
         seen : {"positives", "rated"}
             Which items recommendation later excludes for a user: their
             positives (the notebook's rule) or every item they rated here.
+        time_col : str or None
+            Orders each user's positives (:attr:`positions`) when the frame
+            has this column; None or an absent column: no order (models
+            with a recency decay then refuse the data).
 
         Notes
         -----
@@ -90,6 +108,10 @@ class Interactions:
         i_codes, item_ids = _factorize(items[pos])
         indptr, indices = _core.build_csr(u_codes, i_codes, len(user_ids), len(item_ids))
         n_dup = int(pos.sum()) - len(indices)
+        positions = None
+        if time_col is not None and time_col in frame.columns:
+            times = time_column(frame, time_col, "frame")[pos]
+            positions = _positions(u_codes, i_codes, times, len(item_ids), indptr)
         seen_csr = None
         if seen == "rated":
             data = cls(indptr, indices, user_ids, item_ids)
@@ -97,7 +119,8 @@ class Interactions:
             ri = data.item_index(items)
             keep = (ru >= 0) & (ri >= 0)
             seen_csr = _core.build_csr(ru[keep], ri[keep], len(user_ids), len(item_ids))
-        return cls(indptr, indices, user_ids, item_ids, seen=seen_csr, n_duplicates=n_dup)
+        return cls(indptr, indices, user_ids, item_ids, seen=seen_csr, n_duplicates=n_dup,
+                   positions=positions)
 
     # -- shape ----------------------------------------------------------
     @property
@@ -137,6 +160,16 @@ class Interactions:
         """Positives per item (int64, by dense index)."""
         return _core.item_counts(self.indptr, self.indices, self.n_items)
 
+    def ages(self):
+        """Each positive's age (int32, aligned with ``indices``): how many of
+        the user's positives came after it, 0 = the most recent.  Needs
+        :attr:`positions`."""
+        if self.positions is None:
+            raise ValueError("these Interactions have no order of the positives: build them from "
+                             "a frame with a time column (Interactions.from_frame(..., time_col=...))")
+        lens = np.diff(self.indptr)
+        return (np.repeat(lens, lens) - 1 - self.positions).astype(np.int32)
+
     def seen_csr(self):
         """``(indptr, indices, n_items)`` of the items to exclude, for the core."""
         return (self.seen_indptr, self.seen_indices, self.n_items)
@@ -157,20 +190,24 @@ class Interactions:
 
     # -- persistence helpers --------------------------------------------
     def _state(self):
-        return {"indptr": self.indptr, "indices": self.indices, "user_ids": self.user_ids,
-                "item_ids": self.item_ids, "seen_indptr": self.seen_indptr,
-                "seen_indices": self.seen_indices}
+        st = {"indptr": self.indptr, "indices": self.indices, "user_ids": self.user_ids,
+              "item_ids": self.item_ids, "seen_indptr": self.seen_indptr,
+              "seen_indices": self.seen_indices}
+        if self.positions is not None:
+            st["positions"] = self.positions
+        return st
 
     @classmethod
     def _from_state(cls, st, n_duplicates=0):
         return cls(st["indptr"], st["indices"], st["user_ids"], st["item_ids"],
-                   seen=(st["seen_indptr"], st["seen_indices"]), n_duplicates=n_duplicates)
+                   seen=(st["seen_indptr"], st["seen_indices"]), n_duplicates=n_duplicates,
+                   positions=st.get("positions"))
 
     def __eq__(self, other):
         if not isinstance(other, Interactions):
             return NotImplemented
-        return all(np.array_equal(a, b) for a, b in zip(self._state().values(),
-                                                         other._state().values()))
+        a, b = self._state(), other._state()
+        return a.keys() == b.keys() and all(np.array_equal(a[n], b[n]) for n in a)
 
     __hash__ = None
 
@@ -184,6 +221,23 @@ def _factorize(ids):
     if len(uniques) > np.iinfo(np.int32).max:
         raise ValueError("more than 2^31 - 1 distinct ids")
     return codes.astype(np.int32), np.asarray(uniques, dtype=object)
+
+
+def _positions(u_codes, i_codes, times, n_items, indptr):
+    """Place of each distinct (user, item) positive in its user's history,
+    in CSR order: rows sorted stably by (user, time) as the split sorts
+    them, a repeated pair at its last occurrence, then ranked per user."""
+    order, _ = _core.temporal_split(u_codes.astype(np.int64), times, 0, 0, 0)
+    key = u_codes[order].astype(np.int64) * n_items + i_codes[order]
+    # np.unique on the reversed sequence: sorted keys (= CSR order) and the
+    # latest place of each in the (user, time) sequence.
+    _, last = np.unique(key[::-1], return_index=True)
+    seq = len(key) - 1 - last
+    by_time = np.argsort(seq, kind="stable")
+    rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+    positions = np.empty(len(seq), dtype=np.int32)
+    positions[by_time] = np.arange(len(seq)) - indptr[rows[by_time]]
+    return positions
 
 
 class _Lookup:

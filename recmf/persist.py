@@ -23,8 +23,8 @@ __all__ = ["load", "save_model", "FORMAT_VERSION"]
 
 
 def _model_classes():
-    from .models import BPRMF, NeuralMF, Popularity
-    return {cls.kind: cls for cls in (Popularity, NeuralMF, BPRMF)}
+    from .models import BPRMF, EASE, NeuralMF, Popularity
+    return {cls.kind: cls for cls in (Popularity, NeuralMF, BPRMF, EASE)}
 
 
 def _ids_to_array(ids):

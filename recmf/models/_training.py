@@ -14,7 +14,7 @@ from .._checks import check_frame, check_positive_int, check_seed
 from .base import Recommender
 
 
-def progress(total, desc, verbose):
+def progress(total, desc, verbose, unit="epoch"):
     """A tqdm bar (notebook-aware through tqdm.auto) or None."""
     if not verbose:
         return None
@@ -28,9 +28,9 @@ def progress(total, desc, verbose):
         else:
             from tqdm import tqdm
     except ImportError:  # tqdm is optional: fall back to silence
-        warnings.warn("verbose=True needs tqdm (pip install tqdm); training silently", stacklevel=3)
+        warnings.warn("a progress bar needs tqdm (pip install tqdm); going on silently", stacklevel=3)
         return None
-    return tqdm(total=total, desc=desc, unit="epoch", leave=True)
+    return tqdm(total=total, desc=desc, unit=unit, leave=True)
 
 
 def init_uniform(rng, n, fan_in):

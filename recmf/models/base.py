@@ -3,13 +3,17 @@ recommendation with seen items removed, scoring, save/load and pickling.
 
 Subclasses implement ``_fit(data, val)``, ``_recommend_index(uidx, k,
 exclude_seen)`` and, for learned models, ``_score_index(uidx, iidx)``.
+Optional hooks: ``_recommend_history(hist, rows, k, exclude_seen)`` scores
+users from given interactions without refitting (``recommend(...,
+history=frame)``), ``_similar_index(iidx, k)`` gives each item's nearest
+items (``similar_items``).
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from .._checks import as_id_array, check_k, check_threads
+from .._checks import as_id_array, check_k, check_positive_int, check_threads
 from ..data import Interactions
 
 __all__ = ["Recommender", "NotFittedError"]
@@ -28,6 +32,11 @@ class Recommender:
 
     #: name used in saved files and reports
     kind = "base"
+    #: hyperparameter grid recmf.select tries by default: {name: [values]}
+    default_grid = {}
+    #: hyperparameters that only change scoring, not what fit learns:
+    #: recmf.select fits once per setting of the others and shares the fit
+    scoring_params = ()
 
     def __init__(self, n_threads=None):
         self.n_threads = check_threads(n_threads)
@@ -48,7 +57,7 @@ class Recommender:
 
     # -- recommendation ---------------------------------------------------
     def recommend(self, user_ids, k=10, exclude_seen=True, unknown="empty", return_scores=False,
-                  pad=None):
+                  pad=None, history=None):
         """Top-``k`` items for many users at once, best first.
 
         Parameters
@@ -69,12 +78,20 @@ class Recommender:
             Value for slots that could not be filled (unknown users, or fewer
             than k unseen items).  Default -1 for integer item ids, None for
             string ids.
+        history : DataFrame, optional
+            Fold-in: the users of ``user_ids`` that appear here are scored
+            from these interactions instead of their training ones, without
+            refitting; they may be new users.  Same columns, threshold and
+            time column as the training frame; items the model does not know
+            are ignored; ``exclude_seen`` then drops the history's positives.
+            A user whose history holds no known positive counts as unknown.
+            Models that cannot fold in raise ``NotImplementedError``.
 
         Returns
         -------
         ndarray (n_users, k) of original item ids (and scores).
         """
-        ids, lens, scores = self._recommend_all(user_ids, k, exclude_seen, unknown)
+        ids, lens, scores = self._recommend_all(user_ids, k, exclude_seen, unknown, history)
         if pad is not None or ids.dtype != np.int64:
             pad_value = pad if pad is not None else None
             ids = ids.astype(object) if (pad_value is None or ids.dtype == object) else ids
@@ -83,7 +100,7 @@ class Recommender:
         return (ids, scores) if return_scores else ids
 
     def recommend_frame(self, user_ids, k=10, exclude_seen=True, unknown="empty",
-                        user_col=None, item_col=None):
+                        user_col=None, item_col=None, history=None):
         """Recommendations as a long DataFrame ``user, rank (1-based), item, score``;
         short lists simply have fewer rows.  Columns are named like the
         model's training frame (``user_col``/``item_col`` override), so the
@@ -91,13 +108,13 @@ class Recommender:
         user_col = user_col or getattr(self, "user_col", "user_id")
         item_col = item_col or getattr(self, "item_col", "item_id")
         users = as_id_array(user_ids, "user_ids")[0]
-        ids, lens, scores = self._recommend_all(users, k, exclude_seen, unknown)
+        ids, lens, scores = self._recommend_all(users, k, exclude_seen, unknown, history)
         mask = np.arange(ids.shape[1])[None, :] < lens[:, None]
         rows, cols = np.nonzero(mask)
         return pd.DataFrame({user_col: users[rows], "rank": cols + 1, item_col: ids[rows, cols],
                              "score": scores[rows, cols]})
 
-    def _recommend_all(self, user_ids, k, exclude_seen, unknown):
+    def _recommend_all(self, user_ids, k, exclude_seen, unknown, history=None):
         self._check_fitted()
         k = check_k(k, self.data_.n_items)
         if unknown not in ("empty", "popular"):
@@ -107,15 +124,25 @@ class Recommender:
         items = np.full((n, k), -1, dtype=np.int32)
         scores = np.full((n, k), -np.inf, dtype=np.float32)
         lens = np.zeros(n, dtype=np.int32)
-        known = uidx >= 0
+        folded = np.zeros(n, dtype=bool)
+        if history is not None:
+            hist = self._history_interactions(history)
+            hrow = hist.user_index(user_ids)
+            folded = hrow >= 0
+            if folded.any():
+                it, sc, ln = self._recommend_history(hist, np.ascontiguousarray(hrow[folded]), k,
+                                                     exclude_seen)
+                items[folded], scores[folded], lens[folded] = it, sc, ln
+        known = (uidx >= 0) & ~folded
         if known.any():
             it, sc, ln = self._recommend_index(np.ascontiguousarray(uidx[known]), k, exclude_seen)
             items[known], scores[known], lens[known] = it, sc, ln
-        if unknown == "popular" and not known.all():
+        missing = ~known & ~folded
+        if unknown == "popular" and missing.any():
             top = self._popular_order()[:k]
-            items[~known] = top
-            scores[~known] = self.data_.popularity()[top].astype(np.float32)
-            lens[~known] = len(top)
+            items[missing] = top
+            scores[missing] = self.data_.popularity()[top].astype(np.float32)
+            lens[missing] = len(top)
         item_ids = self.data_.item_ids
         ids = item_ids[np.maximum(items, 0)]
         if ids.dtype == np.int64:
@@ -130,6 +157,81 @@ class Recommender:
             pad = np.full((ids.shape[0], k - ids.shape[1]), -1, dtype=ids.dtype)
             ids = np.hstack([ids, pad])
         return ids, lens
+
+    # -- fold-in and neighbours ------------------------------------------
+    def _frame_columns(self):
+        """Column names and threshold the model reads frames with."""
+        return dict(user_col=getattr(self, "user_col", "user_id"),
+                    item_col=getattr(self, "item_col", "movie_id"),
+                    rating_col=getattr(self, "rating_col", "rating"),
+                    time_col=getattr(self, "time_col", "timestamp"))
+
+    def _history_interactions(self, history):
+        """``history`` (a frame) as Interactions over this model's items:
+        rows are the history's users that hold at least one positive the
+        model knows, columns the model's item indices, positions re-ranked
+        over the known positives."""
+        cols = self._frame_columns()
+        h = Interactions.from_frame(history, threshold=getattr(self, "threshold", 4), **cols)
+        imap = self.data_.item_index(h.item_ids)[h.indices]
+        keep = imap >= 0
+        rows = np.repeat(np.arange(h.n_users), np.diff(h.indptr))[keep]
+        counts = np.bincount(rows, minlength=h.n_users)
+        has = counts > 0
+        # Both item numberings ascend with the ids, so rows stay sorted.
+        new_row = np.cumsum(has) - 1
+        indptr = np.zeros(int(has.sum()) + 1, dtype=np.int64)
+        np.cumsum(counts[has], out=indptr[1:])
+        positions = None
+        if h.positions is not None:
+            r, p = new_row[rows], h.positions[keep]
+            order = np.lexsort((p, r))
+            positions = np.empty(len(order), dtype=np.int32)
+            positions[order] = np.arange(len(order)) - indptr[r[order]]
+        return Interactions(indptr, imap[keep], h.user_ids[has], self.data_.item_ids,
+                            positions=positions)
+
+    def _recommend_history(self, hist, rows, k, exclude_seen):
+        """Top-``k`` ``(items, scores, lens)`` for rows ``rows`` of ``hist``
+        (Interactions over this model's items), scored from those rows;
+        ``exclude_seen`` drops each row's own items."""
+        raise NotImplementedError(f"{type(self).__name__} cannot score users from history= "
+                                  "(fold-in); refit the model with those interactions instead")
+
+    def similar_items(self, item_ids, k=10, return_scores=False):
+        """The ``k`` items most similar to each given item (itself
+        excluded), best first, as judged by the model (see its docstring).
+
+        Parameters
+        ----------
+        item_ids : array-like of original item ids, all known to the model
+            (an unknown id raises ``KeyError`` naming it).
+        k : int, 1 <= k < number of items
+        return_scores : bool
+            Also return the (n, k) float32 similarities.
+
+        Returns
+        -------
+        ndarray (n, k) of original item ids (and scores).
+        """
+        self._check_fitted()
+        k = check_positive_int(k, "k")
+        if k >= self.data_.n_items:
+            raise ValueError(f"k={k} must be below the number of items the model knows "
+                             f"({self.data_.n_items}): an item is never its own neighbour")
+        iidx = self.data_.item_index(item_ids)
+        if (iidx < 0).any():
+            pos = int(np.flatnonzero(iidx < 0)[0])
+            raise KeyError(f"unknown item id {as_id_array(item_ids, 'item_ids')[0][pos].tolist()!r} "
+                           f"at position {pos}")
+        items, scores, _ = self._similar_index(np.ascontiguousarray(iidx), k)
+        ids = self.data_.item_ids[items]
+        return (ids, scores) if return_scores else ids
+
+    def _similar_index(self, iidx, k):
+        """``(items, scores, lens)``: top-``k`` item indices for each item
+        index in ``iidx``, the item itself excluded."""
+        raise NotImplementedError(f"{type(self).__name__} has no item similarity")
 
     def _popular_order(self):
         from .. import _core
