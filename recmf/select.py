@@ -55,11 +55,20 @@ def _expand(candidates, grid):
             for params in _grid_points(g, cls.__name__):
                 out.append((cls.__name__, cls, params, None))
         elif hasattr(cls, "fit") and hasattr(cls, "get_params"):
-            out.append((type(cls).__name__, None, None, cls))
+            out.append((type(cls).__name__, None, _non_default_params(cls), cls))
         else:
             raise TypeError("candidates must be a model class, a (class, grid) pair, a model, or a "
                             f"list of these; got {type(cls).__name__}")
     return out
+
+
+def _non_default_params(model):
+    try:
+        default = type(model)().get_params()
+    except TypeError:  # a class without defaults for every parameter
+        return model.get_params()
+    return {k: v for k, v in model.get_params().items()
+            if k not in default or not _same(default[k], v)}
 
 
 def _parse_metric(metric):
@@ -108,9 +117,10 @@ def select(candidates, data, val, metric="recall@10", *, grid=None, threshold=4,
         The candidate with the highest ``metric`` on ``val`` (the first one
         on a tie, in candidate order).
     table : DataFrame
-        One row per candidate in the order tried: ``model``, its
-        hyperparameters (one column each; NaN where a model has no such
-        parameter), every val metric, ``fit_seconds`` (0 for a candidate
+        One row per candidate in the order tried: ``model`` (class name),
+        its grid's hyperparameters, or for a model instance those that
+        differ from the class defaults (one column each; NaN where a row has
+        no such parameter), every val metric, ``fit_seconds`` (0 for a candidate
         that shared the fit of the previous one: it differs only in
         ``scoring_params``, e.g. EASE's ``half_life``), ``best``.
 
@@ -150,7 +160,7 @@ def select(candidates, data, val, metric="recall@10", *, grid=None, threshold=4,
             if metric not in report:
                 raise ValueError(f"metric {metric!r} is not in evaluate's report {sorted(report)}")
             value = report[metric]
-            rows.append({"model": label, **model.get_params(), **report, "fit_seconds": seconds})
+            rows.append({"model": label, **params, **report, "fit_seconds": seconds})
             if np.isfinite(value) and value > best_value:
                 best, best_value = model, value
             last = model

@@ -159,19 +159,14 @@ class Recommender:
         return ids, lens
 
     # -- fold-in and neighbours ------------------------------------------
-    def _frame_columns(self):
-        """Column names and threshold the model reads frames with."""
-        return dict(user_col=getattr(self, "user_col", "user_id"),
-                    item_col=getattr(self, "item_col", "movie_id"),
-                    rating_col=getattr(self, "rating_col", "rating"),
-                    time_col=getattr(self, "time_col", "timestamp"))
-
     def _history_interactions(self, history):
         """``history`` (a frame) as Interactions over this model's items:
         rows are the history's users that hold at least one positive the
         model knows, columns the model's item indices, positions re-ranked
         over the known positives."""
-        cols = self._frame_columns()
+        cols = {name: getattr(self, name, default) for name, default in
+                (("user_col", "user_id"), ("item_col", "movie_id"), ("rating_col", "rating"),
+                 ("time_col", "timestamp"))}
         h = Interactions.from_frame(history, threshold=getattr(self, "threshold", 4), **cols)
         imap = self.data_.item_index(h.item_ids)[h.indices]
         keep = imap >= 0

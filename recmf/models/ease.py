@@ -121,7 +121,7 @@ class EASE(Recommender):
 
     kind = "ease"
     default_grid = {"l2": [100.0, 250.0, 500.0, 1000.0],
-                    "half_life": [None, 2.0, 3.5, 7.0, 14.0]}
+                    "half_life": [None, 1.0, 2.0, 3.5, 7.0, 14.0]}
     scoring_params = ("half_life",)
 
     def __init__(self, l2=250.0, half_life=None, threshold=4, user_col="user_id",
@@ -135,15 +135,24 @@ class EASE(Recommender):
             user_col, item_col, rating_col, time_col)
         self.B_ = None
 
-    def fit(self, data, val=None):
-        """Compute B from ``data`` (Interactions or a frame).  ``val`` is
-        accepted for a uniform interface and ignored."""
+    def fit(self, data, val=None, callback=None):
+        """Compute B from ``data`` (Interactions or a frame).  ``val`` and
+        ``callback`` are accepted for a uniform interface and ignored (no
+        epochs)."""
+        self._check_params()
+        data = self._as_interactions(data, self.threshold, self._columns())
+        return self._fit(data, val, callback)
+
+    def _columns(self):
+        return dict(user_col=self.user_col, item_col=self.item_col, rating_col=self.rating_col,
+                    time_col=self.time_col)
+
+    def _check_params(self):
         self.l2 = _check_l2(self.l2)
         self.half_life = _check_half_life(self.half_life)
         self.n_threads = check_threads(self.n_threads)
-        data = self._as_interactions(data, self.threshold, dict(
-            user_col=self.user_col, item_col=self.item_col, rating_col=self.rating_col,
-            time_col=self.time_col))
+
+    def _fit(self, data, val, callback):
         if data.nnz == 0 or data.n_items == 0:
             raise ValueError(f"data is empty ({data.n_users} users x {data.n_items} items, "
                              f"{data.nnz} positives): EASE needs at least one positive")
