@@ -111,7 +111,7 @@ class Interactions:
         positions = None
         if time_col is not None and time_col in frame.columns:
             times = time_column(frame, time_col, "frame")[pos]
-            positions = _positions(u_codes, i_codes, times, len(item_ids), indptr)
+            positions = _positions(u_codes, i_codes, times, indptr)
         seen_csr = None
         if seen == "rated":
             data = cls(indptr, indices, user_ids, item_ids)
@@ -223,20 +223,29 @@ def _factorize(ids):
     return codes.astype(np.int32), np.asarray(uniques, dtype=object)
 
 
-def _positions(u_codes, i_codes, times, n_items, indptr):
+def _positions(u_codes, i_codes, times, indptr):
     """Place of each distinct (user, item) positive in its user's history,
-    in CSR order: rows sorted stably by (user, time) as the split sorts
-    them, a repeated pair at its last occurrence, then ranked per user."""
-    order, _ = _core.temporal_split(u_codes.astype(np.int64), times, 0, 0, 0)
-    key = u_codes[order].astype(np.int64) * n_items + i_codes[order]
-    # np.unique on the reversed sequence: sorted keys (= CSR order) and the
-    # latest place of each in the (user, time) sequence.
-    _, last = np.unique(key[::-1], return_index=True)
-    seq = len(key) - 1 - last
-    by_time = np.argsort(seq, kind="stable")
-    rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
-    positions = np.empty(len(seq), dtype=np.int32)
-    positions[by_time] = np.arange(len(seq)) - indptr[rows[by_time]]
+    in CSR order: rows in (user, time) order as the split sorts them (ties
+    in input order), a repeated pair counted at its latest row."""
+    users = u_codes.astype(np.int64)
+    # The split's stable (major, minor) sort, twice: by (user, item) gives
+    # each row's CSR entry, by (user, time) the sequence.
+    by_pair, _ = _core.temporal_split(users, i_codes.astype(np.int64), 0, 0, 0)
+    up, ip = u_codes[by_pair], i_codes[by_pair]
+    new = np.ones(len(by_pair), dtype=bool)
+    new[1:] = (up[1:] != up[:-1]) | (ip[1:] != ip[:-1])
+    entry_of_row = np.empty(len(by_pair), dtype=np.int64)
+    entry_of_row[by_pair] = np.cumsum(new) - 1
+    order, _ = _core.temporal_split(users, times, 0, 0, 0)
+    entry = entry_of_row[order]
+    seq = np.arange(len(order))
+    last = np.zeros(int(indptr[-1]), dtype=np.int64)
+    np.maximum.at(last, entry, seq)
+    kept = last[entry] == seq
+    # Users' kept rows are consecutive in the sequence and user u has
+    # indptr[u] kept rows before it: the running count gives the rank.
+    positions = np.empty(len(last), dtype=np.int32)
+    positions[entry[kept]] = np.cumsum(kept)[kept] - 1 - indptr[u_codes[order][kept]]
     return positions
 
 
