@@ -580,7 +580,7 @@ static PyObject *py_ease_recommend(PyObject *self, PyObject *args)
         check_index_range(rows, "rows", h.n_rows) < 0 || parse_optional_csr(seen, &m, &has_seen) < 0)
         return NULL;
     if (weights != Py_None && (check_array(weights, "weights", NPY_FLOAT32, 1, 0) < 0 ||
-                               check_len(weights, "weights", SIZE(((PyArrayObject *)PyTuple_GET_ITEM(hist, 1)))) < 0))
+                               check_len(weights, "weights", (npy_intp)h.indptr[h.n_rows]) < 0))
         return NULL;
     int64_t n = SIZE(rows);
     if (has_seen) {

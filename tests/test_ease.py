@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import recmf
 from recmf import _core
@@ -316,6 +318,13 @@ def test_half_life_needs_an_order(frames):
     recmf.EASE().fit(d)  # no decay: no order needed
 
 
+def test_history_without_time_column_when_decaying(frames, data):
+    model = recmf.EASE(l2=50.0, half_life=3.0).fit(data)
+    hist = frames[0].head(30).drop(columns="timestamp")
+    with pytest.raises(ValueError, match="time column"):
+        model.recommend(hist["user_id"].unique(), k=5, history=hist)
+
+
 def test_empty_matrix():
     d = recmf.Interactions(np.zeros(3, np.int64), np.zeros(0, np.int32), np.array([1, 2]),
                            np.array([5, 6, 7]))
@@ -427,3 +436,24 @@ def test_ml1m_ease_recall(ml1m):
     model = recmf.EASE(l2=250.0).fit(ml1m.data)
     report = recmf.evaluate(model, ml1m.test, k=10, catalog=ml1m.catalog)
     assert report["recall@10"] >= 0.086
+
+
+# ---------------------------------------------------------------------------
+# Positions under random ties, repeats and id types
+# ---------------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 6), st.integers(3, 5), st.integers(0, 3)),
+                min_size=1, max_size=40), st.booleans())
+def test_positions_property(rows, string_ids):
+    f = pd.DataFrame(rows, columns=["user_id", "movie_id", "rating", "timestamp"])
+    if string_ids:
+        f["user_id"] = "u" + f["user_id"].astype(str)
+        f["movie_id"] = "m" + f["movie_id"].astype(str)
+    if not (f["rating"] >= 4).any():
+        return
+    d = recmf.Interactions.from_frame(f)
+    users = np.repeat(d.user_ids, np.diff(d.indptr))
+    got = dict(zip(zip(users, d.item_ids[d.indices]), d.ages()))
+    assert got == ref.recency_ages_ref(f)
