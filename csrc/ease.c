@@ -192,12 +192,7 @@ rmf_status rmf_ease_recommend(const float *B, int32_t n_items, const rmf_csr *hi
         return RMF_OK;
     const int nt = rmf_resolve_threads(n_threads);
     (void)nt;
-    /* Users per block: the block's scores stay ~4 MB. */
-    int64_t nb = ((int64_t)1 << 20) / n_items;
-    if (nb < 64)
-        nb = 64;
-    if (nb > n)
-        nb = n;
+    const int64_t nb = rmf_score_block_rows(n_items, n);
     float *S = malloc((size_t)(nb * n_items) * sizeof *S);
     if (S == NULL)
         return rmf_fail(err, RMF_ERR_NOMEM, "out of memory scoring %d items", n_items);

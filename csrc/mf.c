@@ -347,13 +347,7 @@ rmf_status rmf_mf_recommend(const rmf_shape *s, const float *theta,
     const int32_t NI = s->n_items;
     const float *U = theta, *I = theta + (int64_t)s->n_users * D;
     const int nt = rmf_resolve_threads(n_threads);
-    /* Users per block: the block's scores (block x n_items) stay ~4 MB
-     * however many users are asked for, and the sgemm stays large. */
-    int64_t nb = ((int64_t)1 << 20) / NI;
-    if (nb < 64)
-        nb = 64;
-    if (nb > n)
-        nb = n;
+    const int64_t nb = rmf_score_block_rows(NI, n);
     float *E = malloc((size_t)(nb * D) * sizeof *E);
     float *S = malloc((size_t)(nb * NI) * sizeof *S);
     if (!E || !S) {

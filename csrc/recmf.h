@@ -241,6 +241,10 @@ rmf_status rmf_topk_rows(const float *scores, int64_t n_rows, int32_t n_cols,
                          float *out_scores, int32_t *out_len,
                          rmf_error *err);
 
+/* Rows per block when scoring n_rows rows over n_cols columns in blocks
+ * before rmf_topk_rows (at least 64, at most n_rows; ~4 MB of scores). */
+int64_t rmf_score_block_rows(int32_t n_cols, int64_t n_rows);
+
 /* Same rule for a fixed ranking (best first) shared by every row:
  * popularity recommendation. */
 rmf_status rmf_topk_ranked(const int32_t *ranking, int32_t n_rank,

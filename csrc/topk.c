@@ -93,6 +93,16 @@ static void select_row(const float *row, int32_t n_cols, const int32_t *seen, in
     *out_len = size;
 }
 
+int64_t rmf_score_block_rows(int32_t n_cols, int64_t n_rows)
+{
+    /* The block's scores (block x n_cols) stay ~4 MB however many rows are
+     * asked for, and the product filling them stays large. */
+    int64_t nb = ((int64_t)1 << 20) / (n_cols > 0 ? n_cols : 1);
+    if (nb < 64)
+        nb = 64;
+    return nb < n_rows ? nb : n_rows;
+}
+
 rmf_status rmf_topk_rows(const float *scores, int64_t n_rows, int32_t n_cols,
                          const rmf_csr *seen, const int32_t *seen_rows,
                          int32_t k, int n_threads, int32_t *out_items,
