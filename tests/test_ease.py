@@ -457,3 +457,19 @@ def test_positions_property(rows, string_ids):
     users = np.repeat(d.user_ids, np.diff(d.indptr))
     got = dict(zip(zip(users, d.item_ids[d.indices]), d.ages()))
     assert got == ref.recency_ages_ref(f)
+
+
+@pytest.mark.parametrize("name", ["ml-100k"])
+def test_selected_model_beats_popularity_on_test(name):
+    from conftest import DATA
+    folder = DATA / name
+    if not folder.is_dir():
+        pytest.skip(f"{name} not found in {DATA} (set RECMF_DATA)")
+    ratings, _, _ = recmf.load_movielens(folder)
+    train, val, test = recmf.temporal_split(ratings, n_val=1, n_test=5, min_train=5)
+    data = recmf.Interactions.from_frame(train, threshold=4)
+    best, table = recmf.select([recmf.Popularity(), (recmf.EASE, {"l2": [100.0, 500.0],
+                                                                  "half_life": [None, 2.0]})],
+                               data, val, progress=False)
+    pop = recmf.Popularity().fit(data)
+    assert recmf.evaluate(best, test)["recall@10"] > recmf.evaluate(pop, test)["recall@10"]
