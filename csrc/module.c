@@ -624,6 +624,28 @@ fail:
     return NULL;
 }
 
+/* spotrf_lower(A, direct_max) -> info: A (float32 n x n, row-major upper =
+ * column-major lower) factorised in place; for tests of the recursion. */
+static PyObject *py_spotrf_lower(PyObject *self, PyObject *args)
+{
+    PyObject *A;
+    int direct_max;
+    if (!PyArg_ParseTuple(args, "Oi", &A, &direct_max) || check_array(A, "A", NPY_FLOAT32, 2, 1) < 0)
+        return NULL;
+    npy_intp n = PyArray_DIM((PyArrayObject *)A, 0);
+    if (check_square(A, "A", (long long)n, 1) < 0)
+        return NULL;
+    if (n > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "A is too large for 32-bit LAPACK");
+        return NULL;
+    }
+    int info;
+    Py_BEGIN_ALLOW_THREADS
+    info = rmf_spotrf_lower_blocked((int)n, DATA(A, float), (int)n, direct_max);
+    Py_END_ALLOW_THREADS
+    return PyLong_FromLong(info);
+}
+
 /* ================================================================== */
 /* EASE -- end                                                         */
 /* ================================================================== */
@@ -1166,6 +1188,7 @@ static PyMethodDef methods[] = {
     VARARGS(topk_rows, "topk_rows(scores, seen|None, seen_rows, k, n_threads) -> (items, scores, len)"),
     VARARGS(topk_ranked, "topk_ranked(ranking, seen|None, users, k) -> (items, len)"),
     VARARGS(ease_fit, "ease_fit(indptr, indices, n_cols, l2, n_threads, B): EASE weights into B (n_cols^2 float32)"),
+    VARARGS(spotrf_lower, "spotrf_lower(A, direct_max) -> info: in-place Cholesky, blocks above direct_max split"),
     VARARGS(ease_gram, "ease_gram(indptr, indices, n_cols, n_threads) -> upper triangle of X^T X (float32)"),
     VARARGS(ease_recommend, "ease_recommend(B, (indptr, indices, n_cols), weights|None, rows, seen|None, "
                             "seen_rows|None, k, n_threads) -> (items, scores, len)"),

@@ -458,6 +458,9 @@ int rmf_blas_use_openmp_threads(void);
  * triangle of the column-major n x n matrix a (= the upper triangle of a
  * row-major one), in place; return LAPACK's info (0 = success). */
 int rmf_spotrf_lower(int n, float *a, int lda);
+/* rmf_spotrf_lower with OpenBLAS's spotrf only on blocks of order <=
+ * direct_max (larger ones are split recursively with strsm/ssyrk). */
+int rmf_spotrf_lower_blocked(int n, float *a, int lda, int direct_max);
 int rmf_spotri_lower(int n, float *a, int lda);
 /* Around work that alternates BLAS calls with OpenMP loops of nt threads:
  * enter sets OpenBLAS's thread count (nt when its jobs run on OpenMP's

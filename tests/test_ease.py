@@ -473,3 +473,19 @@ def test_selected_model_beats_popularity_on_test(name):
                                data, val, progress=False)
     pop = recmf.Popularity().fit(data)
     assert recmf.evaluate(best, test)["recall@10"] > recmf.evaluate(pop, test)["recall@10"]
+
+
+@pytest.mark.parametrize("direct_max", [4096, 64, 37, 1])
+def test_blocked_cholesky_matches_numpy(direct_max):
+    # The recursion that replaces OpenBLAS's spotrf above 4096 items (it
+    # crashes at 20000), run here on small blocks.
+    rng = np.random.default_rng(1)
+    n = 300
+    M = rng.standard_normal((n, n))
+    A = M @ M.T + n * np.eye(n)
+    work = np.ascontiguousarray(np.triu(A), dtype=np.float32)   # row-major upper = LAPACK 'L'
+    assert _core.spotrf_lower(work, direct_max) == 0
+    L = np.triu(work).T.astype(np.float64)                      # column-major lower factor
+    np.testing.assert_allclose(L, np.linalg.cholesky(A), rtol=0, atol=1e-4 * np.abs(L).max())
+    bad = np.ascontiguousarray(np.triu(A - 2 * n * np.eye(n)), dtype=np.float32)
+    assert _core.spotrf_lower(bad, direct_max) > 0
