@@ -30,7 +30,7 @@ from .metrics import evaluate
 from .models import BPRMF, EASE, NeuralMF, NotFittedError, Popularity, Recommender
 from .movielens import download_movielens, find_movielens, load_movielens, read_ratings
 from .persist import load
-from .select import select
+from .selection import select
 from .split import temporal_split
 
 __version__ = "0.1.0"

@@ -371,13 +371,14 @@ def test_similar_items_bad_input(fitted, data):
 def test_select_picks_by_val_and_never_sees_test(monkeypatch, frames, data):
     train, val, test = frames
     seen_frames = []
-    real = recmf.select.__globals__["evaluate"]
+    import recmf.selection
+    real = recmf.selection.evaluate
 
     def spy(model, frame, **kw):
         seen_frames.append(frame)
         return real(model, frame, **kw)
 
-    monkeypatch.setitem(recmf.select.__globals__, "evaluate", spy)
+    monkeypatch.setattr(recmf.selection, "evaluate", spy)
     grid = {"l2": [5.0, 50.0, 500.0], "half_life": [None, 3.0]}
     best, table = recmf.select(recmf.EASE, data, val, grid=grid, progress=False)
     assert len(table) == 6 and all(f is val for f in seen_frames)

@@ -135,6 +135,10 @@ class EASE(Recommender):
             user_col, item_col, rating_col, time_col)
         self.B_ = None
 
+    @classmethod
+    def _test_params(cls):
+        return {"l2": 10.0, "half_life": 3.0}
+
     def fit(self, data, val=None, callback=None):
         """Compute B from ``data`` (Interactions or a frame).  ``val`` and
         ``callback`` are accepted for a uniform interface and ignored (no
