@@ -130,7 +130,7 @@ rmf_status rmf_ease_fit(const rmf_csr *x, float l2, int n_threads, float *B, rmf
     if (info != 0)
         return rmf_fail(err, RMF_ERR_VALUE,
                         "X^T X + l2 I is not positive definite in float32 (LAPACK info %d): l2 = %g is "
-                        "too small for these data or they hold NaN", info, (double)l2);
+                        "too small for these data", info, (double)l2);
 
     float *inv_d = malloc((size_t)n * sizeof *inv_d);
     if (inv_d == NULL)

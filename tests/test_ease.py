@@ -192,7 +192,7 @@ def test_recency_recommend_matches_numpy(data, half_life):
 
 
 def test_recency_weight_definition(data):
-    from recmf.models.ease import recency_weights
+    from recmf.models.base import recency_weights
     w = recency_weights(data, 2.0)
     ages = data.ages()
     np.testing.assert_allclose(w[ages == 0], 1.0)

@@ -11,6 +11,7 @@ items (``similar_items``).
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -20,6 +21,31 @@ from .._checks import as_core_array, as_id_array, check_k, check_positive_int, c
 from ..data import Interactions
 
 __all__ = ["Recommender", "NotFittedError"]
+
+
+def check_half_life(half_life):
+    """A recency half-life: None (no decay) or a finite number > 0."""
+    if half_life is None:
+        return None
+    if isinstance(half_life, bool) or not isinstance(half_life, numbers.Real):
+        raise TypeError(f"half_life must be a number or None, got {type(half_life).__name__}")
+    if not math.isfinite(half_life) or half_life <= 0:
+        raise ValueError(f"half_life must be a finite number > 0 or None, got {half_life!r}")
+    return float(half_life)
+
+
+def recency_weights(data, half_life):
+    """Weights of each positive of ``data`` (float32, aligned with
+    ``data.indices``): ``0.5 ** (age / half_life)``, age = how many of the
+    user's positives came after it (:meth:`Interactions.ages`); None when
+    ``half_life`` is None (every positive weighs 1)."""
+    if half_life is None:
+        return None
+    if data.positions is None:
+        raise ValueError(f"half_life={half_life} needs the order of each user's positives, and these "
+                         "interactions have none: build them from a frame with a time column "
+                         "(time_col=...), or use half_life=None")
+    return np.exp(data.ages() * (-math.log(2.0) / half_life)).astype(np.float32)
 
 
 class NotFittedError(RuntimeError):

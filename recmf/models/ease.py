@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import _core
 from .._checks import check_threads
-from .base import Recommender
+from .base import Recommender, check_half_life, recency_weights
 
 __all__ = ["EASE"]
 
@@ -22,30 +22,6 @@ def _check_l2(l2):
     if not math.isfinite(l2) or l2 <= 0:
         raise ValueError(f"l2 must be a finite number > 0, got {l2!r}")
     return float(l2)
-
-
-def _check_half_life(half_life):
-    if half_life is None:
-        return None
-    if isinstance(half_life, bool) or not isinstance(half_life, numbers.Real):
-        raise TypeError(f"half_life must be a number or None, got {type(half_life).__name__}")
-    if not math.isfinite(half_life) or half_life <= 0:
-        raise ValueError(f"half_life must be a finite number > 0 or None, got {half_life!r}")
-    return float(half_life)
-
-
-def recency_weights(data, half_life):
-    """Weights of each positive of ``data`` (float32, aligned with
-    ``data.indices``): ``0.5 ** (age / half_life)``, age = how many of the
-    user's positives came after it (:meth:`Interactions.ages`); None when
-    ``half_life`` is None (every positive weighs 1)."""
-    if half_life is None:
-        return None
-    if data.positions is None:
-        raise ValueError(f"half_life={half_life} needs the order of each user's positives, and these "
-                         "interactions have none: build them from a frame with a time column "
-                         "(time_col=...), or use half_life=None")
-    return np.exp(data.ages() * (-math.log(2.0) / half_life)).astype(np.float32)
 
 
 def _available_bytes():
@@ -129,7 +105,7 @@ class EASE(Recommender):
                  n_threads=None):
         super().__init__(n_threads=n_threads)
         self.l2 = _check_l2(l2)
-        self.half_life = _check_half_life(half_life)
+        self.half_life = check_half_life(half_life)
         self.threshold = threshold
         self.user_col, self.item_col, self.rating_col, self.time_col = (
             user_col, item_col, rating_col, time_col)
@@ -153,7 +129,7 @@ class EASE(Recommender):
 
     def _check_params(self):
         self.l2 = _check_l2(self.l2)
-        self.half_life = _check_half_life(self.half_life)
+        self.half_life = check_half_life(self.half_life)
         self.n_threads = check_threads(self.n_threads)
 
     def _fit(self, data, val, callback):
