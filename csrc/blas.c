@@ -195,10 +195,10 @@ void rmf_blas_set_threads(int n) { RMF_BLAS(openblas_set_num_threads)(n); }
 
 const char *rmf_blas_config(void) { return RMF_BLAS(openblas_get_config)(); }
 
-/* LAPACK from the same OpenBLAS (the wheel exports it with the same
- * prefix).  The Fortran interface rather than LAPACKE, which a system
- * OpenBLAS built without it (Debian's) lacks; the trailing length of the
- * character argument is what gfortran-compiled LAPACK expects and is
+/* LAPACK from the same OpenBLAS: the wheel exports scipy_spotrf_ and
+ * scipy_spotri_, Debian 12's libopenblas0 (0.3.21) spotrf_ and spotri_
+ * but no LAPACKE_*, hence the Fortran interface.  The trailing length of
+ * the character argument is what gfortran-compiled LAPACK expects and is
  * ignored by OpenBLAS's own C implementations. */
 void RMF_BLAS(spotrf_)(const char *uplo, const int *n, float *a, const int *lda, int *info,
                        size_t uplo_len);
