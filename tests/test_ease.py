@@ -434,9 +434,16 @@ def test_select_bad_input(frames, data):
 @needs_ml1m
 @pytest.mark.slow
 def test_ml1m_ease_recall(ml1m):
+    # Issue 11 targets: without recency >= 0.086 (numpy, l2 = 250: 0.0877);
+    # with the half-life chosen on val >= 0.124 (numpy probe 0.1250).
     model = recmf.EASE(l2=250.0).fit(ml1m.data)
     report = recmf.evaluate(model, ml1m.test, k=10, catalog=ml1m.catalog)
     assert report["recall@10"] >= 0.086
+    best, table = recmf.select(recmf.EASE, ml1m.data, ml1m.val, progress=False,
+                               grid={"l2": [250.0, 500.0], "half_life": [None, 2.0, 3.5]})
+    assert best.half_life is not None
+    report = recmf.evaluate(best, ml1m.test, k=10, catalog=ml1m.catalog)
+    assert report["recall@10"] >= 0.124 and report["ndcg@10"] >= 0.090
 
 
 # ---------------------------------------------------------------------------
