@@ -89,7 +89,7 @@ def select(candidates, data, val, metric="recall@10", *, grid=None, threshold=4,
         A class is tried over its grid: ``grid=`` when given (for a single
         class), else the class's ``default_grid``; a grid is a dict
         ``{param: [values]}`` (every combination is tried) or a list of such
-        dicts.  A model instance is fitted as it is configured.
+        dicts.  A model instance is fitted (in place) as it is configured.
     data : Interactions or DataFrame
         The training data; a frame is indexed once (``threshold``) and
         shared by every candidate.
@@ -124,6 +124,11 @@ def select(candidates, data, val, metric="recall@10", *, grid=None, threshold=4,
         that shared the fit of the previous one: it differs only in
         ``scoring_params``, e.g. EASE's ``half_life``), ``best``.
 
+    Notes
+    -----
+    Only the best model and the one being fitted are kept in memory (two
+    ``n_items**2`` matrices for EASE).
+
     Examples
     --------
     >>> best, table = recmf.select(recmf.EASE, data, val)
@@ -152,6 +157,7 @@ def select(candidates, data, val, metric="recall@10", *, grid=None, threshold=4,
             if shared is not None:
                 model = shared
             else:
+                last = None  # at most two fitted models alive: the best and this one
                 fit_kwargs = {"val": val} if fit_val and "val" in inspect.signature(model.fit).parameters \
                     else {}
                 model.fit(data, **fit_kwargs)
