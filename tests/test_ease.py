@@ -497,3 +497,16 @@ def test_blocked_cholesky_matches_numpy(direct_max):
     np.testing.assert_allclose(L, np.linalg.cholesky(A), rtol=0, atol=1e-4 * np.abs(L).max())
     bad = np.ascontiguousarray(np.triu(A - 2 * n * np.eye(n)), dtype=np.float32)
     assert _core.spotrf_lower(bad, direct_max) > 0
+
+
+def test_string_ids_fold_in_and_similar(frames):
+    train = frames[0].assign(user_id="u" + frames[0]["user_id"].astype(str),
+                             movie_id="m" + frames[0]["movie_id"].astype(str))
+    model = recmf.EASE(l2=50.0, half_life=3.0).fit(train)
+    users = model.data_.user_ids[:5]
+    want = model.recommend(users, k=5)
+    got = model.recommend(users, k=5, history=train[train["user_id"].isin(users)])
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == object and isinstance(got[0, 0], str)
+    sim = model.similar_items(model.data_.item_ids[:2], k=3)
+    assert sim.shape == (2, 3) and isinstance(sim[0, 0], str)
