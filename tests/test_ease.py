@@ -355,6 +355,13 @@ def test_kernel_rejects_wrong_shapes(data):
         _core.ease_recommend(B, csr, np.ones(3, np.float32), np.array([0], np.int32), None, None, 5, 1)
 
 
+def test_history_bad_input(fitted, data):
+    with pytest.raises(TypeError, match="history must be a pandas DataFrame"):
+        fitted.recommend(data.user_ids[:2], k=5, history=data)
+    with pytest.raises(ValueError, match="missing column"):
+        fitted.recommend(data.user_ids[:2], k=5, history=pd.DataFrame({"user_id": [1]}))
+
+
 def test_similar_items_bad_input(fitted, data):
     with pytest.raises(KeyError, match="123456"):
         fitted.similar_items([data.item_ids[0], 123456])

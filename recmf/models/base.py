@@ -8,7 +8,6 @@ users from given interactions without refitting (``recommend(...,
 history=frame)``), ``_similar_index(iidx, k)`` gives each item's nearest
 items (``similar_items``).
 """
-
 from __future__ import annotations
 
 import math
@@ -243,6 +242,8 @@ class Recommender:
         rows are the history's users that hold at least one positive the
         model knows, columns the model's item indices, positions re-ranked
         over the known positives."""
+        if not isinstance(history, pd.DataFrame):
+            raise TypeError(f"history must be a pandas DataFrame, got {type(history).__name__}")
         cols = {name: getattr(self, name, default) for name, default in
                 (("user_col", "user_id"), ("item_col", "movie_id"), ("rating_col", "rating"),
                  ("time_col", "timestamp"))}
