@@ -592,16 +592,36 @@ static int parse_shape(PyObject *obj, rmf_shape *s)
     return 0;
 }
 
-static int64_t n_params_of(const rmf_shape *s, int is_ncf)
+/* The model table: one row per model the core scores, found by the exact
+ * kind name Python's model class registers under (Model.kind). */
+typedef struct {
+    const char *kind;
+    int64_t (*n_params)(const rmf_shape *s);
+    rmf_status (*score_pairs)(const rmf_shape *, const float *, const int32_t *, const int32_t *, int64_t, int,
+                              float *, rmf_error *);
+    rmf_status (*recommend)(const rmf_shape *, const float *, const int32_t *, int64_t, const rmf_csr *, int32_t,
+                            int, int32_t *, float *, int32_t *, rmf_error *);
+} model_row;
+
+static const model_row MODELS[] = {
+    {"neuralmf", rmf_ncf_n_params, rmf_ncf_score_pairs, rmf_ncf_recommend},
+    {"bprmf", rmf_mf_n_params, rmf_mf_score_pairs, rmf_mf_recommend},
+};
+
+static const model_row *find_model(const char *kind)
 {
-    return is_ncf ? rmf_ncf_n_params(s) : rmf_mf_n_params(s);
+    for (size_t r = 0; r < sizeof MODELS / sizeof MODELS[0]; r++)
+        if (strcmp(MODELS[r].kind, kind) == 0)
+            return &MODELS[r];
+    PyErr_Format(PyExc_ValueError, "the core has no model kind '%s'", kind);
+    return NULL;
 }
 
-static int check_theta(PyObject *theta, const char *name, const rmf_shape *s, int is_ncf, int writable)
+static int check_theta(PyObject *theta, const char *name, const rmf_shape *s, const model_row *row, int writable)
 {
     if (check_array(theta, name, NPY_FLOAT32, 1, writable) < 0)
         return -1;
-    return check_len(theta, name, (npy_intp)n_params_of(s, is_ncf));
+    return check_len(theta, name, (npy_intp)row->n_params(s));
 }
 
 /* Training parameters come as keywords so Python names every field. */
@@ -703,10 +723,10 @@ static PyObject *train_result(rmf_status st, const rmf_error *err, double loss, 
 }
 
 static int parse_opt_state(PyObject *theta, PyObject *m, PyObject *v, long long step, const rmf_shape *s,
-                           int is_ncf, rmf_opt_state *st)
+                           const model_row *row, rmf_opt_state *st)
 {
-    if (check_theta(theta, "theta", s, is_ncf, 1) < 0 || check_theta(m, "adam_m", s, is_ncf, 1) < 0 ||
-        check_theta(v, "adam_v", s, is_ncf, 1) < 0)
+    if (check_theta(theta, "theta", s, row, 1) < 0 || check_theta(m, "adam_m", s, row, 1) < 0 ||
+        check_theta(v, "adam_v", s, row, 1) < 0)
         return -1;
     if (step < 0) {
         PyErr_Format(PyExc_ValueError, "step must be >= 0, got %lld", step);
@@ -732,7 +752,7 @@ static PyObject *py_ncf_train_epoch(PyObject *self, PyObject *args, PyObject *kw
     rmf_train_params p;
     rmf_opt_state ost;
     if (parse_shape(shape, &s) < 0 || parse_csr(indptr, indices, s.n_items, &train) < 0 ||
-        parse_train_params(kw, &p) < 0 || parse_opt_state(theta, m, v, step, &s, 1, &ost) < 0)
+        parse_train_params(kw, &p) < 0 || parse_opt_state(theta, m, v, step, &s, &MODELS[0], &ost) < 0)
         return NULL;
     if (train.n_rows != s.n_users) {
         PyErr_Format(PyExc_ValueError, "the training matrix has %d rows but the model has %d users",
@@ -758,7 +778,7 @@ static PyObject *py_bpr_train_epoch(PyObject *self, PyObject *args, PyObject *kw
     rmf_train_params p;
     rmf_opt_state ost;
     if (parse_shape(shape, &s) < 0 || parse_train_params(kw, &p) < 0 ||
-        parse_opt_state(theta, m, v, step, &s, 0, &ost) < 0)
+        parse_opt_state(theta, m, v, step, &s, &MODELS[1], &ost) < 0)
         return NULL;
     if (check_array(u, "u", NPY_INT32, 1, 0) < 0 || check_array(i, "i", NPY_INT32, 1, 0) < 0 ||
         check_array(j, "j", NPY_INT32, 1, 0) < 0 || check_len(i, "i", SIZE(u)) < 0 ||
@@ -806,7 +826,7 @@ static PyObject *py_ncf_batch_grad(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOOOOOi", &shape, &theta, &u, &i, &y, &mask, &n_threads))
         return NULL;
     rmf_shape s;
-    if (parse_shape(shape, &s) < 0 || check_theta(theta, "theta", &s, 1, 0) < 0)
+    if (parse_shape(shape, &s) < 0 || check_theta(theta, "theta", &s, &MODELS[0], 0) < 0)
         return NULL;
     if (check_array(u, "u", NPY_INT32, 1, 0) < 0 || check_array(i, "i", NPY_INT32, 1, 0) < 0 ||
         check_array(y, "y", NPY_FLOAT32, 1, 0) < 0 || check_len(i, "i", SIZE(u)) < 0 ||
@@ -885,7 +905,7 @@ static PyObject *py_bpr_batch_grad(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOOOOi", &shape, &theta, &u, &i, &j, &n_threads))
         return NULL;
     rmf_shape s;
-    if (parse_shape(shape, &s) < 0 || check_theta(theta, "theta", &s, 0, 0) < 0)
+    if (parse_shape(shape, &s) < 0 || check_theta(theta, "theta", &s, &MODELS[1], 0) < 0)
         return NULL;
     if (check_array(u, "u", NPY_INT32, 1, 0) < 0 || check_array(i, "i", NPY_INT32, 1, 0) < 0 ||
         check_array(j, "j", NPY_INT32, 1, 0) < 0 || check_len(i, "i", SIZE(u)) < 0 ||
@@ -907,19 +927,14 @@ static PyObject *py_bpr_batch_grad(PyObject *self, PyObject *args)
     return Py_BuildValue("dN", loss, grad);
 }
 
-typedef rmf_status (*score_pairs_fn)(const rmf_shape *, const float *, const int32_t *, const int32_t *,
-                                     int64_t, int, float *, rmf_error *);
-typedef rmf_status (*recommend_fn)(const rmf_shape *, const float *, const int32_t *, int64_t, const rmf_csr *,
-                                   int32_t, int, int32_t *, float *, int32_t *, rmf_error *);
-
-static PyObject *score_pairs(PyObject *args, int is_ncf, score_pairs_fn fn)
+static PyObject *score_pairs(PyObject *args, const model_row *row)
 {
     PyObject *shape, *theta, *u, *i;
     int n_threads;
     if (!PyArg_ParseTuple(args, "OOOOi", &shape, &theta, &u, &i, &n_threads))
         return NULL;
     rmf_shape s;
-    if (parse_shape(shape, &s) < 0 || check_theta(theta, "theta", &s, is_ncf, 0) < 0)
+    if (parse_shape(shape, &s) < 0 || check_theta(theta, "theta", &s, row, 0) < 0)
         return NULL;
     if (check_array(u, "user_idx", NPY_INT32, 1, 0) < 0 || check_array(i, "item_idx", NPY_INT32, 1, 0) < 0 ||
         check_len(i, "item_idx", SIZE(u)) < 0 || check_index_range(u, "user_idx", s.n_users) < 0 ||
@@ -930,8 +945,8 @@ static PyObject *score_pairs(PyObject *args, int is_ncf, score_pairs_fn fn)
         return NULL;
     rmf_error err = {{0}};
     rmf_status st;
-    RMF_NOGIL(st, fn(&s, DATA(theta, float), DATA(u, int32_t), DATA(i, int32_t), SIZE(u), n_threads,
-                     DATA(out, float), &err));
+    RMF_NOGIL(st, row->score_pairs(&s, DATA(theta, float), DATA(u, int32_t), DATA(i, int32_t), SIZE(u), n_threads,
+                                   DATA(out, float), &err));
     if (st != RMF_OK) {
         Py_DECREF(out);
         return raise_status(st, &err);
@@ -939,7 +954,7 @@ static PyObject *score_pairs(PyObject *args, int is_ncf, score_pairs_fn fn)
     return out;
 }
 
-static PyObject *recommend(PyObject *args, int is_ncf, recommend_fn fn)
+static PyObject *recommend(PyObject *args, const model_row *row)
 {
     PyObject *shape, *theta, *users, *seen;
     int k, n_threads;
@@ -948,7 +963,7 @@ static PyObject *recommend(PyObject *args, int is_ncf, recommend_fn fn)
     rmf_shape s;
     rmf_csr m;
     int has_seen;
-    if (parse_shape(shape, &s) < 0 || check_theta(theta, "theta", &s, is_ncf, 0) < 0 ||
+    if (parse_shape(shape, &s) < 0 || check_theta(theta, "theta", &s, row, 0) < 0 ||
         check_array(users, "users", NPY_INT32, 1, 0) < 0 || check_index_range(users, "users", s.n_users) < 0 ||
         parse_optional_csr(seen, &m, &has_seen) < 0)
         return NULL;
@@ -968,8 +983,8 @@ static PyObject *recommend(PyObject *args, int is_ncf, recommend_fn fn)
         goto fail;
     rmf_error err = {{0}};
     rmf_status st;
-    RMF_NOGIL(st, fn(&s, DATA(theta, float), DATA(users, int32_t), n, has_seen ? &m : NULL, k, n_threads,
-                     DATA(items, int32_t), DATA(vals, float), DATA(len, int32_t), &err));
+    RMF_NOGIL(st, row->recommend(&s, DATA(theta, float), DATA(users, int32_t), n, has_seen ? &m : NULL, k, n_threads,
+                                 DATA(items, int32_t), DATA(vals, float), DATA(len, int32_t), &err));
     if (st != RMF_OK) {
         raise_status(st, &err);
         goto fail;
@@ -982,22 +997,43 @@ fail:
     return NULL;
 }
 
-static PyObject *py_ncf_score_pairs(PyObject *self, PyObject *args) { return score_pairs(args, 1, rmf_ncf_score_pairs); }
-static PyObject *py_mf_score_pairs(PyObject *self, PyObject *args) { return score_pairs(args, 0, rmf_mf_score_pairs); }
-static PyObject *py_ncf_recommend(PyObject *self, PyObject *args) { return recommend(args, 1, rmf_ncf_recommend); }
-static PyObject *py_mf_recommend(PyObject *self, PyObject *args) { return recommend(args, 0, rmf_mf_recommend); }
+/* Entry points taking the kind as their first argument. */
+static PyObject *by_kind(PyObject *args, PyObject *(*fn)(PyObject *, const model_row *))
+{
+    Py_ssize_t n = PyTuple_Size(args);
+    if (n < 1 || !PyUnicode_Check(PyTuple_GET_ITEM(args, 0))) {
+        PyErr_SetString(PyExc_TypeError, "the first argument must be the model kind (str)");
+        return NULL;
+    }
+    const char *kind = PyUnicode_AsUTF8(PyTuple_GET_ITEM(args, 0));
+    const model_row *row = kind ? find_model(kind) : NULL;
+    if (row == NULL)
+        return NULL;
+    PyObject *rest = PyTuple_GetSlice(args, 1, n);
+    if (rest == NULL)
+        return NULL;
+    PyObject *r = fn(rest, row);
+    Py_DECREF(rest);
+    return r;
+}
 
-static PyObject *py_n_params(PyObject *self, PyObject *args)
+static PyObject *n_params(PyObject *args, const model_row *row)
 {
     PyObject *shape;
-    const char *kind;
-    if (!PyArg_ParseTuple(args, "sO", &kind, &shape))
-        return NULL;
     rmf_shape s;
-    if (parse_shape(shape, &s) < 0)
+    if (!PyArg_ParseTuple(args, "O", &shape) || parse_shape(shape, &s) < 0)
         return NULL;
-    return PyLong_FromLongLong(n_params_of(&s, kind[0] == 'n'));
+    return PyLong_FromLongLong(row->n_params(&s));
 }
+
+static PyObject *py_score_pairs(PyObject *self, PyObject *args) { return by_kind(args, score_pairs); }
+static PyObject *py_recommend(PyObject *self, PyObject *args) { return by_kind(args, recommend); }
+static PyObject *py_n_params(PyObject *self, PyObject *args) { return by_kind(args, n_params); }
+/* The per-model names the tests use, bound to their table rows. */
+static PyObject *py_ncf_score_pairs(PyObject *self, PyObject *args) { return score_pairs(args, &MODELS[0]); }
+static PyObject *py_mf_score_pairs(PyObject *self, PyObject *args) { return score_pairs(args, &MODELS[1]); }
+static PyObject *py_ncf_recommend(PyObject *self, PyObject *args) { return recommend(args, &MODELS[0]); }
+static PyObject *py_mf_recommend(PyObject *self, PyObject *args) { return recommend(args, &MODELS[1]); }
 
 /* ------------------------------------------------------------------ */
 /* Build facts                                                        */
@@ -1050,7 +1086,9 @@ static PyMethodDef methods[] = {
     VARARGS(mf_score_pairs, "mf_score_pairs(shape, theta, u, i, n_threads) -> scores"),
     VARARGS(ncf_recommend, "ncf_recommend(shape, theta, users, seen|None, k, n_threads)"),
     VARARGS(mf_recommend, "mf_recommend(shape, theta, users, seen|None, k, n_threads)"),
-    VARARGS(n_params, "n_params(kind 'ncf'|'mf', shape) -> int"),
+    VARARGS(n_params, "n_params(kind, shape) -> int: the length of the model's theta"),
+    VARARGS(score_pairs, "score_pairs(kind, shape, theta, u, i, n_threads) -> scores"),
+    VARARGS(recommend, "recommend(kind, shape, theta, users, seen|None, k, n_threads) -> (items, scores, len)"),
     NOARGS(build_info, "build_info() -> dict of build facts (OpenMP, BLAS)"),
     VARARGS(blas_threads, "blas_threads(n=0) -> previous count; sets it when n > 0"),
     {NULL, NULL, 0, NULL},
