@@ -134,6 +134,9 @@ def test_save_load_and_pickle_round_trips(kind, fitted, small, tmp_path):
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_array_equal(got[1], want[1])
         np.testing.assert_array_equal(clone.score(users[:3], got[0][:3, 0]), fitted.score(users[:3], want[0][:3, 0]))
+        history = getattr(fitted, "history", None)
+        if history is not None:
+            assert len(clone.history) == len(history)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -141,6 +144,9 @@ def test_same_seed_same_result(kind, fitted, small):
     again = make(kind).fit(small["data"])
     assert learned_bytes(again) == learned_bytes(fitted)
     np.testing.assert_array_equal(again.recommend(small["users"], k=10), fitted.recommend(small["users"], k=10))
+    if "seed" in fitted.get_params():
+        other = make(kind, seed=fitted.seed + 1).fit(small["data"])
+        assert learned_bytes(other) != learned_bytes(fitted)
 
 
 @pytest.mark.parametrize("kind", KINDS)
