@@ -119,17 +119,13 @@ static int check_len(PyObject *obj, const char *name, npy_intp want)
 #define DATA(obj, type) ((type *)PyArray_DATA((PyArrayObject *)(obj)))
 #define SIZE(obj) ((int64_t)PyArray_SIZE((PyArrayObject *)(obj)))
 
-static PyObject *new_array1(npy_intp n, int type)
-{
-    npy_intp dims[1] = {n};
-    return PyArray_ZEROS(1, dims, type, 0);
-}
-
+/* New zeroed outputs: n, or n x m. */
 static PyObject *new_array2(npy_intp n, npy_intp m, int type)
 {
     npy_intp dims[2] = {n, m};
-    return PyArray_ZEROS(2, dims, type, 0);
+    return PyArray_ZEROS(m < 0 ? 1 : 2, dims, type, 0);
 }
+#define new_array1(n, type) new_array2((n), -1, (type))
 
 /* Cuts a 1-D output down to its first n entries (the core filled fewer
  * than its capacity). */
@@ -227,12 +223,9 @@ static PyObject *py_parse_ratings(PyObject *self, PyObject *args)
         return NULL;
     PyObject *o[4] = {NULL, NULL, NULL, NULL};
     int64_t cap = rmf_count_lines(buf.buf, buf.len), n = 0;
-    o[0] = new_array1(cap, NPY_INT64);
-    o[1] = new_array1(cap, NPY_INT64);
-    o[2] = new_array1(cap, NPY_FLOAT64);
-    o[3] = new_array1(cap, NPY_INT64);
-    if (!o[0] || !o[1] || !o[2] || !o[3])
-        goto fail;
+    for (int a = 0; a < 4; a++)
+        if (!(o[a] = new_array1(cap, a == 2 ? NPY_FLOAT64 : NPY_INT64)))
+            goto fail;
     CALL(rmf_parse_ratings(buf.buf, buf.len, sep, skip_header, cap, DATA(o[0], int64_t), DATA(o[1], int64_t),
                            DATA(o[2], double), DATA(o[3], int64_t), &n, &err));
     /* The line count was an upper bound. */
@@ -675,25 +668,17 @@ static int parse_train_params(PyObject *kw, rmf_train_params *p)
         }
         char *dst = (char *)p + f->offset;
         if (f->type == 'f') {
-            double d = PyFloat_AsDouble(value);
-            if (d == -1.0 && PyErr_Occurred())
-                return -1;
-            *(float *)dst = (float)d;
+            *(float *)dst = (float)PyFloat_AsDouble(value);
         } else if (f->type == 'i') {
             long l = PyLong_AsLong(value);
-            if (l == -1 && PyErr_Occurred())
-                return -1;
-            if (l < INT32_MIN || l > INT32_MAX) {
+            if (!PyErr_Occurred() && (l < INT32_MIN || l > INT32_MAX))
                 PyErr_Format(PyExc_ValueError, "%s is out of range: %ld", name, l);
-                return -1;
-            }
             *(int32_t *)dst = (int32_t)l;
         } else {
-            unsigned long long u = PyLong_AsUnsignedLongLongMask(value);
-            if (PyErr_Occurred())
-                return -1;
-            *(uint64_t *)dst = u;
+            *(uint64_t *)dst = PyLong_AsUnsignedLongLongMask(value);
         }
+        if (PyErr_Occurred())
+            return -1;
     }
     return 0;
 }
@@ -723,7 +708,7 @@ static int check_signals(void *ctx)
     return stop;
 }
 
-/* Returns (mean_loss, n_done, step, interrupted).  A KeyboardInterrupt is
+/* (mean_loss, n_done, step, interrupted).  A KeyboardInterrupt is
  * swallowed into interrupted=True so the caller can keep what was trained;
  * any other exception from a signal handler propagates. */
 static PyObject *train_result(rmf_status st, const rmf_error *err, double loss, int64_t n_done, int64_t step)
@@ -741,6 +726,18 @@ static PyObject *train_result(rmf_status st, const rmf_error *err, double loss, 
     return Py_BuildValue("dLLO", loss, (long long)n_done, (long long)step, Py_False);
 }
 
+/* Runs an epoch function writing into `loss`, `n_done`, `err` (declared
+ * here) and `ost` without the GIL, and returns its train_result. */
+#define TRAIN(call)                                                  \
+    do {                                                             \
+        double loss = 0;                                             \
+        int64_t n_done = 0;                                          \
+        rmf_error err = {{0}};                                       \
+        rmf_status st_;                                              \
+        RMF_NOGIL(st_, call);                                        \
+        return train_result(st_, &err, loss, n_done, ost.step);      \
+    } while (0)
+
 static PyObject *py_ncf_train_epoch(PyObject *self, PyObject *args, PyObject *kw)
 {
     PyObject *shape, *indptr, *indices, *theta, *m, *v;
@@ -756,12 +753,7 @@ static PyObject *py_ncf_train_epoch(PyObject *self, PyObject *args, PyObject *kw
         parse_training(row, shape, theta, m, v, step, kw, &s, &p, &ost) < 0 ||
         parse_csr(indptr, indices, s.n_items, &train) < 0)
         return NULL;
-    double loss = 0;
-    int64_t n_done = 0;
-    rmf_error err = {{0}};
-    rmf_status st;
-    RMF_NOGIL(st, rmf_ncf_train_epoch(&p, &s, &train, epoch, &ost, check_signals, NULL, &loss, &n_done, &err));
-    return train_result(st, &err, loss, n_done, ost.step);
+    TRAIN(rmf_ncf_train_epoch(&p, &s, &train, epoch, &ost, check_signals, NULL, &loss, &n_done, &err));
 }
 
 static PyObject *py_bpr_train_epoch(PyObject *self, PyObject *args, PyObject *kw)
@@ -778,13 +770,8 @@ static PyObject *py_bpr_train_epoch(PyObject *self, PyObject *args, PyObject *kw
         parse_training(row, shape, theta, m, v, step, kw, &s, &p, &ost) < 0 ||
         check_index_arrays(uij, (const char *[]){"u", "i", "j"}, 3) < 0)
         return NULL;
-    double loss = 0;
-    int64_t n_done = 0;
-    rmf_error err = {{0}};
-    rmf_status st;
-    RMF_NOGIL(st, rmf_mf_train_epoch(&p, &s, DATA(uij[0], int32_t), DATA(uij[1], int32_t), DATA(uij[2], int32_t),
-                                     SIZE(uij[0]), epoch, &ost, check_signals, NULL, &loss, &n_done, &err));
-    return train_result(st, &err, loss, n_done, ost.step);
+    TRAIN(rmf_mf_train_epoch(&p, &s, DATA(uij[0], int32_t), DATA(uij[1], int32_t), DATA(uij[2], int32_t),
+                             SIZE(uij[0]), epoch, &ost, check_signals, NULL, &loss, &n_done, &err));
 }
 
 /* ------------------------------------------------------------------ */

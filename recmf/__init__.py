@@ -35,6 +35,14 @@ __all__ = [
     "download_movielens", "build_info", "available_models",
 ]
 
+# Every registered model is recmf.<ClassName>, also one added without
+# editing this file.
+for _cls in available_models().values():
+    globals().setdefault(_cls.__name__, _cls)
+    if _cls.__name__ not in __all__:
+        __all__.append(_cls.__name__)
+del _cls
+
 
 def build_info():
     """Facts about this build: OpenMP support, the BLAS in use and its threads."""

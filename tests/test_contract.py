@@ -217,3 +217,18 @@ def test_degenerate_data(kind, case):
 def test_empty_data_is_rejected(kind):
     with pytest.raises(ValueError, match="frame is empty"):
         make(kind).fit(_frame([], []).astype({"user_id": np.int64, "movie_id": np.int64}))
+
+
+def test_core_model_table_follows_the_registry():
+    # Every model scored by the core has a row in module.c's table under
+    # its exact kind; other names are refused by name.
+    from recmf import _core
+    shape = (3, 4, 2, 5)
+    for kind, cls in MODELS.items():
+        if issubclass(cls, recmf.models.EmbeddingModel):
+            assert _core.n_params(kind, shape) >= (3 + 4) * 2
+    for bad in ("nope", "neural", "bpr", "NeuralMF"):
+        with pytest.raises(ValueError, match=f"no model kind '{bad}'"):
+            _core.n_params(bad, shape)
+    with pytest.raises(TypeError, match="model kind"):
+        _core.n_params(3, shape)

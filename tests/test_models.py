@@ -178,6 +178,24 @@ def test_adam_step_matches_formula():
     np.testing.assert_allclose(v, v64, rtol=1e-5, atol=1e-9)
 
 
+def test_training_keywords_are_parsed_by_name():
+    # The glue converts each keyword by its row in one table; the core
+    # checks the values (one message each).
+    def step(**kw):
+        theta = np.ones(4, dtype=np.float32)
+        _core.adam_step(theta, np.ones(4, np.float32), np.zeros(4, np.float32), np.zeros(4, np.float32), 1, **kw)
+        return theta
+    assert step(lr=0.5)[0] == pytest.approx(0.5, abs=1e-6) and step()[0] == pytest.approx(1 - 1e-3, abs=1e-6)
+    with pytest.raises(ValueError, match="lr must be > 0"):
+        step(lr=-1.0)
+    with pytest.raises(ValueError, match="batch_size is out of range"):
+        step(batch_size=2**40)
+    with pytest.raises(TypeError):
+        step(eps="small")
+    with pytest.raises(TypeError, match="unknown training parameter 'lrr'"):
+        step(lrr=0.1)
+
+
 @pytest.mark.parametrize("kind", ["ncf", "mf"])
 def test_recommend_equals_brute_force(kind):
     nu, ni = 25, 60
