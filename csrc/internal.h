@@ -57,18 +57,20 @@ rmf_status rmf_check_opt_state(const rmf_opt_state *st, int64_t n_params,
 /* ------------------------------------------------------------------ */
 
 /* First position q in [lo, hi) with a[q] >= x (hi if none); a ascending. */
-static inline int64_t rmf_lower_bound_i32(const int32_t *a, int64_t lo,
-                                          int64_t hi, int32_t x)
-{
-    while (lo < hi) {
-        int64_t mid = lo + (hi - lo) / 2;
-        if (a[mid] < x)
-            lo = mid + 1;
-        else
-            hi = mid;
+#define RMF_LOWER_BOUND(name, type)                                           \
+    static inline int64_t name(const type *a, int64_t lo, int64_t hi, type x) \
+    {                                                                         \
+        while (lo < hi) {                                                     \
+            int64_t mid = lo + (hi - lo) / 2;                                 \
+            if (a[mid] < x)                                                   \
+                lo = mid + 1;                                                 \
+            else                                                              \
+                hi = mid;                                                     \
+        }                                                                     \
+        return lo;                                                            \
     }
-    return lo;
-}
+RMF_LOWER_BOUND(rmf_lower_bound_i32, int32_t)
+RMF_LOWER_BOUND(rmf_lower_bound_i64, int64_t)
 
 /* Row of m holding CSR position p (0 <= p < nnz): the last r with
  * indptr[r] <= p. */

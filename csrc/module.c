@@ -77,10 +77,8 @@ static PyObject *raise_status(rmf_status st, const rmf_error *err)
  * (-1: any), C-contiguous and aligned; writable when `writable`. */
 static int check_array(PyObject *obj, const char *name, int type, int ndim, int writable)
 {
-    if (!PyArray_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "%s must be a numpy array, got %s", name, Py_TYPE(obj)->tp_name);
-        return -1;
-    }
+    if (!PyArray_Check(obj))
+        return PyErr_Format(PyExc_TypeError, "%s must be a numpy array, got %s", name, Py_TYPE(obj)->tp_name), -1;
     PyArrayObject *a = (PyArrayObject *)obj;
     if (PyArray_TYPE(a) != type) {
         PyArray_Descr *want = PyArray_DescrFromType(type);
@@ -89,30 +87,22 @@ static int check_array(PyObject *obj, const char *name, int type, int ndim, int 
         Py_XDECREF(want);
         return -1;
     }
-    if (ndim >= 0 && PyArray_NDIM(a) != ndim) {
-        PyErr_Format(PyExc_ValueError, "%s must be %d-dimensional, got %d dimensions", name, ndim,
-                     PyArray_NDIM(a));
-        return -1;
-    }
-    if (!PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a)) {
-        PyErr_Format(PyExc_ValueError, "%s must be C-contiguous and aligned", name);
-        return -1;
-    }
-    if (writable && !PyArray_ISWRITEABLE(a)) {
-        PyErr_Format(PyExc_ValueError, "%s must be writable", name);
-        return -1;
-    }
+    if (ndim >= 0 && PyArray_NDIM(a) != ndim)
+        return PyErr_Format(PyExc_ValueError, "%s must be %d-dimensional, got %d dimensions", name, ndim,
+                            PyArray_NDIM(a)), -1;
+    if (!PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a))
+        return PyErr_Format(PyExc_ValueError, "%s must be C-contiguous and aligned", name), -1;
+    if (writable && !PyArray_ISWRITEABLE(a))
+        return PyErr_Format(PyExc_ValueError, "%s must be writable", name), -1;
     return 0;
 }
 
 static int check_len(PyObject *obj, const char *name, npy_intp want)
 {
     npy_intp got = PyArray_SIZE((PyArrayObject *)obj);
-    if (got != want) {
-        PyErr_Format(PyExc_ValueError, "%s must have %zd elements, got %zd", name, (Py_ssize_t)want,
-                     (Py_ssize_t)got);
-        return -1;
-    }
+    if (got != want)
+        return PyErr_Format(PyExc_ValueError, "%s must have %zd elements, got %zd", name, (Py_ssize_t)want,
+                            (Py_ssize_t)got), -1;
     return 0;
 }
 
@@ -180,15 +170,11 @@ static int parse_csr(PyObject *indptr, PyObject *indices, long long n_cols, rmf_
         check_array(indices, "indices", NPY_INT32, 1, 0) < 0)
         return -1;
     int64_t n_rows = SIZE(indptr) - 1;
-    if (n_rows < 0 || n_rows > INT32_MAX || n_cols < 0 || n_cols > INT32_MAX) {
-        PyErr_SetString(PyExc_ValueError, "indptr must have n_rows + 1 entries and n_cols must fit in int32");
-        return -1;
-    }
+    if (n_rows < 0 || n_rows > INT32_MAX || n_cols < 0 || n_cols > INT32_MAX)
+        return PyErr_SetString(PyExc_ValueError, "indptr must have n_rows + 1 entries, n_cols fit in int32"), -1;
     const int64_t *p = DATA(indptr, int64_t);
-    if (p[0] != 0 || p[n_rows] != SIZE(indices)) {
-        PyErr_SetString(PyExc_ValueError, "indptr must start at 0 and end at len(indices)");
-        return -1;
-    }
+    if (p[0] != 0 || p[n_rows] != SIZE(indices))
+        return PyErr_SetString(PyExc_ValueError, "indptr must start at 0 and end at len(indices)"), -1;
     out->indptr = p;
     out->indices = DATA(indices, int32_t);
     out->n_rows = (int32_t)n_rows;
@@ -322,10 +308,8 @@ static PyObject *py_popularity_order(PyObject *self, PyObject *args)
     rmf_error err = {{0}};
     if (!PyArg_ParseTuple(args, "O", &counts) || check_array(counts, "counts", NPY_INT64, 1, 0) < 0)
         return NULL;
-    if (SIZE(counts) > INT32_MAX) {
-        PyErr_SetString(PyExc_ValueError, "counts has more than 2^31 - 1 items");
-        return NULL;
-    }
+    if (SIZE(counts) > INT32_MAX)
+        return PyErr_SetString(PyExc_ValueError, "counts has more than 2^31 - 1 items"), NULL;
     if (!(order = new_array1(SIZE(counts), NPY_INT32)))
         return NULL;
     CALL(rmf_popularity_order(DATA(counts, int64_t), (int32_t)SIZE(counts), DATA(order, int32_t), &err));
@@ -662,10 +646,8 @@ static int parse_train_params(PyObject *kw, rmf_train_params *p)
         for (size_t q = 0; q < sizeof TRAIN_FIELDS / sizeof TRAIN_FIELDS[0] && f == NULL; q++)
             if (strcmp(name, TRAIN_FIELDS[q].name) == 0)
                 f = &TRAIN_FIELDS[q];
-        if (f == NULL) {
-            PyErr_Format(PyExc_TypeError, "unknown training parameter '%s'", name);
-            return -1;
-        }
+        if (f == NULL)
+            return PyErr_Format(PyExc_TypeError, "unknown training parameter '%s'", name), -1;
         char *dst = (char *)p + f->offset;
         if (f->type == 'f') {
             *(float *)dst = (float)PyFloat_AsDouble(value);
@@ -850,7 +832,7 @@ fail:
     return NULL;
 }
 
-static PyObject *py_mf_batch_grad(PyObject *self, PyObject *args)
+static PyObject *py_bpr_batch_grad(PyObject *self, PyObject *args)
 {
     PyObject *shape, *theta, *uij[3], *grad = NULL;
     int n_threads;
@@ -947,8 +929,7 @@ static PyMethodDef methods[] = {
     /* test-only */
     KWARGS(adam_step, "adam_step(theta, grad, m, v, step, **params): one in-place Adam step"),
     VARARGS(ncf_batch_grad, "ncf_batch_grad(shape, theta, u, i, y, mask|None, n_threads) -> (loss, grad)"),
-    {"bpr_batch_grad", (PyCFunction)py_mf_batch_grad, METH_VARARGS,
-     "bpr_batch_grad(shape, theta, u, i, j, n_threads) -> (loss, grad)"},
+    VARARGS(bpr_batch_grad, "bpr_batch_grad(shape, theta, u, i, j, n_threads) -> (loss, grad)"),
     VARARGS(epoch_order, "epoch_order(n, seed, epoch, n_threads) -> the shuffled pair order of a training epoch"),
     VARARGS(ncf_dropout_mask, "ncf_dropout_mask(p, seed, epoch, batch, n, hidden) -> the n x hidden mask training draws"),
     VARARGS(ncf_score_pairs, "ncf_score_pairs(shape, theta, u, i, n_threads) -> logits"),
