@@ -58,14 +58,15 @@ static PyObject *raise_status(rmf_status st, const rmf_error *err)
     } while (0)
 
 /* Runs a core call writing its message into the function's `err` without
- * the GIL; on failure raises it and jumps to the function's `fail:`. */
-#define CALL(call)                         \
+ * the GIL; on failure raises it and returns fail(o, n): the n outputs o[]
+ * are released. */
+#define CALL(o, n, call)                   \
     do {                                   \
         rmf_status st_;                    \
         RMF_NOGIL(st_, call);              \
         if (st_ != RMF_OK) {               \
             raise_status(st_, &err);       \
-            goto fail;                     \
+            return fail(o, n);             \
         }                                  \
     } while (0)
 
@@ -129,20 +130,20 @@ static int shrink(PyObject *arr, npy_intp n)
     return 0;
 }
 
-static void release(PyObject **o, int n)
+/* Releases the n outputs o[] (some may be NULL); returns NULL. */
+static PyObject *fail(PyObject **o, int n)
 {
     for (int k = 0; k < n; k++)
         Py_CLEAR(o[k]);
+    return NULL;
 }
 
 /* A tuple stealing the n new references o[]; released on failure. */
 static PyObject *pack(PyObject **o, int n)
 {
     PyObject *t = PyTuple_New(n);
-    if (t == NULL) {
-        release(o, n);
-        return NULL;
-    }
+    if (t == NULL)
+        return fail(o, n);
     for (int k = 0; k < n; k++)
         PyTuple_SET_ITEM(t, k, o[k]);
     return t;
@@ -157,7 +158,7 @@ static int new_topk(PyObject **o, npy_intp n_rows, int k, int with_scores)
     o[2] = new_array1(n_rows, NPY_INT32);
     if (o[0] && (o[1] || !with_scores) && o[2])
         return 0;
-    release(o, 3);
+    fail(o, 3);
     return -1;
 }
 
@@ -209,21 +210,24 @@ static PyObject *py_parse_ratings(PyObject *self, PyObject *args)
         return NULL;
     PyObject *o[4] = {NULL, NULL, NULL, NULL};
     int64_t cap = rmf_count_lines(buf.buf, buf.len), n = 0;
-    for (int a = 0; a < 4; a++)
-        if (!(o[a] = new_array1(cap, a == 2 ? NPY_FLOAT64 : NPY_INT64)))
-            goto fail;
-    CALL(rmf_parse_ratings(buf.buf, buf.len, sep, skip_header, cap, DATA(o[0], int64_t), DATA(o[1], int64_t),
-                           DATA(o[2], double), DATA(o[3], int64_t), &n, &err));
+    rmf_status st = RMF_ERR_NOMEM;
+    int ok = 1;
+    for (int a = 0; a < 4 && ok; a++)
+        ok = (o[a] = new_array1(cap, a == 2 ? NPY_FLOAT64 : NPY_INT64)) != NULL;
+    if (ok)
+        RMF_NOGIL(st, rmf_parse_ratings(buf.buf, buf.len, sep, skip_header, cap, DATA(o[0], int64_t),
+                                        DATA(o[1], int64_t), DATA(o[2], double), DATA(o[3], int64_t), &n, &err));
+    PyBuffer_Release(&buf);
+    if (st != RMF_OK) {
+        if (ok) /* else NumPy's error is set */
+            raise_status(st, &err);
+        return fail(o, 4);
+    }
     /* The line count was an upper bound. */
     for (int a = 0; a < 4; a++)
         if (shrink(o[a], n) < 0)
-            goto fail;
-    PyBuffer_Release(&buf);
+            return fail(o, 4);
     return pack(o, 4);
-fail:
-    PyBuffer_Release(&buf);
-    release(o, 4);
-    return NULL;
 }
 
 static PyObject *py_temporal_split(PyObject *self, PyObject *args)
@@ -237,13 +241,10 @@ static PyObject *py_temporal_split(PyObject *self, PyObject *args)
         return NULL;
     int64_t n = SIZE(user);
     if (!(o[0] = new_array1(n, NPY_INT64)) || !(o[1] = new_array1(n, NPY_INT8)))
-        goto fail;
-    CALL(rmf_temporal_split(DATA(user, int64_t), DATA(time, int64_t), n, n_val, n_test, min_train,
-                            DATA(o[0], int64_t), DATA(o[1], int8_t), &err));
+        return fail(o, 2);
+    CALL(o, 2, rmf_temporal_split(DATA(user, int64_t), DATA(time, int64_t), n, n_val, n_test, min_train,
+                                  DATA(o[0], int64_t), DATA(o[1], int8_t), &err));
     return pack(o, 2);
-fail:
-    release(o, 2);
-    return NULL;
 }
 
 static PyObject *py_factorize(PyObject *self, PyObject *args)
@@ -254,14 +255,11 @@ static PyObject *py_factorize(PyObject *self, PyObject *args)
         return NULL;
     int64_t n = SIZE(ids), n_unique = 0;
     if (!(o[0] = new_array1(n, NPY_INT32)) || !(o[1] = new_array1(n, NPY_INT64)))
-        goto fail;
-    CALL(rmf_factorize(DATA(ids, int64_t), n, DATA(o[0], int32_t), DATA(o[1], int64_t), &n_unique, &err));
+        return fail(o, 2);
+    CALL(o, 2, rmf_factorize(DATA(ids, int64_t), n, DATA(o[0], int32_t), DATA(o[1], int64_t), &n_unique, &err));
     if (shrink(o[1], n_unique) < 0)
-        goto fail;
+        return fail(o, 2);
     return pack(o, 2);
-fail:
-    release(o, 2);
-    return NULL;
 }
 
 static PyObject *py_build_csr(PyObject *self, PyObject *args)
@@ -275,15 +273,12 @@ static PyObject *py_build_csr(PyObject *self, PyObject *args)
         return NULL;
     int64_t n = SIZE(rows), nnz = 0;
     if (!(o[0] = new_array1((npy_intp)n_rows + 1, NPY_INT64)) || !(o[1] = new_array1(n, NPY_INT32)))
-        goto fail;
-    CALL(rmf_build_csr(DATA(rows, int32_t), DATA(cols, int32_t), n, n_rows, n_cols, DATA(o[0], int64_t),
-                       DATA(o[1], int32_t), &nnz, &err));
+        return fail(o, 2);
+    CALL(o, 2, rmf_build_csr(DATA(rows, int32_t), DATA(cols, int32_t), n, n_rows, n_cols, DATA(o[0], int64_t),
+                             DATA(o[1], int32_t), &nnz, &err));
     if (shrink(o[1], nnz) < 0)
-        goto fail;
+        return fail(o, 2);
     return pack(o, 2);
-fail:
-    release(o, 2);
-    return NULL;
 }
 
 static PyObject *py_item_counts(PyObject *self, PyObject *args)
@@ -295,11 +290,8 @@ static PyObject *py_item_counts(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOL", &indptr, &indices, &n_cols) || parse_csr(indptr, indices, n_cols, &m) < 0 ||
         !(counts = new_array1((npy_intp)n_cols, NPY_INT64)))
         return NULL;
-    CALL(rmf_item_counts(&m, DATA(counts, int64_t), &err));
+    CALL(&counts, 1, rmf_item_counts(&m, DATA(counts, int64_t), &err));
     return counts;
-fail:
-    Py_DECREF(counts);
-    return NULL;
 }
 
 static PyObject *py_popularity_order(PyObject *self, PyObject *args)
@@ -312,11 +304,9 @@ static PyObject *py_popularity_order(PyObject *self, PyObject *args)
         return PyErr_SetString(PyExc_ValueError, "counts has more than 2^31 - 1 items"), NULL;
     if (!(order = new_array1(SIZE(counts), NPY_INT32)))
         return NULL;
-    CALL(rmf_popularity_order(DATA(counts, int64_t), (int32_t)SIZE(counts), DATA(order, int32_t), &err));
+    CALL(&order, 1, rmf_popularity_order(DATA(counts, int64_t), (int32_t)SIZE(counts), DATA(order, int32_t),
+                                         &err));
     return order;
-fail:
-    Py_DECREF(order);
-    return NULL;
 }
 
 static PyObject *py_sample_uniform(PyObject *self, PyObject *args)
@@ -331,11 +321,8 @@ static PyObject *py_sample_uniform(PyObject *self, PyObject *args)
         parse_csr(indptr, indices, n_cols, &m) < 0 ||
         !(out = new_array1((npy_intp)(SIZE(indices) * (n_neg > 0 ? n_neg : 0)), NPY_INT32)))
         return NULL;
-    CALL(rmf_sample_uniform(&m, n_neg, seed, epoch, n_threads, DATA(out, int32_t), &err));
+    CALL(&out, 1, rmf_sample_uniform(&m, n_neg, seed, epoch, n_threads, DATA(out, int32_t), &err));
     return out;
-fail:
-    Py_DECREF(out);
-    return NULL;
 }
 
 static PyObject *py_sample_triplets(PyObject *self, PyObject *args)
@@ -353,13 +340,10 @@ static PyObject *py_sample_triplets(PyObject *self, PyObject *args)
     npy_intp n = n_triplets > 0 ? (npy_intp)n_triplets : 0;
     for (int a = 0; a < 3; a++)
         if (!(o[a] = new_array1(n, NPY_INT32)))
-            goto fail;
-    CALL(rmf_sample_triplets(&m, DATA(cand, int32_t), (int32_t)SIZE(cand), n_triplets, seed, epoch, n_threads,
-                             DATA(o[0], int32_t), DATA(o[1], int32_t), DATA(o[2], int32_t), &err));
+            return fail(o, 3);
+    CALL(o, 3, rmf_sample_triplets(&m, DATA(cand, int32_t), (int32_t)SIZE(cand), n_triplets, seed, epoch, n_threads,
+                                   DATA(o[0], int32_t), DATA(o[1], int32_t), DATA(o[2], int32_t), &err));
     return pack(o, 3);
-fail:
-    release(o, 3);
-    return NULL;
 }
 
 static PyObject *py_topk_rows(PyObject *self, PyObject *args)
@@ -377,13 +361,10 @@ static PyObject *py_topk_rows(PyObject *self, PyObject *args)
         return NULL;
     if (new_topk(o, n_rows, k > 0 ? k : 0, 1) < 0)
         return NULL;
-    CALL(rmf_topk_rows(DATA(scores, float), n_rows, (int32_t)n_cols, has_seen ? &m : NULL,
-                       has_seen ? DATA(seen_rows, int32_t) : NULL, k, n_threads, DATA(o[0], int32_t),
-                       DATA(o[1], float), DATA(o[2], int32_t), &err));
+    CALL(o, 3, rmf_topk_rows(DATA(scores, float), n_rows, (int32_t)n_cols, has_seen ? &m : NULL,
+                             has_seen ? DATA(seen_rows, int32_t) : NULL, k, n_threads, DATA(o[0], int32_t),
+                             DATA(o[1], float), DATA(o[2], int32_t), &err));
     return pack(o, 3);
-fail:
-    release(o, 3);
-    return NULL;
 }
 
 static PyObject *py_topk_ranked(PyObject *self, PyObject *args)
@@ -396,13 +377,10 @@ static PyObject *py_topk_ranked(PyObject *self, PyObject *args)
         check_array(ranking, "ranking", NPY_INT32, 1, 0) < 0 || check_array(users, "users", NPY_INT32, 1, 0) < 0 ||
         parse_optional_csr(seen, &m, &has_seen) < 0 || new_topk(o, SIZE(users), k > 0 ? k : 0, 0) < 0)
         return NULL;
-    CALL(rmf_topk_ranked(DATA(ranking, int32_t), (int32_t)SIZE(ranking), has_seen ? &m : NULL,
-                         DATA(users, int32_t), SIZE(users), k, DATA(o[0], int32_t), DATA(o[2], int32_t), &err));
+    CALL(o, 3, rmf_topk_ranked(DATA(ranking, int32_t), (int32_t)SIZE(ranking), has_seen ? &m : NULL,
+                               DATA(users, int32_t), SIZE(users), k, DATA(o[0], int32_t), DATA(o[2], int32_t), &err));
     PyObject *items_len[2] = {o[0], o[2]};
     return pack(items_len, 2);
-fail:
-    release(o, 3);
-    return NULL;
 }
 
 static PyObject *py_ranking_metrics(PyObject *self, PyObject *args)
@@ -546,12 +524,9 @@ static PyObject *score_pairs(PyObject *args, const model_row *row)
         check_index_arrays(ui, (const char *[]){"user_idx", "item_idx"}, 2) < 0 ||
         !(out = new_array1(SIZE(ui[0]), NPY_FLOAT32)))
         return NULL;
-    CALL(row->score_pairs(&s, DATA(theta, float), DATA(ui[0], int32_t), DATA(ui[1], int32_t), SIZE(ui[0]),
-                          n_threads, DATA(out, float), &err));
+    CALL(&out, 1, row->score_pairs(&s, DATA(theta, float), DATA(ui[0], int32_t), DATA(ui[1], int32_t), SIZE(ui[0]),
+                                   n_threads, DATA(out, float), &err));
     return out;
-fail:
-    Py_DECREF(out);
-    return NULL;
 }
 
 static PyObject *recommend(PyObject *args, const model_row *row)
@@ -566,12 +541,9 @@ static PyObject *recommend(PyObject *args, const model_row *row)
         check_array(users, "users", NPY_INT32, 1, 0) < 0 || parse_optional_csr(seen, &m, &has_seen) < 0 ||
         new_topk(o, SIZE(users), k > 0 ? k : 0, 1) < 0)
         return NULL;
-    CALL(row->recommend(&s, DATA(theta, float), DATA(users, int32_t), SIZE(users), has_seen ? &m : NULL, k,
-                        n_threads, DATA(o[0], int32_t), DATA(o[1], float), DATA(o[2], int32_t), &err));
+    CALL(o, 3, row->recommend(&s, DATA(theta, float), DATA(users, int32_t), SIZE(users), has_seen ? &m : NULL, k,
+                              n_threads, DATA(o[0], int32_t), DATA(o[1], float), DATA(o[2], int32_t), &err));
     return pack(o, 3);
-fail:
-    release(o, 3);
-    return NULL;
 }
 
 static PyObject *n_params(PyObject *args, const model_row *row)
@@ -823,13 +795,10 @@ static PyObject *py_ncf_batch_grad(PyObject *self, PyObject *args)
         return NULL;
     if (!(grad = new_array1((npy_intp)row->n_params(&s), NPY_FLOAT32)))
         return NULL;
-    CALL(rmf_ncf_batch_grad(&s, DATA(theta, float), DATA(ui[0], int32_t), DATA(ui[1], int32_t), DATA(y, float),
-                            SIZE(ui[0]), mask == Py_None ? NULL : DATA(mask, float), n_threads, DATA(grad, float),
-                            &loss, &err));
+    CALL(&grad, 1, rmf_ncf_batch_grad(&s, DATA(theta, float), DATA(ui[0], int32_t), DATA(ui[1], int32_t),
+                                      DATA(y, float), SIZE(ui[0]), mask == Py_None ? NULL : DATA(mask, float),
+                                      n_threads, DATA(grad, float), &loss, &err));
     return Py_BuildValue("dN", loss, grad);
-fail:
-    Py_DECREF(grad);
-    return NULL;
 }
 
 static PyObject *py_bpr_batch_grad(PyObject *self, PyObject *args)
@@ -845,12 +814,9 @@ static PyObject *py_bpr_batch_grad(PyObject *self, PyObject *args)
         check_index_arrays(uij, (const char *[]){"u", "i", "j"}, 3) < 0 ||
         !(grad = new_array1((npy_intp)row->n_params(&s), NPY_FLOAT32)))
         return NULL;
-    CALL(rmf_mf_batch_grad(&s, DATA(theta, float), DATA(uij[0], int32_t), DATA(uij[1], int32_t),
-                           DATA(uij[2], int32_t), SIZE(uij[0]), n_threads, DATA(grad, float), &loss, &err));
+    CALL(&grad, 1, rmf_mf_batch_grad(&s, DATA(theta, float), DATA(uij[0], int32_t), DATA(uij[1], int32_t),
+                                     DATA(uij[2], int32_t), SIZE(uij[0]), n_threads, DATA(grad, float), &loss, &err));
     return Py_BuildValue("dN", loss, grad);
-fail:
-    Py_DECREF(grad);
-    return NULL;
 }
 
 static PyObject *py_epoch_order(PyObject *self, PyObject *args)
@@ -878,11 +844,8 @@ static PyObject *py_ncf_dropout_mask(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "fKKKni", &p, &seed, &epoch, &batch, &n, &hidden) ||
         !(out = new_array2(n > 0 ? n : 0, hidden > 0 ? hidden : 0, NPY_FLOAT32)))
         return NULL;
-    CALL(rmf_ncf_dropout_mask(p, seed, epoch, batch, (int64_t)n, hidden, DATA(out, float), &err));
+    CALL(&out, 1, rmf_ncf_dropout_mask(p, seed, epoch, batch, (int64_t)n, hidden, DATA(out, float), &err));
     return out;
-fail:
-    Py_DECREF(out);
-    return NULL;
 }
 
 /* The per-model names of score_pairs and recommend, bound to their rows. */
