@@ -58,6 +58,9 @@ def test_registry_lists_every_model():
         assert cls.kind == kind and issubclass(cls, recmf.Recommender)
         assert getattr(recmf, cls.__name__) is cls
     assert recmf.available_models() is not recmf.available_models()    # a copy
+    from recmf import cli
+    run = cli._parser()._subparsers._group_actions[0].choices["run"]
+    assert [a for a in run._actions if a.dest == "model"][0].choices == list(MODELS)
 
 
 def test_registry_rejects_a_taken_kind():
