@@ -1,20 +1,22 @@
 /* metrics.c -- ranking metrics of SPEC section 9, from top-K lists. */
-#include "recmf.h"
+#include "internal.h"
 
 #include <math.h>
 #include <stdlib.h>
 
-static int contains_sorted(const int64_t *a, int64_t n, int64_t x)
+/* Position of x in the ascending a[0..n), or -1 when absent. */
+static int64_t find_sorted(const int64_t *a, int64_t n, int64_t x)
 {
-    int64_t lo = 0, hi = n;
-    while (lo < hi) {
-        int64_t mid = lo + (hi - lo) / 2;
-        if (a[mid] < x)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < n && a[lo] == x;
+    int64_t q = rmf_lower_bound_i64(a, 0, n, x);
+    return q < n && a[q] == x ? q : -1;
+}
+
+static rmf_status check_sorted_distinct(const int64_t *a, int64_t n, const char *name, rmf_error *err)
+{
+    for (int64_t q = 1; q < n; q++)
+        if (a[q] <= a[q - 1])
+            return rmf_fail(err, RMF_ERR_VALUE, "%s must be sorted ascending and distinct", name);
+    return RMF_OK;
 }
 
 rmf_status rmf_ranking_metrics(const int64_t *recs, const int32_t *rec_len,
@@ -26,6 +28,11 @@ rmf_status rmf_ranking_metrics(const int64_t *recs, const int32_t *rec_len,
 {
     if (k < 1)
         return rmf_fail(err, RMF_ERR_VALUE, "k must be >= 1, got %d", k);
+    if (rel_indptr[0] != 0)
+        return rmf_fail(err, RMF_ERR_VALUE, "rel_indptr must start at 0");
+    for (int64_t u = 0; u < n_users; u++)
+        if (rel_indptr[u + 1] < rel_indptr[u])
+            return rmf_fail(err, RMF_ERR_VALUE, "rel_indptr must be non-decreasing");
     double sums[4] = {0, 0, 0, 0};
     int64_t evaluated = 0;
     for (int64_t u = 0; u < n_users; u++) {
@@ -46,7 +53,7 @@ rmf_status rmf_ranking_metrics(const int64_t *recs, const int32_t *rec_len,
             int dup = 0;
             for (int32_t q = 0; q < p && !dup; q++)
                 dup = r[q] == r[p];
-            if (dup || !contains_sorted(rel, n_rel, r[p]))
+            if (dup || find_sorted(rel, n_rel, r[p]) < 0)
                 continue;
             hits++;
             dcg += 1.0 / log2((double)p + 2.0);
@@ -79,45 +86,46 @@ static int cmp_i64(const void *a, const void *b)
 
 rmf_status rmf_coverage_popularity(const int64_t *recs, const int32_t *rec_len,
                                    int64_t n_rows, int32_t k,
-                                   int64_t n_catalog, const int64_t *pop_ids,
-                                   const int64_t *pop_counts, int64_t n_pop,
-                                   double *coverage, double *avg_pop,
+                                   const int64_t *catalog, int64_t n_catalog,
+                                   const int64_t *pop_ids, const double *pop_values,
+                                   int64_t n_pop, double *coverage, double *avg_pop,
                                    int64_t *n_pairs, rmf_error *err)
 {
     if (n_catalog < 1)
         return rmf_fail(err, RMF_ERR_VALUE, "catalog must hold at least one item");
+    rmf_status st;
+    if ((st = check_sorted_distinct(catalog, n_catalog, "catalog", err)) != RMF_OK ||
+        (st = check_sorted_distinct(pop_ids, n_pop, "pop_ids", err)) != RMF_OK)
+        return st;
     /* Lengths are clamped to [0, k] here and below, so a bad rec_len can
      * neither shrink the buffer nor read past a row. */
     int64_t total = 0;
     for (int64_t r = 0; r < n_rows; r++)
         total += rec_len[r] < 0 ? 0 : rec_len[r] < k ? rec_len[r] : k;
-    int64_t *all = malloc((size_t)(total > 0 ? total : 1) * sizeof *all);
-    if (all == NULL)
+    int64_t *in_catalog = malloc((size_t)(total > 0 ? total : 1) * sizeof *in_catalog);
+    if (in_catalog == NULL)
         return rmf_fail(err, RMF_ERR_NOMEM, "out of memory for %lld recommendations", (long long)total);
-    int64_t n = 0;
+    int64_t n = 0, n_in = 0;
     double pop_sum = 0.0;
     for (int64_t r = 0; r < n_rows; r++) {
         int32_t len = rec_len[r] < 0 ? 0 : rec_len[r] < k ? rec_len[r] : k;
         for (int32_t p = 0; p < len; p++) {
             int64_t id = recs[r * (int64_t)k + p];
-            all[n++] = id;
-            int64_t lo = 0, hi = n_pop;
-            while (lo < hi) {
-                int64_t mid = lo + (hi - lo) / 2;
-                if (pop_ids[mid] < id)
-                    lo = mid + 1;
-                else
-                    hi = mid;
-            }
-            if (lo < n_pop && pop_ids[lo] == id)
-                pop_sum += (double)pop_counts[lo];
+            n++;
+            /* Coverage is a share of the catalogue: an item outside it
+             * covers nothing (recmetrics#40: coverage above 100%). */
+            if (find_sorted(catalog, n_catalog, id) >= 0)
+                in_catalog[n_in++] = id;
+            int64_t at = find_sorted(pop_ids, n_pop, id);
+            if (at >= 0)
+                pop_sum += pop_values[at];
         }
     }
-    qsort(all, (size_t)n, sizeof *all, cmp_i64);
+    qsort(in_catalog, (size_t)n_in, sizeof *in_catalog, cmp_i64);
     int64_t distinct = 0;
-    for (int64_t q = 0; q < n; q++)
-        distinct += q == 0 || all[q] != all[q - 1];
-    free(all);
+    for (int64_t q = 0; q < n_in; q++)
+        distinct += q == 0 || in_catalog[q] != in_catalog[q - 1];
+    free(in_catalog);
     *coverage = (double)distinct / (double)n_catalog;
     *avg_pop = n > 0 ? pop_sum / (double)n : NAN;
     *n_pairs = n;

@@ -121,10 +121,9 @@ rmf_status rmf_topk_select(const float *scores, int64_t n_rows,
 {
     int failed = 0;
     (void)n_threads;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(rmf_resolve_threads(n_threads))
-#endif
+    RMF_PARALLEL(rmf_resolve_threads(n_threads))
     {
+        RMF_TEAM_BEGIN;
         entry *heap = malloc((size_t)k * sizeof *heap);
         if (heap == NULL) {
 #ifdef _OPENMP
@@ -148,6 +147,7 @@ rmf_status rmf_topk_select(const float *scores, int64_t n_rows,
                        out_items + r * (int64_t)k, out_scores + r * (int64_t)k, &out_len[r]);
         }
         free(heap);
+        RMF_TEAM_END;
     }
     if (failed)
         return rmf_fail(err, RMF_ERR_NOMEM, "out of memory for a heap of k=%d", k);

@@ -24,12 +24,19 @@ _MAGIC = "recmf-model"
 __all__ = ["load", "save_model", "FORMAT_VERSION"]
 
 
-def _ids_to_array(ids):
-    """Id arrays for npz: int64 as is, strings as a unicode array."""
+def _ids_to_array(ids, name):
+    """Id arrays for npz: int64 as is, strings as a unicode array (which
+    loads back as the same strings: numeric-looking "007" and "" included)."""
     if ids.dtype == np.int64:
         return ids, "int64"
     if not all(isinstance(x, str) for x in ids):
-        raise TypeError("only integer or string ids can be saved")
+        raise TypeError(f"only integer or string {name} ids can be saved")
+    # NumPy's fixed-width strings drop trailing NUL characters: "a\0" would
+    # load as "a" (another id, or a duplicate).  Refuse rather than corrupt.
+    bad = [x for x in ids if x.endswith("\0")]
+    if bad:
+        raise ValueError(f"{name} id {bad[0]!r} ends with a NUL character, which the .npz format "
+                         "cannot keep; pickle the model instead")
     return np.asarray(ids, dtype=str), "str"
 
 
@@ -49,16 +56,20 @@ def save_model(model, path):
     model._check_fitted()
     data = model.data_
     arrays = dict(data._state())
-    arrays["user_ids"], user_kind = _ids_to_array(data.user_ids)
-    arrays["item_ids"], item_kind = _ids_to_array(data.item_ids)
+    arrays["user_ids"], user_kind = _ids_to_array(data.user_ids, "user")
+    arrays["item_ids"], item_kind = _ids_to_array(data.item_ids, "item")
     arrays.update(model._arrays())
-    history = None
+    history = history_dtypes = None
     if getattr(model, "history", None) is not None:
         history = json.loads(model.history.to_json(orient="records"))
+        # JSON has no NaN: it writes null, which loads as None (an object
+        # column) unless the dtypes come back too.
+        history_dtypes = {str(c): str(t) for c, t in model.history.dtypes.items()}
     meta = {
         "magic": _MAGIC, "format_version": FORMAT_VERSION, "recmf_version": __version__,
         "kind": model.kind, "params": {k: _jsonable(v) for k, v in model.get_params().items()},
         "user_id_type": user_kind, "item_id_type": item_kind, "history": history,
+        "history_dtypes": history_dtypes,
         "n_duplicates": data.n_duplicates,
     }
     arrays["meta"] = np.array(json.dumps(meta))
@@ -67,6 +78,15 @@ def save_model(model, path):
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     path.write_bytes(buf.getvalue())
+
+
+def _history_frame(records, dtypes):
+    frame = pd.DataFrame(records)
+    for col, dtype in (dtypes or {}).items():
+        if col in frame:
+            frame[col] = frame[col].astype(dtype) if dtype != "object" else \
+                frame[col].where(frame[col].notna(), np.nan)
+    return frame
 
 
 def load(path):
@@ -115,5 +135,5 @@ def load(path):
     except (KeyError, ValueError) as e:
         raise ValueError(f"{path} is inconsistent: {e}") from None
     if meta.get("history") is not None:
-        model.history = pd.DataFrame(meta["history"])
+        model.history = _history_frame(meta["history"], meta.get("history_dtypes"))
     return model
