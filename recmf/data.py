@@ -140,6 +140,41 @@ class Interactions:
         return cls(indptr, indices, user_ids, item_ids, seen=seen_csr, n_duplicates=n_dup,
                    unindexed_user_ids=unindexed)
 
+    @classmethod
+    def from_dask(cls, ddf, threshold=4, *, user_col="user_id", item_col="movie_id",
+                  rating_col="rating", seen="positives", max_bytes=None):
+        """Index the positives of a ``dask.dataframe`` frame on the client.
+
+        The positives are filtered on the cluster, measured there, and only
+        then gathered, so the model can be trained on one node.  Equal to
+        ``from_frame(ddf.compute(), ...)``.  Needs the ``dask`` extra.
+
+        Parameters
+        ----------
+        ddf : dask.dataframe.DataFrame
+        threshold, user_col, item_col, rating_col, seen :
+            As in :meth:`from_frame` (``seen="rated"`` gathers every row of
+            the three columns, not only the positives).
+        max_bytes : int, optional
+            Most bytes the gathered rows may take on the client (pandas'
+            deep memory usage).  Default: half the memory available now.
+
+        Returns
+        -------
+        Interactions
+
+        Raises
+        ------
+        MemoryError
+            The rows to gather take more than ``max_bytes``; the message
+            gives their count and size.
+        ValueError
+            No positive rows, a missing column, a bad threshold or ``seen``.
+        """
+        from .dask import interactions_from_dask
+        return interactions_from_dask(ddf, threshold, user_col=user_col, item_col=item_col,
+                                      rating_col=rating_col, seen=seen, max_bytes=max_bytes)
+
     # -- shape ----------------------------------------------------------
     @property
     def n_users(self):
