@@ -84,7 +84,9 @@ static int warn_fork_fallback(void)
 #define RMF_NOGIL(st, call)                                   \
     do {                                                      \
         Py_BEGIN_ALLOW_THREADS                                \
+        rmf_work_begin();                                     \
         (st) = (call);                                        \
+        rmf_work_end();                                       \
         Py_END_ALLOW_THREADS                                  \
         if ((st) == RMF_OK && warn_fork_fallback() < 0)       \
             (st) = RMF_ERR_VALUE;                             \
@@ -799,8 +801,10 @@ static PyObject *py_adam_step(PyObject *self, PyObject *args, PyObject *kw)
     if (st != RMF_OK)
         return raise_status(st, &err);
     Py_BEGIN_ALLOW_THREADS
+    rmf_work_begin();
     rmf_adam_step(&p.adam, step, DATA(a[0], float), DATA(a[1], float), DATA(a[2], float), DATA(a[3], float),
                   SIZE(a[0]), p.n_threads);
+    rmf_work_end();
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
@@ -856,7 +860,9 @@ static PyObject *py_epoch_order(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "nKKi", &n, &seed, &epoch, &n_threads) || !(perm = new_array1(n, NPY_INT64)))
         return NULL; /* NumPy refuses n < 0 */
     Py_BEGIN_ALLOW_THREADS
+    rmf_work_begin();
     rmf_epoch_order(DATA(perm, int64_t), (int64_t)n, seed, epoch, rmf_resolve_threads(n_threads));
+    rmf_work_end();
     Py_END_ALLOW_THREADS
     return perm;
 }
@@ -906,8 +912,10 @@ static PyObject *py__fp_probe(PyObject *self, PyObject *args)
     int32_t caller = -1;
     long long jobs = rmf_blas_jobs_run();
     Py_BEGIN_ALLOW_THREADS
+    rmf_work_begin();
     rmf_fp_probe_recmf(nt, DATA(modes, int32_t), &caller, m, n, k, DATA(a, float), DATA(b, float),
                        DATA(c, float));
+    rmf_work_end();
     Py_END_ALLOW_THREADS
     jobs = rmf_blas_jobs_run() - jobs;
     return Py_BuildValue("NiNL", modes, (int)caller, c, jobs);
@@ -924,7 +932,9 @@ static PyObject *py__fp_probe_plain(PyObject *self, PyObject *args)
     if (modes == NULL)
         return NULL;
     Py_BEGIN_ALLOW_THREADS
+    rmf_work_begin();
     rmf_fp_probe_plain(nt, DATA(modes, int32_t));
+    rmf_work_end();
     Py_END_ALLOW_THREADS
     return modes;
 }
