@@ -23,17 +23,11 @@
  * user's history (w = 1, or recency weights), then rmf_topk_rows: a sparse
  * history times B costs nnz x n_items, far less than a dense sgemm of the
  * block (users x n_items^2) at MovieLens densities. */
-#include "recmf.h"
+#include "internal.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-#ifdef _OPENMP
-#define OMP(x) _Pragma(#x)
-#else
-#define OMP(x)
-#endif
 
 /* Tile edge for the in-place B pass (64 x 64 floats = 16 KB per tile). */
 enum { TILE = 64 };
@@ -65,19 +59,6 @@ static rmf_status transpose(const rmf_csr *x, int64_t **colptr_out, int32_t **ro
     return RMF_OK;
 }
 
-/* First position q in [lo, hi) with idx[q] >= v. */
-static int64_t lower_bound(const int32_t *idx, int64_t lo, int64_t hi, int32_t v)
-{
-    while (lo < hi) {
-        int64_t mid = lo + (hi - lo) / 2;
-        if (idx[mid] < v)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
 rmf_status rmf_ease_gram_upper(const rmf_csr *x, int n_threads, float *G, rmf_error *err)
 {
     const int32_t n = x->n_cols;
@@ -96,7 +77,7 @@ rmf_status rmf_ease_gram_upper(const rmf_csr *x, int n_threads, float *G, rmf_er
         for (int64_t c = colptr[i]; c < colptr[i + 1]; c++) {
             const int32_t u = rows[c];
             const int64_t hi = x->indptr[u + 1];
-            for (int64_t q = lower_bound(x->indices, x->indptr[u], hi, i); q < hi; q++)
+            for (int64_t q = rmf_lower_bound_i32(x->indices, x->indptr[u], hi, i); q < hi; q++)
                 g[x->indices[q]] += 1.0f;
         }
     }
@@ -192,7 +173,7 @@ rmf_status rmf_ease_recommend(const float *B, int32_t n_items, const rmf_csr *hi
         return RMF_OK;
     const int nt = rmf_resolve_threads(n_threads);
     (void)nt;
-    const int64_t nb = rmf_score_block_rows(n_items, n);
+    const int64_t nb = rmf_block_users(n_items) < n ? rmf_block_users(n_items) : n;
     float *S = malloc((size_t)(nb * n_items) * sizeof *S);
     if (S == NULL)
         return rmf_fail(err, RMF_ERR_NOMEM, "out of memory scoring %d items", n_items);

@@ -1,12 +1,28 @@
-"""What every recmf model shares: fitting input, id mapping, batched
-recommendation with seen items removed, scoring, save/load and pickling.
+"""The base classes of recmf models.
 
-Subclasses implement ``_fit(data, val)``, ``_recommend_index(uidx, k,
-exclude_seen)`` and, for learned models, ``_score_index(uidx, iidx)``.
+:class:`Recommender` is what every model shares: fitting input, id mapping,
+batched recommendation with seen items removed, scoring, save/load and
+pickling.  A subclass sets ``kind`` (which registers it, see
+:mod:`recmf._registry`) and implements
+
+- ``_check_params()``: validate the hyperparameters (optional);
+- ``_fit(data, val, callback)``: learn from ``data`` (Interactions);
+  :meth:`Recommender.fit` has already checked the parameters, converted the
+  input and set ``data_``;
+- ``_recommend_index(uidx, k, exclude_seen)`` and ``_score_index(uidx, iidx)``
+  on dense indices;
+- ``_arrays()`` / ``_set_arrays(arrays)``: the learned arrays to save/load;
+- ``_test_params()`` (classmethod): small constructor arguments for the
+  shared test contract (tests/test_contract.py).
+
+:class:`EmbeddingModel` adds what the models with one flat weight array
+trained by the C core share (NeuralMF, BPRMF).
+
 Optional hooks: ``_recommend_history(hist, rows, k, exclude_seen)`` scores
 users from given interactions without refitting (``recommend(...,
 history=frame)``), ``_similar_index(iidx, k)`` gives each item's nearest
-items (``similar_items``).
+items (``similar_items``); class attributes ``default_grid`` and
+``scoring_params`` tell :func:`recmf.select` what to try.
 """
 from __future__ import annotations
 
@@ -16,10 +32,13 @@ import numbers
 import numpy as np
 import pandas as pd
 
+from .. import _core, persist
 from .._checks import as_core_array, as_id_array, check_k, check_positive_int, check_threads
+from .._registry import register
 from ..data import Interactions
+from ._training import EpochLoop, named_sampling_error
 
-__all__ = ["Recommender", "NotFittedError"]
+__all__ = ["Recommender", "EmbeddingModel", "NotFittedError"]
 
 
 def check_half_life(half_life):
@@ -58,8 +77,14 @@ class Recommender:
     the model was trained on: the id mappings and the seen items it excludes.
     """
 
-    #: name used in saved files and reports
-    kind = "base"
+    #: name in the registry, saved files, the CLI and the C core's model
+    #: table; None for abstract classes (not registered)
+    kind = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("kind") is not None:
+            register(cls)
     #: hyperparameter grid recmf.select tries by default: {name: [values]}
     default_grid = {}
     #: hyperparameters that only change scoring, not what fit learns:
@@ -71,6 +96,52 @@ class Recommender:
         self.data_ = None
 
     # -- fitting ----------------------------------------------------------
+    def fit(self, data, val=None, callback=None):
+        """Train on ``data``.
+
+        Parameters
+        ----------
+        data : Interactions or DataFrame
+            A DataFrame is indexed with the model's ``threshold`` and column
+            names (``Interactions.from_frame``).
+        val : DataFrame, optional
+            Held-out rows for models that evaluate while training (see the
+            model's docstring); models without epochs ignore it.
+        callback : callable(model, row) -> bool or None, optional
+            Called after every training epoch with that epoch's history row;
+            return False to stop.  Models without epochs never call it.
+
+        Returns
+        -------
+        self
+            Ctrl-C during training stops after the current batch, keeping a
+            usable model and its history (``interrupted_`` is True).
+
+        Raises
+        ------
+        TypeError, ValueError
+            A bad hyperparameter (named) or bad input data.
+        """
+        self._check_params()
+        self.data_ = self._as_interactions(data, getattr(self, "threshold", 4), self._columns())
+        return self._fit(self.data_, val, callback)
+
+    def _check_params(self):
+        """Validate (and normalise) the hyperparameters before fitting."""
+
+    def _fit(self, data, val, callback):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @classmethod
+    def _test_params(cls):
+        """Constructor arguments small enough for the shared test contract
+        (tests/test_contract.py) to fit the model in well under a second."""
+        return {}
+
+    def _columns(self):
+        return {name: getattr(self, name, default) for name, default in
+                (("user_col", "user_id"), ("item_col", "movie_id"), ("rating_col", "rating"))}
+
     def _as_interactions(self, data, threshold, columns):
         if isinstance(data, Interactions):
             return data
@@ -305,7 +376,6 @@ class Recommender:
         raise NotImplementedError(f"{type(self).__name__} has no item similarity")
 
     def _popular_order(self):
-        from .. import _core
         return _core.popularity_order(self.data_.popularity())
 
     def score(self, user_ids, item_ids):
@@ -328,8 +398,7 @@ class Recommender:
     def save(self, path):
         """Save to ``path`` (.npz): weights, hyperparameters, id mappings and
         the seen-items matrix.  Load with :func:`recmf.load`."""
-        from ..persist import save_model
-        save_model(self, path)
+        persist.save_model(self, path)
 
     def get_params(self):
         """Hyperparameters as a dict (the constructor's arguments)."""
@@ -358,3 +427,66 @@ class Recommender:
 
     def _set_arrays(self, arrays):
         pass
+
+
+class EmbeddingModel(Recommender):
+    """What NeuralMF and BPRMF share: all weights in one flat float32 array
+    ``theta_`` (layout in csrc/recmf.h) with named views, Adam state kept
+    across epochs, scoring and top-K by the C core (its model table row
+    named ``kind``), save/load and pickling.
+
+    A subclass provides ``_shape()`` (the core's ``(n_users, n_items,
+    emb_dim, hidden_dim)``) and ``_views()`` (named views of ``theta_``).
+    """
+
+    #: names of the views of theta_ (rebuilt, never pickled)
+    _view_names = ()
+
+    def _train(self, val, callback, patience, step_epoch):
+        """Run the epoch loop; ``step_epoch(epoch, m, v, step)`` trains one
+        epoch in the core and returns ``(loss, n_done, step, interrupted)``."""
+        m = np.zeros_like(self.theta_)
+        v = np.zeros_like(self.theta_)
+        state = {"step": 0}
+
+        def run_epoch(epoch):
+            try:
+                loss, n_done, state["step"], interrupted = step_epoch(epoch, m, v, state["step"])
+            except _core.SamplingError as e:
+                raise named_sampling_error(e, self.data_) from None
+            return loss, n_done, interrupted
+
+        EpochLoop(self, val, self._columns()).run(run_epoch, self.epochs, self.eval_every, patience,
+                                                  callback, self.verbose, type(self).__name__)
+        self.adam_step_ = state["step"]
+        return self
+
+    def _recommend_index(self, uidx, k, exclude_seen):
+        seen = self.data_.seen_csr() if exclude_seen else None
+        return _core.recommend(self.kind, self._shape(), self.theta_, uidx, seen, k, self.n_threads)
+
+    def _score_index(self, uidx, iidx):
+        return _core.score_pairs(self.kind, self._shape(), self.theta_, uidx, iidx, self.n_threads)
+
+    def _n_params(self):
+        return _core.n_params(self.kind, self._shape())
+
+    def _arrays(self):
+        return {"theta": self.theta_}
+
+    def _set_arrays(self, arrays):
+        self.theta_ = as_core_array(arrays["theta"], np.float32)
+        if len(self.theta_) != self._n_params():
+            raise ValueError("saved weights do not match the model's shape")
+        self._views()
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        for name in self._view_names:
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if getattr(self, "theta_", None) is not None:
+            self._views()

@@ -115,14 +115,6 @@ class EASE(Recommender):
     def _test_params(cls):
         return {"l2": 10.0, "half_life": 3.0}
 
-    def fit(self, data, val=None, callback=None):
-        """Compute B from ``data`` (Interactions or a frame).  ``val`` and
-        ``callback`` are accepted for a uniform interface and ignored (no
-        epochs)."""
-        self._check_params()
-        data = self._as_interactions(data, self.threshold, self._columns())
-        return self._fit(data, val, callback)
-
     def _columns(self):
         return dict(user_col=self.user_col, item_col=self.item_col, rating_col=self.rating_col,
                     time_col=self.time_col)
