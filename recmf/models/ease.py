@@ -113,7 +113,7 @@ class EASE(Recommender):
 
     @classmethod
     def _test_params(cls):
-        return {"l2": 10.0, "half_life": 3.0}
+        return {"l2": 10.0}
 
     def _columns(self):
         return dict(user_col=self.user_col, item_col=self.item_col, rating_col=self.rating_col,
