@@ -364,3 +364,24 @@ def test_one_step_matches_pytorch():
     # float32 rounding of zero the direction is noise in both libraries, so
     # the weights agree to 1e-5 absolute (1% of lr), not to the last bit.
     np.testing.assert_allclose(theta, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["neuralmf", "bprmf"])
+def test_dense_adam_note_says_when_dense_adam_dominates(kind, small):
+    """Dense Adam touches all n_users + n_items rows per step; the note
+    (shown in the progress bar) appears exactly when those rows outnumber
+    what a batch can touch (3 * batch_size) by more than 8x."""
+    data = small["data"]
+    rows = data.n_users + data.n_items
+    cls = recmf.available_models()[kind]
+    base = dict(epochs=1, seed=0, n_threads=1, emb_dim=4)
+    if kind == "bprmf":
+        base["triplets_per_epoch"] = 200
+    small_batch = max(1, rows // (3 * 8) - 1)  # rows > 8 * 3 * batch: dominates
+    m = cls(batch_size=small_batch, **base).fit(data)
+    note = m.dense_adam_note()
+    assert note is not None and f"{rows:,}" in note and "lazy" in note
+    assert note in m._progress_desc() and m._progress_desc().startswith(cls.__name__)
+    big_batch = rows // (3 * 8) + 1  # rows <= 8 * 3 * batch: no note
+    assert cls(batch_size=big_batch, **base).fit(data).dense_adam_note() is None
+    assert cls(batch_size=small_batch, adam="lazy", **base).fit(data).dense_adam_note() is None

@@ -32,7 +32,10 @@ class NeuralMF(EmbeddingModel):
     adam : {"dense", "lazy"}
         "dense" updates every parameter every step, exactly as PyTorch's Adam
         does with dense embedding gradients; "lazy" only touches the
-        embedding rows of the batch (faster, not the same maths).
+        embedding rows of the batch (faster, not the same maths).  Dense
+        Adam's cost grows with n_users + n_items per step, not with the
+        batch: on large catalogues it dominates the epoch
+        (``dense_adam_note()`` says when; the progress bar shows it).
     batch_size : int (4096)
     epochs : int (20)
     n_neg : int (4) negatives per positive.
