@@ -347,12 +347,13 @@ def test_unfitted_and_bad_history(small):
     with pytest.raises(recmf.NotFittedError):
         recmf.ALS().recommend([1], k=3)
     model = recmf.ALS(factors=4, iterations=1, n_threads=1).fit(small["data"])
-    with pytest.raises(ValueError, match="history"):
+    # history= is read by Interactions.from_frame (base class): its messages
+    with pytest.raises(ValueError, match="missing column.*rating"):
         model.recommend([1], k=3, history=small["train"][["user_id", "movie_id"]])
     bad = small["train"].head(5).assign(rating=np.nan)
-    with pytest.raises(ValueError, match="history"):
+    with pytest.raises(ValueError, match="rating"):
         model.recommend([1], k=3, history=bad)
-    with pytest.raises(TypeError, match="history"):
+    with pytest.raises(TypeError, match="DataFrame"):
         model.recommend([1], k=3, history=[1, 2, 3])
 
 

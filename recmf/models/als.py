@@ -8,8 +8,9 @@ import numpy as np
 
 from .. import _core
 from .._checks import check_positive_int, check_seed
-from . import _training as T
 from ._factors import ALS_CG, ALS_CHOLESKY, FactorModel
+from ._training import EpochLoop
+from .base import EmbeddingModel
 
 __all__ = ["ALS"]
 
@@ -25,7 +26,7 @@ def _check_number(value, name, minimum=0.0):
     return value
 
 
-class ALS(FactorModel, T.EmbeddingModel):
+class ALS(FactorModel, EmbeddingModel):
     """Implicit alternating least squares (Hu, Koren & Volinsky, "Collaborative
     Filtering for Implicit Feedback Datasets", ICDM 2008).
 
@@ -98,7 +99,6 @@ class ALS(FactorModel, T.EmbeddingModel):
     """
 
     kind = "als"
-    _core_kind = "mf"
     _view_names = ("user_factors_", "item_factors_")
     default_grid = {"factors": [64, 128], "regularization": [5.0, 15.0, 50.0],
                     "alpha": [1.0, 2.0, 4.0]}
@@ -131,26 +131,16 @@ class ALS(FactorModel, T.EmbeddingModel):
             self.patience = check_positive_int(self.patience, "patience")
         self.seed = check_seed(self.seed)
 
+    @classmethod
+    def _test_params(cls):
+        return dict(factors=8, iterations=3, seed=7, n_threads=2)
+
     # -- training ----------------------------------------------------------
-    def fit(self, data, val=None, callback=None):
-        """Factorise ``data`` (Interactions or a frame of ratings).
-
-        Parameters
-        ----------
-        data : Interactions or DataFrame
-        val : DataFrame, optional
-            Held-out rows evaluated every ``eval_every`` iterations.
-        callback : callable, optional
-            ``callback(model, row)`` after every iteration (``row`` as in
-            ``history``); returning False stops training.
-
-        Returns
-        -------
-        self.  Ctrl-C stops after the current half-iteration and keeps the
-        factors (``interrupted_`` is then True).
-        """
-        self._check_params()
-        self.data_ = self._as_interactions(data, self.threshold, self._columns())
+    def _fit(self, data, val, callback):
+        """One EpochLoop "epoch" per ALS iteration: the user half, then the
+        item half (which reports the loss).  ``val`` is evaluated every
+        ``eval_every`` iterations; Ctrl-C stops after the current half and
+        keeps the factors (``interrupted_`` is then True)."""
         self._init_factors()
         nu, ni = self.data_.n_users, self.data_.n_items
         data_ = self.data_
@@ -168,9 +158,9 @@ class ALS(FactorModel, T.EmbeddingModel):
                                    *args, True)
             return loss / total_confidence, data_.nnz, False
 
-        T.EpochLoop(self, val, self._columns()).run(run_epoch, self.iterations, self.eval_every,
-                                                    self.patience if val is not None else None,
-                                                    callback, self.verbose, "ALS")
+        EpochLoop(self, val, self._columns()).run(run_epoch, self.iterations, self.eval_every,
+                                                  self.patience if val is not None else None,
+                                                  callback, self.verbose, "ALS")
         return self
 
     def to_onnx(self, path):

@@ -8,11 +8,12 @@ from .. import _core
 from .._checks import check_positive_int
 from . import _training as T
 from ._factors import FactorModel
+from .base import EmbeddingModel
 
 __all__ = ["BPRMF"]
 
 
-class BPRMF(FactorModel, T.EmbeddingModel):
+class BPRMF(FactorModel, EmbeddingModel):
     """Bayesian personalised ranking with matrix factorisation.
 
     ``score(u, i) = e_u . e_i``; each epoch draws ``triplets_per_epoch``
@@ -48,7 +49,6 @@ class BPRMF(FactorModel, T.EmbeddingModel):
     """
 
     kind = "bprmf"
-    _core_kind = "mf"
     _view_names = ("user_emb_", "item_emb_")
     #: regularization and alpha of the fold-in least squares (not learned).
     #: Chosen on ML-1M's validation split for the seed configuration (val
@@ -78,6 +78,11 @@ class BPRMF(FactorModel, T.EmbeddingModel):
         self.seed, self.verbose = seed, verbose
         self.history = None
 
+    @classmethod
+    def _test_params(cls):
+        return dict(emb_dim=16, epochs=3, batch_size=512, triplets_per_epoch=20_000, top_n=100,
+                    seed=7, n_threads=2)
+
     def _check_params(self):
         T.common_checks(self)
         T.check_adam(self)
@@ -94,12 +99,7 @@ class BPRMF(FactorModel, T.EmbeddingModel):
         order = _core.popularity_order(self.data_.popularity())
         return np.ascontiguousarray(order[:self.top_n])
 
-    def fit(self, data, val=None, callback=None):
-        """Train on ``data`` (Interactions or frame); see the class docstring
-        for ``val`` and early stopping, :meth:`NeuralMF.fit` for
-        ``callback`` and Ctrl-C."""
-        self._check_params()
-        self.data_ = self._as_interactions(data, self.threshold, self._columns())
+    def _fit(self, data, val, callback):
         self._init_factors()
         ni = self.data_.n_items
         cand = self.candidates()
