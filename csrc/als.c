@@ -11,17 +11,11 @@
  *   A = G + reg I + sum_i w_i y_i y_i^T,   b = sum_i c_i y_i.
  * CG applies A to a vector as (G + reg I) v + sum_i w_i (y_i . v) y_i:
  * O(D^2 + n_u D) per step instead of forming A (O(n_u D^2)). */
-#include "recmf.h"
+#include "internal.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-#ifdef _OPENMP
-#define OMP(x) _Pragma(#x)
-#else
-#define OMP(x)
-#endif
 
 /* The per-row solvers are compiled twice, for AVX2 and for any x86-64,
  * and picked at load time: a row's work is D-long dots and axpys (implicit
