@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -35,8 +33,10 @@ def frame_of(ids):
 
 
 def _run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "recmf", *args], capture_output=True, text=True,
-                          timeout=120)
+    # test_cli's runner: the child imports the recmf under test (installed,
+    # or an in-place build), not the source folder of a plain checkout
+    from test_cli import cli
+    return cli(*args)
 
 
 @pytest.fixture(params=list(KINDS))
