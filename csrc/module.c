@@ -1000,6 +1000,165 @@ static PyObject *py_n_params(PyObject *self, PyObject *args)
 }
 
 /* ------------------------------------------------------------------ */
+/* Item transitions                                                   */
+/* ------------------------------------------------------------------ */
+
+/* hist: (indptr int64, items int32, n_items), rows in time order. */
+static int parse_seq(PyObject *hist, rmf_seq *h)
+{
+    PyObject *indptr, *items;
+    long long n_items;
+    if (!PyArg_ParseTuple(hist, "OOL", &indptr, &items, &n_items))
+        return -1;
+    if (check_array(indptr, "history indptr", NPY_INT64, 1, 0) < 0 ||
+        check_array(items, "history items", NPY_INT32, 1, 0) < 0)
+        return -1;
+    int64_t n_rows = SIZE(indptr) - 1;
+    if (n_rows < 0 || n_rows > INT32_MAX || n_items < 0 || n_items > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "history indptr must have n_users + 1 entries and n_items must fit in int32");
+        return -1;
+    }
+    if (DATA(indptr, int64_t)[n_rows] != SIZE(items)) {
+        PyErr_SetString(PyExc_ValueError, "history indptr must end at len(items)");
+        return -1;
+    }
+    h->indptr = DATA(indptr, int64_t);
+    h->items = DATA(items, int32_t);
+    h->n_users = (int32_t)n_rows;
+    h->n_items = (int32_t)n_items;
+    rmf_error err = {{0}};
+    rmf_status st = rmf_check_seq(h, &err);
+    if (st != RMF_OK) {
+        raise_status(st, &err);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *py_transition_counts(PyObject *self, PyObject *args)
+{
+    PyObject *hist;
+    int n_threads;
+    if (!PyArg_ParseTuple(args, "Oi", &hist, &n_threads))
+        return NULL;
+    rmf_seq h;
+    if (parse_seq(hist, &h) < 0)
+        return NULL;
+    int64_t cap = rmf_transition_capacity(&h), nnz = 0;
+    PyObject *indptr = new_array1((npy_intp)h.n_items + 1, NPY_INT64), *indices = new_array1(cap, NPY_INT32),
+             *counts = new_array1(cap, NPY_INT64), *result = NULL;
+    if (!indptr || !indices || !counts)
+        goto done;
+    rmf_error err = {{0}};
+    rmf_status st;
+    RMF_NOGIL(st, rmf_transition_counts(&h, n_threads, DATA(indptr, int64_t), DATA(indices, int32_t),
+                                        DATA(counts, int64_t), &nnz, &err));
+    if (st != RMF_OK) {
+        raise_status(st, &err);
+        goto done;
+    }
+    PyArray_Dims shape = {(npy_intp[]){(npy_intp)nnz}, 1};
+    PyObject *a = PyArray_Resize((PyArrayObject *)indices, &shape, 0, NPY_CORDER);
+    if (a == NULL)
+        goto done;
+    Py_DECREF(a);
+    a = PyArray_Resize((PyArrayObject *)counts, &shape, 0, NPY_CORDER);
+    if (a == NULL)
+        goto done;
+    Py_DECREF(a);
+    result = Py_BuildValue("OOO", indptr, indices, counts);
+done:
+    Py_XDECREF(indptr);
+    Py_XDECREF(indices);
+    Py_XDECREF(counts);
+    return result;
+}
+
+/* trans: (indptr, indices, n_items) plus probs float32 of len(indices). */
+static int parse_transitions(PyObject *trans, PyObject *probs, const rmf_seq *h, rmf_csr *t)
+{
+    PyObject *indptr, *indices;
+    long long n_cols;
+    if (!PyArg_ParseTuple(trans, "OOL", &indptr, &indices, &n_cols))
+        return -1;
+    if (parse_csr(indptr, indices, n_cols, t) < 0 || check_array(probs, "probs", NPY_FLOAT32, 1, 0) < 0 ||
+        check_len(probs, "probs", SIZE(indices)) < 0)
+        return -1;
+    if (t->n_rows != t->n_cols || t->n_rows != h->n_items) {
+        PyErr_Format(PyExc_ValueError, "the transition matrix is %d x %d but the history has %d items", t->n_rows,
+                     t->n_cols, h->n_items);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *py_transition_scores(PyObject *self, PyObject *args)
+{
+    PyObject *trans, *probs, *hist, *users;
+    double half_life;
+    int n_threads;
+    if (!PyArg_ParseTuple(args, "OOOOdi", &trans, &probs, &hist, &users, &half_life, &n_threads))
+        return NULL;
+    rmf_seq h;
+    rmf_csr t;
+    if (parse_seq(hist, &h) < 0 || parse_transitions(trans, probs, &h, &t) < 0 ||
+        check_array(users, "users", NPY_INT32, 1, 0) < 0 || check_index_range(users, "users", h.n_users) < 0)
+        return NULL;
+    PyObject *out = new_array2(SIZE(users), h.n_items, NPY_FLOAT32);
+    if (out == NULL)
+        return NULL;
+    rmf_error err = {{0}};
+    rmf_status st;
+    RMF_NOGIL(st, rmf_transition_scores(&t, DATA(probs, float), &h, DATA(users, int32_t), SIZE(users), half_life,
+                                        n_threads, DATA(out, float), &err));
+    if (st != RMF_OK) {
+        Py_DECREF(out);
+        return raise_status(st, &err);
+    }
+    return out;
+}
+
+static PyObject *py_transition_recommend(PyObject *self, PyObject *args)
+{
+    PyObject *trans, *probs, *hist, *users, *seen;
+    double half_life;
+    int k, n_threads;
+    if (!PyArg_ParseTuple(args, "OOOOdOii", &trans, &probs, &hist, &users, &half_life, &seen, &k, &n_threads))
+        return NULL;
+    rmf_seq h;
+    rmf_csr t, m;
+    int has_seen;
+    if (parse_seq(hist, &h) < 0 || parse_transitions(trans, probs, &h, &t) < 0 ||
+        check_array(users, "users", NPY_INT32, 1, 0) < 0 || check_index_range(users, "users", h.n_users) < 0 ||
+        parse_optional_csr(seen, &m, &has_seen) < 0)
+        return NULL;
+    if (k < 1) {
+        PyErr_Format(PyExc_ValueError, "k must be >= 1, got %d", k);
+        return NULL;
+    }
+    int64_t n = SIZE(users);
+    PyObject *items = new_array2(n, k, NPY_INT32), *vals = new_array2(n, k, NPY_FLOAT32),
+             *len = new_array1(n, NPY_INT32);
+    if (!items || !vals || !len)
+        goto fail;
+    rmf_error err = {{0}};
+    rmf_status st;
+    RMF_NOGIL(st, rmf_transition_recommend(&t, DATA(probs, float), &h, DATA(users, int32_t), n, half_life,
+                                           has_seen ? &m : NULL, k, n_threads, DATA(items, int32_t),
+                                           DATA(vals, float), DATA(len, int32_t), &err));
+    if (st != RMF_OK) {
+        raise_status(st, &err);
+        goto fail;
+    }
+    return Py_BuildValue("NNN", items, vals, len);
+fail:
+    Py_XDECREF(items);
+    Py_XDECREF(vals);
+    Py_XDECREF(len);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
 /* Build facts                                                        */
 /* ------------------------------------------------------------------ */
 
@@ -1050,6 +1209,11 @@ static PyMethodDef methods[] = {
     VARARGS(mf_score_pairs, "mf_score_pairs(shape, theta, u, i, n_threads) -> scores"),
     VARARGS(ncf_recommend, "ncf_recommend(shape, theta, users, seen|None, k, n_threads)"),
     VARARGS(mf_recommend, "mf_recommend(shape, theta, users, seen|None, k, n_threads)"),
+    VARARGS(transition_counts, "transition_counts((indptr, items, n_items), n_threads) -> (indptr, indices, counts)"),
+    VARARGS(transition_scores,
+            "transition_scores((indptr, indices, n_items), probs, history, users, half_life, n_threads) -> scores"),
+    VARARGS(transition_recommend,
+            "transition_recommend(trans, probs, history, users, half_life, seen|None, k, n_threads)"),
     VARARGS(n_params, "n_params(kind 'ncf'|'mf', shape) -> int"),
     NOARGS(build_info, "build_info() -> dict of build facts (OpenMP, BLAS)"),
     VARARGS(blas_threads, "blas_threads(n=0) -> previous count; sets it when n > 0"),

@@ -249,6 +249,54 @@ rmf_status rmf_topk_ranked(const int32_t *ranking, int32_t n_rank,
                            int32_t *out_len, rmf_error *err);
 
 /* ------------------------------------------------------------------ */
+/* Item transitions (transition.c)                                    */
+/* ------------------------------------------------------------------ */
+
+/* Each user's positives in time order: row u is items[indptr[u] ..
+ * indptr[u+1]), oldest first (NOT sorted by item, unlike rmf_csr).  The
+ * age of entry q of row u is the number of entries after it
+ * (indptr[u+1] - 1 - q): 0 for the most recent positive. */
+typedef struct {
+    const int64_t *indptr; /* n_users + 1 */
+    const int32_t *items;
+    int32_t n_users;
+    int32_t n_items;
+} rmf_seq;
+
+/* indptr starts at 0 and never decreases; items in [0, n_items). */
+rmf_status rmf_check_seq(const rmf_seq *h, rmf_error *err);
+
+/* Number of consecutive pairs in h (sum over rows of len - 1): the
+ * capacity rmf_transition_counts needs for its outputs. */
+int64_t rmf_transition_capacity(const rmf_seq *h);
+
+/* Counts how often item j directly follows item i in a row of h, over all
+ * rows: an n_items x n_items CSR with sorted columns, out_indptr
+ * (n_items + 1), out_indices/out_counts (capacity
+ * rmf_transition_capacity(h)); *nnz receives the number of distinct pairs. */
+rmf_status rmf_transition_counts(const rmf_seq *h, int n_threads, int64_t *out_indptr,
+                                 int32_t *out_indices, int64_t *out_counts, int64_t *nnz,
+                                 rmf_error *err);
+
+/* out (n x n_items, row-major): for user users[r],
+ * out[r][j] = sum over the user's positives i at age a of
+ * 2^(-a / half_life) * probs[T(i, j)], where trans (n_items x n_items,
+ * sorted columns) holds the structure of T and probs its values.
+ * half_life > 0; INFINITY weighs every positive 1.  Each row is summed by
+ * one thread in a fixed order: results do not depend on n_threads. */
+rmf_status rmf_transition_scores(const rmf_csr *trans, const float *probs, const rmf_seq *h,
+                                 const int32_t *users, int64_t n, double half_life,
+                                 int n_threads, float *out, rmf_error *err);
+
+/* Top-k of those rows (rules and outputs of rmf_topk_rows); seen may be
+ * NULL, else n_users x n_items. */
+rmf_status rmf_transition_recommend(const rmf_csr *trans, const float *probs, const rmf_seq *h,
+                                    const int32_t *users, int64_t n, double half_life,
+                                    const rmf_csr *seen, int32_t k, int n_threads,
+                                    int32_t *out_items, float *out_scores, int32_t *out_len,
+                                    rmf_error *err);
+
+/* ------------------------------------------------------------------ */
 /* Metrics (metrics.c)                                                */
 /* ------------------------------------------------------------------ */
 

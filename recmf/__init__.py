@@ -22,7 +22,7 @@ from . import _core, datasets
 from ._core import SamplingError
 from .data import Interactions
 from .metrics import evaluate
-from .models import BPRMF, NeuralMF, NotFittedError, Popularity, Recommender
+from .models import BPRMF, Blend, ItemTransition, NeuralMF, NotFittedError, Popularity, Recommender
 from .movielens import download_movielens, find_movielens, load_movielens, read_ratings
 from .persist import load
 from .split import temporal_split
@@ -30,7 +30,7 @@ from .split import temporal_split
 __version__ = "0.1.0"
 
 __all__ = [
-    "Interactions", "Popularity", "NeuralMF", "BPRMF", "load", "Recommender", "NotFittedError", "SamplingError",
+    "Interactions", "Popularity", "NeuralMF", "BPRMF", "ItemTransition", "Blend", "load", "Recommender", "NotFittedError", "SamplingError",
     "evaluate", "temporal_split", "load_movielens", "read_ratings", "find_movielens",
     "download_movielens", "build_info",
 ]

@@ -23,8 +23,8 @@ __all__ = ["load", "save_model", "FORMAT_VERSION"]
 
 
 def _model_classes():
-    from .models import BPRMF, NeuralMF, Popularity
-    return {cls.kind: cls for cls in (Popularity, NeuralMF, BPRMF)}
+    from .models import BPRMF, Blend, ItemTransition, NeuralMF, Popularity
+    return {cls.kind: cls for cls in (Popularity, NeuralMF, BPRMF, ItemTransition, Blend)}
 
 
 def _ids_to_array(ids):
@@ -46,6 +46,29 @@ def _jsonable(value):
     return value
 
 
+def _history_records(model):
+    history = getattr(model, "history", None)
+    return None if history is None else json.loads(history.to_json(orient="records"))
+
+
+def component_meta(model):
+    """What a model nested in another (a Blend's component) saves besides
+    its arrays: kind, hyperparameters and history, as JSON values."""
+    return {"kind": model.kind, "params": {k: _jsonable(v) for k, v in model._saved_params().items()},
+            "history": _history_records(model)}
+
+
+def component_from_meta(meta):
+    """An unfitted model from :func:`component_meta`'s output."""
+    classes = _model_classes()
+    if meta.get("kind") not in classes:
+        raise ValueError(f"unknown component model kind {meta.get('kind')!r}")
+    model = classes[meta["kind"]]._from_saved_params(meta["params"])
+    if meta.get("history") is not None:
+        model.history = pd.DataFrame(meta["history"])
+    return model
+
+
 def save_model(model, path):
     """Write ``model`` to ``path`` (see the module docstring)."""
     from . import __version__
@@ -55,12 +78,10 @@ def save_model(model, path):
     arrays["user_ids"], user_kind = _ids_to_array(data.user_ids)
     arrays["item_ids"], item_kind = _ids_to_array(data.item_ids)
     arrays.update(model._arrays())
-    history = None
-    if getattr(model, "history", None) is not None:
-        history = json.loads(model.history.to_json(orient="records"))
+    history = _history_records(model)
     meta = {
         "magic": _MAGIC, "format_version": FORMAT_VERSION, "recmf_version": __version__,
-        "kind": model.kind, "params": {k: _jsonable(v) for k, v in model.get_params().items()},
+        "kind": model.kind, "params": {k: _jsonable(v) for k, v in model._saved_params().items()},
         "user_id_type": user_kind, "item_id_type": item_kind, "history": history,
         "n_duplicates": data.n_duplicates,
     }
@@ -111,7 +132,10 @@ def load(path):
     params = meta["params"]
     if "betas" in params:
         params["betas"] = tuple(params["betas"])
-    model = classes[meta["kind"]](**params)
+    try:
+        model = classes[meta["kind"]]._from_saved_params(params)
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"{path} has inconsistent parameters: {e}") from None
     try:
         model.data_ = Interactions._from_state(arrays, n_duplicates=meta.get("n_duplicates", 0))
         model._set_arrays(arrays)

@@ -1,7 +1,9 @@
-"""recmf models: Popularity, NeuralMF, BPRMF."""
+"""recmf models: Popularity, NeuralMF, BPRMF, ItemTransition, Blend."""
 from .base import NotFittedError, Recommender
+from .blend import Blend
 from .bprmf import BPRMF
 from .neuralmf import NeuralMF
 from .popularity import Popularity
+from .transition import ItemTransition
 
-__all__ = ["Recommender", "NotFittedError", "Popularity", "NeuralMF", "BPRMF"]
+__all__ = ["Recommender", "NotFittedError", "Popularity", "NeuralMF", "BPRMF", "ItemTransition", "Blend"]

@@ -1,0 +1,205 @@
+/* transition.c -- ItemTransition: a first-order Markov chain over each
+ * user's positives in time order.  Counting builds the item x item CSR of
+ * "j directly follows i"; scoring sums the rows T[i] of a user's positives
+ * weighted by 2^(-age / half_life) into a dense row, and recommend hands
+ * blocks of those rows to rmf_topk_rows (topk.c's heap), so seen items,
+ * ties and padding follow the same rules as every other model.
+ *
+ * Determinism: each score row is summed by one thread, over the user's
+ * history oldest first and each T row in column order, so scores never
+ * depend on n_threads. */
+#include "recmf.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#define OMP(x) _Pragma(#x)
+#else
+#define OMP(x)
+#endif
+
+static int cmp_i32(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+rmf_status rmf_check_seq(const rmf_seq *h, rmf_error *err)
+{
+    if (h == NULL || h->indptr == NULL)
+        return rmf_fail(err, RMF_ERR_VALUE, "history must not be NULL");
+    if (h->n_users < 0 || h->n_items < 0)
+        return rmf_fail(err, RMF_ERR_VALUE, "history shape %d x %d is negative", h->n_users,
+                        h->n_items);
+    if (h->indptr[0] != 0)
+        return rmf_fail(err, RMF_ERR_VALUE, "history indptr must start at 0");
+    for (int32_t u = 0; u < h->n_users; u++) {
+        if (h->indptr[u + 1] < h->indptr[u])
+            return rmf_fail(err, RMF_ERR_VALUE, "history indptr must be non-decreasing (row %d)", u);
+        for (int64_t q = h->indptr[u]; q < h->indptr[u + 1]; q++)
+            if (h->items[q] < 0 || h->items[q] >= h->n_items)
+                return rmf_fail(err, RMF_ERR_VALUE, "history item %d of user %d is outside [0, %d)",
+                                h->items[q], u, h->n_items);
+    }
+    return RMF_OK;
+}
+
+int64_t rmf_transition_capacity(const rmf_seq *h)
+{
+    int64_t n = 0;
+    for (int32_t u = 0; u < h->n_users; u++)
+        if (h->indptr[u + 1] > h->indptr[u])
+            n += h->indptr[u + 1] - h->indptr[u] - 1;
+    return n;
+}
+
+rmf_status rmf_transition_counts(const rmf_seq *h, int n_threads, int64_t *out_indptr,
+                                 int32_t *out_indices, int64_t *out_counts, int64_t *nnz,
+                                 rmf_error *err)
+{
+    rmf_status st = rmf_check_seq(h, err);
+    if (st != RMF_OK)
+        return st;
+    const int32_t NI = h->n_items;
+    const int64_t cap = rmf_transition_capacity(h);
+    /* next[start[i] .. start[i+1]): every item that follows i, in
+     * encounter order; sorted per source item, then run-length coded. */
+    int64_t *start = calloc((size_t)NI + 2, sizeof *start);
+    int32_t *next = malloc((size_t)(cap > 0 ? cap : 1) * sizeof *next);
+    if (start == NULL || next == NULL) {
+        free(start);
+        free(next);
+        return rmf_fail(err, RMF_ERR_NOMEM, "out of memory counting %lld transitions",
+                        (long long)cap);
+    }
+    for (int32_t u = 0; u < h->n_users; u++)
+        for (int64_t q = h->indptr[u]; q + 1 < h->indptr[u + 1]; q++)
+            start[h->items[q] + 2]++;
+    for (int32_t i = 0; i < NI; i++)
+        start[i + 2] += start[i + 1];
+    /* start[i + 1] is now the fill cursor of source i. */
+    for (int32_t u = 0; u < h->n_users; u++)
+        for (int64_t q = h->indptr[u]; q + 1 < h->indptr[u + 1]; q++)
+            next[start[h->items[q] + 1]++] = h->items[q + 1];
+    const int nt = rmf_resolve_threads(n_threads);
+    (void)nt;
+    OMP(omp parallel for num_threads(nt) schedule(dynamic, 64) if (cap > 65536))
+    for (int32_t i = 0; i < NI; i++)
+        qsort(next + start[i], (size_t)(start[i + 1] - start[i]), sizeof *next, cmp_i32);
+    int64_t n = 0;
+    out_indptr[0] = 0;
+    for (int32_t i = 0; i < NI; i++) {
+        for (int64_t q = start[i]; q < start[i + 1]; q++) {
+            if (q > start[i] && next[q] == next[q - 1]) {
+                out_counts[n - 1]++;
+                continue;
+            }
+            out_indices[n] = next[q];
+            out_counts[n++] = 1;
+        }
+        out_indptr[i + 1] = n;
+    }
+    *nnz = n;
+    free(start);
+    free(next);
+    return RMF_OK;
+}
+
+static rmf_status check_scoring_args(const rmf_csr *trans, const float *probs, const rmf_seq *h,
+                                     const int32_t *users, int64_t n, double half_life,
+                                     rmf_error *err)
+{
+    if (trans == NULL || probs == NULL)
+        return rmf_fail(err, RMF_ERR_VALUE, "the transition matrix must not be NULL");
+    if (trans->n_rows != trans->n_cols || trans->n_rows != h->n_items)
+        return rmf_fail(err, RMF_ERR_VALUE,
+                        "the transition matrix is %d x %d but the history has %d items",
+                        trans->n_rows, trans->n_cols, h->n_items);
+    if (!(half_life > 0.0)) /* also rejects NaN */
+        return rmf_fail(err, RMF_ERR_VALUE, "half_life must be > 0 (inf: no decay), got %g",
+                        half_life);
+    if (n < 0)
+        return rmf_fail(err, RMF_ERR_VALUE, "n must be >= 0, got %lld", (long long)n);
+    return rmf_check_ids(users, n, h->n_users, "users", err);
+}
+
+/* The dense row of one user: out[j] = sum over the user's positives (oldest
+ * first) of w(age) T[i][j], w(age) = 2^(-age / half_life). */
+static void score_row(const rmf_csr *trans, const float *probs, const rmf_seq *h, int32_t u,
+                      double decay, float *out)
+{
+    memset(out, 0, (size_t)trans->n_cols * sizeof *out);
+    const int64_t b = h->indptr[u], e = h->indptr[u + 1];
+    for (int64_t q = b; q < e; q++) {
+        const float w = (float)exp(-(double)(e - 1 - q) * decay);
+        const int32_t i = h->items[q];
+        for (int64_t t = trans->indptr[i]; t < trans->indptr[i + 1]; t++)
+            out[trans->indices[t]] += w * probs[t];
+    }
+}
+
+/* Rows for users[0..n) into out (n x n_items); arguments checked. */
+static void score_block(const rmf_csr *trans, const float *probs, const rmf_seq *h,
+                        const int32_t *users, int64_t n, double half_life, int nt, float *out)
+{
+    const double decay = log(2.0) / half_life; /* 0 for an infinite half-life */
+    (void)nt;
+    OMP(omp parallel for num_threads(nt) schedule(dynamic, 16) if (n > 64))
+    for (int64_t r = 0; r < n; r++)
+        score_row(trans, probs, h, users[r], decay, out + r * (int64_t)trans->n_cols);
+}
+
+rmf_status rmf_transition_scores(const rmf_csr *trans, const float *probs, const rmf_seq *h,
+                                 const int32_t *users, int64_t n, double half_life,
+                                 int n_threads, float *out, rmf_error *err)
+{
+    rmf_status st = rmf_check_seq(h, err);
+    if (st == RMF_OK)
+        st = check_scoring_args(trans, probs, h, users, n, half_life, err);
+    if (st != RMF_OK)
+        return st;
+    score_block(trans, probs, h, users, n, half_life, rmf_resolve_threads(n_threads), out);
+    return RMF_OK;
+}
+
+rmf_status rmf_transition_recommend(const rmf_csr *trans, const float *probs, const rmf_seq *h,
+                                    const int32_t *users, int64_t n, double half_life,
+                                    const rmf_csr *seen, int32_t k, int n_threads,
+                                    int32_t *out_items, float *out_scores, int32_t *out_len,
+                                    rmf_error *err)
+{
+    rmf_status st = rmf_check_seq(h, err);
+    if (st == RMF_OK)
+        st = check_scoring_args(trans, probs, h, users, n, half_life, err);
+    if (st != RMF_OK)
+        return st;
+    if (k < 1)
+        return rmf_fail(err, RMF_ERR_VALUE, "k must be >= 1, got %d", k);
+    if (seen != NULL && (seen->n_rows != h->n_users || seen->n_cols != h->n_items))
+        return rmf_fail(err, RMF_ERR_VALUE, "seen matrix is %d x %d but the model is %d x %d",
+                        seen->n_rows, seen->n_cols, h->n_users, h->n_items);
+    if (n == 0)
+        return RMF_OK;
+    const int32_t NI = h->n_items;
+    const int nt = rmf_resolve_threads(n_threads);
+    /* Users per block: the block's scores stay ~4 MB however many users
+     * are asked for (as mf.c's recommend). */
+    int64_t nb = ((int64_t)1 << 20) / (NI > 0 ? NI : 1);
+    if (nb < 64)
+        nb = 64;
+    if (nb > n)
+        nb = n;
+    float *S = malloc((size_t)(nb * (NI > 0 ? NI : 1)) * sizeof *S);
+    if (S == NULL)
+        return rmf_fail(err, RMF_ERR_NOMEM, "out of memory scoring %d items", (int)NI);
+    for (int64_t u0 = 0; u0 < n && st == RMF_OK; u0 += nb) {
+        const int64_t bn = u0 + nb <= n ? nb : n - u0;
+        score_block(trans, probs, h, users + u0, bn, half_life, nt, S);
+        st = rmf_topk_rows(S, bn, NI, seen, users + u0, k, nt, out_items + u0 * k,
+                           out_scores + u0 * k, out_len + u0, err);
+    }
+    free(S);
+    return st;
+}

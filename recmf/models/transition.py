@@ -1,0 +1,210 @@
+"""ItemTransition: a first-order Markov chain over each user's positives in
+time order, scored from the user's recent history (csrc/transition.c)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from .. import _core
+from .._checks import check_frame, id_column, numeric_column, time_column
+from ..data import Interactions
+from .base import Recommender
+
+__all__ = ["ItemTransition"]
+
+
+def _check_half_life(value):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"half_life must be a number or None, got {type(value).__name__}")
+    if not (value > 0) or math.isinf(value):
+        raise ValueError(f"half_life must be a finite number > 0 (None: no decay), got {value!r}")
+    return float(value)
+
+
+def positive_positions(frame, data, *, user_col, item_col, rating_col, time_col, threshold):
+    """Each positive's position in its user's history, aligned with
+    ``data.indices``: 0 for the user's oldest positive.
+
+    Rows are ordered per user by ``time_col``, ties in input order (the
+    stable sort of :func:`recmf.temporal_split`); a (user, item) pair
+    repeated among the positives takes the position of its last row.
+    Positions count the user's distinct positives, so a user's positions
+    are 0 .. n_u - 1.
+    """
+    check_frame(frame, "frame", [user_col, item_col, rating_col, time_col])
+    user_ids, is_int = id_column(frame, user_col, "frame")
+    sort_key = user_ids if is_int else pd.factorize(user_ids, sort=True)[0].astype(np.int64)
+    times = time_column(frame, time_col, "frame")
+    # The split's stable (user, time) order: everything in "train".
+    order, _ = _core.temporal_split(np.ascontiguousarray(sort_key), np.ascontiguousarray(times), 0, 0, 0)
+    if rating_col is not None:
+        order = order[numeric_column(frame, rating_col, "frame")[order] >= threshold]
+    u = data.user_index(user_ids[order])
+    i = data.item_index(id_column(frame, item_col, "frame")[0][order])
+    keep = (u >= 0) & (i >= 0)
+    seq = pd.DataFrame({"u": u[keep], "i": i[keep]}).drop_duplicates(keep="last")
+    rank = seq.groupby("u", sort=False).cumcount().to_numpy()
+    # CSR slot of (u, i): rows are sorted by item within each user.
+    pos = np.empty(data.nnz, dtype=np.int32)
+    key = seq["u"].to_numpy(np.int64) * data.n_items + seq["i"].to_numpy(np.int64)
+    csr_key = np.repeat(np.arange(data.n_users, dtype=np.int64), np.diff(data.indptr)) * data.n_items \
+        + data.indices
+    slot = np.searchsorted(csr_key, key)
+    if len(slot) != data.nnz or not np.array_equal(csr_key[slot], key):
+        raise ValueError("frame does not hold the positives of data (pass the frame data was built from)")
+    pos[slot] = rank
+    return pos
+
+
+def histories(data, positions):
+    """``(indptr, items)``: each user's positives oldest first, from
+    positions aligned with ``data.indices``."""
+    rows = np.repeat(np.arange(data.n_users, dtype=np.int64), np.diff(data.indptr))
+    order = np.lexsort((positions, rows))
+    return data.indptr, np.ascontiguousarray(data.indices[order])
+
+
+class ItemTransition(Recommender):
+    """First-order item transitions ("what comes next"), scored from the
+    user's most recent positives.
+
+    Each user's train positives are put in time order (``time_col``; ties
+    keep their input order, as in :func:`recmf.temporal_split`).  ``C[i, j]``
+    counts how often item j directly follows item i in a user's sequence;
+    ``T = C`` with each row divided by its sum (rows without successors
+    stay 0).  A user with positives ``i`` at age ``a`` (the number of the
+    user's later positives: 0 = most recent) scores::
+
+        score(j) = sum_i w(a_i) T[i, j],   w(a) = 2^(-a / half_life)
+
+    ``half_life=None`` weighs every positive 1.  Age counts interactions,
+    not time: ML-style logs are written in sessions, and a count does not
+    depend on how often the user comes back.  A Markov chain of this kind
+    is the "MC" half of FPMC (Rendle, Freudenthaler & Schmidt-Thieme,
+    "Factorizing personalized Markov chains for next-basket
+    recommendation", WWW 2010), here without factorisation.
+
+    Parameters
+    ----------
+    half_life : float > 0 or None (default 1.0)
+        Recency decay in interactions: a positive ``half_life`` steps older
+        counts half as much.
+    threshold : float
+        Positive threshold when ``fit`` is given a frame.
+    user_col, item_col, rating_col, time_col : str
+        Column names of the frame.
+    n_threads : int or None
+        Threads for counting and scoring (default: all cores).  Results do
+        not depend on it.
+
+    Attributes
+    ----------
+    trans_indptr_, trans_indices_, trans_counts_ : int64 (n_items + 1,),
+        int32 (nnz_T,), int64 (nnz_T,)
+        C as a CSR by dense item index, sorted columns
+        (:meth:`transition_matrix` gives it as scipy).
+    probs_ : float32 (nnz_T,)
+        T, the row-normalised values of the same structure.
+    history_items_ : int32 (data_.nnz,)
+        Each user's positives oldest first (rows delimited by ``data_.indptr``).
+
+    Raises
+    ------
+    ValueError
+        ``fit`` on an :class:`~recmf.Interactions` (it has no order): pass
+        the frame, with its time column.
+    """
+
+    kind = "transition"
+
+    def __init__(self, half_life=1.0, threshold=4, user_col="user_id", item_col="movie_id",
+                 rating_col="rating", time_col="timestamp", n_threads=None):
+        super().__init__(n_threads=n_threads)
+        self.half_life = _check_half_life(half_life)
+        self.threshold = threshold
+        self.user_col, self.item_col, self.rating_col, self.time_col = user_col, item_col, rating_col, time_col
+
+    #: the grid recmf.select searches by default
+    default_grid = {"half_life": [0.5, 1.0, 2.0, 4.0, None]}
+
+    def fit(self, data, val=None):
+        """Count the transitions of ``data``.
+
+        Parameters
+        ----------
+        data : DataFrame
+            Train interactions with user, item, rating and time columns.
+        val : ignored
+            Accepted for the common ``fit(data, val)`` signature.
+        """
+        self.half_life = _check_half_life(self.half_life)
+        columns = dict(user_col=self.user_col, item_col=self.item_col, rating_col=self.rating_col)
+        if isinstance(data, Interactions):
+            raise ValueError("ItemTransition needs the order of each user's positives: fit it on the "
+                             f"train DataFrame (with its {self.time_col!r} column), not on Interactions")
+        interactions = self._as_interactions(data, self.threshold, columns)
+        positions = positive_positions(data, interactions, time_col=self.time_col,
+                                       threshold=self.threshold, **columns)
+        self.data_ = interactions
+        self.history_items_ = histories(interactions, positions)[1]
+        self._count()
+        return self
+
+    def _count(self):
+        d = self.data_
+        indptr, indices, counts = _core.transition_counts(self._history(), self.n_threads)
+        self.trans_indptr_, self.trans_indices_, self.trans_counts_ = indptr, indices, counts
+        rows = np.repeat(np.arange(d.n_items), np.diff(indptr))
+        totals = np.bincount(rows, weights=counts, minlength=d.n_items)[rows]
+        self.probs_ = (counts / np.maximum(totals, 1)).astype(np.float32)
+
+    def _history(self):
+        return (self.data_.indptr, self.history_items_, self.data_.n_items)
+
+    def _trans(self):
+        return (self.trans_indptr_, self.trans_indices_, self.data_.n_items)
+
+    def _decay(self):
+        return math.inf if self.half_life is None else self.half_life
+
+    def transition_matrix(self, normalise=True):
+        """T (row-normalised) or C (counts) as a ``scipy.sparse.csr_matrix``
+        n_items x n_items, by dense item index."""
+        from scipy.sparse import csr_matrix
+        self._check_fitted()
+        values = self.probs_ if normalise else self.trans_counts_
+        n = self.data_.n_items
+        return csr_matrix((values, self.trans_indices_, self.trans_indptr_), shape=(n, n))
+
+    # -- scoring ------------------------------------------------------------
+    def _score_all(self, uidx):
+        return _core.transition_scores(self._trans(), self.probs_, self._history(),
+                                       np.ascontiguousarray(uidx, dtype=np.int32), self._decay(),
+                                       self.n_threads)
+
+    def _score_index(self, uidx, iidx):
+        return self._score_pairs_from_rows(uidx, iidx)
+
+    def _recommend_index(self, uidx, k, exclude_seen):
+        seen = self.data_.seen_csr() if exclude_seen else None
+        return _core.transition_recommend(self._trans(), self.probs_, self._history(), uidx,
+                                          self._decay(), seen, k, self.n_threads)
+
+    # -- persistence --------------------------------------------------------
+    def _arrays(self):
+        return {"trans_indptr": self.trans_indptr_, "trans_indices": self.trans_indices_,
+                "trans_counts": self.trans_counts_, "history_items": self.history_items_}
+
+    def _set_arrays(self, arrays):
+        self.history_items_ = np.ascontiguousarray(arrays["history_items"], dtype=np.int32)
+        if len(self.history_items_) != self.data_.nnz:
+            raise ValueError("history_items does not match the interactions")
+        self._count()
+        if not (np.array_equal(self.trans_indptr_, arrays["trans_indptr"])
+                and np.array_equal(self.trans_indices_, arrays["trans_indices"])
+                and np.array_equal(self.trans_counts_, arrays["trans_counts"])):
+            raise ValueError("the saved transition counts do not match the saved histories")
