@@ -698,22 +698,18 @@ def transition_scores_ref(ordered, item_ids, users, half_life):
     return out
 
 
-def normalise_rows_ref(scores, excluded, how):
-    """Row by row: min-max or z-score over the entries not excluded (float64;
-    0 where the row's statistics are undefined)."""
+def normalise_rows_ref(scores, how):
+    """Row by row in float64: min-max to [0, 1] or z-scores (population
+    standard deviation); a constant row becomes 0."""
     out = np.zeros(scores.shape)
     for r in range(scores.shape[0]):
-        keep = scores[r][~excluded[r]].astype(np.float64) if excluded is not None else \
-            scores[r].astype(np.float64)
         s = scores[r].astype(np.float64)
-        if len(keep) == 0:
-            continue
         if how == "minmax":
-            lo, hi = keep.min(), keep.max()
+            lo, hi = s.min(), s.max()
             if hi > lo:
                 out[r] = (s - lo) / (hi - lo)
         else:
-            mu, sd = keep.mean(), keep.std()
+            mu, sd = s.mean(), s.std()
             if sd > 0:
                 out[r] = (s - mu) / sd
     return out

@@ -214,3 +214,17 @@ def test_empty_history_rows_and_single_positive_users():
     scores = model._score_all(np.array([0, 1], dtype=np.int32))
     np.testing.assert_array_equal(scores, [[0, 1, 1], [0, 0, 0]])
     assert model.recommend([2], k=2).tolist() == [[10, 20]]
+
+
+def test_with_params_shares_the_fit():
+    frame = tie_frame(seed=5)
+    base = recmf.ItemTransition(half_life=1.0).fit(frame)
+    other = base.with_params(half_life=None)
+    assert other.trans_counts_ is base.trans_counts_ and base.half_life == 1.0
+    fresh = recmf.ItemTransition(half_life=None).fit(frame)
+    users = base.data_.user_ids
+    np.testing.assert_array_equal(other.recommend(users, k=5), fresh.recommend(users, k=5))
+    with pytest.raises(ValueError, match="refit"):
+        base.with_params(threshold=3)
+    with pytest.raises(ValueError, match="half_life"):
+        base.with_params(half_life=-1).recommend(users[:1], k=2)

@@ -214,6 +214,28 @@ class Recommender:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({params})"
 
+    def with_params(self, **params):
+        """A copy of this fitted model with scoring-only hyperparameters
+        (the class's ``scoring_params``, e.g. a recency half-life) changed;
+        the copy shares the learned arrays, so no refit is needed.
+
+        Raises
+        ------
+        ValueError
+            A parameter that changes what ``fit`` learns, or an unknown one.
+        """
+        import copy
+        free = set(getattr(type(self), "scoring_params", ()))
+        bad = sorted(set(params) - free)
+        if bad:
+            raise ValueError(f"{type(self).__name__}.with_params can only change {sorted(free)} "
+                             f"(scoring-only); {bad} need a refit")
+        self._check_fitted()
+        out = copy.copy(self)
+        for name, value in params.items():
+            setattr(out, name, value)
+        return out
+
     def _saved_params(self):
         """The hyperparameters as saved (JSON values); see
         :meth:`_from_saved_params`."""

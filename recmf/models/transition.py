@@ -130,25 +130,36 @@ class ItemTransition(Recommender):
 
     #: the grid recmf.select searches by default
     default_grid = {"half_life": [0.5, 1.0, 2.0, 4.0, None]}
+    #: only scoring changes with these: recmf.select shares one fit
+    scoring_params = ("half_life",)
+
+    @classmethod
+    def _test_params(cls):
+        return {"half_life": 2.0}
 
     def fit(self, data, val=None):
         """Count the transitions of ``data``.
 
         Parameters
         ----------
-        data : DataFrame
-            Train interactions with user, item, rating and time columns.
+        data : DataFrame or Interactions
+            Train interactions with user, item, rating and time columns, or
+            Interactions that know each positive's place in its user's
+            history (``positions``).
         val : ignored
             Accepted for the common ``fit(data, val)`` signature.
         """
         self.half_life = _check_half_life(self.half_life)
         columns = dict(user_col=self.user_col, item_col=self.item_col, rating_col=self.rating_col)
-        if isinstance(data, Interactions):
-            raise ValueError("ItemTransition needs the order of each user's positives: fit it on the "
-                             f"train DataFrame (with its {self.time_col!r} column), not on Interactions")
         interactions = self._as_interactions(data, self.threshold, columns)
-        positions = positive_positions(data, interactions, time_col=self.time_col,
-                                       threshold=self.threshold, **columns)
+        positions = getattr(interactions, "positions", None)
+        if positions is None and not isinstance(data, Interactions):
+            positions = positive_positions(data, interactions, time_col=self.time_col,
+                                           threshold=self.threshold, **columns)
+        if positions is None:
+            raise ValueError("ItemTransition needs the order of each user's positives: fit it on the "
+                             f"train DataFrame (with its {self.time_col!r} column) or on Interactions "
+                             "built from it with time_col")
         self.data_ = interactions
         self.history_items_ = histories(interactions, positions)[1]
         self._count()
@@ -169,7 +180,8 @@ class ItemTransition(Recommender):
         return (self.trans_indptr_, self.trans_indices_, self.data_.n_items)
 
     def _decay(self):
-        return math.inf if self.half_life is None else self.half_life
+        half_life = _check_half_life(self.half_life)
+        return math.inf if half_life is None else half_life
 
     def transition_matrix(self, normalise=True):
         """T (row-normalised) or C (counts) as a ``scipy.sparse.csr_matrix``
