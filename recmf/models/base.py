@@ -164,22 +164,22 @@ class Recommender:
 
     def _score_all(self, uidx):
         """Scores of every item for users ``uidx`` (dense indices, int32):
-        ``(len(uidx), n_items)`` float32, the values ``recommend`` ranks
-        (seen items not removed).  What :class:`~recmf.Blend` combines.
+        ``(len(uidx), n_items)`` float32, exactly the values ``recommend``
+        ranks (seen items not removed).  What :class:`~recmf.Blend`
+        combines.
 
-        The default asks ``_score_index`` for every (user, item) pair, a
-        block of users at a time; models with a faster whole-row path
-        override it.
+        The default runs the model's own top-K with ``k = n_items`` and no
+        exclusion, a block of users at a time, and puts each score back in
+        its item's column; models with a direct whole-row path override it.
         """
         n_items = self.data_.n_items
         uidx = np.asarray(uidx, dtype=np.int32)
         out = np.empty((len(uidx), n_items), dtype=np.float32)
-        items = np.arange(n_items, dtype=np.int32)
         step = self._row_block()
         for s in range(0, len(uidx), step):
-            u = uidx[s:s + step]
-            out[s:s + len(u)] = self._score_index(np.repeat(u, n_items),
-                                                  np.tile(items, len(u))).reshape(len(u), n_items)
+            u = np.ascontiguousarray(uidx[s:s + step])
+            items, scores, _ = self._recommend_index(u, n_items, False)
+            out[s + np.arange(len(u))[:, None], items] = scores
         return out
 
     def _score_pairs_from_rows(self, uidx, iidx):

@@ -103,10 +103,6 @@ class BPRMF(T.EmbeddingModel):
 
         return self._train(val, callback, self.patience if val is not None else None, step_epoch)
 
-    def _score_all(self, uidx):
-        # One sgemm (NumPy's BLAS) instead of n_items dot products per user.
-        return np.ascontiguousarray(self.user_emb_[uidx] @ self.item_emb_.T, dtype=np.float32)
-
     def to_onnx(self, path):
         """Export to ONNX (opset 17): inputs ``user_id``, ``item_id`` (int64
         dense indices [batch]) -> ``score`` (float32 [batch])."""

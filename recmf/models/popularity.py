@@ -56,9 +56,6 @@ class Popularity(Recommender):
     def _score_index(self, uidx, iidx):
         return self.counts_[iidx].astype(np.float32)
 
-    def _score_all(self, uidx):
-        return np.repeat(self.counts_.astype(np.float32)[None, :], len(uidx), axis=0)
-
     def _popular_order(self):
         return self.order_
 
