@@ -164,3 +164,27 @@ def test_bad_arguments(kwargs, exc, match):
 def test_not_fitted():
     with pytest.raises(recmf.NotFittedError):
         recmf.Blend([recmf.Popularity()]).recommend([1])
+
+
+def test_row_cache_never_serves_another_model(small):
+    from recmf.models.blend import _ROWS
+    trans = small["fitted"]["transition"]
+    pop = small["fitted"]["popularity"]
+    users = small["data"].user_ids
+    a = recmf.Blend([trans, pop], weights=[0.5, 0.5]).fit(small["data"])
+    first = a.recommend(users, k=10)
+    # a variant of the same component (a copy with another half-life) must be rescored
+    b = recmf.Blend([trans.with_params(half_life=None), pop], weights=[0.5, 0.5]).fit(small["data"])
+    _ROWS.clear()
+    want = b.recommend(users, k=10)
+    assert not np.array_equal(want, first)
+    _ROWS.clear()
+    a.recommend(users, k=10)
+    np.testing.assert_array_equal(b.recommend(users, k=10), want)
+    np.testing.assert_array_equal(a.recommend(users, k=10), first)
+    # an in-place change of a scoring parameter is a miss too
+    variant = trans.with_params(half_life=2.0)
+    c = recmf.Blend([variant, pop], weights=[0.5, 0.5]).fit(small["data"])
+    np.testing.assert_array_equal(c.recommend(users, k=10), first)
+    variant.half_life = None
+    np.testing.assert_array_equal(c.recommend(users, k=10), want)

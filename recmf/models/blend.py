@@ -1,8 +1,12 @@
 """Blend: a weighted sum of other models' per-user normalised scores."""
 from __future__ import annotations
 
+import collections
+import hashlib
 import itertools
 import math
+import threading
+import weakref
 
 import numpy as np
 
@@ -184,7 +188,7 @@ class Blend(Recommender):
         total = np.zeros((len(uidx), self.data_.n_items), dtype=np.float32)
         for m, w in zip(self.models_, self.weights_):
             if w:
-                total += np.float32(w) * normalise_rows(m._score_all(uidx), self.normalise)
+                total += np.float32(w) * _ROWS.get(m, uidx, self.normalise)
         return total
 
     def _score_all(self, uidx):
@@ -238,6 +242,48 @@ class Blend(Recommender):
             m._set_arrays({name[len(prefix):]: a for name, a in arrays.items() if name.startswith(prefix)})
         chosen = arrays.get("chosen_weights")
         self.chosen_weights_ = tuple(float(w) for w in chosen) if chosen is not None else None
+
+
+class _RowCache:
+    """The last few (component, users) normalised score blocks.
+
+    Candidates of a weight grid (:func:`recmf.select` over a Blend's
+    weights, or over components' scoring-only variants) share component
+    objects and are evaluated on the same users, so each component block is
+    scored once instead of once per candidate.  An entry is keyed by the
+    component object (held weakly: a copy or a new model never hits), its
+    data object and hyperparameters (a refit on other data or with other
+    settings misses), the normalisation and the users; a few entries of
+    (users x n_items) float32 are kept.
+    """
+
+    def __init__(self, size=8):
+        self.size = size
+        self.entries = collections.OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, model, uidx, how):
+        key = (id(model), id(model.data_), repr(model.get_params()), how, len(uidx),
+               hashlib.blake2b(np.ascontiguousarray(uidx).tobytes(), digest_size=16).digest())
+        with self.lock:
+            hit = self.entries.get(key)
+            if hit is not None and hit[0]() is model:
+                self.entries.move_to_end(key)
+                return hit[1]
+        rows = normalise_rows(model._score_all(uidx), how)
+        rows.flags.writeable = False
+        with self.lock:
+            self.entries[key] = (weakref.ref(model), rows)
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+        return rows
+
+    def clear(self):
+        with self.lock:
+            self.entries.clear()
+
+
+_ROWS = _RowCache()
 
 
 def _same_index(a, b):
