@@ -14,7 +14,7 @@ from .. import _core
 from ..data import Interactions
 from .base import Recommender
 
-__all__ = ["Blend"]
+__all__ = ["Blend", "clear_cache"]
 
 _NORMALISERS = ("minmax", "zscore")
 
@@ -77,6 +77,12 @@ class Blend(Recommender):
     normalise : {"minmax", "zscore"}
     n_threads : int or None
         Threads for the top-K selection (components use their own).
+
+    Notes
+    -----
+    Blends keep the most recent normalised component scores (up to 256 MB,
+    :func:`recmf.models.blend.clear_cache` frees them) so that a grid of
+    weights scores each component once per block of users.
 
     Attributes
     ----------
@@ -253,12 +259,13 @@ class _RowCache:
     scored once instead of once per candidate.  An entry is keyed by the
     component object (held weakly: a copy or a new model never hits), its
     data object and hyperparameters (a refit on other data or with other
-    settings misses), the normalisation and the users; a few entries of
-    (users x n_items) float32 are kept.
+    settings misses), the normalisation and the users.  At most
+    ``max_bytes`` of blocks are kept, least recently used dropped first;
+    :func:`clear_cache` frees them.
     """
 
-    def __init__(self, size=8):
-        self.size = size
+    def __init__(self, max_bytes=256 << 20):
+        self.max_bytes = max_bytes
         self.entries = collections.OrderedDict()
         self.lock = threading.Lock()
 
@@ -274,7 +281,7 @@ class _RowCache:
         rows.flags.writeable = False
         with self.lock:
             self.entries[key] = (weakref.ref(model), rows)
-            while len(self.entries) > self.size:
+            while sum(r.nbytes for _, r in self.entries.values()) > self.max_bytes:
                 self.entries.popitem(last=False)
         return rows
 
@@ -284,6 +291,11 @@ class _RowCache:
 
 
 _ROWS = _RowCache()
+
+
+def clear_cache():
+    """Free the component scores Blends keep for reuse (at most 256 MB)."""
+    _ROWS.clear()
 
 
 def _same_index(a, b):
