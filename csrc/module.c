@@ -1038,21 +1038,26 @@ static int parse_seq(PyObject *hist, rmf_seq *h)
 static PyObject *py_transition_counts(PyObject *self, PyObject *args)
 {
     PyObject *hist;
-    int n_threads;
-    if (!PyArg_ParseTuple(args, "Oi", &hist, &n_threads))
+    int window, n_threads;
+    double gap_decay;
+    if (!PyArg_ParseTuple(args, "Oidi", &hist, &window, &gap_decay, &n_threads))
         return NULL;
     rmf_seq h;
     if (parse_seq(hist, &h) < 0)
         return NULL;
-    int64_t cap = rmf_transition_capacity(&h), nnz = 0;
+    if (window < 1 || window > RMF_TRANSITION_MAX_WINDOW) {
+        PyErr_Format(PyExc_ValueError, "window must be in [1, %d], got %d", RMF_TRANSITION_MAX_WINDOW, window);
+        return NULL;
+    }
+    int64_t cap = rmf_transition_capacity(&h, window), nnz = 0;
     PyObject *indptr = new_array1((npy_intp)h.n_items + 1, NPY_INT64), *indices = new_array1(cap, NPY_INT32),
-             *counts = new_array1(cap, NPY_INT64), *result = NULL;
-    if (!indptr || !indices || !counts)
+             *weights = new_array1(cap, NPY_FLOAT64), *result = NULL;
+    if (!indptr || !indices || !weights)
         goto done;
     rmf_error err = {{0}};
     rmf_status st;
-    RMF_NOGIL(st, rmf_transition_counts(&h, n_threads, DATA(indptr, int64_t), DATA(indices, int32_t),
-                                        DATA(counts, int64_t), &nnz, &err));
+    RMF_NOGIL(st, rmf_transition_counts(&h, window, gap_decay, n_threads, DATA(indptr, int64_t),
+                                        DATA(indices, int32_t), DATA(weights, double), &nnz, &err));
     if (st != RMF_OK) {
         raise_status(st, &err);
         goto done;
@@ -1062,15 +1067,15 @@ static PyObject *py_transition_counts(PyObject *self, PyObject *args)
     if (a == NULL)
         goto done;
     Py_DECREF(a);
-    a = PyArray_Resize((PyArrayObject *)counts, &shape, 0, NPY_CORDER);
+    a = PyArray_Resize((PyArrayObject *)weights, &shape, 0, NPY_CORDER);
     if (a == NULL)
         goto done;
     Py_DECREF(a);
-    result = Py_BuildValue("OOO", indptr, indices, counts);
+    result = Py_BuildValue("OOO", indptr, indices, weights);
 done:
     Py_XDECREF(indptr);
     Py_XDECREF(indices);
-    Py_XDECREF(counts);
+    Py_XDECREF(weights);
     return result;
 }
 
@@ -1209,7 +1214,7 @@ static PyMethodDef methods[] = {
     VARARGS(mf_score_pairs, "mf_score_pairs(shape, theta, u, i, n_threads) -> scores"),
     VARARGS(ncf_recommend, "ncf_recommend(shape, theta, users, seen|None, k, n_threads)"),
     VARARGS(mf_recommend, "mf_recommend(shape, theta, users, seen|None, k, n_threads)"),
-    VARARGS(transition_counts, "transition_counts((indptr, items, n_items), n_threads) -> (indptr, indices, counts)"),
+    VARARGS(transition_counts, "transition_counts((indptr, items, n_items), window, gap_decay, n_threads) -> (indptr, indices, weights)"),
     VARARGS(transition_scores,
             "transition_scores((indptr, indices, n_items), probs, history, users, half_life, n_threads) -> scores"),
     VARARGS(transition_recommend,
@@ -1234,7 +1239,8 @@ PyMODINIT_FUNC PyInit__core(void)
     SamplingError = PyErr_NewExceptionWithDoc(
         "recmf.SamplingError", "No negative item can be drawn for a user (every candidate is a positive).",
         PyExc_ValueError, NULL);
-    if (SamplingError == NULL || PyModule_AddObjectRef(m, "SamplingError", SamplingError) < 0) {
+    if (SamplingError == NULL || PyModule_AddObjectRef(m, "SamplingError", SamplingError) < 0 ||
+        PyModule_AddIntConstant(m, "TRANSITION_MAX_WINDOW", RMF_TRANSITION_MAX_WINDOW) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -266,17 +266,25 @@ typedef struct {
 /* indptr starts at 0 and never decreases; items in [0, n_items). */
 rmf_status rmf_check_seq(const rmf_seq *h, rmf_error *err);
 
-/* Number of consecutive pairs in h (sum over rows of len - 1): the
- * capacity rmf_transition_counts needs for its outputs. */
-int64_t rmf_transition_capacity(const rmf_seq *h);
+/* Largest window rmf_transition_counts accepts. */
+#define RMF_TRANSITION_MAX_WINDOW 64
 
-/* Counts how often item j directly follows item i in a row of h, over all
- * rows: an n_items x n_items CSR with sorted columns, out_indptr
- * (n_items + 1), out_indices/out_counts (capacity
- * rmf_transition_capacity(h)); *nnz receives the number of distinct pairs. */
-rmf_status rmf_transition_counts(const rmf_seq *h, int n_threads, int64_t *out_indptr,
-                                 int32_t *out_indices, int64_t *out_counts, int64_t *nnz,
-                                 rmf_error *err);
+/* Number of (i, j) pairs with j at most `window` entries after i in a row
+ * of h: the capacity rmf_transition_counts needs for its outputs. */
+int64_t rmf_transition_capacity(const rmf_seq *h, int32_t window);
+
+/* Transition weights: W(i, j) = sum over rows of h and over the places
+ * where item j comes g entries after item i (1 <= g <= window) of
+ * gap_decay^(g - 1).  window = 1 counts how often j directly follows i (a
+ * first-order Markov chain).  An n_items x n_items CSR with sorted
+ * columns: out_indptr (n_items + 1), out_indices/out_weights (capacity
+ * rmf_transition_capacity(h, window)); *nnz receives the number of
+ * distinct pairs.  window in [1, RMF_TRANSITION_MAX_WINDOW], gap_decay in
+ * (0, 1].  Each weight is summed in gap order: results do not depend on
+ * n_threads. */
+rmf_status rmf_transition_counts(const rmf_seq *h, int32_t window, double gap_decay,
+                                 int n_threads, int64_t *out_indptr, int32_t *out_indices,
+                                 double *out_weights, int64_t *nnz, rmf_error *err);
 
 /* out (n x n_items, row-major): for user users[r],
  * out[r][j] = sum over the user's positives i at age a of

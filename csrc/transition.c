@@ -1,6 +1,6 @@
-/* transition.c -- ItemTransition: a first-order Markov chain over each
- * user's positives in time order.  Counting builds the item x item CSR of
- * "j directly follows i"; scoring sums the rows T[i] of a user's positives
+/* transition.c -- ItemTransition: a Markov chain over each user's
+ * positives in time order.  Counting builds the item x item CSR of "j
+ * follows i" (directly, or within a window with a weight per gap); scoring sums the rows T[i] of a user's positives
  * weighted by 2^(-age / half_life) into a dense row, and recommend hands
  * blocks of those rows to rmf_topk_rows (topk.c's heap), so seen items,
  * ties and padding follow the same rules as every other model.
@@ -20,9 +20,9 @@
 #define OMP(x)
 #endif
 
-static int cmp_i32(const void *a, const void *b)
+static int cmp_i64(const void *a, const void *b)
 {
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return (x > y) - (x < y);
 }
 
@@ -46,64 +46,83 @@ rmf_status rmf_check_seq(const rmf_seq *h, rmf_error *err)
     return RMF_OK;
 }
 
-int64_t rmf_transition_capacity(const rmf_seq *h)
+int64_t rmf_transition_capacity(const rmf_seq *h, int32_t window)
 {
     int64_t n = 0;
-    for (int32_t u = 0; u < h->n_users; u++)
-        if (h->indptr[u + 1] > h->indptr[u])
-            n += h->indptr[u + 1] - h->indptr[u] - 1;
+    for (int32_t u = 0; u < h->n_users; u++) {
+        const int64_t len = h->indptr[u + 1] - h->indptr[u];
+        for (int32_t g = 1; g <= window && g < len; g++)
+            n += len - g;
+    }
     return n;
 }
 
-rmf_status rmf_transition_counts(const rmf_seq *h, int n_threads, int64_t *out_indptr,
-                                 int32_t *out_indices, int64_t *out_counts, int64_t *nnz,
-                                 rmf_error *err)
+rmf_status rmf_transition_counts(const rmf_seq *h, int32_t window, double gap_decay,
+                                 int n_threads, int64_t *out_indptr, int32_t *out_indices,
+                                 double *out_weights, int64_t *nnz, rmf_error *err)
 {
     rmf_status st = rmf_check_seq(h, err);
     if (st != RMF_OK)
         return st;
+    if (window < 1 || window > RMF_TRANSITION_MAX_WINDOW)
+        return rmf_fail(err, RMF_ERR_VALUE, "window must be in [1, %d], got %d",
+                        RMF_TRANSITION_MAX_WINDOW, window);
+    if (!(gap_decay > 0.0 && gap_decay <= 1.0)) /* also rejects NaN */
+        return rmf_fail(err, RMF_ERR_VALUE, "gap_decay must be in (0, 1], got %g", gap_decay);
     const int32_t NI = h->n_items;
-    const int64_t cap = rmf_transition_capacity(h);
-    /* next[start[i] .. start[i+1]): every item that follows i, in
-     * encounter order; sorted per source item, then run-length coded. */
+    const int64_t cap = rmf_transition_capacity(h, window);
+    /* key[start[i] .. start[i+1]): every (j, gap) with j gap positions
+     * after i, packed as j * window + gap - 1; sorted per source item, so
+     * equal j are adjacent and summed in gap order (the same float sum
+     * whatever the thread count), then run-length coded. */
     int64_t *start = calloc((size_t)NI + 2, sizeof *start);
-    int32_t *next = malloc((size_t)(cap > 0 ? cap : 1) * sizeof *next);
-    if (start == NULL || next == NULL) {
+    int64_t *key = malloc((size_t)(cap > 0 ? cap : 1) * sizeof *key);
+    double *gap_w = malloc((size_t)window * sizeof *gap_w);
+    if (start == NULL || key == NULL || gap_w == NULL) {
         free(start);
-        free(next);
+        free(key);
+        free(gap_w);
         return rmf_fail(err, RMF_ERR_NOMEM, "out of memory counting %lld transitions",
                         (long long)cap);
     }
+    gap_w[0] = 1.0;
+    for (int32_t g = 1; g < window; g++)
+        gap_w[g] = gap_w[g - 1] * gap_decay;
     for (int32_t u = 0; u < h->n_users; u++)
-        for (int64_t q = h->indptr[u]; q + 1 < h->indptr[u + 1]; q++)
-            start[h->items[q] + 2]++;
+        for (int64_t q = h->indptr[u]; q < h->indptr[u + 1]; q++)
+            for (int32_t g = 1; g <= window && q + g < h->indptr[u + 1]; g++)
+                start[h->items[q] + 2]++;
     for (int32_t i = 0; i < NI; i++)
         start[i + 2] += start[i + 1];
     /* start[i + 1] is now the fill cursor of source i. */
     for (int32_t u = 0; u < h->n_users; u++)
-        for (int64_t q = h->indptr[u]; q + 1 < h->indptr[u + 1]; q++)
-            next[start[h->items[q] + 1]++] = h->items[q + 1];
+        for (int64_t q = h->indptr[u]; q < h->indptr[u + 1]; q++)
+            for (int32_t g = 1; g <= window && q + g < h->indptr[u + 1]; g++)
+                key[start[h->items[q] + 1]++] = (int64_t)h->items[q + g] * window + (g - 1);
     const int nt = rmf_resolve_threads(n_threads);
     (void)nt;
     OMP(omp parallel for num_threads(nt) schedule(dynamic, 64) if (cap > 65536))
     for (int32_t i = 0; i < NI; i++)
-        qsort(next + start[i], (size_t)(start[i + 1] - start[i]), sizeof *next, cmp_i32);
+        qsort(key + start[i], (size_t)(start[i + 1] - start[i]), sizeof *key, cmp_i64);
     int64_t n = 0;
     out_indptr[0] = 0;
     for (int32_t i = 0; i < NI; i++) {
         for (int64_t q = start[i]; q < start[i + 1]; q++) {
-            if (q > start[i] && next[q] == next[q - 1]) {
-                out_counts[n - 1]++;
+            const int32_t j = (int32_t)(key[q] / window);
+            const double w = gap_w[key[q] % window];
+            if (q > start[i] && key[q - 1] / window == j) {
+                out_weights[n - 1] += w;
                 continue;
             }
-            out_indices[n] = next[q];
-            out_counts[n++] = 1;
+            out_indices[n] = j;
+            out_weights[n++] = w;
         }
         out_indptr[i + 1] = n;
     }
     *nnz = n;
     free(start);
-    free(next);
+    free(key);
+    free(gap_w);
     return RMF_OK;
 }
 

@@ -668,16 +668,22 @@ def ordered_positives_ref(train, threshold=4, user_col="user_id", item_col="movi
     return out
 
 
-def transition_counts_ref(ordered):
-    """``{(i, j): count}``: how often item j directly follows item i in a
-    user's sequence (``ordered`` from :func:`ordered_positives_ref`)."""
-    nxt = ordered.groupby("user")["item"].shift(-1)
-    has = nxt.notna()
-    pairs = pd.DataFrame({"i": ordered["item"][has].to_numpy(), "j": nxt[has].to_numpy()})
-    return {(i, j): int(c) for (i, j), c in pairs.value_counts().items()}
+def transition_counts_ref(ordered, window=1, gap_decay=0.5):
+    """``{(i, j): weight}``: over every user's sequence (``ordered`` from
+    :func:`ordered_positives_ref`), each time item j comes g places after
+    item i, 1 <= g <= window, adds ``gap_decay ** (g - 1)`` (window 1: how
+    often j directly follows i)."""
+    out = {}
+    for g in range(1, window + 1):
+        nxt = ordered.groupby("user")["item"].shift(-g)
+        has = nxt.notna()
+        pairs = pd.DataFrame({"i": ordered["item"][has].to_numpy(), "j": nxt[has].to_numpy()})
+        for (i, j), c in pairs.value_counts().items():
+            out[(i, j)] = out.get((i, j), 0.0) + c * gap_decay ** (g - 1)
+    return out
 
 
-def transition_scores_ref(ordered, item_ids, users, half_life):
+def transition_scores_ref(ordered, item_ids, users, half_life, window=1, gap_decay=0.5):
     """Dense float64 scores (len(users), len(item_ids)) of the transition
     model: score(u, j) = sum over u's positives i at age a of
     2^(-a / half_life) T[i, j], T = counts with each row divided by its sum
@@ -685,7 +691,7 @@ def transition_scores_ref(ordered, item_ids, users, half_life):
     col = {item: c for c, item in enumerate(item_ids)}
     n = len(item_ids)
     counts = np.zeros((n, n))
-    for (i, j), c in transition_counts_ref(ordered).items():
+    for (i, j), c in transition_counts_ref(ordered, window, gap_decay).items():
         counts[col[i], col[j]] = c
     totals = counts.sum(axis=1, keepdims=True)
     T = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)

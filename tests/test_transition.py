@@ -47,16 +47,19 @@ def counts_of(model):
     d = model.data_
     rows = np.repeat(np.arange(d.n_items), np.diff(model.trans_indptr_))
     ids = d.item_ids
-    return {(ids[i], ids[j]): int(c) for i, j, c in
-            zip(rows, model.trans_indices_, model.trans_counts_)}
+    return {(ids[i], ids[j]): c for i, j, c in
+            zip(rows, model.trans_indices_, model.trans_weights_)}
 
 
-@pytest.mark.parametrize("string_ids", [False, True])
-def test_counts_match_pandas_with_ties_and_repeats(string_ids):
+@pytest.mark.parametrize("string_ids,window,gap_decay", [(False, 1, 0.5), (True, 1, 0.5), (False, 3, 0.5),
+                                                         (True, 4, 1.0)])
+def test_counts_match_pandas_with_ties_and_repeats(string_ids, window, gap_decay):
     frame = tie_frame(string_ids=string_ids)
-    model = recmf.ItemTransition().fit(frame)
+    model = recmf.ItemTransition(window=window, gap_decay=gap_decay).fit(frame)
     ordered = ref.ordered_positives_ref(frame)
-    assert counts_of(model) == ref.transition_counts_ref(ordered)
+    got, want = counts_of(model), ref.transition_counts_ref(ordered, window, gap_decay)
+    assert got.keys() == want.keys()
+    np.testing.assert_allclose([got[p] for p in want], list(want.values()), rtol=1e-12)
     # each user's history is the reference order
     d = model.data_
     for u in range(d.n_users):
@@ -77,15 +80,15 @@ def test_counts_match_pandas_on_movielens(ml_or_synthetic):
     assert counts_of(model) == ref.transition_counts_ref(ref.ordered_positives_ref(train))
 
 
-@pytest.mark.parametrize("half_life", [0.5, 1.0, 3.0, None])
-def test_scores_match_numpy(half_life):
+@pytest.mark.parametrize("half_life,window", [(0.5, 1), (1.0, 1), (3.0, 2), (None, 3)])
+def test_scores_match_numpy(half_life, window):
     frame = tie_frame(seed=1)
-    model = recmf.ItemTransition(half_life=half_life, n_threads=2).fit(frame)
+    model = recmf.ItemTransition(half_life=half_life, window=window, gap_decay=0.7, n_threads=2).fit(frame)
     d = model.data_
     users = np.arange(d.n_users, dtype=np.int32)
     got = model._score_all(users)
     want = ref.transition_scores_ref(ref.ordered_positives_ref(frame), d.item_ids, d.user_ids,
-                                     half_life)
+                                     half_life, window, 0.7)
     assert got.dtype == np.float32 and got.shape == (d.n_users, d.n_items)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     # score() of pairs is the same matrix
@@ -114,9 +117,9 @@ def test_recommend_is_top_k_of_scores_without_seen():
 
 def test_results_do_not_depend_on_threads(ml_or_synthetic):
     train = ml_or_synthetic[0]
-    one = recmf.ItemTransition(half_life=2.0, n_threads=1).fit(train)
-    two = recmf.ItemTransition(half_life=2.0, n_threads=2).fit(train)
-    for name in ("trans_indptr_", "trans_indices_", "trans_counts_", "probs_"):
+    one = recmf.ItemTransition(half_life=2.0, window=3, n_threads=1).fit(train)
+    two = recmf.ItemTransition(half_life=2.0, window=3, n_threads=2).fit(train)
+    for name in ("trans_indptr_", "trans_indices_", "trans_weights_", "probs_"):
         np.testing.assert_array_equal(getattr(one, name), getattr(two, name))
     users = one.data_.user_ids
     a, sa = one.recommend(users, k=10, return_scores=True)
@@ -153,7 +156,7 @@ def test_load_rejects_inconsistent_history(tmp_path):
     model.save(path)
     with np.load(path) as z:
         arrays = dict(z)
-    arrays["trans_counts"] = arrays["trans_counts"] + 1
+    arrays["trans_weights"] = arrays["trans_weights"] + 1
     np.savez(path, **arrays)
     with pytest.raises(ValueError, match="transition counts"):
         recmf.load(path)
@@ -164,6 +167,14 @@ def test_load_rejects_inconsistent_history(tmp_path):
 def test_bad_half_life(value, exc):
     with pytest.raises(exc, match="half_life"):
         recmf.ItemTransition(half_life=value)
+
+
+@pytest.mark.parametrize("kwargs,exc", [(dict(window=0), ValueError), (dict(window=65), ValueError),
+                                        (dict(window=2.0), TypeError), (dict(gap_decay=0), ValueError),
+                                        (dict(gap_decay=1.5), ValueError), (dict(gap_decay="x"), TypeError)])
+def test_bad_window(kwargs, exc):
+    with pytest.raises(exc, match="window|gap_decay"):
+        recmf.ItemTransition(**kwargs)
 
 
 def test_needs_the_time_order():
@@ -177,16 +188,19 @@ def test_needs_the_time_order():
 def test_core_rejects_bad_histories():
     ok_ptr = np.array([0, 2, 3], dtype=np.int64)
     with pytest.raises(ValueError, match="outside"):
-        _core.transition_counts((ok_ptr, np.array([0, 5, 1], dtype=np.int32), 3), 1)
+        _core.transition_counts((ok_ptr, np.array([0, 5, 1], dtype=np.int32), 3), 1, 0.5, 1)
     with pytest.raises(ValueError, match="non-decreasing"):
         _core.transition_counts((np.array([0, 2, 1, 3], dtype=np.int64),
-                                 np.array([0, 1, 2], dtype=np.int32), 3), 1)
+                                 np.array([0, 1, 2], dtype=np.int32), 3), 1, 0.5, 1)
     with pytest.raises(ValueError, match="len"):
-        _core.transition_counts((ok_ptr, np.array([0, 1], dtype=np.int32), 3), 1)
+        _core.transition_counts((ok_ptr, np.array([0, 1], dtype=np.int32), 3), 1, 0.5, 1)
     with pytest.raises(TypeError, match="history items"):
-        _core.transition_counts((ok_ptr, np.array([0, 1, 2], dtype=np.int64), 3), 1)
+        _core.transition_counts((ok_ptr, np.array([0, 1, 2], dtype=np.int64), 3), 1, 0.5, 1)
+    for window, decay in ((0, 0.5), (65, 0.5), (2, 0.0), (2, 1.5), (2, math.nan)):
+        with pytest.raises(ValueError, match="window|gap_decay"):
+            _core.transition_counts((ok_ptr, np.array([0, 1, 2], dtype=np.int32), 3), window, decay, 1)
     hist = (ok_ptr, np.array([0, 1, 2], dtype=np.int32), 3)
-    tp, ti, tc = _core.transition_counts(hist, 1)
+    tp, ti, tc = _core.transition_counts(hist, 1, 0.5, 1)
     assert list(tp) == [0, 1, 1, 1] and list(ti) == [1] and list(tc) == [1]
     probs = np.ones(1, dtype=np.float32)
     users = np.array([0, 1], dtype=np.int32)
@@ -220,7 +234,7 @@ def test_with_params_shares_the_fit():
     frame = tie_frame(seed=5)
     base = recmf.ItemTransition(half_life=1.0).fit(frame)
     other = base.with_params(half_life=None)
-    assert other.trans_counts_ is base.trans_counts_ and base.half_life == 1.0
+    assert other.trans_weights_ is base.trans_weights_ and base.half_life == 1.0
     fresh = recmf.ItemTransition(half_life=None).fit(frame)
     users = base.data_.user_ids
     np.testing.assert_array_equal(other.recommend(users, k=5), fresh.recommend(users, k=5))

@@ -25,6 +25,18 @@ def _check_half_life(value):
     return float(value)
 
 
+def _check_window(window, gap_decay):
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)):
+        raise TypeError(f"window must be an integer, got {type(window).__name__}")
+    if not 1 <= window <= _core.TRANSITION_MAX_WINDOW:
+        raise ValueError(f"window must be in [1, {_core.TRANSITION_MAX_WINDOW}], got {window}")
+    if isinstance(gap_decay, bool) or not isinstance(gap_decay, (int, float, np.integer, np.floating)):
+        raise TypeError(f"gap_decay must be a number, got {type(gap_decay).__name__}")
+    if not 0 < gap_decay <= 1:
+        raise ValueError(f"gap_decay must be in (0, 1], got {gap_decay!r}")
+    return int(window), float(gap_decay)
+
+
 def positive_positions(frame, data, *, user_col, item_col, rating_col, time_col, threshold):
     """Each positive's position in its user's history, aligned with
     ``data.indices``: 0 for the user's oldest positive.
@@ -69,15 +81,18 @@ def histories(data, positions):
 
 
 class ItemTransition(Recommender):
-    """First-order item transitions ("what comes next"), scored from the
-    user's most recent positives.
+    """Item transitions ("what comes next"), scored from the user's most
+    recent positives.
 
     Each user's train positives are put in time order (``time_col``; ties
     keep their input order, as in :func:`recmf.temporal_split`).  ``C[i, j]``
-    counts how often item j directly follows item i in a user's sequence;
-    ``T = C`` with each row divided by its sum (rows without successors
-    stay 0).  A user with positives ``i`` at age ``a`` (the number of the
-    user's later positives: 0 = most recent) scores::
+    counts how often item j directly follows item i in a user's sequence
+    (``window=1``, a first-order Markov chain); with ``window=m``, item j
+    coming g <= m places after i adds ``gap_decay ** (g - 1)`` instead (a
+    skip-gram of the sequence: the next few items, the nearest counting
+    most).  ``T = C`` with each row divided by its sum (rows without
+    successors stay 0).  A user with positives ``i`` at age ``a`` (the
+    number of the user's later positives: 0 = most recent) scores::
 
         score(j) = sum_i w(a_i) T[i, j],   w(a) = 2^(-a / half_life)
 
@@ -88,11 +103,20 @@ class ItemTransition(Recommender):
     "Factorizing personalized Markov chains for next-basket
     recommendation", WWW 2010), here without factorisation.
 
+    On ML-1M's temporal split (``temporal_split(ratings, 1, 5, 5)``,
+    threshold 4, chosen on val), ``window=3`` beats the first-order chain
+    on validation (recall@10 0.2517 vs 0.2341 alone at half_life 1) and, in
+    a blend with recency-EASE, on test (0.141-0.143 vs 0.133-0.136).
+
     Parameters
     ----------
     half_life : float > 0 or None (default 1.0)
         Recency decay in interactions: a positive ``half_life`` steps older
-        counts half as much.
+        counts half as much.  Scoring only: changing it needs no refit.
+    window : int in [1, 64] (default 1)
+        How many following items each positive links to (1: the next one).
+    gap_decay : float in (0, 1] (default 0.5)
+        Weight factor per extra step of distance within the window.
     threshold : float
         Positive threshold when ``fit`` is given a frame.
     user_col, item_col, rating_col, time_col : str
@@ -103,9 +127,10 @@ class ItemTransition(Recommender):
 
     Attributes
     ----------
-    trans_indptr_, trans_indices_, trans_counts_ : int64 (n_items + 1,),
-        int32 (nnz_T,), int64 (nnz_T,)
-        C as a CSR by dense item index, sorted columns
+    trans_indptr_, trans_indices_, trans_weights_ : int64 (n_items + 1,),
+        int32 (nnz_T,), float64 (nnz_T,)
+        C as a CSR by dense item index, sorted columns (whole counts when
+        ``window=1``)
         (:meth:`transition_matrix` gives it as scipy).
     probs_ : float32 (nnz_T,)
         T, the row-normalised values of the same structure.
@@ -121,15 +146,16 @@ class ItemTransition(Recommender):
 
     kind = "transition"
 
-    def __init__(self, half_life=1.0, threshold=4, user_col="user_id", item_col="movie_id",
-                 rating_col="rating", time_col="timestamp", n_threads=None):
+    def __init__(self, half_life=1.0, window=1, gap_decay=0.5, threshold=4, user_col="user_id",
+                 item_col="movie_id", rating_col="rating", time_col="timestamp", n_threads=None):
         super().__init__(n_threads=n_threads)
         self.half_life = _check_half_life(half_life)
+        self.window, self.gap_decay = _check_window(window, gap_decay)
         self.threshold = threshold
         self.user_col, self.item_col, self.rating_col, self.time_col = user_col, item_col, rating_col, time_col
 
     #: the grid recmf.select searches by default
-    default_grid = {"half_life": [0.5, 1.0, 2.0, 4.0, None]}
+    default_grid = {"window": [1, 3], "half_life": [0.5, 1.0, 2.0, 4.0, None]}
     #: only scoring changes with these: recmf.select shares one fit
     scoring_params = ("half_life",)
 
@@ -150,6 +176,7 @@ class ItemTransition(Recommender):
             Accepted for the common ``fit(data, val)`` signature.
         """
         self.half_life = _check_half_life(self.half_life)
+        self.window, self.gap_decay = _check_window(self.window, self.gap_decay)
         columns = dict(user_col=self.user_col, item_col=self.item_col, rating_col=self.rating_col)
         interactions = self._as_interactions(data, self.threshold, columns)
         positions = getattr(interactions, "positions", None)
@@ -167,11 +194,12 @@ class ItemTransition(Recommender):
 
     def _count(self):
         d = self.data_
-        indptr, indices, counts = _core.transition_counts(self._history(), self.n_threads)
-        self.trans_indptr_, self.trans_indices_, self.trans_counts_ = indptr, indices, counts
+        indptr, indices, weights = _core.transition_counts(self._history(), self.window, self.gap_decay,
+                                                          self.n_threads)
+        self.trans_indptr_, self.trans_indices_, self.trans_weights_ = indptr, indices, weights
         rows = np.repeat(np.arange(d.n_items), np.diff(indptr))
-        totals = np.bincount(rows, weights=counts, minlength=d.n_items)[rows]
-        self.probs_ = (counts / np.maximum(totals, 1)).astype(np.float32)
+        totals = np.bincount(rows, weights=weights, minlength=d.n_items)[rows]
+        self.probs_ = (weights / np.where(totals > 0, totals, 1)).astype(np.float32)
 
     def _history(self):
         return (self.data_.indptr, self.history_items_, self.data_.n_items)
@@ -184,11 +212,11 @@ class ItemTransition(Recommender):
         return math.inf if half_life is None else half_life
 
     def transition_matrix(self, normalise=True):
-        """T (row-normalised) or C (counts) as a ``scipy.sparse.csr_matrix``
+        """T (row-normalised) or C (the weights) as a ``scipy.sparse.csr_matrix``
         n_items x n_items, by dense item index."""
         from scipy.sparse import csr_matrix
         self._check_fitted()
-        values = self.probs_ if normalise else self.trans_counts_
+        values = self.probs_ if normalise else self.trans_weights_
         n = self.data_.n_items
         return csr_matrix((values, self.trans_indices_, self.trans_indptr_), shape=(n, n))
 
@@ -209,7 +237,7 @@ class ItemTransition(Recommender):
     # -- persistence --------------------------------------------------------
     def _arrays(self):
         return {"trans_indptr": self.trans_indptr_, "trans_indices": self.trans_indices_,
-                "trans_counts": self.trans_counts_, "history_items": self.history_items_}
+                "trans_weights": self.trans_weights_, "history_items": self.history_items_}
 
     def _set_arrays(self, arrays):
         self.history_items_ = np.ascontiguousarray(arrays["history_items"], dtype=np.int32)
@@ -218,5 +246,5 @@ class ItemTransition(Recommender):
         self._count()
         if not (np.array_equal(self.trans_indptr_, arrays["trans_indptr"])
                 and np.array_equal(self.trans_indices_, arrays["trans_indices"])
-                and np.array_equal(self.trans_counts_, arrays["trans_counts"])):
+                and np.array_equal(self.trans_weights_, arrays["trans_weights"])):
             raise ValueError("the saved transition counts do not match the saved histories")
