@@ -265,6 +265,6 @@ def test_model_comparison_notebook(tmp_path, kernel_dir, data):
         for name in ("EASE", "ItemTransition", "Blend"):
             assert recall[name] > max(recall["NeuralMF"], recall["BPRMF"], recall["Popularity"]), name
         assert recall["Blend"] > max(recall["EASE"], recall["ItemTransition"])
-        # issue 11's target for the best model, chosen on validation (numpy probe 0.1341 / 0.0957);
-        # the band below it is the spread of test recall over the top validation settings (0.130-0.137)
-        assert recall["Blend"] >= 0.130 and models["Blend"]["ndcg@10"] >= 0.093
+        # issue 11's target for the best model, every knob chosen on validation (the numpy probe's
+        # 0.1341 / 0.0957); with window-3 transitions the top validation settings give 0.138-0.143
+        assert recall["Blend"] >= 0.134 and models["Blend"]["ndcg@10"] >= 0.096
