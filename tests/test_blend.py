@@ -188,3 +188,11 @@ def test_row_cache_never_serves_another_model(small):
     np.testing.assert_array_equal(c.recommend(users, k=10), first)
     variant.half_life = None
     np.testing.assert_array_equal(c.recommend(users, k=10), want)
+
+
+def test_params_compare_by_value(small):
+    a = recmf.Blend([recmf.ItemTransition(half_life=2.0), recmf.Popularity()], weights=[1, 1])
+    b = recmf.Blend([recmf.ItemTransition(half_life=2.0), recmf.Popularity()], weights=[1, 1])
+    c = recmf.Blend([recmf.ItemTransition(half_life=1.0), recmf.Popularity()], weights=[1, 1])
+    assert a.get_params() == b.get_params() and a.get_params() != c.get_params()
+    assert pickle.loads(pickle.dumps(a)).get_params() == a.get_params()

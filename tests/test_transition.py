@@ -181,8 +181,11 @@ def test_needs_the_time_order():
     frame = tie_frame()
     with pytest.raises(ValueError, match="order"):
         recmf.ItemTransition().fit(recmf.Interactions.from_frame(frame))
-    with pytest.raises((KeyError, ValueError), match="when"):
-        recmf.ItemTransition(time_col="when").fit(frame)
+    # a frame without the time column is taken in row order
+    by_rows = recmf.ItemTransition(time_col="when").fit(frame)
+    in_order = frame.assign(when=np.arange(len(frame)))
+    assert counts_of(by_rows) == counts_of(recmf.ItemTransition(time_col="when").fit(in_order))
+    assert counts_of(by_rows) != counts_of(recmf.ItemTransition().fit(frame))
 
 
 def test_core_rejects_bad_histories():

@@ -34,6 +34,25 @@ def normalise_rows(scores, how="minmax"):
     return np.where(ok, (s - lo) / np.where(ok, span, 1.0), 0.0).astype(np.float32)
 
 
+class _Components(tuple):
+    """A Blend's models.  Equal to another sequence of models of the same
+    types and hyperparameters, so a reloaded or unpickled Blend has equal
+    ``get_params()`` and recmf.select can tell blends that share their
+    components."""
+
+    __slots__ = ()
+
+    def __eq__(self, other):
+        return (isinstance(other, (list, tuple)) and len(self) == len(other)
+                and all(a is b or (type(a) is type(b) and a.get_params() == b.get_params())
+                        for a, b in zip(self, other)))
+
+    def __ne__(self, other):
+        return not self == other
+
+    __hash__ = None
+
+
 def _check_weights(weights, n):
     if weights is None:
         return None
@@ -111,7 +130,7 @@ class Blend(Recommender):
                 raise TypeError(f"models[{pos}] must be a recmf model, got {type(m).__name__}")
         if normalise not in _NORMALISERS:
             raise ValueError(f"normalise must be one of {_NORMALISERS}, got {normalise!r}")
-        self.models = models
+        self.models = _Components(models)
         self.weights = _check_weights(weights, len(models))
         self.normalise = normalise
 

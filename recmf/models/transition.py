@@ -169,7 +169,8 @@ class ItemTransition(Recommender):
         Parameters
         ----------
         data : DataFrame or Interactions
-            Train interactions with user, item, rating and time columns, or
+            Train interactions with user, item, rating and time columns (a
+            frame without ``time_col`` is taken in its row order), or
             Interactions that know each positive's place in its user's
             history (``positions``).
         val : ignored
@@ -178,6 +179,9 @@ class ItemTransition(Recommender):
         self.half_life = _check_half_life(self.half_life)
         self.window, self.gap_decay = _check_window(self.window, self.gap_decay)
         columns = dict(user_col=self.user_col, item_col=self.item_col, rating_col=self.rating_col)
+        if isinstance(data, pd.DataFrame) and self.time_col not in data.columns:
+            # No time column: the rows' input order is their time order.
+            data = data.assign(**{self.time_col: np.arange(len(data), dtype=np.int64)})
         interactions = self._as_interactions(data, self.threshold, columns)
         positions = getattr(interactions, "positions", None)
         if positions is None and not isinstance(data, Interactions):
