@@ -138,22 +138,26 @@ void rmf_adam_step(const rmf_adam_params *p, int64_t step, float *theta,
         return;
     adam_scalars s = adam_prepare(p, step);
     int nt = rmf_resolve_threads(n_threads);
-    if (nt <= 1 || n < ADAM_PAR_MIN) {
-        adam_range(theta, g, m, v, 0, n, s);
+    (void)nt; /* unused without OpenMP */
+    rmf_fp_enter();
+#ifdef _OPENMP
+    if (nt > 1 && n >= ADAM_PAR_MIN) {
+        /* Contiguous chunks, one per thread: streaming access, no false
+         * sharing except at the chunk ends. */
+        RMF_PARALLEL(nt)
+        {
+            RMF_TEAM_BEGIN;
+            int t = omp_get_thread_num(), T = omp_get_num_threads();
+            int64_t lo = n * t / T, hi = n * (t + 1) / T;
+            adam_range(theta, g, m, v, lo, hi, s);
+            RMF_TEAM_END;
+        }
+        rmf_fp_leave();
         return;
     }
-#ifdef _OPENMP
-    /* Contiguous chunks, one per thread: streaming access, no false
-     * sharing except at the chunk ends. */
-#pragma omp parallel num_threads(nt)
-    {
-        int t = omp_get_thread_num(), T = omp_get_num_threads();
-        int64_t lo = n * t / T, hi = n * (t + 1) / T;
-        adam_range(theta, g, m, v, lo, hi, s);
-    }
-#else
-    adam_range(theta, g, m, v, 0, n, s);
 #endif
+    adam_range(theta, g, m, v, 0, n, s);
+    rmf_fp_leave();
 }
 
 /* The update of rows [r0, r1) of an n x D table whose gradient row r is

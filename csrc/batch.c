@@ -219,23 +219,33 @@ void rmf_lazy_rows_step(const rmf_adam_params *ap, int64_t step,
                         rmf_lazy_buf *b, int nt)
 {
     (void)nt; /* unused without OpenMP */
-    OMP(omp parallel for num_threads(nt) schedule(static) if (nr * D > 65536))
-    for (int64_t r = 0; r < nr; r++) {
-        int64_t src = off + (int64_t)ids[r] * D;
-        size_t bytes = (size_t)D * sizeof(float);
-        memcpy(b->t + r * D, st->theta + src, bytes);
-        memcpy(b->g + r * D, grad + src, bytes);
-        memcpy(b->m + r * D, st->m + src, bytes);
-        memcpy(b->v + r * D, st->v + src, bytes);
+    RMF_PARALLEL(nt, if (nr * D > 65536))
+    {
+        RMF_TEAM_BEGIN;
+        OMP(omp for schedule(static) nowait)
+        for (int64_t r = 0; r < nr; r++) {
+            int64_t src = off + (int64_t)ids[r] * D;
+            size_t bytes = (size_t)D * sizeof(float);
+            memcpy(b->t + r * D, st->theta + src, bytes);
+            memcpy(b->g + r * D, grad + src, bytes);
+            memcpy(b->m + r * D, st->m + src, bytes);
+            memcpy(b->v + r * D, st->v + src, bytes);
+        }
+        RMF_TEAM_END;
     }
     rmf_adam_step(ap, step, b->t, b->g, b->m, b->v, nr * D, nt);
-    OMP(omp parallel for num_threads(nt) schedule(static) if (nr * D > 65536))
-    for (int64_t r = 0; r < nr; r++) {
-        int64_t dst = off + (int64_t)ids[r] * D;
-        size_t bytes = (size_t)D * sizeof(float);
-        memcpy(st->theta + dst, b->t + r * D, bytes);
-        memcpy(st->m + dst, b->m + r * D, bytes);
-        memcpy(st->v + dst, b->v + r * D, bytes);
+    RMF_PARALLEL(nt, if (nr * D > 65536))
+    {
+        RMF_TEAM_BEGIN;
+        OMP(omp for schedule(static) nowait)
+        for (int64_t r = 0; r < nr; r++) {
+            int64_t dst = off + (int64_t)ids[r] * D;
+            size_t bytes = (size_t)D * sizeof(float);
+            memcpy(st->theta + dst, b->t + r * D, bytes);
+            memcpy(st->m + dst, b->m + r * D, bytes);
+            memcpy(st->v + dst, b->v + r * D, bytes);
+        }
+        RMF_TEAM_END;
     }
 }
 
@@ -264,9 +274,14 @@ void rmf_epoch_order(int64_t *perm, int64_t n, uint64_t seed, uint64_t epoch,
                      int nt)
 {
     (void)nt; /* unused without OpenMP */
-    OMP(omp parallel for num_threads(nt) schedule(static))
-    for (int64_t q = 0; q < n; q++)
-        perm[q] = q;
+    RMF_PARALLEL(nt)
+    {
+        RMF_TEAM_BEGIN;
+        OMP(omp for schedule(static) nowait)
+        for (int64_t q = 0; q < n; q++)
+            perm[q] = q;
+        RMF_TEAM_END;
+    }
     /* One sequential stream: the order depends on (seed, epoch) only. */
     rmf_rng rng;
     rmf_rng_seed(&rng, seed, rmf_stream_id(RMF_STREAM_SHUFFLE, epoch, 0));

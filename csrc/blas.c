@@ -3,6 +3,7 @@
  * system OpenBLAS has none.  setup.py defines RMF_BLAS_PREFIX accordingly. */
 #include "recmf.h"
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 #ifdef _OPENMP
@@ -55,6 +56,11 @@ void rmf_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
                           (int)ldb, beta, c, (int)ldc);
 }
 
+/* Jobs OpenBLAS handed to the callback (tests check work was split). */
+static atomic_llong jobs_run = 0;
+
+long long rmf_blas_jobs_run(void) { return atomic_load(&jobs_run); }
+
 #ifdef _OPENMP
 #include <pthread.h>
 
@@ -76,12 +82,15 @@ typedef struct {
     rmf_blas_dojob dojob;
     int job, dojob_data;
     void *jobdata;
+    uint64_t fp_word; /* the calling thread's, as a team thread gets it */
 } blas_job;
 
 static void *run_blas_job(void *arg)
 {
     blas_job *b = arg;
+    rmf_fp_token fp = rmf_fp_team_begin(b->fp_word);
     b->dojob(b->job, b->jobdata, b->dojob_data);
+    rmf_fp_team_end(fp);
     return NULL;
 }
 
@@ -93,7 +102,8 @@ static int start_extra_jobs(blas_job *extra, pthread_t *tid, int first,
 {
     int started = 0;
     for (int j = first; j < numjobs; j++, started++) {
-        extra[started] = (blas_job){dojob, j, dojob_data, jobdata + (size_t)j * elsize};
+        extra[started] = (blas_job){dojob, j, dojob_data, jobdata + (size_t)j * elsize,
+                                    rmf_fp_word};
         if (pthread_create(&tid[started], NULL, run_blas_job, &extra[started]) != 0)
             break;
     }
@@ -105,6 +115,7 @@ static void blas_jobs_on_openmp(int sync, rmf_blas_dojob dojob, int numjobs,
                                 int dojob_data)
 {
     (void)sync; /* we join before returning: always synchronous */
+    atomic_fetch_add_explicit(&jobs_run, numjobs, memory_order_relaxed);
     char *base = jobdata;
     if (numjobs == 1) {
         dojob(0, base, dojob_data);
@@ -117,8 +128,11 @@ static void blas_jobs_on_openmp(int sync, rmf_blas_dojob dojob, int numjobs,
     int n_extra = 0, team = numjobs;
     int dynamic = omp_get_dynamic();
     omp_set_dynamic(0);
-#pragma omp parallel num_threads(numjobs)
+    /* A region like every other (recmf.h): the jobs compute in the
+     * calling thread's floating-point mode, flushed when recmf called. */
+    RMF_PARALLEL(numjobs)
     {
+        RMF_TEAM_BEGIN;
         int j = omp_get_thread_num();
         if (j == 0) {
             team = omp_get_num_threads();
@@ -127,11 +141,13 @@ static void blas_jobs_on_openmp(int sync, rmf_blas_dojob dojob, int numjobs,
                                            jobdata_elsize, dojob_data);
         }
         dojob(j, base + (size_t)j * jobdata_elsize, dojob_data);
+        RMF_TEAM_END;
     }
     omp_set_dynamic(dynamic);
     for (int k = 0; k < n_extra; k++)
         pthread_join(tid[k], NULL);
-    /* Only if thread creation failed: run what is left here, last resort. */
+    /* Only if thread creation failed: run what is left here, last resort
+     * (in the calling thread's mode already). */
     for (int j = team + n_extra; j < numjobs; j++)
         dojob(j, base + (size_t)j * jobdata_elsize, dojob_data);
 }
@@ -153,6 +169,8 @@ int rmf_blas_use_openmp_threads(void)
 
 int rmf_blas_enter(int nt)
 {
+    /* Work bracketed for BLAS is float work: flush subnormals for it. */
+    rmf_fp_enter();
     int saved = rmf_blas_get_threads();
     /* Without the callback (an OpenBLAS older than 0.3.27), OpenBLAS's own
      * spinning pthreads and the OpenMP team would share the cores: a
@@ -164,8 +182,11 @@ int rmf_blas_enter(int nt)
 
 void rmf_blas_leave(int saved)
 {
-    if (saved > 0)
+    /* saved <= 0: rmf_blas_enter was not called (an early exit). */
+    if (saved > 0) {
         rmf_blas_set_threads(saved);
+        rmf_fp_leave();
+    }
 }
 
 int rmf_blas_get_threads(void) { return RMF_BLAS(openblas_get_num_threads)(); }

@@ -4,7 +4,8 @@
 #include <math.h>
 #include <stdlib.h>
 
-static int contains_sorted(const int64_t *a, int64_t n, int64_t x)
+/* Position of x in the ascending a[0..n), or -1 when absent. */
+static int64_t find_sorted(const int64_t *a, int64_t n, int64_t x)
 {
     int64_t lo = 0, hi = n;
     while (lo < hi) {
@@ -14,7 +15,7 @@ static int contains_sorted(const int64_t *a, int64_t n, int64_t x)
         else
             hi = mid;
     }
-    return lo < n && a[lo] == x;
+    return lo < n && a[lo] == x ? lo : -1;
 }
 
 rmf_status rmf_ranking_metrics(const int64_t *recs, const int32_t *rec_len,
@@ -46,7 +47,7 @@ rmf_status rmf_ranking_metrics(const int64_t *recs, const int32_t *rec_len,
             int dup = 0;
             for (int32_t q = 0; q < p && !dup; q++)
                 dup = r[q] == r[p];
-            if (dup || !contains_sorted(rel, n_rel, r[p]))
+            if (dup || find_sorted(rel, n_rel, r[p]) < 0)
                 continue;
             hits++;
             dcg += 1.0 / log2((double)p + 2.0);
@@ -79,9 +80,9 @@ static int cmp_i64(const void *a, const void *b)
 
 rmf_status rmf_coverage_popularity(const int64_t *recs, const int32_t *rec_len,
                                    int64_t n_rows, int32_t k,
-                                   int64_t n_catalog, const int64_t *pop_ids,
-                                   const int64_t *pop_counts, int64_t n_pop,
-                                   double *coverage, double *avg_pop,
+                                   const int64_t *catalog, int64_t n_catalog,
+                                   const int64_t *pop_ids, const double *pop_values,
+                                   int64_t n_pop, double *coverage, double *avg_pop,
                                    int64_t *n_pairs, rmf_error *err)
 {
     if (n_catalog < 1)
@@ -91,33 +92,30 @@ rmf_status rmf_coverage_popularity(const int64_t *recs, const int32_t *rec_len,
     int64_t total = 0;
     for (int64_t r = 0; r < n_rows; r++)
         total += rec_len[r] < 0 ? 0 : rec_len[r] < k ? rec_len[r] : k;
-    int64_t *all = malloc((size_t)(total > 0 ? total : 1) * sizeof *all);
-    if (all == NULL)
+    int64_t *in_catalog = malloc((size_t)(total > 0 ? total : 1) * sizeof *in_catalog);
+    if (in_catalog == NULL)
         return rmf_fail(err, RMF_ERR_NOMEM, "out of memory for %lld recommendations", (long long)total);
-    int64_t n = 0;
+    int64_t n = 0, n_in = 0;
     double pop_sum = 0.0;
     for (int64_t r = 0; r < n_rows; r++) {
         int32_t len = rec_len[r] < 0 ? 0 : rec_len[r] < k ? rec_len[r] : k;
         for (int32_t p = 0; p < len; p++) {
             int64_t id = recs[r * (int64_t)k + p];
-            all[n++] = id;
-            int64_t lo = 0, hi = n_pop;
-            while (lo < hi) {
-                int64_t mid = lo + (hi - lo) / 2;
-                if (pop_ids[mid] < id)
-                    lo = mid + 1;
-                else
-                    hi = mid;
-            }
-            if (lo < n_pop && pop_ids[lo] == id)
-                pop_sum += (double)pop_counts[lo];
+            n++;
+            /* Coverage is a share of the catalogue: an item outside it
+             * covers nothing (recmetrics#40: coverage above 100%). */
+            if (find_sorted(catalog, n_catalog, id) >= 0)
+                in_catalog[n_in++] = id;
+            int64_t at = find_sorted(pop_ids, n_pop, id);
+            if (at >= 0)
+                pop_sum += pop_values[at];
         }
     }
-    qsort(all, (size_t)n, sizeof *all, cmp_i64);
+    qsort(in_catalog, (size_t)n_in, sizeof *in_catalog, cmp_i64);
     int64_t distinct = 0;
-    for (int64_t q = 0; q < n; q++)
-        distinct += q == 0 || all[q] != all[q - 1];
-    free(all);
+    for (int64_t q = 0; q < n_in; q++)
+        distinct += q == 0 || in_catalog[q] != in_catalog[q - 1];
+    free(in_catalog);
     *coverage = (double)distinct / (double)n_catalog;
     *avg_pop = n > 0 ? pop_sum / (double)n : NAN;
     *n_pairs = n;

@@ -109,19 +109,24 @@ static void bpr_grad_core(bpr_ws *w, const rmf_shape *s, const float *theta,
     const int64_t n_chunks = (n + CHUNK - 1) / CHUNK;
     float *c = w->c;
 
-    OMP(omp parallel for num_threads(nt) schedule(static) if (n >= PAR_MIN_TRIPLETS))
-    for (int64_t ch = 0; ch < n_chunks; ch++) {
-        int64_t k1 = (ch + 1) * CHUNK < n ? (ch + 1) * CHUNK : n;
-        double ploss = 0.0;
-        for (int64_t k = ch * CHUNK; k < k1; k++) {
-            const float *pu = U + (int64_t)u[k] * D;
-            /* Two scores then their difference, as the reference model. */
-            float x = dot_lanes(pu, I + (int64_t)i[k] * D, D) -
-                      dot_lanes(pu, I + (int64_t)j[k] * D, D);
-            ploss += softplus(-(double)x);
-            c[k] = (float)(-sigmoid(-(double)x)) * inv_n;
+    RMF_PARALLEL(nt, if (n >= PAR_MIN_TRIPLETS))
+    {
+        RMF_TEAM_BEGIN;
+        OMP(omp for schedule(static) nowait)
+        for (int64_t ch = 0; ch < n_chunks; ch++) {
+            int64_t k1 = (ch + 1) * CHUNK < n ? (ch + 1) * CHUNK : n;
+            double ploss = 0.0;
+            for (int64_t k = ch * CHUNK; k < k1; k++) {
+                const float *pu = U + (int64_t)u[k] * D;
+                /* Two scores then their difference, as the reference model. */
+                float x = dot_lanes(pu, I + (int64_t)i[k] * D, D) -
+                          dot_lanes(pu, I + (int64_t)j[k] * D, D);
+                ploss += softplus(-(double)x);
+                c[k] = (float)(-sigmoid(-(double)x)) * inv_n;
+            }
+            w->part[ch] = ploss;
         }
-        w->part[ch] = ploss;
+        RMF_TEAM_END;
     }
     double sl = 0.0;
     for (int64_t ch = 0; ch < n_chunks; ch++)
@@ -137,8 +142,9 @@ static void bpr_grad_core(bpr_ws *w, const rmf_shape *s, const float *theta,
 
     /* One thread per output row, entries in batch order: no atomics and
      * no dependence on n_threads.  Both sides share one parallel region. */
-    OMP(omp parallel num_threads(nt) if (n >= PAR_MIN_TRIPLETS))
+    RMF_PARALLEL(nt, if (n >= PAR_MIN_TRIPLETS))
     {
+        RMF_TEAM_BEGIN;
         /* dU[u] = sum over its triplets of c (I[i] - I[j]). */
         OMP(omp for schedule(dynamic, 64) nowait)
         for (int64_t r = 0; r < gu->n_distinct; r++) {
@@ -166,6 +172,7 @@ static void bpr_grad_core(bpr_ws *w, const rmf_shape *s, const float *theta,
                     out[d] += ck * pu[d];
             }
         }
+        RMF_TEAM_END;
     }
 }
 
@@ -191,8 +198,10 @@ rmf_status rmf_bpr_batch_grad(const rmf_shape *s, const float *theta,
     if ((st = ws_alloc(&w, s, n, err)) != RMF_OK)
         return st;
     memset(grad, 0, (size_t)rmf_mf_n_params(s) * sizeof *grad);
+    rmf_fp_enter();
     bpr_grad_core(&w, s, theta, u, i, j, n, rmf_resolve_threads(n_threads),
                   grad, loss);
+    rmf_fp_leave();
     ws_free(&w);
     return RMF_OK;
 }
@@ -239,6 +248,7 @@ rmf_status rmf_bpr_train_epoch(const rmf_train_params *p, const rmf_shape *s,
     double total = 0.0;
     int64_t done = 0;
 
+    rmf_fp_enter();
     perm = malloc((size_t)n_triplets * sizeof *perm);
     bu = malloc((size_t)bs * sizeof *bu);
     bi = malloc((size_t)bs * sizeof *bi);
@@ -284,10 +294,12 @@ rmf_status rmf_bpr_train_epoch(const rmf_train_params *p, const rmf_shape *s,
             rmf_adam_step(&p->adam, st->step, st->theta, grad, st->m, st->v,
                           n_params, nt);
         }
-        OMP(omp parallel num_threads(nt) if (bn >= PAR_MIN_TRIPLETS))
+        RMF_PARALLEL(nt, if (bn >= PAR_MIN_TRIPLETS))
         {
+            RMF_TEAM_BEGIN;
             rmf_zero_rows(grad, &w.users, D);
             rmf_zero_rows(grad + off_items, &w.items, D);
+            RMF_TEAM_END;
         }
         total += bl * (double)bn;
         done += bn;
@@ -295,6 +307,7 @@ rmf_status rmf_bpr_train_epoch(const rmf_train_params *p, const rmf_shape *s,
     status = RMF_OK;
 
 cleanup:
+    rmf_fp_leave();
     rmf_epoch_end(total, done, loss, n_done);
     ws_free(&w);
     free(perm);
@@ -323,9 +336,16 @@ rmf_status rmf_mf_score_pairs(const rmf_shape *s, const float *theta,
     const float *U = theta, *I = theta + (int64_t)s->n_users * D;
     const int nt = rmf_resolve_threads(n_threads);
     (void)nt; /* unused without OpenMP */
-    OMP(omp parallel for num_threads(nt) schedule(static) if (n > 4096))
-    for (int64_t k = 0; k < n; k++)
-        out[k] = dot_lanes(U + (int64_t)u[k] * D, I + (int64_t)i[k] * D, D);
+    rmf_fp_enter();
+    RMF_PARALLEL(nt, if (n > 4096))
+    {
+        RMF_TEAM_BEGIN;
+        OMP(omp for schedule(static) nowait)
+        for (int64_t k = 0; k < n; k++)
+            out[k] = dot_lanes(U + (int64_t)u[k] * D, I + (int64_t)i[k] * D, D);
+        RMF_TEAM_END;
+    }
+    rmf_fp_leave();
     return RMF_OK;
 }
 
@@ -364,9 +384,14 @@ rmf_status rmf_mf_recommend(const rmf_shape *s, const float *theta,
     int blas_saved = rmf_blas_enter(nt);
     for (int64_t u0 = 0; u0 < n && st == RMF_OK; u0 += nb) {
         const int64_t bn = u0 + nb <= n ? nb : n - u0;
-        OMP(omp parallel for num_threads(nt) schedule(static) if (bn * D > 65536))
-        for (int64_t r = 0; r < bn; r++)
-            memcpy(E + r * D, U + (int64_t)users[u0 + r] * D, (size_t)D * sizeof(float));
+        RMF_PARALLEL(nt, if (bn * D > 65536))
+        {
+            RMF_TEAM_BEGIN;
+            OMP(omp for schedule(static) nowait)
+            for (int64_t r = 0; r < bn; r++)
+                memcpy(E + r * D, U + (int64_t)users[u0 + r] * D, (size_t)D * sizeof(float));
+            RMF_TEAM_END;
+        }
         rmf_sgemm(0, 1, bn, NI, D, 1.0f, E, D, I, D, 0.0f, S, NI);
         st = rmf_topk_rows(S, bn, NI, seen, users + u0, k, nt, out_items + u0 * k,
                            out_scores + u0 * k, out_len + u0, err);

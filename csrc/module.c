@@ -35,20 +35,53 @@ static PyObject *raise_status(rmf_status st, const rmf_error *err)
     PyObject *text = PyUnicode_DecodeUTF8(msg, (Py_ssize_t)strlen(msg), "backslashreplace");
     if (text == NULL)
         return NULL;
-    PyObject *type = st == RMF_ERR_SATURATED     ? SamplingError
-                     : st == RMF_ERR_INTERRUPTED ? PyExc_KeyboardInterrupt
-                                                 : PyExc_ValueError;
+    if (st == RMF_ERR_SATURATED) {
+        /* The core knows only the dense row; recmf/ names the user's
+         * original id from the attribute user_index (None: no row). */
+        PyObject *exc = PyObject_CallOneArg(SamplingError, text);
+        Py_DECREF(text);
+        if (exc == NULL)
+            return NULL;
+        PyObject *row = err->row >= 0 ? PyLong_FromLongLong((long long)err->row) : Py_NewRef(Py_None);
+        if (row == NULL || PyObject_SetAttrString(exc, "user_index", row) < 0) {
+            Py_XDECREF(row);
+            Py_DECREF(exc);
+            return NULL;
+        }
+        Py_DECREF(row);
+        PyErr_SetObject(SamplingError, exc);
+        Py_DECREF(exc);
+        return NULL;
+    }
+    PyObject *type = st == RMF_ERR_INTERRUPTED ? PyExc_KeyboardInterrupt : PyExc_ValueError;
     PyErr_SetObject(type, text);
     Py_DECREF(text);
     return NULL;
 }
 
-/* Runs a core call without the GIL; `st` receives its status. */
-#define RMF_NOGIL(st, call)        \
-    do {                           \
-        Py_BEGIN_ALLOW_THREADS     \
-        (st) = (call);             \
-        Py_END_ALLOW_THREADS       \
+/* One RuntimeWarning per process when a forked child's regions run on
+ * one thread (threads.c); -1 when the warning was turned into an error. */
+static int warn_fork_fallback(void)
+{
+    if (!rmf_fork_fallback_notice())
+        return 0;
+    return PyErr_WarnEx(PyExc_RuntimeWarning,
+                        "recmf: this process is a fork() child of a process that used recmf's OpenMP "
+                        "threads, whose thread pool could not be released before the fork; recmf "
+                        "runs its parallel loops on one thread here (results are unchanged). Use "
+                        "multiprocessing's 'spawn' or 'forkserver' start method to keep every thread.",
+                        1);
+}
+
+/* Runs a core call without the GIL; `st` receives its status (a warning
+ * turned into an exception makes it an error, raised by raise_status). */
+#define RMF_NOGIL(st, call)                                   \
+    do {                                                      \
+        Py_BEGIN_ALLOW_THREADS                                \
+        (st) = (call);                                        \
+        Py_END_ALLOW_THREADS                                  \
+        if ((st) == RMF_OK && warn_fork_fallback() < 0)       \
+            (st) = RMF_ERR_VALUE;                             \
     } while (0)
 
 /* ------------------------------------------------------------------ */
@@ -543,32 +576,44 @@ static PyObject *py_ranking_metrics(PyObject *self, PyObject *args)
     return Py_BuildValue("N(dddd)L", per_user, means[0], means[1], means[2], means[3], (long long)n_eval);
 }
 
+/* Borrowed a (int64, 1-D) must be sorted ascending and distinct. */
+static int check_sorted_distinct(PyObject *a, const char *name)
+{
+    const int64_t *v = DATA(a, int64_t);
+    for (int64_t q = 1; q < SIZE(a); q++)
+        if (v[q] <= v[q - 1]) {
+            PyErr_Format(PyExc_ValueError, "%s must be sorted ascending and distinct", name);
+            return -1;
+        }
+    return 0;
+}
+
 static PyObject *py_coverage_popularity(PyObject *self, PyObject *args)
 {
-    PyObject *recs, *rec_len, *pop_ids, *pop_counts;
-    long long n_catalog;
-    if (!PyArg_ParseTuple(args, "OOLOO", &recs, &rec_len, &n_catalog, &pop_ids, &pop_counts))
+    PyObject *recs, *rec_len, *catalog, *pop_ids, *pop_values;
+    if (!PyArg_ParseTuple(args, "OOOOO", &recs, &rec_len, &catalog, &pop_ids, &pop_values))
         return NULL;
     if (check_array(recs, "recs", NPY_INT64, 2, 0) < 0 || check_array(rec_len, "rec_len", NPY_INT32, 1, 0) < 0 ||
+        check_array(catalog, "catalog", NPY_INT64, 1, 0) < 0 ||
         check_array(pop_ids, "pop_ids", NPY_INT64, 1, 0) < 0 ||
-        check_array(pop_counts, "pop_counts", NPY_INT64, 1, 0) < 0 ||
+        check_array(pop_values, "pop_values", NPY_FLOAT64, 1, 0) < 0 ||
         check_len(rec_len, "rec_len", PyArray_DIM((PyArrayObject *)recs, 0)) < 0 ||
-        check_len(pop_counts, "pop_counts", SIZE(pop_ids)) < 0)
+        check_len(pop_values, "pop_values", SIZE(pop_ids)) < 0 ||
+        check_sorted_distinct(catalog, "catalog") < 0 || check_sorted_distinct(pop_ids, "pop_ids") < 0)
         return NULL;
-    const int64_t *ids = DATA(pop_ids, int64_t);
-    for (int64_t q = 1; q < SIZE(pop_ids); q++)
-        if (ids[q] <= ids[q - 1]) {
-            PyErr_SetString(PyExc_ValueError, "pop_ids must be sorted ascending and distinct");
-            return NULL;
-        }
+    if (PyArray_DIM((PyArrayObject *)recs, 1) > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "recs must have at most 2^31 - 1 columns");
+        return NULL;
+    }
     double coverage = 0, avg_pop = 0;
     int64_t n_pairs = 0;
     rmf_error err = {{0}};
     rmf_status st;
     RMF_NOGIL(st, rmf_coverage_popularity(DATA(recs, int64_t), DATA(rec_len, int32_t),
                                           PyArray_DIM((PyArrayObject *)recs, 0),
-                                          (int32_t)PyArray_DIM((PyArrayObject *)recs, 1), n_catalog, ids,
-                                          DATA(pop_counts, int64_t), SIZE(pop_ids), &coverage, &avg_pop,
+                                          (int32_t)PyArray_DIM((PyArrayObject *)recs, 1),
+                                          DATA(catalog, int64_t), SIZE(catalog), DATA(pop_ids, int64_t),
+                                          DATA(pop_values, double), SIZE(pop_ids), &coverage, &avg_pop,
                                           &n_pairs, &err));
     if (st != RMF_OK)
         return raise_status(st, &err);
@@ -1169,9 +1214,105 @@ fail:
 
 static PyObject *py_build_info(PyObject *self, PyObject *noargs)
 {
-    return Py_BuildValue("{s:O,s:s,s:i,s:O}", "openmp", rmf_has_openmp() ? Py_True : Py_False, "blas_config",
-                         rmf_blas_config(), "blas_threads", rmf_blas_get_threads(), "blas_on_openmp",
-                         rmf_blas_use_openmp_threads() ? Py_True : Py_False);
+    int fork = rmf_fork_state();
+    return Py_BuildValue("{s:O,s:s,s:i,s:O,s:O,s:O,s:O}", "openmp", rmf_has_openmp() ? Py_True : Py_False,
+                         "blas_config", rmf_blas_config(), "blas_threads", rmf_blas_get_threads(),
+                         "blas_on_openmp", rmf_blas_use_openmp_threads() ? Py_True : Py_False,
+                         "flush_subnormals", rmf_fp_supported() ? Py_True : Py_False,
+                         "forked_child", (fork & 1) ? Py_True : Py_False,
+                         "forked_one_thread", (fork & 2) ? Py_True : Py_False);
+}
+
+static PyObject *py_exact_subnormals(PyObject *self, PyObject *args)
+{
+    PyObject *flag = Py_None;
+    if (!PyArg_ParseTuple(args, "|O", &flag))
+        return NULL;
+    int before = rmf_fp_get_exact();
+    if (flag != Py_None) {
+        int on = PyObject_IsTrue(flag);
+        if (on < 0)
+            return NULL;
+        rmf_fp_set_exact(on);
+    }
+    return PyBool_FromLong(before);
+}
+
+/* ------------------------------------------------------------------ */
+/* Test only: floating-point mode and fork probes (tests/test_fpstate.py) */
+/* ------------------------------------------------------------------ */
+
+/* _fp_probe(n_threads, a, b) -> (modes, caller_mode, c, jobs): what a fit
+ * sees, as rmf_fp_probe_recmf; a (m x k) and b (k x n) float32, c = a b,
+ * jobs = how many BLAS jobs the product was split into. */
+static PyObject *py__fp_probe(PyObject *self, PyObject *args)
+{
+    int n_threads;
+    PyObject *a, *b;
+    if (!PyArg_ParseTuple(args, "iOO", &n_threads, &a, &b))
+        return NULL;
+    if (check_array(a, "a", NPY_FLOAT32, 2, 0) < 0 || check_array(b, "b", NPY_FLOAT32, 2, 0) < 0)
+        return NULL;
+    npy_intp m = PyArray_DIM((PyArrayObject *)a, 0), k = PyArray_DIM((PyArrayObject *)a, 1);
+    npy_intp n = PyArray_DIM((PyArrayObject *)b, 1);
+    if (PyArray_DIM((PyArrayObject *)b, 0) != k) {
+        PyErr_SetString(PyExc_ValueError, "a and b do not chain");
+        return NULL;
+    }
+    int nt = rmf_resolve_threads(n_threads);
+    PyObject *modes = new_array1(nt, NPY_INT32);
+    PyObject *c = new_array2(m, n, NPY_FLOAT32);
+    if (modes == NULL || c == NULL) {
+        Py_XDECREF(modes);
+        Py_XDECREF(c);
+        return NULL;
+    }
+    int32_t caller = -1;
+    long long jobs = rmf_blas_jobs_run();
+    Py_BEGIN_ALLOW_THREADS
+    rmf_fp_probe_recmf(nt, DATA(modes, int32_t), &caller, m, n, k, DATA(a, float), DATA(b, float),
+                       DATA(c, float));
+    Py_END_ALLOW_THREADS
+    jobs = rmf_blas_jobs_run() - jobs;
+    return Py_BuildValue("NiNL", modes, (int)caller, c, jobs);
+}
+
+/* _fp_probe_plain(n_threads) -> modes of a plain region's threads. */
+static PyObject *py__fp_probe_plain(PyObject *self, PyObject *args)
+{
+    int n_threads;
+    if (!PyArg_ParseTuple(args, "i", &n_threads))
+        return NULL;
+    int nt = rmf_resolve_threads(n_threads);
+    PyObject *modes = new_array1(nt, NPY_INT32);
+    if (modes == NULL)
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    rmf_fp_probe_plain(nt, DATA(modes, int32_t));
+    Py_END_ALLOW_THREADS
+    return modes;
+}
+
+/* _fp_mode(mode=-1) -> the calling thread's mode; sets it when mode >= 0. */
+static PyObject *py__fp_mode(PyObject *self, PyObject *args)
+{
+    int mode = -1;
+    if (!PyArg_ParseTuple(args, "|i", &mode))
+        return NULL;
+    int before = rmf_fp_mode();
+    if (mode >= 0)
+        rmf_fp_set_mode(mode);
+    return PyLong_FromLong(before);
+}
+
+/* _fork_release(on): whether the fork handler releases the thread pool. */
+static PyObject *py__fork_release(PyObject *self, PyObject *args)
+{
+    int on;
+    if (!PyArg_ParseTuple(args, "p", &on))
+        return NULL;
+    rmf_fork_set_release(on);
+    Py_RETURN_NONE;
 }
 
 static PyObject *py_blas_threads(PyObject *self, PyObject *args)
@@ -1202,7 +1343,7 @@ static PyMethodDef methods[] = {
     VARARGS(topk_rows, "topk_rows(scores, seen|None, seen_rows, k, n_threads) -> (items, scores, len)"),
     VARARGS(topk_ranked, "topk_ranked(ranking, seen|None, users, k) -> (items, len)"),
     VARARGS(ranking_metrics, "ranking_metrics(recs, rec_len, rel_indptr, rel_items) -> (per_user, means, n)"),
-    VARARGS(coverage_popularity, "coverage_popularity(recs, rec_len, n_catalog, pop_ids, pop_counts)"),
+    VARARGS(coverage_popularity, "coverage_popularity(recs, rec_len, catalog, pop_ids, pop_values)"),
     KWARGS(adam_step, "adam_step(theta, grad, m, v, step, **params): one in-place Adam step"),
     KWARGS(ncf_train_epoch, "ncf_train_epoch(shape, indptr, indices, epoch, theta, m, v, step, **params)"),
     KWARGS(bpr_train_epoch, "bpr_train_epoch(shape, u, i, j, epoch, theta, m, v, step, **params)"),
@@ -1222,6 +1363,11 @@ static PyMethodDef methods[] = {
     VARARGS(n_params, "n_params(kind 'ncf'|'mf', shape) -> int"),
     NOARGS(build_info, "build_info() -> dict of build facts (OpenMP, BLAS)"),
     VARARGS(blas_threads, "blas_threads(n=0) -> previous count; sets it when n > 0"),
+    VARARGS(exact_subnormals, "exact_subnormals(flag=None) -> previous setting; sets it unless None"),
+    VARARGS(_fp_probe, "test only: _fp_probe(n_threads, a, b) -> (modes, caller_mode, a @ b, blas_jobs)"),
+    VARARGS(_fp_probe_plain, "test only: _fp_probe_plain(n_threads) -> modes of a plain OpenMP region"),
+    VARARGS(_fp_mode, "test only: _fp_mode(mode=-1) -> this thread's flush mode; sets it when >= 0"),
+    VARARGS(_fork_release, "test only: _fork_release(on): release the OpenMP pool before fork()"),
     {NULL, NULL, 0, NULL},
 };
 
@@ -1233,11 +1379,18 @@ PyMODINIT_FUNC PyInit__core(void)
 {
     import_array();
     rmf_blas_use_openmp_threads();
+    if (rmf_runtime_init() != 0) {
+        PyErr_SetString(PyExc_ImportError, "recmf: could not register its fork() handlers");
+        return NULL;
+    }
     PyObject *m = PyModule_Create(&moduledef);
     if (m == NULL)
         return NULL;
     SamplingError = PyErr_NewExceptionWithDoc(
-        "recmf.SamplingError", "No negative item can be drawn for a user (every candidate is a positive).",
+        "recmf.SamplingError",
+        "No negative item can be drawn for a user (every candidate is a positive).\n\n"
+        "Attributes: user_id (the user's original id, when raised by fit) and user_index "
+        "(its dense index).",
         PyExc_ValueError, NULL);
     if (SamplingError == NULL || PyModule_AddObjectRef(m, "SamplingError", SamplingError) < 0 ||
         PyModule_AddIntConstant(m, "TRANSITION_MAX_WINDOW", RMF_TRANSITION_MAX_WINDOW) < 0) {

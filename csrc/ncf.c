@@ -412,44 +412,49 @@ static void pair_pass(ncf_ws *w, const float *theta, const ncf_layout *o,
     const float inv_n = (float)(1.0 / (double)n);
     int64_t n_chunks = (n + CHUNK - 1) / CHUNK;
 
-    OMP(omp parallel for num_threads(nt) schedule(static) if (n >= PAR_MIN_PAIRS))
-    for (int64_t c = 0; c < n_chunks; c++) {
-        /* float partials over <= CHUNK rows, summed across chunks in double */
-        float *pw2 = w->fpart + c * 2 * H;
-        float *pb1 = pw2 + H;
-        double pb2 = 0.0, ploss = 0.0;
-        memset(pw2, 0, (size_t)(2 * H) * sizeof(float));
-        int64_t k1 = (c + 1) * CHUNK < n ? (c + 1) * CHUNK : n;
-        rmf_rng rng;
-        float *mrow = w->mrow + c * H;
-        if (drop)
-            rmf_rng_seed(&rng, drop->sub, (uint64_t)c);
-        for (int64_t k = c * CHUNK; k < k1; k++) {
-            const float *a = Au + (int64_t)su[k] * H;
-            const float *b = Ai + (int64_t)si[k] * H;
-            /* Mask: given, drawn now, or none -- multiplying by ones is
-             * exact and keeps one branch-free loop. */
-            const float *mk = w->ones;
-            if (mask) {
-                mk = mask + k * H;
-            } else if (drop) {
-                dropout_row(&rng, drop, mrow, H);
-                mk = mrow;
+    RMF_PARALLEL(nt, if (n >= PAR_MIN_PAIRS))
+    {
+        RMF_TEAM_BEGIN;
+        OMP(omp for schedule(static) nowait)
+        for (int64_t c = 0; c < n_chunks; c++) {
+            /* float partials over <= CHUNK rows, summed across chunks in double */
+            float *pw2 = w->fpart + c * 2 * H;
+            float *pb1 = pw2 + H;
+            double pb2 = 0.0, ploss = 0.0;
+            memset(pw2, 0, (size_t)(2 * H) * sizeof(float));
+            int64_t k1 = (c + 1) * CHUNK < n ? (c + 1) * CHUNK : n;
+            rmf_rng rng;
+            float *mrow = w->mrow + c * H;
+            if (drop)
+                rmf_rng_seed(&rng, drop->sub, (uint64_t)c);
+            for (int64_t k = c * CHUNK; k < k1; k++) {
+                const float *a = Au + (int64_t)su[k] * H;
+                const float *b = Ai + (int64_t)si[k] * H;
+                /* Mask: given, drawn now, or none -- multiplying by ones is
+                 * exact and keeps one branch-free loop. */
+                const float *mk = w->ones;
+                if (mask) {
+                    mk = mask + k * H;
+                } else if (drop) {
+                    dropout_row(&rng, drop, mrow, H);
+                    mk = mrow;
+                }
+                float *r = w->rbuf + k * H;
+                double z = (double)pair_forward(a, b, b1, mk, w2, b2, r, H);
+                double yk = (double)y[k];
+                /* BCE with logits and its derivative from one exp(-|z|):
+                 * loss = max(z, 0) - z y + log1p(e), sigmoid(z) = 1/(1+e) or e/(1+e). */
+                double e = exp(-fabs(z));
+                ploss += (z > 0.0 ? z : 0.0) - z * yk + log1p(e);
+                double sig = z >= 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+                float dl = (float)(sig - yk) * inv_n; /* d mean-loss / d logit */
+                pb2 += dl;
+                pair_backward(dl, w2, mk, r, pw2, pb1, H);
             }
-            float *r = w->rbuf + k * H;
-            double z = (double)pair_forward(a, b, b1, mk, w2, b2, r, H);
-            double yk = (double)y[k];
-            /* BCE with logits and its derivative from one exp(-|z|):
-             * loss = max(z, 0) - z y + log1p(e), sigmoid(z) = 1/(1+e) or e/(1+e). */
-            double e = exp(-fabs(z));
-            ploss += (z > 0.0 ? z : 0.0) - z * yk + log1p(e);
-            double sig = z >= 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-            float dl = (float)(sig - yk) * inv_n; /* d mean-loss / d logit */
-            pb2 += dl;
-            pair_backward(dl, w2, mk, r, pw2, pb1, H);
+            w->dpart[2 * c] = pb2;
+            w->dpart[2 * c + 1] = ploss;
         }
-        w->dpart[2 * c] = pb2;
-        w->dpart[2 * c + 1] = ploss;
+        RMF_TEAM_END;
     }
 }
 
@@ -470,8 +475,9 @@ static void ncf_grad_core(ncf_ws *w, const rmf_shape *s, const float *theta,
 
     /* The two group builds are serial each but independent: one thread
      * takes each, then both gathers share the team. */
-    OMP(omp parallel num_threads(nt) if (n >= PAR_MIN_PAIRS))
+    RMF_PARALLEL(nt, if (n >= PAR_MIN_PAIRS))
     {
+        RMF_TEAM_BEGIN;
         OMP(omp single nowait)
         rmf_group_build(&w->user.g, u, n);
         OMP(omp single)
@@ -479,6 +485,7 @@ static void ncf_grad_core(ncf_ws *w, const rmf_shape *s, const float *theta,
         /* the second single's barrier: both groups are built */
         side_gather(&w->user, theta + o.user, D);
         side_gather(&w->item, theta + o.item, D);
+        RMF_TEAM_END;
     }
     side_forward(&w->user, W1, 0, D, H);
     side_forward(&w->item, W1, D, D, H);
@@ -504,19 +511,23 @@ static void ncf_grad_core(ncf_ws *w, const rmf_shape *s, const float *theta,
     grad[o.b2] = (float)sb2;
     *loss = sloss / (double)n;
 
-    OMP(omp parallel num_threads(nt) if (n >= PAR_MIN_PAIRS))
+    RMF_PARALLEL(nt, if (n >= PAR_MIN_PAIRS))
     {
+        RMF_TEAM_BEGIN;
         side_sum_rows(&w->user, w->rbuf, H);
         side_sum_rows(&w->item, w->rbuf, H);
+        RMF_TEAM_END;
     }
     side_backward(&w->user, W1, grad + o.W1, 0, D, H);
     side_backward(&w->item, W1, grad + o.W1, D, D, H);
     if (!scatter)
         return;
-    OMP(omp parallel num_threads(nt) if (n >= PAR_MIN_PAIRS))
+    RMF_PARALLEL(nt, if (n >= PAR_MIN_PAIRS))
     {
+        RMF_TEAM_BEGIN;
         side_scatter(&w->user, grad + o.user, D);
         side_scatter(&w->item, grad + o.item, D);
+        RMF_TEAM_END;
     }
 }
 
@@ -547,7 +558,9 @@ rmf_status rmf_ncf_batch_grad(const rmf_shape *s, const float *theta,
         return st;
     int nt = rmf_resolve_threads(n_threads);
     memset(grad, 0, (size_t)rmf_ncf_n_params(s) * sizeof *grad);
+    rmf_fp_enter();
     ncf_grad_core(&w, s, theta, u, i, y, n, mask, NULL, nt, 1, grad, loss);
+    rmf_fp_leave();
     ws_free(&w);
     return RMF_OK;
 }
@@ -653,10 +666,15 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
     status = rmf_sample_uniform(train, p->n_neg, p->seed, epoch, nt, neg, err);
     if (status != RMF_OK)
         goto cleanup;
-    OMP(omp parallel for num_threads(nt) schedule(dynamic, 256))
-    for (int32_t r = 0; r < train->n_rows; r++)
-        for (int64_t q = train->indptr[r]; q < train->indptr[r + 1]; q++)
-            row_of[q] = r;
+    RMF_PARALLEL(nt)
+    {
+        RMF_TEAM_BEGIN;
+        OMP(omp for schedule(dynamic, 256) nowait)
+        for (int32_t r = 0; r < train->n_rows; r++)
+            for (int64_t q = train->indptr[r]; q < train->indptr[r + 1]; q++)
+                row_of[q] = r;
+        RMF_TEAM_END;
+    }
     rmf_epoch_order(perm, n_pairs, p->seed, epoch, nt);
 
     blas_saved = rmf_blas_enter(nt);
@@ -669,8 +687,9 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
         const int64_t bn = start + bs <= n_pairs ? bs : n_pairs - start;
         /* Forget the previous batch's rows (its Adam step is done) while
          * filling this batch's pairs. */
-        OMP(omp parallel num_threads(nt) if (bn >= PAR_MIN_PAIRS))
+        RMF_PARALLEL(nt, if (bn >= PAR_MIN_PAIRS))
         {
+            RMF_TEAM_BEGIN;
             if (fused) {
                 forget_slots(&w.user);
                 forget_slots(&w.item);
@@ -691,6 +710,7 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
                     by[t] = 0.0f;
                 }
             }
+            RMF_TEAM_END;
         }
         dropout_draw dd = dropout_setup(p->dropout, p->seed, epoch, (uint64_t)b);
         double bl;
@@ -707,8 +727,9 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
             rmf_adam_step(&p->adam, st->step, st->theta + o.W1, grad + o.W1,
                           st->m + o.W1, st->v + o.W1, o.n - o.W1, nt);
         } else {
-            OMP(omp parallel num_threads(nt))
+            RMF_PARALLEL(nt)
             {
+                RMF_TEAM_BEGIN;
                 rmf_adam_table_share(&p->adam, st->step, st->theta + o.user,
                                      st->m + o.user, st->v + o.user,
                                      s->n_users, D, w.user.slot_of_row,
@@ -717,6 +738,7 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
                                      st->m + o.item, st->v + o.item,
                                      s->n_items, D, w.item.slot_of_row,
                                      w.item.dE);
+                RMF_TEAM_END;
             }
             rmf_adam_step(&p->adam, st->step, st->theta + o.W1, grad + o.W1,
                           st->m + o.W1, st->v + o.W1, o.n - o.W1, nt);
@@ -840,25 +862,34 @@ rmf_status rmf_ncf_score_pairs(const rmf_shape *s, const float *theta,
         free(WT);
         return st;
     }
+    rmf_fp_enter();
     for (int64_t c0 = 0; c0 < n; c0 += cap) {
         int64_t cn = c0 + cap <= n ? cap : n - c0;
         rmf_group_build(&w.user.g, u + c0, cn);
         rmf_group_build(&w.item.g, i + c0, cn);
-        OMP(omp parallel num_threads(nt) if (cn >= PAR_MIN_PAIRS))
+        RMF_PARALLEL(nt, if (cn >= PAR_MIN_PAIRS))
         {
+            RMF_TEAM_BEGIN;
             first_layer(theta + o.user, w.user.g.ids, w.user.g.n_distinct, WT,
                         b1, D, H, w.user.A);
             first_layer(theta + o.item, w.item.g.ids, w.item.g.n_distinct,
                         WT + (int64_t)D * H, NULL, D, H, w.item.A);
+            RMF_TEAM_END;
         }
         const float *A = w.user.A;
         const int32_t *su = w.user.g.slot_of, *si = w.item.g.slot_of;
         const float *B = w.item.A;
-        OMP(omp parallel for num_threads(nt) schedule(static) if (cn > 1024))
-        for (int64_t k = 0; k < cn; k++)
-            out[c0 + k] = logit_seq(A + (int64_t)su[k] * H,
-                                    B + (int64_t)si[k] * H, w2, b2, H);
+        RMF_PARALLEL(nt, if (cn > 1024))
+        {
+            RMF_TEAM_BEGIN;
+            OMP(omp for schedule(static) nowait)
+            for (int64_t k = 0; k < cn; k++)
+                out[c0 + k] = logit_seq(A + (int64_t)su[k] * H,
+                                        B + (int64_t)si[k] * H, w2, b2, H);
+            RMF_TEAM_END;
+        }
     }
+    rmf_fp_leave();
     ws_free(&w);
     free(WT);
     return RMF_OK;
@@ -980,6 +1011,7 @@ rmf_status rmf_ncf_recommend(const rmf_shape *s, const float *theta,
     const int64_t nb = block_users(NI);
     const int64_t lds = NI;
 
+    rmf_fp_enter();
     float *Bt = calloc((size_t)(H * ldb), sizeof *Bt);
     float *B = malloc((size_t)((int64_t)NI * H) * sizeof *B);
     float *A = calloc((size_t)(nb * H), sizeof *A);
@@ -991,20 +1023,23 @@ rmf_status rmf_ncf_recommend(const rmf_shape *s, const float *theta,
     }
     /* B = I W1i^T once per call, then transposed to Bt (H x n_items) for
      * the item-contiguous kernel. */
-    OMP(omp parallel num_threads(nt))
+    RMF_PARALLEL(nt)
     {
+        RMF_TEAM_BEGIN;
         first_layer(theta + o.item, NULL, NI, WT + (int64_t)D * H, NULL, D, H, B);
         OMP(omp barrier)
         OMP(omp for schedule(static))
         for (int h = 0; h < H; h++)
             for (int32_t i = 0; i < NI; i++)
                 Bt[(int64_t)h * ldb + i] = B[(int64_t)i * H + h];
+        RMF_TEAM_END;
     }
     for (int64_t u0 = 0; u0 < n && st == RMF_OK; u0 += nb) {
         const int64_t bn = u0 + nb <= n ? nb : n - u0;
         const int64_t n_ut = (bn + RU - 1) / RU, n_it = ldb / RI;
-        OMP(omp parallel num_threads(nt))
+        RMF_PARALLEL(nt)
         {
+            RMF_TEAM_BEGIN;
             /* A = W1u U[u] + b1 for the block's users.  The last user tile
              * may read rows past bn (stale but finite: A is calloc'ed); their
              * scores land in rows of S that rmf_topk_rows never reads. */
@@ -1018,6 +1053,7 @@ rmf_status rmf_ncf_recommend(const rmf_shape *s, const float *theta,
                     score_tile(A + ut * RU * H, H, Bt, ldb, it * RI, w2, b2,
                                S + ut * RU * lds, lds,
                                (int)(NI - it * RI < RI ? NI - it * RI : RI));
+            RMF_TEAM_END;
         }
         st = rmf_topk_rows(S, bn, NI, seen, users + u0, k, nt,
                            out_items + u0 * k, out_scores + u0 * k,
@@ -1025,6 +1061,7 @@ rmf_status rmf_ncf_recommend(const rmf_shape *s, const float *theta,
     }
 
 cleanup:
+    rmf_fp_leave();
     free(WT);
     free(Bt);
     free(B);

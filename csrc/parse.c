@@ -100,6 +100,40 @@ static rmf_status parse_decimal(cursor *c, double *out, const char *what, rmf_er
     return RMF_OK;
 }
 
+/* Blanks (space, tab) around a field are not data, as in pandas: skipped,
+ * unless the blank is the separator itself. */
+static void skip_blanks(cursor *c, const char *sep)
+{
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t') && *c->p != sep[0])
+        c->p++;
+}
+
+/* One numeric field, optionally in double quotes (CSV quoting, as written by
+ * spreadsheets and R's write.csv), with blanks around it. */
+static rmf_status parse_field(cursor *c, const char *sep, int decimal, void *out, const char *what,
+                              rmf_error *err)
+{
+    skip_blanks(c, sep);
+    int quoted = c->p < c->end && *c->p == '"';
+    if (quoted) {
+        c->p++;
+        skip_blanks(c, sep);
+    }
+    rmf_status st = decimal ? parse_decimal(c, (double *)out, what, err)
+                            : parse_int(c, (int64_t *)out, what, err);
+    if (st != RMF_OK)
+        return st;
+    skip_blanks(c, sep);
+    if (quoted) {
+        if (c->p >= c->end || *c->p != '"')
+            return rmf_fail(err, RMF_ERR_PARSE, "line %lld: %s: missing closing quote",
+                            (long long)c->line, what);
+        c->p++;
+        skip_blanks(c, sep);
+    }
+    return RMF_OK;
+}
+
 static rmf_status expect_sep(cursor *c, const char *sep, size_t sep_len, const char *after,
                              rmf_error *err)
 {
@@ -120,6 +154,15 @@ static void skip_line(cursor *c)
     c->line++;
 }
 
+/* True when the line at c holds nothing but blanks (pandas skips it). */
+static int blank_line(const cursor *c)
+{
+    const char *p = c->p;
+    while (p < c->end && (*p == ' ' || *p == '\t'))
+        p++;
+    return p >= c->end || *p == '\n' || *p == '\r';
+}
+
 rmf_status rmf_parse_ratings(const char *buf, int64_t len, const char *sep,
                              int64_t skip_header, int64_t cap,
                              int64_t *user, int64_t *item, double *rating,
@@ -136,23 +179,19 @@ rmf_status rmf_parse_ratings(const char *buf, int64_t len, const char *sep,
     int64_t n = 0;
     rmf_status st;
     while (c.p < c.end) {
-        if (at_line_end(&c)) { /* blank line (LF or CRLF) */
-            if (*c.p == '\r')
-                c.p++;
-            if (c.p < c.end && *c.p == '\n')
-                c.p++;
-            c.line++;
+        if (blank_line(&c)) {
+            skip_line(&c);
             continue;
         }
         if (n >= cap)
             return rmf_fail(err, RMF_ERR_VALUE, "more rows than the capacity %lld", (long long)cap);
-        if ((st = parse_int(&c, &user[n], "user id", err)) != RMF_OK) return st;
+        if ((st = parse_field(&c, sep, 0, &user[n], "user id", err)) != RMF_OK) return st;
         if ((st = expect_sep(&c, sep, sep_len, "the user id", err)) != RMF_OK) return st;
-        if ((st = parse_int(&c, &item[n], "item id", err)) != RMF_OK) return st;
+        if ((st = parse_field(&c, sep, 0, &item[n], "item id", err)) != RMF_OK) return st;
         if ((st = expect_sep(&c, sep, sep_len, "the item id", err)) != RMF_OK) return st;
-        if ((st = parse_decimal(&c, &rating[n], "rating", err)) != RMF_OK) return st;
+        if ((st = parse_field(&c, sep, 1, &rating[n], "rating", err)) != RMF_OK) return st;
         if ((st = expect_sep(&c, sep, sep_len, "the rating", err)) != RMF_OK) return st;
-        if ((st = parse_int(&c, &timestamp[n], "timestamp", err)) != RMF_OK) return st;
+        if ((st = parse_field(&c, sep, 0, &timestamp[n], "timestamp", err)) != RMF_OK) return st;
         if (c.p < c.end && *c.p == '\r')
             c.p++;
         if (c.p < c.end && *c.p != '\n')

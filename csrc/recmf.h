@@ -41,12 +41,23 @@ typedef enum {
 #define RMF_ERR_MSG_LEN 256
 typedef struct {
     char msg[RMF_ERR_MSG_LEN];
+    /* The dense row (user index) a failure is about, so the caller can name
+     * the user's original id; -1 (never a row) when it is about none.  Set
+     * by every rmf_fail / rmf_fail_row. */
+    int64_t row;
 } rmf_error;
 
 /* Formats a message into err (if non-NULL) and returns status. */
 rmf_status rmf_fail(rmf_error *err, rmf_status status, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* rmf_fail for a failure about dense row `row` (>= 0): also sets err->row. */
+rmf_status rmf_fail_row(rmf_error *err, rmf_status status, int64_t row, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
 #endif
     ;
 
@@ -58,11 +69,113 @@ typedef int (*rmf_stop_fn)(void *ctx);
 /* Threads (threads.c)                                                */
 /* ------------------------------------------------------------------ */
 
-/* Number of threads OpenMP regions will use for a requested count
- * (<= 0 means "all cores"); 1 when built without OpenMP. */
+/* Number of threads a call works with for a requested count (<= 0 means
+ * "all cores"); 1 when built without OpenMP.  This is the logical count:
+ * it fixes how work and BLAS jobs are split, so results do not depend on
+ * how many threads a region really gets (rmf_team_size). */
 int rmf_resolve_threads(int requested);
 /* 1 when the core was compiled with OpenMP. */
 int rmf_has_openmp(void);
+
+/* The team size a parallel region of nt logical threads runs with: nt,
+ * except 1 in a child of fork() whose OpenMP thread pool could not be
+ * released before the fork (libgomp's pool does not survive fork(): a
+ * team of more than one thread would wait forever for threads that do not
+ * exist).  Every region gets its size here (RMF_PARALLEL). */
+int rmf_team_size(int nt);
+/* Registers the fork handlers (once; called at import).  Before fork() in
+ * a process whose OpenMP teams were used, the forking thread's thread pool
+ * is released (omp_pause_resource_all), so the child starts a fresh one;
+ * where that is refused, the child runs every region on one thread
+ * (rmf_team_size) while BLAS jobs keep their split (blas.c).  0 on
+ * success. */
+int rmf_runtime_init(void);
+/* Fork facts for build_info and tests: bit 0 = this process is a child of
+ * fork() made after recmf used its threads; bit 1 = regions run on one
+ * thread here (the pool could not be released). */
+int rmf_fork_state(void);
+/* 1 once after the first region that rmf_team_size shrank because of a
+ * fork, else 0: the glue turns it into one warning. */
+int rmf_fork_fallback_notice(void);
+/* Test hook: 0 makes the fork handler skip the pool release (as if the
+ * OpenMP runtime refused it), to exercise the one-thread fallback. */
+void rmf_fork_set_release(int on);
+
+/* ------------------------------------------------------------------ */
+/* Floating-point state (fpstate.c)                                   */
+/* ------------------------------------------------------------------ */
+/*
+ * recmf's compute runs with subnormal floats flushed to zero (x86 MXCSR
+ * FTZ + DAZ, AArch64 FPCR.FZ; nothing elsewhere) on every thread that does
+ * its work, and gives each thread its own mode back afterwards
+ * (TensorFlow's ScopedFlushDenormal): on Intel cores every operation on a
+ * subnormal takes a microcode assist (~100x slower), and NeuralMF's
+ * training drifts into them after a few epochs.  The user's threads keep
+ * IEEE behaviour outside recmf's calls.
+ *
+ *   - The calling thread: rmf_fp_enter/rmf_fp_leave around a core call
+ *     that computes floats (nesting is fine; rmf_blas_enter/leave do it).
+ *   - Every OpenMP region: RMF_PARALLEL(nt, clauses) instead of
+ *     "omp parallel", with RMF_TEAM_BEGIN first and RMF_TEAM_END last in
+ *     its block: each team thread takes the calling thread's mode for the
+ *     region and gets its own back at the end.
+ *   - OpenBLAS's jobs: blas.c runs them inside such a region (or on plain
+ *     threads that take the mode the same way).
+ */
+
+/* 1 where the mode can be set (x86 with SSE, AArch64). */
+int rmf_fp_supported(void);
+/* The calling thread's mode: bit 0 = results flushed (FTZ / FZ), bit 1 =
+ * inputs flushed (DAZ / FZ). */
+int rmf_fp_mode(void);
+/* Test hook: sets the calling thread's mode bits (as rmf_fp_mode). */
+void rmf_fp_set_mode(int mode);
+/* Process-wide switch (default 0): 1 keeps IEEE subnormals in recmf's
+ * compute too, for results bit for bit as without flushing. */
+void rmf_fp_set_exact(int exact);
+int rmf_fp_get_exact(void);
+
+void rmf_fp_enter(void);
+void rmf_fp_leave(void);
+
+/* What a team thread needs to know about the thread that started its
+ * region: bit 63 set when that thread computes in recmf's flushed mode,
+ * its own mode (before recmf changed it) in the low bits. */
+#define RMF_FP_ACTIVE ((uint64_t)1 << 63)
+typedef struct {
+    uint64_t saved; /* this thread's flush bits on entry */
+    uint64_t word;  /* the starting thread's word (RMF_FP_ACTIVE | mode) */
+    int managed;    /* 0: the region is outside recmf's compute, untouched */
+} rmf_fp_token;
+rmf_fp_token rmf_fp_team_begin(uint64_t word);
+void rmf_fp_team_end(rmf_fp_token t);
+
+/* Test hooks.  probe_recmf does what fit does (rmf_blas_enter(nt), a
+ * region, one sgemm C = A B of m x k and k x n row-major floats, or none
+ * when a dimension is 0) and writes the mode of team thread t to modes[t]
+ * (-1 when the team had no thread t; nt entries) and the calling thread's
+ * to *caller_mode.  probe_plain runs a region that is not recmf's. */
+void rmf_fp_probe_recmf(int nt, int32_t *modes, int32_t *caller_mode,
+                        int64_t m, int64_t n, int64_t k, const float *a,
+                        const float *b, float *c);
+void rmf_fp_probe_plain(int nt, int32_t *modes);
+
+/* The calling thread's word; copied into each team thread as the region
+ * starts (OpenMP copyin: one value in the region's argument block, no
+ * extra barrier). */
+#ifdef _OPENMP
+extern uint64_t rmf_fp_word;
+#pragma omp threadprivate(rmf_fp_word)
+#define RMF_PRAGMA(x) _Pragma(#x)
+#define RMF_PARALLEL(nt, ...)                                                 \
+    RMF_PRAGMA(omp parallel num_threads(rmf_team_size(nt)) copyin(rmf_fp_word) \
+               __VA_ARGS__)
+#else
+extern _Thread_local uint64_t rmf_fp_word;
+#define RMF_PARALLEL(nt, ...)
+#endif
+#define RMF_TEAM_BEGIN rmf_fp_token rmf_team_fp_ = rmf_fp_team_begin(rmf_fp_word)
+#define RMF_TEAM_END rmf_fp_team_end(rmf_team_fp_)
 
 /* ------------------------------------------------------------------ */
 /* Random numbers (rng.c): xoshiro256** seeded by splitmix64          */
@@ -127,10 +240,12 @@ int rmf_argsort_pair_packed(const int64_t *major, const int64_t *minor,
 /* Upper bound on the number of data rows in buf (count of line ends + 1). */
 int64_t rmf_count_lines(const char *buf, int64_t len);
 
-/* Parses "user SEP item SEP rating SEP timestamp" lines (sep is "::", "\t"
- * or ","; LF or CRLF endings; blank lines skipped; header lines skipped
- * when skip_header > 0).  Extra trailing fields are an error.  Writes at
- * most cap rows and the row count to *n_rows. */
+/* Parses "user SEP item SEP rating SEP timestamp" lines (any separator
+ * string; LF or CRLF endings; lines of blanks skipped; the first skip_header
+ * lines skipped).  Fields may be in double quotes and have blanks (space,
+ * tab: unless the separator) around them, as pandas reads them.  Extra
+ * trailing fields are an error.  Writes at most cap rows and the row count
+ * to *n_rows. */
 rmf_status rmf_parse_ratings(const char *buf, int64_t len, const char *sep,
                              int64_t skip_header, int64_t cap,
                              int64_t *user, int64_t *item, double *rating,
@@ -210,15 +325,16 @@ void rmf_epoch_order(int64_t *perm, int64_t n, uint64_t seed, uint64_t epoch,
  * positive of u.  Positives are cut into fixed shards with their own RNG
  * stream (seed, epoch, shard), so the result depends only on (seed, epoch),
  * never on n_threads.  A user whose row holds every item gives
- * RMF_ERR_SATURATED naming the user index. */
+ * RMF_ERR_SATURATED naming the user index (also in err->row). */
 rmf_status rmf_sample_uniform(const rmf_csr *m, int32_t n_neg, uint64_t seed,
                               uint64_t epoch, int n_threads, int32_t *out,
                               rmf_error *err);
 
 /* Popular-hard triplets: (u, i) drawn uniformly with replacement from the
  * positives of m; j drawn uniformly from candidates[0..n_cand), redrawn
- * while it is a positive of u.  A sampled user holding every candidate
- * gives RMF_ERR_SATURATED.  Same sharding/determinism as above. */
+ * while it is a positive of u.  A user holding every candidate gives
+ * RMF_ERR_SATURATED (err->row: that user).  Same sharding/determinism as
+ * above. */
 rmf_status rmf_sample_triplets(const rmf_csr *m, const int32_t *candidates,
                                int32_t n_cand, int64_t n_triplets,
                                uint64_t seed, uint64_t epoch, int n_threads,
@@ -321,15 +437,18 @@ rmf_status rmf_ranking_metrics(const int64_t *recs, const int32_t *rec_len,
                                double *means, int64_t *n_eval,
                                rmf_error *err);
 
-/* coverage = |distinct recommended ids| / n_catalog;
- * avg_pop = mean over all (row, slot) recommendations of the popularity of
- * the item (pop_ids sorted ascending with counts pop_counts; 0 when an id
- * is absent).  *n_pairs gets the number of recommendations averaged. */
+/* coverage = |distinct recommended ids that are in the catalogue| /
+ * n_catalog: catalog[0..n_catalog) sorted ascending and distinct, n_catalog
+ * >= 1; a recommended id outside it covers nothing (coverage <= 1).
+ * avg_pop = mean over all (row, slot) recommendations of the item's
+ * popularity (pop_ids sorted ascending and distinct, with pop_values; 0 when
+ * an id is absent; NaN when there is no recommendation).  *n_pairs gets the
+ * number of recommendations averaged. */
 rmf_status rmf_coverage_popularity(const int64_t *recs, const int32_t *rec_len,
                                    int64_t n_rows, int32_t k,
-                                   int64_t n_catalog, const int64_t *pop_ids,
-                                   const int64_t *pop_counts, int64_t n_pop,
-                                   double *coverage, double *avg_pop,
+                                   const int64_t *catalog, int64_t n_catalog,
+                                   const int64_t *pop_ids, const double *pop_values,
+                                   int64_t n_pop, double *coverage, double *avg_pop,
                                    int64_t *n_pairs, rmf_error *err);
 
 /* ------------------------------------------------------------------ */
@@ -477,9 +596,13 @@ const char *rmf_blas_config(void);
 int rmf_blas_use_openmp_threads(void);
 /* Around work that alternates BLAS calls with OpenMP loops of nt threads:
  * enter sets OpenBLAS's thread count (nt when its jobs run on OpenMP's
- * team, else 1) and returns the caller's count; leave restores it. */
+ * team, else 1) and returns the caller's count; leave restores it.  They
+ * also enter and leave recmf's floating-point mode (rmf_fp_enter). */
 int rmf_blas_enter(int nt);
 void rmf_blas_leave(int saved);
+/* How many jobs OpenBLAS has handed to rmf_blas_use_openmp_threads's
+ * callback so far (for tests). */
+long long rmf_blas_jobs_run(void);
 
 /* ================================================================== */
 /* Internal helpers shared by topic files (not part of the             */

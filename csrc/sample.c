@@ -45,33 +45,38 @@ rmf_status rmf_sample_uniform(const rmf_csr *m, int32_t n_neg, uint64_t seed,
     /* Rejection sampling only terminates if every user has a non-positive. */
     for (int32_t u = 0; u < m->n_rows; u++)
         if (m->indptr[u + 1] - m->indptr[u] >= m->n_cols)
-            return rmf_fail(err, RMF_ERR_SATURATED,
-                            "user index %d has every one of the %d items as a positive: "
-                            "no negative can be drawn for it",
-                            u, m->n_cols);
+            return rmf_fail_row(err, RMF_ERR_SATURATED, u,
+                                "user index %d has every one of the %d items as a positive: "
+                                "no negative can be drawn for it",
+                                u, m->n_cols);
 
     const int64_t nnz = m->indptr[m->n_rows];
     const int64_t n_shards = (nnz + SHARD - 1) / SHARD;
     (void)n_threads;
+    RMF_PARALLEL(rmf_resolve_threads(n_threads))
+    {
+        RMF_TEAM_BEGIN;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) num_threads(rmf_resolve_threads(n_threads))
+#pragma omp for schedule(dynamic, 1) nowait
 #endif
-    for (int64_t s = 0; s < n_shards; s++) {
-        rmf_rng rng;
-        rmf_rng_seed(&rng, seed, rmf_stream_id(RMF_STREAM_UNIFORM_NEG, epoch, (uint64_t)s));
-        int64_t begin = s * SHARD, end = begin + SHARD < nnz ? begin + SHARD : nnz;
-        int32_t u = row_of(m, begin);
-        for (int64_t p = begin; p < end; p++) {
-            while (m->indptr[u + 1] <= p)
-                u++;
-            for (int32_t r = 0; r < n_neg; r++) {
-                int32_t j;
-                do {
-                    j = (int32_t)rmf_rng_below(&rng, (uint32_t)m->n_cols);
-                } while (rmf_csr_contains(m, u, j));
-                out[p * n_neg + r] = j;
+        for (int64_t s = 0; s < n_shards; s++) {
+            rmf_rng rng;
+            rmf_rng_seed(&rng, seed, rmf_stream_id(RMF_STREAM_UNIFORM_NEG, epoch, (uint64_t)s));
+            int64_t begin = s * SHARD, end = begin + SHARD < nnz ? begin + SHARD : nnz;
+            int32_t u = row_of(m, begin);
+            for (int64_t p = begin; p < end; p++) {
+                while (m->indptr[u + 1] <= p)
+                    u++;
+                for (int32_t r = 0; r < n_neg; r++) {
+                    int32_t j;
+                    do {
+                        j = (int32_t)rmf_rng_below(&rng, (uint32_t)m->n_cols);
+                    } while (rmf_csr_contains(m, u, j));
+                    out[p * n_neg + r] = j;
+                }
             }
         }
+        RMF_TEAM_END;
     }
     return RMF_OK;
 }
@@ -111,10 +116,10 @@ rmf_status rmf_sample_triplets(const rmf_csr *m, const int32_t *candidates,
             covered += is_cand[m->indices[k]];
         if (covered == n_distinct && m->indptr[u + 1] > m->indptr[u]) {
             free(is_cand);
-            return rmf_fail(err, RMF_ERR_SATURATED,
-                            "user index %d has every one of the %d candidate items as a positive: "
-                            "no negative can be drawn for it (raise top_n)",
-                            u, n_distinct);
+            return rmf_fail_row(err, RMF_ERR_SATURATED, u,
+                                "user index %d has every one of the %d candidate items as a positive: "
+                                "no negative can be drawn for it (raise top_n)",
+                                u, n_distinct);
         }
     }
     free(is_cand);
@@ -122,24 +127,29 @@ rmf_status rmf_sample_triplets(const rmf_csr *m, const int32_t *candidates,
     const int64_t nnz = m->indptr[m->n_rows];
     const int64_t n_shards = (n_triplets + SHARD - 1) / SHARD;
     (void)n_threads;
+    RMF_PARALLEL(rmf_resolve_threads(n_threads))
+    {
+        RMF_TEAM_BEGIN;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) num_threads(rmf_resolve_threads(n_threads))
+#pragma omp for schedule(dynamic, 1) nowait
 #endif
-    for (int64_t s = 0; s < n_shards; s++) {
-        rmf_rng rng;
-        rmf_rng_seed(&rng, seed, rmf_stream_id(RMF_STREAM_TRIPLETS, epoch, (uint64_t)s));
-        int64_t begin = s * SHARD, end = begin + SHARD < n_triplets ? begin + SHARD : n_triplets;
-        for (int64_t t = begin; t < end; t++) {
-            int64_t p = (int64_t)rmf_rng_below64(&rng, (uint64_t)nnz);
-            int32_t u = row_of(m, p);
-            int32_t j;
-            do {
-                j = candidates[rmf_rng_below(&rng, (uint32_t)n_cand)];
-            } while (rmf_csr_contains(m, u, j));
-            u_out[t] = u;
-            i_out[t] = m->indices[p];
-            j_out[t] = j;
+        for (int64_t s = 0; s < n_shards; s++) {
+            rmf_rng rng;
+            rmf_rng_seed(&rng, seed, rmf_stream_id(RMF_STREAM_TRIPLETS, epoch, (uint64_t)s));
+            int64_t begin = s * SHARD, end = begin + SHARD < n_triplets ? begin + SHARD : n_triplets;
+            for (int64_t t = begin; t < end; t++) {
+                int64_t p = (int64_t)rmf_rng_below64(&rng, (uint64_t)nnz);
+                int32_t u = row_of(m, p);
+                int32_t j;
+                do {
+                    j = candidates[rmf_rng_below(&rng, (uint32_t)n_cand)];
+                } while (rmf_csr_contains(m, u, j));
+                u_out[t] = u;
+                i_out[t] = m->indices[p];
+                j_out[t] = j;
+            }
         }
+        RMF_TEAM_END;
     }
     return RMF_OK;
 }

@@ -1,9 +1,16 @@
 /* threads.c -- OpenMP is optional: builds without it run every parallel
- * loop on one thread and give the same results. */
+ * loop on one thread and give the same results.  Also the process
+ * lifecycle: what a child of fork() may do with recmf's threads. */
 #include "recmf.h"
+
+#include <stdatomic.h>
 
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+#if defined(_OPENMP) && defined(__unix__)
+#include <pthread.h>
+#define RMF_HAVE_ATFORK 1
 #endif
 
 int rmf_has_openmp(void)
@@ -28,3 +35,93 @@ int rmf_resolve_threads(int requested)
     return 1;
 #endif
 }
+
+/* ------------------------------------------------------------------ */
+/* fork()                                                             */
+/* ------------------------------------------------------------------ */
+/* libgomp keeps a pool of threads per thread that starts regions, and
+ * fork() copies only the forking thread: in the child the pool's threads
+ * are gone but libgomp still counts on them, so the first region of two
+ * threads or more waits forever (GCC PR 60035; OpenBLAS #294 and
+ * faiss #5206 are the same hang).  OpenBLAS's jobs run on those teams
+ * (blas.c), so BLAS hangs too.
+ *
+ * Before the fork, the forking thread's pool is released with OpenMP 5's
+ * omp_pause_resource_all (libgomp frees the calling thread's pool, after
+ * joining its threads, and starts a new one at the next region; proposed
+ * for OpenBLAS's own fork handler in OpenBLAS PR 4080): the child then runs
+ * every region with all its threads and gives the parent's results.  Only
+ * when teams were used, so a fork in a process that never ran recmf's
+ * threads (a multiprocessing forkserver, say) costs nothing.  If the
+ * release is refused (a forking thread inside a parallel region), or the
+ * runtime is not libgomp (LLVM's libomp pauses every thread of the process,
+ * not only the forking one's), the child runs every region on one thread
+ * instead: rmf_team_size, with BLAS jobs on plain threads (blas.c), so the
+ * work is split exactly as in the parent and results stay equal. */
+
+static atomic_int teams_used = 0;    /* a region asked for > 1 thread */
+static atomic_int fork_child = 0;    /* bit 0 / bit 1 of rmf_fork_state */
+static atomic_int release_on = 1;    /* test hook */
+#ifdef RMF_HAVE_ATFORK
+static atomic_int released = 0;      /* the last prepare released the pool */
+#endif
+static atomic_int fallback_note = 0; /* 0 none, 1 pending, 2 reported */
+
+int rmf_team_size(int nt)
+{
+    if (nt <= 1)
+        return 1;
+    if (atomic_load_explicit(&fork_child, memory_order_relaxed) & 2) {
+        int none = 0;
+        atomic_compare_exchange_strong(&fallback_note, &none, 1);
+        return 1;
+    }
+    if (!atomic_load_explicit(&teams_used, memory_order_relaxed))
+        atomic_store(&teams_used, 1);
+    return nt;
+}
+
+#ifdef RMF_HAVE_ATFORK
+static void before_fork(void)
+{
+    int ok = 0;
+#if defined(__GNUC__) && !defined(__clang__)
+    /* Never in a child that runs on one thread: its pool's threads are
+     * gone, and releasing the pool would wait for them forever. */
+    if (atomic_load(&teams_used) && atomic_load(&release_on) &&
+        !(atomic_load(&fork_child) & 2))
+        ok = omp_pause_resource_all(omp_pause_soft) == 0;
+#endif
+    atomic_store(&released, ok);
+}
+
+static void in_child(void)
+{
+    if (!atomic_load(&teams_used))
+        return;
+    int state = 1 | (atomic_load(&released) ? 0 : 2);
+    atomic_fetch_or(&fork_child, state);
+}
+#endif
+
+int rmf_runtime_init(void)
+{
+#ifdef RMF_HAVE_ATFORK
+    static atomic_int done = 0;
+    if (atomic_exchange(&done, 1))
+        return 0;
+    return pthread_atfork(before_fork, NULL, in_child);
+#else
+    return 0;
+#endif
+}
+
+int rmf_fork_state(void) { return atomic_load(&fork_child); }
+
+int rmf_fork_fallback_notice(void)
+{
+    int pending = 1;
+    return atomic_compare_exchange_strong(&fallback_note, &pending, 2);
+}
+
+void rmf_fork_set_release(int on) { atomic_store(&release_on, on ? 1 : 0); }

@@ -108,10 +108,9 @@ rmf_status rmf_topk_rows(const float *scores, int64_t n_rows, int32_t n_cols,
                                 seen_rows[r], seen->n_rows);
     int failed = 0;
     (void)n_threads;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(rmf_resolve_threads(n_threads))
-#endif
+    RMF_PARALLEL(rmf_resolve_threads(n_threads))
     {
+        RMF_TEAM_BEGIN;
         entry *heap = malloc((size_t)k * sizeof *heap);
         if (heap == NULL) {
 #ifdef _OPENMP
@@ -135,6 +134,7 @@ rmf_status rmf_topk_rows(const float *scores, int64_t n_rows, int32_t n_cols,
                        out_items + r * (int64_t)k, out_scores + r * (int64_t)k, &out_len[r]);
         }
         free(heap);
+        RMF_TEAM_END;
     }
     if (failed)
         return rmf_fail(err, RMF_ERR_NOMEM, "out of memory for a heap of k=%d", k);

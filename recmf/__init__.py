@@ -18,7 +18,12 @@ try:
 except ImportError:  # built against a system OpenBLAS
     pass
 
-from . import _core, datasets
+from ._runtime import bounded_spinning
+
+with bounded_spinning():          # before libgomp loads with _core
+    from . import _core
+from . import datasets
+from ._config import config_context, get_config, set_config
 from ._core import SamplingError
 from .data import Interactions
 from .metrics import evaluate
@@ -32,7 +37,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Interactions", "Popularity", "NeuralMF", "BPRMF", "ItemTransition", "Blend", "load", "Recommender", "NotFittedError", "SamplingError",
     "evaluate", "temporal_split", "load_movielens", "read_ratings", "find_movielens",
-    "download_movielens", "build_info",
+    "download_movielens", "build_info", "get_config", "set_config", "config_context",
 ]
 
 

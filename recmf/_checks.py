@@ -6,6 +6,7 @@ traceback.  Nothing here modifies its input.
 """
 from __future__ import annotations
 
+import datetime as _dt
 import numbers
 
 import numpy as np
@@ -13,7 +14,8 @@ import pandas as pd
 
 __all__ = [
     "check_frame", "id_column", "numeric_column", "time_column", "check_positive_int",
-    "check_k", "check_seed", "check_threads", "as_id_array",
+    "check_k", "check_seed", "check_threads", "as_id_array", "as_core_array", "native_frame",
+    "check_same_kind",
 ]
 
 # Integers beyond 2^53 are not exactly representable as float64, so float ids
@@ -35,28 +37,66 @@ def check_frame(frame, name, columns):
     return frame
 
 
+def as_core_array(values, dtype):
+    """``values`` as the C-contiguous, aligned, native-byte-order array of
+    ``dtype`` that ``recmf._core`` takes.
+
+    The one place the Python API converts memory layouts: unaligned views
+    (unpickled pickle-5 buffers, joblib memmaps), strided and negatively
+    strided views and big-endian arrays are copied once; an array that is
+    already right (read-only ones too: the core never writes into its inputs)
+    is returned as is.
+    """
+    a = np.asarray(values, dtype=dtype)
+    if not (a.flags.c_contiguous and a.flags.aligned):
+        a = a.copy(order="C")
+    return a
+
+
+def native_frame(frame):
+    """``frame`` with big-endian numpy columns turned native (pandas cannot
+    take rows from those); ``frame`` itself when it has none."""
+    swap = {c: t.newbyteorder("=") for c, t in frame.dtypes.items()
+            if isinstance(t, np.dtype) and not t.isnative}
+    return frame.astype(swap) if swap else frame
+
+
+def _as_series(values, name):
+    """A 1-D Series of ``values`` (Series, Index or array-like) in native
+    byte order."""
+    if isinstance(values, pd.Index):
+        values = pd.Series(values)
+    elif not isinstance(values, pd.Series):
+        arr = np.asarray(values)
+        if arr.ndim == 0:
+            arr = arr.reshape(1)
+        if arr.ndim != 1:
+            raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+        values = pd.Series(arr, copy=False)
+    if isinstance(values.dtype, np.dtype) and not values.dtype.isnative:
+        values = values.astype(values.dtype.newbyteorder("="))
+    return values
+
+
+def _no_missing(series, name, what="missing values"):
+    missing = series.isna().to_numpy()
+    if missing.any():
+        raise ValueError(f"{name} has {what} (first at position {int(np.flatnonzero(missing)[0])})")
+
+
 def as_id_array(values, name):
     """Ids as int64 when they are integers, else as an object array of
     strings/other hashables.  Returns ``(array, is_integer)``.
 
     Accepted: any integer dtype (signed or unsigned up to 2^63 - 1), pandas
     nullable integers without missing values, floats holding exact integers
-    (below 2^53), and string/object/categorical ids without missing values.
+    (below 2^53), and string/object/categorical ids without missing values;
+    in any memory layout (see :func:`as_core_array`).
     """
-    if isinstance(values, (pd.Series, pd.Index)):
-        series = pd.Series(values) if isinstance(values, pd.Index) else values
-    else:
-        arr = np.asarray(values)
-        if arr.ndim == 0:
-            arr = arr.reshape(1)
-        if arr.ndim != 1:
-            raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
-        series = pd.Series(arr)
+    series = _as_series(values, name)
+    _no_missing(series, name)
     if isinstance(series.dtype, pd.CategoricalDtype):
         series = series.astype(series.cat.categories.dtype)
-    if series.isna().any():
-        bad = int(np.flatnonzero(series.isna().to_numpy())[0])
-        raise ValueError(f"{name} has missing values (first at position {bad})")
     dtype = series.dtype
     if pd.api.types.is_bool_dtype(dtype):
         raise TypeError(f"{name} must hold integer or string ids, got booleans")
@@ -64,7 +104,7 @@ def as_id_array(values, name):
         arr = series.to_numpy()
         if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
             raise ValueError(f"{name} has ids above 2^63 - 1, which recmf cannot index")
-        return np.ascontiguousarray(arr, dtype=np.int64), True
+        return as_core_array(arr, np.int64), True
     if pd.api.types.is_float_dtype(dtype):
         arr = series.to_numpy(dtype=np.float64)
         bad = ~np.isfinite(arr) | (np.floor(arr) != arr) | (np.abs(arr) >= _FLOAT_EXACT)
@@ -94,9 +134,14 @@ def id_column(frame, col, frame_name):
 
 
 def numeric_column(frame, col, frame_name):
-    """Column as float64; NaN/inf and non-numbers raise."""
-    s = frame[col]
+    """Column as float64 (nullable, pyarrow and categorical numbers too);
+    NaN/inf and non-numbers raise."""
     name = f"{frame_name}[{col!r}]"
+    s = _as_series(frame[col], name)
+    if isinstance(s.dtype, pd.CategoricalDtype) and \
+            pd.api.types.is_numeric_dtype(s.cat.categories.dtype):
+        _no_missing(s, name, "a missing value")
+        s = s.astype(s.cat.categories.dtype)
     if pd.api.types.is_bool_dtype(s.dtype) or not pd.api.types.is_numeric_dtype(s.dtype):
         raise TypeError(f"{name} must be numeric, got dtype {s.dtype}")
     arr = s.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -104,23 +149,98 @@ def numeric_column(frame, col, frame_name):
     if bad.any():
         pos = int(np.flatnonzero(bad)[0])
         raise ValueError(f"{name} has a missing or infinite value at position {pos}")
-    return arr
+    return as_core_array(arr, np.float64)
 
 
 def time_column(frame, col, frame_name):
-    """Timestamps as int64: integers (e.g. Unix seconds) or datetimes."""
-    s = frame[col]
+    """Timestamps as int64 keys in chronological order.
+
+    Sorting the keys orders the rows exactly as ``frame.sort_values(col,
+    kind="stable")`` does (equal times stay equal), without converting to a
+    unit that could overflow: integers are their own keys (unsigned beyond
+    2^63 shifted); datetimes (numpy ``datetime64`` of any unit, tz-aware,
+    pyarrow timestamps and dates, object columns of ``datetime``/``date``/
+    ``Timestamp``) count their own unit since the epoch, in UTC when
+    tz-aware; timedeltas likewise; floats are ranked; categoricals keep
+    their categories' order (the order pandas sorts them in).
+
+    Raises
+    ------
+    ValueError
+        A missing value (NaN, NaT, NA), naming the column and position.
+    TypeError
+        Booleans, strings, or a mix of tz-aware and naive datetimes (or of
+        numbers and datetimes), naming the column.
+    """
     name = f"{frame_name}[{col!r}]"
-    if pd.api.types.is_datetime64_any_dtype(s.dtype):
-        if s.isna().any():
-            raise ValueError(f"{name} has missing timestamps (NaT)")
-        if getattr(s.dt, "tz", None) is not None:
+    s = _as_series(frame[col], name)
+    _no_missing(s, name, "missing timestamps")
+    dtype = s.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        # pandas sorts a categorical by its categories' order: the codes.
+        return as_core_array(s.cat.codes.to_numpy(), np.int64)
+    if pd.api.types.is_bool_dtype(dtype):
+        raise TypeError(f"{name} must hold times (numbers or datetimes), got booleans")
+    if pd.api.types.is_integer_dtype(dtype):
+        arr = s.to_numpy()
+        if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
+            # x - 2^63 keeps the order of the whole uint64 range.
+            return (arr.astype(np.uint64) - np.uint64(2 ** 63)).view(np.int64)
+        return as_core_array(arr, np.int64)
+    if pd.api.types.is_float_dtype(dtype):
+        # Ranks: fractions of a second stay apart, -0.0 and 0.0 tie, as in
+        # pandas' sort.
+        arr = s.to_numpy(dtype=np.float64)
+        return np.unique(arr, return_inverse=True)[1].astype(np.int64).reshape(-1)
+    if dtype.kind in "mM":
+        if _tz(dtype) is not None:
             s = s.dt.tz_convert("UTC").dt.tz_localize(None)
-        return s.to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    arr, is_int = as_id_array(s, name)
-    if not is_int:
-        raise TypeError(f"{name} must hold integer or datetime timestamps, got dtype {s.dtype}")
-    return arr
+        arr = s.to_numpy()
+        if arr.dtype.kind not in "mM":          # pyarrow dates come out as datetime.date
+            arr = _datetime_objects(arr, name)
+        return as_core_array(arr.view(np.int64), np.int64)
+    if dtype == object:
+        values = s.to_numpy()
+        is_int = np.array([isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                           for v in values], dtype=bool)
+        is_time = np.array([isinstance(v, (_dt.date, np.datetime64)) for v in values], dtype=bool)
+        if not (is_int | is_time).all():
+            bad = values[np.flatnonzero(~(is_int | is_time))[0]]
+            raise TypeError(f"{name} must hold times (numbers or datetimes), found {bad!r} "
+                            f"({type(bad).__name__}); convert it with pd.to_datetime first")
+        if is_int.all():
+            try:
+                return np.asarray(values, dtype=np.int64)
+            except OverflowError:
+                raise ValueError(f"{name} has integer times outside the int64 range") from None
+        if is_int.any():
+            raise TypeError(f"{name} mixes numbers and datetimes: their order is undefined")
+        return as_core_array(_datetime_objects(values, name).view(np.int64), np.int64)
+    raise TypeError(f"{name} must hold times (numbers or datetimes), got dtype {dtype}; "
+                    "convert text with pd.to_datetime first")
+
+
+def _tz(dtype):
+    """The time zone of a datetime dtype (numpy, pandas or pyarrow), or None."""
+    tz = getattr(dtype, "tz", None)
+    if tz is None and hasattr(dtype, "pyarrow_dtype"):
+        tz = getattr(dtype.pyarrow_dtype, "tz", None)
+    return tz
+
+
+def _datetime_objects(values, name):
+    """datetime64 of an array of datetimes/dates/Timestamps: UTC when they
+    are tz-aware (all or none must be)."""
+    aware = {getattr(v, "tzinfo", None) is not None for v in values}
+    if len(aware) > 1:
+        raise TypeError(f"{name} mixes tz-aware and naive datetimes: their order is undefined")
+    try:
+        out = pd.to_datetime(pd.Series(values, dtype=object), utc=aware == {True})
+    except (ValueError, OverflowError) as e:   # OutOfBoundsDatetime is a ValueError
+        raise ValueError(f"{name}: cannot convert its datetimes ({e})") from None
+    if getattr(out.dt, "tz", None) is not None:
+        out = out.dt.tz_localize(None)
+    return out.to_numpy()
 
 
 def check_positive_int(value, name, minimum=1):
@@ -158,3 +278,18 @@ def check_threads(n_threads):
     if n_threads < 0:
         raise ValueError(f"n_threads must be >= 0 (0 = all cores), got {n_threads}")
     return int(n_threads)
+
+
+_ID_KIND = {True: "integer", False: "non-integer (e.g. string)"}
+
+
+def check_same_kind(is_int, name, want_int, want_name):
+    """Integer and string ids never match each other (7 is not "007"): a
+    mix is a type changed at a boundary (a file read with ``dtype=str``, a
+    command line), so it raises instead of finding nothing.  ``None`` for
+    either kind: nothing to compare."""
+    if is_int is None or want_int is None or bool(is_int) == bool(want_int):
+        return
+    raise TypeError(f"{name} are {_ID_KIND[bool(is_int)]} ids but {want_name} are "
+                    f"{_ID_KIND[bool(want_int)]} ids: ids keep the type the model was trained with; "
+                    "convert one side (e.g. .astype(str))")

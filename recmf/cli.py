@@ -2,7 +2,8 @@
 ``recmf recommend`` (top-K from a saved model).
 
 Progress goes to stderr, results to stdout (``--json`` for machines); bad
-arguments or unreadable files end with a one-line message and exit code 2.
+arguments or unreadable files end with a one-line message and exit code 2, as
+does a ``recommend`` that finds no recommendation for any requested user.
 """
 from __future__ import annotations
 
@@ -61,7 +62,9 @@ def _parser():
 
     rec = sub.add_parser("recommend", help="top-K items for users from a saved model")
     rec.add_argument("--model", required=True, help="a .npz written by `recmf run --save` or model.save()")
-    rec.add_argument("--users", required=True, nargs="+", help="user ids")
+    rec.add_argument("--users", required=True, nargs="+",
+                     help="user ids, read as the type the model was trained with (\"007\" stays a "
+                          "string for a model with string ids); none found is an error")
     rec.add_argument("--k", type=int, default=10)
     rec.add_argument("--include-seen", action="store_true", help="do not drop items seen in training")
     rec.add_argument("--json", action="store_true")
@@ -142,25 +145,36 @@ def cmd_run(args):
             print(f"{key:<{width}}  {shown}")
 
 
-def _parse_user(u):
-    try:
-        return int(u)
-    except ValueError:
-        return u
+def _parse_users(texts, model):
+    """--users in the type of the model's user ids: the command line only
+    has text, and "007" must stay "007" for a model trained on strings."""
+    import re
+
+    import numpy as np
+    if model.data_.user_ids.dtype != np.int64:
+        return np.array(texts, dtype=object)
+    bad = [t for t in texts if re.fullmatch(r"[+-]?[0-9]+", t.strip()) is None]
+    if bad:
+        raise CliError(f"user id {bad[0]!r} is not an integer, and this model's user ids are integers")
+    values = [int(t) for t in texts]
+    out_of_range = [v for v in values if not -2 ** 63 <= v < 2 ** 63]
+    if out_of_range:
+        raise CliError(f"user id {out_of_range[0]} is outside the int64 range of this model's ids")
+    return np.array(values, dtype=np.int64)
 
 
 def cmd_recommend(args):
-    import numpy as np
-
     import recmf
     model = recmf.load(args.model)
-    users = [_parse_user(u) for u in args.users]
-    if len({type(u) for u in users}) > 1:
-        raise CliError("--users mixes numeric and text ids")
-    frame = model.recommend_frame(np.asarray(users), k=args.k, exclude_seen=not args.include_seen)
-    unknown = sorted(set(users) - set(frame["user_id"].tolist()), key=str)
-    if unknown:
-        _log(f"unknown users (no recommendations): {', '.join(map(str, unknown))}")
+    users = _parse_users(args.users, model)
+    frame = model.recommend_frame(users, k=args.k, exclude_seen=not args.include_seen)
+    known = model.data_.user_index(users) >= 0
+    if frame.empty:
+        what = "is unknown to the model" if not known.any() else "has no item left to recommend"
+        raise CliError(f"no recommendations: every requested user {what} "
+                       f"({', '.join(map(repr, args.users[:5]))}{' ...' if len(users) > 5 else ''})")
+    if not known.all():
+        _log("unknown users (no recommendations): " + ", ".join(repr(u) for u in users[~known].tolist()))
     if args.json:
         print(frame.to_json(orient="records"))
     else:

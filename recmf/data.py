@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from . import _core
-from ._checks import as_id_array, check_frame, id_column, numeric_column
+from ._checks import as_core_array, as_id_array, check_frame, check_same_kind, id_column, numeric_column
 
 __all__ = ["Interactions"]
 
@@ -24,28 +24,51 @@ class Interactions:
     indices : int32 array (nnz,), sorted within each row, no duplicates
     user_ids, item_ids : arrays mapping dense index -> original id
     seen_indptr, seen_indices : the CSR of items excluded at recommendation
-        time (the positives, or every rated item with ``seen="rated"``)
+        time (the positives, or every rated item with ``seen="rated"``): one
+        row per indexed user, then one per :attr:`unindexed_user_ids`
+    unindexed_user_ids : array
+        Users who rated items but have no positive (``seen="rated"`` only), in
+        ascending id order.  They are not in the index (no model has learned
+        anything about them), but what they rated is remembered, so the
+        popularity fallback (``recommend(..., unknown="popular")``) never
+        gives them an item they rated.
     n_duplicates : int
         Repeated (user, item) positives that were counted once.
     """
 
-    def __init__(self, indptr, indices, user_ids, item_ids, seen=None, n_duplicates=0):
-        self.indptr = np.ascontiguousarray(indptr, dtype=np.int64)
-        self.indices = np.ascontiguousarray(indices, dtype=np.int32)
-        self.user_ids = np.asarray(user_ids)
-        self.item_ids = np.asarray(item_ids)
+    def __init__(self, indptr, indices, user_ids, item_ids, seen=None, n_duplicates=0,
+                 unindexed_user_ids=None):
+        self.indptr = _frozen(as_core_array(indptr, np.int64))
+        self.indices = _frozen(as_core_array(indices, np.int32))
+        self.user_ids = _frozen(_id_mapping(user_ids))
+        self.item_ids = _frozen(_id_mapping(item_ids))
         if len(self.indptr) != len(self.user_ids) + 1:
             raise ValueError("indptr must have len(user_ids) + 1 entries")
         if seen is None:
             seen = (self.indptr, self.indices)
-        self.seen_indptr, self.seen_indices = (np.ascontiguousarray(seen[0], dtype=np.int64),
-                                               np.ascontiguousarray(seen[1], dtype=np.int32))
+        self.seen_indptr = _frozen(as_core_array(seen[0], np.int64))
+        self.seen_indices = _frozen(as_core_array(seen[1], np.int32))
+        if unindexed_user_ids is None:
+            unindexed_user_ids = self.user_ids[:0]
+        self.unindexed_user_ids = _frozen(_id_mapping(unindexed_user_ids))
+        if len(self.seen_indptr) != self.n_users + len(self.unindexed_user_ids) + 1:
+            raise ValueError("seen indptr must have len(user_ids) + len(unindexed_user_ids) + 1 "
+                             "entries")
         self.n_duplicates = int(n_duplicates)
         self._user_lookup = None
         self._item_lookup = None
-        for a in (self.indptr, self.indices, self.seen_indptr, self.seen_indices,
-                  self.user_ids, self.item_ids):
-            a.flags.writeable = False
+        self._unindexed_lookup = None
+
+    def __setstate__(self, state):
+        # Unpickled arrays may sit unaligned in the pickle's buffers (Dask,
+        # joblib): rebuild through __init__'s conversion.
+        seen = (state.pop("seen_indptr"), state.pop("seen_indices"))
+        for name in ("_user_lookup", "_item_lookup", "_unindexed_lookup"):
+            state.pop(name, None)
+        self.__init__(state.pop("indptr"), state.pop("indices"), state.pop("user_ids"),
+                      state.pop("item_ids"), seen=seen, n_duplicates=state.pop("n_duplicates"),
+                      unindexed_user_ids=state.pop("unindexed_user_ids", None))
+        self.__dict__.update(state)
 
     # -- construction ---------------------------------------------------
     @classmethod
@@ -65,13 +88,25 @@ class Interactions:
             beyond 2^31) or strings.
         seen : {"positives", "rated"}
             Which items recommendation later excludes for a user: their
-            positives (the notebook's rule) or every item they rated here.
+            positives (the notebook's rule) or every item they rated here,
+            whatever the rating.
 
         Notes
         -----
         A (user, item) pair that appears several times among the positives is
         one positive: the matrix is 0/1.  :attr:`n_duplicates` counts the
         extra rows.
+
+        Who is in the index: users and items with at least one positive.  A
+        user whose ratings here are all below ``threshold`` is not (no model
+        can score them): ``recommend`` treats them as an unknown user (an
+        empty row, or with ``unknown="popular"`` the most popular items) and
+        ``evaluate`` skips them unless told ``unknown="popular"``.  With
+        ``seen="rated"`` their rated items are kept
+        (:attr:`unindexed_user_ids`), so the popular items they get never
+        include one they rated.  Items without a positive are not in the index
+        and are never recommended; users and items that appear only in later
+        frames (validation, test) are unknown in the same way.
         """
         check_frame(frame, "frame", [user_col, item_col, rating_col])
         if seen not in ("positives", "rated"):
@@ -90,14 +125,55 @@ class Interactions:
         i_codes, item_ids = _factorize(items[pos])
         indptr, indices = _core.build_csr(u_codes, i_codes, len(user_ids), len(item_ids))
         n_dup = int(pos.sum()) - len(indices)
-        seen_csr = None
+        seen_csr = unindexed = None
         if seen == "rated":
             data = cls(indptr, indices, user_ids, item_ids)
-            ru = data.user_index(users)
-            ri = data.item_index(items)
-            keep = (ru >= 0) & (ri >= 0)
-            seen_csr = _core.build_csr(ru[keep], ri[keep], len(user_ids), len(item_ids))
-        return cls(indptr, indices, user_ids, item_ids, seen=seen_csr, n_duplicates=n_dup)
+            ru = data._user_codes(users)
+            ri = data._item_codes(items)
+            # Users without positives get the rows after the indexed users'.
+            out = ru < 0
+            extra_codes, unindexed = _factorize(users[out])
+            ru[out] = len(user_ids) + extra_codes
+            keep = ri >= 0
+            seen_csr = _core.build_csr(ru[keep], ri[keep], len(user_ids) + len(unindexed),
+                                       len(item_ids))
+        return cls(indptr, indices, user_ids, item_ids, seen=seen_csr, n_duplicates=n_dup,
+                   unindexed_user_ids=unindexed)
+
+    @classmethod
+    def from_dask(cls, ddf, threshold=4, *, user_col="user_id", item_col="movie_id",
+                  rating_col="rating", seen="positives", max_bytes=None):
+        """Index the positives of a ``dask.dataframe`` frame on the client.
+
+        The positives are filtered on the cluster, measured there, and only
+        then gathered, so the model can be trained on one node.  Equal to
+        ``from_frame(ddf.compute(), ...)``.  Needs the ``dask`` extra.
+
+        Parameters
+        ----------
+        ddf : dask.dataframe.DataFrame
+        threshold, user_col, item_col, rating_col, seen :
+            As in :meth:`from_frame` (``seen="rated"`` gathers every row of
+            the three columns, not only the positives).
+        max_bytes : int, optional
+            Most bytes the gathered rows may take on the client (pandas'
+            deep memory usage).  Default: half the memory available now.
+
+        Returns
+        -------
+        Interactions
+
+        Raises
+        ------
+        MemoryError
+            The rows to gather take more than ``max_bytes``; the message
+            gives their count and size.
+        ValueError
+            No positive rows, a missing column, a bad threshold or ``seen``.
+        """
+        from .dask import interactions_from_dask
+        return interactions_from_dask(ddf, threshold, user_col=user_col, item_col=item_col,
+                                      rating_col=rating_col, seen=seen, max_bytes=max_bytes)
 
     # -- shape ----------------------------------------------------------
     @property
@@ -121,14 +197,42 @@ class Interactions:
                 f"{self.nnz} positives)")
 
     # -- id mappings ----------------------------------------------------
-    def user_index(self, user_ids):
-        """Dense indices (int32) of original user ids; -1 for unknown users."""
+    def user_index(self, user_ids, unknown="flag"):
+        """Dense indices of original user ids, as the int64 the ONNX graphs
+        take.
+
+        Parameters
+        ----------
+        user_ids : array-like (n,) of original ids, of the type the model was
+            trained with
+        unknown : {"flag", "raise"}
+            An id the index does not hold gives -1 (``"flag"``, the pandas
+            ``get_indexer`` convention) or a ``KeyError`` naming it.
+
+        Returns
+        -------
+        int64 ndarray (n,), in ``[0, n_users)`` for known ids.
+
+        Notes
+        -----
+        -1 is outside ``[0, n_users)``, but NumPy (and ONNX ``Gather``) read
+        it as the *last* row: never index an array with an unchecked result.
+        recmf's ONNX graphs give NaN for any index outside the range, so a
+        flagged id can never be scored as another user.
+        """
+        return _public_index(self._user_codes(user_ids), user_ids, unknown, "user")
+
+    def item_index(self, item_ids, unknown="flag"):
+        """Dense indices (int64) of original item ids; as :meth:`user_index`."""
+        return _public_index(self._item_codes(item_ids), item_ids, unknown, "item")
+
+    def _user_codes(self, user_ids):
+        """int32 codes for the core, -1 for unknown ids (callers mask them)."""
         if self._user_lookup is None:
             self._user_lookup = _Lookup(self.user_ids)
         return self._user_lookup(user_ids, "user_ids")
 
-    def item_index(self, item_ids):
-        """Dense indices (int32) of original item ids; -1 for unknown items."""
+    def _item_codes(self, item_ids):
         if self._item_lookup is None:
             self._item_lookup = _Lookup(self.item_ids)
         return self._item_lookup(item_ids, "item_ids")
@@ -137,9 +241,28 @@ class Interactions:
         """Positives per item (int64, by dense index)."""
         return _core.item_counts(self.indptr, self.indices, self.n_items)
 
-    def seen_csr(self):
-        """``(indptr, indices, n_items)`` of the items to exclude, for the core."""
-        return (self.seen_indptr, self.seen_indices, self.n_items)
+    def seen_csr(self, unindexed=False):
+        """``(indptr, indices, n_items)`` of the items to exclude, for the core:
+        one row per indexed user, and with ``unindexed=True`` the rows of
+        :attr:`unindexed_user_ids` after them."""
+        if unindexed:
+            return (self.seen_indptr, self.seen_indices, self.n_items)
+        indptr = self.seen_indptr[:self.n_users + 1]
+        return (indptr, self.seen_indices[:indptr[-1]], self.n_items)
+
+    def seen_row(self, user_ids):
+        """Row of each original user id in ``seen_csr(unindexed=True)``
+        (int32): the dense index for indexed users, ``n_users + j`` for
+        ``unindexed_user_ids[j]``, -1 for users this data has not seen."""
+        ids = as_id_array(user_ids, "user_ids")[0]
+        rows = self._user_codes(ids)
+        out = rows < 0
+        if out.any() and len(self.unindexed_user_ids):
+            if self._unindexed_lookup is None:
+                self._unindexed_lookup = _Lookup(self.unindexed_user_ids)
+            extra = self._unindexed_lookup(ids[out], "user_ids")
+            rows[out] = np.where(extra >= 0, self.n_users + extra, -1)
+        return rows
 
     def to_scipy(self):
         """The positives as a ``scipy.sparse.csr_matrix`` of float32 ones."""
@@ -157,33 +280,66 @@ class Interactions:
 
     # -- persistence helpers --------------------------------------------
     def _state(self):
-        return {"indptr": self.indptr, "indices": self.indices, "user_ids": self.user_ids,
-                "item_ids": self.item_ids, "seen_indptr": self.seen_indptr,
-                "seen_indices": self.seen_indices}
+        state = {"indptr": self.indptr, "indices": self.indices, "user_ids": self.user_ids,
+                 "item_ids": self.item_ids, "seen_indptr": self.seen_indptr,
+                 "seen_indices": self.seen_indices}
+        if len(self.unindexed_user_ids):
+            # unicode, not object, for strings: files load with allow_pickle=False
+            ids = self.unindexed_user_ids
+            state["unindexed_user_ids"] = ids if ids.dtype == np.int64 else ids.astype(str)
+        return state
 
     @classmethod
     def _from_state(cls, st, n_duplicates=0):
+        unindexed = st.get("unindexed_user_ids")
+        if unindexed is not None and unindexed.dtype.kind == "U":
+            unindexed = unindexed.astype(object)
         return cls(st["indptr"], st["indices"], st["user_ids"], st["item_ids"],
-                   seen=(st["seen_indptr"], st["seen_indices"]), n_duplicates=n_duplicates)
+                   seen=(st["seen_indptr"], st["seen_indices"]), n_duplicates=n_duplicates,
+                   unindexed_user_ids=unindexed)
 
     def __eq__(self, other):
         if not isinstance(other, Interactions):
             return NotImplemented
-        return all(np.array_equal(a, b) for a, b in zip(self._state().values(),
-                                                         other._state().values()))
+        mine, theirs = self._state(), other._state()
+        return mine.keys() == theirs.keys() and all(np.array_equal(mine[k], theirs[k]) for k in mine)
 
     __hash__ = None
+
+
+def _frozen(a):
+    """A read-only view of ``a`` (the caller's own array stays writable)."""
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+def _id_mapping(ids):
+    """Dense index -> original id: int64 (native, aligned) for integer ids,
+    as given otherwise."""
+    ids = np.asarray(ids)
+    return as_core_array(ids, np.int64) if ids.dtype.kind in "iu" else ids
 
 
 def _factorize(ids):
     """Codes (int32) and ascending uniques: the C factorizer for integer ids,
     pandas for strings."""
     if ids.dtype == np.int64:
-        return _core.factorize(np.ascontiguousarray(ids))
+        return _core.factorize(as_core_array(ids, np.int64))
     codes, uniques = pd.factorize(ids, sort=True)
     if len(uniques) > np.iinfo(np.int32).max:
         raise ValueError("more than 2^31 - 1 distinct ids")
     return codes.astype(np.int32), np.asarray(uniques, dtype=object)
+
+
+def _public_index(codes, ids, unknown, what):
+    if unknown not in ("flag", "raise"):
+        raise ValueError(f"unknown must be 'flag' or 'raise', got {unknown!r}")
+    if unknown == "raise" and (codes < 0).any():
+        pos = int(np.flatnonzero(codes < 0)[0])
+        bad = as_id_array(ids, what + "_ids")[0][pos:pos + 1].tolist()[0]
+        raise KeyError(f"unknown {what} id {bad!r} at position {pos}")
+    return codes.astype(np.int64)
 
 
 class _Lookup:
@@ -198,9 +354,10 @@ class _Lookup:
 
     def __call__(self, values, name):
         arr, is_int = as_id_array(values, name)
+        if len(arr) == 0:
+            return np.zeros(0, dtype=np.int32)
+        check_same_kind(is_int, name, self.is_int, "the model's " + name.replace("_", " "))
         if self.is_int:
-            if not is_int:
-                return np.full(len(arr), -1, dtype=np.int32)
             pos = np.searchsorted(self.ids, arr)
             pos_c = np.minimum(pos, max(len(self.ids) - 1, 0))
             found = (pos < len(self.ids)) & (self.ids[pos_c] == arr) if len(self.ids) else \

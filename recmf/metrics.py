@@ -1,13 +1,15 @@
 """Ranking metrics of SPEC section 9, computed by the C core from top-K lists."""
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
 from . import _core
-from ._checks import as_id_array, check_frame, check_positive_int, id_column, numeric_column
+from ._checks import (as_core_array, as_id_array, check_frame, check_positive_int, check_same_kind,
+                      id_column, numeric_column)
 
 __all__ = ["evaluate", "METRIC_NAMES"]
 
@@ -16,16 +18,33 @@ METRIC_NAMES = ("recall", "ndcg", "mrr", "hitrate")
 
 def evaluate(model, test, k=10, *, coverage_users=None, catalog=None, threshold=4,
              item_popularity=None, user_col="user_id", item_col="movie_id",
-             rating_col="rating", per_user=False):
+             rating_col="rating", per_user=False, unknown="empty"):
     """Evaluate top-``k`` recommendations against held-out interactions.
 
     For every user with at least one relevant test row (``rating >=
     threshold``) and a non-empty recommendation list:
     recall@K = hits / relevant, ndcg@K (binary gains, 1/log2(rank+1)),
     mrr@K (1/rank of the first hit), hitrate@K (any hit); reported as means
-    over those users (``n_users_eval``).  Then coverage@K = distinct items
-    recommended to ``coverage_users`` / catalogue size, and
-    avg_popularity@K = mean train popularity of those recommendations.
+    over those users (``n_users_eval``; NaN when there is none);
+    ``n_users_skipped`` counts the users with a relevant row whose list was
+    empty.  Then coverage@K = distinct *catalogue* items recommended to
+    ``coverage_users`` / catalogue size, and avg_popularity@K = mean
+    popularity of every (coverage user, recommended item) pair.
+
+    Every input is checked against its domain rather than quietly giving a
+    figure outside it:
+
+    - coverage counts only recommended items that are in ``catalog``: it is
+      the share of the catalogue that was recommended, so it lies in [0, 1]
+      (an item outside the catalogue covers no part of it; this is what
+      ``catalog`` is for, e.g. the titles still on offer).
+    - a recommendation list must hold distinct items (``ValueError`` naming
+      the user otherwise: a repeated item would count a hit twice or hide a
+      short list); lists longer than ``k`` are cut to their first ``k``.
+    - ids must be of the model's kind: integer test ids against a model
+      trained on string ids (or the reverse) match nothing, so that is a
+      ``TypeError``, not a score of 0.  The same holds for ``catalog``,
+      ``coverage_users`` and ``item_popularity``.
 
     Parameters
     ----------
@@ -34,52 +53,103 @@ def evaluate(model, test, k=10, *, coverage_users=None, catalog=None, threshold=
         mapping ``user_id -> list of item ids``; or ``f(user_id, k) -> list``
         (the notebook's ``recommend_fn`` signature).
     test : DataFrame
-        Held-out rows with user, item and rating columns.
+        Held-out rows with user, item and rating columns (not empty; ratings
+        finite).
     k : int
+        At least 1.  May exceed a model's catalogue: lists are then shorter.
     coverage_users : array-like, optional
-        Users whose lists count for coverage and popularity.  Default: the
-        first 1,000 distinct users of ``test`` in order of appearance.
+        Users whose lists count for coverage and popularity (not empty;
+        repeats are counted once).  They need not be in ``test``; users the
+        model does not know have an empty list (they cover nothing and add
+        no pair).  Default: the first 1,000 distinct users of ``test`` in
+        order of appearance.
     catalog : array-like, optional
-        Every item id of the catalogue (e.g. ``movies["movie_id"]``).
-        Default: the items the model knows.
-    threshold : float
-        Relevance threshold on ``rating_col`` (``None``: every row relevant).
+        Every item id of the catalogue (e.g. ``movies["movie_id"]``; repeats
+        are counted once).  Default: the items the model knows.
+    threshold : float or None
+        Relevance threshold on ``rating_col`` (a finite number); ``None``:
+        every row is relevant.
     item_popularity : Mapping or Series, optional
-        item id -> popularity.  Default: the model's train positives per item.
+        item id -> popularity (a finite number >= 0; one entry per item).
+        Items absent from it count 0.  Default: the model's train positives
+        per item; for a mapping or callable model without it,
+        ``avg_popularity@K`` is NaN.
     per_user : bool
-        Also return a frame of per-user metrics (NaN for skipped users).
+        Also return a frame of per-user metrics: one row per user with a
+        relevant test row (column ``user_col``, the metrics, NaN for users
+        with an empty list, and ``n_relevant``).
+    unknown : {"empty", "popular"}
+        What a recmf model recommends to users outside its index (passed to
+        ``recommend``).  Outside the index are test users absent from
+        training and users whose training ratings were all below the
+        threshold (see ``Interactions.from_frame``).  "empty" (default, the
+        reference workflow's rule) gives them no list, so they are skipped and
+        counted in ``n_users_skipped``; "popular" evaluates them on the most
+        popular items, minus the items they rated when the model's data
+        remembers them (``seen="rated"``).
 
     Returns
     -------
     dict with keys ``recall@K, ndcg@K, mrr@K, hitrate@K, n_users_eval,
-    coverage@K, avg_popularity@K`` (and a DataFrame when ``per_user``).
+    n_users_skipped, coverage@K, avg_popularity@K`` (and a DataFrame when
+    ``per_user``).
+
+    Raises
+    ------
+    TypeError
+        An argument of the wrong type, or ids of the wrong kind (see above).
+    ValueError
+        An empty ``test``/``catalog``/``coverage_users``, a non-finite
+        ``threshold``, rating or popularity, a list repeating an item, or an
+        ``unknown`` other than "empty"/"popular".
     """
     k = check_positive_int(k, "k")
+    if unknown not in ("empty", "popular"):
+        raise ValueError(f"unknown must be 'empty' or 'popular', got {unknown!r}")
     check_frame(test, "test", [user_col, item_col, rating_col])
-    t_users, _ = id_column(test, user_col, "test")
-    t_items, _ = id_column(test, item_col, "test")
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)
+                                  or not np.isfinite(threshold)):
+        raise ValueError(f"threshold must be a finite number or None, got {threshold!r}")
+    t_users, users_int = id_column(test, user_col, "test")
+    t_items, items_int = id_column(test, item_col, "test")
     rel = np.ones(len(test), dtype=bool) if threshold is None or rating_col is None else \
         numeric_column(test, rating_col, "test") >= threshold
 
+    model_users_int, model_items_int = _model_id_kinds(model)
+    check_same_kind(users_int, f"test[{user_col!r}]", model_users_int, "the model's user ids")
+    check_same_kind(items_int, f"test[{item_col!r}]", model_items_int, "the model's item ids")
+
     rel_frame = pd.DataFrame({"u": t_users[rel], "i": t_items[rel]}).drop_duplicates()
     eval_users = pd.unique(rel_frame["u"].to_numpy())
-    recs, lens = _top_k(model, eval_users, k)
-    cov_users = pd.unique(t_users)[:1000] if coverage_users is None else \
-        pd.unique(as_id_array(coverage_users, "coverage_users")[0])
-    cov_recs, cov_lens = _top_k(model, cov_users, k)
+    if coverage_users is None:
+        cov_users = pd.unique(t_users)[:1000]
+    else:
+        cov_users, cov_int = as_id_array(coverage_users, "coverage_users")
+        if len(cov_users) == 0:
+            raise ValueError("coverage_users is empty")
+        check_same_kind(cov_int, "coverage_users", users_int, f"test[{user_col!r}]")
+        cov_users = pd.unique(cov_users)
+    recs, lens = _top_k(model, eval_users, k, unknown)
+    cov_recs, cov_lens = _top_k(model, cov_users, k, unknown)
+    recs_int = _list_kind(recs, lens, cov_recs, cov_lens)
+    check_same_kind(recs_int, "the recommended items", items_int, f"test[{item_col!r}]")
 
     if catalog is None:
         if not hasattr(model, "data_"):
             raise ValueError("catalog is required when model is not a fitted recmf model")
         catalog = model.data_.item_ids
-    catalog_ids = pd.unique(as_id_array(catalog, "catalog")[0])
+    catalog_ids, catalog_int = as_id_array(catalog, "catalog")
     if len(catalog_ids) == 0:
         raise ValueError("catalog is empty")
-    pop_ids, pop_counts = _popularity_table(model, item_popularity)
+    check_same_kind(catalog_int, "catalog", items_int, f"test[{item_col!r}]")
+    catalog_ids = pd.unique(catalog_ids)
+    pop_ids, pop_values, pop_int = _popularity_table(model, item_popularity)
+    check_same_kind(pop_int, "item_popularity", items_int, f"test[{item_col!r}]")
 
-    # Map every id (relevant, recommended, popularity) to one int64 code
-    # space so the core compares integers whatever the id type.
-    encode = _Encoder([rel_frame["i"].to_numpy(), recs.ravel(), cov_recs.ravel(), pop_ids])
+    # Map every id (relevant, recommended, catalogue, popularity) to one
+    # int64 code space so the core compares integers whatever the id type.
+    encode = _Encoder([rel_frame["i"].to_numpy(), recs.ravel(), cov_recs.ravel(), catalog_ids,
+                       pop_ids])
     rel_frame = rel_frame.assign(code=encode(rel_frame["i"].to_numpy()))
     rel_frame["u_pos"] = pd.Index(eval_users).get_indexer(rel_frame["u"])
     rel_frame = rel_frame.sort_values(["u_pos", "code"])
@@ -91,11 +161,14 @@ def evaluate(model, test, k=10, *, coverage_users=None, catalog=None, threshold=
     pop_codes = encode(pop_ids)
     order = np.argsort(pop_codes, kind="stable")
     coverage, avg_pop, _ = _core.coverage_popularity(
-        encode(cov_recs), cov_lens, len(catalog_ids),
-        np.ascontiguousarray(pop_codes[order]), np.ascontiguousarray(pop_counts[order]))
+        encode(cov_recs), cov_lens, np.sort(encode(catalog_ids)),
+        np.ascontiguousarray(pop_codes[order]), np.ascontiguousarray(pop_values[order]))
+    if pop_int is None:         # no popularity known: not "popularity 0"
+        avg_pop = float("nan")
 
     report = {f"{name}@{k}": float(v) for name, v in zip(METRIC_NAMES, means)}
     report["n_users_eval"] = int(n_eval)
+    report["n_users_skipped"] = len(eval_users) - int(n_eval)
     report[f"coverage@{k}"] = float(coverage)
     report[f"avg_popularity@{k}"] = float(avg_pop)
     if per_user:
@@ -106,11 +179,29 @@ def evaluate(model, test, k=10, *, coverage_users=None, catalog=None, threshold=
     return report
 
 
-def _top_k(model, users, k):
-    """(ids 2-D, lens int32) for users, from a model, mapping or callable."""
+def _model_id_kinds(model):
+    """(users are int, items are int) of a recmf model; users of a mapping
+    from its keys; None where unknown."""
     if hasattr(model, "_recommend_ids"):
-        return model._recommend_ids(users, k)
-    lists = []
+        model._check_fitted()
+        return model.data_.user_ids.dtype == np.int64, model.data_.item_ids.dtype == np.int64
+    if isinstance(model, Mapping) and len(model):
+        return as_id_array(list(model.keys()), "model's keys (user ids)")[1], None
+    return None, None
+
+
+def _list_kind(recs, lens, cov_recs, cov_lens):
+    """Whether the recommended ids are integers (None: no list is non-empty)."""
+    if not (lens.any() or cov_lens.any()):
+        return None
+    return recs.dtype == np.int64
+
+
+def _top_k(model, users, k, unknown="empty"):
+    """(ids 2-D, lens int32) for users, from a model, mapping or callable.
+    Slots past lens[r] are padding (never read); lists hold distinct items."""
+    if hasattr(model, "_recommend_ids"):
+        return model._recommend_ids(users, k, unknown)
     if isinstance(model, Mapping):
         lists = [list(model.get(u, []))[:k] for u in users]
     elif callable(model):
@@ -121,26 +212,48 @@ def _top_k(model, users, k):
     lens = np.array([len(x) for x in lists], dtype=np.int32)
     flat = [x for row in lists for x in row]
     ids = as_id_array(flat, "recommended items")[0] if flat else np.zeros(0, dtype=np.int64)
-    out = np.empty((len(users), k), dtype=ids.dtype)
-    out[:] = -1 if ids.dtype == np.int64 else None
+    out = np.zeros((len(users), k), dtype=ids.dtype)
     pos = 0
     for r, n in enumerate(lens):
-        out[r, :n] = ids[pos:pos + n]
+        row = ids[pos:pos + n]
+        if len(pd.unique(row)) != n:
+            dup = pd.Series(row)[pd.Series(row).duplicated()].iloc[0]
+            raise ValueError(f"the recommendations for user {_plain(users[r])!r} repeat item "
+                             f"{_plain(dup)!r}: "
+                             "a top-k list holds distinct items")
+        out[r, :n] = row
         pos += n
     return out, lens
 
 
+def _plain(x):
+    """A NumPy scalar as the Python value users wrote (2, not np.int64(2))."""
+    return x.item() if isinstance(x, np.generic) else x
+
+
 def _popularity_table(model, item_popularity):
+    """(ids, float64 values, ids are int) -- (empty, empty, None) when no
+    popularity is known."""
     if item_popularity is None:
         if not hasattr(model, "data_"):
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        return model.data_.item_ids, model.data_.popularity()
+            return np.zeros(0, dtype=np.int64), np.zeros(0), None
+        ids = model.data_.item_ids
+        return ids, model.data_.popularity().astype(np.float64), ids.dtype == np.int64
     s = pd.Series(item_popularity)
-    ids = as_id_array(s.index, "item_popularity ids")[0]
-    counts = s.to_numpy()
-    if not np.issubdtype(counts.dtype, np.number):
-        raise TypeError("item_popularity values must be numbers")
-    return ids, np.rint(counts).astype(np.int64)
+    ids, is_int = as_id_array(s.index, "item_popularity ids")
+    if not pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype):
+        raise TypeError(f"item_popularity values must be numbers, got dtype {s.dtype}")
+    values = s.to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~np.isfinite(values) | (values < 0)
+    if bad.any():
+        pos = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"item_popularity must be finite and >= 0; item {_plain(ids[pos])!r} "
+                         f"has {_plain(values[pos])!r}")
+    dup = pd.Series(ids).duplicated()
+    if dup.any():
+        raise ValueError(f"item_popularity has item {_plain(ids[int(np.flatnonzero(dup)[0])])!r} "
+                         "more than once")
+    return ids, values, is_int
 
 
 class _Encoder:
@@ -156,7 +269,7 @@ class _Encoder:
     def __call__(self, a):
         a = np.asarray(a)
         if self.identity:
-            return np.ascontiguousarray(a, dtype=np.int64)
+            return as_core_array(a, np.int64)
         flat = a.astype(object).ravel()
         codes = self.index.get_indexer(flat).astype(np.int64)
         return np.ascontiguousarray(codes.reshape(a.shape))

@@ -7,11 +7,15 @@ or call :func:`download_movielens` on a machine with network access.
 """
 from __future__ import annotations
 
+import bz2
+import codecs
 import csv
 import gzip
 import hashlib
 import io
+import lzma
 import os
+import re
 import shutil
 import tempfile
 import urllib.request
@@ -41,25 +45,110 @@ _ARCHIVES = {
 }
 
 
+# Magic numbers of the compressions pandas also reads (it infers them from
+# the file name; the bytes are what tells, whatever the file is called).
+_COMPRESSIONS = ((b"\x1f\x8b", gzip.decompress), (b"BZh", bz2.decompress),
+                 (b"\xfd7zXZ\x00", lzma.decompress))
+
+
 def _read_bytes(path: Path) -> bytes:
-    if path.suffix == ".gz":
-        with gzip.open(path, "rb") as f:
-            return f.read()
-    return path.read_bytes()
+    """The file's bytes, decompressed when they are gzip, bzip2, xz or a
+    one-member zip."""
+    data = path.read_bytes()
+    for magic, decompress in _COMPRESSIONS:
+        if data.startswith(magic):
+            return decompress(data)
+    if data.startswith(b"PK\x03\x04"):
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            members = [n for n in z.namelist() if not n.endswith("/")]
+            if len(members) != 1:
+                raise ValueError(f"{path} is a zip archive of {len(members)} files; "
+                                 "recmf reads a zip holding exactly one")
+            return z.read(members[0])
+    if data.startswith(b"\x28\xb5\x2f\xfd"):
+        raise ValueError(f"{path} is zstd-compressed; decompress it first (zstd -d)")
+    return data
+
+
+def _as_utf8(data: bytes) -> bytes:
+    """Drop a UTF-8 byte-order mark and re-encode UTF-16/32 text (what Excel's
+    "Unicode text" writes) as UTF-8, so the header guess and the parser see
+    the first field, not the mark (as pandas does with encoding="utf-8-sig")."""
+    for bom, codec in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                       (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
+        if data.startswith(bom):
+            return data.decode(codec).encode("utf-8")
+    if data.startswith(codecs.BOM_UTF8):
+        return data[len(codecs.BOM_UTF8):]
+    return data
+
+
+def _read_text(path: Path) -> str:
+    """A small metadata file (users, movies, genres) as text: UTF-8 when the
+    bytes are valid UTF-8 (a byte-order mark dropped), else Latin-1, the
+    encoding of ML-1M's and ML-100K's titles."""
+    data = _as_utf8(_read_bytes(path))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+# Separators tried, in this order, when the caller gives none.
+_SEPARATORS = ("::", "\t", ",", ";", "|", " ")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _fields(line: str, sep: str):
+    """The fields of one line, quotes and surrounding blanks removed."""
+    if len(sep) == 1:
+        fields = next(csv.reader([line], delimiter=sep), [])
+    else:
+        fields = line.split(sep)
+    return [f.strip().strip('"').strip() for f in fields]
+
+
+def _first_line(data: bytes):
+    """(index, text) of the first line holding more than blanks; (0, "")
+    for a blank file.  Only the first 64 kB are looked at."""
+    for n, raw in enumerate(data[:65536].split(b"\n")):
+        line = raw.decode("latin-1").rstrip("\r")
+        if line.strip():
+            return n, line
+    return 0, ""
+
+
+def _guess_sep(line: str, path: Path) -> str:
+    present = [s for s in _SEPARATORS if s in line]
+    for s in present:
+        if len(_fields(line, s)) == 4:
+            return s
+    if not present:
+        raise ValueError(f"cannot tell the separator of {path}: first line {line!r}; pass sep=")
+    return present[0]
 
 
 def read_ratings(path, sep=None, header=None, columns=RATING_COLUMNS) -> pd.DataFrame:
     """Read a ratings file ``user SEP item SEP rating SEP timestamp``.
 
+    The rows are those ``pandas.read_csv`` finds in the same bytes (with the
+    separator and header below), parsed in one pass by the C core.
+    Understood: gzip, bzip2, xz and one-file zip compression (recognised by
+    content, whatever the file name); a UTF-8 byte-order mark and UTF-16/32
+    text; LF, CRLF and CR line ends; blank lines anywhere; fields in double
+    quotes or with blanks around them.
+
     Parameters
     ----------
     path : str or Path
-        The file; ``.gz`` files are decompressed.
-    sep : {"::", "\\t", ","} or None
-        Field separator; guessed from the first line when None.
+        The file.
+    sep : {"::", "\\t", ",", ";", "|", " "} or None
+        Field separator; when None, the first of these that splits the first
+        non-blank line into four fields.
     header : bool or None
-        Whether the first line is a header; guessed when None (a first line
-        that does not start with a digit or a sign).
+        Whether the first non-blank line is a header; when None, guessed: it
+        is a header when none of its fields is a number (a line that mixes
+        numbers and text is a malformed data line, reported as such).
     columns : list of 4 str
         Names of the returned columns.
 
@@ -67,20 +156,29 @@ def read_ratings(path, sep=None, header=None, columns=RATING_COLUMNS) -> pd.Data
     -------
     DataFrame with int64 ids and timestamps, and float64 ratings (int64 when
     every rating is a whole number, as in ML-1M and ML-100K).
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ValueError
+        The separator cannot be guessed, or a line is not four numbers (the
+        message names the file and the line).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ratings file not found: {path}")
-    data = _read_bytes(path)
-    first = data[:4096].split(b"\n", 1)[0].decode("latin-1")
+    data = _as_utf8(_read_bytes(path))
+    if b"\r" in data[:65536] and b"\n" not in data:
+        data = data.replace(b"\r", b"\n")    # classic Mac line ends
+    first_n, first = _first_line(data)
     if sep is None:
-        sep = "::" if "::" in first else "\t" if "\t" in first else "," if "," in first else None
-        if sep is None:
-            raise ValueError(f"cannot tell the separator of {path}: first line {first!r}; pass sep=")
+        sep = _guess_sep(first, path)
     if header is None:
-        header = bool(first.strip()) and not (first.lstrip()[:1].isdigit() or first.lstrip()[:1] in "+-")
+        header = bool(first.strip()) and not any(_NUMBER.fullmatch(f) for f in _fields(first, sep))
+    skip = first_n + 1 if header else 0
     try:
-        user, item, rating, ts = _core.parse_ratings(data, sep, 1 if header else 0)
+        user, item, rating, ts = _core.parse_ratings(data, sep, skip)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
     frame = pd.DataFrame({columns[0]: user, columns[1]: item, columns[2]: rating, columns[3]: ts})
@@ -91,15 +189,20 @@ def read_ratings(path, sep=None, header=None, columns=RATING_COLUMNS) -> pd.Data
 
 def _read_double_colon(path: Path, names) -> pd.DataFrame:
     """An ML-1M ``users.dat`` / ``movies.dat`` (fields split by ``::``,
-    Latin-1, no quoting) through pandas' C parser: a two-character separator
-    would force the python engine, ~4x slower.  ``\x1f`` (unit separator)
-    never occurs in these files."""
-    text = path.read_bytes().decode("latin-1")
+    Latin-1 or UTF-8, no quoting) through pandas' C parser: a two-character
+    separator would force the python engine, ~4x slower.  ``\x1f`` (unit
+    separator) never occurs in these files."""
+    text = _read_text(path)
     if "\x1f" in text:
-        return pd.read_csv(path, sep="::", engine="python", header=None, encoding="latin-1",
-                           names=names)
+        return pd.read_csv(io.StringIO(text), sep="::", engine="python", header=None,
+                           names=names, quoting=csv.QUOTE_NONE)
     return pd.read_csv(io.StringIO(text.replace("::", "\x1f")), sep="\x1f", header=None,
                        names=names, quoting=csv.QUOTE_NONE, engine="c")
+
+
+# The ratings file of each layout, in the order load_movielens looks for them.
+_RATINGS_FILES = ("ratings.dat", "ratings.dat.gz", "u.data", "u.data.gz", "ratings.csv",
+                  "ratings.csv.gz")
 
 
 def _find(folder: Path, *names):
@@ -136,32 +239,34 @@ def load_movielens(path=None):
     if not folder.is_dir():
         raise FileNotFoundError(f"MovieLens folder not found: {folder}")
 
+    # Each layout's separator is known; whether the ratings file has a header
+    # is guessed, so a copy saved with (or without) one loses no row.
     if (r := _find(folder, "ratings.dat", "ratings.dat.gz")) is not None:   # ML-1M / 10M
-        ratings = read_ratings(r, sep="::", header=False)
+        ratings = read_ratings(r, sep="::")
         users = movies = None
-        if (u := _find(folder, "users.dat")) is not None:
+        if (u := _find(folder, "users.dat", "users.dat.gz")) is not None:
             users = _read_double_colon(u, ["user_id", "gender", "age", "occupation", "zip"])
-        if (m := _find(folder, "movies.dat")) is not None:
+        if (m := _find(folder, "movies.dat", "movies.dat.gz")) is not None:
             movies = _read_double_colon(m, ["movie_id", "title", "genres"])
-    elif (r := _find(folder, "u.data")) is not None:                        # ML-100K
-        ratings = read_ratings(r, sep="\t", header=False)
+    elif (r := _find(folder, "u.data", "u.data.gz")) is not None:           # ML-100K
+        ratings = read_ratings(r, sep="\t")
         users = movies = None
-        if (u := _find(folder, "u.user")) is not None:
-            users = pd.read_csv(u, sep="|", header=None, encoding="latin-1",
+        if (u := _find(folder, "u.user", "u.user.gz")) is not None:
+            users = pd.read_csv(io.StringIO(_read_text(u)), sep="|", header=None,
                                 names=["user_id", "age", "gender", "occupation", "zip"])
-        if (m := _find(folder, "u.item")) is not None:
-            raw = pd.read_csv(m, sep="|", header=None, encoding="latin-1")
+        if (m := _find(folder, "u.item", "u.item.gz")) is not None:
+            raw = pd.read_csv(io.StringIO(_read_text(m)), sep="|", header=None)
             genre_names = _ml100k_genres(folder, raw.shape[1] - 5)
             flags = raw.iloc[:, 5:].to_numpy(dtype=bool)
             movies = pd.DataFrame({
                 "movie_id": raw[0].astype(np.int64), "title": raw[1],
                 "genres": ["|".join(g for g, f in zip(genre_names, row) if f) for row in flags]})
     elif (r := _find(folder, "ratings.csv", "ratings.csv.gz")) is not None:  # ml-latest(-small)
-        ratings = read_ratings(r, sep=",", header=True)
+        ratings = read_ratings(r, sep=",")
         users = None
         movies = None
-        if (m := _find(folder, "movies.csv")) is not None:
-            movies = pd.read_csv(m, encoding="utf-8").rename(columns={"movieId": "movie_id"})
+        if (m := _find(folder, "movies.csv", "movies.csv.gz")) is not None:
+            movies = pd.read_csv(io.StringIO(_read_text(m))).rename(columns={"movieId": "movie_id"})
     else:
         raise FileNotFoundError(
             f"{folder} holds no ratings.dat(.gz), u.data or ratings.csv: not a MovieLens folder")
@@ -175,7 +280,7 @@ def load_movielens(path=None):
 def _ml100k_genres(folder: Path, n: int):
     g = _find(folder, "u.genre")
     if g is not None:
-        names = [line.split("|")[0] for line in g.read_text(encoding="latin-1").splitlines() if line]
+        names = [line.split("|")[0] for line in _read_text(g).splitlines() if line]
         if len(names) == n:
             return names
     return [f"genre_{k}" for k in range(n)]
@@ -199,8 +304,7 @@ def find_movielens(name="ml-1m"):
     when absent."""
     for root in _candidates():
         folder = root / name
-        if folder.is_dir() and any((folder / f).is_file() for f in
-                                   ("ratings.dat", "ratings.dat.gz", "u.data", "ratings.csv")):
+        if folder.is_dir() and any((folder / f).is_file() for f in _RATINGS_FILES):
             return folder
     return None
 

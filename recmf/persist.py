@@ -27,12 +27,19 @@ def _model_classes():
     return {cls.kind: cls for cls in (Popularity, NeuralMF, BPRMF, ItemTransition, Blend)}
 
 
-def _ids_to_array(ids):
-    """Id arrays for npz: int64 as is, strings as a unicode array."""
+def _ids_to_array(ids, name):
+    """Id arrays for npz: int64 as is, strings as a unicode array (which
+    loads back as the same strings: numeric-looking "007" and "" included)."""
     if ids.dtype == np.int64:
         return ids, "int64"
     if not all(isinstance(x, str) for x in ids):
-        raise TypeError("only integer or string ids can be saved")
+        raise TypeError(f"only integer or string {name} ids can be saved")
+    # NumPy's fixed-width strings drop trailing NUL characters: "a\0" would
+    # load as "a" (another id, or a duplicate).  Refuse rather than corrupt.
+    bad = [x for x in ids if x.endswith("\0")]
+    if bad:
+        raise ValueError(f"{name} id {bad[0]!r} ends with a NUL character, which the .npz format "
+                         "cannot keep; pickle the model instead")
     return np.asarray(ids, dtype=str), "str"
 
 
@@ -47,15 +54,22 @@ def _jsonable(value):
 
 
 def _history_records(model):
+    """The training history as JSON records and its column dtypes (JSON
+    has no NaN: it writes null, which loads as None, an object column,
+    unless the dtypes come back too); (None, None) without one."""
     history = getattr(model, "history", None)
-    return None if history is None else json.loads(history.to_json(orient="records"))
+    if history is None:
+        return None, None
+    return (json.loads(history.to_json(orient="records")),
+            {str(c): str(t) for c, t in history.dtypes.items()})
 
 
 def component_meta(model):
     """What a model nested in another (a Blend's component) saves besides
     its arrays: kind, hyperparameters and history, as JSON values."""
+    history, dtypes = _history_records(model)
     return {"kind": model.kind, "params": {k: _jsonable(v) for k, v in model._saved_params().items()},
-            "history": _history_records(model)}
+            "history": history, "history_dtypes": dtypes}
 
 
 def component_from_meta(meta):
@@ -65,7 +79,7 @@ def component_from_meta(meta):
         raise ValueError(f"unknown component model kind {meta.get('kind')!r}")
     model = classes[meta["kind"]]._from_saved_params(meta["params"])
     if meta.get("history") is not None:
-        model.history = pd.DataFrame(meta["history"])
+        model.history = _history_frame(meta["history"], meta.get("history_dtypes"))
     return model
 
 
@@ -75,14 +89,15 @@ def save_model(model, path):
     model._check_fitted()
     data = model.data_
     arrays = dict(data._state())
-    arrays["user_ids"], user_kind = _ids_to_array(data.user_ids)
-    arrays["item_ids"], item_kind = _ids_to_array(data.item_ids)
+    arrays["user_ids"], user_kind = _ids_to_array(data.user_ids, "user")
+    arrays["item_ids"], item_kind = _ids_to_array(data.item_ids, "item")
     arrays.update(model._arrays())
-    history = _history_records(model)
+    history, history_dtypes = _history_records(model)
     meta = {
         "magic": _MAGIC, "format_version": FORMAT_VERSION, "recmf_version": __version__,
         "kind": model.kind, "params": {k: _jsonable(v) for k, v in model._saved_params().items()},
         "user_id_type": user_kind, "item_id_type": item_kind, "history": history,
+        "history_dtypes": history_dtypes,
         "n_duplicates": data.n_duplicates,
     }
     arrays["meta"] = np.array(json.dumps(meta))
@@ -91,6 +106,15 @@ def save_model(model, path):
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     path.write_bytes(buf.getvalue())
+
+
+def _history_frame(records, dtypes):
+    frame = pd.DataFrame(records)
+    for col, dtype in (dtypes or {}).items():
+        if col in frame:
+            frame[col] = frame[col].astype(dtype) if dtype != "object" else \
+                frame[col].where(frame[col].notna(), np.nan)
+    return frame
 
 
 def load(path):
@@ -142,5 +166,5 @@ def load(path):
     except (KeyError, ValueError) as e:
         raise ValueError(f"{path} is inconsistent: {e}") from None
     if meta.get("history") is not None:
-        model.history = pd.DataFrame(meta["history"])
+        model.history = _history_frame(meta["history"], meta.get("history_dtypes"))
     return model

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from . import _core
-from ._checks import check_frame, id_column, time_column
+from ._checks import check_frame, id_column, native_frame, time_column
 
 __all__ = ["temporal_split"]
 
@@ -35,7 +35,19 @@ def temporal_split(ratings, n_val=1, n_test=5, min_train=5, *, user_col="user_id
         One row per interaction; every column is carried through.
     n_val, n_test, min_train : int >= 0
     user_col, time_col : str
-        Column names.  Timestamps may be integers or datetimes.
+        Column names.  Times may be integers (e.g. Unix seconds, nullable
+        ``Int64`` too), floats, datetimes of any unit (``datetime64[s/ms/us/ns]``,
+        tz-aware, pyarrow timestamps and dates, object columns of
+        ``datetime``/``Timestamp``) or timedeltas; rows are ordered exactly as
+        pandas sorts that column, without converting to nanoseconds (dates such
+        as 9999-12-31 keep their place).
+
+    Raises
+    ------
+    ValueError
+        A missing time (NaN, NaT, NA), naming the column and position.
+    TypeError
+        Times that are text, booleans, or a mix of tz-aware and naive datetimes.
 
     Returns
     -------
@@ -57,4 +69,5 @@ def temporal_split(ratings, n_val=1, n_test=5, min_train=5, *, user_col="user_id
         users = pd.factorize(users, sort=True)[0].astype(np.int64)
     times = time_column(ratings, time_col, "ratings")
     order, part = _core.temporal_split(users, times, n_val, n_test, min_train)
+    ratings = native_frame(ratings)
     return tuple(ratings.take(order[part == p]) for p in (0, 1, 2))

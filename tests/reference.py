@@ -252,31 +252,46 @@ def spec_printed_order_ref(train, threshold=4, item_col="movie_id",
     return order.reindex(ids)
 
 
+def rated_sets(train, user_col="user_id", item_col="movie_id"):
+    """dict original user id -> set of original item ids they rated in
+    ``train``, whatever the rating."""
+    rated = {}
+    for u, i in zip(train[user_col].tolist(), train[item_col].tolist()):
+        rated.setdefault(u, set()).add(i)
+    return rated
+
+
 def popularity_recommend_ref(train, user_ids, k, threshold=4,
                              user_col="user_id", item_col="movie_id",
-                             rating_col="rating", ranking=None):
+                             rating_col="rating", ranking=None, seen="positives",
+                             unknown="empty"):
     """For each user id: the ``k`` most popular items (``popularity_ref``
-    order, or the item ids of ``ranking`` when given) that are not among the
-    user's train positives.  Users without train positives (outside the
-    index) get ``[]``."""
+    order, or the item ids of ``ranking`` when given) that the user has not
+    seen in ``train``.
+
+    Seen: the user's train positives (``seen="positives"``), every item
+    they rated in train, whatever the rating (``seen="rated"``), or nothing
+    (``seen=None``).  Users
+    outside the index -- without train positives, whether they rated nothing
+    in train or only below the threshold -- get ``[]`` with
+    ``unknown="empty"``, and with ``unknown="popular"`` the same ranking minus
+    what they have seen (so under ``seen="rated"`` never an item they rated).
+    """
     if ranking is None:
         ranking = popularity_ref(train, threshold, user_col, item_col,
                                  rating_col).index
     ranking = list(ranking)
-    seen = train_positive_sets(train, threshold, user_col, item_col,
-                               rating_col)
+    positives = train_positive_sets(train, threshold, user_col, item_col,
+                                    rating_col)
+    seen_sets = {} if seen is None else positives if seen == "positives" else \
+        rated_sets(train, user_col, item_col)
     out = []
     for u in user_ids:
-        if u not in seen:
+        if u not in positives and unknown == "empty":
             out.append([])
             continue
-        recs = []
-        for item in ranking:
-            if len(recs) == k:
-                break
-            if item not in seen[u]:
-                recs.append(item)
-        out.append(recs)
+        excluded = seen_sets.get(u, set())
+        out.append([item for item in ranking if item not in excluded][:k])
     return out
 
 
@@ -339,11 +354,14 @@ def pad_topk(items, scores, k):
 def ndcg_at_k_ref(recommended, relevant, k=10):
     """The seed's ``ndcg_at_k``: DCG over hits in the first k positions
     (1/log2(p + 1), p 1-based) divided by the ideal DCG of
-    min(|relevant|, k) hits."""
+    min(|relevant|, k) hits.  A repeated item is a hit once, at its first
+    position (the seed counted it again, which can push ndcg above 1)."""
     rel = set(relevant)
     dcg = 0.0
+    counted = set()
     for p, item in enumerate(recommended[:k], start=1):
-        if item in rel:
+        if item in rel and item not in counted:
+            counted.add(item)
             dcg += 1.0 / math.log2(p + 1)
     ideal_hits = min(len(rel), k)
     idcg = sum(1.0 / math.log2(p + 1) for p in range(1, ideal_hits + 1))
@@ -358,10 +376,11 @@ def metrics_ref(recs_by_user, test, k=10, threshold=4, coverage_users=None,
 
     Ranking metrics average over users with at least one relevant test item
     (``rating >= threshold``, distinct items) and a non-empty list (first k
-    entries used): recall = |recs & rel| / |rel|, ndcg (``ndcg_at_k_ref``),
+    entries used; ``n_users_skipped`` counts those with an empty one): recall = |recs & rel| / |rel|, ndcg (``ndcg_at_k_ref``),
     mrr = 1/p of the first hit (0 if none), hitrate = 1 if any hit.
-    coverage = |union of the recs of ``coverage_users``| / |distinct
-    catalog|; avg_popularity = mean of ``item_popularity`` (dict or Series,
+    coverage = |union of the recs of ``coverage_users`` that are in
+    ``catalog``| / |distinct catalog| (an item outside the catalogue covers
+    none of it, so coverage <= 1); avg_popularity = mean of ``item_popularity`` (dict or Series,
     0 for unknown items) over every (coverage user, recommended item) pair.
     Values that cannot be computed (no users, no coverage inputs) are NaN.
     """
@@ -371,10 +390,12 @@ def metrics_ref(recs_by_user, test, k=10, threshold=4, coverage_users=None,
         relevant.setdefault(u, set()).add(i)
 
     recalls, ndcgs, mrrs, hits = [], [], [], []
+    skipped = 0
     for u in sorted(relevant):
         rel = relevant[u]
         recs = list(recs_by_user.get(u, []))[:k]
         if not recs:
+            skipped += 1
             continue
         recalls.append(len(set(recs) & rel) / len(rel))
         ndcgs.append(ndcg_at_k_ref(recs, rel, k))
@@ -396,6 +417,7 @@ def metrics_ref(recs_by_user, test, k=10, threshold=4, coverage_users=None,
         f"mrr@{k}": mean(mrrs),
         f"hitrate@{k}": mean(hits),
         "n_users_eval": len(recalls),
+        "n_users_skipped": skipped,
         f"coverage@{k}": float("nan"),
         f"avg_popularity@{k}": float("nan"),
     }
@@ -406,7 +428,7 @@ def metrics_ref(recs_by_user, test, k=10, threshold=4, coverage_users=None,
             union = set()
             for recs in rec_lists:
                 union.update(recs)
-            out[f"coverage@{k}"] = len(union) / len(set(catalog))
+            out[f"coverage@{k}"] = len(union & set(catalog)) / len(set(catalog))
         if item_popularity is not None:
             pop = dict(item_popularity.items()) \
                 if hasattr(item_popularity, "items") else dict(item_popularity)

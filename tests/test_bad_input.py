@@ -114,15 +114,47 @@ def test_bool_ids(small):
 
 
 def test_missing_timestamps(small):
+    """NaN, NaT and NA in a time column of any dtype: an error naming the
+    column and the first position, never a silently reordered split."""
     ratings = small["ratings"]
-    with pytest.raises(ValueError, match=r"ratings\['timestamp'\] has missing values \(first at position 5\)"):
+    msg = r"ratings\['timestamp'\] has missing timestamps \(first at position 5\)"
+    with pytest.raises(ValueError, match=msg):
         _split(with_value(ratings, "timestamp", 5, np.nan, dtype=np.float64))
     dt = ratings.assign(timestamp=pd.to_datetime(ratings["timestamp"], unit="s"))
     dt.loc[dt.index[5], "timestamp"] = pd.NaT
-    with pytest.raises(ValueError, match=r"ratings\['timestamp'\] has missing timestamps \(NaT\)"):
+    with pytest.raises(ValueError, match=msg):
         _split(dt)
-    with pytest.raises(TypeError, match=r"ratings\['timestamp'\] must hold integer or datetime timestamps"):
+    with pytest.raises(ValueError, match=msg):
+        _split(dt.assign(timestamp=dt["timestamp"].dt.tz_localize("UTC")))
+    nullable = ratings["timestamp"].astype("Int64")
+    nullable.iloc[5] = pd.NA
+    with pytest.raises(ValueError, match=msg):
+        _split(ratings.assign(timestamp=nullable))
+    objects = pd.Series(list(dt["timestamp"].dt.to_pydatetime()), index=dt.index, dtype=object)
+    objects.iloc[5] = None
+    with pytest.raises(ValueError, match=msg):
+        _split(ratings.assign(timestamp=objects))
+    pa = pytest.importorskip("pyarrow")
+    with pytest.raises(ValueError, match=msg):
+        _split(ratings.assign(timestamp=nullable.astype(pd.ArrowDtype(pa.int64()))))
+
+
+def test_time_columns_that_are_not_times(small):
+    ratings = small["ratings"]
+    col = r"ratings\['timestamp'\] "
+    with pytest.raises(TypeError, match=col + r"must hold times \(numbers or datetimes\), got dtype"):
         _split(ratings.assign(timestamp=ratings["timestamp"].astype(str)))
+    with pytest.raises(TypeError, match=col + r"must hold times.*found '5' \(str\)"):
+        _split(ratings.assign(timestamp=ratings["timestamp"].astype(object).where(
+            ratings.index != ratings.index[3], "5")))
+    with pytest.raises(TypeError, match=col + r"must hold times.*found 2.5 \(float\)"):
+        _split(ratings.assign(timestamp=ratings["timestamp"].astype(object).where(
+            ratings.index != ratings.index[3], 2.5)))
+    aware = pd.Timestamp("2020-01-01", tz="UTC")
+    mixed = pd.Series([pd.Timestamp("2020-01-02")] * len(ratings), index=ratings.index, dtype=object)
+    mixed.iloc[3] = aware
+    with pytest.raises(TypeError, match=col + "mixes tz-aware and naive datetimes"):
+        _split(ratings.assign(timestamp=mixed))
 
 
 @pytest.mark.parametrize("missing", ["user_id", "movie_id", "rating", "timestamp"])
@@ -284,6 +316,7 @@ def _csr():
 def _core_cases():
     ip, ix, n = _csr()
     i64 = np.arange(6, dtype=np.int64)
+    f64 = i64.astype(np.float64)
     i32 = np.arange(6, dtype=np.int32)
     f32 = np.zeros((3, 4), dtype=np.float32)
     cand = np.array([0, 1, 2, 3], dtype=np.int32)
@@ -368,12 +401,16 @@ def _core_cases():
          ValueError, "rel_indptr must start at 0"),
         ("metrics-rel_items-strided", lambda: _core.ranking_metrics(recs, lens, relp, stride(rel)),
          ValueError, "rel_items must be C-contiguous"),
-        ("coverage-pop_ids-unsorted", lambda: _core.coverage_popularity(recs, lens, 5, i64[::-1].copy(), i64),
+        ("coverage-pop_ids-unsorted", lambda: _core.coverage_popularity(recs, lens, i64, i64[::-1].copy(), f64),
          ValueError, "pop_ids must be sorted ascending"),
-        ("coverage-pop_counts-len", lambda: _core.coverage_popularity(recs, lens, 5, i64, i64[:2]),
-         ValueError, "pop_counts must have 6 elements"),
-        ("coverage-catalog", lambda: _core.coverage_popularity(recs, lens, 0, i64, i64),
+        ("coverage-pop_values-dtype", lambda: _core.coverage_popularity(recs, lens, i64, i64, i64),
+         TypeError, "pop_values must have dtype float64"),
+        ("coverage-pop_values-len", lambda: _core.coverage_popularity(recs, lens, i64, i64, f64[:2]),
+         ValueError, "pop_values must have 6 elements"),
+        ("coverage-catalog", lambda: _core.coverage_popularity(recs, lens, i64[:0], i64, f64),
          ValueError, "catalog must hold at least one item"),
+        ("coverage-catalog-unsorted", lambda: _core.coverage_popularity(recs, lens, i64[::-1].copy(), i64, f64),
+         ValueError, "catalog must be sorted ascending and distinct"),
         ("parse-str", lambda: _core.parse_ratings("1::2::3::4\n", "::", 0), TypeError, "bytes-like"),
         ("adam-theta-readonly", lambda: _core.adam_step(ro(theta), theta.copy(), theta.copy(), theta.copy(), 1),
          ValueError, "theta must be writable"),

@@ -74,3 +74,31 @@ def test_bad_arguments_exit_2_with_one_line(args, message, tmp_path):
 def test_unknown_model_name_is_an_argparse_error(tmp_path):
     res = cli("run", "--model", "svd", cwd=tmp_path)
     assert res.returncode == 2 and "invalid choice" in res.stderr
+
+
+def test_first_run_of_the_main_job_prints_no_warning(tmp_path):
+    """The README's main job right after `pip install .`: `recmf run --model
+    neuralmf` on the built-in synthetic data (no MovieLens anywhere it looks)
+    finishes with progress on stderr and not one warning (issue 9: it
+    printed "verbose=True needs tqdm" with a line of recmf's source)."""
+    pyproject = Path(RECMF_ROOT) / "pyproject.toml"
+    tomllib = pytest.importorskip("tomllib") if pyproject.is_file() else None
+    if tomllib is not None:
+        deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+        assert any(d.startswith("tqdm") for d in deps), "tqdm must be a runtime dependency"
+    from recmf.datasets import synthetic_ratings
+    ratings, _, _ = synthetic_ratings(n_users=60, n_items=80, ratings_per_user=(15, 30))
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    (tiny / "ratings.dat").write_text("".join(f"{u}::{i}::{r}::{t}\n" for u, i, r, t in
+                                              ratings.itertuples(index=False)))
+    env = dict(os.environ, PYTHONWARNINGS="default",
+               PYTHONPATH=os.pathsep.join([RECMF_ROOT] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    res = subprocess.run([sys.executable, "-W", "error::UserWarning", "-m", "recmf", "run", "--data",
+                          str(tiny), "--model", "neuralmf", "--epochs", "2", "--emb-dim", "8",
+                          "--hidden-dim", "16", "--threads", "1", "--json"],
+                         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["recall@10"] >= 0
+    assert "Warning" not in res.stderr and "warn" not in res.stderr.lower(), res.stderr
+    assert "NeuralMF" in res.stderr          # the progress bar is there

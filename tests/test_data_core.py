@@ -7,12 +7,19 @@ recmf.datasets.synthetic_ratings, so the suite checks something everywhere.
 """
 from __future__ import annotations
 
+import bz2
+import codecs
 import gzip
+import lzma
 import math
+import pickle
+import zipfile
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import recmf
 from recmf import _core
@@ -27,6 +34,7 @@ METRICS = ("recall@{k}", "ndcg@{k}", "mrr@{k}", "hitrate@{k}", "coverage@{k}",
 
 def assert_reports_equal(got, want, k=10, tol=1e-12):
     assert got["n_users_eval"] == want["n_users_eval"]
+    assert got["n_users_skipped"] == want["n_users_skipped"]
     for name in METRICS:
         key = name.format(k=k)
         a, b = got[key], want[key]
@@ -198,6 +206,226 @@ def test_load_movielens_layouts(tmp_path, synthetic_frames):
     pd.testing.assert_frame_equal(r3, half)
 
 
+# File-format variants people's ratings files have (issue 9, case 02): each is
+# read by recmf.read_ratings from a file named without a telling extension
+# and compared with pandas.read_csv told the separator, header, encoding and
+# compression of the same bytes.
+
+RATING_HEADER = ["userId", "movieId", "rating", "timestamp"]
+FORMAT_SEPS = ["::", "\t", ",", ";", "|", " "]
+COMPRESSIONS = {None: lambda b: b, "gzip": gzip.compress, "bz2": bz2.compress,
+                "xz": lzma.compress, "zip": None}
+
+
+def ratings_file_bytes(frame, sep=",", header=False, quoted=False, eol="\n", blank="none",
+                       final_eol=True, encoding="utf-8"):
+    """A ratings file holding ``frame`` (user, item, rating, timestamp) as
+    people's files hold it.  ``blank``: where blank lines go ("none",
+    "leading", "middle", "spaces" (a line of blanks), "trailing")."""
+    def field(v):
+        return f'"{v}"' if quoted else str(v)
+    lines = [sep.join(field(v) for v in row) for row in frame.itertuples(index=False)]
+    if header:
+        lines.insert(0, sep.join(field(c) for c in RATING_HEADER))
+    if blank == "leading":
+        lines[:0] = ["", ""]
+    elif blank == "middle":
+        lines.insert(len(lines) // 2, "")
+    elif blank == "spaces":
+        lines.insert(len(lines) // 2, "   ")
+    elif blank == "trailing":
+        lines += ["", ""]
+    text = eol.join(lines) + (eol if final_eol else "")
+    return text.encode(encoding)
+
+
+def write_compressed(path, raw, compression):
+    if compression == "zip":
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("ratings.csv", raw)
+    else:
+        path.write_bytes(COMPRESSIONS[compression](raw))
+    return path
+
+
+def read_ratings_pandas_ref(path, sep, header, encoding, compression):
+    """pandas' reading of a ratings file, in read_ratings' dtypes (ratings
+    int64 when all whole)."""
+    enc = {"utf-8": "utf-8", "utf-8-sig": "utf-8-sig", "utf-16": "utf-16"}[encoding]
+    expect = pd.read_csv(path, sep=sep, header=0 if header else None, encoding=enc,
+                         engine="python" if len(sep) > 1 else "c", compression=compression)
+    expect.columns = ref.RATING_COLUMNS
+    r = expect["rating"].to_numpy(np.float64)
+    expect["rating"] = r.astype(np.int64) if np.all(np.floor(r) == r) else r
+    return expect
+
+
+def _format_frame(n=7, half=False, seed=3):
+    rng = np.random.default_rng(seed)
+    r = rng.integers(1, 11, n) / 2 if half else rng.integers(1, 6, n)
+    return pd.DataFrame({"user_id": rng.integers(-3, 10**12, n), "movie_id": rng.integers(0, 99, n),
+                         "rating": r, "timestamp": rng.integers(0, 2**40, n)})
+
+
+def check_read_ratings_variant(tmp_path, frame, guess=True, **fmt):
+    compression = fmt.pop("compression", None)
+    raw = ratings_file_bytes(frame, **fmt)
+    path = write_compressed(tmp_path / "ratings.dat", raw, compression)
+    expect = read_ratings_pandas_ref(path, fmt.get("sep", ","), fmt.get("header", False),
+                                     fmt.get("encoding", "utf-8"), compression)
+    assert len(expect) == len(frame)          # the variant itself is well formed
+    got = recmf.read_ratings(path) if guess else \
+        recmf.read_ratings(path, sep=fmt.get("sep", ","), header=fmt.get("header", False))
+    pd.testing.assert_frame_equal(got, expect)
+
+
+def test_read_ratings_bom_headerless(tmp_path):
+    """Field case 02: a UTF-8 byte-order mark before a headerless CSV is not
+    a header; all three rows are read (pandas: encoding="utf-8-sig")."""
+    path = tmp_path / "ratings.csv"
+    path.write_bytes(b"\xef\xbb\xbf1,10,5,100\n1,11,4,101\n2,10,3,102\n")
+    got = recmf.read_ratings(path)
+    expect = pd.read_csv(path, header=None, encoding="utf-8-sig", names=ref.RATING_COLUMNS)
+    pd.testing.assert_frame_equal(got, expect)
+    assert got["user_id"].tolist() == [1, 1, 2]
+    # a BOM before a header: the header is still recognised and dropped
+    path.write_bytes(b"\xef\xbb\xbfuserId,movieId,rating,timestamp\n1,10,5,100\n")
+    assert recmf.read_ratings(path)["movie_id"].tolist() == [10]
+
+
+@pytest.mark.parametrize("sep", FORMAT_SEPS, ids=repr)
+@pytest.mark.parametrize("header", [False, True])
+@pytest.mark.parametrize("variant", [
+    {}, {"encoding": "utf-8-sig"}, {"encoding": "utf-16"}, {"eol": "\r\n"}, {"eol": "\r"},
+    {"final_eol": False}, {"blank": "leading"}, {"blank": "middle"}, {"blank": "spaces"},
+    {"blank": "trailing"}, {"quoted": True}, {"compression": "gzip"}, {"compression": "bz2"},
+    {"compression": "xz"}, {"compression": "zip"},
+    {"encoding": "utf-8-sig", "eol": "\r\n", "blank": "leading", "compression": "gzip"},
+], ids=lambda v: "-".join(f"{k}={v[k]!r}" for k in v) or "plain")
+def test_read_ratings_format_variants(tmp_path, sep, header, variant):
+    """Every variant, with separator and header guessed, equals pandas'
+    reading of the same bytes; and with them given, too."""
+    if variant.get("quoted") and len(sep) > 1:
+        pytest.skip("pandas does not unquote fields split by a regex separator")
+    if variant.get("blank") == "spaces" and sep == " ":
+        pytest.skip("a line of blanks is a row of empty fields when blanks separate")
+    frame = _format_frame(half=sep in (",", "\t"))
+    check_read_ratings_variant(tmp_path, frame, sep=sep, header=header, **variant)
+    check_read_ratings_variant(tmp_path, frame, guess=False, sep=sep, header=header, **variant)
+
+
+@settings(max_examples=80, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(st.integers(-2**62, 2**62), st.integers(0, 2**40),
+                               st.sampled_from([1, 2, 3, 4, 5, 0.5, 3.5, 4.5]),
+                               st.integers(-2**40, 2**62)), min_size=1, max_size=12),
+       sep=st.sampled_from(FORMAT_SEPS), header=st.booleans(), quoted=st.booleans(),
+       eol=st.sampled_from(["\n", "\r\n", "\r"]), final_eol=st.booleans(),
+       blank=st.sampled_from(["none", "leading", "middle", "spaces", "trailing"]),
+       encoding=st.sampled_from(["utf-8", "utf-8-sig", "utf-16"]),
+       compression=st.sampled_from(list(COMPRESSIONS)))
+def test_read_ratings_random_variants(tmp_path, rows, sep, header, quoted, eol, final_eol, blank,
+                                      encoding, compression):
+    """Random combinations of the variants above, guessed, equal pandas."""
+    if (quoted and len(sep) > 1) or (blank == "spaces" and sep == " "):
+        return      # pandas' own reading differs there (see the parametrized test)
+    frame = pd.DataFrame(rows, columns=ref.RATING_COLUMNS)
+    check_read_ratings_variant(tmp_path, frame, sep=sep, header=header, quoted=quoted, eol=eol,
+                               final_eol=final_eol, blank=blank, encoding=encoding,
+                               compression=compression)
+
+
+def test_read_ratings_header_guess(tmp_path):
+    """A first line is a header only when none of its fields is a number: a
+    data line in quotes, with blanks or signs is data; a malformed data line
+    is reported, not dropped as a header."""
+    path = tmp_path / "r.csv"
+    for first, n in [('"1","10","5","100"', 2), (" 1 , 10 , 5 , 100", 2), ("-1,+10,5,100", 2),
+                     ("1,10,4.5,1000", 2), ('"user","item","r","t"', 1), ("u;i;r;t", 1)]:
+        sep = ";" if ";" in first else ","
+        path.write_text(first + "\n" + sep.join(["2", "20", "3", "200"]) + "\n")
+        got = recmf.read_ratings(path)
+        assert len(got) == n, first
+        assert got["user_id"].iloc[-1] == 2
+    path.write_text("x,10,5,100\n2,20,3,200\n")
+    with pytest.raises(ValueError, match=r"r\.csv: line 1: .*user id"):
+        recmf.read_ratings(path)
+
+
+def test_read_ratings_errors_stay_clear(tmp_path):
+    """What pandas does not read as four integers/numbers is an error naming
+    the line, also in quoted or blank-padded files."""
+    path = tmp_path / "r.csv"
+    for body, line in [(b'"1","10","5","100"\n"1","x","4","101"\n', 2),
+                       (b"1, 10, 5, 100\n1, 10, 5, 100, 7\n", 2),
+                       (b'1,10,5,100\n"2,20",5,100\n', 2),
+                       (b"1,10,5,100\n1,10,5,1e3\n", 2),     # pandas: a float timestamp
+                       (b"1;10;3,5;100\n", 1)]:           # decimal comma
+        path.write_bytes(body)
+        with pytest.raises(ValueError, match=rf"r\.csv: line {line}:"):
+            recmf.read_ratings(path)
+    path.write_bytes(zstd_magic := b"\x28\xb5\x2f\xfd" + b"\0" * 8)
+    with pytest.raises(ValueError, match="zstd"):
+        recmf.read_ratings(path)
+    assert zstd_magic
+
+
+def test_load_movielens_encodings_and_compression(tmp_path, synthetic_frames):
+    """The small files of each layout: Latin-1 titles, UTF-8 with and without
+    a byte-order mark, gzip'd copies, headers in ratings files that have
+    none -- all equal pandas told the encoding."""
+    ratings, _, movies = synthetic_frames
+    ratings = ratings.iloc[:500].reset_index(drop=True)
+    movies = movies.iloc[:50].assign(title=movies["title"].iloc[:50] + " (Am\u00e9lie, 2001)",
+                                      genres="Drama")
+    dat_movies = "".join(f"{m}::{t}::{g}\n" for m, t, g in movies[["movie_id", "title", "genres"]]
+                         .itertuples(index=False))
+    dat_ratings = "".join(f"{a}::{b}::{c}::{t}\n" for a, b, c, t in ratings.itertuples(index=False))
+    for name, movies_bytes, ratings_bytes, files in [
+        ("latin1", dat_movies.encode("latin-1"), dat_ratings.encode(), ("movies.dat", "ratings.dat")),
+        ("utf8-bom", codecs.BOM_UTF8 + dat_movies.encode(), codecs.BOM_UTF8 + dat_ratings.encode(),
+         ("movies.dat", "ratings.dat")),
+        ("gz", gzip.compress(dat_movies.encode("latin-1")), gzip.compress(
+            ("UserID::MovieID::Rating::Timestamp\n" + dat_ratings).encode()),
+         ("movies.dat.gz", "ratings.dat.gz")),
+    ]:
+        d = tmp_path / name
+        d.mkdir()
+        (d / files[0]).write_bytes(movies_bytes)
+        (d / files[1]).write_bytes(ratings_bytes)
+        r, _, m = recmf.load_movielens(d)
+        pd.testing.assert_frame_equal(r, ratings, obj=name)
+        assert m["title"].tolist() == movies["title"].tolist(), name
+        assert m["movie_id"].dtype == np.int64, name
+
+    # ml-latest: movies.csv in UTF-8 with a BOM (Excel), ratings.csv without a header
+    d = tmp_path / "latest"
+    d.mkdir()
+    movies_csv = movies.rename(columns={"movie_id": "movieId"})[["movieId", "title", "genres"]]
+    (d / "movies.csv").write_bytes(codecs.BOM_UTF8 + movies_csv.to_csv(index=False).encode())
+    (d / "ratings.csv").write_text(ratings.to_csv(index=False, header=False))
+    r, _, m = recmf.load_movielens(d)
+    pd.testing.assert_frame_equal(r, ratings)
+    expect = pd.read_csv(d / "movies.csv", encoding="utf-8-sig").rename(columns={"movieId": "movie_id"})
+    pd.testing.assert_frame_equal(m, expect)
+
+    # ML-100K: u.item titles in Latin-1, u.user with a BOM, u.data with a header
+    d = tmp_path / "ml100k"
+    d.mkdir()
+    (d / "u.data").write_text("user\titem\trating\ttime\n" + ratings.to_csv(sep="\t", index=False,
+                                                                          header=False))
+    items = "".join(f"{m}|{t}|01-Jan-2001||http://x|0|1\n" for m, t in
+                    movies[["movie_id", "title"]].itertuples(index=False))
+    (d / "u.item").write_bytes(items.encode("latin-1"))
+    (d / "u.user").write_bytes(codecs.BOM_UTF8 + b"1|24|M|technician|85711\n2|53|F|other|94043\n")
+    r, u, m = recmf.load_movielens(d)
+    pd.testing.assert_frame_equal(r, ratings)
+    assert m["title"].tolist() == movies["title"].tolist()
+    expect = pd.read_csv(d / "u.user", sep="|", header=None, encoding="utf-8-sig",
+                         names=["user_id", "age", "gender", "occupation", "zip"])
+    pd.testing.assert_frame_equal(u, expect)
+
+
 # ---------------------------------------------------------------------------
 # Temporal split
 # ---------------------------------------------------------------------------
@@ -233,6 +461,99 @@ def test_split_other_parameters_and_columns(synthetic_frames):
                                       time_col="ts", item_col="iid")
         for g, w in zip(got, want):
             pd.testing.assert_frame_equal(g, w)
+
+
+# Times of every dtype users pass (issue 9, case 06): the split must put the
+# rows in the order pandas' sort gives, ties included -- never the order of a
+# conversion that wrapped or rounded.
+
+# Out of datetime64[ns]'s range (1677-09-21 .. 2262-04-11) on both sides, a
+# "no end date" sentinel, ties, and a sub-second difference.
+OUT_OF_NS = ["2020-01-01", "9999-12-31", "2021-01-01", "2020-01-01",
+             "1600-01-01", "2020-01-01", "2021-01-01", "2262-04-12",
+             "2020-06-01 00:00:00.5", "2020-06-01", "1677-09-20", "2020-06-01 00:00:00.5"]
+IN_NS = ["2020-01-01", "2039-12-31", "2021-01-01", "2020-01-01",
+         "1970-01-01", "2020-01-01", "2021-01-01", "2262-04-10",
+         "2020-06-01 00:00:00.5", "2020-06-01", "1969-12-31 23:59:59", "2020-06-01 00:00:00.5"]
+
+
+def _time_variants():
+    """(name, make) pairs: make() -> the time column of 12 rows."""
+    out_ = pd.Series(pd.to_datetime(OUT_OF_NS, format="ISO8601").as_unit("us"))
+    in_ = pd.Series(pd.to_datetime(IN_NS, format="ISO8601"))
+    ints = pd.Series([5, -3, 5, 10**15, 2**62, -2**62, 7, 7, 0, 1, -1, 5], dtype=np.int64)
+    floats = pd.Series([1.5, 1.25, -0.0, 0.0, 1e30, -7.5, 2.0, 1.5, np.inf, -np.inf, 3.0, 1.25])
+    v = [
+        ("datetime64[us]-out-of-ns", lambda: out_),
+        ("datetime64[s]-out-of-ns", lambda: out_.dt.floor("s").dt.as_unit("s")),
+        ("datetime64[ms]-out-of-ns", lambda: out_.dt.as_unit("ms")),
+        ("datetime64[ns]", lambda: in_.dt.as_unit("ns")),
+        ("tz-aware-us-out-of-ns", lambda: out_.dt.tz_localize("Europe/Berlin")),
+        ("tz-aware-ns-mixed-dst", lambda: in_.dt.tz_localize("America/New_York")),
+        ("object-datetimes", lambda: pd.Series(list(out_.dt.to_pydatetime()), dtype=object)),
+        ("object-aware-timestamps-several-tz", lambda: pd.Series(
+            [t.tz_localize("UTC").tz_convert(z) for t, z in zip(in_, ["Asia/Tokyo", "UTC", "America/Lima"] * 4)],
+            dtype=object)),
+        ("object-dates", lambda: pd.Series([t.date() for t in out_], dtype=object)),
+        ("int64", lambda: ints),
+        ("Int64", lambda: ints.astype("Int64")),
+        ("uint64-beyond-2^63", lambda: pd.Series([2**64 - 1, 3, 2**63, 2**63 - 1, 0, 3, 2**64 - 1,
+                                                   5, 2**63 + 1, 1, 0, 9], dtype=np.uint64)),
+        ("float64-fractions", lambda: floats),
+        ("Float64", lambda: floats.astype("Float64")),
+        ("float32", lambda: floats.astype(np.float32)),
+        ("timedelta64", lambda: pd.Series(pd.to_timedelta(ints.clip(-10**9, 10**9), unit="us"))),
+        ("categorical-of-datetimes", lambda: out_.astype("category")),
+    ]
+    try:
+        import pyarrow as pa
+    except ImportError:
+        return v
+    v += [
+        ("pyarrow-timestamp[us]-out-of-ns", lambda: out_.astype(pd.ArrowDtype(pa.timestamp("us")))),
+        ("pyarrow-timestamp[ms,tz]", lambda: out_.dt.tz_localize("Asia/Kolkata")
+         .astype(pd.ArrowDtype(pa.timestamp("ms", tz="Asia/Kolkata")))),
+        ("pyarrow-date32", lambda: pd.Series([t.date() for t in out_]).astype(pd.ArrowDtype(pa.date32()))),
+        ("pyarrow-int64", lambda: ints.astype(pd.ArrowDtype(pa.int64()))),
+        # (not -0.0: pandas' own multi-column sort fails on it in pyarrow doubles)
+        ("pyarrow-double", lambda: floats.where(floats != 0, 0.5).astype(pd.ArrowDtype(pa.float64()))),
+    ]
+    return v
+
+
+_TIME_VARIANTS = _time_variants()
+
+
+@pytest.mark.parametrize("make", [m for _, m in _TIME_VARIANTS], ids=[n for n, _ in _TIME_VARIANTS])
+def test_split_time_column_dtypes(make):
+    """The split equals pandas' stable sort by (user, time) for the time
+    column as the user holds it; its order is not the input order."""
+    times = make()
+    frame = pd.DataFrame({"user_id": [1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3], "movie_id": range(12),
+                          "rating": 5, "timestamp": times})
+    frame.index = frame.index * 3 + 1
+    assert frame["timestamp"].dtype == times.dtype
+    for n_val, n_test, min_train in [(1, 1, 1), (0, 2, 0), (1, 2, 1)]:
+        got = recmf.temporal_split(frame, n_val=n_val, n_test=n_test, min_train=min_train)
+        want = ref.temporal_split_ref(frame, n_val, n_test, min_train)
+        for g, w in zip(got, want):
+            pd.testing.assert_frame_equal(g, w)
+    order = pd.concat(recmf.temporal_split(frame, 0, 0, 0))
+    assert not order.index.equals(frame.index)
+
+
+def test_split_out_of_ns_range_field_case():
+    """Field case 06: 9999-12-31 and 1600-01-01 in a datetime64[us] column
+    (what pandas 3 parses) stay in chronological order; the last rows are
+    items 11 and 22."""
+    ratings = pd.DataFrame({
+        "user_id": [1, 1, 1, 2, 2, 2], "movie_id": [10, 11, 12, 20, 21, 22], "rating": 5,
+        "timestamp": pd.to_datetime(["2020-01-01", "9999-12-31", "2021-01-01",
+                                     "1600-01-01", "2020-01-01", "2021-01-01"]).as_unit("us")})
+    _, _, test = recmf.temporal_split(ratings, n_val=0, n_test=1, min_train=1)
+    assert sorted(test["movie_id"]) == [11, 22]
+    want = ratings.sort_values(["user_id", "timestamp"], kind="stable").groupby("user_id").tail(1)
+    pd.testing.assert_frame_equal(test, want)
 
 
 # ---------------------------------------------------------------------------
@@ -297,7 +618,8 @@ def test_id_mappings(both):
                                   [0, *([-1] * len(unknown_u)), len(users) - 1])
     absent_items = np.setdiff1d(np.arange(items.max() + 2), items)[:5]
     assert (data.item_index(absent_items) == -1).all()
-    assert (data.item_index(["a", "b"]) == -1).all()      # strings on an int index
+    with pytest.raises(TypeError, match="item_ids are non-integer"):   # strings on an int index:
+        data.item_index(["a", "b"])                      # a type error, not "unknown" (issue 9)
     # users who rated but have no train positive are outside the index
     no_pos = np.setdiff1d(want.train["user_id"].unique(), users)
     assert (data.user_index(no_pos) == -1).all()
@@ -334,6 +656,109 @@ def test_popularity_recommend_equals_ref(both):
     assert (recs[-2:] == -1).all()
     fallback = got.pop.recommend(users[-2:], k=10, unknown="popular")
     np.testing.assert_array_equal(fallback, np.tile(want.pop.index[:10].to_numpy(), (2, 1)))
+
+
+# Users and items outside the index (issue 9, case 07).  The rule: the index
+# holds users and items with a train positive; a user outside it (no train
+# positive, or not in train) is "unknown" -- an empty list, or the popular
+# items with unknown="popular" -- and under seen="rated" is never recommended
+# an item they rated, whatever its rating.
+
+def _below_threshold_frames():
+    """Field case 07's train plus: user 8 rated only item 15, which nobody
+    rated >= 4 (an item outside the index); user 7 appears only in test;
+    item 16 appears only in test."""
+    train = pd.DataFrame({
+        "user_id":  [1, 1, 1, 2, 2, 3, 3, 4, 9, 9, 8, 1],
+        "movie_id": [10, 11, 12, 10, 11, 10, 13, 14, 10, 11, 15, 15],
+        "rating":   [5, 5, 5, 5, 4, 5, 4, 5, 2, 1, 3, 2]})
+    test = pd.DataFrame({"user_id": [9, 9, 8, 7, 1, 2], "movie_id": [12, 13, 10, 10, 16, 13],
+                         "rating": [5, 4, 5, 5, 5, 2]})
+    return train, test
+
+
+def test_user_without_positives_seen_rated_field_case():
+    """Field case 07: user 9 rated items 10 and 11 (2 and 1 stars) and has no
+    positive.  With seen="rated" the popularity fallback gives the two most
+    popular items they did not rate, [12, 13], not [10, 11]; evaluate counts
+    user 9 as skipped by default and evaluates them with unknown="popular"."""
+    train, _ = _below_threshold_frames()
+    train = train.iloc[:10]
+    data = recmf.Interactions.from_frame(train, threshold=4, seen="rated")
+    model = recmf.Popularity().fit(data)
+    assert 9 not in data.user_ids.tolist() and data.unindexed_user_ids.tolist() == [9]
+    assert model.recommend([9], k=2, unknown="popular").tolist() == [[12, 13]]
+    assert model.recommend([9], k=2).tolist() == [[-1, -1]]
+    one = pd.DataFrame({"user_id": [9], "movie_id": [12], "rating": [5]})
+    rep = recmf.evaluate(model, one, k=2)
+    assert (rep["n_users_eval"], rep["n_users_skipped"]) == (0, 1)
+    rep = recmf.evaluate(model, one, k=2, unknown="popular")
+    assert (rep["n_users_eval"], rep["n_users_skipped"], rep["recall@2"]) == (1, 0, 1.0)
+    # the notebook's rule (seen="positives") has nothing to exclude for user 9
+    pos = recmf.Popularity().fit(recmf.Interactions.from_frame(train, threshold=4))
+    assert pos.recommend([9], k=2, unknown="popular").tolist() == [[10, 11]]
+
+
+@pytest.mark.parametrize("seen", ["positives", "rated"])
+@pytest.mark.parametrize("unknown", ["empty", "popular"])
+@pytest.mark.parametrize("exclude_seen", [True, False])
+def test_users_outside_the_index_equal_ref(seen, unknown, exclude_seen):
+    """Every user -- indexed, rated only below threshold, rated only an item
+    outside the index, absent from train -- gets the reference's list, and
+    evaluate counts and skips users as metrics_ref does."""
+    train, test = _below_threshold_frames()
+    data = recmf.Interactions.from_frame(train, seen=seen)
+    model = recmf.Popularity().fit(data)
+    users = [1, 2, 3, 4, 9, 8, 7, 10**9]
+    got = rows_as_lists(model.recommend(users, k=3, unknown=unknown, exclude_seen=exclude_seen))
+    want = ref.popularity_recommend_ref(train, users, 3, seen=seen if exclude_seen else None,
+                                        unknown=unknown)
+    assert got == want
+    if exclude_seen:
+        rated = ref.rated_sets(train) if seen == "rated" else ref.train_positive_sets(train)
+        for u, row in zip(users, got):
+            assert not set(row) & rated.get(u, set()), u
+        report = recmf.evaluate(model, test, k=3, unknown=unknown, catalog=[10, 11, 12, 13, 14, 15, 16])
+        expect = ref.metrics_ref(dict(zip(users, want)), test, k=3, coverage_users=[9, 8, 7, 1, 2],
+                                 catalog=[10, 11, 12, 13, 14, 15, 16], item_popularity=ref.popularity_ref(train))
+        assert_reports_equal(report, expect, k=3)
+        assert report["n_users_skipped"] == (3 if unknown == "empty" else 0)
+
+
+@pytest.mark.parametrize("ids", ["int", "str"])
+def test_unindexed_users_survive_save_load_pickle(ids, tmp_path):
+    """The rated items of users outside the index survive save/load and
+    pickling (integer and string ids)."""
+    train, _ = _below_threshold_frames()
+    if ids == "str":
+        train = train.assign(user_id="u" + train["user_id"].astype(str))
+    data = recmf.Interactions.from_frame(train, seen="rated")
+    model = recmf.Popularity().fit(data)
+    users = list(data.unindexed_user_ids) + list(data.user_ids)
+    want = model.recommend(users, k=3, unknown="popular")
+    model.save(tmp_path / "m.npz")
+    for clone in (recmf.load(tmp_path / "m.npz"), pickle.loads(pickle.dumps(model))):
+        assert clone.data_ == data
+        np.testing.assert_array_equal(clone.recommend(users, k=3, unknown="popular"), want)
+
+
+@pytest.mark.parametrize("kind", ["neuralmf", "bprmf"])
+def test_learned_models_never_recommend_rated_items(kind, synthetic_frames):
+    """seen="rated" with NeuralMF/BPRMF: no user -- indexed or not, even one
+    whose ratings are all below threshold -- gets an item they rated."""
+    ratings = synthetic_frames[0].iloc[:6000]
+    low = ratings["user_id"].isin(ratings["user_id"].unique()[:5])
+    train = ratings.assign(rating=ratings["rating"].where(~low, 1))       # 5 users without positives
+    data = recmf.Interactions.from_frame(train, seen="rated")
+    assert len(data.unindexed_user_ids) == 5
+    cls = recmf.NeuralMF if kind == "neuralmf" else recmf.BPRMF
+    extra = {} if kind == "neuralmf" else {"triplets_per_epoch": 5000, "top_n": 50}
+    model = cls(emb_dim=8, epochs=1, seed=0, n_threads=1, **extra).fit(data)
+    users = train["user_id"].unique()
+    recs = model.recommend(users, k=10, unknown="popular")
+    rated = ref.rated_sets(train)
+    for u, row in zip(users, recs):
+        assert not set(row.tolist()) & rated[u], u
 
 
 # ---------------------------------------------------------------------------
@@ -666,3 +1091,162 @@ def test_duplicates_counted_once(synthetic_frames):
     expect = ref.popularity_ref(dup).iloc[:20]
     np.testing.assert_array_equal(top.index, expect.index)
     np.testing.assert_array_equal(top.to_numpy(), expect.to_numpy())
+
+
+# ---------------------------------------------------------------------------
+# Memory layouts at the boundary (issue 9, case 08): whatever pandas and NumPy
+# hold -- unaligned, strided, reversed, big-endian, read-only, extension
+# dtypes -- gives the result of a plain copy; only recmf._core demands
+# contiguous aligned native arrays, and no message names its internal arrays.
+# ---------------------------------------------------------------------------
+
+def _unaligned(a):
+    """A read-only view one byte off alignment, as np.frombuffer gives for a
+    pickle-5 buffer at an odd offset."""
+    return np.frombuffer(b"\0" + a.tobytes(), dtype=a.dtype, offset=1)
+
+
+def _unaligned_writable(a):
+    buf = np.zeros(a.nbytes + 1, np.uint8)
+    view = buf[1:].view(a.dtype)
+    view[:] = a
+    return view
+
+
+def _read_only(a):
+    b = a.copy()
+    b.flags.writeable = False
+    return b
+
+
+def _column_of_block(a):
+    block = np.zeros((len(a), 3), a.dtype)
+    block[:, 1] = a
+    return block[:, 1]
+
+
+LAYOUTS = {
+    "unaligned-readonly": _unaligned,
+    "unaligned": _unaligned_writable,
+    "negative-stride": lambda a: a[::-1].copy()[::-1],
+    "strided": _column_of_block,
+    "big-endian": lambda a: a.astype(a.dtype.newbyteorder(">")),
+    "read-only": _read_only,
+    "Int64": lambda a: pd.array(a, dtype="Int64" if a.dtype.kind == "i" else "Float64"),
+    "category": lambda a: pd.Categorical(a),
+    "pyarrow": lambda a: pd.array(a, dtype="int64[pyarrow]" if a.dtype.kind == "i" else "double[pyarrow]"),
+}
+
+
+def _layout_frames(layout, n=600, seed=0):
+    g = np.random.default_rng(seed)
+    cols = {"user_id": g.integers(1, 40, n), "movie_id": g.integers(1, 70, n),
+            "rating": g.integers(1, 6, n), "timestamp": g.integers(0, 10**6, n)}
+    plain = pd.DataFrame(cols)
+    if layout == "pyarrow":
+        pytest.importorskip("pyarrow")
+    odd = pd.DataFrame({k: LAYOUTS[layout](v) for k, v in cols.items()}, copy=False)
+    return plain, odd, cols
+
+
+def _same_frame(got, want):
+    np.testing.assert_array_equal(got.index, want.index)
+    pd.testing.assert_frame_equal(got.astype(want.dtypes.to_dict()), want)
+
+
+def test_unaligned_columns_field_case():
+    """Field case 08: int64 columns one byte off alignment split, index and
+    evaluate as their aligned copy (temporal_split used to raise 'user must
+    be C-contiguous and aligned')."""
+    plain, odd, _ = _layout_frames("unaligned")
+    assert not odd["user_id"].to_numpy().flags.aligned
+    for g, w in zip(recmf.temporal_split(odd), recmf.temporal_split(plain)):
+        pd.testing.assert_frame_equal(g, w)
+    d1, d2 = recmf.Interactions.from_frame(plain), recmf.Interactions.from_frame(odd)
+    assert d1 == d2
+    pop = recmf.Popularity().fit(d1)
+    assert recmf.evaluate(pop, odd, k=5) == recmf.evaluate(pop, plain, k=5)
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_frame_entry_points_take_any_layout(layout):
+    """temporal_split, Interactions.from_frame (both seen rules),
+    Popularity.fit on a frame and evaluate, on columns of every layout,
+    equal the plain copy; the input is not modified."""
+    plain, odd, _ = _layout_frames(layout)
+    before = {c: (odd[c].dtype, odd[c].to_numpy(copy=True)) for c in odd.columns}
+    for g, w in zip(recmf.temporal_split(odd, n_val=1, n_test=3, min_train=2),
+                    recmf.temporal_split(plain, n_val=1, n_test=3, min_train=2)):
+        _same_frame(g, w)
+    for seen in ("positives", "rated"):
+        assert recmf.Interactions.from_frame(odd, seen=seen) == \
+            recmf.Interactions.from_frame(plain, seen=seen)
+    pop = recmf.Popularity().fit(odd)
+    np.testing.assert_array_equal(pop.order_, recmf.Popularity().fit(plain).order_)
+    users = plain["user_id"].unique()
+    assert recmf.evaluate(pop, odd, k=5, coverage_users=users[:10]) == \
+        recmf.evaluate(pop, plain, k=5, coverage_users=users[:10])
+    for c, (dtype, values) in before.items():
+        assert odd[c].dtype == dtype
+        np.testing.assert_array_equal(odd[c].to_numpy(), values)
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_id_arrays_take_any_layout(layout):
+    """recommend, recommend_frame, score, user_index and evaluate's
+    coverage_users/catalog with id arrays of every layout equal plain ones."""
+    plain, _, _ = _layout_frames("read-only")
+    if layout == "pyarrow":
+        pytest.importorskip("pyarrow")
+    model = recmf.Popularity().fit(plain)
+    data = model.data_
+    users = np.concatenate([data.user_ids[::2], [10**9]])          # one unknown user
+    u_pairs = np.repeat(data.user_ids[:4], 3)
+    i_pairs = np.tile(data.item_ids[:3], 4)
+    odd = LAYOUTS[layout]
+    np.testing.assert_array_equal(model.recommend(odd(users), k=4, unknown="popular"),
+                                  model.recommend(users, k=4, unknown="popular"))
+    pd.testing.assert_frame_equal(model.recommend_frame(odd(users), k=4), model.recommend_frame(users, k=4))
+    np.testing.assert_array_equal(model.score(odd(u_pairs), odd(i_pairs)), model.score(u_pairs, i_pairs))
+    np.testing.assert_array_equal(data.user_index(odd(users)), data.user_index(users))
+    catalog = np.arange(1, 80)
+    assert recmf.evaluate(model, plain, k=5, coverage_users=odd(users), catalog=odd(catalog)) == \
+        recmf.evaluate(model, plain, k=5, coverage_users=users, catalog=catalog)
+
+
+@pytest.mark.parametrize("dtype", ["object", "str", "string[python]", "string[pyarrow]", "category"])
+def test_string_id_dtypes_give_the_same_results(dtype):
+    """String ids held as object, pandas' str/string dtypes (python or
+    pyarrow storage) or categoricals split, index and evaluate alike."""
+    if "pyarrow" in dtype:
+        pytest.importorskip("pyarrow")
+    plain, _, _ = _layout_frames("read-only", seed=2)
+    base = plain.assign(user_id="u" + plain["user_id"].astype(str),
+                        movie_id="m" + plain["movie_id"].astype(str))
+    base = base.astype({"user_id": object, "movie_id": object})
+    other = base.astype({"user_id": dtype, "movie_id": dtype})
+    for g, w in zip(recmf.temporal_split(other), recmf.temporal_split(base)):
+        np.testing.assert_array_equal(g.index, w.index)
+    assert recmf.Interactions.from_frame(other) == recmf.Interactions.from_frame(base)
+    pop = recmf.Popularity().fit(base)
+    assert recmf.evaluate(pop, other, k=5) == recmf.evaluate(pop, base, k=5)
+    users = other["user_id"].iloc[:20]
+    np.testing.assert_array_equal(pop.recommend(users, k=3), pop.recommend(base["user_id"].iloc[:20], k=3))
+
+
+def test_interactions_from_arrays_of_any_layout():
+    """An Interactions built from arrays in odd layouts (e.g. a CSR read back
+    by another tool) works with the core and leaves the caller's arrays
+    writable."""
+    plain = recmf.Interactions.from_frame(_layout_frames("read-only")[0])
+    for name, odd in LAYOUTS.items():
+        if name in ("Int64", "category", "pyarrow"):
+            continue
+        arrays = [odd(np.asarray(a)) for a in (plain.indptr, plain.indices, plain.user_ids, plain.item_ids)]
+        writable = [a.flags.writeable for a in arrays]
+        data = recmf.Interactions(*arrays)
+        assert data == plain, name
+        np.testing.assert_array_equal(data.popularity(), plain.popularity())
+        np.testing.assert_array_equal(recmf.Popularity().fit(data).recommend(plain.user_ids, k=5),
+                                      recmf.Popularity().fit(plain).recommend(plain.user_ids, k=5))
+        assert [a.flags.writeable for a in arrays] == writable, name

@@ -121,6 +121,28 @@ def test_split_equals_reference_and_partitions(frame, n_val, n_test, min_train):
     pd.testing.assert_frame_equal(frame, before)            # input untouched
 
 
+@PROPS
+@given(frame=rating_frames(), unit=st.sampled_from(["s", "ms", "us", "ns"]),
+       tz=st.sampled_from([None, "UTC", "Asia/Kolkata", "America/New_York"]),
+       scale=st.sampled_from([1, 86_400 * 365 * 2000, -86_400 * 365 * 400]))
+def test_split_datetime_of_any_unit_equals_reference(frame, unit, tz, scale):
+    """Datetimes of every unit and zone, also thousands of years from 1970
+    (beyond datetime64[ns]'s 1677..2262, within the years 1..9999 pandas can
+    localize), split as pandas sorts them."""
+    if unit == "ns":
+        scale = 1 if abs(scale) > 1 else scale
+    seconds = (frame["timestamp"].to_numpy() - 978_300_000) // 1000 * scale + 978_300_000
+    times = pd.Series(seconds.astype(f"datetime64[s]").astype(f"datetime64[{unit}]"), index=frame.index)
+    if tz is not None:
+        times = times.dt.tz_localize(tz, ambiguous="NaT", nonexistent="shift_forward")
+        if times.isna().any():
+            return
+    frame = frame.assign(timestamp=times)
+    for g, w in zip(recmf.temporal_split(frame, n_val=1, n_test=1, min_train=1),
+                    ref.temporal_split_ref(frame, 1, 1, 1)):
+        pd.testing.assert_frame_equal(g, w)
+
+
 # ---------------------------------------------------------------------------
 # Factorize
 # ---------------------------------------------------------------------------

@@ -270,6 +270,14 @@ def test_index_dedup_and_threshold():
     assert list(pop.items()) == [(1, 1), (5, 1), (7, 1)]   # ties: lower id
     assert ref.popularity_recommend_ref(df, [10, 30, 20, 99], 2) == \
         [[1, 7], [5], [], []]
+    # user 20 rated only item 5, below the threshold: outside the index.
+    # Under seen="rated" nobody gets an item they rated (10 rated 9, outside
+    # the ranking); 99 never rated anything.
+    assert ref.popularity_recommend_ref(df, [10, 30, 20, 99], 2, unknown="popular") == \
+        [[1, 7], [5], [1, 5], [1, 5]]
+    assert ref.popularity_recommend_ref(df, [10, 30, 20, 99], 2, seen="rated",
+                                        unknown="popular") == [[1, 7], [5], [1, 7], [1, 5]]
+    assert ref.popularity_recommend_ref(df, [20], 2, seen="rated") == [[]]
 
 
 def test_topk_ref_small():
@@ -313,6 +321,7 @@ def test_metrics_ref_hand_computed():
     # user 1: rel {10, 20}, top-3 [30, 10, 40]: one hit at p=2
     # user 2: rel {10}, no hit; user 3: no relevant; user 4: empty list
     assert m["n_users_eval"] == 2
+    assert m["n_users_skipped"] == 1
     assert m["recall@3"] == pytest.approx((0.5 + 0.0) / 2, abs=0)
     ndcg1 = (1 / math.log2(3)) / (1 + 1 / math.log2(3))
     assert m["ndcg@3"] == pytest.approx(ndcg1 / 2, rel=1e-15)

@@ -228,3 +228,27 @@ def test_blas_jobs_survive_a_team_smaller_than_the_job_count(tmp_path):
                          text=True, timeout=120, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert float(out.stdout.split()[-1]) < 1e-3
+
+
+_SPIN = textwrap.dedent("""
+    import os, recmf
+    print(recmf._runtime.applied, os.environ.get("GOMP_SPINCOUNT"), os.environ.get("OMP_WAIT_POLICY"))
+""")
+
+
+@pytest.mark.parametrize("user_env, want", [
+    ({}, f"{recmf._runtime.SPIN_COUNT} None None"),        # bounded for libgomp, env given back
+    ({"GOMP_SPINCOUNT": "123"}, "None 123 None"),          # the user's setting wins
+    ({"OMP_WAIT_POLICY": "passive"}, "None None passive"),
+])
+def test_openmp_waiting_is_bounded_unless_the_user_chose(user_env, want, tmp_path):
+    # libgomp reads GOMP_SPINCOUNT once, as it loads with recmf._core;
+    # recmf sets it for that moment only (recmf/_runtime.py), so programs
+    # started later see the user's environment.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(recmf.__file__)))
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    env.update(user_env, PYTHONPATH=root)
+    out = subprocess.run([sys.executable, "-c", _SPIN], env=env, capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == want

@@ -3,6 +3,7 @@ every few epochs, early stopping on a watched split, per-epoch callback,
 history, and a clean stop on Ctrl-C."""
 from __future__ import annotations
 
+import importlib.util
 import time
 import warnings
 
@@ -10,27 +11,37 @@ import numpy as np
 import pandas as pd
 
 from .. import _core
-from .._checks import check_frame, check_positive_int, check_seed
+from .._checks import as_core_array, check_frame, check_positive_int, check_seed
 from .base import Recommender
 
 
 def progress(total, desc, verbose):
-    """A tqdm bar (notebook-aware through tqdm.auto) or None."""
+    """A tqdm bar or None.  tqdm is a dependency: the notebook widget when
+    ipywidgets is installed (tqdm.auto), else the text bar on stderr."""
     if not verbose:
         return None
-    try:
-        # tqdm.auto picks the notebook widget, which needs ipywidgets; without
-        # them it would print a warning into every notebook, so fall back to
-        # the text bar.
-        import importlib.util
-        if importlib.util.find_spec("ipywidgets") is not None:
-            from tqdm.auto import tqdm
-        else:
-            from tqdm import tqdm
-    except ImportError:  # tqdm is optional: fall back to silence
-        warnings.warn("verbose=True needs tqdm (pip install tqdm); training silently", stacklevel=3)
-        return None
+    # tqdm.auto picks the notebook widget, which needs ipywidgets; without
+    # them it would print a warning into every notebook, so use the text bar.
+    if importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.auto import tqdm
+    else:
+        from tqdm import tqdm
     return tqdm(total=total, desc=desc, unit="epoch", leave=True)
+
+
+def named_sampling_error(err, data):
+    """The core's SamplingError names the dense user index (all it knows);
+    users know their own ids: the same error naming the original id, with
+    attributes ``user_id`` and ``user_index``.  The one place that
+    translates it."""
+    idx = getattr(err, "user_index", None)
+    if idx is None or not 0 <= idx < data.n_users:
+        return err
+    uid = data.user_ids[idx:idx + 1].tolist()[0]
+    msg = str(err).replace(f"user index {idx}", f"user {uid!r}", 1)
+    named = _core.SamplingError(msg)
+    named.user_id, named.user_index = uid, idx
+    return named
 
 
 def init_uniform(rng, n, fan_in):
@@ -106,6 +117,14 @@ class EpochLoop:
                     bar.set_postfix(shown)
                     bar.update(1)
                 if evaluate_now and patience is not None:
+                    if np.isnan(row[self.monitor]):
+                        # NaN means "no user could be evaluated", not "worse":
+                        # comparing it would stop training after `patience`
+                        # evaluations for no reason.
+                        raise ValueError(
+                            f"early stopping watches {self.monitor}, which is NaN: no user of val has "
+                            "a relevant item (rating >= threshold) and a recommendation list; pass a "
+                            "val frame with positives of known users, or patience=None")
                     if row[self.monitor] > best:
                         best, best_theta, best_epoch, bad = row[self.monitor], model.theta_.copy(), epoch, 0
                     else:
@@ -192,7 +211,10 @@ class EmbeddingModel(Recommender):
         state = {"step": 0}
 
         def run_epoch(epoch):
-            loss, n_done, state["step"], interrupted = step_epoch(epoch, m, v, state["step"])
+            try:
+                loss, n_done, state["step"], interrupted = step_epoch(epoch, m, v, state["step"])
+            except _core.SamplingError as e:
+                raise named_sampling_error(e, self.data_) from None
             return loss, n_done, interrupted
 
         EpochLoop(self, val, self._columns()).run(run_epoch, self.epochs, self.eval_every, patience,
@@ -213,7 +235,7 @@ class EmbeddingModel(Recommender):
         return {"theta": self.theta_}
 
     def _set_arrays(self, arrays):
-        self.theta_ = np.ascontiguousarray(arrays["theta"], dtype=np.float32)
+        self.theta_ = as_core_array(arrays["theta"], np.float32)
         if len(self.theta_) != _core.n_params(self._core_kind, self._shape()):
             raise ValueError("saved weights do not match the model's shape")
         self._views()
@@ -225,6 +247,6 @@ class EmbeddingModel(Recommender):
         return state
 
     def __setstate__(self, state):
-        self.__dict__.update(state)
+        super().__setstate__(state)
         if getattr(self, "theta_", None) is not None:
             self._views()

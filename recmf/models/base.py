@@ -6,10 +6,12 @@ exclude_seen)`` and, for learned models, ``_score_index(uidx, iidx)``.
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import pandas as pd
 
-from .._checks import as_id_array, check_k, check_threads
+from .._checks import as_core_array, as_id_array, check_k, check_threads
 from ..data import Interactions
 
 __all__ = ["Recommender", "NotFittedError"]
@@ -59,28 +61,73 @@ class Recommender:
             ``ValueError`` rather than silently returning short lists).
         exclude_seen : bool
             Drop the items each user has seen in training (see
-            ``Interactions.from_frame(seen=...)``).
+            ``Interactions.from_frame(seen=...)``), also from the popular
+            items an unknown user gets.
         unknown : {"empty", "popular"}
-            Users the model was not trained on get an empty (all-padding)
-            row, or the most popular items.
+            Users outside the model's index get an empty (all-padding) row,
+            or the most popular items.  Outside the index are users absent
+            from training and users whose training ratings are all below the
+            threshold; with ``seen="rated"`` the latter never get an item they
+            rated.
         return_scores : bool
             Also return the (n_users, k) float32 scores (-inf in padding).
         pad : optional
             Value for slots that could not be filled (unknown users, or fewer
             than k unseen items).  Default -1 for integer item ids, None for
-            string ids.
+            string ids.  A pad is never one of the model's item ids, so it
+            always tells padding apart: a model whose items include -1 (ids
+            may be negative) needs an explicit integer ``pad``, and a ``pad``
+            equal to an item id raises.
 
         Returns
         -------
-        ndarray (n_users, k) of original item ids (and scores).
+        ndarray (n_users, k) of original item ids (and scores).  Integer ids
+        stay int64; string ids come as an object array.
+
+        Raises
+        ------
+        ValueError
+            ``k`` out of range, or ``pad`` (default -1) is an item id.
+        TypeError
+            A non-integer ``pad`` for integer item ids.
+
+        Notes
+        -----
+        Padding scores are -inf.  A real score is -inf only when a model's
+        float32 arithmetic overflowed, so use the ids (``pad``), or
+        :meth:`recommend_frame`, which has no padding, to find padding.
         """
         ids, lens, scores = self._recommend_all(user_ids, k, exclude_seen, unknown)
-        if pad is not None or ids.dtype != np.int64:
-            pad_value = pad if pad is not None else None
-            ids = ids.astype(object) if (pad_value is None or ids.dtype == object) else ids
-            mask = np.arange(ids.shape[1])[None, :] >= lens[:, None]
-            ids[mask] = pad_value
+        pad = self._pad_value(pad)
+        if ids.dtype != np.int64:
+            ids = ids.astype(object)
+        ids[np.arange(ids.shape[1])[None, :] >= lens[:, None]] = pad
         return (ids, scores) if return_scores else ids
+
+    def _pad_value(self, pad):
+        """The checked pad: never an item id (a pad that is also an id would
+        read as a recommendation of that item)."""
+        item_ids = self.data_.item_ids
+        is_int = item_ids.dtype == np.int64
+        if pad is None and not is_int:
+            return None
+        explicit = pad is not None
+        pad = pad if explicit else -1
+        if is_int:
+            if isinstance(pad, (bool, np.bool_)) or not isinstance(pad, numbers.Integral) or \
+                    not -2 ** 63 <= int(pad) < 2 ** 63:
+                raise TypeError(f"pad must be an int64 integer for a model with integer item ids, "
+                                f"got {pad!r}")
+            pos = np.searchsorted(item_ids, pad)
+            taken = pos < len(item_ids) and item_ids[pos] == pad
+        else:
+            taken = bool((item_ids == pad).any())
+        if taken:
+            hint = "" if explicit else (" -1 (the default pad) is one of this model's item ids: pass "
+                                        "pad= an integer that is not an item id, or use recommend_frame;")
+            raise ValueError(f"pad {pad!r} is an item id of this model, so padding would read as a "
+                             f"recommendation;{hint} choose a pad that is not an item id")
+        return pad
 
     def recommend_frame(self, user_ids, k=10, exclude_seen=True, unknown="empty",
                         user_col=None, item_col=None):
@@ -102,30 +149,36 @@ class Recommender:
         k = check_k(k, self.data_.n_items)
         if unknown not in ("empty", "popular"):
             raise ValueError(f"unknown must be 'empty' or 'popular', got {unknown!r}")
-        uidx = self.data_.user_index(user_ids)
+        uidx = self.data_._user_codes(user_ids)
         n = len(uidx)
         items = np.full((n, k), -1, dtype=np.int32)
         scores = np.full((n, k), -np.inf, dtype=np.float32)
         lens = np.zeros(n, dtype=np.int32)
         known = uidx >= 0
         if known.any():
-            it, sc, ln = self._recommend_index(np.ascontiguousarray(uidx[known]), k, exclude_seen)
+            it, sc, ln = self._recommend_index(uidx[known], k, exclude_seen)
             items[known], scores[known], lens[known] = it, sc, ln
         if unknown == "popular" and not known.all():
-            top = self._popular_order()[:k]
-            items[~known] = top
-            scores[~known] = self.data_.popularity()[top].astype(np.float32)
-            lens[~known] = len(top)
+            # The most popular items, minus those the user rated when the data
+            # remembers them (users without positives, seen="rated").
+            from .. import _core
+            rows = self.data_.seen_row(user_ids)[~known] if exclude_seen else \
+                np.full(int((~known).sum()), -1, dtype=np.int32)
+            seen = self.data_.seen_csr(unindexed=True) if exclude_seen else None
+            it, ln = _core.topk_ranked(self._popular_order(), seen, rows, k)
+            counts = self.data_.popularity()
+            items[~known], lens[~known] = it, ln
+            scores[~known] = np.where(it >= 0, counts[np.maximum(it, 0)], -np.inf)
         item_ids = self.data_.item_ids
         ids = item_ids[np.maximum(items, 0)]
         if ids.dtype == np.int64:
             ids = np.where(items >= 0, ids, -1)
         return ids, lens, scores
 
-    def _recommend_ids(self, user_ids, k):
+    def _recommend_ids(self, user_ids, k, unknown="empty"):
         """(ids, lens) for evaluate(); k may exceed the catalogue there."""
         self._check_fitted()
-        ids, lens, _ = self._recommend_all(user_ids, min(k, self.data_.n_items), True, "empty")
+        ids, lens, _ = self._recommend_all(user_ids, min(k, self.data_.n_items), True, unknown)
         if ids.shape[1] < k:
             pad = np.full((ids.shape[0], k - ids.shape[1]), -1, dtype=ids.dtype)
             ids = np.hstack([ids, pad])
@@ -142,14 +195,10 @@ class Recommender:
         naming the first one.
         """
         self._check_fitted()
-        u = self.data_.user_index(user_ids)
-        i = self.data_.item_index(item_ids)
+        u = self.data_.user_index(user_ids, unknown="raise").astype(np.int32)
+        i = self.data_.item_index(item_ids, unknown="raise").astype(np.int32)
         if len(u) != len(i):
             raise ValueError(f"user_ids and item_ids must have the same length, got {len(u)} and {len(i)}")
-        for name, idx, src in (("user", u, user_ids), ("item", i, item_ids)):
-            if (idx < 0).any():
-                pos = int(np.flatnonzero(idx < 0)[0])
-                raise KeyError(f"unknown {name} id {np.asarray(src)[pos].tolist()!r} at position {pos}")
         return self._score_index(u, i)
 
     def _score_index(self, uidx, iidx):  # pragma: no cover - overridden
@@ -245,6 +294,14 @@ class Recommender:
     def _from_saved_params(cls, params):
         """An unfitted model from :meth:`_saved_params`' output."""
         return cls(**params)
+
+    def __setstate__(self, state):
+        # Unpickled arrays may be unaligned, read-only views of the pickle's
+        # buffers (Dask workers, joblib jobs): converted once, here, for the core.
+        self.__dict__.update({
+            name: as_core_array(v, v.dtype.newbyteorder("="))
+            if isinstance(v, np.ndarray) and v.dtype.kind in "biuf" else v
+            for name, v in state.items()})
 
     def _arrays(self):
         """Learned arrays to save (besides the data); subclasses extend."""

@@ -105,7 +105,9 @@ class BPRMF(T.EmbeddingModel):
 
     def to_onnx(self, path):
         """Export to ONNX (opset 17): inputs ``user_id``, ``item_id`` (int64
-        dense indices [batch]) -> ``score`` (float32 [batch])."""
+        dense indices [batch], from ``data_.user_index``/``item_index``) ->
+        ``score`` (float32 [batch]); NaN for a pair whose index is outside
+        ``[0, n)``, e.g. the -1 of an unknown id (never another row's score)."""
         from ..onnx_export import export_bprmf
         self._check_fitted()
         export_bprmf(self, path)

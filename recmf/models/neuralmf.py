@@ -146,7 +146,9 @@ class NeuralMF(T.EmbeddingModel):
     def to_onnx(self, path):
         """Export to ONNX (opset 17) as the reference notebook does: inputs
         ``user_id`` and ``item_id`` (int64 dense indices, shape [batch]),
-        output ``logit`` (float32 [batch]).  Needs the ``onnx`` package."""
+        output ``logit`` (float32 [batch]); NaN for a pair whose index is
+        outside ``[0, n)``, e.g. the -1 that ``data_.user_index`` gives an
+        unknown id (never another row's score).  Needs the ``onnx`` package."""
         from ..onnx_export import export_neuralmf
         self._check_fitted()
         export_neuralmf(self, path)
