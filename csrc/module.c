@@ -957,6 +957,31 @@ typedef rmf_status (*score_pairs_fn)(const rmf_shape *, const float *, const int
 typedef rmf_status (*recommend_fn)(const rmf_shape *, const float *, const int32_t *, int64_t, const rmf_csr *,
                                    int32_t, int, int32_t *, float *, int32_t *, rmf_error *);
 
+/* The outputs of a top-K call: items (int32) and scores (float32), n x k,
+ * and lengths (int32, n); 0, or -1 with an exception and nothing held. */
+static int topk_outputs(int64_t n, int k, PyObject *o[3])
+{
+    o[0] = new_array2(n, k, NPY_INT32);
+    o[1] = new_array2(n, k, NPY_FLOAT32);
+    o[2] = new_array1(n, NPY_INT32);
+    if (o[0] && o[1] && o[2])
+        return 0;
+    for (int q = 0; q < 3; q++)
+        Py_CLEAR(o[q]);
+    return -1;
+}
+
+/* After the core call that filled o: (items, scores, lengths), or the
+ * exception for st (o released either way). */
+static PyObject *topk_result(rmf_status st, const rmf_error *err, PyObject *o[3])
+{
+    if (st == RMF_OK)
+        return Py_BuildValue("NNN", o[0], o[1], o[2]);
+    for (int q = 0; q < 3; q++)
+        Py_CLEAR(o[q]);
+    return raise_status(st, err);
+}
+
 static PyObject *score_pairs(PyObject *args, int is_ncf, score_pairs_fn fn)
 {
     PyObject *shape, *theta, *u, *i;
@@ -1007,24 +1032,14 @@ static PyObject *recommend(PyObject *args, int is_ncf, recommend_fn fn)
         return NULL;
     }
     int64_t n = SIZE(users);
-    PyObject *items = new_array2(n, k, NPY_INT32), *vals = new_array2(n, k, NPY_FLOAT32),
-             *len = new_array1(n, NPY_INT32);
-    if (!items || !vals || !len)
-        goto fail;
+    PyObject *o[3];
+    if (topk_outputs(n, k, o) < 0)
+        return NULL;
     rmf_error err = {{0}};
     rmf_status st;
     RMF_NOGIL(st, fn(&s, DATA(theta, float), DATA(users, int32_t), n, has_seen ? &m : NULL, k, n_threads,
-                     DATA(items, int32_t), DATA(vals, float), DATA(len, int32_t), &err));
-    if (st != RMF_OK) {
-        raise_status(st, &err);
-        goto fail;
-    }
-    return Py_BuildValue("NNN", items, vals, len);
-fail:
-    Py_XDECREF(items);
-    Py_XDECREF(vals);
-    Py_XDECREF(len);
-    return NULL;
+                     DATA(o[0], int32_t), DATA(o[1], float), DATA(o[2], int32_t), &err));
+    return topk_result(st, &err, o);
 }
 
 static PyObject *py_ncf_score_pairs(PyObject *self, PyObject *args) { return score_pairs(args, 1, rmf_ncf_score_pairs); }
@@ -1187,25 +1202,15 @@ static PyObject *py_transition_recommend(PyObject *self, PyObject *args)
         return NULL;
     }
     int64_t n = SIZE(users);
-    PyObject *items = new_array2(n, k, NPY_INT32), *vals = new_array2(n, k, NPY_FLOAT32),
-             *len = new_array1(n, NPY_INT32);
-    if (!items || !vals || !len)
-        goto fail;
+    PyObject *o[3];
+    if (topk_outputs(n, k, o) < 0)
+        return NULL;
     rmf_error err = {{0}};
     rmf_status st;
     RMF_NOGIL(st, rmf_transition_recommend(&t, DATA(probs, float), &h, DATA(users, int32_t), n, half_life,
-                                           has_seen ? &m : NULL, k, n_threads, DATA(items, int32_t),
-                                           DATA(vals, float), DATA(len, int32_t), &err));
-    if (st != RMF_OK) {
-        raise_status(st, &err);
-        goto fail;
-    }
-    return Py_BuildValue("NNN", items, vals, len);
-fail:
-    Py_XDECREF(items);
-    Py_XDECREF(vals);
-    Py_XDECREF(len);
-    return NULL;
+                                           has_seen ? &m : NULL, k, n_threads, DATA(o[0], int32_t),
+                                           DATA(o[1], float), DATA(o[2], int32_t), &err));
+    return topk_result(st, &err, o);
 }
 
 /* ------------------------------------------------------------------ */
