@@ -198,6 +198,28 @@ static int check_index_range(PyObject *arr, const char *name, int32_t bound)
     return 0;
 }
 
+/* Cuts a 1-D output down to its first n entries (the core filled fewer
+ * than its capacity); 0, or -1 with an exception. */
+static int shrink(PyObject *arr, npy_intp n)
+{
+    PyArray_Dims shape = {&n, 1};
+    PyObject *r = PyArray_Resize((PyArrayObject *)arr, &shape, 0, NPY_CORDER);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* After the core call that filled out: out, or the exception for st (out
+ * released). */
+static PyObject *array_result(rmf_status st, const rmf_error *err, PyObject *out)
+{
+    if (st == RMF_OK)
+        return out;
+    Py_DECREF(out);
+    return raise_status(st, err);
+}
+
 /* ------------------------------------------------------------------ */
 /* Data core                                                          */
 /* ------------------------------------------------------------------ */
@@ -228,14 +250,10 @@ static PyObject *py_parse_ratings(PyObject *self, PyObject *args)
         goto done;
     }
     /* Shrink to the rows found: the line count was an upper bound. */
-    PyArray_Dims shape = {(npy_intp[]){(npy_intp)n}, 1};
     PyObject *arrays[4] = {user, item, rating, ts};
-    for (int a = 0; a < 4; a++) {
-        PyObject *r = PyArray_Resize((PyArrayObject *)arrays[a], &shape, 0, NPY_CORDER);
-        if (r == NULL)
+    for (int a = 0; a < 4; a++)
+        if (shrink(arrays[a], (npy_intp)n) < 0)
             goto done;
-        Py_DECREF(r);
-    }
     result = PyTuple_Pack(4, user, item, rating, ts);
 done:
     PyBuffer_Release(&buf);
@@ -326,11 +344,8 @@ static PyObject *py_build_csr(PyObject *self, PyObject *args)
         raise_status(st, &err);
         goto fail;
     }
-    PyArray_Dims shape = {(npy_intp[]){(npy_intp)nnz}, 1};
-    PyObject *r = PyArray_Resize((PyArrayObject *)indices, &shape, 0, NPY_CORDER);
-    if (r == NULL)
+    if (shrink(indices, (npy_intp)nnz) < 0)
         goto fail;
-    Py_DECREF(r);
     return Py_BuildValue("NN", indptr, indices);
 fail:
     Py_XDECREF(indptr);
@@ -397,11 +412,7 @@ static PyObject *py_sample_uniform(PyObject *self, PyObject *args)
     rmf_error err = {{0}};
     rmf_status st;
     RMF_NOGIL(st, rmf_sample_uniform(&m, n_neg, seed, epoch, n_threads, DATA(out, int32_t), &err));
-    if (st != RMF_OK) {
-        Py_DECREF(out);
-        return raise_status(st, &err);
-    }
-    return out;
+    return array_result(st, &err, out);
 }
 
 static PyObject *py_sample_triplets(PyObject *self, PyObject *args)
@@ -916,11 +927,7 @@ static PyObject *py_ncf_dropout_mask(PyObject *self, PyObject *args)
     rmf_error err = {{0}};
     rmf_status st;
     RMF_NOGIL(st, rmf_ncf_dropout_mask(p, seed, epoch, batch, (int64_t)n, hidden, DATA(out, float), &err));
-    if (st != RMF_OK) {
-        Py_DECREF(out);
-        return raise_status(st, &err);
-    }
-    return out;
+    return array_result(st, &err, out);
 }
 
 static PyObject *py_bpr_batch_grad(PyObject *self, PyObject *args)
@@ -958,9 +965,14 @@ typedef rmf_status (*recommend_fn)(const rmf_shape *, const float *, const int32
                                    int32_t, int, int32_t *, float *, int32_t *, rmf_error *);
 
 /* The outputs of a top-K call: items (int32) and scores (float32), n x k,
- * and lengths (int32, n); 0, or -1 with an exception and nothing held. */
+ * and lengths (int32, n); 0, or -1 with an exception (also for k < 1) and
+ * nothing held. */
 static int topk_outputs(int64_t n, int k, PyObject *o[3])
 {
+    if (k < 1) {
+        PyErr_Format(PyExc_ValueError, "k must be >= 1, got %d", k);
+        return -1;
+    }
     o[0] = new_array2(n, k, NPY_INT32);
     o[1] = new_array2(n, k, NPY_FLOAT32);
     o[2] = new_array1(n, NPY_INT32);
@@ -1002,11 +1014,7 @@ static PyObject *score_pairs(PyObject *args, int is_ncf, score_pairs_fn fn)
     rmf_status st;
     RMF_NOGIL(st, fn(&s, DATA(theta, float), DATA(u, int32_t), DATA(i, int32_t), SIZE(u), n_threads,
                      DATA(out, float), &err));
-    if (st != RMF_OK) {
-        Py_DECREF(out);
-        return raise_status(st, &err);
-    }
-    return out;
+    return array_result(st, &err, out);
 }
 
 static PyObject *recommend(PyObject *args, int is_ncf, recommend_fn fn)
@@ -1025,10 +1033,6 @@ static PyObject *recommend(PyObject *args, int is_ncf, recommend_fn fn)
     if (has_seen && (m.n_rows != s.n_users || m.n_cols != s.n_items)) {
         PyErr_Format(PyExc_ValueError, "seen matrix is %d x %d but the model is %d x %d", m.n_rows, m.n_cols,
                      s.n_users, s.n_items);
-        return NULL;
-    }
-    if (k < 1) {
-        PyErr_Format(PyExc_ValueError, "k must be >= 1, got %d", k);
         return NULL;
     }
     int64_t n = SIZE(users);
@@ -1122,15 +1126,8 @@ static PyObject *py_transition_counts(PyObject *self, PyObject *args)
         raise_status(st, &err);
         goto done;
     }
-    PyArray_Dims shape = {(npy_intp[]){(npy_intp)nnz}, 1};
-    PyObject *a = PyArray_Resize((PyArrayObject *)indices, &shape, 0, NPY_CORDER);
-    if (a == NULL)
+    if (shrink(indices, (npy_intp)nnz) < 0 || shrink(weights, (npy_intp)nnz) < 0)
         goto done;
-    Py_DECREF(a);
-    a = PyArray_Resize((PyArrayObject *)weights, &shape, 0, NPY_CORDER);
-    if (a == NULL)
-        goto done;
-    Py_DECREF(a);
     result = Py_BuildValue("OOO", indptr, indices, weights);
 done:
     Py_XDECREF(indptr);
@@ -1176,11 +1173,7 @@ static PyObject *py_transition_scores(PyObject *self, PyObject *args)
     rmf_status st;
     RMF_NOGIL(st, rmf_transition_scores(&t, DATA(probs, float), &h, DATA(users, int32_t), SIZE(users), half_life,
                                         n_threads, DATA(out, float), &err));
-    if (st != RMF_OK) {
-        Py_DECREF(out);
-        return raise_status(st, &err);
-    }
-    return out;
+    return array_result(st, &err, out);
 }
 
 static PyObject *py_transition_recommend(PyObject *self, PyObject *args)
@@ -1197,10 +1190,6 @@ static PyObject *py_transition_recommend(PyObject *self, PyObject *args)
         check_array(users, "users", NPY_INT32, 1, 0) < 0 || check_index_range(users, "users", h.n_users) < 0 ||
         parse_optional_csr(seen, &m, &has_seen) < 0)
         return NULL;
-    if (k < 1) {
-        PyErr_Format(PyExc_ValueError, "k must be >= 1, got %d", k);
-        return NULL;
-    }
     int64_t n = SIZE(users);
     PyObject *o[3];
     if (topk_outputs(n, k, o) < 0)
