@@ -147,8 +147,10 @@ static PyObject *new_array2(npy_intp n, npy_intp m, int type)
 }
 
 /* A CSR passed as (indptr int64, indices int32, n_cols): checks shapes and
- * that the structure is sound, since the core trusts it. */
-static int parse_csr(PyObject *indptr, PyObject *indices, long long n_cols, rmf_csr *out)
+ * that the structure is sound, since the core trusts it.  Rows must be
+ * sorted and distinct when `sorted` (a matrix), not otherwise (a sequence
+ * per row, as rmf_seq). */
+static int parse_rows(PyObject *indptr, PyObject *indices, long long n_cols, int sorted, rmf_csr *out)
 {
     if (check_array(indptr, "indptr", NPY_INT64, 1, 0) < 0 ||
         check_array(indices, "indices", NPY_INT32, 1, 0) < 0)
@@ -170,10 +172,9 @@ static int parse_csr(PyObject *indptr, PyObject *indices, long long n_cols, rmf_
             return -1;
         }
         for (int64_t k = p[u]; k < p[u + 1]; k++) {
-            if (ix[k] < 0 || ix[k] >= n_cols || (k > p[u] && ix[k] <= ix[k - 1])) {
-                PyErr_Format(PyExc_ValueError,
-                             "indices of row %lld must be sorted, distinct and in [0, %lld)",
-                             (long long)u, n_cols);
+            if (ix[k] < 0 || ix[k] >= n_cols || (sorted && k > p[u] && ix[k] <= ix[k - 1])) {
+                PyErr_Format(PyExc_ValueError, "indices of row %lld must be %sin [0, %lld)", (long long)u,
+                             sorted ? "sorted, distinct and " : "", n_cols);
                 return -1;
             }
         }
@@ -183,6 +184,11 @@ static int parse_csr(PyObject *indptr, PyObject *indices, long long n_cols, rmf_
     out->n_rows = (int32_t)n_rows;
     out->n_cols = (int32_t)n_cols;
     return 0;
+}
+
+static int parse_csr(PyObject *indptr, PyObject *indices, long long n_cols, rmf_csr *out)
+{
+    return parse_rows(indptr, indices, n_cols, 1, out);
 }
 
 static int check_index_range(PyObject *arr, const char *name, int32_t bound)
@@ -1072,30 +1078,14 @@ static int parse_seq(PyObject *hist, rmf_seq *h)
 {
     PyObject *indptr, *items;
     long long n_items;
-    if (!PyArg_ParseTuple(hist, "OOL", &indptr, &items, &n_items))
+    rmf_csr rows;
+    if (!PyArg_ParseTuple(hist, "OOL", &indptr, &items, &n_items) ||
+        parse_rows(indptr, items, n_items, 0, &rows) < 0)
         return -1;
-    if (check_array(indptr, "history indptr", NPY_INT64, 1, 0) < 0 ||
-        check_array(items, "history items", NPY_INT32, 1, 0) < 0)
-        return -1;
-    int64_t n_rows = SIZE(indptr) - 1;
-    if (n_rows < 0 || n_rows > INT32_MAX || n_items < 0 || n_items > INT32_MAX) {
-        PyErr_SetString(PyExc_ValueError, "history indptr must have n_users + 1 entries and n_items must fit in int32");
-        return -1;
-    }
-    if (DATA(indptr, int64_t)[n_rows] != SIZE(items)) {
-        PyErr_SetString(PyExc_ValueError, "history indptr must end at len(items)");
-        return -1;
-    }
-    h->indptr = DATA(indptr, int64_t);
-    h->items = DATA(items, int32_t);
-    h->n_users = (int32_t)n_rows;
-    h->n_items = (int32_t)n_items;
-    rmf_error err = {{0}};
-    rmf_status st = rmf_check_seq(h, &err);
-    if (st != RMF_OK) {
-        raise_status(st, &err);
-        return -1;
-    }
+    h->indptr = rows.indptr;
+    h->items = rows.indices;
+    h->n_users = rows.n_rows;
+    h->n_items = rows.n_cols;
     return 0;
 }
 
