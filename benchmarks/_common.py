@@ -175,14 +175,60 @@ class Verdict:
         return "met" if ok else "missed"
 
 
-def _cpu_model():
+def _cpuinfo_field(name):
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith(name):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def _cpu_model():
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+def _cpu_vendor():
+    """GenuineIntel / AuthenticAMD / ...: subnormal floats cost ~100x per
+    operation on Intel cores and little on AMD's, so every speed figure
+    needs it next to it."""
+    return _cpuinfo_field("vendor_id") or platform.machine()
+
+
+def epoch_stats(seconds):
+    """Summary of a whole training run's per-epoch seconds: a run can start
+    fast and slow down later (subnormal floats on Intel), so one epoch, or
+    the best one, says little.  Keys: n, total, min, median, max, first,
+    last, last_over_first, max_over_first."""
+    x = [float(v) for v in seconds if v is not None]
+    if not x:
+        return {"n": 0, "total": None, "min": None, "median": None, "max": None,
+                "first": None, "last": None, "last_over_first": None, "max_over_first": None}
+    s = sorted(x)
+    mid = len(s) // 2
+    med = s[mid] if len(s) % 2 else 0.5 * (s[mid - 1] + s[mid])
+    return {"n": len(x), "total": sum(x), "min": s[0], "median": med, "max": s[-1],
+            "first": x[0], "last": x[-1], "last_over_first": x[-1] / x[0] if x[0] > 0 else None,
+            "max_over_first": s[-1] / x[0] if x[0] > 0 else None}
+
+
+EPOCH_STATS_COLUMNS = [("run", "run", None), ("n", "epochs", None),
+                       ("total", "sum s", None), ("min", "min s", None), ("median", "median s", None),
+                       ("max", "max s", None), ("first", "first s", None), ("last", "last s", None),
+                       ("last_over_first", "last/first", None), ("max_over_first", "max/first", None)]
+
+
+def epoch_stats_row(label, seconds):
+    """A row of formatted cells for ``format_table(rows, EPOCH_STATS_COLUMNS)``."""
+    st = epoch_stats(seconds)
+    row = {"run": label, "n": str(st["n"])}
+    for k in ("total", "min", "median", "max", "first", "last"):
+        row[k] = fmt_seconds(st[k])
+    row["last_over_first"] = fmt_ratio(st["last_over_first"])
+    row["max_over_first"] = fmt_ratio(st["max_over_first"])
+    row["_stats"] = st
+    return row
 
 
 def _git_commit():
@@ -201,6 +247,7 @@ def machine_info(extra_modules=("numpy", "pandas", "scipy")):
     info = {
         "date": datetime.date.today().isoformat(),
         "cpu": _cpu_model(),
+        "cpu_vendor": _cpu_vendor(),
         "logical_cpus": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "platform": platform.platform(),
@@ -227,7 +274,7 @@ def machine_info(extra_modules=("numpy", "pandas", "scipy")):
 
 
 def print_machine(info, file=sys.stdout):
-    keys = ["date", "cpu", "logical_cpus", "usable_cpus", "python", "numpy", "pandas", "scipy",
+    keys = ["date", "cpu", "cpu_vendor", "logical_cpus", "usable_cpus", "python", "numpy", "pandas", "scipy",
             "recmf", "recmf_build", "commit", "platform"]
     for k in keys + [k for k in info if k not in keys and k != "recmf_path"]:
         if k in info:
