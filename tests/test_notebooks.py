@@ -247,6 +247,8 @@ def test_data_prep_notebook(tmp_path, kernel_dir, data):
 
 @pytest.mark.parametrize("data", [pytest.param(MAIN_DATA, id=MAIN_ID)])
 def test_model_comparison_notebook(tmp_path, kernel_dir, data):
+    if not all(hasattr(recmf, name) for name in ("select", "EASE")):
+        pytest.skip("model_comparison.ipynb needs recmf.select and recmf.EASE (issue 11)")
     nb, out, seconds = run_notebook("model_comparison.ipynb", tmp_path, kernel_dir, data)
     summary = json.loads((out / "comparison.json").read_text())
     models = summary["models"]
