@@ -292,8 +292,10 @@ rmf_status rmf_epoch_should_stop(rmf_stop_fn stop, void *stop_ctx, int64_t b,
                                  int64_t n_batches, rmf_error *err)
 {
     /* Asked between batches only (b > 0), as rmf_stop_fn promises: a
-     * stop that is already pending still lets one batch train. */
-    if (b > 0 && stop != NULL && stop(stop_ctx))
+     * stop that is already pending still lets one batch train.  Between
+     * batches no region or BLAS call is in flight: a pending fork() may
+     * go ahead (threads.c). */
+    if (b > 0 && rmf_work_yield(stop, stop_ctx))
         return rmf_fail(err, RMF_ERR_INTERRUPTED,
                         "interrupted after %lld of %lld batches",
                         (long long)b, (long long)n_batches);

@@ -78,7 +78,9 @@ static int warn_fork_fallback(void)
 #define RMF_NOGIL(st, call)                                   \
     do {                                                      \
         Py_BEGIN_ALLOW_THREADS                                \
+        rmf_work_begin();                                     \
         (st) = (call);                                        \
+        rmf_work_end();                                       \
         Py_END_ALLOW_THREADS                                  \
         if ((st) == RMF_OK && warn_fork_fallback() < 0)       \
             (st) = RMF_ERR_VALUE;                             \
@@ -370,7 +372,9 @@ static PyObject *py_item_counts(PyObject *self, PyObject *args)
     if (counts == NULL)
         return NULL;
     Py_BEGIN_ALLOW_THREADS
+    rmf_work_begin();
     rmf_item_counts(&m, DATA(counts, int64_t));
+    rmf_work_end();
     Py_END_ALLOW_THREADS
     return counts;
 }
@@ -855,8 +859,10 @@ static PyObject *py_adam_step(PyObject *self, PyObject *args, PyObject *kw)
         return NULL;
     }
     Py_BEGIN_ALLOW_THREADS
+    rmf_work_begin();
     rmf_adam_step(&p.adam, step, DATA(theta, float), DATA(g, float), DATA(m, float), DATA(v, float),
                   SIZE(theta), p.n_threads);
+    rmf_work_end();
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
@@ -909,7 +915,9 @@ static PyObject *py_epoch_order(PyObject *self, PyObject *args)
     if (perm == NULL)
         return NULL;
     Py_BEGIN_ALLOW_THREADS
+    rmf_work_begin();
     rmf_epoch_order(DATA(perm, int64_t), (int64_t)n, seed, epoch, rmf_resolve_threads(n_threads));
+    rmf_work_end();
     Py_END_ALLOW_THREADS
     return perm;
 }
@@ -1254,8 +1262,10 @@ static PyObject *py__fp_probe(PyObject *self, PyObject *args)
     int32_t caller = -1;
     long long jobs = rmf_blas_jobs_run();
     Py_BEGIN_ALLOW_THREADS
+    rmf_work_begin();
     rmf_fp_probe_recmf(nt, DATA(modes, int32_t), &caller, m, n, k, DATA(a, float), DATA(b, float),
                        DATA(c, float));
+    rmf_work_end();
     Py_END_ALLOW_THREADS
     jobs = rmf_blas_jobs_run() - jobs;
     return Py_BuildValue("NiNL", modes, (int)caller, c, jobs);
@@ -1272,7 +1282,9 @@ static PyObject *py__fp_probe_plain(PyObject *self, PyObject *args)
     if (modes == NULL)
         return NULL;
     Py_BEGIN_ALLOW_THREADS
+    rmf_work_begin();
     rmf_fp_probe_plain(nt, DATA(modes, int32_t));
+    rmf_work_end();
     Py_END_ALLOW_THREADS
     return modes;
 }

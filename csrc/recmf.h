@@ -100,6 +100,16 @@ int rmf_fork_fallback_notice(void);
 /* Test hook: 0 makes the fork handler skip the pool release (as if the
  * OpenMP runtime refused it), to exercise the one-thread fallback. */
 void rmf_fork_set_release(int on);
+/* Around every call into the core from a thread of its own (the glue does
+ * it): fork() in another thread waits until no call is in flight, so the
+ * child never inherits a lock that OpenBLAS or OpenMP holds for a thread
+ * it does not have.  Calls that start during a fork wait for it. */
+void rmf_work_begin(void);
+void rmf_work_end(void);
+/* A point in a long call where no region or BLAS call is in flight (between
+ * training batches): lets a waiting fork() through, and runs stop(stop_ctx)
+ * (may be NULL) meanwhile; returns its answer. */
+int rmf_work_yield(rmf_stop_fn stop, void *stop_ctx);
 
 /* ------------------------------------------------------------------ */
 /* Floating-point state (fpstate.c)                                   */

@@ -59,6 +59,64 @@ int rmf_resolve_threads(int requested)
  * instead: rmf_team_size, with BLAS jobs on plain threads (blas.c), so the
  * work is split exactly as in the parent and results stay equal. */
 
+/* Work in flight.  fork() copies only the forking thread, and a lock that
+ * another thread holds at that moment stays locked in the child forever:
+ * OpenBLAS's server_lock (taken to change its thread count) and allocation
+ * lock, libgomp's team locks.  So fork() waits until no recmf call is
+ * running in another thread (new ones wait until the fork is done), and a
+ * training loop lets a waiting fork() through between batches, where it
+ * holds no lock (rmf_work_yield): a fork waits for at most one batch, one
+ * recommend or one score call. */
+#ifdef RMF_HAVE_ATFORK
+static pthread_mutex_t work_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t work_cv = PTHREAD_COND_INITIALIZER;
+static int work_active = 0, forking = 0;
+static _Thread_local int my_work = 0;
+#endif
+
+void rmf_work_begin(void)
+{
+#ifdef RMF_HAVE_ATFORK
+    pthread_mutex_lock(&work_mu);
+    while (forking)
+        pthread_cond_wait(&work_cv, &work_mu);
+    work_active++;
+    my_work++;
+    pthread_mutex_unlock(&work_mu);
+#endif
+}
+
+void rmf_work_end(void)
+{
+#ifdef RMF_HAVE_ATFORK
+    if (my_work <= 0)
+        return;
+    pthread_mutex_lock(&work_mu);
+    my_work--;
+    work_active--;
+    if (forking) /* before_fork waits for the count to drop */
+        pthread_cond_broadcast(&work_cv);
+    pthread_mutex_unlock(&work_mu);
+#endif
+}
+
+int rmf_work_yield(rmf_stop_fn stop, void *stop_ctx)
+{
+    /* The stop hook takes the GIL, which a thread calling os.fork() holds:
+     * it must not run while this thread keeps a fork waiting. */
+#ifdef RMF_HAVE_ATFORK
+    int held = my_work > 0;
+    if (held)
+        rmf_work_end();
+#endif
+    int stopped = stop != NULL && stop(stop_ctx);
+#ifdef RMF_HAVE_ATFORK
+    if (held)
+        rmf_work_begin();
+#endif
+    return stopped;
+}
+
 static atomic_int teams_used = 0;    /* a region asked for > 1 thread */
 static atomic_int fork_child = 0;    /* bit 0 / bit 1 of rmf_fork_state */
 static atomic_int release_on = 1;    /* test hook */
@@ -84,6 +142,11 @@ int rmf_team_size(int nt)
 #ifdef RMF_HAVE_ATFORK
 static void before_fork(void)
 {
+    /* Held until the fork is done (after_fork_*): no recmf call starts. */
+    pthread_mutex_lock(&work_mu);
+    forking = 1;
+    while (work_active > my_work)
+        pthread_cond_wait(&work_cv, &work_mu);
     int ok = 0;
 #if defined(__GNUC__) && !defined(__clang__)
     /* Never in a child that runs on one thread: its pool's threads are
@@ -95,8 +158,20 @@ static void before_fork(void)
     atomic_store(&released, ok);
 }
 
-static void in_child(void)
+static void after_fork_parent(void)
 {
+    forking = 0;
+    pthread_cond_broadcast(&work_cv);
+    pthread_mutex_unlock(&work_mu);
+}
+
+static void after_fork_child(void)
+{
+    /* The threads that waited on work_cv do not exist here. */
+    pthread_cond_init(&work_cv, NULL);
+    forking = 0;
+    work_active = my_work;
+    pthread_mutex_unlock(&work_mu);
     if (!atomic_load(&teams_used))
         return;
     int state = 1 | (atomic_load(&released) ? 0 : 2);
@@ -110,7 +185,7 @@ int rmf_runtime_init(void)
     static atomic_int done = 0;
     if (atomic_exchange(&done, 1))
         return 0;
-    return pthread_atfork(before_fork, NULL, in_child);
+    return pthread_atfork(before_fork, after_fork_parent, after_fork_child);
 #else
     return 0;
 #endif

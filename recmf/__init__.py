@@ -42,5 +42,17 @@ __all__ = [
 
 
 def build_info():
-    """Facts about this build: OpenMP support, the BLAS in use and its threads."""
+    """Facts about this build and process.
+
+    Returns
+    -------
+    dict
+        ``openmp``, ``blas_config``, ``blas_threads``, ``blas_on_openmp``
+        (OpenBLAS's jobs run on recmf's OpenMP threads); ``flush_subnormals``
+        (this CPU lets recmf flush subnormal floats in its compute, see
+        :func:`set_config`); ``forked_child`` (this process was forked after
+        recmf used its threads) and ``forked_one_thread`` (recmf's loops run
+        on one thread here because the thread pool could not be released
+        before the fork).
+    """
     return _core.build_info()
