@@ -191,7 +191,7 @@ class Blend(Recommender):
         return self
 
     def _choose_weights(self, val):
-        from ..select import select
+        from .. import select
         first = self.models_[0]
         columns = {c: getattr(first, c) for c in ("user_col", "item_col", "rating_col") if hasattr(first, c)}
         grid = {"models": [self.models_], "weights": self.weight_grid(len(self.models_)),
