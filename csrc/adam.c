@@ -1,5 +1,5 @@
-/* adam.c -- Adam as torch.optim.Adam computes it, the training parameter
- * structs, and the flat parameter counts of the two models.
+/* adam.c -- Adam as torch.optim.Adam computes it, and the training
+ * parameters' defaults and checks.
  *
  * Faithfulness to PyTorch (single-tensor path, amsgrad=False):
  *   grad  = g + wd * theta                (grad.add(param, alpha=wd))
@@ -13,7 +13,7 @@
  * the same.  The float hyper-parameters of rmf_adam_params are first mapped
  * back to the double the user typed (0.9f -> 0.9), because 1 - 0.9f^1
  * differs from 1 - 0.9^1 by 2 float ulps, a systematic bias early on. */
-#include "recmf.h"
+#include "internal.h"
 
 #include <math.h>
 
@@ -44,6 +44,16 @@ const char *rmf_adam_check_params(const rmf_adam_params *p)
     if (!(p->weight_decay >= 0.0f && isfinite(p->weight_decay)))
         return "weight_decay must be >= 0 and finite";
     return NULL;
+}
+
+rmf_status rmf_adam_check_step(const rmf_adam_params *p, int64_t step, rmf_error *err)
+{
+    const char *bad = rmf_adam_check_params(p);
+    if (bad != NULL)
+        return rmf_fail(err, RMF_ERR_VALUE, "%s", bad);
+    if (step < 1)
+        return rmf_fail(err, RMF_ERR_VALUE, "step must be >= 1, got %lld", (long long)step);
+    return RMF_OK;
 }
 
 /* The shortest decimal (at most 9 significant digits) that rounds to f, as
@@ -206,7 +216,7 @@ void rmf_adam_table_share(const rmf_adam_params *p, int64_t step,
 }
 
 /* ------------------------------------------------------------------ */
-/* Training parameters and parameter counts                           */
+/* Training parameters                                                */
 /* ------------------------------------------------------------------ */
 
 void rmf_train_default_params(rmf_train_params *p)
@@ -233,15 +243,4 @@ const char *rmf_train_check_params(const rmf_train_params *p)
     if (p->n_threads < 0)
         return "n_threads must be >= 0 (0 means all cores)";
     return rmf_adam_check_params(&p->adam);
-}
-
-int64_t rmf_ncf_n_params(const rmf_shape *s)
-{
-    int64_t d = s->emb_dim, h = s->hidden_dim;
-    return ((int64_t)s->n_users + s->n_items) * d + h * 2 * d + h + h + 1;
-}
-
-int64_t rmf_mf_n_params(const rmf_shape *s)
-{
-    return ((int64_t)s->n_users + s->n_items) * s->emb_dim;
 }

@@ -1,25 +1,19 @@
-/* batch.c -- pieces the mini-batch trainers (ncf.c, mf.c) share: argument
- * checks, the distinct rows of a batch side, the re-zeroing of the gradient
- * rows a batch wrote, lazy Adam over those rows, and the epoch loop's
+/* batch.c -- pieces the models (ncf.c, mf.c) share: argument checks, the
+ * distinct rows of a batch side, the re-zeroing of the gradient rows a
+ * batch wrote, lazy Adam over those rows, and the epoch loop's
  * bookkeeping.  One copy so a fix to, say, the group's first-appearance
- * order or an error message reaches both models.  Contracts are in
- * recmf.h ("Internal helpers shared by topic files"). */
-#include "recmf.h"
+ * order or an error message reaches every model.  Contracts are in
+ * internal.h. */
+#include "internal.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-#ifdef _OPENMP
-#define OMP(x) _Pragma(#x)
-#else
-#define OMP(x)
-#endif
 
 /* ------------------------------------------------------------------ */
 /* Argument checks                                                     */
 /* ------------------------------------------------------------------ */
 
-rmf_status rmf_check_shape(const rmf_shape *s, int has_mlp, rmf_error *err)
+rmf_status rmf_check_shape(const rmf_shape *s, rmf_error *err)
 {
     if (s == NULL)
         return rmf_fail(err, RMF_ERR_VALUE, "shape must not be NULL");
@@ -29,14 +23,6 @@ rmf_status rmf_check_shape(const rmf_shape *s, int has_mlp, rmf_error *err)
         return rmf_fail(err, RMF_ERR_VALUE, "n_items must be >= 1, got %d", (int)s->n_items);
     if (s->emb_dim < 1)
         return rmf_fail(err, RMF_ERR_VALUE, "emb_dim must be >= 1, got %d", (int)s->emb_dim);
-    /* BPRMF ignores hidden_dim (Python passes 0), so only an MLP checks it. */
-    if (!has_mlp)
-        return RMF_OK;
-    if (s->hidden_dim < 1)
-        return rmf_fail(err, RMF_ERR_VALUE, "hidden_dim must be >= 1, got %d", (int)s->hidden_dim);
-    /* sgemm takes int dimensions; W1 is hidden_dim x 2 emb_dim. */
-    if ((int64_t)s->emb_dim * 2 > INT32_MAX / 2)
-        return rmf_fail(err, RMF_ERR_VALUE, "emb_dim is too large: %d", (int)s->emb_dim);
     return RMF_OK;
 }
 
@@ -53,14 +39,11 @@ rmf_status rmf_check_ids(const int32_t *ids, int64_t n, int32_t limit,
     return RMF_OK;
 }
 
-rmf_status rmf_check_pairs_args(const rmf_shape *s, int has_mlp,
-                                const float *theta, const int32_t *u,
-                                const int32_t *i, int64_t n, const float *out,
-                                rmf_error *err)
+rmf_status rmf_check_pairs_args(const rmf_shape *s, const float *theta,
+                                const int32_t *u, const int32_t *i, int64_t n,
+                                const float *out, rmf_error *err)
 {
-    rmf_status st = rmf_check_shape(s, has_mlp, err);
-    if (st != RMF_OK)
-        return st;
+    rmf_status st;
     if (n < 0)
         return rmf_fail(err, RMF_ERR_VALUE, "n must be >= 0, got %lld", (long long)n);
     /* Nothing to score: NULL buffers of empty NumPy arrays are fine. */
@@ -73,27 +56,23 @@ rmf_status rmf_check_pairs_args(const rmf_shape *s, int has_mlp,
     return rmf_check_ids(i, n, s->n_items, "i", err);
 }
 
-rmf_status rmf_check_recommend_args(const rmf_shape *s, int has_mlp,
-                                    const float *theta, const int32_t *users,
-                                    int64_t n, const rmf_csr *seen, int32_t k,
+rmf_status rmf_check_recommend_args(const rmf_shape *s, const float *theta,
+                                    const int32_t *users, int64_t n,
+                                    const rmf_csr *seen, int32_t k,
                                     const int32_t *out_items,
                                     const float *out_scores,
                                     const int32_t *out_len, rmf_error *err)
 {
-    rmf_status st = rmf_check_shape(s, has_mlp, err);
-    if (st != RMF_OK)
-        return st;
+    rmf_status st;
     if (n < 0)
         return rmf_fail(err, RMF_ERR_VALUE, "n must be >= 0, got %lld", (long long)n);
     if (k < 1)
         return rmf_fail(err, RMF_ERR_VALUE, "k must be >= 1, got %d", (int)k);
     if (theta == NULL || out_items == NULL || out_scores == NULL || out_len == NULL)
         return rmf_fail(err, RMF_ERR_VALUE, "theta and the outputs must not be NULL");
-    if (seen != NULL && (seen->n_rows != s->n_users || seen->n_cols != s->n_items))
-        return rmf_fail(err, RMF_ERR_VALUE,
-                        "seen is %d x %d but the model has %d users x %d items",
-                        (int)seen->n_rows, (int)seen->n_cols, (int)s->n_users,
-                        (int)s->n_items);
+    if (seen != NULL &&
+        (st = rmf_csr_check(seen, "seen", s->n_users, s->n_items, err)) != RMF_OK)
+        return st;
     return rmf_check_ids(users, n, s->n_users, "users", err);
 }
 
@@ -253,9 +232,8 @@ void rmf_lazy_rows_step(const rmf_adam_params *ap, int64_t step,
 /* Epoch bookkeeping                                                   */
 /* ------------------------------------------------------------------ */
 
-rmf_status rmf_epoch_begin(const rmf_train_params *p, const rmf_shape *s,
-                           int has_mlp, double *loss, int64_t *n_done,
-                           rmf_error *err)
+rmf_status rmf_epoch_begin(const rmf_train_params *p, double *loss,
+                           int64_t *n_done, rmf_error *err)
 {
     const char *bad;
     /* Outputs first: an early failure still leaves them defined. */
@@ -267,7 +245,7 @@ rmf_status rmf_epoch_begin(const rmf_train_params *p, const rmf_shape *s,
         return rmf_fail(err, RMF_ERR_VALUE, "params must not be NULL");
     if ((bad = rmf_train_check_params(p)) != NULL)
         return rmf_fail(err, RMF_ERR_VALUE, "%s", bad);
-    return rmf_check_shape(s, has_mlp, err);
+    return RMF_OK;
 }
 
 void rmf_epoch_order(int64_t *perm, int64_t n, uint64_t seed, uint64_t epoch,

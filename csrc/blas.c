@@ -194,3 +194,62 @@ int rmf_blas_get_threads(void) { return RMF_BLAS(openblas_get_num_threads)(); }
 void rmf_blas_set_threads(int n) { RMF_BLAS(openblas_set_num_threads)(n); }
 
 const char *rmf_blas_config(void) { return RMF_BLAS(openblas_get_config)(); }
+
+/* LAPACK from the same OpenBLAS: the wheel exports scipy_spotrf_ and
+ * scipy_spotri_, Debian 12's libopenblas0 (0.3.21) spotrf_ and spotri_
+ * but no LAPACKE_*, hence the Fortran interface.  The trailing length of
+ * the character argument is what gfortran-compiled LAPACK expects and is
+ * ignored by OpenBLAS's own C implementations. */
+void RMF_BLAS(spotrf_)(const char *uplo, const int *n, float *a, const int *lda, int *info,
+                       size_t uplo_len);
+void RMF_BLAS(spotri_)(const char *uplo, const int *n, float *a, const int *lda, int *info,
+                       size_t uplo_len);
+
+void RMF_BLAS(cblas_strsm)(int order, int side, int uplo, int transa, int diag, int m, int n,
+                           float alpha, const float *a, int lda, float *b, int ldb);
+void RMF_BLAS(cblas_ssyrk)(int order, int uplo, int trans, int n, int k, float alpha,
+                           const float *a, int lda, float beta, float *c, int ldc);
+enum { RMF_CBLAS_COL_MAJOR = 102, RMF_CBLAS_LOWER = 122, RMF_CBLAS_RIGHT = 142,
+       RMF_CBLAS_NON_UNIT = 131 };
+
+/* Orders above this go through the recursion below, not OpenBLAS's
+ * spotrf: the scipy-openblas32 wheel (0.3.34, SkylakeX kernels) crashes
+ * inside spotrf_L_single (sgemm_otcopy) at n = 20000, also in a plain C
+ * program; n = 8000 works. */
+enum { RMF_POTRF_DIRECT_MAX = 4096 };
+
+int rmf_spotrf_lower(int n, float *a, int lda)
+{
+    return rmf_spotrf_lower_blocked(n, a, lda, RMF_POTRF_DIRECT_MAX);
+}
+
+int rmf_spotrf_lower_blocked(int n, float *a, int lda, int direct_max)
+{
+    int info = 0;
+    if (n <= direct_max || direct_max < 1) {
+        RMF_BLAS(spotrf_)("L", &n, a, &lda, &info, 1);
+        return info;
+    }
+    /* [A11 . ; A21 A22] = [L11 0; L21 L22] [L11 0; L21 L22]^T, column-major
+     * lower: L11 = chol(A11), L21 = A21 L11^-T, L22 = chol(A22 - L21 L21^T).
+     * Same flops as spotrf, all in level-3 BLAS. */
+    const int align = direct_max >= 256 ? 256 : 1;
+    const int n1 = (n / 2 + align - 1) / align * align, n2 = n - n1;
+    float *a21 = a + n1, *a22 = a + n1 + (size_t)n1 * (size_t)lda;
+    info = rmf_spotrf_lower_blocked(n1, a, lda, direct_max);
+    if (info != 0)
+        return info;
+    RMF_BLAS(cblas_strsm)(RMF_CBLAS_COL_MAJOR, RMF_CBLAS_RIGHT, RMF_CBLAS_LOWER, RMF_CBLAS_TRANS,
+                          RMF_CBLAS_NON_UNIT, n2, n1, 1.0f, a, lda, a21, lda);
+    RMF_BLAS(cblas_ssyrk)(RMF_CBLAS_COL_MAJOR, RMF_CBLAS_LOWER, RMF_CBLAS_NO_TRANS, n2, n1, -1.0f,
+                          a21, lda, 1.0f, a22, lda);
+    info = rmf_spotrf_lower_blocked(n2, a22, lda, direct_max);
+    return info != 0 ? info + n1 : 0;
+}
+
+int rmf_spotri_lower(int n, float *a, int lda)
+{
+    int info = 0;
+    RMF_BLAS(spotri_)("L", &n, a, &lda, &info, 1);
+    return info;
+}

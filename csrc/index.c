@@ -1,5 +1,5 @@
 /* index.c -- id factorization and the CSR of positives (SPEC section 3). */
-#include "recmf.h"
+#include "internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -142,13 +142,32 @@ rmf_status rmf_build_csr(const int32_t *rows, const int32_t *cols, int64_t n,
 
 int rmf_csr_contains(const rmf_csr *m, int32_t u, int32_t item)
 {
-    int64_t lo = m->indptr[u], hi = m->indptr[u + 1];
-    while (lo < hi) {
-        int64_t mid = lo + (hi - lo) / 2;
-        if (m->indices[mid] < item)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < m->indptr[u + 1] && m->indices[lo] == item;
+    int64_t end = m->indptr[u + 1];
+    int64_t q = rmf_lower_bound_i32(m->indices, m->indptr[u], end, item);
+    return q < end && m->indices[q] == item;
+}
+
+rmf_status rmf_csr_check(const rmf_csr *m, const char *name, int32_t n_rows,
+                         int32_t n_cols, rmf_error *err)
+{
+    if (m == NULL || m->indptr == NULL || m->n_rows < 0 || m->n_cols < 0)
+        return rmf_fail(err, RMF_ERR_VALUE, "%s must be a CSR matrix", name);
+    if (n_rows >= 0 && (m->n_rows != n_rows || m->n_cols != n_cols))
+        return rmf_fail(err, RMF_ERR_VALUE, "%s is %d x %d but the model has %d users x %d items", name,
+                        (int)m->n_rows, (int)m->n_cols, (int)n_rows, (int)n_cols);
+    const int64_t *p = m->indptr;
+    /* All of indptr first: the index loop below must stay inside indices. */
+    if (p[0] != 0)
+        return rmf_fail(err, RMF_ERR_VALUE, "%s: indptr must start at 0", name);
+    for (int32_t u = 0; u < m->n_rows; u++)
+        if (p[u + 1] < p[u])
+            return rmf_fail(err, RMF_ERR_VALUE, "%s: indptr must be non-decreasing (row %d)", name, (int)u);
+    if (m->indices == NULL && p[m->n_rows] > 0)
+        return rmf_fail(err, RMF_ERR_VALUE, "%s: indices must not be NULL", name);
+    for (int32_t u = 0; u < m->n_rows; u++)
+        for (int64_t k = p[u]; k < p[u + 1]; k++)
+            if (m->indices[k] < 0 || m->indices[k] >= m->n_cols || (k > p[u] && m->indices[k] <= m->indices[k - 1]))
+                return rmf_fail(err, RMF_ERR_VALUE, "%s: indices of row %d must be sorted, distinct and in [0, %d)",
+                                name, (int)u, (int)m->n_cols);
+    return RMF_OK;
 }

@@ -1,5 +1,5 @@
 /* metrics.c -- ranking metrics of SPEC section 9, from top-K lists. */
-#include "recmf.h"
+#include "internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -7,15 +7,16 @@
 /* Position of x in the ascending a[0..n), or -1 when absent. */
 static int64_t find_sorted(const int64_t *a, int64_t n, int64_t x)
 {
-    int64_t lo = 0, hi = n;
-    while (lo < hi) {
-        int64_t mid = lo + (hi - lo) / 2;
-        if (a[mid] < x)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < n && a[lo] == x ? lo : -1;
+    int64_t q = rmf_lower_bound_i64(a, 0, n, x);
+    return q < n && a[q] == x ? q : -1;
+}
+
+static rmf_status check_sorted_distinct(const int64_t *a, int64_t n, const char *name, rmf_error *err)
+{
+    for (int64_t q = 1; q < n; q++)
+        if (a[q] <= a[q - 1])
+            return rmf_fail(err, RMF_ERR_VALUE, "%s must be sorted ascending and distinct", name);
+    return RMF_OK;
 }
 
 rmf_status rmf_ranking_metrics(const int64_t *recs, const int32_t *rec_len,
@@ -27,6 +28,11 @@ rmf_status rmf_ranking_metrics(const int64_t *recs, const int32_t *rec_len,
 {
     if (k < 1)
         return rmf_fail(err, RMF_ERR_VALUE, "k must be >= 1, got %d", k);
+    if (rel_indptr[0] != 0)
+        return rmf_fail(err, RMF_ERR_VALUE, "rel_indptr must start at 0");
+    for (int64_t u = 0; u < n_users; u++)
+        if (rel_indptr[u + 1] < rel_indptr[u])
+            return rmf_fail(err, RMF_ERR_VALUE, "rel_indptr must be non-decreasing");
     double sums[4] = {0, 0, 0, 0};
     int64_t evaluated = 0;
     for (int64_t u = 0; u < n_users; u++) {
@@ -87,6 +93,10 @@ rmf_status rmf_coverage_popularity(const int64_t *recs, const int32_t *rec_len,
 {
     if (n_catalog < 1)
         return rmf_fail(err, RMF_ERR_VALUE, "catalog must hold at least one item");
+    rmf_status st;
+    if ((st = check_sorted_distinct(catalog, n_catalog, "catalog", err)) != RMF_OK ||
+        (st = check_sorted_distinct(pop_ids, n_pop, "pop_ids", err)) != RMF_OK)
+        return st;
     /* Lengths are clamped to [0, k] here and below, so a bad rec_len can
      * neither shrink the buffer nor read past a row. */
     int64_t total = 0;

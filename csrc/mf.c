@@ -7,18 +7,12 @@
  * atomics.  BLAS (recommend only) runs outside every OpenMP region.
  *
  * The batch plumbing (distinct-row groups, argument checks, lazy Adam,
- * epoch bookkeeping) is batch.c's, shared with ncf.c. */
-#include "recmf.h"
+ * epoch bookkeeping) is batch.c's, shared with ncf.c (internal.h). */
+#include "internal.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-#ifdef _OPENMP
-#define OMP(x) _Pragma(#x)
-#else
-#define OMP(x)
-#endif
 
 /* Triplets per reduction chunk: fixed so sums never depend on n_threads. */
 #define CHUNK 256
@@ -38,6 +32,16 @@ static inline float dot_lanes(const float *x, const float *w, int n)
         acc[l] += x[h] * w[h];
     return ((acc[0] + acc[4]) + (acc[2] + acc[6])) +
            ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+}
+
+rmf_status rmf_mf_check_shape(const rmf_shape *s, rmf_error *err)
+{
+    return rmf_check_shape(s, err); /* hidden_dim is not used */
+}
+
+int64_t rmf_mf_n_params(const rmf_shape *s)
+{
+    return ((int64_t)s->n_users + s->n_items) * s->emb_dim;
 }
 
 static double sigmoid(double z)
@@ -95,7 +99,7 @@ static rmf_status ws_alloc(bpr_ws *w, const rmf_shape *s, int64_t cap,
     return RMF_OK;
 }
 
-/* Core of rmf_bpr_batch_grad.  Assumes grad is zero except, possibly, on
+/* Core of rmf_mf_batch_grad.  Assumes grad is zero except, possibly, on
  * the rows this batch touches, which it overwrites; the epoch loop then
  * only re-zeroes those rows instead of all of grad. */
 static void bpr_grad_core(bpr_ws *w, const rmf_shape *s, const float *theta,
@@ -176,12 +180,12 @@ static void bpr_grad_core(bpr_ws *w, const rmf_shape *s, const float *theta,
     }
 }
 
-rmf_status rmf_bpr_batch_grad(const rmf_shape *s, const float *theta,
-                              const int32_t *u, const int32_t *i,
-                              const int32_t *j, int64_t n, int n_threads,
-                              float *grad, double *loss, rmf_error *err)
+rmf_status rmf_mf_batch_grad(const rmf_shape *s, const float *theta,
+                             const int32_t *u, const int32_t *i,
+                             const int32_t *j, int64_t n, int n_threads,
+                             float *grad, double *loss, rmf_error *err)
 {
-    rmf_status st = rmf_check_shape(s, 0, err);
+    rmf_status st = rmf_mf_check_shape(s, err);
     if (st != RMF_OK)
         return st;
     if (n < 1)
@@ -213,15 +217,16 @@ rmf_status rmf_bpr_batch_grad(const rmf_shape *s, const float *theta,
 /* Lazy Adam and the re-zeroing of grad visit only the rows the batch
  * touched (the groups bpr_grad_core built): both sides, users at offset 0
  * and items after them. */
-rmf_status rmf_bpr_train_epoch(const rmf_train_params *p, const rmf_shape *s,
-                               const int32_t *u, const int32_t *i,
-                               const int32_t *j, int64_t n_triplets,
-                               uint64_t epoch, rmf_opt_state *st,
-                               rmf_stop_fn stop, void *stop_ctx, double *loss,
-                               int64_t *n_done, rmf_error *err)
+rmf_status rmf_mf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
+                              const int32_t *u, const int32_t *i,
+                              const int32_t *j, int64_t n_triplets,
+                              uint64_t epoch, rmf_opt_state *st,
+                              rmf_stop_fn stop, void *stop_ctx, double *loss,
+                              int64_t *n_done, rmf_error *err)
 {
     rmf_status status;
-    if ((status = rmf_epoch_begin(p, s, 0, loss, n_done, err)) != RMF_OK)
+    if ((status = rmf_epoch_begin(p, loss, n_done, err)) != RMF_OK ||
+        (status = rmf_mf_check_shape(s, err)) != RMF_OK)
         return status;
     if (n_triplets < 1)
         return rmf_fail(err, RMF_ERR_VALUE, "n_triplets must be >= 1, got %lld",
@@ -327,8 +332,9 @@ rmf_status rmf_mf_score_pairs(const rmf_shape *s, const float *theta,
                               const int32_t *u, const int32_t *i, int64_t n,
                               int n_threads, float *out, rmf_error *err)
 {
-    rmf_status st = rmf_check_pairs_args(s, 0, theta, u, i, n, out, err);
-    if (st != RMF_OK)
+    rmf_status st;
+    if ((st = rmf_mf_check_shape(s, err)) != RMF_OK ||
+        (st = rmf_check_pairs_args(s, theta, u, i, n, out, err)) != RMF_OK)
         return st;
     if (n == 0)
         return RMF_OK;
@@ -355,10 +361,10 @@ rmf_status rmf_mf_recommend(const rmf_shape *s, const float *theta,
                             int32_t *out_items, float *out_scores,
                             int32_t *out_len, rmf_error *err)
 {
-    rmf_status st = rmf_check_recommend_args(s, 0, theta, users, n, seen, k,
-                                             out_items, out_scores, out_len,
-                                             err);
-    if (st != RMF_OK)
+    rmf_status st;
+    if ((st = rmf_mf_check_shape(s, err)) != RMF_OK ||
+        (st = rmf_check_recommend_args(s, theta, users, n, seen, k, out_items,
+                                       out_scores, out_len, err)) != RMF_OK)
         return st;
     if (n == 0)
         return RMF_OK;
@@ -367,13 +373,7 @@ rmf_status rmf_mf_recommend(const rmf_shape *s, const float *theta,
     const int32_t NI = s->n_items;
     const float *U = theta, *I = theta + (int64_t)s->n_users * D;
     const int nt = rmf_resolve_threads(n_threads);
-    /* Users per block: the block's scores (block x n_items) stay ~4 MB
-     * however many users are asked for, and the sgemm stays large. */
-    int64_t nb = ((int64_t)1 << 20) / NI;
-    if (nb < 64)
-        nb = 64;
-    if (nb > n)
-        nb = n;
+    const int64_t nb = rmf_block_users(NI) < n ? rmf_block_users(NI) : n;
     float *E = malloc((size_t)(nb * D) * sizeof *E);
     float *S = malloc((size_t)(nb * NI) * sizeof *S);
     if (!E || !S) {
@@ -393,8 +393,8 @@ rmf_status rmf_mf_recommend(const rmf_shape *s, const float *theta,
             RMF_TEAM_END;
         }
         rmf_sgemm(0, 1, bn, NI, D, 1.0f, E, D, I, D, 0.0f, S, NI);
-        st = rmf_topk_rows(S, bn, NI, seen, users + u0, k, nt, out_items + u0 * k,
-                           out_scores + u0 * k, out_len + u0, err);
+        st = rmf_topk_select(S, bn, NI, seen, users + u0, k, nt, out_items + u0 * k,
+                             out_scores + u0 * k, out_len + u0, err);
     }
     rmf_blas_leave(blas_saved);
     free(E);

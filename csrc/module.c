@@ -1,18 +1,24 @@
 /*
  * module.c -- the only file that includes Python.h and NumPy.
  *
- * Each function: parse and check arguments (exact dtype, C-contiguous,
- * aligned, writable where written; a TypeError/ValueError naming the
- * argument otherwise), allocate outputs with NumPy, release the GIL around
- * the core call, and map the core's status to an exception in one place
- * (raise_status).  The Python layer (recmf/) prepares arrays, so these
+ * Each entry point parses its arguments, checks what only the glue can --
+ * type, ndim, dtype, contiguity, alignment, writability, lengths: a
+ * TypeError/ValueError naming the argument -- allocates its outputs with
+ * NumPy, runs the core without the GIL (CALL) and turns a core status into
+ * an exception in one place (raise_status).  Values (k, id ranges, CSR
+ * soundness, model shapes, hyperparameters) are the core's to check, each
+ * with one message.  The Python layer (recmf/) prepares arrays, so these
  * checks are the last line of defence, not the user-facing API.
+ *
+ * Models are found in one table (MODELS) by the exact kind name their
+ * Python class registers under; csrc/README.md says how to add one.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #define PY_ARRAY_UNIQUE_SYMBOL RECMF_ARRAY_API
 #include <numpy/arrayobject.h>
 
+#include <stddef.h>
 #include <string.h>
 
 #include "recmf.h"
@@ -20,7 +26,7 @@
 static PyObject *SamplingError; /* recmf.SamplingError, a ValueError */
 
 /* ------------------------------------------------------------------ */
-/* Errors                                                             */
+/* Errors and core calls                                              */
 /* ------------------------------------------------------------------ */
 
 static PyObject *raise_status(rmf_status st, const rmf_error *err)
@@ -86,18 +92,29 @@ static int warn_fork_fallback(void)
             (st) = RMF_ERR_VALUE;                             \
     } while (0)
 
+/* Runs a core call writing its message into the function's `err` without
+ * the GIL; on failure raises it and returns fail(o, n): the n outputs o[]
+ * are released. */
+#define CALL(o, n, call)                   \
+    do {                                   \
+        rmf_status st_;                    \
+        RMF_NOGIL(st_, call);              \
+        if (st_ != RMF_OK) {               \
+            raise_status(st_, &err);       \
+            return fail(o, n);             \
+        }                                  \
+    } while (0)
+
 /* ------------------------------------------------------------------ */
-/* Array checks                                                       */
+/* Arrays                                                             */
 /* ------------------------------------------------------------------ */
 
 /* Borrowed obj must be an ndarray of exactly `type`, `ndim` dimensions
  * (-1: any), C-contiguous and aligned; writable when `writable`. */
 static int check_array(PyObject *obj, const char *name, int type, int ndim, int writable)
 {
-    if (!PyArray_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "%s must be a numpy array, got %s", name, Py_TYPE(obj)->tp_name);
-        return -1;
-    }
+    if (!PyArray_Check(obj))
+        return PyErr_Format(PyExc_TypeError, "%s must be a numpy array, got %s", name, Py_TYPE(obj)->tp_name), -1;
     PyArrayObject *a = (PyArrayObject *)obj;
     if (PyArray_TYPE(a) != type) {
         PyArray_Descr *want = PyArray_DescrFromType(type);
@@ -106,108 +123,38 @@ static int check_array(PyObject *obj, const char *name, int type, int ndim, int 
         Py_XDECREF(want);
         return -1;
     }
-    if (ndim >= 0 && PyArray_NDIM(a) != ndim) {
-        PyErr_Format(PyExc_ValueError, "%s must be %d-dimensional, got %d dimensions", name, ndim,
-                     PyArray_NDIM(a));
-        return -1;
-    }
-    if (!PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a)) {
-        PyErr_Format(PyExc_ValueError, "%s must be C-contiguous and aligned", name);
-        return -1;
-    }
-    if (writable && !PyArray_ISWRITEABLE(a)) {
-        PyErr_Format(PyExc_ValueError, "%s must be writable", name);
-        return -1;
-    }
+    if (ndim >= 0 && PyArray_NDIM(a) != ndim)
+        return PyErr_Format(PyExc_ValueError, "%s must be %d-dimensional, got %d dimensions", name, ndim,
+                            PyArray_NDIM(a)), -1;
+    if (!PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a))
+        return PyErr_Format(PyExc_ValueError, "%s must be C-contiguous and aligned", name), -1;
+    if (writable && !PyArray_ISWRITEABLE(a))
+        return PyErr_Format(PyExc_ValueError, "%s must be writable", name), -1;
     return 0;
 }
 
 static int check_len(PyObject *obj, const char *name, npy_intp want)
 {
     npy_intp got = PyArray_SIZE((PyArrayObject *)obj);
-    if (got != want) {
-        PyErr_Format(PyExc_ValueError, "%s must have %zd elements, got %zd", name, (Py_ssize_t)want,
-                     (Py_ssize_t)got);
-        return -1;
-    }
+    if (got != want)
+        return PyErr_Format(PyExc_ValueError, "%s must have %zd elements, got %zd", name, (Py_ssize_t)want,
+                            (Py_ssize_t)got), -1;
     return 0;
 }
 
 #define DATA(obj, type) ((type *)PyArray_DATA((PyArrayObject *)(obj)))
 #define SIZE(obj) ((int64_t)PyArray_SIZE((PyArrayObject *)(obj)))
 
-static PyObject *new_array1(npy_intp n, int type)
-{
-    npy_intp dims[1] = {n};
-    return PyArray_ZEROS(1, dims, type, 0);
-}
-
+/* New zeroed outputs: n, or n x m. */
 static PyObject *new_array2(npy_intp n, npy_intp m, int type)
 {
     npy_intp dims[2] = {n, m};
-    return PyArray_ZEROS(2, dims, type, 0);
+    return PyArray_ZEROS(m < 0 ? 1 : 2, dims, type, 0);
 }
-
-/* A CSR passed as (indptr int64, indices int32, n_cols): checks shapes and
- * that the structure is sound, since the core trusts it.  Rows must be
- * sorted and distinct when `sorted` (a matrix), not otherwise (a sequence
- * per row, as rmf_seq). */
-static int parse_rows(PyObject *indptr, PyObject *indices, long long n_cols, int sorted, rmf_csr *out)
-{
-    if (check_array(indptr, "indptr", NPY_INT64, 1, 0) < 0 ||
-        check_array(indices, "indices", NPY_INT32, 1, 0) < 0)
-        return -1;
-    int64_t n_rows = SIZE(indptr) - 1;
-    if (n_rows < 0 || n_rows > INT32_MAX || n_cols < 0 || n_cols > INT32_MAX) {
-        PyErr_SetString(PyExc_ValueError, "indptr must have n_rows + 1 entries and n_cols must fit in int32");
-        return -1;
-    }
-    const int64_t *p = DATA(indptr, int64_t);
-    const int32_t *ix = DATA(indices, int32_t);
-    if (p[0] != 0 || p[n_rows] != SIZE(indices)) {
-        PyErr_SetString(PyExc_ValueError, "indptr must start at 0 and end at len(indices)");
-        return -1;
-    }
-    for (int64_t u = 0; u < n_rows; u++) {
-        if (p[u + 1] < p[u]) {
-            PyErr_Format(PyExc_ValueError, "indptr must be non-decreasing (row %lld)", (long long)u);
-            return -1;
-        }
-        for (int64_t k = p[u]; k < p[u + 1]; k++) {
-            if (ix[k] < 0 || ix[k] >= n_cols || (sorted && k > p[u] && ix[k] <= ix[k - 1])) {
-                PyErr_Format(PyExc_ValueError, "indices of row %lld must be %sin [0, %lld)", (long long)u,
-                             sorted ? "sorted, distinct and " : "", n_cols);
-                return -1;
-            }
-        }
-    }
-    out->indptr = p;
-    out->indices = ix;
-    out->n_rows = (int32_t)n_rows;
-    out->n_cols = (int32_t)n_cols;
-    return 0;
-}
-
-static int parse_csr(PyObject *indptr, PyObject *indices, long long n_cols, rmf_csr *out)
-{
-    return parse_rows(indptr, indices, n_cols, 1, out);
-}
-
-static int check_index_range(PyObject *arr, const char *name, int32_t bound)
-{
-    const int32_t *a = DATA(arr, int32_t);
-    int64_t n = SIZE(arr);
-    for (int64_t k = 0; k < n; k++)
-        if (a[k] < 0 || a[k] >= bound) {
-            PyErr_Format(PyExc_ValueError, "%s[%lld] = %d is outside [0, %d)", name, (long long)k,
-                         a[k], bound);
-            return -1;
-        }
-    return 0;
-}
+#define new_array1(n, type) new_array2((n), -1, (type))
 
 /* Cuts a 1-D output down to its first n entries (the core filled fewer
- * than its capacity); 0, or -1 with an exception. */
+ * than its capacity). */
 static int shrink(PyObject *arr, npy_intp n)
 {
     PyArray_Dims shape = {&n, 1};
@@ -218,14 +165,70 @@ static int shrink(PyObject *arr, npy_intp n)
     return 0;
 }
 
-/* After the core call that filled out: out, or the exception for st (out
- * released). */
-static PyObject *array_result(rmf_status st, const rmf_error *err, PyObject *out)
+/* Releases the n outputs o[] (some may be NULL); returns NULL. */
+static PyObject *fail(PyObject **o, int n)
 {
-    if (st == RMF_OK)
-        return out;
-    Py_DECREF(out);
-    return raise_status(st, err);
+    for (int k = 0; k < n; k++)
+        Py_CLEAR(o[k]);
+    return NULL;
+}
+
+/* A tuple stealing the n new references o[]; released on failure. */
+static PyObject *pack(PyObject **o, int n)
+{
+    PyObject *t = PyTuple_New(n);
+    if (t == NULL)
+        return fail(o, n);
+    for (int k = 0; k < n; k++)
+        PyTuple_SET_ITEM(t, k, o[k]);
+    return t;
+}
+
+/* The (n_rows x k) items, scores and (n_rows) lengths every top-K returns;
+ * 0 or -1 with o[] released. */
+static int new_topk(PyObject **o, npy_intp n_rows, int k, int with_scores)
+{
+    o[0] = new_array2(n_rows, k, NPY_INT32);
+    o[1] = with_scores ? new_array2(n_rows, k, NPY_FLOAT32) : NULL;
+    o[2] = new_array1(n_rows, NPY_INT32);
+    if (o[0] && (o[1] || !with_scores) && o[2])
+        return 0;
+    fail(o, 3);
+    return -1;
+}
+
+/* A CSR passed as (indptr int64, indices int32, n_cols).  The glue checks
+ * the buffers (types, and that indptr stays inside indices); the core
+ * checks that the structure is sound (rmf_csr_check). */
+static int parse_csr(PyObject *indptr, PyObject *indices, long long n_cols, rmf_csr *out)
+{
+    if (check_array(indptr, "indptr", NPY_INT64, 1, 0) < 0 ||
+        check_array(indices, "indices", NPY_INT32, 1, 0) < 0)
+        return -1;
+    int64_t n_rows = SIZE(indptr) - 1;
+    if (n_rows < 0 || n_rows > INT32_MAX || n_cols < 0 || n_cols > INT32_MAX)
+        return PyErr_SetString(PyExc_ValueError, "indptr must have n_rows + 1 entries, n_cols fit in int32"), -1;
+    const int64_t *p = DATA(indptr, int64_t);
+    if (p[0] != 0 || p[n_rows] != SIZE(indices))
+        return PyErr_SetString(PyExc_ValueError, "indptr must start at 0 and end at len(indices)"), -1;
+    out->indptr = p;
+    out->indices = DATA(indices, int32_t);
+    out->n_rows = (int32_t)n_rows;
+    out->n_cols = (int32_t)n_cols;
+    return 0;
+}
+
+/* seen: (indptr, indices, n_cols) or None (*present = 0). */
+static int parse_optional_csr(PyObject *seen, rmf_csr *m, int *present)
+{
+    PyObject *indptr, *indices;
+    long long n_cols;
+    *present = seen != Py_None;
+    if (!*present)
+        return 0;
+    if (!PyArg_ParseTuple(seen, "OOL", &indptr, &indices, &n_cols))
+        return -1;
+    return parse_csr(indptr, indices, n_cols, m);
 }
 
 /* ------------------------------------------------------------------ */
@@ -237,274 +240,297 @@ static PyObject *py_parse_ratings(PyObject *self, PyObject *args)
     Py_buffer buf;
     const char *sep;
     long long skip_header;
+    rmf_error err = {{0}};
     if (!PyArg_ParseTuple(args, "y*sL", &buf, &sep, &skip_header))
         return NULL;
-    PyObject *user = NULL, *item = NULL, *rating = NULL, *ts = NULL, *result = NULL;
-    int64_t cap = rmf_count_lines(buf.buf, buf.len);
-    user = new_array1(cap, NPY_INT64);
-    item = new_array1(cap, NPY_INT64);
-    rating = new_array1(cap, NPY_FLOAT64);
-    ts = new_array1(cap, NPY_INT64);
-    if (!user || !item || !rating || !ts)
-        goto done;
-    rmf_error err = {{0}};
-    int64_t n = 0;
-    rmf_status st;
-    RMF_NOGIL(st, rmf_parse_ratings(buf.buf, buf.len, sep, skip_header, cap, DATA(user, int64_t),
-                                    DATA(item, int64_t), DATA(rating, double), DATA(ts, int64_t),
-                                    &n, &err));
-    if (st != RMF_OK) {
-        raise_status(st, &err);
-        goto done;
-    }
-    /* Shrink to the rows found: the line count was an upper bound. */
-    PyObject *arrays[4] = {user, item, rating, ts};
-    for (int a = 0; a < 4; a++)
-        if (shrink(arrays[a], (npy_intp)n) < 0)
-            goto done;
-    result = PyTuple_Pack(4, user, item, rating, ts);
-done:
+    PyObject *o[4] = {NULL, NULL, NULL, NULL};
+    int64_t cap = rmf_count_lines(buf.buf, buf.len), n = 0;
+    rmf_status st = RMF_ERR_NOMEM;
+    int ok = 1;
+    for (int a = 0; a < 4 && ok; a++)
+        ok = (o[a] = new_array1(cap, a == 2 ? NPY_FLOAT64 : NPY_INT64)) != NULL;
+    if (ok)
+        RMF_NOGIL(st, rmf_parse_ratings(buf.buf, buf.len, sep, skip_header, cap, DATA(o[0], int64_t),
+                                        DATA(o[1], int64_t), DATA(o[2], double), DATA(o[3], int64_t), &n, &err));
     PyBuffer_Release(&buf);
-    Py_XDECREF(user);
-    Py_XDECREF(item);
-    Py_XDECREF(rating);
-    Py_XDECREF(ts);
-    return result;
+    if (st != RMF_OK) {
+        if (ok) /* else NumPy's error is set */
+            raise_status(st, &err);
+        return fail(o, 4);
+    }
+    /* The line count was an upper bound. */
+    for (int a = 0; a < 4; a++)
+        if (shrink(o[a], n) < 0)
+            return fail(o, 4);
+    return pack(o, 4);
 }
 
 static PyObject *py_temporal_split(PyObject *self, PyObject *args)
 {
-    PyObject *user, *time;
+    PyObject *user, *time, *o[2] = {NULL, NULL};
     long long n_val, n_test, min_train;
-    if (!PyArg_ParseTuple(args, "OOLLL", &user, &time, &n_val, &n_test, &min_train))
-        return NULL;
-    if (check_array(user, "user", NPY_INT64, 1, 0) < 0 || check_array(time, "time", NPY_INT64, 1, 0) < 0 ||
+    rmf_error err = {{0}};
+    if (!PyArg_ParseTuple(args, "OOLLL", &user, &time, &n_val, &n_test, &min_train) ||
+        check_array(user, "user", NPY_INT64, 1, 0) < 0 || check_array(time, "time", NPY_INT64, 1, 0) < 0 ||
         check_len(time, "time", SIZE(user)) < 0)
         return NULL;
     int64_t n = SIZE(user);
-    PyObject *order = new_array1(n, NPY_INT64), *part = new_array1(n, NPY_INT8);
-    if (!order || !part)
-        goto fail;
-    rmf_error err = {{0}};
-    rmf_status st;
-    RMF_NOGIL(st, rmf_temporal_split(DATA(user, int64_t), DATA(time, int64_t), n, n_val, n_test,
-                                     min_train, DATA(order, int64_t), DATA(part, int8_t), &err));
-    if (st != RMF_OK) {
-        raise_status(st, &err);
-        goto fail;
-    }
-    return Py_BuildValue("NN", order, part);
-fail:
-    Py_XDECREF(order);
-    Py_XDECREF(part);
-    return NULL;
+    if (!(o[0] = new_array1(n, NPY_INT64)) || !(o[1] = new_array1(n, NPY_INT8)))
+        return fail(o, 2);
+    CALL(o, 2, rmf_temporal_split(DATA(user, int64_t), DATA(time, int64_t), n, n_val, n_test, min_train,
+                                  DATA(o[0], int64_t), DATA(o[1], int8_t), &err));
+    return pack(o, 2);
 }
 
 static PyObject *py_factorize(PyObject *self, PyObject *args)
 {
-    PyObject *ids;
-    if (!PyArg_ParseTuple(args, "O", &ids))
-        return NULL;
-    if (check_array(ids, "ids", NPY_INT64, 1, 0) < 0)
+    PyObject *ids, *o[2] = {NULL, NULL};
+    rmf_error err = {{0}};
+    if (!PyArg_ParseTuple(args, "O", &ids) || check_array(ids, "ids", NPY_INT64, 1, 0) < 0)
         return NULL;
     int64_t n = SIZE(ids), n_unique = 0;
-    PyObject *codes = new_array1(n, NPY_INT32), *uniques = new_array1(n, NPY_INT64);
-    if (!codes || !uniques)
-        goto fail;
-    rmf_error err = {{0}};
-    rmf_status st;
-    RMF_NOGIL(st, rmf_factorize(DATA(ids, int64_t), n, DATA(codes, int32_t), DATA(uniques, int64_t),
-                                &n_unique, &err));
-    if (st != RMF_OK) {
-        raise_status(st, &err);
-        goto fail;
-    }
-    PyArray_Dims shape = {(npy_intp[]){(npy_intp)n_unique}, 1};
-    PyObject *r = PyArray_Resize((PyArrayObject *)uniques, &shape, 0, NPY_CORDER);
-    if (r == NULL)
-        goto fail;
-    Py_DECREF(r);
-    return Py_BuildValue("NN", codes, uniques);
-fail:
-    Py_XDECREF(codes);
-    Py_XDECREF(uniques);
-    return NULL;
+    if (!(o[0] = new_array1(n, NPY_INT32)) || !(o[1] = new_array1(n, NPY_INT64)))
+        return fail(o, 2);
+    CALL(o, 2, rmf_factorize(DATA(ids, int64_t), n, DATA(o[0], int32_t), DATA(o[1], int64_t), &n_unique, &err));
+    if (shrink(o[1], n_unique) < 0)
+        return fail(o, 2);
+    return pack(o, 2);
 }
 
 static PyObject *py_build_csr(PyObject *self, PyObject *args)
 {
-    PyObject *rows, *cols;
+    PyObject *rows, *cols, *o[2] = {NULL, NULL};
     int n_rows, n_cols;
-    if (!PyArg_ParseTuple(args, "OOii", &rows, &cols, &n_rows, &n_cols))
-        return NULL;
-    if (check_array(rows, "rows", NPY_INT32, 1, 0) < 0 || check_array(cols, "cols", NPY_INT32, 1, 0) < 0 ||
+    rmf_error err = {{0}};
+    if (!PyArg_ParseTuple(args, "OOii", &rows, &cols, &n_rows, &n_cols) ||
+        check_array(rows, "rows", NPY_INT32, 1, 0) < 0 || check_array(cols, "cols", NPY_INT32, 1, 0) < 0 ||
         check_len(cols, "cols", SIZE(rows)) < 0)
         return NULL;
     int64_t n = SIZE(rows), nnz = 0;
-    PyObject *indptr = new_array1((npy_intp)n_rows + 1, NPY_INT64), *indices = new_array1(n, NPY_INT32);
-    if (!indptr || !indices)
-        goto fail;
-    rmf_error err = {{0}};
-    rmf_status st;
-    RMF_NOGIL(st, rmf_build_csr(DATA(rows, int32_t), DATA(cols, int32_t), n, n_rows, n_cols,
-                                DATA(indptr, int64_t), DATA(indices, int32_t), &nnz, &err));
-    if (st != RMF_OK) {
-        raise_status(st, &err);
-        goto fail;
-    }
-    if (shrink(indices, (npy_intp)nnz) < 0)
-        goto fail;
-    return Py_BuildValue("NN", indptr, indices);
-fail:
-    Py_XDECREF(indptr);
-    Py_XDECREF(indices);
-    return NULL;
+    if (!(o[0] = new_array1((npy_intp)n_rows + 1, NPY_INT64)) || !(o[1] = new_array1(n, NPY_INT32)))
+        return fail(o, 2);
+    CALL(o, 2, rmf_build_csr(DATA(rows, int32_t), DATA(cols, int32_t), n, n_rows, n_cols, DATA(o[0], int64_t),
+                             DATA(o[1], int32_t), &nnz, &err));
+    if (shrink(o[1], nnz) < 0)
+        return fail(o, 2);
+    return pack(o, 2);
 }
 
 static PyObject *py_item_counts(PyObject *self, PyObject *args)
 {
-    PyObject *indptr, *indices;
+    PyObject *indptr, *indices, *counts = NULL;
     long long n_cols;
     rmf_csr m;
-    if (!PyArg_ParseTuple(args, "OOL", &indptr, &indices, &n_cols) || parse_csr(indptr, indices, n_cols, &m) < 0)
+    rmf_error err = {{0}};
+    if (!PyArg_ParseTuple(args, "OOL", &indptr, &indices, &n_cols) || parse_csr(indptr, indices, n_cols, &m) < 0 ||
+        !(counts = new_array1((npy_intp)n_cols, NPY_INT64)))
         return NULL;
-    PyObject *counts = new_array1((npy_intp)n_cols, NPY_INT64);
-    if (counts == NULL)
-        return NULL;
-    Py_BEGIN_ALLOW_THREADS
-    rmf_work_begin();
-    rmf_item_counts(&m, DATA(counts, int64_t));
-    rmf_work_end();
-    Py_END_ALLOW_THREADS
+    CALL(&counts, 1, rmf_item_counts(&m, DATA(counts, int64_t), &err));
     return counts;
 }
 
 static PyObject *py_popularity_order(PyObject *self, PyObject *args)
 {
-    PyObject *counts;
+    PyObject *counts, *order = NULL;
+    rmf_error err = {{0}};
     if (!PyArg_ParseTuple(args, "O", &counts) || check_array(counts, "counts", NPY_INT64, 1, 0) < 0)
         return NULL;
-    if (SIZE(counts) > INT32_MAX) {
-        PyErr_SetString(PyExc_ValueError, "counts has more than 2^31 - 1 items");
+    if (SIZE(counts) > INT32_MAX)
+        return PyErr_SetString(PyExc_ValueError, "counts has more than 2^31 - 1 items"), NULL;
+    if (!(order = new_array1(SIZE(counts), NPY_INT32)))
         return NULL;
-    }
-    int32_t n = (int32_t)SIZE(counts);
-    PyObject *order = new_array1(n, NPY_INT32);
-    if (order == NULL)
-        return NULL;
-    rmf_error err = {{0}};
-    rmf_status st;
-    RMF_NOGIL(st, rmf_popularity_order(DATA(counts, int64_t), n, DATA(order, int32_t), &err));
-    if (st != RMF_OK) {
-        Py_DECREF(order);
-        return raise_status(st, &err);
-    }
+    CALL(&order, 1, rmf_popularity_order(DATA(counts, int64_t), (int32_t)SIZE(counts), DATA(order, int32_t),
+                                         &err));
     return order;
 }
 
 static PyObject *py_sample_uniform(PyObject *self, PyObject *args)
 {
-    PyObject *indptr, *indices;
+    PyObject *indptr, *indices, *out = NULL;
     long long n_cols;
     int n_neg, n_threads;
     unsigned long long seed, epoch;
     rmf_csr m;
-    if (!PyArg_ParseTuple(args, "OOLiKKi", &indptr, &indices, &n_cols, &n_neg, &seed, &epoch, &n_threads) ||
-        parse_csr(indptr, indices, n_cols, &m) < 0)
-        return NULL;
-    if (n_neg < 1) {
-        PyErr_Format(PyExc_ValueError, "n_neg must be >= 1, got %d", n_neg);
-        return NULL;
-    }
-    PyObject *out = new_array1((npy_intp)(SIZE(indices) * n_neg), NPY_INT32);
-    if (out == NULL)
-        return NULL;
     rmf_error err = {{0}};
-    rmf_status st;
-    RMF_NOGIL(st, rmf_sample_uniform(&m, n_neg, seed, epoch, n_threads, DATA(out, int32_t), &err));
-    return array_result(st, &err, out);
+    if (!PyArg_ParseTuple(args, "OOLiKKi", &indptr, &indices, &n_cols, &n_neg, &seed, &epoch, &n_threads) ||
+        parse_csr(indptr, indices, n_cols, &m) < 0 ||
+        !(out = new_array1((npy_intp)(SIZE(indices) * (n_neg > 0 ? n_neg : 0)), NPY_INT32)))
+        return NULL;
+    CALL(&out, 1, rmf_sample_uniform(&m, n_neg, seed, epoch, n_threads, DATA(out, int32_t), &err));
+    return out;
 }
 
 static PyObject *py_sample_triplets(PyObject *self, PyObject *args)
 {
-    PyObject *indptr, *indices, *cand;
+    PyObject *indptr, *indices, *cand, *o[3] = {NULL, NULL, NULL};
     long long n_cols, n_triplets;
     unsigned long long seed, epoch;
     int n_threads;
     rmf_csr m;
+    rmf_error err = {{0}};
     if (!PyArg_ParseTuple(args, "OOLOLKKi", &indptr, &indices, &n_cols, &cand, &n_triplets, &seed, &epoch,
                           &n_threads) ||
         parse_csr(indptr, indices, n_cols, &m) < 0 || check_array(cand, "candidates", NPY_INT32, 1, 0) < 0)
         return NULL;
-    if (n_triplets < 0) {
-        PyErr_Format(PyExc_ValueError, "triplets_per_epoch must be >= 0, got %lld", n_triplets);
-        return NULL;
-    }
-    PyObject *u = new_array1(n_triplets, NPY_INT32), *i = new_array1(n_triplets, NPY_INT32),
-             *j = new_array1(n_triplets, NPY_INT32);
-    if (!u || !i || !j)
-        goto fail;
-    rmf_error err = {{0}};
-    rmf_status st;
-    RMF_NOGIL(st, rmf_sample_triplets(&m, DATA(cand, int32_t), (int32_t)SIZE(cand), n_triplets, seed, epoch,
-                                      n_threads, DATA(u, int32_t), DATA(i, int32_t), DATA(j, int32_t), &err));
-    if (st != RMF_OK) {
-        raise_status(st, &err);
-        goto fail;
-    }
-    return Py_BuildValue("NNN", u, i, j);
-fail:
-    Py_XDECREF(u);
-    Py_XDECREF(i);
-    Py_XDECREF(j);
-    return NULL;
-}
-
-/* seen: (indptr, indices, n_cols) or None. */
-static int parse_optional_csr(PyObject *seen, rmf_csr *m, int *present)
-{
-    *present = 0;
-    if (seen == Py_None)
-        return 0;
-    PyObject *indptr, *indices;
-    long long n_cols;
-    if (!PyArg_ParseTuple(seen, "OOL", &indptr, &indices, &n_cols))
-        return -1;
-    if (parse_csr(indptr, indices, n_cols, m) < 0)
-        return -1;
-    *present = 1;
-    return 0;
+    npy_intp n = n_triplets > 0 ? (npy_intp)n_triplets : 0;
+    for (int a = 0; a < 3; a++)
+        if (!(o[a] = new_array1(n, NPY_INT32)))
+            return fail(o, 3);
+    CALL(o, 3, rmf_sample_triplets(&m, DATA(cand, int32_t), (int32_t)SIZE(cand), n_triplets, seed, epoch, n_threads,
+                                   DATA(o[0], int32_t), DATA(o[1], int32_t), DATA(o[2], int32_t), &err));
+    return pack(o, 3);
 }
 
 static PyObject *py_topk_rows(PyObject *self, PyObject *args)
 {
-    PyObject *scores, *seen, *seen_rows;
-    int k, n_threads;
-    if (!PyArg_ParseTuple(args, "OOOii", &scores, &seen, &seen_rows, &k, &n_threads))
-        return NULL;
-    if (check_array(scores, "scores", NPY_FLOAT32, 2, 0) < 0)
-        return NULL;
+    PyObject *scores, *seen, *seen_rows, *o[3] = {NULL, NULL, NULL};
+    int k, n_threads, has_seen;
     rmf_csr m;
-    int has_seen;
-    if (parse_optional_csr(seen, &m, &has_seen) < 0)
+    rmf_error err = {{0}};
+    if (!PyArg_ParseTuple(args, "OOOii", &scores, &seen, &seen_rows, &k, &n_threads) ||
+        check_array(scores, "scores", NPY_FLOAT32, 2, 0) < 0 || parse_optional_csr(seen, &m, &has_seen) < 0)
         return NULL;
     npy_intp n_rows = PyArray_DIM((PyArrayObject *)scores, 0), n_cols = PyArray_DIM((PyArrayObject *)scores, 1);
     if (has_seen && (check_array(seen_rows, "seen_rows", NPY_INT32, 1, 0) < 0 ||
                      check_len(seen_rows, "seen_rows", n_rows) < 0))
         return NULL;
+    if (new_topk(o, n_rows, k > 0 ? k : 0, 1) < 0)
+        return NULL;
+    CALL(o, 3, rmf_topk_rows(DATA(scores, float), n_rows, (int32_t)n_cols, has_seen ? &m : NULL,
+                             has_seen ? DATA(seen_rows, int32_t) : NULL, k, n_threads, DATA(o[0], int32_t),
+                             DATA(o[1], float), DATA(o[2], int32_t), &err));
+    return pack(o, 3);
+}
+
+static PyObject *py_topk_ranked(PyObject *self, PyObject *args)
+{
+    PyObject *ranking, *seen, *users, *o[3] = {NULL, NULL, NULL};
+    int k, has_seen;
+    rmf_csr m;
+    rmf_error err = {{0}};
+    if (!PyArg_ParseTuple(args, "OOOi", &ranking, &seen, &users, &k) ||
+        check_array(ranking, "ranking", NPY_INT32, 1, 0) < 0 || check_array(users, "users", NPY_INT32, 1, 0) < 0 ||
+        parse_optional_csr(seen, &m, &has_seen) < 0 || new_topk(o, SIZE(users), k > 0 ? k : 0, 0) < 0)
+        return NULL;
+    CALL(o, 3, rmf_topk_ranked(DATA(ranking, int32_t), (int32_t)SIZE(ranking), has_seen ? &m : NULL,
+                               DATA(users, int32_t), SIZE(users), k, DATA(o[0], int32_t), DATA(o[2], int32_t), &err));
+    PyObject *items_len[2] = {o[0], o[2]};
+    return pack(items_len, 2);
+}
+
+/* ================================================================== */
+/* EASE (ease.c) -- begin                                              */
+/* ================================================================== */
+
+/* B: a writable float32 n_cols x n_cols array. */
+static int check_square(PyObject *B, const char *name, long long n, int writable)
+{
+    if (check_array(B, name, NPY_FLOAT32, 2, writable) < 0)
+        return -1;
+    npy_intp *d = PyArray_DIMS((PyArrayObject *)B);
+    if (d[0] != n || d[1] != n) {
+        PyErr_Format(PyExc_ValueError, "%s must be %lld x %lld, got %zd x %zd", name, n, n, (Py_ssize_t)d[0],
+                     (Py_ssize_t)d[1]);
+        return -1;
+    }
+    return 0;
+}
+
+/* ease_fit(indptr, indices, n_cols, l2, n_threads, B): B filled in place. */
+static PyObject *py_ease_fit(PyObject *self, PyObject *args)
+{
+    PyObject *indptr, *indices, *B;
+    long long n_cols;
+    float l2;
+    int n_threads;
+    rmf_csr m;
+    if (!PyArg_ParseTuple(args, "OOLfiO", &indptr, &indices, &n_cols, &l2, &n_threads, &B) ||
+        parse_csr(indptr, indices, n_cols, &m) < 0 || check_square(B, "B", n_cols, 1) < 0)
+        return NULL;
+    rmf_error err = {{0}};
+    rmf_status st;
+    RMF_NOGIL(st, rmf_ease_fit(&m, l2, n_threads, DATA(B, float), &err));
+    if (st != RMF_OK)
+        return raise_status(st, &err);
+    Py_RETURN_NONE;
+}
+
+/* ease_gram(indptr, indices, n_cols, n_threads) -> upper triangle of X^T X. */
+static PyObject *py_ease_gram(PyObject *self, PyObject *args)
+{
+    PyObject *indptr, *indices;
+    long long n_cols;
+    int n_threads;
+    rmf_csr m;
+    if (!PyArg_ParseTuple(args, "OOLi", &indptr, &indices, &n_cols, &n_threads) ||
+        parse_csr(indptr, indices, n_cols, &m) < 0)
+        return NULL;
+    PyObject *G = new_array2((npy_intp)n_cols, (npy_intp)n_cols, NPY_FLOAT32);
+    if (G == NULL)
+        return NULL;
+    rmf_error err = {{0}};
+    rmf_status st;
+    RMF_NOGIL(st, rmf_ease_gram_upper(&m, n_threads, DATA(G, float), &err));
+    if (st != RMF_OK) {
+        Py_DECREF(G);
+        return raise_status(st, &err);
+    }
+    return G;
+}
+
+/* ease_recommend(B, (indptr, indices, n_cols), weights|None, rows, seen|None,
+ * seen_rows|None, k, n_threads) -> (items, scores, len). */
+static PyObject *py_ease_recommend(PyObject *self, PyObject *args)
+{
+    PyObject *B, *hist, *weights, *rows, *seen, *seen_rows;
+    int k, n_threads;
+    if (!PyArg_ParseTuple(args, "OOOOOOii", &B, &hist, &weights, &rows, &seen, &seen_rows, &k, &n_threads))
+        return NULL;
+    rmf_csr h, m;
+    int has_hist, has_seen;
+    if (check_array(B, "B", NPY_FLOAT32, 2, 0) < 0 || parse_optional_csr(hist, &h, &has_hist) < 0)
+        return NULL;
+    if (!has_hist) {
+        PyErr_SetString(PyExc_TypeError, "history must be (indptr, indices, n_cols), not None");
+        return NULL;
+    }
+    /* rows and seen_rows are range-checked by the core (rmf_ease_recommend, rmf_topk_rows). */
+    if (check_square(B, "B", h.n_cols, 0) < 0 || check_array(rows, "rows", NPY_INT32, 1, 0) < 0 ||
+        parse_optional_csr(seen, &m, &has_seen) < 0)
+        return NULL;
+    if (weights != Py_None && (check_array(weights, "weights", NPY_FLOAT32, 1, 0) < 0 ||
+                               check_len(weights, "weights", (npy_intp)h.indptr[h.n_rows]) < 0))
+        return NULL;
+    int64_t n = SIZE(rows);
+    if (has_seen) {
+        if (m.n_cols != h.n_cols) {
+            PyErr_Format(PyExc_ValueError, "seen has %d columns but B is %d x %d", m.n_cols, h.n_cols, h.n_cols);
+            return NULL;
+        }
+        if (check_array(seen_rows, "seen_rows", NPY_INT32, 1, 0) < 0 || check_len(seen_rows, "seen_rows", n) < 0)
+            return NULL;
+        const int32_t *sr = DATA(seen_rows, int32_t);
+        for (int64_t r = 0; r < n; r++)
+            if (sr[r] >= m.n_rows) {
+                PyErr_Format(PyExc_ValueError, "seen_rows[%lld] = %d is outside [-1, %d)", (long long)r, sr[r],
+                             m.n_rows);
+                return NULL;
+            }
+    }
     if (k < 1) {
         PyErr_Format(PyExc_ValueError, "k must be >= 1, got %d", k);
         return NULL;
     }
-    PyObject *items = new_array2(n_rows, k, NPY_INT32), *vals = new_array2(n_rows, k, NPY_FLOAT32),
-             *len = new_array1(n_rows, NPY_INT32);
+    PyObject *items = new_array2(n, k, NPY_INT32), *vals = new_array2(n, k, NPY_FLOAT32),
+             *len = new_array1(n, NPY_INT32);
     if (!items || !vals || !len)
         goto fail;
     rmf_error err = {{0}};
     rmf_status st;
-    RMF_NOGIL(st, rmf_topk_rows(DATA(scores, float), n_rows, (int32_t)n_cols, has_seen ? &m : NULL,
-                                has_seen ? DATA(seen_rows, int32_t) : NULL, k, n_threads, DATA(items, int32_t),
-                                DATA(vals, float), DATA(len, int32_t), &err));
+    RMF_NOGIL(st, rmf_ease_recommend(DATA(B, float), h.n_cols, &h, weights == Py_None ? NULL : DATA(weights, float),
+                                     DATA(rows, int32_t), n, has_seen ? &m : NULL,
+                                     has_seen ? DATA(seen_rows, int32_t) : NULL, k, n_threads,
+                                     DATA(items, int32_t), DATA(vals, float), DATA(len, int32_t), &err));
     if (st != RMF_OK) {
         raise_status(st, &err);
         goto fail;
@@ -517,127 +543,79 @@ fail:
     return NULL;
 }
 
-static PyObject *py_topk_ranked(PyObject *self, PyObject *args)
+/* spotrf_lower(A, direct_max) -> info: A (float32 n x n, row-major upper =
+ * column-major lower) factorised in place; for tests of the recursion. */
+static PyObject *py_spotrf_lower(PyObject *self, PyObject *args)
 {
-    PyObject *ranking, *seen, *users;
-    int k;
-    if (!PyArg_ParseTuple(args, "OOOi", &ranking, &seen, &users, &k))
+    PyObject *A;
+    int direct_max;
+    if (!PyArg_ParseTuple(args, "Oi", &A, &direct_max) || check_array(A, "A", NPY_FLOAT32, 2, 1) < 0)
         return NULL;
-    if (check_array(ranking, "ranking", NPY_INT32, 1, 0) < 0 || check_array(users, "users", NPY_INT32, 1, 0) < 0)
+    npy_intp n = PyArray_DIM((PyArrayObject *)A, 0);
+    if (check_square(A, "A", (long long)n, 1) < 0)
         return NULL;
-    rmf_csr m;
-    int has_seen;
-    if (parse_optional_csr(seen, &m, &has_seen) < 0)
-        return NULL;
-    if (k < 1) {
-        PyErr_Format(PyExc_ValueError, "k must be >= 1, got %d", k);
+    if (n > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "A is too large for 32-bit LAPACK");
         return NULL;
     }
-    if (has_seen && check_index_range(ranking, "ranking", m.n_cols) < 0)
-        return NULL;
-    int64_t n = SIZE(users);
-    PyObject *items = new_array2(n, k, NPY_INT32), *len = new_array1(n, NPY_INT32);
-    if (!items || !len)
-        goto fail;
-    rmf_error err = {{0}};
-    rmf_status st;
-    RMF_NOGIL(st, rmf_topk_ranked(DATA(ranking, int32_t), (int32_t)SIZE(ranking), has_seen ? &m : NULL,
-                                  DATA(users, int32_t), n, k, DATA(items, int32_t), DATA(len, int32_t), &err));
-    if (st != RMF_OK) {
-        raise_status(st, &err);
-        goto fail;
-    }
-    return Py_BuildValue("NN", items, len);
-fail:
-    Py_XDECREF(items);
-    Py_XDECREF(len);
-    return NULL;
+    int info;
+    Py_BEGIN_ALLOW_THREADS
+    info = rmf_spotrf_lower_blocked((int)n, DATA(A, float), (int)n, direct_max);
+    Py_END_ALLOW_THREADS
+    return PyLong_FromLong(info);
 }
+
+/* ================================================================== */
+/* EASE -- end                                                         */
+/* ================================================================== */
 
 static PyObject *py_ranking_metrics(PyObject *self, PyObject *args)
 {
-    PyObject *recs, *rec_len, *rel_indptr, *rel_items;
-    if (!PyArg_ParseTuple(args, "OOOO", &recs, &rec_len, &rel_indptr, &rel_items))
-        return NULL;
-    if (check_array(recs, "recs", NPY_INT64, 2, 0) < 0 || check_array(rec_len, "rec_len", NPY_INT32, 1, 0) < 0 ||
-        check_array(rel_indptr, "rel_indptr", NPY_INT64, 1, 0) < 0 ||
-        check_array(rel_items, "rel_items", NPY_INT64, 1, 0) < 0)
-        return NULL;
-    npy_intp n = PyArray_DIM((PyArrayObject *)recs, 0);
-    npy_intp k = PyArray_DIM((PyArrayObject *)recs, 1);
-    if (check_len(rec_len, "rec_len", n) < 0 || check_len(rel_indptr, "rel_indptr", n + 1) < 0)
-        return NULL;
-    const int64_t *p = DATA(rel_indptr, int64_t);
-    if (p[0] != 0 || p[n] != SIZE(rel_items)) {
-        PyErr_SetString(PyExc_ValueError, "rel_indptr must start at 0 and end at len(rel_items)");
-        return NULL;
-    }
-    for (npy_intp u = 0; u < n; u++)
-        if (p[u + 1] < p[u]) {
-            PyErr_SetString(PyExc_ValueError, "rel_indptr must be non-decreasing");
-            return NULL;
-        }
-    if (k < 1 || k > INT32_MAX) {
-        PyErr_SetString(PyExc_ValueError, "recs must have between 1 and 2^31 - 1 columns");
-        return NULL;
-    }
-    PyObject *per_user = new_array2(n, 4, NPY_FLOAT64);
-    if (per_user == NULL)
-        return NULL;
+    PyObject *recs, *rec_len, *rel_indptr, *rel_items, *per_user = NULL;
     double means[4];
     int64_t n_eval = 0;
     rmf_error err = {{0}};
-    rmf_status st;
-    RMF_NOGIL(st, rmf_ranking_metrics(DATA(recs, int64_t), DATA(rec_len, int32_t), n, (int32_t)k, p,
-                                      DATA(rel_items, int64_t), DATA(per_user, double), means, &n_eval, &err));
-    if (st != RMF_OK) {
-        Py_DECREF(per_user);
-        return raise_status(st, &err);
-    }
+    if (!PyArg_ParseTuple(args, "OOOO", &recs, &rec_len, &rel_indptr, &rel_items) ||
+        check_array(recs, "recs", NPY_INT64, 2, 0) < 0 || check_array(rec_len, "rec_len", NPY_INT32, 1, 0) < 0 ||
+        check_array(rel_indptr, "rel_indptr", NPY_INT64, 1, 0) < 0 ||
+        check_array(rel_items, "rel_items", NPY_INT64, 1, 0) < 0)
+        return NULL;
+    npy_intp n = PyArray_DIM((PyArrayObject *)recs, 0), k = PyArray_DIM((PyArrayObject *)recs, 1);
+    if (check_len(rec_len, "rec_len", n) < 0 || check_len(rel_indptr, "rel_indptr", n + 1) < 0)
+        return NULL;
+    const int64_t *p = DATA(rel_indptr, int64_t);
+    if (p[0] != 0 || p[n] != SIZE(rel_items))
+        return PyErr_SetString(PyExc_ValueError, "rel_indptr must start at 0 and end at len(rel_items)"), NULL;
+    if (k > INT32_MAX)
+        return PyErr_SetString(PyExc_ValueError, "recs must have at most 2^31 - 1 columns"), NULL;
+    if (!(per_user = new_array2(n, 4, NPY_FLOAT64)))
+        return NULL;
+    CALL(&per_user, 1, rmf_ranking_metrics(DATA(recs, int64_t), DATA(rec_len, int32_t), n, (int32_t)k, p,
+                                           DATA(rel_items, int64_t), DATA(per_user, double), means, &n_eval, &err));
     return Py_BuildValue("N(dddd)L", per_user, means[0], means[1], means[2], means[3], (long long)n_eval);
-}
-
-/* Borrowed a (int64, 1-D) must be sorted ascending and distinct. */
-static int check_sorted_distinct(PyObject *a, const char *name)
-{
-    const int64_t *v = DATA(a, int64_t);
-    for (int64_t q = 1; q < SIZE(a); q++)
-        if (v[q] <= v[q - 1]) {
-            PyErr_Format(PyExc_ValueError, "%s must be sorted ascending and distinct", name);
-            return -1;
-        }
-    return 0;
 }
 
 static PyObject *py_coverage_popularity(PyObject *self, PyObject *args)
 {
     PyObject *recs, *rec_len, *catalog, *pop_ids, *pop_values;
-    if (!PyArg_ParseTuple(args, "OOOOO", &recs, &rec_len, &catalog, &pop_ids, &pop_values))
-        return NULL;
-    if (check_array(recs, "recs", NPY_INT64, 2, 0) < 0 || check_array(rec_len, "rec_len", NPY_INT32, 1, 0) < 0 ||
+    double coverage = 0, avg_pop = 0;
+    int64_t n_pairs = 0;
+    rmf_error err = {{0}};
+    if (!PyArg_ParseTuple(args, "OOOOO", &recs, &rec_len, &catalog, &pop_ids, &pop_values) ||
+        check_array(recs, "recs", NPY_INT64, 2, 0) < 0 || check_array(rec_len, "rec_len", NPY_INT32, 1, 0) < 0 ||
         check_array(catalog, "catalog", NPY_INT64, 1, 0) < 0 ||
         check_array(pop_ids, "pop_ids", NPY_INT64, 1, 0) < 0 ||
         check_array(pop_values, "pop_values", NPY_FLOAT64, 1, 0) < 0 ||
         check_len(rec_len, "rec_len", PyArray_DIM((PyArrayObject *)recs, 0)) < 0 ||
-        check_len(pop_values, "pop_values", SIZE(pop_ids)) < 0 ||
-        check_sorted_distinct(catalog, "catalog") < 0 || check_sorted_distinct(pop_ids, "pop_ids") < 0)
+        check_len(pop_values, "pop_values", SIZE(pop_ids)) < 0)
         return NULL;
-    if (PyArray_DIM((PyArrayObject *)recs, 1) > INT32_MAX) {
-        PyErr_SetString(PyExc_ValueError, "recs must have at most 2^31 - 1 columns");
-        return NULL;
-    }
-    double coverage = 0, avg_pop = 0;
-    int64_t n_pairs = 0;
-    rmf_error err = {{0}};
-    rmf_status st;
-    RMF_NOGIL(st, rmf_coverage_popularity(DATA(recs, int64_t), DATA(rec_len, int32_t),
+    if (PyArray_DIM((PyArrayObject *)recs, 1) > INT32_MAX)
+        return PyErr_SetString(PyExc_ValueError, "recs must have at most 2^31 - 1 columns"), NULL;
+    CALL(NULL, 0, rmf_coverage_popularity(DATA(recs, int64_t), DATA(rec_len, int32_t),
                                           PyArray_DIM((PyArrayObject *)recs, 0),
-                                          (int32_t)PyArray_DIM((PyArrayObject *)recs, 1),
-                                          DATA(catalog, int64_t), SIZE(catalog), DATA(pop_ids, int64_t),
-                                          DATA(pop_values, double), SIZE(pop_ids), &coverage, &avg_pop,
-                                          &n_pairs, &err));
-    if (st != RMF_OK)
-        return raise_status(st, &err);
+                                          (int32_t)PyArray_DIM((PyArrayObject *)recs, 1), DATA(catalog, int64_t),
+                                          SIZE(catalog), DATA(pop_ids, int64_t), DATA(pop_values, double),
+                                          SIZE(pop_ids), &coverage, &avg_pop, &n_pairs, &err));
     return Py_BuildValue("ddL", coverage, avg_pop, (long long)n_pairs);
 }
 
@@ -645,97 +623,193 @@ static PyObject *py_coverage_popularity(PyObject *self, PyObject *args)
 /* Models                                                             */
 /* ------------------------------------------------------------------ */
 
-/* shape: (n_users, n_items, emb_dim, hidden_dim) */
-static int parse_shape(PyObject *obj, rmf_shape *s)
+/* The model table: what the glue needs of each model the core scores,
+ * found by the exact kind name of its Python class (Model.kind).  A new
+ * model adds one row (csrc/README.md). */
+typedef struct {
+    const char *kind;
+    rmf_check_shape_fn check_shape;
+    rmf_n_params_fn n_params;
+    rmf_score_pairs_fn score_pairs;
+    rmf_recommend_fn recommend;
+} model_row;
+
+static const model_row MODELS[] = {
+    {"neuralmf", rmf_ncf_check_shape, rmf_ncf_n_params, rmf_ncf_score_pairs, rmf_ncf_recommend},
+    {"bprmf", rmf_mf_check_shape, rmf_mf_n_params, rmf_mf_score_pairs, rmf_mf_recommend},
+};
+
+static const model_row *find_model(const char *kind)
 {
+    for (size_t r = 0; r < sizeof MODELS / sizeof MODELS[0]; r++)
+        if (strcmp(MODELS[r].kind, kind) == 0)
+            return &MODELS[r];
+    PyErr_Format(PyExc_ValueError, "the core has no model kind '%s'", kind);
+    return NULL;
+}
+
+/* shape (n_users, n_items, emb_dim, hidden_dim), checked by the model. */
+static int parse_shape(PyObject *obj, const model_row *row, rmf_shape *s)
+{
+    rmf_error err = {{0}};
     if (!PyArg_ParseTuple(obj, "iiii", &s->n_users, &s->n_items, &s->emb_dim, &s->hidden_dim))
         return -1;
-    if (s->n_users < 1 || s->n_items < 1 || s->emb_dim < 1 || s->hidden_dim < 0) {
-        PyErr_Format(PyExc_ValueError, "bad model shape (%d users, %d items, emb_dim %d, hidden_dim %d)",
-                     s->n_users, s->n_items, s->emb_dim, s->hidden_dim);
+    rmf_status st = row->check_shape(s, &err);
+    return st == RMF_OK ? 0 : (raise_status(st, &err), -1);
+}
+
+/* A float32 vector of the model's parameter count (theta, Adam moments). */
+static int check_theta(PyObject *theta, const char *name, const rmf_shape *s, const model_row *row, int writable)
+{
+    if (check_array(theta, name, NPY_FLOAT32, 1, writable) < 0)
         return -1;
+    return check_len(theta, name, (npy_intp)row->n_params(s));
+}
+
+/* The index vectors of a batch: int32, all of the first one's length. */
+static int check_index_arrays(PyObject **a, const char **names, int n)
+{
+    for (int q = 0; q < n; q++)
+        if (check_array(a[q], names[q], NPY_INT32, 1, 0) < 0 || check_len(a[q], names[q], SIZE(a[0])) < 0)
+            return -1;
+    return 0;
+}
+
+static PyObject *score_pairs(PyObject *args, const model_row *row)
+{
+    PyObject *shape, *theta, *ui[2], *out = NULL;
+    int n_threads;
+    rmf_shape s;
+    rmf_error err = {{0}};
+    if (!PyArg_ParseTuple(args, "OOOOi", &shape, &theta, &ui[0], &ui[1], &n_threads) ||
+        parse_shape(shape, row, &s) < 0 || check_theta(theta, "theta", &s, row, 0) < 0 ||
+        check_index_arrays(ui, (const char *[]){"user_idx", "item_idx"}, 2) < 0 ||
+        !(out = new_array1(SIZE(ui[0]), NPY_FLOAT32)))
+        return NULL;
+    CALL(&out, 1, row->score_pairs(&s, DATA(theta, float), DATA(ui[0], int32_t), DATA(ui[1], int32_t), SIZE(ui[0]),
+                                   n_threads, DATA(out, float), &err));
+    return out;
+}
+
+static PyObject *recommend(PyObject *args, const model_row *row)
+{
+    PyObject *shape, *theta, *users, *seen, *o[3] = {NULL, NULL, NULL};
+    int k, n_threads, has_seen;
+    rmf_shape s;
+    rmf_csr m;
+    rmf_error err = {{0}};
+    if (!PyArg_ParseTuple(args, "OOOOii", &shape, &theta, &users, &seen, &k, &n_threads) ||
+        parse_shape(shape, row, &s) < 0 || check_theta(theta, "theta", &s, row, 0) < 0 ||
+        check_array(users, "users", NPY_INT32, 1, 0) < 0 || parse_optional_csr(seen, &m, &has_seen) < 0 ||
+        new_topk(o, SIZE(users), k > 0 ? k : 0, 1) < 0)
+        return NULL;
+    CALL(o, 3, row->recommend(&s, DATA(theta, float), DATA(users, int32_t), SIZE(users), has_seen ? &m : NULL, k,
+                              n_threads, DATA(o[0], int32_t), DATA(o[1], float), DATA(o[2], int32_t), &err));
+    return pack(o, 3);
+}
+
+static PyObject *n_params(PyObject *args, const model_row *row)
+{
+    PyObject *shape;
+    rmf_shape s;
+    if (!PyArg_ParseTuple(args, "O", &shape) || parse_shape(shape, row, &s) < 0)
+        return NULL;
+    return PyLong_FromLongLong(row->n_params(&s));
+}
+
+/* Entry points whose first argument is the model kind. */
+static PyObject *by_kind(PyObject *args, PyObject *(*fn)(PyObject *, const model_row *))
+{
+    Py_ssize_t n = PyTuple_GET_SIZE(args);
+    const char *kind = n > 0 && PyUnicode_Check(PyTuple_GET_ITEM(args, 0))
+                           ? PyUnicode_AsUTF8(PyTuple_GET_ITEM(args, 0)) : NULL;
+    if (kind == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "the first argument must be the model kind (str)");
+        return NULL;
+    }
+    const model_row *row = find_model(kind);
+    PyObject *rest = row ? PyTuple_GetSlice(args, 1, n) : NULL;
+    if (rest == NULL)
+        return NULL;
+    PyObject *r = fn(rest, row);
+    Py_DECREF(rest);
+    return r;
+}
+
+static PyObject *py_score_pairs(PyObject *self, PyObject *args) { return by_kind(args, score_pairs); }
+static PyObject *py_recommend(PyObject *self, PyObject *args) { return by_kind(args, recommend); }
+static PyObject *py_n_params(PyObject *self, PyObject *args) { return by_kind(args, n_params); }
+
+/* ------------------------------------------------------------------ */
+/* Training                                                           */
+/* ------------------------------------------------------------------ */
+
+/* Training parameters come as keywords so Python names every field; one
+ * row per field of rmf_train_params. */
+typedef struct {
+    const char *name;
+    char type; /* 'f' float, 'i' int32, 'u' uint64 (masked) */
+    size_t offset;
+} param_field;
+
+#define FIELD(name, type, member) {name, type, offsetof(rmf_train_params, member)}
+static const param_field TRAIN_FIELDS[] = {
+    FIELD("dropout", 'f', dropout),       FIELD("lr", 'f', adam.lr),
+    FIELD("beta1", 'f', adam.beta1),      FIELD("beta2", 'f', adam.beta2),
+    FIELD("eps", 'f', adam.eps),          FIELD("weight_decay", 'f', adam.weight_decay),
+    FIELD("batch_size", 'i', batch_size), FIELD("n_neg", 'i', n_neg),
+    FIELD("lazy_adam", 'i', lazy_adam),   FIELD("n_threads", 'i', n_threads),
+    FIELD("seed", 'u', seed),
+};
+_Static_assert(sizeof(int) == sizeof(int32_t), "lazy_adam and n_threads are stored as int32");
+
+/* The core checks the values (rmf_train_check_params); the glue only
+ * converts them, and refuses a misspelt keyword rather than silently
+ * keeping a default. */
+static int parse_train_params(PyObject *kw, rmf_train_params *p)
+{
+    rmf_train_default_params(p);
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (kw != NULL && PyDict_Next(kw, &pos, &key, &value)) {
+        const char *name = PyUnicode_AsUTF8(key);
+        if (name == NULL)
+            return -1;
+        const param_field *f = NULL;
+        for (size_t q = 0; q < sizeof TRAIN_FIELDS / sizeof TRAIN_FIELDS[0] && f == NULL; q++)
+            if (strcmp(name, TRAIN_FIELDS[q].name) == 0)
+                f = &TRAIN_FIELDS[q];
+        if (f == NULL)
+            return PyErr_Format(PyExc_TypeError, "unknown training parameter '%s'", name), -1;
+        char *dst = (char *)p + f->offset;
+        if (f->type == 'f') {
+            *(float *)dst = (float)PyFloat_AsDouble(value);
+        } else if (f->type == 'i') {
+            long l = PyLong_AsLong(value);
+            if (!PyErr_Occurred() && (l < INT32_MIN || l > INT32_MAX))
+                PyErr_Format(PyExc_ValueError, "%s is out of range: %ld", name, l);
+            *(int32_t *)dst = (int32_t)l;
+        } else {
+            *(uint64_t *)dst = PyLong_AsUnsignedLongLongMask(value);
+        }
+        if (PyErr_Occurred())
+            return -1;
     }
     return 0;
 }
 
-static int64_t n_params_of(const rmf_shape *s, int is_ncf)
+/* What every epoch entry point takes: the model's shape, theta and the
+ * Adam moments (writable, one per parameter), the step count and the
+ * training keywords. */
+static int parse_training(const model_row *row, PyObject *shape, PyObject *theta, PyObject *m, PyObject *v,
+                          long long step, PyObject *kw, rmf_shape *s, rmf_train_params *p, rmf_opt_state *ost)
 {
-    return is_ncf ? rmf_ncf_n_params(s) : rmf_mf_n_params(s);
-}
-
-static int check_theta(PyObject *theta, const char *name, const rmf_shape *s, int is_ncf, int writable)
-{
-    if (check_array(theta, name, NPY_FLOAT32, 1, writable) < 0)
+    if (parse_shape(shape, row, s) < 0 || check_theta(theta, "theta", s, row, 1) < 0 ||
+        check_theta(m, "adam_m", s, row, 1) < 0 || check_theta(v, "adam_v", s, row, 1) < 0 ||
+        parse_train_params(kw, p) < 0)
         return -1;
-    return check_len(theta, name, (npy_intp)n_params_of(s, is_ncf));
-}
-
-/* Training parameters come as keywords so Python names every field. */
-static int parse_train_params(PyObject *kw, rmf_train_params *p)
-{
-    rmf_train_default_params(p);
-    if (kw == NULL)
-        return 0;
-    /* A misspelt keyword must not silently fall back to a default. */
-    static const char *known[] = {"dropout", "lr", "beta1", "beta2", "eps", "weight_decay", "batch_size",
-                                  "n_neg", "lazy_adam", "n_threads", "seed", NULL};
-    PyObject *key, *value;
-    Py_ssize_t pos = 0;
-    while (PyDict_Next(kw, &pos, &key, &value)) {
-        const char *name = PyUnicode_AsUTF8(key);
-        if (name == NULL)
-            return -1;
-        int found = 0;
-        for (int f = 0; known[f] && !found; f++)
-            found = strcmp(name, known[f]) == 0;
-        if (!found) {
-            PyErr_Format(PyExc_TypeError, "unknown training parameter '%s'", name);
-            return -1;
-        }
-    }
-    static const char *float_keys[] = {"dropout", "lr", "beta1", "beta2", "eps", "weight_decay", NULL};
-    float *float_fields[] = {&p->dropout, &p->adam.lr, &p->adam.beta1, &p->adam.beta2, &p->adam.eps,
-                             &p->adam.weight_decay};
-    for (int f = 0; float_keys[f]; f++) {
-        PyObject *v = PyDict_GetItemString(kw, float_keys[f]);
-        if (v == NULL)
-            continue;
-        double d = PyFloat_AsDouble(v);
-        if (d == -1.0 && PyErr_Occurred())
-            return -1;
-        *float_fields[f] = (float)d;
-    }
-    static const char *int_keys[] = {"batch_size", "n_neg", "lazy_adam", "n_threads", NULL};
-    int tmp[4] = {p->batch_size, p->n_neg, p->lazy_adam, p->n_threads};
-    for (int f = 0; int_keys[f]; f++) {
-        PyObject *v = PyDict_GetItemString(kw, int_keys[f]);
-        if (v == NULL)
-            continue;
-        long l = PyLong_AsLong(v);
-        if (l == -1 && PyErr_Occurred())
-            return -1;
-        if (l < INT32_MIN || l > INT32_MAX) {
-            PyErr_Format(PyExc_ValueError, "%s is out of range: %ld", int_keys[f], l);
-            return -1;
-        }
-        tmp[f] = (int)l;
-    }
-    p->batch_size = tmp[0];
-    p->n_neg = tmp[1];
-    p->lazy_adam = tmp[2];
-    p->n_threads = tmp[3];
-    PyObject *seed = PyDict_GetItemString(kw, "seed");
-    if (seed != NULL) {
-        unsigned long long s = PyLong_AsUnsignedLongLongMask(seed);
-        if (PyErr_Occurred())
-            return -1;
-        p->seed = s;
-    }
-    const char *msg = rmf_train_check_params(p);
-    if (msg != NULL) {
-        PyErr_SetString(PyExc_ValueError, msg);
-        return -1;
-    }
+    *ost = (rmf_opt_state){DATA(theta, float), DATA(m, float), DATA(v, float), SIZE(theta), step};
     return 0;
 }
 
@@ -750,7 +824,7 @@ static int check_signals(void *ctx)
     return stop;
 }
 
-/* Returns (mean_loss, n_done, step, interrupted).  A KeyboardInterrupt is
+/* (mean_loss, n_done, step, interrupted).  A KeyboardInterrupt is
  * swallowed into interrupted=True so the caller can keep what was trained;
  * any other exception from a signal handler propagates. */
 static PyObject *train_result(rmf_status st, const rmf_error *err, double loss, int64_t n_done, int64_t step)
@@ -768,327 +842,66 @@ static PyObject *train_result(rmf_status st, const rmf_error *err, double loss, 
     return Py_BuildValue("dLLO", loss, (long long)n_done, (long long)step, Py_False);
 }
 
-static int parse_opt_state(PyObject *theta, PyObject *m, PyObject *v, long long step, const rmf_shape *s,
-                           int is_ncf, rmf_opt_state *st)
-{
-    if (check_theta(theta, "theta", s, is_ncf, 1) < 0 || check_theta(m, "adam_m", s, is_ncf, 1) < 0 ||
-        check_theta(v, "adam_v", s, is_ncf, 1) < 0)
-        return -1;
-    if (step < 0) {
-        PyErr_Format(PyExc_ValueError, "step must be >= 0, got %lld", step);
-        return -1;
-    }
-    st->theta = DATA(theta, float);
-    st->m = DATA(m, float);
-    st->v = DATA(v, float);
-    st->n_params = SIZE(theta);
-    st->step = step;
-    return 0;
-}
+/* Runs an epoch function writing into `loss`, `n_done`, `err` (declared
+ * here) and `ost` without the GIL, and returns its train_result. */
+#define TRAIN(call)                                                  \
+    do {                                                             \
+        double loss = 0;                                             \
+        int64_t n_done = 0;                                          \
+        rmf_error err = {{0}};                                       \
+        rmf_status st_;                                              \
+        RMF_NOGIL(st_, call);                                        \
+        return train_result(st_, &err, loss, n_done, ost.step);      \
+    } while (0)
 
 static PyObject *py_ncf_train_epoch(PyObject *self, PyObject *args, PyObject *kw)
 {
     PyObject *shape, *indptr, *indices, *theta, *m, *v;
     unsigned long long epoch;
     long long step;
-    if (!PyArg_ParseTuple(args, "OOOKOOOL", &shape, &indptr, &indices, &epoch, &theta, &m, &v, &step))
-        return NULL;
     rmf_shape s;
     rmf_csr train;
     rmf_train_params p;
     rmf_opt_state ost;
-    if (parse_shape(shape, &s) < 0 || parse_csr(indptr, indices, s.n_items, &train) < 0 ||
-        parse_train_params(kw, &p) < 0 || parse_opt_state(theta, m, v, step, &s, 1, &ost) < 0)
+    const model_row *row = find_model("neuralmf");
+    if (row == NULL ||
+        !PyArg_ParseTuple(args, "OOOKOOOL", &shape, &indptr, &indices, &epoch, &theta, &m, &v, &step) ||
+        parse_training(row, shape, theta, m, v, step, kw, &s, &p, &ost) < 0 ||
+        parse_csr(indptr, indices, s.n_items, &train) < 0)
         return NULL;
-    if (train.n_rows != s.n_users) {
-        PyErr_Format(PyExc_ValueError, "the training matrix has %d rows but the model has %d users",
-                     train.n_rows, s.n_users);
-        return NULL;
-    }
-    double loss = 0;
-    int64_t n_done = 0;
-    rmf_error err = {{0}};
-    rmf_status st;
-    RMF_NOGIL(st, rmf_ncf_train_epoch(&p, &s, &train, epoch, &ost, check_signals, NULL, &loss, &n_done, &err));
-    return train_result(st, &err, loss, n_done, ost.step);
+    TRAIN(rmf_ncf_train_epoch(&p, &s, &train, epoch, &ost, check_signals, NULL, &loss, &n_done, &err));
 }
 
 static PyObject *py_bpr_train_epoch(PyObject *self, PyObject *args, PyObject *kw)
 {
-    PyObject *shape, *u, *i, *j, *theta, *m, *v;
+    PyObject *shape, *uij[3], *theta, *m, *v;
     unsigned long long epoch;
     long long step;
-    if (!PyArg_ParseTuple(args, "OOOOKOOOL", &shape, &u, &i, &j, &epoch, &theta, &m, &v, &step))
-        return NULL;
     rmf_shape s;
     rmf_train_params p;
     rmf_opt_state ost;
-    if (parse_shape(shape, &s) < 0 || parse_train_params(kw, &p) < 0 ||
-        parse_opt_state(theta, m, v, step, &s, 0, &ost) < 0)
+    const model_row *row = find_model("bprmf");
+    if (row == NULL ||
+        !PyArg_ParseTuple(args, "OOOOKOOOL", &shape, &uij[0], &uij[1], &uij[2], &epoch, &theta, &m, &v, &step) ||
+        parse_training(row, shape, theta, m, v, step, kw, &s, &p, &ost) < 0 ||
+        check_index_arrays(uij, (const char *[]){"u", "i", "j"}, 3) < 0)
         return NULL;
-    if (check_array(u, "u", NPY_INT32, 1, 0) < 0 || check_array(i, "i", NPY_INT32, 1, 0) < 0 ||
-        check_array(j, "j", NPY_INT32, 1, 0) < 0 || check_len(i, "i", SIZE(u)) < 0 ||
-        check_len(j, "j", SIZE(u)) < 0 || check_index_range(u, "u", s.n_users) < 0 ||
-        check_index_range(i, "i", s.n_items) < 0 || check_index_range(j, "j", s.n_items) < 0)
-        return NULL;
-    double loss = 0;
-    int64_t n_done = 0;
-    rmf_error err = {{0}};
-    rmf_status st;
-    RMF_NOGIL(st, rmf_bpr_train_epoch(&p, &s, DATA(u, int32_t), DATA(i, int32_t), DATA(j, int32_t), SIZE(u),
-                                      epoch, &ost, check_signals, NULL, &loss, &n_done, &err));
-    return train_result(st, &err, loss, n_done, ost.step);
-}
-
-static PyObject *py_adam_step(PyObject *self, PyObject *args, PyObject *kw)
-{
-    PyObject *theta, *g, *m, *v;
-    long long step;
-    if (!PyArg_ParseTuple(args, "OOOOL", &theta, &g, &m, &v, &step))
-        return NULL;
-    rmf_train_params p;
-    if (parse_train_params(kw, &p) < 0)
-        return NULL;
-    if (check_array(theta, "theta", NPY_FLOAT32, 1, 1) < 0 || check_array(g, "grad", NPY_FLOAT32, 1, 0) < 0 ||
-        check_array(m, "adam_m", NPY_FLOAT32, 1, 1) < 0 || check_array(v, "adam_v", NPY_FLOAT32, 1, 1) < 0 ||
-        check_len(g, "grad", SIZE(theta)) < 0 || check_len(m, "adam_m", SIZE(theta)) < 0 ||
-        check_len(v, "adam_v", SIZE(theta)) < 0)
-        return NULL;
-    if (step < 1) {
-        PyErr_Format(PyExc_ValueError, "step must be >= 1, got %lld", step);
-        return NULL;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    rmf_work_begin();
-    rmf_adam_step(&p.adam, step, DATA(theta, float), DATA(g, float), DATA(m, float), DATA(v, float),
-                  SIZE(theta), p.n_threads);
-    rmf_work_end();
-    Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
-}
-
-static PyObject *py_ncf_batch_grad(PyObject *self, PyObject *args)
-{
-    PyObject *shape, *theta, *u, *i, *y, *mask;
-    int n_threads;
-    if (!PyArg_ParseTuple(args, "OOOOOOi", &shape, &theta, &u, &i, &y, &mask, &n_threads))
-        return NULL;
-    rmf_shape s;
-    if (parse_shape(shape, &s) < 0 || check_theta(theta, "theta", &s, 1, 0) < 0)
-        return NULL;
-    if (check_array(u, "u", NPY_INT32, 1, 0) < 0 || check_array(i, "i", NPY_INT32, 1, 0) < 0 ||
-        check_array(y, "y", NPY_FLOAT32, 1, 0) < 0 || check_len(i, "i", SIZE(u)) < 0 ||
-        check_len(y, "y", SIZE(u)) < 0 || check_index_range(u, "u", s.n_users) < 0 ||
-        check_index_range(i, "i", s.n_items) < 0)
-        return NULL;
-    if (mask != Py_None && (check_array(mask, "mask", NPY_FLOAT32, 2, 0) < 0 ||
-                            check_len(mask, "mask", (npy_intp)(SIZE(u) * s.hidden_dim)) < 0))
-        return NULL;
-    PyObject *grad = new_array1((npy_intp)rmf_ncf_n_params(&s), NPY_FLOAT32);
-    if (grad == NULL)
-        return NULL;
-    double loss = 0;
-    rmf_error err = {{0}};
-    rmf_status st;
-    RMF_NOGIL(st, rmf_ncf_batch_grad(&s, DATA(theta, float), DATA(u, int32_t), DATA(i, int32_t), DATA(y, float),
-                                     SIZE(u), mask == Py_None ? NULL : DATA(mask, float), n_threads,
-                                     DATA(grad, float), &loss, &err));
-    if (st != RMF_OK) {
-        Py_DECREF(grad);
-        return raise_status(st, &err);
-    }
-    return Py_BuildValue("dN", loss, grad);
-}
-
-static PyObject *py_epoch_order(PyObject *self, PyObject *args)
-{
-    Py_ssize_t n;
-    unsigned long long seed, epoch;
-    int n_threads;
-    if (!PyArg_ParseTuple(args, "nKKi", &n, &seed, &epoch, &n_threads))
-        return NULL;
-    if (n < 0) {
-        PyErr_SetString(PyExc_ValueError, "n must be >= 0");
-        return NULL;
-    }
-    PyObject *perm = new_array1((npy_intp)n, NPY_INT64);
-    if (perm == NULL)
-        return NULL;
-    Py_BEGIN_ALLOW_THREADS
-    rmf_work_begin();
-    rmf_epoch_order(DATA(perm, int64_t), (int64_t)n, seed, epoch, rmf_resolve_threads(n_threads));
-    rmf_work_end();
-    Py_END_ALLOW_THREADS
-    return perm;
-}
-
-static PyObject *py_ncf_dropout_mask(PyObject *self, PyObject *args)
-{
-    float p;
-    unsigned long long seed, epoch, batch;
-    Py_ssize_t n;
-    int hidden;
-    if (!PyArg_ParseTuple(args, "fKKKni", &p, &seed, &epoch, &batch, &n, &hidden))
-        return NULL;
-    if (n < 0 || hidden < 1) {
-        PyErr_SetString(PyExc_ValueError, "need n >= 0 rows of hidden >= 1 units");
-        return NULL;
-    }
-    npy_intp dims[2] = {(npy_intp)n, (npy_intp)hidden};
-    PyObject *out = PyArray_SimpleNew(2, dims, NPY_FLOAT32);
-    if (out == NULL)
-        return NULL;
-    rmf_error err = {{0}};
-    rmf_status st;
-    RMF_NOGIL(st, rmf_ncf_dropout_mask(p, seed, epoch, batch, (int64_t)n, hidden, DATA(out, float), &err));
-    return array_result(st, &err, out);
-}
-
-static PyObject *py_bpr_batch_grad(PyObject *self, PyObject *args)
-{
-    PyObject *shape, *theta, *u, *i, *j;
-    int n_threads;
-    if (!PyArg_ParseTuple(args, "OOOOOi", &shape, &theta, &u, &i, &j, &n_threads))
-        return NULL;
-    rmf_shape s;
-    if (parse_shape(shape, &s) < 0 || check_theta(theta, "theta", &s, 0, 0) < 0)
-        return NULL;
-    if (check_array(u, "u", NPY_INT32, 1, 0) < 0 || check_array(i, "i", NPY_INT32, 1, 0) < 0 ||
-        check_array(j, "j", NPY_INT32, 1, 0) < 0 || check_len(i, "i", SIZE(u)) < 0 ||
-        check_len(j, "j", SIZE(u)) < 0 || check_index_range(u, "u", s.n_users) < 0 ||
-        check_index_range(i, "i", s.n_items) < 0 || check_index_range(j, "j", s.n_items) < 0)
-        return NULL;
-    PyObject *grad = new_array1((npy_intp)rmf_mf_n_params(&s), NPY_FLOAT32);
-    if (grad == NULL)
-        return NULL;
-    double loss = 0;
-    rmf_error err = {{0}};
-    rmf_status st;
-    RMF_NOGIL(st, rmf_bpr_batch_grad(&s, DATA(theta, float), DATA(u, int32_t), DATA(i, int32_t),
-                                     DATA(j, int32_t), SIZE(u), n_threads, DATA(grad, float), &loss, &err));
-    if (st != RMF_OK) {
-        Py_DECREF(grad);
-        return raise_status(st, &err);
-    }
-    return Py_BuildValue("dN", loss, grad);
-}
-
-typedef rmf_status (*score_pairs_fn)(const rmf_shape *, const float *, const int32_t *, const int32_t *,
-                                     int64_t, int, float *, rmf_error *);
-typedef rmf_status (*recommend_fn)(const rmf_shape *, const float *, const int32_t *, int64_t, const rmf_csr *,
-                                   int32_t, int, int32_t *, float *, int32_t *, rmf_error *);
-
-/* The outputs of a top-K call: items (int32) and scores (float32), n x k,
- * and lengths (int32, n); 0, or -1 with an exception (also for k < 1) and
- * nothing held. */
-static int topk_outputs(int64_t n, int k, PyObject *o[3])
-{
-    if (k < 1) {
-        PyErr_Format(PyExc_ValueError, "k must be >= 1, got %d", k);
-        return -1;
-    }
-    o[0] = new_array2(n, k, NPY_INT32);
-    o[1] = new_array2(n, k, NPY_FLOAT32);
-    o[2] = new_array1(n, NPY_INT32);
-    if (o[0] && o[1] && o[2])
-        return 0;
-    for (int q = 0; q < 3; q++)
-        Py_CLEAR(o[q]);
-    return -1;
-}
-
-/* After the core call that filled o: (items, scores, lengths), or the
- * exception for st (o released either way). */
-static PyObject *topk_result(rmf_status st, const rmf_error *err, PyObject *o[3])
-{
-    if (st == RMF_OK)
-        return Py_BuildValue("NNN", o[0], o[1], o[2]);
-    for (int q = 0; q < 3; q++)
-        Py_CLEAR(o[q]);
-    return raise_status(st, err);
-}
-
-static PyObject *score_pairs(PyObject *args, int is_ncf, score_pairs_fn fn)
-{
-    PyObject *shape, *theta, *u, *i;
-    int n_threads;
-    if (!PyArg_ParseTuple(args, "OOOOi", &shape, &theta, &u, &i, &n_threads))
-        return NULL;
-    rmf_shape s;
-    if (parse_shape(shape, &s) < 0 || check_theta(theta, "theta", &s, is_ncf, 0) < 0)
-        return NULL;
-    if (check_array(u, "user_idx", NPY_INT32, 1, 0) < 0 || check_array(i, "item_idx", NPY_INT32, 1, 0) < 0 ||
-        check_len(i, "item_idx", SIZE(u)) < 0 || check_index_range(u, "user_idx", s.n_users) < 0 ||
-        check_index_range(i, "item_idx", s.n_items) < 0)
-        return NULL;
-    PyObject *out = new_array1(SIZE(u), NPY_FLOAT32);
-    if (out == NULL)
-        return NULL;
-    rmf_error err = {{0}};
-    rmf_status st;
-    RMF_NOGIL(st, fn(&s, DATA(theta, float), DATA(u, int32_t), DATA(i, int32_t), SIZE(u), n_threads,
-                     DATA(out, float), &err));
-    return array_result(st, &err, out);
-}
-
-static PyObject *recommend(PyObject *args, int is_ncf, recommend_fn fn)
-{
-    PyObject *shape, *theta, *users, *seen;
-    int k, n_threads;
-    if (!PyArg_ParseTuple(args, "OOOOii", &shape, &theta, &users, &seen, &k, &n_threads))
-        return NULL;
-    rmf_shape s;
-    rmf_csr m;
-    int has_seen;
-    if (parse_shape(shape, &s) < 0 || check_theta(theta, "theta", &s, is_ncf, 0) < 0 ||
-        check_array(users, "users", NPY_INT32, 1, 0) < 0 || check_index_range(users, "users", s.n_users) < 0 ||
-        parse_optional_csr(seen, &m, &has_seen) < 0)
-        return NULL;
-    if (has_seen && (m.n_rows != s.n_users || m.n_cols != s.n_items)) {
-        PyErr_Format(PyExc_ValueError, "seen matrix is %d x %d but the model is %d x %d", m.n_rows, m.n_cols,
-                     s.n_users, s.n_items);
-        return NULL;
-    }
-    int64_t n = SIZE(users);
-    PyObject *o[3];
-    if (topk_outputs(n, k, o) < 0)
-        return NULL;
-    rmf_error err = {{0}};
-    rmf_status st;
-    RMF_NOGIL(st, fn(&s, DATA(theta, float), DATA(users, int32_t), n, has_seen ? &m : NULL, k, n_threads,
-                     DATA(o[0], int32_t), DATA(o[1], float), DATA(o[2], int32_t), &err));
-    return topk_result(st, &err, o);
-}
-
-static PyObject *py_ncf_score_pairs(PyObject *self, PyObject *args) { return score_pairs(args, 1, rmf_ncf_score_pairs); }
-static PyObject *py_mf_score_pairs(PyObject *self, PyObject *args) { return score_pairs(args, 0, rmf_mf_score_pairs); }
-static PyObject *py_ncf_recommend(PyObject *self, PyObject *args) { return recommend(args, 1, rmf_ncf_recommend); }
-static PyObject *py_mf_recommend(PyObject *self, PyObject *args) { return recommend(args, 0, rmf_mf_recommend); }
-
-static PyObject *py_n_params(PyObject *self, PyObject *args)
-{
-    PyObject *shape;
-    const char *kind;
-    if (!PyArg_ParseTuple(args, "sO", &kind, &shape))
-        return NULL;
-    rmf_shape s;
-    if (parse_shape(shape, &s) < 0)
-        return NULL;
-    return PyLong_FromLongLong(n_params_of(&s, kind[0] == 'n'));
+    TRAIN(rmf_mf_train_epoch(&p, &s, DATA(uij[0], int32_t), DATA(uij[1], int32_t), DATA(uij[2], int32_t),
+                             SIZE(uij[0]), epoch, &ost, check_signals, NULL, &loss, &n_done, &err));
 }
 
 /* ------------------------------------------------------------------ */
-/* Item transitions                                                   */
+/* Item transitions (transition.c)                                    */
 /* ------------------------------------------------------------------ */
 
-/* hist: (indptr int64, items int32, n_items), rows in time order. */
+/* hist: (indptr int64, items int32, n_items), each row in time order (not
+ * sorted: the core checks it as a sequence, rmf_check_seq). */
 static int parse_seq(PyObject *hist, rmf_seq *h)
 {
     PyObject *indptr, *items;
     long long n_items;
     rmf_csr rows;
-    if (!PyArg_ParseTuple(hist, "OOL", &indptr, &items, &n_items) ||
-        parse_rows(indptr, items, n_items, 0, &rows) < 0)
+    if (!PyArg_ParseTuple(hist, "OOL", &indptr, &items, &n_items) || parse_csr(indptr, items, n_items, &rows) < 0)
         return -1;
     h->indptr = rows.indptr;
     h->items = rows.indices;
@@ -1099,105 +912,78 @@ static int parse_seq(PyObject *hist, rmf_seq *h)
 
 static PyObject *py_transition_counts(PyObject *self, PyObject *args)
 {
-    PyObject *hist;
+    PyObject *hist, *o[3] = {NULL, NULL, NULL};
     int window, n_threads;
     double gap_decay;
-    if (!PyArg_ParseTuple(args, "Oidi", &hist, &window, &gap_decay, &n_threads))
-        return NULL;
     rmf_seq h;
-    if (parse_seq(hist, &h) < 0)
-        return NULL;
-    if (window < 1 || window > RMF_TRANSITION_MAX_WINDOW) {
-        PyErr_Format(PyExc_ValueError, "window must be in [1, %d], got %d", RMF_TRANSITION_MAX_WINDOW, window);
-        return NULL;
-    }
-    int64_t cap = rmf_transition_capacity(&h, window), nnz = 0;
-    PyObject *indptr = new_array1((npy_intp)h.n_items + 1, NPY_INT64), *indices = new_array1(cap, NPY_INT32),
-             *weights = new_array1(cap, NPY_FLOAT64), *result = NULL;
-    if (!indptr || !indices || !weights)
-        goto done;
     rmf_error err = {{0}};
+    if (!PyArg_ParseTuple(args, "Oidi", &hist, &window, &gap_decay, &n_threads) || parse_seq(hist, &h) < 0)
+        return NULL;
     rmf_status st;
-    RMF_NOGIL(st, rmf_transition_counts(&h, window, gap_decay, n_threads, DATA(indptr, int64_t),
-                                        DATA(indices, int32_t), DATA(weights, double), &nnz, &err));
-    if (st != RMF_OK) {
-        raise_status(st, &err);
-        goto done;
-    }
-    if (shrink(indices, (npy_intp)nnz) < 0 || shrink(weights, (npy_intp)nnz) < 0)
-        goto done;
-    result = Py_BuildValue("OOO", indptr, indices, weights);
-done:
-    Py_XDECREF(indptr);
-    Py_XDECREF(indices);
-    Py_XDECREF(weights);
-    return result;
+    RMF_NOGIL(st, rmf_check_seq(&h, &err));
+    if (st != RMF_OK)
+        return raise_status(st, &err);
+    int64_t cap = window >= 1 && window <= RMF_TRANSITION_MAX_WINDOW ? rmf_transition_capacity(&h, window) : 0,
+            nnz = 0;
+    o[0] = new_array1((npy_intp)h.n_items + 1, NPY_INT64);
+    o[1] = new_array1(cap, NPY_INT32);
+    o[2] = new_array1(cap, NPY_FLOAT64);
+    if (!o[0] || !o[1] || !o[2])
+        return fail(o, 3);
+    CALL(o, 3, rmf_transition_counts(&h, window, gap_decay, n_threads, DATA(o[0], int64_t), DATA(o[1], int32_t),
+                                     DATA(o[2], double), &nnz, &err));
+    if (shrink(o[1], (npy_intp)nnz) < 0 || shrink(o[2], (npy_intp)nnz) < 0)
+        return fail(o, 3);
+    return pack(o, 3);
 }
 
 /* trans: (indptr, indices, n_items) plus probs float32 of len(indices). */
-static int parse_transitions(PyObject *trans, PyObject *probs, const rmf_seq *h, rmf_csr *t)
+static int parse_transitions(PyObject *trans, PyObject *probs, rmf_csr *t)
 {
     PyObject *indptr, *indices;
     long long n_cols;
-    if (!PyArg_ParseTuple(trans, "OOL", &indptr, &indices, &n_cols))
+    if (!PyArg_ParseTuple(trans, "OOL", &indptr, &indices, &n_cols) || parse_csr(indptr, indices, n_cols, t) < 0 ||
+        check_array(probs, "probs", NPY_FLOAT32, 1, 0) < 0 || check_len(probs, "probs", SIZE(indices)) < 0)
         return -1;
-    if (parse_csr(indptr, indices, n_cols, t) < 0 || check_array(probs, "probs", NPY_FLOAT32, 1, 0) < 0 ||
-        check_len(probs, "probs", SIZE(indices)) < 0)
-        return -1;
-    if (t->n_rows != t->n_cols || t->n_rows != h->n_items) {
-        PyErr_Format(PyExc_ValueError, "the transition matrix is %d x %d but the history has %d items", t->n_rows,
-                     t->n_cols, h->n_items);
-        return -1;
-    }
     return 0;
 }
 
 static PyObject *py_transition_scores(PyObject *self, PyObject *args)
 {
-    PyObject *trans, *probs, *hist, *users;
+    PyObject *trans, *probs, *hist, *users, *o[1] = {NULL};
     double half_life;
     int n_threads;
-    if (!PyArg_ParseTuple(args, "OOOOdi", &trans, &probs, &hist, &users, &half_life, &n_threads))
-        return NULL;
     rmf_seq h;
     rmf_csr t;
-    if (parse_seq(hist, &h) < 0 || parse_transitions(trans, probs, &h, &t) < 0 ||
-        check_array(users, "users", NPY_INT32, 1, 0) < 0 || check_index_range(users, "users", h.n_users) < 0)
-        return NULL;
-    PyObject *out = new_array2(SIZE(users), h.n_items, NPY_FLOAT32);
-    if (out == NULL)
-        return NULL;
     rmf_error err = {{0}};
-    rmf_status st;
-    RMF_NOGIL(st, rmf_transition_scores(&t, DATA(probs, float), &h, DATA(users, int32_t), SIZE(users), half_life,
-                                        n_threads, DATA(out, float), &err));
-    return array_result(st, &err, out);
+    if (!PyArg_ParseTuple(args, "OOOOdi", &trans, &probs, &hist, &users, &half_life, &n_threads) ||
+        parse_seq(hist, &h) < 0 || parse_transitions(trans, probs, &t) < 0 ||
+        check_array(users, "users", NPY_INT32, 1, 0) < 0)
+        return NULL;
+    if ((o[0] = new_array2(SIZE(users), h.n_items, NPY_FLOAT32)) == NULL)
+        return NULL;
+    CALL(o, 1, rmf_transition_scores(&t, DATA(probs, float), &h, DATA(users, int32_t), SIZE(users), half_life,
+                                     n_threads, DATA(o[0], float), &err));
+    return o[0];
 }
 
 static PyObject *py_transition_recommend(PyObject *self, PyObject *args)
 {
-    PyObject *trans, *probs, *hist, *users, *seen;
+    PyObject *trans, *probs, *hist, *users, *seen, *o[3] = {NULL, NULL, NULL};
     double half_life;
-    int k, n_threads;
-    if (!PyArg_ParseTuple(args, "OOOOdOii", &trans, &probs, &hist, &users, &half_life, &seen, &k, &n_threads))
-        return NULL;
+    int k, n_threads, has_seen;
     rmf_seq h;
     rmf_csr t, m;
-    int has_seen;
-    if (parse_seq(hist, &h) < 0 || parse_transitions(trans, probs, &h, &t) < 0 ||
-        check_array(users, "users", NPY_INT32, 1, 0) < 0 || check_index_range(users, "users", h.n_users) < 0 ||
-        parse_optional_csr(seen, &m, &has_seen) < 0)
-        return NULL;
-    int64_t n = SIZE(users);
-    PyObject *o[3];
-    if (topk_outputs(n, k, o) < 0)
-        return NULL;
     rmf_error err = {{0}};
-    rmf_status st;
-    RMF_NOGIL(st, rmf_transition_recommend(&t, DATA(probs, float), &h, DATA(users, int32_t), n, half_life,
-                                           has_seen ? &m : NULL, k, n_threads, DATA(o[0], int32_t),
-                                           DATA(o[1], float), DATA(o[2], int32_t), &err));
-    return topk_result(st, &err, o);
+    if (!PyArg_ParseTuple(args, "OOOOdOii", &trans, &probs, &hist, &users, &half_life, &seen, &k, &n_threads) ||
+        parse_seq(hist, &h) < 0 || parse_transitions(trans, probs, &t) < 0 ||
+        check_array(users, "users", NPY_INT32, 1, 0) < 0 || parse_optional_csr(seen, &m, &has_seen) < 0 ||
+        new_topk(o, SIZE(users), k > 0 ? k : 0, 1) < 0)
+        return NULL;
+    CALL(o, 3, rmf_transition_recommend(&t, DATA(probs, float), &h, DATA(users, int32_t), SIZE(users), half_life,
+                                        has_seen ? &m : NULL, k, n_threads, DATA(o[0], int32_t), DATA(o[1], float),
+                                        DATA(o[2], int32_t), &err));
+    return pack(o, 3);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1230,9 +1016,120 @@ static PyObject *py_exact_subnormals(PyObject *self, PyObject *args)
     return PyBool_FromLong(before);
 }
 
+static PyObject *py_blas_threads(PyObject *self, PyObject *args)
+{
+    int n = 0;
+    if (!PyArg_ParseTuple(args, "|i", &n))
+        return NULL;
+    int before = rmf_blas_get_threads();
+    if (n > 0)
+        rmf_blas_set_threads(n);
+    return PyLong_FromLong(before);
+}
+
 /* ------------------------------------------------------------------ */
-/* Test only: floating-point mode and fork probes (tests/test_fpstate.py) */
+/* Test-only entry points: the kernels the package calls inside its   */
+/* epochs and scoring, exposed so tests compare them with NumPy       */
 /* ------------------------------------------------------------------ */
+
+static PyObject *py_adam_step(PyObject *self, PyObject *args, PyObject *kw)
+{
+    PyObject *a[4]; /* theta, grad, m, v */
+    const char *names[4] = {"theta", "grad", "adam_m", "adam_v"};
+    long long step;
+    rmf_train_params p;
+    if (!PyArg_ParseTuple(args, "OOOOL", &a[0], &a[1], &a[2], &a[3], &step) || parse_train_params(kw, &p) < 0)
+        return NULL;
+    for (int q = 0; q < 4; q++)
+        if (check_array(a[q], names[q], NPY_FLOAT32, 1, q != 1) < 0 || check_len(a[q], names[q], SIZE(a[0])) < 0)
+            return NULL;
+    rmf_error err = {{0}};
+    rmf_status st = rmf_adam_check_step(&p.adam, step, &err);
+    if (st != RMF_OK)
+        return raise_status(st, &err);
+    Py_BEGIN_ALLOW_THREADS
+    rmf_work_begin();
+    rmf_adam_step(&p.adam, step, DATA(a[0], float), DATA(a[1], float), DATA(a[2], float), DATA(a[3], float),
+                  SIZE(a[0]), p.n_threads);
+    rmf_work_end();
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_ncf_batch_grad(PyObject *self, PyObject *args)
+{
+    PyObject *shape, *theta, *ui[2], *y, *mask, *grad = NULL;
+    int n_threads;
+    rmf_shape s;
+    double loss = 0;
+    rmf_error err = {{0}};
+    const model_row *row = find_model("neuralmf");
+    if (row == NULL || !PyArg_ParseTuple(args, "OOOOOOi", &shape, &theta, &ui[0], &ui[1], &y, &mask, &n_threads) ||
+        parse_shape(shape, row, &s) < 0 || check_theta(theta, "theta", &s, row, 0) < 0 ||
+        check_index_arrays(ui, (const char *[]){"u", "i"}, 2) < 0 || check_array(y, "y", NPY_FLOAT32, 1, 0) < 0 ||
+        check_len(y, "y", SIZE(ui[0])) < 0)
+        return NULL;
+    if (mask != Py_None && (check_array(mask, "mask", NPY_FLOAT32, 2, 0) < 0 ||
+                            check_len(mask, "mask", (npy_intp)(SIZE(ui[0]) * s.hidden_dim)) < 0))
+        return NULL;
+    if (!(grad = new_array1((npy_intp)row->n_params(&s), NPY_FLOAT32)))
+        return NULL;
+    CALL(&grad, 1, rmf_ncf_batch_grad(&s, DATA(theta, float), DATA(ui[0], int32_t), DATA(ui[1], int32_t),
+                                      DATA(y, float), SIZE(ui[0]), mask == Py_None ? NULL : DATA(mask, float),
+                                      n_threads, DATA(grad, float), &loss, &err));
+    return Py_BuildValue("dN", loss, grad);
+}
+
+static PyObject *py_bpr_batch_grad(PyObject *self, PyObject *args)
+{
+    PyObject *shape, *theta, *uij[3], *grad = NULL;
+    int n_threads;
+    rmf_shape s;
+    double loss = 0;
+    rmf_error err = {{0}};
+    const model_row *row = find_model("bprmf");
+    if (row == NULL || !PyArg_ParseTuple(args, "OOOOOi", &shape, &theta, &uij[0], &uij[1], &uij[2], &n_threads) ||
+        parse_shape(shape, row, &s) < 0 || check_theta(theta, "theta", &s, row, 0) < 0 ||
+        check_index_arrays(uij, (const char *[]){"u", "i", "j"}, 3) < 0 ||
+        !(grad = new_array1((npy_intp)row->n_params(&s), NPY_FLOAT32)))
+        return NULL;
+    CALL(&grad, 1, rmf_mf_batch_grad(&s, DATA(theta, float), DATA(uij[0], int32_t), DATA(uij[1], int32_t),
+                                     DATA(uij[2], int32_t), SIZE(uij[0]), n_threads, DATA(grad, float), &loss, &err));
+    return Py_BuildValue("dN", loss, grad);
+}
+
+static PyObject *py_epoch_order(PyObject *self, PyObject *args)
+{
+    Py_ssize_t n;
+    unsigned long long seed, epoch;
+    int n_threads;
+    PyObject *perm;
+    if (!PyArg_ParseTuple(args, "nKKi", &n, &seed, &epoch, &n_threads) || !(perm = new_array1(n, NPY_INT64)))
+        return NULL; /* NumPy refuses n < 0 */
+    Py_BEGIN_ALLOW_THREADS
+    rmf_work_begin();
+    rmf_epoch_order(DATA(perm, int64_t), (int64_t)n, seed, epoch, rmf_resolve_threads(n_threads));
+    rmf_work_end();
+    Py_END_ALLOW_THREADS
+    return perm;
+}
+
+static PyObject *py_ncf_dropout_mask(PyObject *self, PyObject *args)
+{
+    float p;
+    unsigned long long seed, epoch, batch;
+    Py_ssize_t n;
+    int hidden;
+    PyObject *out = NULL;
+    rmf_error err = {{0}};
+    if (!PyArg_ParseTuple(args, "fKKKni", &p, &seed, &epoch, &batch, &n, &hidden) ||
+        !(out = new_array2(n > 0 ? n : 0, hidden > 0 ? hidden : 0, NPY_FLOAT32)))
+        return NULL;
+    CALL(&out, 1, rmf_ncf_dropout_mask(p, seed, epoch, batch, (int64_t)n, hidden, DATA(out, float), &err));
+    return out;
+}
+
+/* Floating-point mode and fork probes (tests/test_fpstate.py). */
 
 /* _fp_probe(n_threads, a, b) -> (modes, caller_mode, c, jobs): what a fit
  * sees, as rmf_fp_probe_recmf; a (m x k) and b (k x n) float32, c = a b,
@@ -1311,16 +1208,21 @@ static PyObject *py__fork_release(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-static PyObject *py_blas_threads(PyObject *self, PyObject *args)
-{
-    int n = 0;
-    if (!PyArg_ParseTuple(args, "|i", &n))
-        return NULL;
-    int before = rmf_blas_get_threads();
-    if (n > 0)
-        rmf_blas_set_threads(n);
-    return PyLong_FromLong(before);
-}
+/* The per-model names of score_pairs and recommend, bound to their rows. */
+#define BOUND(name, fn, kind)                                        \
+    static PyObject *py_##name(PyObject *self, PyObject *args)       \
+    {                                                                \
+        const model_row *row = find_model(kind);                     \
+        return row ? fn(args, row) : NULL;                           \
+    }
+BOUND(ncf_score_pairs, score_pairs, "neuralmf")
+BOUND(mf_score_pairs, score_pairs, "bprmf")
+BOUND(ncf_recommend, recommend, "neuralmf")
+BOUND(mf_recommend, recommend, "bprmf")
+
+/* ------------------------------------------------------------------ */
+/* Module                                                             */
+/* ------------------------------------------------------------------ */
 
 #define NOARGS(name, doc) {#name, (PyCFunction)py_##name, METH_NOARGS, doc}
 #define VARARGS(name, doc) {#name, (PyCFunction)py_##name, METH_VARARGS, doc}
@@ -1336,30 +1238,38 @@ static PyMethodDef methods[] = {
     VARARGS(sample_uniform, "sample_uniform(indptr, indices, n_cols, n_neg, seed, epoch, n_threads)"),
     VARARGS(sample_triplets,
             "sample_triplets(indptr, indices, n_cols, candidates, n, seed, epoch, n_threads) -> (u, i, j)"),
-    VARARGS(topk_rows, "topk_rows(scores, seen|None, seen_rows, k, n_threads) -> (items, scores, len)"),
-    VARARGS(topk_ranked, "topk_ranked(ranking, seen|None, users, k) -> (items, len)"),
-    VARARGS(ranking_metrics, "ranking_metrics(recs, rec_len, rel_indptr, rel_items) -> (per_user, means, n)"),
-    VARARGS(coverage_popularity, "coverage_popularity(recs, rec_len, catalog, pop_ids, pop_values)"),
-    KWARGS(adam_step, "adam_step(theta, grad, m, v, step, **params): one in-place Adam step"),
-    KWARGS(ncf_train_epoch, "ncf_train_epoch(shape, indptr, indices, epoch, theta, m, v, step, **params)"),
-    KWARGS(bpr_train_epoch, "bpr_train_epoch(shape, u, i, j, epoch, theta, m, v, step, **params)"),
-    VARARGS(ncf_batch_grad, "ncf_batch_grad(shape, theta, u, i, y, mask|None, n_threads) -> (loss, grad)"),
-    VARARGS(epoch_order, "epoch_order(n, seed, epoch, n_threads) -> the shuffled pair order of a training epoch"),
-    VARARGS(ncf_dropout_mask, "ncf_dropout_mask(p, seed, epoch, batch, n, hidden) -> the n x hidden mask training draws"),
-    VARARGS(bpr_batch_grad, "bpr_batch_grad(shape, theta, u, i, j, n_threads) -> (loss, grad)"),
-    VARARGS(ncf_score_pairs, "ncf_score_pairs(shape, theta, u, i, n_threads) -> logits"),
-    VARARGS(mf_score_pairs, "mf_score_pairs(shape, theta, u, i, n_threads) -> scores"),
-    VARARGS(ncf_recommend, "ncf_recommend(shape, theta, users, seen|None, k, n_threads)"),
-    VARARGS(mf_recommend, "mf_recommend(shape, theta, users, seen|None, k, n_threads)"),
     VARARGS(transition_counts, "transition_counts((indptr, items, n_items), window, gap_decay, n_threads) -> (indptr, indices, weights)"),
     VARARGS(transition_scores,
             "transition_scores((indptr, indices, n_items), probs, history, users, half_life, n_threads) -> scores"),
     VARARGS(transition_recommend,
             "transition_recommend(trans, probs, history, users, half_life, seen|None, k, n_threads)"),
-    VARARGS(n_params, "n_params(kind 'ncf'|'mf', shape) -> int"),
+    VARARGS(topk_rows, "topk_rows(scores, seen|None, seen_rows, k, n_threads) -> (items, scores, len)"),
+    VARARGS(topk_ranked, "topk_ranked(ranking, seen|None, users, k) -> (items, len)"),
+    VARARGS(ease_fit, "ease_fit(indptr, indices, n_cols, l2, n_threads, B): EASE weights into B (n_cols^2 float32)"),
+    VARARGS(spotrf_lower, "spotrf_lower(A, direct_max) -> info: in-place Cholesky, blocks above direct_max split"),
+    VARARGS(ease_gram, "ease_gram(indptr, indices, n_cols, n_threads) -> upper triangle of X^T X (float32)"),
+    VARARGS(ease_recommend, "ease_recommend(B, (indptr, indices, n_cols), weights|None, rows, seen|None, "
+                            "seen_rows|None, k, n_threads) -> (items, scores, len)"),
+    VARARGS(ranking_metrics, "ranking_metrics(recs, rec_len, rel_indptr, rel_items) -> (per_user, means, n)"),
+    VARARGS(coverage_popularity, "coverage_popularity(recs, rec_len, catalog, pop_ids, pop_values)"),
+    VARARGS(score_pairs, "score_pairs(kind, shape, theta, u, i, n_threads) -> scores"),
+    VARARGS(recommend, "recommend(kind, shape, theta, users, seen|None, k, n_threads) -> (items, scores, len)"),
+    VARARGS(n_params, "n_params(kind, shape) -> int: the length of the model's theta"),
+    KWARGS(ncf_train_epoch, "ncf_train_epoch(shape, indptr, indices, epoch, theta, m, v, step, **params)"),
+    KWARGS(bpr_train_epoch, "bpr_train_epoch(shape, u, i, j, epoch, theta, m, v, step, **params)"),
     NOARGS(build_info, "build_info() -> dict of build facts (OpenMP, BLAS)"),
     VARARGS(blas_threads, "blas_threads(n=0) -> previous count; sets it when n > 0"),
     VARARGS(exact_subnormals, "exact_subnormals(flag=None) -> previous setting; sets it unless None"),
+    /* test-only */
+    KWARGS(adam_step, "adam_step(theta, grad, m, v, step, **params): one in-place Adam step"),
+    VARARGS(ncf_batch_grad, "ncf_batch_grad(shape, theta, u, i, y, mask|None, n_threads) -> (loss, grad)"),
+    VARARGS(bpr_batch_grad, "bpr_batch_grad(shape, theta, u, i, j, n_threads) -> (loss, grad)"),
+    VARARGS(epoch_order, "epoch_order(n, seed, epoch, n_threads) -> the shuffled pair order of a training epoch"),
+    VARARGS(ncf_dropout_mask, "ncf_dropout_mask(p, seed, epoch, batch, n, hidden) -> the n x hidden mask training draws"),
+    VARARGS(ncf_score_pairs, "ncf_score_pairs(shape, theta, u, i, n_threads) -> logits"),
+    VARARGS(mf_score_pairs, "mf_score_pairs(shape, theta, u, i, n_threads) -> scores"),
+    VARARGS(ncf_recommend, "ncf_recommend(shape, theta, users, seen|None, k, n_threads)"),
+    VARARGS(mf_recommend, "mf_recommend(shape, theta, users, seen|None, k, n_threads)"),
     VARARGS(_fp_probe, "test only: _fp_probe(n_threads, a, b) -> (modes, caller_mode, a @ b, blas_jobs)"),
     VARARGS(_fp_probe_plain, "test only: _fp_probe_plain(n_threads) -> modes of a plain OpenMP region"),
     VARARGS(_fp_mode, "test only: _fp_mode(mode=-1) -> this thread's flush mode; sets it when >= 0"),

@@ -20,21 +20,38 @@
  * region, never BLAS inside one.
  *
  * The batch plumbing (distinct-row groups, argument checks, lazy Adam,
- * epoch bookkeeping) is batch.c's, shared with mf.c. */
-#include "recmf.h"
+ * epoch bookkeeping) is batch.c's, shared with mf.c (internal.h). */
+#include "internal.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef _OPENMP
-#define OMP(x) _Pragma(#x)
-#else
-#define OMP(x)
-#endif
-
 /* Rows per reduction chunk: fixed so sums never depend on n_threads. */
 #define CHUNK 256
+
+/* ------------------------------------------------------------------ */
+/* Shape                                                               */
+/* ------------------------------------------------------------------ */
+
+rmf_status rmf_ncf_check_shape(const rmf_shape *s, rmf_error *err)
+{
+    rmf_status st = rmf_check_shape(s, err);
+    if (st != RMF_OK)
+        return st;
+    if (s->hidden_dim < 1)
+        return rmf_fail(err, RMF_ERR_VALUE, "hidden_dim must be >= 1, got %d", (int)s->hidden_dim);
+    /* sgemm takes int dimensions; W1 is hidden_dim x 2 emb_dim. */
+    if ((int64_t)s->emb_dim * 2 > INT32_MAX / 2)
+        return rmf_fail(err, RMF_ERR_VALUE, "emb_dim is too large: %d", (int)s->emb_dim);
+    return RMF_OK;
+}
+
+int64_t rmf_ncf_n_params(const rmf_shape *s)
+{
+    int64_t d = s->emb_dim, h = s->hidden_dim;
+    return ((int64_t)s->n_users + s->n_items) * d + h * 2 * d + h + h + 1;
+}
 
 /* ------------------------------------------------------------------ */
 /* Distinct rows of one side of a batch                                */
@@ -541,7 +558,7 @@ rmf_status rmf_ncf_batch_grad(const rmf_shape *s, const float *theta,
                               int n_threads, float *grad, double *loss,
                               rmf_error *err)
 {
-    rmf_status st = rmf_check_shape(s, 1, err);
+    rmf_status st = rmf_ncf_check_shape(s, err);
     if (st != RMF_OK)
         return st;
     if (n < 1)
@@ -569,32 +586,6 @@ rmf_status rmf_ncf_batch_grad(const rmf_shape *s, const float *theta,
 /* Training epoch                                                      */
 /* ------------------------------------------------------------------ */
 
-static rmf_status check_csr(const rmf_csr *m, const rmf_shape *s,
-                            const char *name, rmf_error *err)
-{
-    if (m == NULL || m->indptr == NULL)
-        return rmf_fail(err, RMF_ERR_VALUE, "%s must be a CSR matrix", name);
-    if (m->n_rows != s->n_users || m->n_cols != s->n_items)
-        return rmf_fail(err, RMF_ERR_VALUE,
-                        "%s is %d x %d but the model has %d users x %d items",
-                        name, (int)m->n_rows, (int)m->n_cols,
-                        (int)s->n_users, (int)s->n_items);
-    if (m->indices == NULL && m->indptr[m->n_rows] > 0)
-        return rmf_fail(err, RMF_ERR_VALUE, "%s.indices must not be NULL", name);
-    if (m->indptr[0] != 0)
-        return rmf_fail(err, RMF_ERR_VALUE, "%s.indptr[0] must be 0", name);
-    for (int32_t r = 0; r < m->n_rows; r++)
-        if (m->indptr[r + 1] < m->indptr[r])
-            return rmf_fail(err, RMF_ERR_VALUE, "%s.indptr decreases at row %d", name, (int)r);
-    int64_t nnz = m->indptr[m->n_rows];
-    for (int64_t q = 0; q < nnz; q++)
-        if (m->indices[q] < 0 || m->indices[q] >= m->n_cols)
-            return rmf_fail(err, RMF_ERR_VALUE,
-                            "%s.indices[%lld] = %d is out of range [0, %d)", name,
-                            (long long)q, (int)m->indices[q], (int)m->n_cols);
-    return RMF_OK;
-}
-
 rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
                                const rmf_csr *train, uint64_t epoch,
                                rmf_opt_state *st, rmf_stop_fn stop,
@@ -602,9 +593,9 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
                                rmf_error *err)
 {
     rmf_status status;
-    if ((status = rmf_epoch_begin(p, s, 1, loss, n_done, err)) != RMF_OK)
-        return status;
-    if ((status = check_csr(train, s, "train", err)) != RMF_OK)
+    if ((status = rmf_epoch_begin(p, loss, n_done, err)) != RMF_OK ||
+        (status = rmf_ncf_check_shape(s, err)) != RMF_OK ||
+        (status = rmf_csr_check(train, "train", s->n_users, s->n_items, err)) != RMF_OK)
         return status;
     const ncf_layout o = ncf_offsets(s);
     if ((status = rmf_check_opt_state(st, o.n, err)) != RMF_OK)
@@ -841,8 +832,9 @@ rmf_status rmf_ncf_score_pairs(const rmf_shape *s, const float *theta,
                                const int32_t *u, const int32_t *i, int64_t n,
                                int n_threads, float *out, rmf_error *err)
 {
-    rmf_status st = rmf_check_pairs_args(s, 1, theta, u, i, n, out, err);
-    if (st != RMF_OK)
+    rmf_status st;
+    if ((st = rmf_ncf_check_shape(s, err)) != RMF_OK ||
+        (st = rmf_check_pairs_args(s, theta, u, i, n, out, err)) != RMF_OK)
         return st;
     if (n == 0)
         return RMF_OK;
@@ -974,26 +966,16 @@ static void score_tile(const float *restrict A, int H,
 }
 #endif
 
-/* Users per recommend block: the block's score matrix (block x n_items
- * floats) stays a few MB however many users are asked for. */
-static int64_t block_users(int32_t n_items)
-{
-    int64_t b = ((int64_t)1 << 20) / (n_items > 0 ? n_items : 1);
-    if (b < 64)
-        b = 64;
-    return (b + RU - 1) / RU * RU;
-}
-
 rmf_status rmf_ncf_recommend(const rmf_shape *s, const float *theta,
                              const int32_t *users, int64_t n,
                              const rmf_csr *seen, int32_t k, int n_threads,
                              int32_t *out_items, float *out_scores,
                              int32_t *out_len, rmf_error *err)
 {
-    rmf_status st = rmf_check_recommend_args(s, 1, theta, users, n, seen, k,
-                                             out_items, out_scores, out_len,
-                                             err);
-    if (st != RMF_OK)
+    rmf_status st;
+    if ((st = rmf_ncf_check_shape(s, err)) != RMF_OK ||
+        (st = rmf_check_recommend_args(s, theta, users, n, seen, k, out_items,
+                                       out_scores, out_len, err)) != RMF_OK)
         return st;
     if (n == 0)
         return RMF_OK;
@@ -1006,9 +988,9 @@ rmf_status rmf_ncf_recommend(const rmf_shape *s, const float *theta,
     const int nt = rmf_resolve_threads(n_threads);
     /* Bt's rows are padded to a multiple of RI items so every tile loads
      * full vectors; the zero padding is computed but never stored, and S
-     * is n_items wide as rmf_topk_rows expects. */
+     * is n_items wide as rmf_topk_select expects. */
     const int64_t ldb = (NI + RI - 1) / RI * RI;
-    const int64_t nb = block_users(NI);
+    const int64_t nb = (rmf_block_users(NI) + RU - 1) / RU * RU; /* whole user tiles */
     const int64_t lds = NI;
 
     rmf_fp_enter();
@@ -1042,7 +1024,7 @@ rmf_status rmf_ncf_recommend(const rmf_shape *s, const float *theta,
             RMF_TEAM_BEGIN;
             /* A = W1u U[u] + b1 for the block's users.  The last user tile
              * may read rows past bn (stale but finite: A is calloc'ed); their
-             * scores land in rows of S that rmf_topk_rows never reads. */
+             * scores land in rows of S that rmf_topk_select never reads. */
             first_layer(theta + o.user, users + u0, bn, WT, b1, D, H, A);
             OMP(omp barrier)
             /* Item tiles outer: each Bt tile (H x RI) is reused by every
@@ -1055,7 +1037,7 @@ rmf_status rmf_ncf_recommend(const rmf_shape *s, const float *theta,
                                (int)(NI - it * RI < RI ? NI - it * RI : RI));
             RMF_TEAM_END;
         }
-        st = rmf_topk_rows(S, bn, NI, seen, users + u0, k, nt,
+        st = rmf_topk_select(S, bn, NI, seen, users + u0, k, nt,
                            out_items + u0 * k, out_scores + u0 * k,
                            out_len + u0, err);
     }

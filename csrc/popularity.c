@@ -1,15 +1,19 @@
 /* popularity.c -- item popularity counts and ranking (SPEC section 4). */
-#include "recmf.h"
+#include "internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-void rmf_item_counts(const rmf_csr *m, int64_t *counts)
+rmf_status rmf_item_counts(const rmf_csr *m, int64_t *counts, rmf_error *err)
 {
+    rmf_status st = rmf_csr_check(m, "matrix", -1, -1, err);
+    if (st != RMF_OK)
+        return st;
     memset(counts, 0, (size_t)m->n_cols * sizeof *counts);
     int64_t nnz = m->indptr[m->n_rows];
     for (int64_t k = 0; k < nnz; k++)
         counts[m->indices[k]]++;
+    return RMF_OK;
 }
 
 rmf_status rmf_popularity_order(const int64_t *counts, int32_t n_items,

@@ -26,7 +26,7 @@ extern "C" {
 #endif
 
 /* ------------------------------------------------------------------ */
-/* Status and errors                                                  */
+/* Status and errors (errors.c)                                       */
 /* ------------------------------------------------------------------ */
 
 typedef enum {
@@ -203,10 +203,6 @@ uint64_t rmf_rng_next(rmf_rng *rng);
 /* Unbiased integer in [0, n), n >= 1 (Lemire's multiply-shift). */
 uint32_t rmf_rng_below(rmf_rng *rng, uint32_t n);
 uint64_t rmf_rng_below64(rmf_rng *rng, uint64_t n);
-/* Uniform float in [0, 1) with 24 random bits. */
-float rmf_rng_uniform(rmf_rng *rng);
-/* Standard normal (Box-Muller, no cached second value: stateless). */
-double rmf_rng_normal(rmf_rng *rng);
 /* In-place Fisher-Yates shuffle of a permutation of int64 positions. */
 void rmf_shuffle_i64(rmf_rng *rng, int64_t *a, int64_t n);
 
@@ -215,8 +211,7 @@ enum {
     RMF_STREAM_UNIFORM_NEG = 1,
     RMF_STREAM_TRIPLETS = 2,
     RMF_STREAM_SHUFFLE = 3,
-    RMF_STREAM_DROPOUT = 4,
-    RMF_STREAM_INIT = 5
+    RMF_STREAM_DROPOUT = 4
 };
 
 /* ------------------------------------------------------------------ */
@@ -311,8 +306,8 @@ int rmf_csr_contains(const rmf_csr *m, int32_t u, int32_t item);
 /* Popularity (popularity.c)                                          */
 /* ------------------------------------------------------------------ */
 
-/* counts[i] = number of rows of m holding item i. */
-void rmf_item_counts(const rmf_csr *m, int64_t *counts);
+/* counts[i] = number of rows of m (checked to be sound) holding item i. */
+rmf_status rmf_item_counts(const rmf_csr *m, int64_t *counts, rmf_error *err);
 
 /* order[0..n_items): item indices by descending count, ties by lower
  * index first. */
@@ -322,13 +317,6 @@ rmf_status rmf_popularity_order(const int64_t *counts, int32_t n_items,
 /* ------------------------------------------------------------------ */
 /* Negative sampling (sample.c)                                       */
 /* ------------------------------------------------------------------ */
-
-/* The order in which a training epoch visits its pairs: perm[0..n) =
- * 0..n-1 shuffled with stream (seed, SHUFFLE, epoch), the same for any nt.
- * NeuralMF numbers its pairs positives first (CSR order), then negative r
- * of positive q at nnz + q n_neg + r; batch b is perm[b bs, (b+1) bs). */
-void rmf_epoch_order(int64_t *perm, int64_t n, uint64_t seed, uint64_t epoch,
-                     int nt);
 
 /* Uniform negatives: for positive p (CSR order, row u), out[p * n_neg + r]
  * is an item drawn uniformly from [0, n_cols), redrawn while it is a
@@ -429,6 +417,35 @@ rmf_status rmf_transition_recommend(const rmf_csr *trans, const float *probs, co
                                     const rmf_csr *seen, int32_t k, int n_threads,
                                     int32_t *out_items, float *out_scores, int32_t *out_len,
                                     rmf_error *err);
+/* EASE (ease.c): closed-form item-item model, Steck WWW 2019          */
+/* ------------------------------------------------------------------ */
+
+/* Upper triangle (j >= i, row-major) of X^T X for the 0/1 matrix x into
+ * G (n_cols x n_cols); the strict lower triangle is zeroed. */
+rmf_status rmf_ease_gram_upper(const rmf_csr *x, int n_threads, float *G,
+                               rmf_error *err);
+
+/* B (x->n_cols squared, row-major, caller-owned: all the fit needs besides
+ * O(nnz) scratch, so callers check n_cols^2 floats fit before allocating)
+ * = I - P diag(1/diag(P)),
+ * P = (X^T X + l2 I)^-1, diag(B) = 0: B[i][j] is how much a history
+ * holding item i raises item j's score.  float32 Cholesky (potrf/potri);
+ * l2 must be finite and > 0 and x non-empty (RMF_ERR_VALUE otherwise, also
+ * when float32 finds the matrix not positive definite). */
+rmf_status rmf_ease_fit(const rmf_csr *x, float l2, int n_threads, float *B,
+                        rmf_error *err);
+
+/* Top-k of s = sum_q w_q B[item_q, :] over row rows[r] of hist (w from
+ * weights, aligned with hist->indices, or 1 when weights is NULL), for
+ * r in [0, n), in blocks of users; seen/seen_rows as rmf_topk_rows.  Out
+ * as rmf_topk_rows. */
+rmf_status rmf_ease_recommend(const float *B, int32_t n_items,
+                              const rmf_csr *hist, const float *weights,
+                              const int32_t *rows, int64_t n,
+                              const rmf_csr *seen, const int32_t *seen_rows,
+                              int32_t k, int n_threads, int32_t *out_items,
+                              float *out_scores, int32_t *out_len,
+                              rmf_error *err);
 
 /* ------------------------------------------------------------------ */
 /* Metrics (metrics.c)                                                */
@@ -475,6 +492,10 @@ typedef struct {
 
 void rmf_adam_default_params(rmf_adam_params *p);
 const char *rmf_adam_check_params(const rmf_adam_params *p);
+/* RMF_OK when p is valid and step >= 1 (rmf_adam_step's contract), else
+ * RMF_ERR_VALUE naming the bad value. */
+rmf_status rmf_adam_check_step(const rmf_adam_params *p, int64_t step,
+                               rmf_error *err);
 
 /* One PyTorch-equivalent Adam step (torch.optim.Adam, amsgrad=False,
  * maximize=False) over theta[0..n): step is the 1-based step count after
@@ -484,15 +505,12 @@ void rmf_adam_step(const rmf_adam_params *p, int64_t step, float *theta,
                    int n_threads);
 
 /* ------------------------------------------------------------------ */
-/* Models: flat parameter layouts                                     */
+/* Models: shapes and training (adam.c, batch.c)                      */
 /* ------------------------------------------------------------------ */
 /*
  * A model's parameters live in ONE float array theta (owned by Python);
- * Adam moments m and v have the same length.  Offsets:
- *
- *   NeuralMF: [user_emb n_users*D | item_emb n_items*D | W1 H*(2D)
- *              (row h = [user half D | item half D]) | b1 H | w2 H | b2 1]
- *   BPRMF:    [user_emb n_users*D | item_emb n_items*D]
+ * Adam moments m and v have the same length.  Each model's block below
+ * gives its layout.
  */
 
 typedef struct {
@@ -500,9 +518,6 @@ typedef struct {
     int32_t emb_dim;    /* D = 64 */
     int32_t hidden_dim; /* H = 128 (NeuralMF only) */
 } rmf_shape;
-
-int64_t rmf_ncf_n_params(const rmf_shape *s);
-int64_t rmf_mf_n_params(const rmf_shape *s);
 
 typedef struct {
     float dropout;      /* 0.1, NeuralMF only */
@@ -514,6 +529,7 @@ typedef struct {
     rmf_adam_params adam;
 } rmf_train_params;
 
+/* adam.c */
 void rmf_train_default_params(rmf_train_params *p);
 const char *rmf_train_check_params(const rmf_train_params *p);
 
@@ -524,30 +540,59 @@ typedef struct {
     int64_t step; /* Adam steps done so far */
 } rmf_opt_state;
 
-/* One NeuralMF epoch (SPEC 6): uniform negatives (n_neg per positive),
- * shuffle, batches of BCE-with-logits, Adam.  *loss gets the mean loss per
- * pair over the batches done; *n_done the number of pairs trained. */
+/* batch.c: the order in which a training epoch visits its pairs: perm[0..n)
+ * = 0..n-1 shuffled with stream (seed, SHUFFLE, epoch), the same for any
+ * nt.  NeuralMF numbers its pairs positives first (CSR order), then
+ * negative r of positive q at nnz + q n_neg + r; batch b is
+ * perm[b bs, (b+1) bs). */
+void rmf_epoch_order(int64_t *perm, int64_t n, uint64_t seed, uint64_t epoch,
+                     int nt);
+
+/* What every model the glue scores provides (one row of module.c's model
+ * table; csrc/README.md):
+ *   check_shape  RMF_OK when s suits the model, else a message;
+ *   n_params     the length of theta for a checked shape;
+ *   score_pairs  out[k] = score of (u[k], i[k]), k < n;
+ *   recommend    top-k items of users[0..n), best first (higher score
+ *                first, ties to the lower item), skipping the items of the
+ *                user's row of seen when seen != NULL; outputs as
+ *                rmf_topk_rows.
+ * Each function checks its own arguments (shape, ids, k, seen). */
+typedef rmf_status (*rmf_check_shape_fn)(const rmf_shape *s, rmf_error *err);
+typedef int64_t (*rmf_n_params_fn)(const rmf_shape *s);
+typedef rmf_status (*rmf_score_pairs_fn)(const rmf_shape *s,
+                                         const float *theta, const int32_t *u,
+                                         const int32_t *i, int64_t n,
+                                         int n_threads, float *out,
+                                         rmf_error *err);
+typedef rmf_status (*rmf_recommend_fn)(const rmf_shape *s, const float *theta,
+                                       const int32_t *users, int64_t n,
+                                       const rmf_csr *seen, int32_t k,
+                                       int n_threads, int32_t *out_items,
+                                       float *out_scores, int32_t *out_len,
+                                       rmf_error *err);
+
+/* ------------------------------------------------------------------ */
+/* NeuralMF (ncf.c)                                                   */
+/* ------------------------------------------------------------------ */
+/*
+ * theta = [user_emb n_users*D | item_emb n_items*D | W1 H*(2D)
+ *          (row h = [user half D | item half D]) | b1 H | w2 H | b2 1]
+ */
+
+/* Also hidden_dim >= 1 and 2 emb_dim small enough for sgemm. */
+rmf_status rmf_ncf_check_shape(const rmf_shape *s, rmf_error *err);
+int64_t rmf_ncf_n_params(const rmf_shape *s);
+
+/* One epoch (SPEC 6): uniform negatives (n_neg per positive), shuffle,
+ * batches of BCE-with-logits, Adam.  *loss gets the mean loss per pair
+ * over the batches done; *n_done the number of pairs trained. */
 rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
                                const rmf_csr *train, uint64_t epoch,
                                rmf_opt_state *st, rmf_stop_fn stop,
                                void *stop_ctx, double *loss, int64_t *n_done,
                                rmf_error *err);
 
-/* One BPRMF epoch (SPEC 7) over given triplets (sampled by
- * rmf_sample_triplets), shuffled with stream (seed, epoch). */
-rmf_status rmf_bpr_train_epoch(const rmf_train_params *p, const rmf_shape *s,
-                               const int32_t *u, const int32_t *i,
-                               const int32_t *j, int64_t n_triplets,
-                               uint64_t epoch, rmf_opt_state *st,
-                               rmf_stop_fn stop, void *stop_ctx, double *loss,
-                               int64_t *n_done, rmf_error *err);
-
-/* One batch's mean loss and its gradient (without weight decay) with
- * respect to every parameter, written densely into grad[0..n_params)
- * (overwritten, not accumulated).  NeuralMF: y are 0/1 labels; mask is
- * n x H of dropout scale factors (0 or 1/(1-p)), or NULL for no dropout.
- * These are the exact kernels the epoch functions use; tests compare them
- * with a NumPy reference. */
 /* The dropout mask (n x H scale factors, 0 or 1/(1-p)) that training
  * draws for the first n pairs of batch `batch` of epoch `epoch`: exposed so
  * tests can check its distribution and determinism. */
@@ -555,31 +600,56 @@ rmf_status rmf_ncf_dropout_mask(float p, uint64_t seed, uint64_t epoch,
                                 uint64_t batch, int64_t n, int H, float *out,
                                 rmf_error *err);
 
+/* One batch's mean loss and its gradient (without weight decay) with
+ * respect to every parameter, written densely into grad[0..n_params)
+ * (overwritten, not accumulated); y are 0/1 labels; mask is n x H of
+ * dropout scale factors, or NULL for no dropout.  The kernel the epoch
+ * uses; tests compare it with a NumPy reference. */
 rmf_status rmf_ncf_batch_grad(const rmf_shape *s, const float *theta,
                               const int32_t *u, const int32_t *i,
                               const float *y, int64_t n, const float *mask,
                               int n_threads, float *grad, double *loss,
                               rmf_error *err);
-rmf_status rmf_bpr_batch_grad(const rmf_shape *s, const float *theta,
-                              const int32_t *u, const int32_t *i,
-                              const int32_t *j, int64_t n, int n_threads,
-                              float *grad, double *loss, rmf_error *err);
 
-/* Scores of given (user, item) index pairs. */
+/* Logits of given (user, item) index pairs, and batched top-K. */
 rmf_status rmf_ncf_score_pairs(const rmf_shape *s, const float *theta,
                                const int32_t *u, const int32_t *i, int64_t n,
                                int n_threads, float *out, rmf_error *err);
-rmf_status rmf_mf_score_pairs(const rmf_shape *s, const float *theta,
-                              const int32_t *u, const int32_t *i, int64_t n,
-                              int n_threads, float *out, rmf_error *err);
-
-/* Batched top-K for user indices users[0..n) (each in [0, n_users)):
- * out as rmf_topk_rows.  seen may be NULL (no exclusion). */
 rmf_status rmf_ncf_recommend(const rmf_shape *s, const float *theta,
                              const int32_t *users, int64_t n,
                              const rmf_csr *seen, int32_t k, int n_threads,
                              int32_t *out_items, float *out_scores,
                              int32_t *out_len, rmf_error *err);
+
+/* ------------------------------------------------------------------ */
+/* BPRMF (mf.c)                                                       */
+/* ------------------------------------------------------------------ */
+/*
+ * theta = [user_emb n_users*D | item_emb n_items*D]; score = dot product.
+ * hidden_dim is ignored (Python passes 0).
+ */
+
+rmf_status rmf_mf_check_shape(const rmf_shape *s, rmf_error *err);
+int64_t rmf_mf_n_params(const rmf_shape *s);
+
+/* One epoch (SPEC 7) over given triplets (sampled by rmf_sample_triplets),
+ * shuffled with stream (seed, epoch). */
+rmf_status rmf_mf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
+                              const int32_t *u, const int32_t *i,
+                              const int32_t *j, int64_t n_triplets,
+                              uint64_t epoch, rmf_opt_state *st,
+                              rmf_stop_fn stop, void *stop_ctx, double *loss,
+                              int64_t *n_done, rmf_error *err);
+
+/* As rmf_ncf_batch_grad, for BPR triplets. */
+rmf_status rmf_mf_batch_grad(const rmf_shape *s, const float *theta,
+                             const int32_t *u, const int32_t *i,
+                             const int32_t *j, int64_t n, int n_threads,
+                             float *grad, double *loss, rmf_error *err);
+
+rmf_status rmf_mf_score_pairs(const rmf_shape *s, const float *theta,
+                              const int32_t *u, const int32_t *i, int64_t n,
+                              int n_threads, float *out, rmf_error *err);
 rmf_status rmf_mf_recommend(const rmf_shape *s, const float *theta,
                             const int32_t *users, int64_t n,
                             const rmf_csr *seen, int32_t k, int n_threads,
@@ -604,6 +674,14 @@ const char *rmf_blas_config(void);
  * own threads.  Installs on the first call (at import); later calls only
  * report. */
 int rmf_blas_use_openmp_threads(void);
+/* LAPACK Cholesky (spotrf) and inverse from it (spotri) of the lower
+ * triangle of the column-major n x n matrix a (= the upper triangle of a
+ * row-major one), in place; return LAPACK's info (0 = success). */
+int rmf_spotrf_lower(int n, float *a, int lda);
+/* rmf_spotrf_lower with OpenBLAS's spotrf only on blocks of order <=
+ * direct_max (larger ones are split recursively with strsm/ssyrk). */
+int rmf_spotrf_lower_blocked(int n, float *a, int lda, int direct_max);
+int rmf_spotri_lower(int n, float *a, int lda);
 /* Around work that alternates BLAS calls with OpenMP loops of nt threads:
  * enter sets OpenBLAS's thread count (nt when its jobs run on OpenMP's
  * team, else 1) and returns the caller's count; leave restores it.  They
@@ -613,105 +691,6 @@ void rmf_blas_leave(int saved);
 /* How many jobs OpenBLAS has handed to rmf_blas_use_openmp_threads's
  * callback so far (for tests). */
 long long rmf_blas_jobs_run(void);
-
-/* ================================================================== */
-/* Internal helpers shared by topic files (not part of the             */
-/* Python-facing contract)                                             */
-/* ================================================================== */
-/*
- * batch.c: what the mini-batch trainers ncf.c and mf.c have in common.
- * module.c does not call these; they may change with the trainers.
- */
-
-/* Shape checks; has_mlp also checks hidden_dim (NeuralMF). */
-rmf_status rmf_check_shape(const rmf_shape *s, int has_mlp, rmf_error *err);
-/* ids non-NULL and every ids[0..n) in [0, limit); the message names name. */
-rmf_status rmf_check_ids(const int32_t *ids, int64_t n, int32_t limit,
-                         const char *name, rmf_error *err);
-/* score_pairs arguments: the shape, n >= 0 and, when n > 0, theta and
- * out non-NULL and u, i in range. */
-rmf_status rmf_check_pairs_args(const rmf_shape *s, int has_mlp,
-                                const float *theta, const int32_t *u,
-                                const int32_t *i, int64_t n, const float *out,
-                                rmf_error *err);
-/* recommend arguments: the shape, n >= 0, k >= 1, outputs non-NULL, seen
- * (may be NULL) n_users x n_items, users in range. */
-rmf_status rmf_check_recommend_args(const rmf_shape *s, int has_mlp,
-                                    const float *theta, const int32_t *users,
-                                    int64_t n, const rmf_csr *seen, int32_t k,
-                                    const int32_t *out_items,
-                                    const float *out_scores,
-                                    const int32_t *out_len, rmf_error *err);
-/* st holds theta, m, v of n_params floats and a step >= 0. */
-rmf_status rmf_check_opt_state(const rmf_opt_state *st, int64_t n_params,
-                               rmf_error *err);
-
-/* The distinct keys of one side of a batch in first-appearance order
- * (ids), each entry's slot in ids (slot_of), and the entries of each slot,
- * ascending, as a CSR: list[ptr[s] .. ptr[s+1]). */
-typedef struct {
-    int64_t n_distinct;
-    int32_t *ids;     /* capacity min(cap_entries, n_keys) */
-    int32_t *slot_of; /* capacity cap_entries */
-    int64_t *ptr;     /* capacity min(cap_entries, n_keys) + 1 */
-    int64_t *list;    /* capacity cap_entries */
-    int32_t *table;   /* n_keys: key -> slot while building, -1 otherwise */
-} rmf_group;
-
-/* Allocates for up to cap_entries entries with keys in [0, n_keys); 0 when
- * out of memory (g is then still safe to rmf_group_free). */
-int rmf_group_alloc(rmf_group *g, int64_t cap_entries, int32_t n_keys);
-/* Frees g (fields may be NULL) and zeroes it. */
-void rmf_group_free(rmf_group *g);
-/* Builds g from keys[0..n), n <= cap_entries, keys in [0, n_keys). */
-void rmf_group_build(rmf_group *g, const int32_t *keys, int64_t n);
-/* Zeroes rows g->ids[0..n_distinct) of grad (rows of D floats).  An
- * orphaned "omp for nowait": call it inside a parallel region (or outside,
- * serially). */
-void rmf_zero_rows(float *grad, const rmf_group *g, int D);
-
-/* Dense Adam (rmf_adam_step) on an n_rows x D embedding table whose
- * gradient is zero except on the rows with slot_of_row[r] >= 0, whose
- * gradient is row_grad + slot_of_row[r] * D: the batch's few gradient rows
- * are read where they were computed instead of being scattered into a
- * mostly-zero array.  Called inside a parallel region, each thread updates
- * its contiguous share of the rows (no barrier); outside one, all rows. */
-void rmf_adam_table_share(const rmf_adam_params *p, int64_t step,
-                          float *theta, float *m, float *v, int64_t n_rows,
-                          int D, const int32_t *slot_of_row,
-                          const float *row_grad);
-
-/* Lazy Adam (opt-in approximation of PyTorch's dense Adam): only the rows
- * a batch touched take a step; untouched rows keep their moments and skip
- * weight decay. */
-typedef struct {
-    float *t, *g, *m, *v; /* packed rows, each n_floats */
-} rmf_lazy_buf;
-
-/* Allocates each buffer for n_floats; on failure b is still safe to free. */
-rmf_status rmf_lazy_buf_alloc(rmf_lazy_buf *b, int64_t n_floats,
-                              rmf_error *err);
-void rmf_lazy_buf_free(rmf_lazy_buf *b);
-/* One Adam step (rmf_adam_step) on rows ids[0..nr) of D floats of the
- * block starting at offset off of st's theta/m/v, grad laid out alike;
- * b holds at least nr * D floats. */
-void rmf_lazy_rows_step(const rmf_adam_params *ap, int64_t step,
-                        rmf_opt_state *st, const float *grad, int64_t off,
-                        const int32_t *ids, int64_t nr, int D,
-                        rmf_lazy_buf *b, int nt);
-
-/* Epoch start: zeroes *loss and *n_done (either may be NULL), then checks
- * p and s (rmf_check_shape with has_mlp). */
-rmf_status rmf_epoch_begin(const rmf_train_params *p, const rmf_shape *s,
-                           int has_mlp, double *loss, int64_t *n_done,
-                           rmf_error *err);
-/* Before batch b of n_batches: RMF_ERR_INTERRUPTED when b > 0 and stop
- * (may be NULL) asks to stop, else RMF_OK. */
-rmf_status rmf_epoch_should_stop(rmf_stop_fn stop, void *stop_ctx, int64_t b,
-                                 int64_t n_batches, rmf_error *err);
-/* *loss = total / done (0 when done == 0), *n_done = done; either may be
- * NULL. */
-void rmf_epoch_end(double total, int64_t done, double *loss, int64_t *n_done);
 
 #ifdef __cplusplus
 }

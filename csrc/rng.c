@@ -3,8 +3,6 @@
  * shard), so results never depend on how work was spread over threads. */
 #include "recmf.h"
 
-#include <math.h>
-
 static uint64_t splitmix64(uint64_t *x)
 {
     uint64_t z = (*x += 0x9E3779B97F4A7C15ULL);
@@ -77,19 +75,6 @@ uint64_t rmf_rng_below64(rmf_rng *rng, uint64_t n)
         x = rmf_rng_next(rng) & mask;
     } while (x >= n);
     return x;
-}
-
-float rmf_rng_uniform(rmf_rng *rng)
-{
-    return (float)(rmf_rng_next(rng) >> 40) * (1.0f / 16777216.0f);
-}
-
-double rmf_rng_normal(rmf_rng *rng)
-{
-    /* u1 in (0, 1] so log(u1) is finite. */
-    double u1 = ((double)(rmf_rng_next(rng) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
-    double u2 = (double)(rmf_rng_next(rng) >> 11) * (1.0 / 9007199254740992.0);
-    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
 void rmf_shuffle_i64(rmf_rng *rng, int64_t *a, int64_t n)

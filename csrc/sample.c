@@ -3,28 +3,17 @@
  * Work is cut into fixed shards of SHARD draws, each with its own RNG
  * stream (seed, purpose, epoch, shard).  Threads pick up whole shards, so
  * the output depends only on (seed, epoch), never on the thread count. */
-#include "recmf.h"
+#include "internal.h"
 
 #include <stdlib.h>
 
 #define SHARD 65536
 
-/* Row holding CSR position p: the last u with indptr[u] <= p. */
-static int32_t row_of(const rmf_csr *m, int64_t p)
-{
-    int32_t lo = 0, hi = m->n_rows; /* indptr[lo] <= p < indptr[hi] */
-    while (hi - lo > 1) {
-        int32_t mid = lo + (hi - lo) / 2;
-        if (m->indptr[mid] <= p)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
 static rmf_status check_csr(const rmf_csr *m, rmf_error *err)
 {
+    rmf_status st = rmf_csr_check(m, "positives", -1, -1, err);
+    if (st != RMF_OK)
+        return st;
     if (m->n_rows <= 0 || m->n_cols <= 0)
         return rmf_fail(err, RMF_ERR_VALUE, "the interaction matrix is empty (%d x %d)",
                         m->n_rows, m->n_cols);
@@ -63,7 +52,7 @@ rmf_status rmf_sample_uniform(const rmf_csr *m, int32_t n_neg, uint64_t seed,
             rmf_rng rng;
             rmf_rng_seed(&rng, seed, rmf_stream_id(RMF_STREAM_UNIFORM_NEG, epoch, (uint64_t)s));
             int64_t begin = s * SHARD, end = begin + SHARD < nnz ? begin + SHARD : nnz;
-            int32_t u = row_of(m, begin);
+            int32_t u = rmf_csr_row_of(m, begin);
             for (int64_t p = begin; p < end; p++) {
                 while (m->indptr[u + 1] <= p)
                     u++;
@@ -139,7 +128,7 @@ rmf_status rmf_sample_triplets(const rmf_csr *m, const int32_t *candidates,
             int64_t begin = s * SHARD, end = begin + SHARD < n_triplets ? begin + SHARD : n_triplets;
             for (int64_t t = begin; t < end; t++) {
                 int64_t p = (int64_t)rmf_rng_below64(&rng, (uint64_t)nnz);
-                int32_t u = row_of(m, p);
+                int32_t u = rmf_csr_row_of(m, p);
                 int32_t j;
                 do {
                     j = candidates[rmf_rng_below(&rng, (uint32_t)n_cand)];

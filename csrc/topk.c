@@ -1,6 +1,6 @@
 /* topk.c -- partial selection of the K best items per user, seen items
  * skipped.  A size-K min-heap per row: O(n_cols log K) and no full sort. */
-#include "recmf.h"
+#include "internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -101,11 +101,24 @@ rmf_status rmf_topk_rows(const float *scores, int64_t n_rows, int32_t n_cols,
 {
     if (k < 1)
         return rmf_fail(err, RMF_ERR_VALUE, "k must be >= 1, got %d", k);
+    rmf_status st;
+    if (seen != NULL && (st = rmf_csr_check(seen, "seen", -1, -1, err)) != RMF_OK)
+        return st;
     if (seen != NULL && seen_rows != NULL)
         for (int64_t r = 0; r < n_rows; r++)
             if (seen_rows[r] >= seen->n_rows)
                 return rmf_fail(err, RMF_ERR_VALUE, "user index %d is outside [0, %d)",
                                 seen_rows[r], seen->n_rows);
+    return rmf_topk_select(scores, n_rows, n_cols, seen, seen_rows, k, n_threads, out_items, out_scores,
+                           out_len, err);
+}
+
+rmf_status rmf_topk_select(const float *scores, int64_t n_rows,
+                           int32_t n_cols, const rmf_csr *seen,
+                           const int32_t *seen_rows, int32_t k, int n_threads,
+                           int32_t *out_items, float *out_scores,
+                           int32_t *out_len, rmf_error *err)
+{
     int failed = 0;
     (void)n_threads;
     RMF_PARALLEL(rmf_resolve_threads(n_threads))
@@ -148,6 +161,10 @@ rmf_status rmf_topk_ranked(const int32_t *ranking, int32_t n_rank,
 {
     if (k < 1)
         return rmf_fail(err, RMF_ERR_VALUE, "k must be >= 1, got %d", k);
+    rmf_status st;
+    if (seen != NULL && ((st = rmf_csr_check(seen, "seen", -1, -1, err)) != RMF_OK ||
+                         (st = rmf_check_ids(ranking, n_rank, seen->n_cols, "ranking", err)) != RMF_OK))
+        return st;
     for (int64_t r = 0; r < n_users; r++)
         if (seen != NULL && users[r] >= seen->n_rows)
             return rmf_fail(err, RMF_ERR_VALUE, "user index %d is outside [0, %d)",

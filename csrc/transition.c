@@ -8,17 +8,11 @@
  * Determinism: each score row is summed by one thread, over the user's
  * history oldest first and each T row in column order, so scores never
  * depend on n_threads. */
-#include "recmf.h"
+#include "internal.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-#ifdef _OPENMP
-#define OMP(x) _Pragma(#x)
-#else
-#define OMP(x)
-#endif
 
 static int cmp_i64(const void *a, const void *b)
 {
@@ -141,6 +135,9 @@ static rmf_status check_scoring_args(const rmf_csr *trans, const float *probs, c
         return rmf_fail(err, RMF_ERR_VALUE,
                         "the transition matrix is %d x %d but the history has %d items",
                         trans->n_rows, trans->n_cols, h->n_items);
+    rmf_status st = rmf_csr_check(trans, "the transition matrix", h->n_items, h->n_items, err);
+    if (st != RMF_OK)
+        return st;
     if (!(half_life > 0.0)) /* also rejects NaN */
         return rmf_fail(err, RMF_ERR_VALUE, "half_life must be > 0 (inf: no decay), got %g",
                         half_life);

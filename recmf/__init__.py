@@ -27,18 +27,28 @@ from ._config import config_context, get_config, set_config
 from ._core import SamplingError
 from .data import Interactions
 from .metrics import evaluate
-from .models import BPRMF, Blend, ItemTransition, NeuralMF, NotFittedError, Popularity, Recommender
+from .models import BPRMF, NeuralMF, NotFittedError, Popularity, Recommender, available_models
 from .movielens import download_movielens, find_movielens, load_movielens, read_ratings
 from .persist import load
+from .selection import select
 from .split import temporal_split
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Interactions", "Popularity", "NeuralMF", "BPRMF", "ItemTransition", "Blend", "load", "Recommender", "NotFittedError", "SamplingError",
+    "Interactions", "Popularity", "NeuralMF", "BPRMF", "select", "load", "Recommender", "NotFittedError", "SamplingError",
     "evaluate", "temporal_split", "load_movielens", "read_ratings", "find_movielens",
     "download_movielens", "build_info", "get_config", "set_config", "config_context",
+    "available_models",
 ]
+
+# Every registered model is recmf.<ClassName>, also one added without
+# editing this file.
+for _cls in available_models().values():
+    globals().setdefault(_cls.__name__, _cls)
+    if _cls.__name__ not in __all__:
+        __all__.append(_cls.__name__)
+del _cls
 
 
 def build_info():

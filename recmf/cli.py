@@ -12,8 +12,6 @@ import json
 import sys
 import time
 
-MODELS = ("popularity", "neuralmf", "bprmf")
-
 
 class CliError(Exception):
     """A user-facing error: printed as one line, exit code 2."""
@@ -24,6 +22,7 @@ def _log(msg):
 
 
 def _parser():
+    from recmf import available_models
     p = argparse.ArgumentParser(prog="recmf", description="Implicit-feedback recommenders with a C core.")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -31,7 +30,7 @@ def _parser():
     run.add_argument("--data", help="MovieLens folder (ml-1m, ml-100k, ml-latest-small layouts). "
                      "Default: ml-1m found in $RECMF_DATA, ./data, ../shared/data or ~/.cache/recmf; "
                      "otherwise a built-in synthetic dataset")
-    run.add_argument("--model", choices=MODELS, default="neuralmf")
+    run.add_argument("--model", choices=list(available_models()), default="neuralmf")
     run.add_argument("--k", type=int, default=10)
     run.add_argument("--threshold", type=float, default=4)
     run.add_argument("--n-val", type=int, default=1)
@@ -81,16 +80,15 @@ def _model(args):
     import inspect
 
     import recmf
-    cls = {"popularity": recmf.Popularity, "neuralmf": recmf.NeuralMF, "bprmf": recmf.BPRMF}[args.model]
+    cls = recmf.available_models()[args.model]
     accepted = set(inspect.signature(cls.__init__).parameters)
     given = {k: v for k, v in vars(args).items() if k in _HP and v is not None}
     rejected = sorted(set(given) - accepted)
     if rejected:
         raise CliError(f"{args.model} does not take --{rejected[0].replace('_', '-')}")
-    if args.model == "popularity":
-        return cls(threshold=args.threshold)
-    return cls(threshold=args.threshold, seed=args.seed, n_threads=args.threads,
-               verbose=not args.quiet, **given)
+    # Settings every run has: passed to the models whose constructor takes them.
+    common = dict(threshold=args.threshold, seed=args.seed, n_threads=args.threads, verbose=not args.quiet)
+    return cls(**{k: v for k, v in common.items() if k in accepted}, **given)
 
 
 def _load(args):
@@ -123,10 +121,7 @@ def cmd_run(args):
     _log(f"index: {data.n_users:,} users x {data.n_items:,} items, {data.nnz:,} positives")
     t_fit = time.perf_counter()
     watched = val if args.watch == "val" else test
-    if args.model == "popularity":
-        model.fit(data)
-    else:
-        model.fit(data, val=watched if len(watched) else None)
+    model.fit(data, val=watched if len(watched) else None)   # models without epochs ignore val
     fit_seconds = time.perf_counter() - t_fit
     report = recmf.evaluate(model, test, k=args.k, catalog=movies["movie_id"].unique(),
                             threshold=args.threshold)

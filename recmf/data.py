@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 
 from . import _core
-from ._checks import as_core_array, as_id_array, check_frame, check_same_kind, id_column, numeric_column
+from ._checks import (as_core_array, as_id_array, check_frame, check_same_kind, id_column,
+                      numeric_column, time_column)
 
 __all__ = ["Interactions"]
 
@@ -34,10 +35,16 @@ class Interactions:
         gives them an item they rated.
     n_duplicates : int
         Repeated (user, item) positives that were counted once.
+    positions : int32 array (nnz,) or None
+        Each positive's place in its user's history, aligned with
+        ``indices``: 0 = the user's earliest positive.  From the time column
+        (ties keep input order, as :func:`recmf.temporal_split`; a repeated
+        pair counts at its latest time); None without a time column.  See
+        :meth:`ages`.
     """
 
     def __init__(self, indptr, indices, user_ids, item_ids, seen=None, n_duplicates=0,
-                 unindexed_user_ids=None):
+                 unindexed_user_ids=None, positions=None):
         self.indptr = _frozen(as_core_array(indptr, np.int64))
         self.indices = _frozen(as_core_array(indices, np.int32))
         self.user_ids = _frozen(_id_mapping(user_ids))
@@ -55,6 +62,12 @@ class Interactions:
             raise ValueError("seen indptr must have len(user_ids) + len(unindexed_user_ids) + 1 "
                              "entries")
         self.n_duplicates = int(n_duplicates)
+        self.positions = None
+        if positions is not None:
+            self.positions = _frozen(as_core_array(positions, np.int32))
+            if self.positions.shape != self.indices.shape:
+                raise ValueError(f"positions must have one entry per positive ({len(self.indices)}), "
+                                 f"got shape {self.positions.shape}")
         self._user_lookup = None
         self._item_lookup = None
         self._unindexed_lookup = None
@@ -67,13 +80,14 @@ class Interactions:
             state.pop(name, None)
         self.__init__(state.pop("indptr"), state.pop("indices"), state.pop("user_ids"),
                       state.pop("item_ids"), seen=seen, n_duplicates=state.pop("n_duplicates"),
-                      unindexed_user_ids=state.pop("unindexed_user_ids", None))
+                      unindexed_user_ids=state.pop("unindexed_user_ids", None),
+                      positions=state.pop("positions", None))
         self.__dict__.update(state)
 
     # -- construction ---------------------------------------------------
     @classmethod
     def from_frame(cls, frame, threshold=4, *, user_col="user_id", item_col="movie_id",
-                   rating_col="rating", seen="positives"):
+                   rating_col="rating", seen="positives", time_col="timestamp"):
         """Index the positives of ``frame``.
 
         Parameters
@@ -90,6 +104,10 @@ class Interactions:
             Which items recommendation later excludes for a user: their
             positives (the notebook's rule) or every item they rated here,
             whatever the rating.
+        time_col : str or None
+            Orders each user's positives (:attr:`positions`) when the frame
+            has this column; None or an absent column: no order (models
+            with a recency decay then refuse the data).
 
         Notes
         -----
@@ -125,6 +143,10 @@ class Interactions:
         i_codes, item_ids = _factorize(items[pos])
         indptr, indices = _core.build_csr(u_codes, i_codes, len(user_ids), len(item_ids))
         n_dup = int(pos.sum()) - len(indices)
+        positions = None
+        if time_col is not None and time_col in frame.columns:
+            times = time_column(frame, time_col, "frame")[pos]
+            positions = _positions(u_codes, i_codes, times, indptr)
         seen_csr = unindexed = None
         if seen == "rated":
             data = cls(indptr, indices, user_ids, item_ids)
@@ -138,7 +160,7 @@ class Interactions:
             seen_csr = _core.build_csr(ru[keep], ri[keep], len(user_ids) + len(unindexed),
                                        len(item_ids))
         return cls(indptr, indices, user_ids, item_ids, seen=seen_csr, n_duplicates=n_dup,
-                   unindexed_user_ids=unindexed)
+                   unindexed_user_ids=unindexed, positions=positions)
 
     @classmethod
     def from_dask(cls, ddf, threshold=4, *, user_col="user_id", item_col="movie_id",
@@ -241,6 +263,16 @@ class Interactions:
         """Positives per item (int64, by dense index)."""
         return _core.item_counts(self.indptr, self.indices, self.n_items)
 
+    def ages(self):
+        """Each positive's age (int32, aligned with ``indices``): how many of
+        the user's positives came after it, 0 = the most recent.  Needs
+        :attr:`positions`."""
+        if self.positions is None:
+            raise ValueError("these Interactions have no order of the positives: build them from "
+                             "a frame with a time column (Interactions.from_frame(..., time_col=...))")
+        lens = np.diff(self.indptr)
+        return (np.repeat(lens, lens) - 1 - self.positions).astype(np.int32)
+
     def seen_csr(self, unindexed=False):
         """``(indptr, indices, n_items)`` of the items to exclude, for the core:
         one row per indexed user, and with ``unindexed=True`` the rows of
@@ -287,6 +319,8 @@ class Interactions:
             # unicode, not object, for strings: files load with allow_pickle=False
             ids = self.unindexed_user_ids
             state["unindexed_user_ids"] = ids if ids.dtype == np.int64 else ids.astype(str)
+        if self.positions is not None:
+            state["positions"] = self.positions
         return state
 
     @classmethod
@@ -296,12 +330,19 @@ class Interactions:
             unindexed = unindexed.astype(object)
         return cls(st["indptr"], st["indices"], st["user_ids"], st["item_ids"],
                    seen=(st["seen_indptr"], st["seen_indices"]), n_duplicates=n_duplicates,
-                   unindexed_user_ids=unindexed)
+                   unindexed_user_ids=unindexed, positions=st.get("positions"))
 
     def __eq__(self, other):
         if not isinstance(other, Interactions):
             return NotImplemented
+        # The same matrix, ids and seen items; the order of the positives
+        # only counts when both know it (arrays built without a time column
+        # equal the frame's Interactions they came from).
         mine, theirs = self._state(), other._state()
+        mine.pop("positions", None), theirs.pop("positions", None)
+        if self.positions is not None and other.positions is not None and \
+                not np.array_equal(self.positions, other.positions):
+            return False
         return mine.keys() == theirs.keys() and all(np.array_equal(mine[k], theirs[k]) for k in mine)
 
     __hash__ = None
@@ -330,6 +371,32 @@ def _factorize(ids):
     if len(uniques) > np.iinfo(np.int32).max:
         raise ValueError("more than 2^31 - 1 distinct ids")
     return codes.astype(np.int32), np.asarray(uniques, dtype=object)
+
+
+def _positions(u_codes, i_codes, times, indptr):
+    """Place of each distinct (user, item) positive in its user's history,
+    in CSR order: rows in (user, time) order as the split sorts them (ties
+    in input order), a repeated pair counted at its latest row."""
+    users = u_codes.astype(np.int64)
+    # The split's stable (major, minor) sort, twice: by (user, item) gives
+    # each row's CSR entry, by (user, time) the sequence.
+    by_pair, _ = _core.temporal_split(users, i_codes.astype(np.int64), 0, 0, 0)
+    up, ip = u_codes[by_pair], i_codes[by_pair]
+    new = np.ones(len(by_pair), dtype=bool)
+    new[1:] = (up[1:] != up[:-1]) | (ip[1:] != ip[:-1])
+    entry_of_row = np.empty(len(by_pair), dtype=np.int64)
+    entry_of_row[by_pair] = np.cumsum(new) - 1
+    order, _ = _core.temporal_split(users, times, 0, 0, 0)
+    entry = entry_of_row[order]
+    seq = np.arange(len(order))
+    last = np.zeros(int(indptr[-1]), dtype=np.int64)
+    np.maximum.at(last, entry, seq)
+    kept = last[entry] == seq
+    # Users' kept rows are consecutive in the sequence and user u has
+    # indptr[u] kept rows before it: the running count gives the rank.
+    positions = np.empty(len(last), dtype=np.int32)
+    positions[entry[kept]] = np.cumsum(kept)[kept] - 1 - indptr[u_codes[order][kept]]
+    return positions
 
 
 def _public_index(codes, ids, unknown, what):

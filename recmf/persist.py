@@ -16,15 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._registry import available_models
+
 FORMAT_VERSION = 1
 _MAGIC = "recmf-model"
 
 __all__ = ["load", "save_model", "FORMAT_VERSION"]
-
-
-def _model_classes():
-    from .models import BPRMF, Blend, ItemTransition, NeuralMF, Popularity
-    return {cls.kind: cls for cls in (Popularity, NeuralMF, BPRMF, ItemTransition, Blend)}
 
 
 def _ids_to_array(ids, name):
@@ -74,7 +71,7 @@ def component_meta(model):
 
 def component_from_meta(meta):
     """An unfitted model from :func:`component_meta`'s output."""
-    classes = _model_classes()
+    classes = available_models()
     if meta.get("kind") not in classes:
         raise ValueError(f"unknown component model kind {meta.get('kind')!r}")
     model = classes[meta["kind"]]._from_saved_params(meta["params"])
@@ -144,7 +141,7 @@ def load(path):
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ValueError(f"{path} was written in model format {version}; this recmf reads format "
                          f"{FORMAT_VERSION} and older: upgrade recmf to load it")
-    classes = _model_classes()
+    classes = available_models()
     if meta.get("kind") not in classes:
         raise ValueError(f"{path} holds an unknown model kind {meta.get('kind')!r}")
     needed = ["indptr", "indices", "user_ids", "item_ids", "seen_indptr", "seen_indices"]

@@ -741,3 +741,44 @@ def normalise_rows_ref(scores, how):
             if sd > 0:
                 out[r] = (s - mu) / sd
     return out
+# --------------------------------------------------------------------------
+# EASE (Steck, WWW 2019) and recency
+# --------------------------------------------------------------------------
+
+
+def ease_ref(indptr, indices, n_items, l2):
+    """B = I - P diag(1/diag(P)), P = (X^T X + l2 I)^-1, diag(B) = 0, all in
+    float64 with ``np.linalg.inv`` (the usual NumPy implementation)."""
+    X = csr_dense(indptr, indices, n_items)
+    P = np.linalg.inv(X.T @ X + l2 * np.eye(n_items))
+    B = P / (-np.diag(P))
+    np.fill_diagonal(B, 0.0)
+    return B
+
+
+def csr_dense(indptr, indices, n_cols, values=None):
+    """The CSR as a dense float64 array (values default to 1)."""
+    indptr = np.asarray(indptr)
+    X = np.zeros((len(indptr) - 1, n_cols))
+    rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+    X[rows, np.asarray(indices)] = 1.0 if values is None else values
+    return X
+
+
+def recency_ages_ref(frame, threshold=4, user_col="user_id", item_col="movie_id",
+                     rating_col="rating", time_col="timestamp"):
+    """Age of each distinct positive (user, item): how many of the user's
+    distinct positives are later, 0 = the most recent.  Order: a stable sort
+    by (user, time) (input order on ties), a repeated pair at its last
+    occurrence.  Returns a dict {(user, item): age}."""
+    pos = frame[frame[rating_col] >= threshold]
+    pos = pos.sort_values([user_col, time_col], kind="stable")
+    pos = pos.drop_duplicates([user_col, item_col], keep="last")
+    later = pos.groupby(user_col).cumcount(ascending=False)
+    return dict(zip(zip(pos[user_col], pos[item_col]), later.astype(int)))
+
+
+def recency_weights_ref(ages, half_life):
+    """exp(-age ln 2 / half_life): 1 for the most recent positive, 1/2 at an
+    age of half_life."""
+    return np.exp(-np.asarray(ages, dtype=np.float64) * math.log(2.0) / half_life)

@@ -1,8 +1,9 @@
-"""Models: the C kernels against the NumPy references, the contract every
-model shares (fit, recommend, score, save/load, pickling, determinism, bad
-input), ONNX export, and the optional PyTorch single-step check."""
+"""Models: the C kernels against the NumPy references, what only NeuralMF
+and BPRMF do (epochs, history, callbacks, early stopping, hyperparameter
+checks, ONNX export), bad model files, and the optional PyTorch single-step
+check.  The contract every model shares (fit, recommend, score, save/load,
+pickling, determinism, bad input) is tests/test_contract.py."""
 import os
-import pickle
 import sys
 
 import numpy as np
@@ -177,6 +178,24 @@ def test_adam_step_matches_formula():
     np.testing.assert_allclose(v, v64, rtol=1e-5, atol=1e-9)
 
 
+def test_training_keywords_are_parsed_by_name():
+    # The glue converts each keyword by its row in one table; the core
+    # checks the values (one message each).
+    def step(**kw):
+        theta = np.ones(4, dtype=np.float32)
+        _core.adam_step(theta, np.ones(4, np.float32), np.zeros(4, np.float32), np.zeros(4, np.float32), 1, **kw)
+        return theta
+    assert step(lr=0.5)[0] == pytest.approx(0.5, abs=1e-6) and step()[0] == pytest.approx(1 - 1e-3, abs=1e-6)
+    with pytest.raises(ValueError, match="lr must be > 0"):
+        step(lr=-1.0)
+    with pytest.raises(ValueError, match="batch_size is out of range"):
+        step(batch_size=2**40)
+    with pytest.raises(TypeError):
+        step(eps="small")
+    with pytest.raises(TypeError, match="unknown training parameter 'lrr'"):
+        step(lrr=0.1)
+
+
 @pytest.mark.parametrize("kind", ["ncf", "mf"])
 def test_recommend_equals_brute_force(kind):
     nu, ni = 25, 60
@@ -205,111 +224,14 @@ def test_recommend_equals_brute_force(kind):
     np.testing.assert_allclose(pairs, scores.ravel(), rtol=1e-4, atol=1e-5)
 
 
-# -- the shared model contract ---------------------------------------------
+# -- model-specific behaviour (the contract every model keeps is in test_contract.py)
+
+MODELS = recmf.available_models()
+
 
 def make(kind, **kw):
-    if kind == "popularity":
-        return recmf.Popularity()
-    base = dict(emb_dim=16, epochs=3, seed=7, n_threads=2, batch_size=512)
-    base.update(kw)
-    kw = {}
-    if kind == "neuralmf":
-        return recmf.NeuralMF(hidden_dim=32, **base, **kw)
-    return recmf.BPRMF(triplets_per_epoch=20_000, top_n=100, **base, **kw)
-
-
-KINDS = ["popularity", "neuralmf", "bprmf"]
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_recommend_contract(kind, small):
-    model = make(kind).fit(small["data"])
-    users = small["test"]["user_id"].unique()
-    recs = model.recommend(users, k=10)
-    assert recs.shape == (len(users), 10)
-    seen = ref.train_positive_sets(small["train"])
-    for u, row in zip(users, recs):
-        assert len(set(row)) == 10
-        assert not set(row) & seen.get(u, set()), "a seen item was recommended"
-        assert set(row) <= set(model.data_.item_ids)
-    # best first: scores non-increasing, equal to score() of the same pairs
-    ids, scores = model.recommend(users[:5], k=10, return_scores=True)
-    assert np.all(np.diff(scores, axis=1) <= 0)
-    if kind != "popularity":
-        np.testing.assert_allclose(model.score(np.repeat(users[:5], 10), ids.ravel()),
-                                   scores.ravel(), rtol=1e-5, atol=1e-6)
-    # unknown users: empty rows by default, popular items on request
-    out = model.recommend([10 ** 12, users[0]], k=5)
-    assert list(out[0]) == [-1] * 5 and -1 not in out[1]
-    pop = model.recommend([10 ** 12], k=5, unknown="popular")[0]
-    assert list(pop) == list(recmf.Popularity().fit(small["data"]).popular_items(5).index)
-    with pytest.raises(ValueError, match="k=100000 is larger than the catalogue"):
-        model.recommend(users, k=100_000)
-    with pytest.raises(ValueError, match="k must be >= 1"):
-        model.recommend(users, k=0)
-    long = model.recommend_frame(users[:3], k=4)
-    assert list(long.columns) == ["user_id", "rank", "movie_id", "score"] and len(long) == 12
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_save_load_and_pickle_roundtrip(kind, small, tmp_path):
-    model = make(kind).fit(small["data"])
-    users = small["test"]["user_id"].unique()
-    path = tmp_path / "m.npz"
-    model.save(path)
-    loaded = recmf.load(path)
-    assert type(loaded) is type(model)
-    assert loaded.get_params() == model.get_params()
-    np.testing.assert_array_equal(loaded.recommend(users, k=10), model.recommend(users, k=10))
-    clone = pickle.loads(pickle.dumps(model))
-    np.testing.assert_array_equal(clone.recommend(users, k=10), model.recommend(users, k=10))
-    if kind != "popularity":
-        np.testing.assert_array_equal(loaded.theta_, model.theta_)
-        assert len(loaded.history) == len(model.history)
-
-
-def _unpickle_unaligned(obj):
-    """Pickle with protocol 5 and load from out-of-band buffers one byte off
-    alignment and read-only -- what a Dask worker or a joblib job gets."""
-    buffers = []
-    payload = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
-    odd = [memoryview(b"\0" + bytes(b.raw()))[1:] for b in buffers]
-    return pickle.loads(payload, buffers=odd), len(buffers)
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_unpickled_into_unaligned_buffers(kind, small):
-    """A fitted model and its Interactions unpickled into unaligned,
-    read-only buffers recommend and score as the original (the core used to
-    refuse the weights and the CSR as 'not C-contiguous and aligned')."""
-    model = make(kind, epochs=1).fit(small["data"])
-    users = small["test"]["user_id"].unique()
-    clone, n_buffers = _unpickle_unaligned(model)
-    assert n_buffers > 0
-    np.testing.assert_array_equal(clone.recommend(users, k=10), model.recommend(users, k=10))
-    np.testing.assert_array_equal(clone.score(users[:3], clone.recommend(users[:3], k=1)[:, 0]),
-                                  model.score(users[:3], model.recommend(users[:3], k=1)[:, 0]))
-    data, _ = _unpickle_unaligned(small["data"])
-    assert data == small["data"]
-    np.testing.assert_array_equal(data.popularity(), small["data"].popularity())
-    refit = make(kind, epochs=1).fit(data)
-    np.testing.assert_array_equal(refit.recommend(users, k=10), model.recommend(users, k=10))
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_load_big_endian_file(kind, small, tmp_path):
-    """A saved model whose arrays were rewritten big-endian (a file written on
-    or converted by another machine) loads and recommends as the original."""
-    model = make(kind, epochs=1).fit(small["data"])
-    path = tmp_path / "m.npz"
-    model.save(path)
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: (z[k].astype(z[k].dtype.newbyteorder(">")) if z[k].dtype.kind in "iuf"
-                      else z[k]) for k in z.files}
-    assert any(a.dtype.byteorder == ">" for a in arrays.values())
-    np.savez(path, **arrays)
-    users = small["test"]["user_id"].unique()
-    np.testing.assert_array_equal(recmf.load(path).recommend(users, k=10), model.recommend(users, k=10))
+    cls = MODELS[kind]
+    return cls(**{**cls._test_params(), **kw})
 
 
 def test_load_rejects_bad_files(small, tmp_path):
@@ -336,17 +258,6 @@ def test_load_rejects_bad_files(small, tmp_path):
         recmf.load(newer)
     with pytest.raises(FileNotFoundError):
         recmf.load(tmp_path / "missing.npz")
-
-
-@pytest.mark.parametrize("kind", ["neuralmf", "bprmf"])
-def test_same_seed_same_threads_bit_identical(kind, small):
-    a = make(kind).fit(small["data"])
-    b = make(kind).fit(small["data"])
-    assert a.theta_.tobytes() == b.theta_.tobytes()
-    other = make(kind)
-    other.seed = 8
-    other.fit(small["data"])
-    assert other.theta_.tobytes() != a.theta_.tobytes()
 
 
 @pytest.mark.parametrize("kind", ["neuralmf", "bprmf"])
@@ -453,3 +364,24 @@ def test_one_step_matches_pytorch():
     # float32 rounding of zero the direction is noise in both libraries, so
     # the weights agree to 1e-5 absolute (1% of lr), not to the last bit.
     np.testing.assert_allclose(theta, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["neuralmf", "bprmf"])
+def test_dense_adam_note_says_when_dense_adam_dominates(kind, small):
+    """Dense Adam touches all n_users + n_items rows per step; the note
+    (shown in the progress bar) appears exactly when those rows outnumber
+    what a batch can touch (3 * batch_size) by more than 8x."""
+    data = small["data"]
+    rows = data.n_users + data.n_items
+    cls = recmf.available_models()[kind]
+    base = dict(epochs=1, seed=0, n_threads=1, emb_dim=4)
+    if kind == "bprmf":
+        base["triplets_per_epoch"] = 200
+    small_batch = max(1, rows // (3 * 8) - 1)  # rows > 8 * 3 * batch: dominates
+    m = cls(batch_size=small_batch, **base).fit(data)
+    note = m.dense_adam_note()
+    assert note is not None and f"{rows:,}" in note and "lazy" in note
+    assert note in m._progress_desc() and m._progress_desc().startswith(cls.__name__)
+    big_batch = rows // (3 * 8) + 1  # rows <= 8 * 3 * batch: no note
+    assert cls(batch_size=big_batch, **base).fit(data).dense_adam_note() is None
+    assert cls(batch_size=small_batch, adam="lazy", **base).fit(data).dense_adam_note() is None

@@ -180,7 +180,7 @@ def test_bad_window(kwargs, exc):
 def test_needs_the_time_order():
     frame = tie_frame()
     with pytest.raises(ValueError, match="order"):
-        recmf.ItemTransition().fit(recmf.Interactions.from_frame(frame))
+        recmf.ItemTransition().fit(recmf.Interactions.from_frame(frame, time_col=None))
     # a frame without the time column is taken in row order
     by_rows = recmf.ItemTransition(time_col="when").fit(frame)
     in_order = frame.assign(when=np.arange(len(frame)))
@@ -190,7 +190,7 @@ def test_needs_the_time_order():
 
 def test_core_rejects_bad_histories():
     ok_ptr = np.array([0, 2, 3], dtype=np.int64)
-    with pytest.raises(ValueError, match=r"row 0 must be in \[0, 3\)"):
+    with pytest.raises(ValueError, match="outside"):
         _core.transition_counts((ok_ptr, np.array([0, 5, 1], dtype=np.int32), 3), 1, 0.5, 1)
     with pytest.raises(ValueError, match="non-decreasing"):
         _core.transition_counts((np.array([0, 2, 1, 3], dtype=np.int64),

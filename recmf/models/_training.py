@@ -11,11 +11,10 @@ import numpy as np
 import pandas as pd
 
 from .. import _core
-from .._checks import as_core_array, check_frame, check_positive_int, check_seed
-from .base import Recommender
+from .._checks import check_frame, check_positive_int, check_seed
 
 
-def progress(total, desc, verbose):
+def progress(total, desc, verbose, unit="epoch"):
     """A tqdm bar or None.  tqdm is a dependency: the notebook widget when
     ipywidgets is installed (tqdm.auto), else the text bar on stderr."""
     if not verbose:
@@ -26,7 +25,7 @@ def progress(total, desc, verbose):
         from tqdm.auto import tqdm
     else:
         from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit="epoch", leave=True)
+    return tqdm(total=total, desc=desc, unit=unit, leave=True)
 
 
 def named_sampling_error(err, data):
@@ -183,70 +182,3 @@ def check_adam(model):
         raise ValueError(f"betas must be in [0, 1), got {model.betas}")
     if not model.eps > 0:
         raise ValueError(f"eps must be > 0, got {model.eps}")
-
-
-def blas_threads():
-    """The BLAS thread count now (recmf restores it after each call)."""
-    return _core.blas_threads()
-
-
-class EmbeddingModel(Recommender):
-    """What NeuralMF and BPRMF share: all weights in one flat float32 array
-    ``theta_`` (layout in csrc/recmf.h) with named views, Adam state kept
-    across epochs, scoring and top-K by the core, save/load and pickling."""
-
-    #: "ncf" or "mf": which core kernels and parameter layout
-    _core_kind = None
-    #: names of the views of theta_ (rebuilt, never pickled)
-    _view_names = ()
-
-    def _columns(self):
-        return dict(user_col=self.user_col, item_col=self.item_col, rating_col=self.rating_col)
-
-    def _train(self, val, callback, patience, step_epoch):
-        """Run the epoch loop; ``step_epoch(epoch, m, v, step)`` trains one
-        epoch in the core and returns ``(loss, n_done, step, interrupted)``."""
-        m = np.zeros_like(self.theta_)
-        v = np.zeros_like(self.theta_)
-        state = {"step": 0}
-
-        def run_epoch(epoch):
-            try:
-                loss, n_done, state["step"], interrupted = step_epoch(epoch, m, v, state["step"])
-            except _core.SamplingError as e:
-                raise named_sampling_error(e, self.data_) from None
-            return loss, n_done, interrupted
-
-        EpochLoop(self, val, self._columns()).run(run_epoch, self.epochs, self.eval_every, patience,
-                                                  callback, self.verbose, type(self).__name__)
-        self.adam_step_ = state["step"]
-        return self
-
-    def _recommend_index(self, uidx, k, exclude_seen):
-        seen = self.data_.seen_csr() if exclude_seen else None
-        fn = _core.ncf_recommend if self._core_kind == "ncf" else _core.mf_recommend
-        return fn(self._shape(), self.theta_, uidx, seen, k, self.n_threads)
-
-    def _score_index(self, uidx, iidx):
-        fn = _core.ncf_score_pairs if self._core_kind == "ncf" else _core.mf_score_pairs
-        return fn(self._shape(), self.theta_, uidx, iidx, self.n_threads)
-
-    def _arrays(self):
-        return {"theta": self.theta_}
-
-    def _set_arrays(self, arrays):
-        self.theta_ = as_core_array(arrays["theta"], np.float32)
-        if len(self.theta_) != _core.n_params(self._core_kind, self._shape()):
-            raise ValueError("saved weights do not match the model's shape")
-        self._views()
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        for name in self._view_names:
-            state.pop(name, None)
-        return state
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        if getattr(self, "theta_", None) is not None:
-            self._views()

@@ -1,20 +1,69 @@
-"""What every recmf model shares: fitting input, id mapping, batched
-recommendation with seen items removed, scoring, save/load and pickling.
+"""The base classes of recmf models.
 
-Subclasses implement ``_fit(data, val)``, ``_recommend_index(uidx, k,
-exclude_seen)`` and, for learned models, ``_score_index(uidx, iidx)``.
+:class:`Recommender` is what every model shares: fitting input, id mapping,
+batched recommendation with seen items removed, scoring, save/load and
+pickling.  A subclass sets ``kind`` (which registers it, see
+:mod:`recmf._registry`) and implements
+
+- ``_check_params()``: validate the hyperparameters (optional);
+- ``_fit(data, val, callback)``: learn from ``data`` (Interactions);
+  :meth:`Recommender.fit` has already checked the parameters, converted the
+  input and set ``data_``;
+- ``_recommend_index(uidx, k, exclude_seen)`` and ``_score_index(uidx, iidx)``
+  on dense indices;
+- ``_arrays()`` / ``_set_arrays(arrays)``: the learned arrays to save/load;
+- ``_test_params()`` (classmethod): small constructor arguments for the
+  shared test contract (tests/test_contract.py).
+
+:class:`EmbeddingModel` adds what the models with one flat weight array
+trained by the C core share (NeuralMF, BPRMF).
+
+Optional hooks: ``_recommend_history(hist, rows, k, exclude_seen)`` scores
+users from given interactions without refitting (``recommend(...,
+history=frame)``), ``_similar_index(iidx, k)`` gives each item's nearest
+items (``similar_items``); class attributes ``default_grid`` and
+``scoring_params`` tell :func:`recmf.select` what to try.
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
 import pandas as pd
 
-from .._checks import as_core_array, as_id_array, check_k, check_threads
+from .. import _core, persist
+from .._checks import as_core_array, as_id_array, check_k, check_positive_int, check_threads
+from .._registry import register
 from ..data import Interactions
+from ._training import EpochLoop, named_sampling_error
 
-__all__ = ["Recommender", "NotFittedError"]
+__all__ = ["Recommender", "EmbeddingModel", "NotFittedError"]
+
+
+def check_half_life(half_life):
+    """A recency half-life: None (no decay) or a finite number > 0."""
+    if half_life is None:
+        return None
+    if isinstance(half_life, bool) or not isinstance(half_life, numbers.Real):
+        raise TypeError(f"half_life must be a number or None, got {type(half_life).__name__}")
+    if not math.isfinite(half_life) or half_life <= 0:
+        raise ValueError(f"half_life must be a finite number > 0 or None, got {half_life!r}")
+    return float(half_life)
+
+
+def recency_weights(data, half_life):
+    """Weights of each positive of ``data`` (float32, aligned with
+    ``data.indices``): ``0.5 ** (age / half_life)``, age = how many of the
+    user's positives came after it (:meth:`Interactions.ages`); None when
+    ``half_life`` is None (every positive weighs 1)."""
+    if half_life is None:
+        return None
+    if data.positions is None:
+        raise ValueError(f"half_life={half_life} needs the order of each user's positives, and these "
+                         "interactions have none: build them from a frame with a time column "
+                         "(time_col=...), or use half_life=None")
+    return np.exp(data.ages() * (-math.log(2.0) / half_life)).astype(np.float32)
 
 
 class NotFittedError(RuntimeError):
@@ -28,14 +77,71 @@ class Recommender:
     the model was trained on: the id mappings and the seen items it excludes.
     """
 
-    #: name used in saved files and reports
-    kind = "base"
+    #: name in the registry, saved files, the CLI and the C core's model
+    #: table; None for abstract classes (not registered)
+    kind = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("kind") is not None:
+            register(cls)
+    #: hyperparameter grid recmf.select tries by default: {name: [values]}
+    default_grid = {}
+    #: hyperparameters that only change scoring, not what fit learns:
+    #: recmf.select fits once per setting of the others and shares the fit
+    scoring_params = ()
 
     def __init__(self, n_threads=None):
         self.n_threads = check_threads(n_threads)
         self.data_ = None
 
     # -- fitting ----------------------------------------------------------
+    def fit(self, data, val=None, callback=None):
+        """Train on ``data``.
+
+        Parameters
+        ----------
+        data : Interactions or DataFrame
+            A DataFrame is indexed with the model's ``threshold`` and column
+            names (``Interactions.from_frame``).
+        val : DataFrame, optional
+            Held-out rows for models that evaluate while training (see the
+            model's docstring); models without epochs ignore it.
+        callback : callable(model, row) -> bool or None, optional
+            Called after every training epoch with that epoch's history row;
+            return False to stop.  Models without epochs never call it.
+
+        Returns
+        -------
+        self
+            Ctrl-C during training stops after the current batch, keeping a
+            usable model and its history (``interrupted_`` is True).
+
+        Raises
+        ------
+        TypeError, ValueError
+            A bad hyperparameter (named) or bad input data.
+        """
+        self._check_params()
+        self.data_ = self._as_interactions(data, getattr(self, "threshold", 4), self._columns())
+        return self._fit(self.data_, val, callback)
+
+    def _check_params(self):
+        """Validate (and normalise) the hyperparameters before fitting."""
+
+    def _fit(self, data, val, callback):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @classmethod
+    def _test_params(cls):
+        """Constructor arguments small enough for the shared test contract
+        (tests/test_contract.py) to fit the model in well under a second."""
+        return {}
+
+    def _columns(self):
+        return {name: getattr(self, name, default) for name, default in
+                (("user_col", "user_id"), ("item_col", "movie_id"), ("rating_col", "rating"))}
+
     def _as_interactions(self, data, threshold, columns):
         if isinstance(data, Interactions):
             return data
@@ -50,7 +156,7 @@ class Recommender:
 
     # -- recommendation ---------------------------------------------------
     def recommend(self, user_ids, k=10, exclude_seen=True, unknown="empty", return_scores=False,
-                  pad=None):
+                  pad=None, history=None):
         """Top-``k`` items for many users at once, best first.
 
         Parameters
@@ -78,6 +184,14 @@ class Recommender:
             always tells padding apart: a model whose items include -1 (ids
             may be negative) needs an explicit integer ``pad``, and a ``pad``
             equal to an item id raises.
+        history : DataFrame, optional
+            Fold-in: the users of ``user_ids`` that appear here are scored
+            from these interactions instead of their training ones, without
+            refitting; they may be new users.  Same columns, threshold and
+            time column as the training frame; items the model does not know
+            are ignored; ``exclude_seen`` then drops the history's positives.
+            A user whose history holds no known positive counts as unknown.
+            Models that cannot fold in raise ``NotImplementedError``.
 
         Returns
         -------
@@ -97,7 +211,7 @@ class Recommender:
         float32 arithmetic overflowed, so use the ids (``pad``), or
         :meth:`recommend_frame`, which has no padding, to find padding.
         """
-        ids, lens, scores = self._recommend_all(user_ids, k, exclude_seen, unknown)
+        ids, lens, scores = self._recommend_all(user_ids, k, exclude_seen, unknown, history)
         pad = self._pad_value(pad)
         if ids.dtype != np.int64:
             ids = ids.astype(object)
@@ -130,7 +244,7 @@ class Recommender:
         return pad
 
     def recommend_frame(self, user_ids, k=10, exclude_seen=True, unknown="empty",
-                        user_col=None, item_col=None):
+                        user_col=None, item_col=None, history=None):
         """Recommendations as a long DataFrame ``user, rank (1-based), item, score``;
         short lists simply have fewer rows.  Columns are named like the
         model's training frame (``user_col``/``item_col`` override), so the
@@ -138,13 +252,13 @@ class Recommender:
         user_col = user_col or getattr(self, "user_col", "user_id")
         item_col = item_col or getattr(self, "item_col", "item_id")
         users = as_id_array(user_ids, "user_ids")[0]
-        ids, lens, scores = self._recommend_all(users, k, exclude_seen, unknown)
+        ids, lens, scores = self._recommend_all(users, k, exclude_seen, unknown, history)
         mask = np.arange(ids.shape[1])[None, :] < lens[:, None]
         rows, cols = np.nonzero(mask)
         return pd.DataFrame({user_col: users[rows], "rank": cols + 1, item_col: ids[rows, cols],
                              "score": scores[rows, cols]})
 
-    def _recommend_all(self, user_ids, k, exclude_seen, unknown):
+    def _recommend_all(self, user_ids, k, exclude_seen, unknown, history=None):
         self._check_fitted()
         k = check_k(k, self.data_.n_items)
         if unknown not in ("empty", "popular"):
@@ -154,21 +268,30 @@ class Recommender:
         items = np.full((n, k), -1, dtype=np.int32)
         scores = np.full((n, k), -np.inf, dtype=np.float32)
         lens = np.zeros(n, dtype=np.int32)
-        known = uidx >= 0
+        folded = np.zeros(n, dtype=bool)
+        if history is not None:
+            hist = self._history_interactions(history)
+            hrow = hist._user_codes(user_ids)
+            folded = hrow >= 0
+            if folded.any():
+                it, sc, ln = self._recommend_history(hist, hrow[folded], k, exclude_seen)
+                items[folded], scores[folded], lens[folded] = it, sc, ln
+        known = (uidx >= 0) & ~folded
         if known.any():
             it, sc, ln = self._recommend_index(uidx[known], k, exclude_seen)
             items[known], scores[known], lens[known] = it, sc, ln
-        if unknown == "popular" and not known.all():
+        missing = ~known & ~folded
+        if unknown == "popular" and missing.any():
             # The most popular items, minus those the user rated when the data
             # remembers them (users without positives, seen="rated").
             from .. import _core
-            rows = self.data_.seen_row(user_ids)[~known] if exclude_seen else \
-                np.full(int((~known).sum()), -1, dtype=np.int32)
+            rows = self.data_.seen_row(user_ids)[missing] if exclude_seen else \
+                np.full(int(missing.sum()), -1, dtype=np.int32)
             seen = self.data_.seen_csr(unindexed=True) if exclude_seen else None
             it, ln = _core.topk_ranked(self._popular_order(), seen, rows, k)
             counts = self.data_.popularity()
-            items[~known], lens[~known] = it, ln
-            scores[~known] = np.where(it >= 0, counts[np.maximum(it, 0)], -np.inf)
+            items[missing], lens[missing] = it, ln
+            scores[missing] = np.where(it >= 0, counts[np.maximum(it, 0)], -np.inf)
         item_ids = self.data_.item_ids
         ids = item_ids[np.maximum(items, 0)]
         if ids.dtype == np.int64:
@@ -184,8 +307,75 @@ class Recommender:
             ids = np.hstack([ids, pad])
         return ids, lens
 
+    # -- fold-in and neighbours ------------------------------------------
+    def _history_interactions(self, history):
+        """``history`` (a frame) as Interactions over this model's items:
+        rows are the history's users that hold at least one positive the
+        model knows, columns the model's item indices, positions re-ranked
+        over the known positives."""
+        if not isinstance(history, pd.DataFrame):
+            raise TypeError(f"history must be a pandas DataFrame, got {type(history).__name__}")
+        cols = {name: getattr(self, name, default) for name, default in
+                (("user_col", "user_id"), ("item_col", "movie_id"), ("rating_col", "rating"),
+                 ("time_col", "timestamp"))}
+        h = Interactions.from_frame(history, threshold=getattr(self, "threshold", 4), **cols)
+        imap = self.data_._item_codes(h.item_ids)[h.indices]
+        keep = imap >= 0
+        rows = np.repeat(np.arange(h.n_users), np.diff(h.indptr))[keep]
+        counts = np.bincount(rows, minlength=h.n_users)
+        has = counts > 0
+        # Both item numberings ascend with the ids, so rows stay sorted.
+        new_row = np.cumsum(has) - 1
+        indptr = np.zeros(int(has.sum()) + 1, dtype=np.int64)
+        np.cumsum(counts[has], out=indptr[1:])
+        positions = None
+        if h.positions is not None:
+            r, p = new_row[rows], h.positions[keep]
+            order = np.lexsort((p, r))
+            positions = np.empty(len(order), dtype=np.int32)
+            positions[order] = np.arange(len(order)) - indptr[r[order]]
+        return Interactions(indptr, imap[keep], h.user_ids[has], self.data_.item_ids,
+                            positions=positions)
+
+    def _recommend_history(self, hist, rows, k, exclude_seen):
+        """Top-``k`` ``(items, scores, lens)`` for rows ``rows`` of ``hist``
+        (Interactions over this model's items), scored from those rows;
+        ``exclude_seen`` drops each row's own items."""
+        raise NotImplementedError(f"{type(self).__name__} cannot score users from history= "
+                                  "(fold-in); refit the model with those interactions instead")
+
+    def similar_items(self, item_ids, k=10, return_scores=False):
+        """The ``k`` items most similar to each given item (itself
+        excluded), best first, as judged by the model (see its docstring).
+
+        Parameters
+        ----------
+        item_ids : array-like of original item ids, all known to the model
+            (an unknown id raises ``KeyError`` naming it).
+        k : int, 1 <= k < number of items
+        return_scores : bool
+            Also return the (n, k) float32 similarities.
+
+        Returns
+        -------
+        ndarray (n, k) of original item ids (and scores).
+        """
+        self._check_fitted()
+        k = check_positive_int(k, "k")
+        if k >= self.data_.n_items:
+            raise ValueError(f"k={k} must be below the number of items the model knows "
+                             f"({self.data_.n_items}): an item is never its own neighbour")
+        iidx = self.data_.item_index(item_ids, unknown="raise").astype(np.int32)
+        items, scores, _ = self._similar_index(iidx, k)
+        ids = self.data_.item_ids[items]
+        return (ids, scores) if return_scores else ids
+
+    def _similar_index(self, iidx, k):
+        """``(items, scores, lens)``: top-``k`` item indices for each item
+        index in ``iidx``, the item itself excluded."""
+        raise NotImplementedError(f"{type(self).__name__} has no item similarity")
+
     def _popular_order(self):
-        from .. import _core
         return _core.popularity_order(self.data_.popularity())
 
     def score(self, user_ids, item_ids):
@@ -247,8 +437,7 @@ class Recommender:
     def save(self, path):
         """Save to ``path`` (.npz): weights, hyperparameters, id mappings and
         the seen-items matrix.  Load with :func:`recmf.load`."""
-        from ..persist import save_model
-        save_model(self, path)
+        persist.save_model(self, path)
 
     def get_params(self):
         """Hyperparameters as a dict (the constructor's arguments)."""
@@ -309,3 +498,96 @@ class Recommender:
 
     def _set_arrays(self, arrays):
         pass
+
+
+class EmbeddingModel(Recommender):
+    """What NeuralMF and BPRMF share: all weights in one flat float32 array
+    ``theta_`` (layout in csrc/recmf.h) with named views, Adam state kept
+    across epochs, scoring and top-K by the C core (its model table row
+    named ``kind``), save/load and pickling.
+
+    A subclass provides ``_shape()`` (the core's ``(n_users, n_items,
+    emb_dim, hidden_dim)``) and ``_views()`` (named views of ``theta_``).
+    """
+
+    #: names of the views of theta_ (rebuilt, never pickled)
+    _view_names = ()
+
+    #: dense Adam "dominates" a step when it updates more than this many
+    #: times the embedding rows a batch can touch (see dense_adam_note)
+    DENSE_ADAM_DOMINATES = 8
+
+    def dense_adam_note(self):
+        """A sentence when dense Adam's per-step cost dominates training, else None.
+
+        Dense Adam (``adam="dense"``, the seed's semantics) updates the
+        moments of every embedding row on every step: (n_users + n_items) x
+        emb_dim floats, four arrays read and written.  A batch touches at most
+        ``3 * batch_size`` rows (BPRMF's triplets; NeuralMF's pairs touch at
+        most 2 each).  When the catalogue and users outnumber that by more
+        than :attr:`DENSE_ADAM_DOMINATES` times (ML-20M: 165k rows against
+        12k), memory traffic for rows the batch never saw dominates the step
+        and ``adam="lazy"``, which updates only the batch's rows, is several
+        times faster per epoch (different maths: rows absent from a batch
+        keep their moments).  The progress bar shows the note."""
+        if getattr(self, "adam", None) != "dense" or self.data_ is None:
+            return None
+        rows = self.data_.n_users + self.data_.n_items
+        touched = 3 * self.batch_size
+        if rows <= self.DENSE_ADAM_DOMINATES * touched:
+            return None
+        return (f"dense Adam updates all {rows:,} embedding rows every step (a batch touches "
+                f"<= {touched:,}); adam='lazy' updates only those")
+
+    def _progress_desc(self):
+        note = self.dense_adam_note()
+        return type(self).__name__ + (f" [{note}]" if note else "")
+
+    def _train(self, val, callback, patience, step_epoch):
+        """Run the epoch loop; ``step_epoch(epoch, m, v, step)`` trains one
+        epoch in the core and returns ``(loss, n_done, step, interrupted)``."""
+        m = np.zeros_like(self.theta_)
+        v = np.zeros_like(self.theta_)
+        state = {"step": 0}
+
+        def run_epoch(epoch):
+            try:
+                loss, n_done, state["step"], interrupted = step_epoch(epoch, m, v, state["step"])
+            except _core.SamplingError as e:
+                raise named_sampling_error(e, self.data_) from None
+            return loss, n_done, interrupted
+
+        EpochLoop(self, val, self._columns()).run(run_epoch, self.epochs, self.eval_every, patience,
+                                                  callback, self.verbose, self._progress_desc())
+        self.adam_step_ = state["step"]
+        return self
+
+    def _recommend_index(self, uidx, k, exclude_seen):
+        seen = self.data_.seen_csr() if exclude_seen else None
+        return _core.recommend(self.kind, self._shape(), self.theta_, uidx, seen, k, self.n_threads)
+
+    def _score_index(self, uidx, iidx):
+        return _core.score_pairs(self.kind, self._shape(), self.theta_, uidx, iidx, self.n_threads)
+
+    def _n_params(self):
+        return _core.n_params(self.kind, self._shape())
+
+    def _arrays(self):
+        return {"theta": self.theta_}
+
+    def _set_arrays(self, arrays):
+        self.theta_ = as_core_array(arrays["theta"], np.float32)
+        if len(self.theta_) != self._n_params():
+            raise ValueError("saved weights do not match the model's shape")
+        self._views()
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        for name in self._view_names:
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if getattr(self, "theta_", None) is not None:
+            self._views()

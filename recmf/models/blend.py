@@ -201,6 +201,15 @@ class Blend(Recommender):
         return best.weights, table.drop(columns=["models"])
 
     @property
+    def user_col(self):
+        """The first component's column names (recommend_frame uses them)."""
+        return getattr(self.models[0], "user_col", "user_id")
+
+    @property
+    def item_col(self):
+        return getattr(self.models[0], "item_col", "item_id")
+
+    @property
     def weights_(self):
         """The weights in use: ``weights``, else those chosen on val by
         ``fit``, else all 1."""

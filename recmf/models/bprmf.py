@@ -7,11 +7,12 @@ import numpy as np
 from .. import _core
 from .._checks import check_positive_int
 from . import _training as T
+from .base import EmbeddingModel
 
 __all__ = ["BPRMF"]
 
 
-class BPRMF(T.EmbeddingModel):
+class BPRMF(EmbeddingModel):
     """Bayesian personalised ranking with matrix factorisation.
 
     ``score(u, i) = e_u . e_i``; each epoch draws ``triplets_per_epoch``
@@ -41,7 +42,6 @@ class BPRMF(T.EmbeddingModel):
     """
 
     kind = "bprmf"
-    _core_kind = "mf"
     _view_names = ("user_emb_", "item_emb_")
 
     def __init__(self, emb_dim=64, negatives="popular", top_n=2000, triplets_per_epoch=500_000,
@@ -57,6 +57,11 @@ class BPRMF(T.EmbeddingModel):
         self.threshold, self.user_col, self.item_col, self.rating_col = threshold, user_col, item_col, rating_col
         self.seed, self.verbose = seed, verbose
         self.history = None
+
+    @classmethod
+    def _test_params(cls):
+        return dict(emb_dim=16, epochs=3, batch_size=512, triplets_per_epoch=20_000, top_n=100,
+                    seed=7, n_threads=2)
 
     def _shape(self):
         return (self.data_.n_users, self.data_.n_items, self.emb_dim, 0)
@@ -82,12 +87,7 @@ class BPRMF(T.EmbeddingModel):
         order = _core.popularity_order(self.data_.popularity())
         return np.ascontiguousarray(order[:self.top_n])
 
-    def fit(self, data, val=None, callback=None):
-        """Train on ``data`` (Interactions or frame); see the class docstring
-        for ``val`` and early stopping, :meth:`NeuralMF.fit` for
-        ``callback`` and Ctrl-C."""
-        self._check_params()
-        self.data_ = self._as_interactions(data, self.threshold, self._columns())
+    def _fit(self, data, val, callback):
         nu, ni, d, _ = self._shape()
         rng = np.random.default_rng(self.seed)
         self.theta_ = np.ascontiguousarray((rng.standard_normal((nu + ni) * d) * 0.01).astype(np.float32))

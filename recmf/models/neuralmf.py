@@ -7,11 +7,12 @@ import numpy as np
 from .. import _core
 from .._checks import check_positive_int
 from . import _training as T
+from .base import EmbeddingModel
 
 __all__ = ["NeuralMF"]
 
 
-class NeuralMF(T.EmbeddingModel):
+class NeuralMF(EmbeddingModel):
     """Neural matrix factorisation for implicit feedback.
 
     ``logit(u, i) = w2 . dropout(relu(W1 [e_u ; e_i] + b1)) + b2``, trained
@@ -31,7 +32,10 @@ class NeuralMF(T.EmbeddingModel):
     adam : {"dense", "lazy"}
         "dense" updates every parameter every step, exactly as PyTorch's Adam
         does with dense embedding gradients; "lazy" only touches the
-        embedding rows of the batch (faster, not the same maths).
+        embedding rows of the batch (faster, not the same maths).  Dense
+        Adam's cost grows with n_users + n_items per step, not with the
+        batch: on large catalogues it dominates the epoch
+        (``dense_adam_note()`` says when; the progress bar shows it).
     batch_size : int (4096)
     epochs : int (20)
     n_neg : int (4) negatives per positive.
@@ -60,7 +64,6 @@ class NeuralMF(T.EmbeddingModel):
     """
 
     kind = "neuralmf"
-    _core_kind = "ncf"
     _view_names = ("user_emb_", "item_emb_", "W1_", "b1_", "w2_", "b2_")
 
     def __init__(self, emb_dim=64, hidden_dim=128, dropout=0.1, lr=1e-3, weight_decay=1e-6,
@@ -102,7 +105,7 @@ class NeuralMF(T.EmbeddingModel):
             T.init_uniform(rng, 1, h),
         ]
         self.theta_ = np.ascontiguousarray(np.concatenate(parts))
-        assert len(self.theta_) == _core.n_params("ncf", self._shape())
+        assert len(self.theta_) == self._n_params()
         self._views()
 
     def _check_params(self):
@@ -113,26 +116,12 @@ class NeuralMF(T.EmbeddingModel):
         if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
 
+    @classmethod
+    def _test_params(cls):
+        return dict(emb_dim=16, hidden_dim=32, epochs=3, batch_size=512, seed=7, n_threads=2)
+
     # -- training ---------------------------------------------------------
-    def fit(self, data, val=None, callback=None):
-        """Train on ``data`` (Interactions or a ratings frame).
-
-        Parameters
-        ----------
-        data : Interactions or DataFrame
-        val : DataFrame, optional
-            Held-out rows evaluated every ``eval_every`` epochs (metrics go to
-            ``history``); with ``patience`` set, early stopping watches its
-            recall@10.
-        callback : callable(model, row) -> bool or None, optional
-            Called after every epoch with that epoch's history row; return
-            False to stop.
-
-        Returns self.  Ctrl-C stops after the current batch, keeping a usable
-        model and its history (``interrupted_`` is True).
-        """
-        self._check_params()
-        self.data_ = self._as_interactions(data, self.threshold, self._columns())
+    def _fit(self, data, val, callback):
         self._init_weights()
         params = T.core_params(self, dropout=float(self.dropout), n_neg=int(self.n_neg))
         shape, indptr, indices = self._shape(), self.data_.indptr, self.data_.indices

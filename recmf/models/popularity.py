@@ -12,8 +12,9 @@ __all__ = ["Popularity"]
 class Popularity(Recommender):
     """Recommend the most popular items a user has not seen.
 
-    popularity(i) = number of train positives of item i; ties go to the lower
-    item id.  No personalisation: the reference point every learned model
+    popularity(i) = number of train positives of item i (``fit`` counts
+    them and ignores ``val`` and ``callback``: there are no epochs); ties go
+    to the lower item id.  No personalisation: the reference point every learned model
     must beat.
 
     Parameters
@@ -31,11 +32,8 @@ class Popularity(Recommender):
         self.threshold = threshold
         self.user_col, self.item_col, self.rating_col = user_col, item_col, rating_col
 
-    def fit(self, data, val=None):
-        """Count positives per item.  ``data``: Interactions or a frame."""
-        self.data_ = self._as_interactions(data, self.threshold, dict(
-            user_col=self.user_col, item_col=self.item_col, rating_col=self.rating_col))
-        self.counts_ = self.data_.popularity()
+    def _fit(self, data, val, callback):
+        self.counts_ = data.popularity()
         self.order_ = _core.popularity_order(self.counts_)
         return self
 
@@ -63,5 +61,4 @@ class Popularity(Recommender):
         return {}
 
     def _set_arrays(self, arrays):
-        self.counts_ = self.data_.popularity()
-        self.order_ = _core.popularity_order(self.counts_)
+        self._fit(self.data_, None, None)   # nothing saved: recounted from the data

@@ -182,7 +182,8 @@ class ItemTransition(Recommender):
         if isinstance(data, pd.DataFrame) and self.time_col not in data.columns:
             # No time column: the rows' input order is their time order.
             data = data.assign(**{self.time_col: np.arange(len(data), dtype=np.int64)})
-        interactions = self._as_interactions(data, self.threshold, columns)
+        interactions = data if isinstance(data, Interactions) else self._as_interactions(
+            data, self.threshold, dict(columns, time_col=self.time_col))
         positions = getattr(interactions, "positions", None)
         if positions is None and not isinstance(data, Interactions):
             positions = positive_positions(data, interactions, time_col=self.time_col,

@@ -1,0 +1,206 @@
+"""Model selection on a validation split (never on test)."""
+from __future__ import annotations
+
+import copy
+import inspect
+import itertools
+import re
+import time
+
+import numpy as np
+import pandas as pd
+
+from .data import Interactions
+from .metrics import METRIC_NAMES, evaluate
+from .models import _training as T
+
+__all__ = ["select"]
+
+
+def _grid_points(grid, name):
+    """A dict {param: values} (or a list of such dicts) -> list of param dicts."""
+    grids = grid if isinstance(grid, (list, tuple)) else [grid]
+    points = []
+    for g in grids:
+        if not isinstance(g, dict):
+            raise TypeError(f"the grid of {name} must be a dict of lists (or a list of them), "
+                            f"got {type(g).__name__}")
+        keys = list(g)
+        values = []
+        for key in keys:
+            v = g[key]
+            v = list(v) if isinstance(v, (list, tuple, np.ndarray, range)) else [v]
+            if not v:
+                raise ValueError(f"the grid of {name} has no values for {key!r}")
+            values.append(v)
+        points += [dict(zip(keys, combo)) for combo in itertools.product(*values)]
+    return points
+
+
+def _expand(candidates, grid):
+    """Candidates -> list of (label, class or None, params, unfitted model or None)."""
+    single = inspect.isclass(candidates) or (isinstance(candidates, tuple) and len(candidates) == 2
+                                             and inspect.isclass(candidates[0]))
+    items = [candidates] if single or not isinstance(candidates, (list, tuple)) else list(candidates)
+    if not items:
+        raise ValueError("candidates is empty")
+    if grid is not None and not single:
+        raise ValueError("grid= applies to one model class; for several, pass (class, grid) pairs")
+    out = []
+    for item in items:
+        cls, g = (item if isinstance(item, tuple) else (item, None))
+        if inspect.isclass(cls):
+            g = grid if (grid is not None and single) else g
+            g = getattr(cls, "default_grid", {}) if g is None else g
+            for params in _grid_points(g, cls.__name__):
+                out.append((cls.__name__, cls, params, None))
+        elif hasattr(cls, "fit") and hasattr(cls, "get_params"):
+            out.append((type(cls).__name__, None, _non_default_params(cls), cls))
+        else:
+            raise TypeError("candidates must be a model class, a (class, grid) pair, a model, or a "
+                            f"list of these; got {type(cls).__name__}")
+    return out
+
+
+def _non_default_params(model):
+    try:
+        default = type(model)().get_params()
+    except TypeError:  # a class without defaults for every parameter
+        return model.get_params()
+    return {k: v for k, v in model.get_params().items()
+            if k not in default or not _same(default[k], v)}
+
+
+def _parse_metric(metric):
+    m = re.fullmatch(r"([a-z_]+)@(\d+)", str(metric))
+    if m is None or m.group(1) not in METRIC_NAMES + ("coverage",) or int(m.group(2)) < 1:
+        raise ValueError(f"metric must look like 'recall@10' (one of {list(METRIC_NAMES)} "
+                         f"or coverage, at a k >= 1), got {metric!r}")
+    return int(m.group(2))
+
+
+def select(candidates, data, val, metric="recall@10", *, grid=None, threshold=4,
+           progress=True, fit_val=True, **evaluate_kwargs):
+    """Fit every candidate on ``data``, score each on ``val`` only, return the best.
+
+    Parameters
+    ----------
+    candidates : model class, (class, grid), fitted-or-not model, or a list of these
+        A class is tried over its grid: ``grid=`` when given (for a single
+        class), else the class's ``default_grid``; a grid is a dict
+        ``{param: [values]}`` (every combination is tried) or a list of such
+        dicts.  A model instance is fitted (in place) as it is configured.
+    data : Interactions or DataFrame
+        The training data; a frame is indexed once (``threshold``) and
+        shared by every candidate.
+    val : DataFrame
+        The validation split.  Only it is evaluated: pass the test split to
+        :func:`recmf.evaluate` once, for the chosen model, afterwards.
+    metric : str
+        The key of :func:`recmf.evaluate`'s report to maximise, e.g.
+        ``"recall@10"`` or ``"ndcg@20"``; its k is the evaluation's k.
+    threshold : float
+        Positive threshold for ``data`` (when a frame) and relevance
+        threshold on ``val``.
+    progress : bool
+        Show a tqdm progress bar over the candidates.
+    fit_val : bool
+        Pass ``val`` to ``fit`` for models that take it (early stopping of
+        NeuralMF/BPRMF, which watch that same validation split).
+    **evaluate_kwargs
+        Passed to :func:`recmf.evaluate` (``user_col``, ``item_col``,
+        ``rating_col``, ``catalog``, ...).
+
+    Returns
+    -------
+    best : fitted model
+        The candidate with the highest ``metric`` on ``val`` (the first one
+        on a tie, in candidate order).
+    table : DataFrame
+        One row per candidate in the order tried: ``model`` (class name),
+        its grid's hyperparameters, or for a model instance those that
+        differ from the class defaults (one column each; NaN where a row has
+        no such parameter), every val metric, ``fit_seconds`` (0 for a candidate
+        that shared the fit of the previous one: it differs only in
+        ``scoring_params``, e.g. EASE's ``half_life``), ``best``.
+
+    Notes
+    -----
+    Only the best model and the one being fitted are kept in memory (two
+    ``n_items**2`` matrices for EASE).
+
+    Examples
+    --------
+    >>> best, table = recmf.select(recmf.EASE, data, val)
+    >>> best, table = recmf.select([recmf.Popularity(), (recmf.EASE, {"l2": [200, 500]})], data, val)
+    >>> recmf.evaluate(best, test, k=10)   # test, once, for the chosen model
+    """
+    k = _parse_metric(metric)
+    if not isinstance(val, pd.DataFrame):
+        raise TypeError(f"val must be a pandas DataFrame, got {type(val).__name__}")
+    if isinstance(data, pd.DataFrame):
+        cols = {c: evaluate_kwargs[c] for c in ("user_col", "item_col", "rating_col")
+                if c in evaluate_kwargs}
+        data = Interactions.from_frame(data, threshold=threshold, **cols)
+    elif not isinstance(data, Interactions):
+        raise TypeError(f"data must be a recmf.Interactions or a DataFrame, got {type(data).__name__}")
+    plan = _expand(candidates, grid)
+    evaluate_kwargs.setdefault("threshold", threshold)
+
+    bar = T.progress(len(plan), "select", progress, unit="model")
+    rows, best, best_value, last = [], None, -np.inf, None
+    try:
+        for label, cls, params, model in plan:
+            model = model if model is not None else cls(**params)
+            shared = _shares_fit(last, model)
+            t0 = time.perf_counter()
+            if shared is not None:
+                model = shared
+            else:
+                last = None  # at most two fitted models alive: the best and this one
+                fit_kwargs = {"val": val} if fit_val and "val" in inspect.signature(model.fit).parameters \
+                    else {}
+                model.fit(data, **fit_kwargs)
+            seconds = 0.0 if shared is not None else time.perf_counter() - t0
+            report = evaluate(model, val, k=k, **evaluate_kwargs)
+            if metric not in report:
+                raise ValueError(f"metric {metric!r} is not in evaluate's report {sorted(report)}")
+            value = report[metric]
+            rows.append({"model": label, **params, **report, "fit_seconds": seconds})
+            if np.isfinite(value) and value > best_value:
+                best, best_value = model, value
+            last = model
+            if bar is not None:
+                bar.set_postfix({metric: f"{value:.4f}", "best": f"{best_value:.4f}"})
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    if best is None:
+        raise ValueError(f"no candidate gave a finite {metric} on val (does val share users with data?)")
+    table = pd.DataFrame(rows)
+    values = table[metric].to_numpy(dtype=float)
+    table["best"] = np.arange(len(table)) == int(np.flatnonzero(values == np.nanmax(values))[0])
+    return best, table
+
+
+def _shares_fit(last, model):
+    """A copy of the fitted ``last`` with ``model``'s scoring parameters,
+    when the two differ only in the class's ``scoring_params``; else None."""
+    if last is None or type(last) is not type(model) or not type(model).scoring_params:
+        return None
+    a, b = last.get_params(), model.get_params()
+    free = set(type(model).scoring_params)
+    if any(not _same(a[p], b[p]) for p in a if p not in free):
+        return None
+    shared = copy.copy(last)  # shares the fitted arrays; they are never written after fit
+    for p in free:
+        setattr(shared, p, b[p])
+    return shared
+
+
+def _same(x, y):
+    try:
+        return bool(x == y) or (x is None and y is None)
+    except (TypeError, ValueError):
+        return x is y
