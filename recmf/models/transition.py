@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 
 from .. import _core
-from .._checks import check_frame, id_column, numeric_column, time_column
 from ..data import Interactions
 from .base import Recommender
 
@@ -35,41 +34,6 @@ def _check_window(window, gap_decay):
     if not 0 < gap_decay <= 1:
         raise ValueError(f"gap_decay must be in (0, 1], got {gap_decay!r}")
     return int(window), float(gap_decay)
-
-
-def positive_positions(frame, data, *, user_col, item_col, rating_col, time_col, threshold):
-    """Each positive's position in its user's history, aligned with
-    ``data.indices``: 0 for the user's oldest positive.
-
-    Rows are ordered per user by ``time_col``, ties in input order (the
-    stable sort of :func:`recmf.temporal_split`); a (user, item) pair
-    repeated among the positives takes the position of its last row.
-    Positions count the user's distinct positives, so a user's positions
-    are 0 .. n_u - 1.
-    """
-    check_frame(frame, "frame", [user_col, item_col, rating_col, time_col])
-    user_ids, is_int = id_column(frame, user_col, "frame")
-    sort_key = user_ids if is_int else pd.factorize(user_ids, sort=True)[0].astype(np.int64)
-    times = time_column(frame, time_col, "frame")
-    # The split's stable (user, time) order: everything in "train".
-    order, _ = _core.temporal_split(np.ascontiguousarray(sort_key), np.ascontiguousarray(times), 0, 0, 0)
-    if rating_col is not None:
-        order = order[numeric_column(frame, rating_col, "frame")[order] >= threshold]
-    u = data.user_index(user_ids[order])
-    i = data.item_index(id_column(frame, item_col, "frame")[0][order])
-    keep = (u >= 0) & (i >= 0)
-    seq = pd.DataFrame({"u": u[keep], "i": i[keep]}).drop_duplicates(keep="last")
-    rank = seq.groupby("u", sort=False).cumcount().to_numpy()
-    # CSR slot of (u, i): rows are sorted by item within each user.
-    pos = np.empty(data.nnz, dtype=np.int32)
-    key = seq["u"].to_numpy(np.int64) * data.n_items + seq["i"].to_numpy(np.int64)
-    csr_key = np.repeat(np.arange(data.n_users, dtype=np.int64), np.diff(data.indptr)) * data.n_items \
-        + data.indices
-    slot = np.searchsorted(csr_key, key)
-    if len(slot) != data.nnz or not np.array_equal(csr_key[slot], key):
-        raise ValueError("frame does not hold the positives of data (pass the frame data was built from)")
-    pos[slot] = rank
-    return pos
 
 
 def histories(data, positions):
@@ -185,9 +149,6 @@ class ItemTransition(Recommender):
         interactions = data if isinstance(data, Interactions) else self._as_interactions(
             data, self.threshold, dict(columns, time_col=self.time_col))
         positions = getattr(interactions, "positions", None)
-        if positions is None and not isinstance(data, Interactions):
-            positions = positive_positions(data, interactions, time_col=self.time_col,
-                                           threshold=self.threshold, **columns)
         if positions is None:
             raise ValueError("ItemTransition needs the order of each user's positives: fit it on the "
                              f"train DataFrame (with its {self.time_col!r} column) or on Interactions "
