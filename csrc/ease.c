@@ -70,16 +70,21 @@ rmf_status rmf_ease_gram_upper(const rmf_csr *x, int n_threads, float *G, rmf_er
     const int nt = rmf_resolve_threads(n_threads);
     (void)nt;
     /* Row i of the upper triangle: G[i][j] (j >= i) = users holding both. */
-    OMP(omp parallel for num_threads(nt) schedule(dynamic, 16))
-    for (int32_t i = 0; i < n; i++) {
-        float *g = G + (int64_t)i * n;
-        memset(g, 0, (size_t)n * sizeof *g);
-        for (int64_t c = colptr[i]; c < colptr[i + 1]; c++) {
-            const int32_t u = rows[c];
-            const int64_t hi = x->indptr[u + 1];
-            for (int64_t q = rmf_lower_bound_i32(x->indices, x->indptr[u], hi, i); q < hi; q++)
-                g[x->indices[q]] += 1.0f;
+    RMF_PARALLEL(nt)
+    {
+        RMF_TEAM_BEGIN;
+        OMP(omp for schedule(dynamic, 16) nowait)
+        for (int32_t i = 0; i < n; i++) {
+            float *g = G + (int64_t)i * n;
+            memset(g, 0, (size_t)n * sizeof *g);
+            for (int64_t c = colptr[i]; c < colptr[i + 1]; c++) {
+                const int32_t u = rows[c];
+                const int64_t hi = x->indptr[u + 1];
+                for (int64_t q = rmf_lower_bound_i32(x->indices, x->indptr[u], hi, i); q < hi; q++)
+                    g[x->indices[q]] += 1.0f;
+            }
         }
+        RMF_TEAM_END;
     }
     free(colptr);
     free(rows);
@@ -116,6 +121,7 @@ rmf_status rmf_ease_fit(const rmf_csr *x, float l2, int n_threads, float *B, rmf
     float *inv_d = malloc((size_t)n * sizeof *inv_d);
     if (inv_d == NULL)
         return rmf_fail(err, RMF_ERR_NOMEM, "out of memory for %d diagonal entries", n);
+    rmf_fp_enter(); /* B = -P diag(1/diag P) computed with subnormals flushed too */
     int bad = -1;
     for (int32_t j = 0; j < n; j++) {
         const float d = B[(int64_t)j * n + j];
@@ -126,6 +132,7 @@ rmf_status rmf_ease_fit(const rmf_csr *x, float l2, int n_threads, float *B, rmf
         inv_d[j] = 1.0f / d;
     }
     if (bad >= 0) {
+        rmf_fp_leave();
         free(inv_d);
         return rmf_fail(err, RMF_ERR_VALUE, "the inverse has a non-positive diagonal at item %d: l2 = %g "
                         "is too small for float32", bad, (double)l2);
@@ -134,23 +141,29 @@ rmf_status rmf_ease_fit(const rmf_csr *x, float l2, int n_threads, float *B, rmf
      * I reads and rewrites its upper tiles (I, J >= I) and writes the mirror
      * tiles (J, I), which no other tile row touches. */
     const int32_t n_tiles = (n + TILE - 1) / TILE;
-    OMP(omp parallel for num_threads(nt) schedule(dynamic, 1))
-    for (int32_t ti = 0; ti < n_tiles; ti++) {
-        const int32_t i0 = ti * TILE, i1 = i0 + TILE < n ? i0 + TILE : n;
-        for (int32_t tj = ti; tj < n_tiles; tj++) {
-            const int32_t j0 = tj * TILE, j1 = j0 + TILE < n ? j0 + TILE : n;
-            for (int32_t i = i0; i < i1; i++) {
-                float *row = B + (int64_t)i * n;
-                for (int32_t j = (j0 > i + 1 ? j0 : i + 1); j < j1; j++) {
-                    const float p = row[j];
-                    row[j] = -p * inv_d[j];
-                    B[(int64_t)j * n + i] = -p * inv_d[i];
+    RMF_PARALLEL(nt)
+    {
+        RMF_TEAM_BEGIN;
+        OMP(omp for schedule(dynamic, 1) nowait)
+        for (int32_t ti = 0; ti < n_tiles; ti++) {
+            const int32_t i0 = ti * TILE, i1 = i0 + TILE < n ? i0 + TILE : n;
+            for (int32_t tj = ti; tj < n_tiles; tj++) {
+                const int32_t j0 = tj * TILE, j1 = j0 + TILE < n ? j0 + TILE : n;
+                for (int32_t i = i0; i < i1; i++) {
+                    float *row = B + (int64_t)i * n;
+                    for (int32_t j = (j0 > i + 1 ? j0 : i + 1); j < j1; j++) {
+                        const float p = row[j];
+                        row[j] = -p * inv_d[j];
+                        B[(int64_t)j * n + i] = -p * inv_d[i];
+                    }
                 }
             }
+            for (int32_t i = i0; i < i1; i++)
+                B[(int64_t)i * n + i] = 0.0f;
         }
-        for (int32_t i = i0; i < i1; i++)
-            B[(int64_t)i * n + i] = 0.0f;
+        RMF_TEAM_END;
     }
+    rmf_fp_leave();
     free(inv_d);
     return RMF_OK;
 }
@@ -177,24 +190,31 @@ rmf_status rmf_ease_recommend(const float *B, int32_t n_items, const rmf_csr *hi
     float *S = malloc((size_t)(nb * n_items) * sizeof *S);
     if (S == NULL)
         return rmf_fail(err, RMF_ERR_NOMEM, "out of memory scoring %d items", n_items);
+    rmf_fp_enter(); /* subnormals flushed in recmf's compute (fpstate.c) */
     rmf_status st = RMF_OK;
     for (int64_t u0 = 0; u0 < n && st == RMF_OK; u0 += nb) {
         const int64_t bn = u0 + nb <= n ? nb : n - u0;
-        OMP(omp parallel for num_threads(nt) schedule(dynamic, 4))
-        for (int64_t r = 0; r < bn; r++) {
-            float *s = S + r * n_items;
-            memset(s, 0, (size_t)n_items * sizeof *s);
-            const int32_t u = rows[u0 + r];
-            for (int64_t q = hist->indptr[u]; q < hist->indptr[u + 1]; q++) {
-                const float w = weights ? weights[q] : 1.0f;
-                const float *b = B + (int64_t)hist->indices[q] * n_items;
-                for (int32_t j = 0; j < n_items; j++)
-                    s[j] += w * b[j];
+        RMF_PARALLEL(nt)
+        {
+            RMF_TEAM_BEGIN;
+            OMP(omp for schedule(dynamic, 4) nowait)
+            for (int64_t r = 0; r < bn; r++) {
+                float *s = S + r * n_items;
+                memset(s, 0, (size_t)n_items * sizeof *s);
+                const int32_t u = rows[u0 + r];
+                for (int64_t q = hist->indptr[u]; q < hist->indptr[u + 1]; q++) {
+                    const float w = weights ? weights[q] : 1.0f;
+                    const float *b = B + (int64_t)hist->indices[q] * n_items;
+                    for (int32_t j = 0; j < n_items; j++)
+                        s[j] += w * b[j];
+                }
             }
+            RMF_TEAM_END;
         }
         st = rmf_topk_rows(S, bn, n_items, seen, seen_rows ? seen_rows + u0 : NULL, k, nt,
                            out_items + u0 * k, out_scores + u0 * k, out_len + u0, err);
     }
+    rmf_fp_leave();
     free(S);
     return st;
 }

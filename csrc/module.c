@@ -637,6 +637,8 @@ typedef struct {
 static const model_row MODELS[] = {
     {"neuralmf", rmf_ncf_check_shape, rmf_ncf_n_params, rmf_ncf_score_pairs, rmf_ncf_recommend},
     {"bprmf", rmf_mf_check_shape, rmf_mf_n_params, rmf_mf_score_pairs, rmf_mf_recommend},
+    /* ALS keeps BPRMF's layout [user factors | item factors]: same kernels. */
+    {"als", rmf_mf_check_shape, rmf_mf_n_params, rmf_mf_score_pairs, rmf_mf_recommend},
 };
 
 static const model_row *find_model(const char *kind)
@@ -889,6 +891,62 @@ static PyObject *py_bpr_train_epoch(PyObject *self, PyObject *args, PyObject *kw
     TRAIN(rmf_mf_train_epoch(&p, &s, DATA(uij[0], int32_t), DATA(uij[1], int32_t), DATA(uij[2], int32_t),
                              SIZE(uij[0]), epoch, &ost, check_signals, NULL, &loss, &n_done, &err));
 }
+
+/* ================================================================== */
+/* ALS (als.c) -- begin                                                */
+/* ================================================================== */
+
+/* als_solve(indptr, indices, values|None, Y, X, regularization, alpha,
+ * solver, cg_steps, n_threads, with_loss) -> loss or None: one half-sweep,
+ * X rewritten in place (rows of the CSR x D) against Y (columns of the
+ * CSR x D). */
+static PyObject *py_als_solve(PyObject *self, PyObject *args)
+{
+    PyObject *indptr, *indices, *values, *Y, *X;
+    int with_loss;
+    rmf_als_params p;
+    rmf_als_default_params(&p);
+    if (!PyArg_ParseTuple(args, "OOOOOffiiip", &indptr, &indices, &values, &Y, &X, &p.regularization,
+                          &p.alpha, &p.solver, &p.cg_steps, &p.n_threads, &with_loss))
+        return NULL;
+    const char *bad = rmf_als_check_params(&p);
+    if (bad != NULL) {
+        PyErr_SetString(PyExc_ValueError, bad);
+        return NULL;
+    }
+    if (check_array(Y, "Y", NPY_FLOAT32, 2, 0) < 0 || check_array(X, "X", NPY_FLOAT32, 2, 1) < 0)
+        return NULL;
+    npy_intp *ys = PyArray_DIMS((PyArrayObject *)Y), *xs = PyArray_DIMS((PyArrayObject *)X);
+    if (ys[1] != xs[1] || xs[1] < 1 || xs[1] > INT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "X and Y must have the same number (>= 1) of columns, got %zd and %zd",
+                     (Py_ssize_t)xs[1], (Py_ssize_t)ys[1]);
+        return NULL;
+    }
+    rmf_csr m;
+    if (parse_csr(indptr, indices, (long long)ys[0], &m) < 0)
+        return NULL;
+    if (m.n_rows != xs[0]) {
+        PyErr_Format(PyExc_ValueError, "X has %zd rows but the matrix has %d", (Py_ssize_t)xs[0], m.n_rows);
+        return NULL;
+    }
+    if (values != Py_None &&
+        (check_array(values, "values", NPY_FLOAT32, 1, 0) < 0 || check_len(values, "values", SIZE(indices)) < 0))
+        return NULL;
+    double loss = 0.0;
+    rmf_error err = {{0}};
+    rmf_status st;
+    RMF_NOGIL(st, rmf_als_solve(&p, &m, values == Py_None ? NULL : DATA(values, float), DATA(Y, float),
+                                (int32_t)xs[1], DATA(X, float), with_loss ? &loss : NULL, &err));
+    if (st != RMF_OK)
+        return raise_status(st, &err);
+    if (!with_loss)
+        Py_RETURN_NONE;
+    return PyFloat_FromDouble(loss);
+}
+
+/* ================================================================== */
+/* ALS -- end                                                          */
+/* ================================================================== */
 
 /* ------------------------------------------------------------------ */
 /* Item transitions (transition.c)                                    */
@@ -1257,6 +1315,8 @@ static PyMethodDef methods[] = {
     VARARGS(n_params, "n_params(kind, shape) -> int: the length of the model's theta"),
     KWARGS(ncf_train_epoch, "ncf_train_epoch(shape, indptr, indices, epoch, theta, m, v, step, **params)"),
     KWARGS(bpr_train_epoch, "bpr_train_epoch(shape, u, i, j, epoch, theta, m, v, step, **params)"),
+    VARARGS(als_solve, "als_solve(indptr, indices, values|None, Y, X, regularization, alpha, solver 0=cg|1=cholesky, "
+                       "cg_steps, n_threads, with_loss) -> loss|None: one ALS half-sweep, X rewritten in place"),
     NOARGS(build_info, "build_info() -> dict of build facts (OpenMP, BLAS)"),
     VARARGS(blas_threads, "blas_threads(n=0) -> previous count; sets it when n > 0"),
     VARARGS(exact_subnormals, "exact_subnormals(flag=None) -> previous setting; sets it unless None"),

@@ -657,6 +657,52 @@ rmf_status rmf_mf_recommend(const rmf_shape *s, const float *theta,
                             int32_t *out_len, rmf_error *err);
 
 /* ------------------------------------------------------------------ */
+/* Implicit ALS (als.c)                                                */
+/* ------------------------------------------------------------------ */
+/*
+ * Hu, Koren & Volinsky (ICDM 2008): minimise over X (rows x D) and Y
+ * (cols x D)
+ *
+ *   sum_{u,i} c_ui (p_ui - x_u . y_i)^2 + reg (|X|^2 + |Y|^2),
+ *   p_ui = 1 on the CSR's entries (0 elsewhere), c_ui = 1 + alpha r_ui
+ *   (r_ui = the entry's value, 1 when no values are given; 1 off the CSR).
+ *
+ * With Y fixed, row u solves (YtY + Y^T (C_u - I) Y + reg I) x_u = Y^T C_u p_u.
+ * RMF_ALS_CHOLESKY solves it exactly (double precision, per row);
+ * RMF_ALS_CG takes cg_steps conjugate-gradient steps from the current x_u
+ * (Takacs, Pilaszy & Tikk, RecSys 2011; benfred/implicit's cg solver),
+ * never forming the D x D matrix.  Alternating the two halves is one ALS
+ * iteration; the item half uses the transposed CSR.
+ */
+enum { RMF_ALS_CG = 0, RMF_ALS_CHOLESKY = 1 };
+
+typedef struct {
+    float regularization; /* reg >= 0 (> 0 keeps every system definite)  */
+    float alpha;          /* >= 0: confidence 1 + alpha r                  */
+    int32_t solver;       /* RMF_ALS_CG or RMF_ALS_CHOLESKY                */
+    int32_t cg_steps;     /* >= 1, RMF_ALS_CG only (3 as implicit)         */
+    int n_threads;        /* <= 0: all cores                               */
+} rmf_als_params;
+
+void rmf_als_default_params(rmf_als_params *p);
+/* NULL when p is valid, else a message naming the bad field. */
+const char *rmf_als_check_params(const rmf_als_params *p);
+
+/* One half-sweep: rewrites every row of X (m->n_rows x D, row-major)
+ * against the fixed Y (m->n_cols x D).  values (may be NULL: all 1) holds
+ * r for each CSR entry, finite and >= 0.  A row without entries gets x = 0
+ * (its optimum).  When loss is not NULL, *loss receives the objective above
+ * (not normalised) at the new X and the given Y.  Phases: Y^T Y by one
+ * single-threaded sgemm, then an OpenMP loop over rows; every row is
+ * solved by one thread in a fixed order, so X and the loss depend only on
+ * the inputs, not on the thread count.  A system that is not positive
+ * definite (reg = 0 and too few entries) gives RMF_ERR_VALUE naming the
+ * row. */
+rmf_status rmf_als_solve(const rmf_als_params *p, const rmf_csr *m,
+                         const float *values, const float *Y, int32_t D,
+                         float *X, double *loss, rmf_error *err);
+
+/* ------------------------------------------------------------------ */
 /* BLAS (blas.c): the one place that knows the symbol prefix          */
 /* ------------------------------------------------------------------ */
 

@@ -53,6 +53,12 @@ def _parser():
     hp.add_argument("--eval-every", type=int)
     hp.add_argument("--patience", type=int)
     hp.add_argument("--adam", choices=("dense", "lazy"))
+    hp.add_argument("--factors", type=int, help="ALS latent dimension")
+    hp.add_argument("--regularization", type=float, help="ALS L2 weight")
+    hp.add_argument("--alpha", type=float, help="ALS confidence of a positive: 1 + alpha")
+    hp.add_argument("--iterations", type=int, help="ALS iterations")
+    hp.add_argument("--solver", choices=("cg", "cholesky"), help="ALS per-row solver")
+    hp.add_argument("--cg-steps", type=int, help="ALS conjugate-gradient steps per row")
     hp.add_argument("--seed", type=int, default=0)
     hp.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     run.add_argument("--save", help="write the fitted model to this .npz file")
@@ -73,7 +79,8 @@ def _parser():
 
 
 _HP = {"emb_dim", "hidden_dim", "dropout", "lr", "weight_decay", "batch_size", "epochs", "n_neg",
-       "negatives", "top_n", "triplets_per_epoch", "eval_every", "patience", "adam"}
+       "negatives", "top_n", "triplets_per_epoch", "eval_every", "patience", "adam",
+       "factors", "regularization", "alpha", "iterations", "solver", "cg_steps"}
 
 
 def _model(args):

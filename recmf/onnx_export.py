@@ -1,4 +1,4 @@
-"""ONNX export of NeuralMF and BPRMF, built directly with the ``onnx``
+"""ONNX export of NeuralMF, BPRMF and ALS, built directly with the ``onnx``
 package (no PyTorch).  Inputs are int64 dense indices, as the reference
 notebook's export: map original ids with ``model.data_.user_index`` /
 ``item_index`` first (they return int64, -1 for an unknown id).
@@ -88,9 +88,14 @@ def export_neuralmf(model, path):
 
 
 def export_bprmf(model, path):
+    export_dot_product(model, model.user_emb_, model.item_emb_, path, "recmf_bprmf")
+
+
+def export_dot_product(model, user_factors, item_factors, path, graph_name):
+    """A dot-product model (BPRMF, ALS): score = sum(user[u] * item[i])."""
     onnx, TensorProto, helper, nh = _onnx()
-    inits = [nh.from_array(np.ascontiguousarray(model.user_emb_), "user_emb.weight"),
-             nh.from_array(np.ascontiguousarray(model.item_emb_), "item_emb.weight"),
+    inits = [nh.from_array(np.ascontiguousarray(user_factors, dtype=np.float32), "user_emb.weight"),
+             nh.from_array(np.ascontiguousarray(item_factors, dtype=np.float32), "item_emb.weight"),
              nh.from_array(np.array([1], dtype=np.int64), "sum_axes")]
     gathers, guard_inits = _guarded_gathers(helper, nh, model)
     nodes = gathers + [
@@ -99,4 +104,4 @@ def export_bprmf(model, path):
         _flag(helper, "raw", "score"),
     ]
     inputs, outputs = _io(helper, TensorProto, "score")
-    _save(onnx, helper, helper.make_graph(nodes, "recmf_bprmf", inputs, outputs, inits + guard_inits), path)
+    _save(onnx, helper, helper.make_graph(nodes, graph_name, inputs, outputs, inits + guard_inits), path)

@@ -741,6 +741,91 @@ def normalise_rows_ref(scores, how):
             if sd > 0:
                 out[r] = (s - mu) / sd
     return out
+# ---------------------------------------------------------------------------
+# Implicit ALS (Hu, Koren & Volinsky 2008), dense float64
+# ---------------------------------------------------------------------------
+
+def dense_from_csr(indptr, indices, n_cols, values=None):
+    """The CSR as a dense float64 matrix (``values`` or ones)."""
+    indptr = np.asarray(indptr)
+    out = np.zeros((len(indptr) - 1, n_cols))
+    rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+    out[rows, np.asarray(indices)] = 1.0 if values is None else np.asarray(values, dtype=np.float64)
+    return out
+
+
+def als_row_system_ref(R, Y, reg, alpha, u):
+    """A x = b of row u: A = Y^T C_u Y + reg I, b = Y^T C_u p_u with
+    c = 1 + alpha r and p = (r > 0)."""
+    Y = np.asarray(Y, dtype=np.float64)
+    c = 1.0 + alpha * R[u]
+    p = (R[u] > 0).astype(np.float64)
+    A = Y.T @ (c[:, None] * Y) + reg * np.eye(Y.shape[1])
+    return A, Y.T @ (c * p)
+
+
+def als_exact_half_ref(R, Y, reg, alpha):
+    """Every row of X solved exactly against Y (np.linalg.solve, float64);
+    rows without entries are 0."""
+    X = np.zeros((R.shape[0], Y.shape[1]))
+    for u in range(R.shape[0]):
+        if (R[u] > 0).any():
+            X[u] = np.linalg.solve(*als_row_system_ref(R, Y, reg, alpha, u))
+    return X
+
+
+def als_cg_half_ref(R, Y, X0, reg, alpha, steps):
+    """``steps`` conjugate-gradient steps per row from X0 (Takacs et al.
+    2011), in float64: the textbook iteration on A x = b."""
+    X = np.array(X0, dtype=np.float64)
+    for u in range(R.shape[0]):
+        if not (R[u] > 0).any():
+            X[u] = 0.0
+            continue
+        A, b = als_row_system_ref(R, Y, reg, alpha, u)
+        x = X[u]
+        r = b - A @ x
+        p = r.copy()
+        rs = r @ r
+        for _ in range(steps):
+            if rs <= 1e-20:
+                break
+            Ap = A @ p
+            a = rs / (p @ Ap)
+            x = x + a * p
+            r = r - a * Ap
+            rs_new = r @ r
+            p = r + (rs_new / rs) * p
+            rs = rs_new
+        X[u] = x
+    return X
+
+
+def als_objective_ref(R, X, Y, reg, alpha):
+    """sum_{u,i} c_ui (p_ui - x_u . y_i)^2 + reg (|X|^2 + |Y|^2)."""
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    C = 1.0 + alpha * R
+    P = (R > 0).astype(np.float64)
+    return float((C * (P - X @ Y.T) ** 2).sum() + reg * ((X ** 2).sum() + (Y ** 2).sum()))
+
+
+def cosine_topk_ref(Y, queries, k):
+    """The k most cosine-similar rows of Y to each query row, the query
+    itself excluded: (items, similarities), best first, ties to the lower
+    index."""
+    Y = np.asarray(Y, dtype=np.float64)
+    norms = np.linalg.norm(Y, axis=1)
+    Yn = Y / np.where(norms > 0, norms, 1.0)[:, None]
+    items, sims = [], []
+    for q in queries:
+        s = Yn @ Yn[q]
+        s[q] = -np.inf
+        order = np.lexsort((np.arange(len(s)), -s))[:k]
+        items.append(order)
+        sims.append(s[order])
+    return np.array(items), np.array(sims)
+
 # --------------------------------------------------------------------------
 # EASE (Steck, WWW 2019) and recency
 # --------------------------------------------------------------------------
