@@ -949,6 +949,102 @@ static PyObject *py_als_solve(PyObject *self, PyObject *args)
 /* ================================================================== */
 
 /* ------------------------------------------------------------------ */
+/* Item transitions (transition.c)                                    */
+/* ------------------------------------------------------------------ */
+
+/* hist: (indptr int64, items int32, n_items), each row in time order (not
+ * sorted: the core checks it as a sequence, rmf_check_seq). */
+static int parse_seq(PyObject *hist, rmf_seq *h)
+{
+    PyObject *indptr, *items;
+    long long n_items;
+    rmf_csr rows;
+    if (!PyArg_ParseTuple(hist, "OOL", &indptr, &items, &n_items) || parse_csr(indptr, items, n_items, &rows) < 0)
+        return -1;
+    h->indptr = rows.indptr;
+    h->items = rows.indices;
+    h->n_users = rows.n_rows;
+    h->n_items = rows.n_cols;
+    return 0;
+}
+
+static PyObject *py_transition_counts(PyObject *self, PyObject *args)
+{
+    PyObject *hist, *o[3] = {NULL, NULL, NULL};
+    int window, n_threads;
+    double gap_decay;
+    rmf_seq h;
+    rmf_error err = {{0}};
+    if (!PyArg_ParseTuple(args, "Oidi", &hist, &window, &gap_decay, &n_threads) || parse_seq(hist, &h) < 0)
+        return NULL;
+    rmf_status st;
+    RMF_NOGIL(st, rmf_check_seq(&h, &err));
+    if (st != RMF_OK)
+        return raise_status(st, &err);
+    int64_t cap = window >= 1 && window <= RMF_TRANSITION_MAX_WINDOW ? rmf_transition_capacity(&h, window) : 0,
+            nnz = 0;
+    o[0] = new_array1((npy_intp)h.n_items + 1, NPY_INT64);
+    o[1] = new_array1(cap, NPY_INT32);
+    o[2] = new_array1(cap, NPY_FLOAT64);
+    if (!o[0] || !o[1] || !o[2])
+        return fail(o, 3);
+    CALL(o, 3, rmf_transition_counts(&h, window, gap_decay, n_threads, DATA(o[0], int64_t), DATA(o[1], int32_t),
+                                     DATA(o[2], double), &nnz, &err));
+    if (shrink(o[1], (npy_intp)nnz) < 0 || shrink(o[2], (npy_intp)nnz) < 0)
+        return fail(o, 3);
+    return pack(o, 3);
+}
+
+/* trans: (indptr, indices, n_items) plus probs float32 of len(indices). */
+static int parse_transitions(PyObject *trans, PyObject *probs, rmf_csr *t)
+{
+    PyObject *indptr, *indices;
+    long long n_cols;
+    if (!PyArg_ParseTuple(trans, "OOL", &indptr, &indices, &n_cols) || parse_csr(indptr, indices, n_cols, t) < 0 ||
+        check_array(probs, "probs", NPY_FLOAT32, 1, 0) < 0 || check_len(probs, "probs", SIZE(indices)) < 0)
+        return -1;
+    return 0;
+}
+
+static PyObject *py_transition_scores(PyObject *self, PyObject *args)
+{
+    PyObject *trans, *probs, *hist, *users, *o[1] = {NULL};
+    double half_life;
+    int n_threads;
+    rmf_seq h;
+    rmf_csr t;
+    rmf_error err = {{0}};
+    if (!PyArg_ParseTuple(args, "OOOOdi", &trans, &probs, &hist, &users, &half_life, &n_threads) ||
+        parse_seq(hist, &h) < 0 || parse_transitions(trans, probs, &t) < 0 ||
+        check_array(users, "users", NPY_INT32, 1, 0) < 0)
+        return NULL;
+    if ((o[0] = new_array2(SIZE(users), h.n_items, NPY_FLOAT32)) == NULL)
+        return NULL;
+    CALL(o, 1, rmf_transition_scores(&t, DATA(probs, float), &h, DATA(users, int32_t), SIZE(users), half_life,
+                                     n_threads, DATA(o[0], float), &err));
+    return o[0];
+}
+
+static PyObject *py_transition_recommend(PyObject *self, PyObject *args)
+{
+    PyObject *trans, *probs, *hist, *users, *seen, *o[3] = {NULL, NULL, NULL};
+    double half_life;
+    int k, n_threads, has_seen;
+    rmf_seq h;
+    rmf_csr t, m;
+    rmf_error err = {{0}};
+    if (!PyArg_ParseTuple(args, "OOOOdOii", &trans, &probs, &hist, &users, &half_life, &seen, &k, &n_threads) ||
+        parse_seq(hist, &h) < 0 || parse_transitions(trans, probs, &t) < 0 ||
+        check_array(users, "users", NPY_INT32, 1, 0) < 0 || parse_optional_csr(seen, &m, &has_seen) < 0 ||
+        new_topk(o, SIZE(users), k > 0 ? k : 0, 1) < 0)
+        return NULL;
+    CALL(o, 3, rmf_transition_recommend(&t, DATA(probs, float), &h, DATA(users, int32_t), SIZE(users), half_life,
+                                        has_seen ? &m : NULL, k, n_threads, DATA(o[0], int32_t), DATA(o[1], float),
+                                        DATA(o[2], int32_t), &err));
+    return pack(o, 3);
+}
+
+/* ------------------------------------------------------------------ */
 /* Build facts                                                        */
 /* ------------------------------------------------------------------ */
 
@@ -1200,6 +1296,11 @@ static PyMethodDef methods[] = {
     VARARGS(sample_uniform, "sample_uniform(indptr, indices, n_cols, n_neg, seed, epoch, n_threads)"),
     VARARGS(sample_triplets,
             "sample_triplets(indptr, indices, n_cols, candidates, n, seed, epoch, n_threads) -> (u, i, j)"),
+    VARARGS(transition_counts, "transition_counts((indptr, items, n_items), window, gap_decay, n_threads) -> (indptr, indices, weights)"),
+    VARARGS(transition_scores,
+            "transition_scores((indptr, indices, n_items), probs, history, users, half_life, n_threads) -> scores"),
+    VARARGS(transition_recommend,
+            "transition_recommend(trans, probs, history, users, half_life, seen|None, k, n_threads)"),
     VARARGS(topk_rows, "topk_rows(scores, seen|None, seen_rows, k, n_threads) -> (items, scores, len)"),
     VARARGS(topk_ranked, "topk_ranked(ranking, seen|None, users, k) -> (items, len)"),
     VARARGS(ease_fit, "ease_fit(indptr, indices, n_cols, l2, n_threads, B): EASE weights into B (n_cols^2 float32)"),
@@ -1257,7 +1358,8 @@ PyMODINIT_FUNC PyInit__core(void)
         "Attributes: user_id (the user's original id, when raised by fit) and user_index "
         "(its dense index).",
         PyExc_ValueError, NULL);
-    if (SamplingError == NULL || PyModule_AddObjectRef(m, "SamplingError", SamplingError) < 0) {
+    if (SamplingError == NULL || PyModule_AddObjectRef(m, "SamplingError", SamplingError) < 0 ||
+        PyModule_AddIntConstant(m, "TRANSITION_MAX_WINDOW", RMF_TRANSITION_MAX_WINDOW) < 0) {
         Py_DECREF(m);
         return NULL;
     }

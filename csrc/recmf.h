@@ -363,6 +363,60 @@ rmf_status rmf_topk_ranked(const int32_t *ranking, int32_t n_rank,
                            int32_t *out_len, rmf_error *err);
 
 /* ------------------------------------------------------------------ */
+/* Item transitions (transition.c)                                    */
+/* ------------------------------------------------------------------ */
+
+/* Each user's positives in time order: row u is items[indptr[u] ..
+ * indptr[u+1]), oldest first (NOT sorted by item, unlike rmf_csr).  The
+ * age of entry q of row u is the number of entries after it
+ * (indptr[u+1] - 1 - q): 0 for the most recent positive. */
+typedef struct {
+    const int64_t *indptr; /* n_users + 1 */
+    const int32_t *items;
+    int32_t n_users;
+    int32_t n_items;
+} rmf_seq;
+
+/* indptr starts at 0 and never decreases; items in [0, n_items). */
+rmf_status rmf_check_seq(const rmf_seq *h, rmf_error *err);
+
+/* Largest window rmf_transition_counts accepts. */
+#define RMF_TRANSITION_MAX_WINDOW 64
+
+/* Number of (i, j) pairs with j at most `window` entries after i in a row
+ * of h: the capacity rmf_transition_counts needs for its outputs. */
+int64_t rmf_transition_capacity(const rmf_seq *h, int32_t window);
+
+/* Transition weights: W(i, j) = sum over rows of h and over the places
+ * where item j comes g entries after item i (1 <= g <= window) of
+ * gap_decay^(g - 1).  window = 1 counts how often j directly follows i (a
+ * first-order Markov chain).  An n_items x n_items CSR with sorted
+ * columns: out_indptr (n_items + 1), out_indices/out_weights (capacity
+ * rmf_transition_capacity(h, window)); *nnz receives the number of
+ * distinct pairs.  window in [1, RMF_TRANSITION_MAX_WINDOW], gap_decay in
+ * (0, 1].  Each weight is summed in gap order: results do not depend on
+ * n_threads. */
+rmf_status rmf_transition_counts(const rmf_seq *h, int32_t window, double gap_decay,
+                                 int n_threads, int64_t *out_indptr, int32_t *out_indices,
+                                 double *out_weights, int64_t *nnz, rmf_error *err);
+
+/* out (n x n_items, row-major): for user users[r],
+ * out[r][j] = sum over the user's positives i at age a of
+ * 2^(-a / half_life) * probs[T(i, j)], where trans (n_items x n_items,
+ * sorted columns) holds the structure of T and probs its values.
+ * half_life > 0; INFINITY weighs every positive 1.  Each row is summed by
+ * one thread in a fixed order: results do not depend on n_threads. */
+rmf_status rmf_transition_scores(const rmf_csr *trans, const float *probs, const rmf_seq *h,
+                                 const int32_t *users, int64_t n, double half_life,
+                                 int n_threads, float *out, rmf_error *err);
+
+/* Top-k of those rows (rules and outputs of rmf_topk_rows); seen may be
+ * NULL, else n_users x n_items. */
+rmf_status rmf_transition_recommend(const rmf_csr *trans, const float *probs, const rmf_seq *h,
+                                    const int32_t *users, int64_t n, double half_life,
+                                    const rmf_csr *seen, int32_t k, int n_threads,
+                                    int32_t *out_items, float *out_scores, int32_t *out_len,
+                                    rmf_error *err);
 /* EASE (ease.c): closed-form item-item model, Steck WWW 2019          */
 /* ------------------------------------------------------------------ */
 

@@ -50,6 +50,36 @@ def _jsonable(value):
     return value
 
 
+def _history_records(model):
+    """The training history as JSON records and its column dtypes (JSON
+    has no NaN: it writes null, which loads as None, an object column,
+    unless the dtypes come back too); (None, None) without one."""
+    history = getattr(model, "history", None)
+    if history is None:
+        return None, None
+    return (json.loads(history.to_json(orient="records")),
+            {str(c): str(t) for c, t in history.dtypes.items()})
+
+
+def component_meta(model):
+    """What a model nested in another (a Blend's component) saves besides
+    its arrays: kind, hyperparameters and history, as JSON values."""
+    history, dtypes = _history_records(model)
+    return {"kind": model.kind, "params": {k: _jsonable(v) for k, v in model._saved_params().items()},
+            "history": history, "history_dtypes": dtypes}
+
+
+def component_from_meta(meta):
+    """An unfitted model from :func:`component_meta`'s output."""
+    classes = available_models()
+    if meta.get("kind") not in classes:
+        raise ValueError(f"unknown component model kind {meta.get('kind')!r}")
+    model = classes[meta["kind"]]._from_saved_params(meta["params"])
+    if meta.get("history") is not None:
+        model.history = _history_frame(meta["history"], meta.get("history_dtypes"))
+    return model
+
+
 def save_model(model, path):
     """Write ``model`` to ``path`` (see the module docstring)."""
     from . import __version__
@@ -59,15 +89,10 @@ def save_model(model, path):
     arrays["user_ids"], user_kind = _ids_to_array(data.user_ids, "user")
     arrays["item_ids"], item_kind = _ids_to_array(data.item_ids, "item")
     arrays.update(model._arrays())
-    history = history_dtypes = None
-    if getattr(model, "history", None) is not None:
-        history = json.loads(model.history.to_json(orient="records"))
-        # JSON has no NaN: it writes null, which loads as None (an object
-        # column) unless the dtypes come back too.
-        history_dtypes = {str(c): str(t) for c, t in model.history.dtypes.items()}
+    history, history_dtypes = _history_records(model)
     meta = {
         "magic": _MAGIC, "format_version": FORMAT_VERSION, "recmf_version": __version__,
-        "kind": model.kind, "params": {k: _jsonable(v) for k, v in model.get_params().items()},
+        "kind": model.kind, "params": {k: _jsonable(v) for k, v in model._saved_params().items()},
         "user_id_type": user_kind, "item_id_type": item_kind, "history": history,
         "history_dtypes": history_dtypes,
         "n_duplicates": data.n_duplicates,
@@ -128,7 +153,10 @@ def load(path):
     params = meta["params"]
     if "betas" in params:
         params["betas"] = tuple(params["betas"])
-    model = classes[meta["kind"]](**params)
+    try:
+        model = classes[meta["kind"]]._from_saved_params(params)
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"{path} has inconsistent parameters: {e}") from None
     try:
         model.data_ = Interactions._from_state(arrays, n_duplicates=meta.get("n_duplicates", 0))
         model._set_arrays(arrays)

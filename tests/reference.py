@@ -669,6 +669,78 @@ def triplets_check(indptr, indices, u, i, j, candidates):
     return True
 
 
+# -- item transitions and blends ---------------------------------------------
+
+def ordered_positives_ref(train, threshold=4, user_col="user_id", item_col="movie_id",
+                          rating_col="rating", time_col="timestamp"):
+    """Each user's distinct positives oldest first, as a frame
+    ``user, item, position, age`` (original ids).
+
+    Rows are ordered per user by time, ties in input order (pandas' stable
+    multi-column sort, as the temporal split); a (user, item) pair repeated
+    among the positives keeps the place of its last row.  ``position`` counts
+    from 0 (oldest); ``age`` is the number of the user's later positives.
+    """
+    pos = train[train[rating_col] >= threshold]
+    pos = pos.sort_values([user_col, time_col], kind="stable")
+    pos = pos.drop_duplicates([user_col, item_col], keep="last")
+    out = pd.DataFrame({"user": pos[user_col].to_numpy(), "item": pos[item_col].to_numpy()})
+    out["position"] = out.groupby("user").cumcount()
+    out["age"] = out.groupby("user")["user"].transform("size") - 1 - out["position"]
+    return out
+
+
+def transition_counts_ref(ordered, window=1, gap_decay=0.5):
+    """``{(i, j): weight}``: over every user's sequence (``ordered`` from
+    :func:`ordered_positives_ref`), each time item j comes g places after
+    item i, 1 <= g <= window, adds ``gap_decay ** (g - 1)`` (window 1: how
+    often j directly follows i)."""
+    out = {}
+    for g in range(1, window + 1):
+        nxt = ordered.groupby("user")["item"].shift(-g)
+        has = nxt.notna()
+        pairs = pd.DataFrame({"i": ordered["item"][has].to_numpy(), "j": nxt[has].to_numpy()})
+        for (i, j), c in pairs.value_counts().items():
+            out[(i, j)] = out.get((i, j), 0.0) + c * gap_decay ** (g - 1)
+    return out
+
+
+def transition_scores_ref(ordered, item_ids, users, half_life, window=1, gap_decay=0.5):
+    """Dense float64 scores (len(users), len(item_ids)) of the transition
+    model: score(u, j) = sum over u's positives i at age a of
+    2^(-a / half_life) T[i, j], T = counts with each row divided by its sum
+    (half_life None: weight 1).  Columns follow ``item_ids``."""
+    col = {item: c for c, item in enumerate(item_ids)}
+    n = len(item_ids)
+    counts = np.zeros((n, n))
+    for (i, j), c in transition_counts_ref(ordered, window, gap_decay).items():
+        counts[col[i], col[j]] = c
+    totals = counts.sum(axis=1, keepdims=True)
+    T = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    out = np.zeros((len(users), n))
+    for r, u in enumerate(users):
+        mine = ordered[ordered["user"] == u]
+        for item, age in zip(mine["item"], mine["age"]):
+            w = 1.0 if half_life is None else 2.0 ** (-age / half_life)
+            out[r] += w * T[col[item]]
+    return out
+
+
+def normalise_rows_ref(scores, how):
+    """Row by row in float64: min-max to [0, 1] or z-scores (population
+    standard deviation); a constant row becomes 0."""
+    out = np.zeros(scores.shape)
+    for r in range(scores.shape[0]):
+        s = scores[r].astype(np.float64)
+        if how == "minmax":
+            lo, hi = s.min(), s.max()
+            if hi > lo:
+                out[r] = (s - lo) / (hi - lo)
+        else:
+            mu, sd = s.mean(), s.std()
+            if sd > 0:
+                out[r] = (s - mu) / sd
+    return out
 # ---------------------------------------------------------------------------
 # Implicit ALS (Hu, Koren & Volinsky 2008), dense float64
 # ---------------------------------------------------------------------------

@@ -394,6 +394,45 @@ class Recommender:
     def _score_index(self, uidx, iidx):  # pragma: no cover - overridden
         raise NotImplementedError
 
+    #: users per block when whole rows of scores are built (rows x n_items
+    #: float32 stay ~16 MB on a MovieLens-sized catalogue)
+    _ROW_BLOCK_FLOATS = 1 << 22
+
+    def _row_block(self):
+        return max(1, self._ROW_BLOCK_FLOATS // max(self.data_.n_items, 1))
+
+    def _score_all(self, uidx):
+        """Scores of every item for users ``uidx`` (dense indices, int32):
+        ``(len(uidx), n_items)`` float32, exactly the values ``recommend``
+        ranks (seen items not removed).  What :class:`~recmf.Blend`
+        combines.
+
+        The default runs the model's own top-K with ``k = n_items`` and no
+        exclusion, a block of users at a time, and puts each score back in
+        its item's column; models with a direct whole-row path override it.
+        """
+        n_items = self.data_.n_items
+        uidx = np.asarray(uidx, dtype=np.int32)
+        out = np.empty((len(uidx), n_items), dtype=np.float32)
+        step = self._row_block()
+        for s in range(0, len(uidx), step):
+            u = np.ascontiguousarray(uidx[s:s + step])
+            items, scores, _ = self._recommend_index(u, n_items, False)
+            out[s + np.arange(len(u))[:, None], items] = scores
+        return out
+
+    def _score_pairs_from_rows(self, uidx, iidx):
+        """``_score_index`` through ``_score_all``, for models that score
+        whole rows: each distinct user's row is built once."""
+        users, inv = np.unique(np.asarray(uidx, dtype=np.int32), return_inverse=True)
+        out = np.empty(len(uidx), dtype=np.float32)
+        step = self._row_block()
+        for s in range(0, len(users), step):
+            rows = self._score_all(users[s:s + step])
+            sel = (inv >= s) & (inv < s + step)
+            out[sel] = rows[inv[sel] - s, np.asarray(iidx)[sel]]
+        return out
+
     # -- persistence ------------------------------------------------------
     def save(self, path):
         """Save to ``path`` (.npz): weights, hyperparameters, id mappings and
@@ -412,6 +451,38 @@ class Recommender:
     def __repr__(self):
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({params})"
+
+    def with_params(self, **params):
+        """A copy of this fitted model with scoring-only hyperparameters
+        (the class's ``scoring_params``, e.g. a recency half-life) changed;
+        the copy shares the learned arrays, so no refit is needed.
+
+        Raises
+        ------
+        ValueError
+            A parameter that changes what ``fit`` learns, or an unknown one.
+        """
+        import copy
+        free = set(getattr(type(self), "scoring_params", ()))
+        bad = sorted(set(params) - free)
+        if bad:
+            raise ValueError(f"{type(self).__name__}.with_params can only change {sorted(free)} "
+                             f"(scoring-only); {bad} need a refit")
+        self._check_fitted()
+        out = copy.copy(self)
+        for name, value in params.items():
+            setattr(out, name, value)
+        return out
+
+    def _saved_params(self):
+        """The hyperparameters as saved (JSON values); see
+        :meth:`_from_saved_params`."""
+        return self.get_params()
+
+    @classmethod
+    def _from_saved_params(cls, params):
+        """An unfitted model from :meth:`_saved_params`' output."""
+        return cls(**params)
 
     def __setstate__(self, state):
         # Unpickled arrays may be unaligned, read-only views of the pickle's

@@ -1,0 +1,216 @@
+"""ItemTransition: a first-order Markov chain over each user's positives in
+time order, scored from the user's recent history (csrc/transition.c)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from .. import _core
+from ..data import Interactions
+from .base import Recommender
+
+__all__ = ["ItemTransition"]
+
+
+def _check_half_life(value):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"half_life must be a number or None, got {type(value).__name__}")
+    if not (value > 0) or math.isinf(value):
+        raise ValueError(f"half_life must be a finite number > 0 (None: no decay), got {value!r}")
+    return float(value)
+
+
+def _check_window(window, gap_decay):
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)):
+        raise TypeError(f"window must be an integer, got {type(window).__name__}")
+    if not 1 <= window <= _core.TRANSITION_MAX_WINDOW:
+        raise ValueError(f"window must be in [1, {_core.TRANSITION_MAX_WINDOW}], got {window}")
+    if isinstance(gap_decay, bool) or not isinstance(gap_decay, (int, float, np.integer, np.floating)):
+        raise TypeError(f"gap_decay must be a number, got {type(gap_decay).__name__}")
+    if not 0 < gap_decay <= 1:
+        raise ValueError(f"gap_decay must be in (0, 1], got {gap_decay!r}")
+    return int(window), float(gap_decay)
+
+
+def histories(data, positions):
+    """``(indptr, items)``: each user's positives oldest first, from
+    positions aligned with ``data.indices``."""
+    rows = np.repeat(np.arange(data.n_users, dtype=np.int64), np.diff(data.indptr))
+    order = np.lexsort((positions, rows))
+    return data.indptr, np.ascontiguousarray(data.indices[order])
+
+
+class ItemTransition(Recommender):
+    """Item transitions ("what comes next"), scored from the user's most
+    recent positives.
+
+    Each user's train positives are put in time order (``time_col``; ties
+    keep their input order, as in :func:`recmf.temporal_split`).  ``C[i, j]``
+    counts how often item j directly follows item i in a user's sequence
+    (``window=1``, a first-order Markov chain); with ``window=m``, item j
+    coming g <= m places after i adds ``gap_decay ** (g - 1)`` instead (a
+    skip-gram of the sequence: the next few items, the nearest counting
+    most).  ``T = C`` with each row divided by its sum (rows without
+    successors stay 0).  A user with positives ``i`` at age ``a`` (the
+    number of the user's later positives: 0 = most recent) scores::
+
+        score(j) = sum_i w(a_i) T[i, j],   w(a) = 2^(-a / half_life)
+
+    ``half_life=None`` weighs every positive 1.  Age counts interactions,
+    not time: ML-style logs are written in sessions, and a count does not
+    depend on how often the user comes back.  A Markov chain of this kind
+    is the "MC" half of FPMC (Rendle, Freudenthaler & Schmidt-Thieme,
+    "Factorizing personalized Markov chains for next-basket
+    recommendation", WWW 2010), here without factorisation.
+
+    On ML-1M's temporal split (``temporal_split(ratings, 1, 5, 5)``,
+    threshold 4, chosen on val), ``window=3`` beats the first-order chain
+    on validation (recall@10 0.2517 vs 0.2341 alone at half_life 1) and, in
+    a blend with recency-EASE, on test (0.141-0.143 vs 0.133-0.136).
+
+    Parameters
+    ----------
+    half_life : float > 0 or None (default 1.0)
+        Recency decay in interactions: a positive ``half_life`` steps older
+        counts half as much.  Scoring only: changing it needs no refit.
+    window : int in [1, 64] (default 1)
+        How many following items each positive links to (1: the next one).
+    gap_decay : float in (0, 1] (default 0.5)
+        Weight factor per extra step of distance within the window.
+    threshold : float
+        Positive threshold when ``fit`` is given a frame.
+    user_col, item_col, rating_col, time_col : str
+        Column names of the frame.
+    n_threads : int or None
+        Threads for counting and scoring (default: all cores).  Results do
+        not depend on it.
+
+    Attributes
+    ----------
+    trans_indptr_, trans_indices_, trans_weights_ : int64 (n_items + 1,),
+        int32 (nnz_T,), float64 (nnz_T,)
+        C as a CSR by dense item index, sorted columns (whole counts when
+        ``window=1``)
+        (:meth:`transition_matrix` gives it as scipy).
+    probs_ : float32 (nnz_T,)
+        T, the row-normalised values of the same structure.
+    history_items_ : int32 (data_.nnz,)
+        Each user's positives oldest first (rows delimited by ``data_.indptr``).
+
+    Raises
+    ------
+    ValueError
+        ``fit`` on an :class:`~recmf.Interactions` (it has no order): pass
+        the frame, with its time column.
+    """
+
+    kind = "transition"
+
+    def __init__(self, half_life=1.0, window=1, gap_decay=0.5, threshold=4, user_col="user_id",
+                 item_col="movie_id", rating_col="rating", time_col="timestamp", n_threads=None):
+        super().__init__(n_threads=n_threads)
+        self.half_life = _check_half_life(half_life)
+        self.window, self.gap_decay = _check_window(window, gap_decay)
+        self.threshold = threshold
+        self.user_col, self.item_col, self.rating_col, self.time_col = user_col, item_col, rating_col, time_col
+
+    #: the grid recmf.select searches by default
+    default_grid = {"window": [1, 3], "half_life": [0.5, 1.0, 2.0, 4.0, None]}
+    #: only scoring changes with these: recmf.select shares one fit
+    scoring_params = ("half_life",)
+
+    @classmethod
+    def _test_params(cls):
+        return {"half_life": 2.0}
+
+    def fit(self, data, val=None):
+        """Count the transitions of ``data``.
+
+        Parameters
+        ----------
+        data : DataFrame or Interactions
+            Train interactions with user, item, rating and time columns (a
+            frame without ``time_col`` is taken in its row order), or
+            Interactions that know each positive's place in its user's
+            history (``positions``).
+        val : ignored
+            Accepted for the common ``fit(data, val)`` signature.
+        """
+        self.half_life = _check_half_life(self.half_life)
+        self.window, self.gap_decay = _check_window(self.window, self.gap_decay)
+        columns = dict(user_col=self.user_col, item_col=self.item_col, rating_col=self.rating_col)
+        if isinstance(data, pd.DataFrame) and self.time_col not in data.columns:
+            # No time column: the rows' input order is their time order.
+            data = data.assign(**{self.time_col: np.arange(len(data), dtype=np.int64)})
+        interactions = data if isinstance(data, Interactions) else self._as_interactions(
+            data, self.threshold, dict(columns, time_col=self.time_col))
+        positions = getattr(interactions, "positions", None)
+        if positions is None:
+            raise ValueError("ItemTransition needs the order of each user's positives: fit it on the "
+                             f"train DataFrame (with its {self.time_col!r} column) or on Interactions "
+                             "built from it with time_col")
+        self.data_ = interactions
+        self.history_items_ = histories(interactions, positions)[1]
+        self._count()
+        return self
+
+    def _count(self):
+        d = self.data_
+        indptr, indices, weights = _core.transition_counts(self._history(), self.window, self.gap_decay,
+                                                          self.n_threads)
+        self.trans_indptr_, self.trans_indices_, self.trans_weights_ = indptr, indices, weights
+        rows = np.repeat(np.arange(d.n_items), np.diff(indptr))
+        totals = np.bincount(rows, weights=weights, minlength=d.n_items)[rows]
+        self.probs_ = (weights / np.where(totals > 0, totals, 1)).astype(np.float32)
+
+    def _history(self):
+        return (self.data_.indptr, self.history_items_, self.data_.n_items)
+
+    def _trans(self):
+        return (self.trans_indptr_, self.trans_indices_, self.data_.n_items)
+
+    def _decay(self):
+        half_life = _check_half_life(self.half_life)
+        return math.inf if half_life is None else half_life
+
+    def transition_matrix(self, normalise=True):
+        """T (row-normalised) or C (the weights) as a ``scipy.sparse.csr_matrix``
+        n_items x n_items, by dense item index."""
+        from scipy.sparse import csr_matrix
+        self._check_fitted()
+        values = self.probs_ if normalise else self.trans_weights_
+        n = self.data_.n_items
+        return csr_matrix((values, self.trans_indices_, self.trans_indptr_), shape=(n, n))
+
+    # -- scoring ------------------------------------------------------------
+    def _score_all(self, uidx):
+        return _core.transition_scores(self._trans(), self.probs_, self._history(),
+                                       np.ascontiguousarray(uidx, dtype=np.int32), self._decay(),
+                                       self.n_threads)
+
+    def _score_index(self, uidx, iidx):
+        return self._score_pairs_from_rows(uidx, iidx)
+
+    def _recommend_index(self, uidx, k, exclude_seen):
+        seen = self.data_.seen_csr() if exclude_seen else None
+        return _core.transition_recommend(self._trans(), self.probs_, self._history(), uidx,
+                                          self._decay(), seen, k, self.n_threads)
+
+    # -- persistence --------------------------------------------------------
+    def _arrays(self):
+        return {"trans_indptr": self.trans_indptr_, "trans_indices": self.trans_indices_,
+                "trans_weights": self.trans_weights_, "history_items": self.history_items_}
+
+    def _set_arrays(self, arrays):
+        self.history_items_ = np.ascontiguousarray(arrays["history_items"], dtype=np.int32)
+        if len(self.history_items_) != self.data_.nnz:
+            raise ValueError("history_items does not match the interactions")
+        self._count()
+        if not (np.array_equal(self.trans_indptr_, arrays["trans_indptr"])
+                and np.array_equal(self.trans_indices_, arrays["trans_indices"])
+                and np.array_equal(self.trans_weights_, arrays["trans_weights"])):
+            raise ValueError("the saved transition counts do not match the saved histories")
