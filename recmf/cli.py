@@ -21,8 +21,21 @@ def _log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-def _parser():
+def _buildable_models():
+    """The registered models a command line can build: those whose
+    constructor has no required parameter (a Blend needs its models)."""
+    import inspect
+
     from recmf import available_models
+    out = {}
+    for name, cls in available_models().items():
+        params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        if all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
+            out[name] = cls
+    return out
+
+
+def _parser():
     p = argparse.ArgumentParser(prog="recmf", description="Implicit-feedback recommenders with a C core.")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -30,7 +43,7 @@ def _parser():
     run.add_argument("--data", help="MovieLens folder (ml-1m, ml-100k, ml-latest-small layouts). "
                      "Default: ml-1m found in $RECMF_DATA, ./data, ../shared/data or ~/.cache/recmf; "
                      "otherwise a built-in synthetic dataset")
-    run.add_argument("--model", choices=list(available_models()), default="neuralmf")
+    run.add_argument("--model", choices=list(_buildable_models()), default="neuralmf")
     run.add_argument("--k", type=int, default=10)
     run.add_argument("--threshold", type=float, default=4)
     run.add_argument("--n-val", type=int, default=1)

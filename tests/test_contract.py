@@ -58,9 +58,23 @@ def test_registry_lists_every_model():
         assert cls.kind == kind and issubclass(cls, recmf.Recommender)
         assert getattr(recmf, cls.__name__) is cls
     assert recmf.available_models() is not recmf.available_models()    # a copy
+
+
+def test_cli_offers_the_models_buildable_from_defaults():
+    """`recmf run --model` offers every registered model whose constructor
+    has no required parameter, and only those (a Blend needs its models)."""
+    import inspect
+
     from recmf import cli
     run = cli._parser()._subparsers._group_actions[0].choices["run"]
-    assert [a for a in run._actions if a.dest == "model"][0].choices == list(MODELS)
+    buildable = [kind for kind, cls in MODELS.items()
+                 if all(p.default is not p.empty
+                        for p in list(inspect.signature(cls.__init__).parameters.values())[1:])]
+    assert [a for a in run._actions if a.dest == "model"][0].choices == buildable
+    assert "blend" in MODELS and "blend" not in buildable
+    assert {"popularity", "neuralmf", "bprmf", "ease"} <= set(buildable)
+    for kind in buildable:
+        MODELS[kind]()          # every offered model builds from its defaults
 
 
 def test_registry_rejects_a_taken_kind():
