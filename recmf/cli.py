@@ -72,6 +72,11 @@ def _parser():
     hp.add_argument("--iterations", type=int, help="ALS iterations")
     hp.add_argument("--solver", choices=("cg", "cholesky"), help="ALS per-row solver")
     hp.add_argument("--cg-steps", type=int, help="ALS conjugate-gradient steps per row")
+    hp.add_argument("--l2", type=float, help="EASE L2 weight on the item-item weights")
+    hp.add_argument("--half-life", type=float,
+                    help="EASE / ItemTransition recency half-life, in interactions")
+    hp.add_argument("--window", type=int, help="ItemTransition: how many later positives a positive links to")
+    hp.add_argument("--gap-decay", type=float, help="ItemTransition weight per extra step of distance")
     hp.add_argument("--seed", type=int, default=0)
     hp.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     run.add_argument("--save", help="write the fitted model to this .npz file")
@@ -93,7 +98,8 @@ def _parser():
 
 _HP = {"emb_dim", "hidden_dim", "dropout", "lr", "weight_decay", "batch_size", "epochs", "n_neg",
        "negatives", "top_n", "triplets_per_epoch", "eval_every", "patience", "adam",
-       "factors", "regularization", "alpha", "iterations", "solver", "cg_steps"}
+       "factors", "regularization", "alpha", "iterations", "solver", "cg_steps",
+       "l2", "half_life", "window", "gap_decay"}
 
 
 def _model(args):

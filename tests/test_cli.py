@@ -111,3 +111,27 @@ def test_first_run_of_the_main_job_prints_no_warning(tmp_path):
     assert json.loads(res.stdout)["recall@10"] >= 0
     assert "Warning" not in res.stderr and "warn" not in res.stderr.lower(), res.stderr
     assert "NeuralMF" in res.stderr          # the progress bar is there
+
+
+@pytest.mark.parametrize("args, kind, want", [
+    (["--model", "ease", "--l2", "80", "--half-life", "3"], "ease", {"l2": 80.0, "half_life": 3.0}),
+    (["--model", "transition", "--window", "3", "--gap-decay", "0.25", "--half-life", "2"], "transition",
+     {"window": 3, "gap_decay": 0.25, "half_life": 2.0}),
+])
+def test_ease_and_transition_hyperparameter_flags_reach_the_model(args, kind, want):
+    from recmf import cli as recmf_cli
+    model = recmf_cli._model(recmf_cli._parser().parse_args(["run", *args]))
+    assert model.kind == kind
+    assert {name: getattr(model, name) for name in want} == want
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["--model", "transition", "--l2", "10"], "--l2"),
+    (["--model", "ease", "--window", "2"], "--window"),
+    (["--model", "popularity", "--half-life", "2"], "--half-life"),
+    (["--model", "als", "--gap-decay", "0.5"], "--gap-decay"),
+])
+def test_hyperparameter_flag_of_another_model_is_rejected(args, flag):
+    from recmf import cli as recmf_cli
+    with pytest.raises(recmf_cli.CliError, match=f"does not take {flag}$"):
+        recmf_cli._model(recmf_cli._parser().parse_args(["run", *args]))
