@@ -292,3 +292,20 @@ def test_core_model_table_follows_the_registry():
             _core.n_params(bad, shape)
     with pytest.raises(TypeError, match="model kind"):
         _core.n_params(3, shape)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_to_onnx_without_an_exporter_is_not_implemented_naming_the_model(kind, tmp_path):
+    cls = MODELS[kind]
+    if cls.to_onnx is not recmf.Recommender.to_onnx:
+        pytest.skip(f"{cls.__name__} exports to ONNX")
+    model = cls.__new__(cls)     # the check needs no fitted model (a Blend needs its models)
+    with pytest.raises(NotImplementedError, match=f"^{cls.__name__} has no ONNX export"):
+        model.to_onnx(tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_models_without_onnx_export():
+    have = {kind for kind, cls in MODELS.items() if cls.to_onnx is not recmf.Recommender.to_onnx}
+    assert {"neuralmf", "bprmf", "als"} <= have
+    assert not have & {"ease", "popularity", "transition", "blend"}

@@ -66,6 +66,12 @@ def recency_weights(data, half_life):
     return np.exp(data.ages() * (-math.log(2.0) / half_life)).astype(np.float32)
 
 
+def _onnx_exporters():
+    """Names of the registered models that override :meth:`Recommender.to_onnx`."""
+    from .._registry import available_models
+    return [cls.__name__ for cls in available_models().values() if cls.to_onnx is not Recommender.to_onnx]
+
+
 class NotFittedError(RuntimeError):
     """The model has not been fitted (or loaded) yet."""
 
@@ -438,6 +444,18 @@ class Recommender:
         """Save to ``path`` (.npz): weights, hyperparameters, id mappings and
         the seen-items matrix.  Load with :func:`recmf.load`."""
         persist.save_model(self, path)
+
+    def to_onnx(self, path):
+        """Export to ONNX.  Only some models have an exporter (they override
+        this method, see their docstrings).
+
+        Raises
+        ------
+        NotImplementedError
+            This model has no ONNX export.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no ONNX export (models with one: "
+                                  f"{', '.join(_onnx_exporters())})")
 
     def get_params(self):
         """Hyperparameters as a dict (the constructor's arguments)."""
