@@ -17,8 +17,9 @@ class CliError(Exception):
     """A user-facing error: printed as one line, exit code 2."""
 
 
-def _log(msg):
-    print(msg, file=sys.stderr, flush=True)
+def _log(msg, quiet=False):
+    if not quiet:
+        print(msg, file=sys.stderr, flush=True)
 
 
 def _buildable_models():
@@ -112,9 +113,14 @@ def _model(args):
     rejected = sorted(set(given) - accepted)
     if rejected:
         raise CliError(f"{args.model} does not take --{rejected[0].replace('_', '-')}")
+    for name in ("epochs", "iterations"):      # the API allows 0 (an untrained model); a run trains
+        if isinstance(given.get(name), int) and given[name] < 1:
+            raise CliError(f"--{name} must be >= 1 (`recmf run` trains the model), got {given[name]}")
     # Settings every run has: passed to the models whose constructor takes them.
     common = dict(threshold=args.threshold, seed=args.seed, n_threads=args.threads, verbose=not args.quiet)
-    return cls(**{k: v for k, v in common.items() if k in accepted}, **given)
+    model = cls(**{k: v for k, v in common.items() if k in accepted}, **given)
+    model._check_params()       # e.g. --epochs 0: rejected before the data is loaded
+    return model
 
 
 def _load(args):
@@ -136,15 +142,17 @@ def _load(args):
 
 def cmd_run(args):
     import recmf
+    from recmf._checks import check_positive_int
+    check_positive_int(args.k, "--k")
     model = _model(args)        # argument errors before any slow work
     t0 = time.perf_counter()
     ratings, movies, source = _load(args)
-    _log(f"data: {source} ({len(ratings):,} ratings)")
+    _log(f"data: {source} ({len(ratings):,} ratings)", args.quiet)
     train, val, test = recmf.temporal_split(ratings, n_val=args.n_val, n_test=args.n_test,
                                             min_train=args.min_train)
-    _log(f"split: train {len(train):,} / val {len(val):,} / test {len(test):,} rows")
+    _log(f"split: train {len(train):,} / val {len(val):,} / test {len(test):,} rows", args.quiet)
     data = recmf.Interactions.from_frame(train, threshold=args.threshold)
-    _log(f"index: {data.n_users:,} users x {data.n_items:,} items, {data.nnz:,} positives")
+    _log(f"index: {data.n_users:,} users x {data.n_items:,} items, {data.nnz:,} positives", args.quiet)
     t_fit = time.perf_counter()
     watched = val if args.watch == "val" else test
     model.fit(data, val=watched if len(watched) else None)   # models without epochs ignore val
@@ -155,8 +163,7 @@ def cmd_run(args):
            "total_seconds": round(time.perf_counter() - t0, 3), **report}
     if args.save:
         model.save(args.save)
-        out["saved"] = args.save
-        _log(f"saved: {args.save}")
+        out["saved"] = args.save       # shown once, with the results
     if args.json:
         print(json.dumps(out))
     else:
@@ -186,6 +193,8 @@ def _parse_users(texts, model):
 
 def cmd_recommend(args):
     import recmf
+    from recmf._checks import check_positive_int
+    check_positive_int(args.k, "--k")
     model = recmf.load(args.model)
     users = _parse_users(args.users, model)
     frame = model.recommend_frame(users, k=args.k, exclude_seen=not args.include_seen)
@@ -214,6 +223,7 @@ def main(argv=None):
     handler = {"run": cmd_run, "recommend": cmd_recommend, "info": cmd_info}[args.command]
     try:
         handler(args)
+        sys.stdout.flush()      # a closed pipe shows here, inside the try
     except (CliError, FileNotFoundError, ValueError, TypeError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"recmf: error: {msg}", file=sys.stderr)
@@ -221,6 +231,12 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("recmf: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of stdout went away (`recmf ... | head`): not an error
+        # of ours; point stdout at devnull so the exit flush does not raise
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return 0
 
 

@@ -135,3 +135,52 @@ def test_hyperparameter_flag_of_another_model_is_rejected(args, flag):
     from recmf import cli as recmf_cli
     with pytest.raises(recmf_cli.CliError, match=f"does not take {flag}$"):
         recmf_cli._model(recmf_cli._parser().parse_args(["run", *args]))
+
+
+def _mini_folder(tmp_path):
+    ratings, _, _ = recmf.datasets.synthetic_ratings(n_users=60, n_items=80, seed=2)
+    folder = tmp_path / "mini"
+    folder.mkdir(exist_ok=True)
+    ratings.to_csv(folder / "ratings.csv", index=False)
+    return folder
+
+
+def test_quiet_prints_nothing_on_stderr_and_saved_is_shown_once(tmp_path):
+    folder = _mini_folder(tmp_path)
+    res = cli("run", "--data", str(folder), "--model", "popularity", "--quiet", "--save",
+              str(tmp_path / "p.npz"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == ""
+    assert res.stdout.count("saved") == 1 and str(tmp_path / "p.npz") in res.stdout
+    res = cli("run", "--data", str(folder), "--model", "popularity", cwd=tmp_path)
+    assert "data:" in res.stderr and "split:" in res.stderr and "index:" in res.stderr
+
+
+def test_closed_stdout_ends_without_a_traceback(tmp_path):
+    folder = _mini_folder(tmp_path)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [RECMF_ROOT] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    proc = subprocess.Popen([sys.executable, "-m", "recmf", "run", "--data", str(folder), "--model",
+                             "popularity", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=tmp_path, env=env)
+    proc.stdout.close()          # the reader is gone before anything is written (`| head`)
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=600)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--k", "0"], "--k must be >= 1, got 0"),
+    (["run", "--model", "bprmf", "--epochs", "0"], "--epochs must be >= 1"),
+    (["run", "--model", "neuralmf", "--epochs", "0"], "--epochs must be >= 1"),
+    (["run", "--model", "als", "--iterations", "0"], "--iterations must be >= 1"),
+    (["run", "--model", "neuralmf", "--dropout", "1.5"], "dropout must be in [0, 1)"),
+    (["recommend", "--model", "/nonexistent.npz", "--users", "1", "--k", "0"], "--k must be >= 1, got 0"),
+])
+def test_bad_numbers_are_rejected_before_loading(args, message, tmp_path):
+    if args[0] == "run":
+        args = [*args, "--data", "/nonexistent/folder"]    # loading would fail with "not found"
+    res = cli(*args, cwd=tmp_path)
+    assert res.returncode == 2
+    lines = [line for line in res.stderr.splitlines() if line.startswith("recmf: error")]
+    assert len(lines) == 1 and message in lines[0], res.stderr
