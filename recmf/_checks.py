@@ -24,14 +24,17 @@ _FLOAT_EXACT = 2.0 ** 53
 
 
 def check_frame(frame, name, columns):
-    """``frame`` must be a non-empty DataFrame holding ``columns``."""
+    """``frame`` must be a non-empty DataFrame holding ``columns``, a dict
+    {argument name: column name} of the caller (None: not needed); the error
+    for a missing column names only these arguments."""
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"{name} must be a pandas DataFrame, got {type(frame).__name__}")
-    missing = [c for c in columns if c is not None and c not in frame.columns]
+    missing = [c for c in columns.values() if c is not None and c not in frame.columns]
     if missing:
+        hint = "/".join(f"{arg}=" for arg, c in columns.items() if c is not None)
         raise ValueError(
             f"{name} is missing column(s) {missing}; it has {list(frame.columns)}. "
-            "Pass user_col=/item_col=/rating_col=/time_col= to name yours.")
+            f"Pass {hint} to name yours.")
     if len(frame) == 0:
         raise ValueError(f"{name} is empty")
     return frame

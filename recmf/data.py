@@ -1,6 +1,8 @@
 """Implicit-feedback interactions: ids -> dense indices, CSR of positives."""
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import pandas as pd
 
@@ -126,7 +128,7 @@ class Interactions:
         and are never recommended; users and items that appear only in later
         frames (validation, test) are unknown in the same way.
         """
-        check_frame(frame, "frame", [user_col, item_col, rating_col])
+        check_frame(frame, "frame", dict(user_col=user_col, item_col=item_col, rating_col=rating_col))
         if seen not in ("positives", "rated"):
             raise ValueError(f"seen must be 'positives' or 'rated', got {seen!r}")
         users, _ = id_column(frame, user_col, "frame")
@@ -134,6 +136,9 @@ class Interactions:
         if rating_col is None:
             pos = np.ones(len(frame), dtype=bool)
         else:
+            if isinstance(threshold, bool) or not isinstance(threshold, (numbers.Real, type(None))):
+                raise TypeError(f"threshold must be a number, got {type(threshold).__name__} "
+                                f"({threshold!r})")
             if threshold is None or not np.isfinite(threshold):
                 raise ValueError(f"threshold must be a finite number, got {threshold!r}")
             pos = numeric_column(frame, rating_col, "frame") >= threshold

@@ -106,7 +106,7 @@ def evaluate(model, test, k=10, *, coverage_users=None, catalog=None, threshold=
     k = check_positive_int(k, "k")
     if unknown not in ("empty", "popular"):
         raise ValueError(f"unknown must be 'empty' or 'popular', got {unknown!r}")
-    check_frame(test, "test", [user_col, item_col, rating_col])
+    check_frame(test, "test", dict(user_col=user_col, item_col=item_col, rating_col=rating_col))
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)
                                   or not np.isfinite(threshold)):
         raise ValueError(f"threshold must be a finite number or None, got {threshold!r}")

@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from ._checks import check_frame
 from .data import Interactions
 from .metrics import METRIC_NAMES, evaluate
 from .models import _training as T
@@ -136,8 +137,10 @@ def select(candidates, data, val, metric="recall@10", *, grid=None, threshold=4,
     >>> recmf.evaluate(best, test, k=10)   # test, once, for the chosen model
     """
     k = _parse_metric(metric)
-    if not isinstance(val, pd.DataFrame):
-        raise TypeError(f"val must be a pandas DataFrame, got {type(val).__name__}")
+    _check_evaluate_kwargs(evaluate_kwargs, metric)
+    evaluate_defaults = inspect.signature(evaluate).parameters
+    check_frame(val, "val", {c: evaluate_kwargs.get(c, evaluate_defaults[c].default)
+                             for c in ("user_col", "item_col", "rating_col")})
     if isinstance(data, pd.DataFrame):
         cols = {c: evaluate_kwargs[c] for c in ("user_col", "item_col", "rating_col")
                 if c in evaluate_kwargs}
@@ -182,6 +185,20 @@ def select(candidates, data, val, metric="recall@10", *, grid=None, threshold=4,
     values = table[metric].to_numpy(dtype=float)
     table["best"] = np.arange(len(table)) == int(np.flatnonzero(values == np.nanmax(values))[0])
     return best, table
+
+
+def _check_evaluate_kwargs(evaluate_kwargs, metric):
+    """select's own check of what it passes on to evaluate: unknown names
+    fail here, naming the argument, before any fit or progress bar."""
+    if "k" in evaluate_kwargs:
+        raise ValueError(f"k={evaluate_kwargs['k']!r} conflicts with metric={metric!r}, which already "
+                         "sets k (the number after '@'): drop k=")
+    taken = {"model", "test", "k", "threshold"}   # select passes these itself
+    allowed = [p for p in inspect.signature(evaluate).parameters if p not in taken]
+    unknown = [name for name in evaluate_kwargs if name not in allowed]
+    if unknown:
+        raise TypeError(f"select() got an unexpected keyword argument {unknown[0]!r} (besides its own, "
+                        f"it takes recmf.evaluate's {allowed})")
 
 
 def _shares_fit(last, model):

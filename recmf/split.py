@@ -62,7 +62,7 @@ def temporal_split(ratings, n_val=1, n_test=5, min_train=5, *, user_col="user_id
     n_val = _check_count(n_val, "n_val")
     n_test = _check_count(n_test, "n_test")
     min_train = _check_count(min_train, "min_train")
-    check_frame(ratings, "ratings", [user_col, time_col])
+    check_frame(ratings, "ratings", dict(user_col=user_col, time_col=time_col))
     users, is_int = id_column(ratings, user_col, "ratings")
     if not is_int:
         # Sorted codes order users exactly as sorting the ids would.

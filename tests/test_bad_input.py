@@ -161,13 +161,18 @@ def test_time_columns_that_are_not_times(small):
 def test_missing_columns(small, missing):
     frame = small["train"].drop(columns=missing)
     if missing in ("user_id", "timestamp"):
-        with pytest.raises(ValueError, match=rf"ratings is missing column\(s\) \['{missing}'\]"):
+        with pytest.raises(ValueError, match=rf"ratings is missing column\(s\) \['{missing}'\]") as err:
             _split(frame)
+        # only the arguments of temporal_split are offered
+        assert str(err.value).endswith("Pass user_col=/time_col= to name yours."), err.value
     if missing != "timestamp":
-        with pytest.raises(ValueError, match=rf"frame is missing column\(s\) \['{missing}'\].*user_col="):
+        with pytest.raises(ValueError, match=rf"frame is missing column\(s\) \['{missing}'\].*"
+                                             r"Pass user_col=/item_col=/rating_col= to name yours\.$"):
             _index(frame)
         with pytest.raises(ValueError, match=rf"test is missing column\(s\) \['{missing}'\]"):
             _evaluate(small)(small["test"].drop(columns=missing))
+        with pytest.raises(ValueError, match=rf"^val is missing column\(s\) \['{missing}'\]"):
+            recmf.select(recmf.Popularity, small["data"], small["val"].drop(columns=missing), progress=False)
     # a renamed column works once named
     renamed = small["train"].rename(columns={"movie_id": "item"})
     assert recmf.Interactions.from_frame(renamed, item_col="item") == small["data"]
@@ -243,6 +248,10 @@ def test_unknown_users(small):
 def test_other_arguments(small):
     with pytest.raises(ValueError, match="threshold must be a finite number, got nan"):
         recmf.Interactions.from_frame(small["train"], threshold=np.nan)
+    for bad in ("4", True, [4]):
+        with pytest.raises(TypeError, match=rf"^threshold must be a number, got {type(bad).__name__}"):
+            recmf.Interactions.from_frame(small["train"], threshold=bad)
+    assert recmf.Interactions.from_frame(small["train"], threshold=np.float32(4)) == small["data"]
     with pytest.raises(ValueError, match=r"seen must be 'positives' or 'rated', got 'all'"):
         recmf.Interactions.from_frame(small["train"], seen="all")
     with pytest.raises(TypeError, match="model must be a fitted recmf model, a mapping"):

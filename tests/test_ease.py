@@ -434,6 +434,18 @@ def test_select_bad_input(frames, data):
         recmf.select(recmf.EASE, data, val, grid={"l2": []})
 
 
+
+def test_select_rejects_unknown_keywords_and_a_second_k_before_any_work(frames, data, monkeypatch, capsys):
+    val = frames[1]
+    fitted = []
+    monkeypatch.setattr(recmf.EASE, "fit", lambda self, *a, **kw: fitted.append(self))
+    with pytest.raises(TypeError, match=r"^select\(\) got an unexpected keyword argument 'verbose'"):
+        recmf.select(recmf.EASE, data, val, verbose=False)
+    with pytest.raises(ValueError, match=r"k=10 conflicts with metric='ndcg@20', which already sets k"):
+        recmf.select(recmf.EASE, data, val, metric="ndcg@20", k=10)
+    assert fitted == [] and capsys.readouterr().err == ""      # no fit, no progress bar
+
+
 # ---------------------------------------------------------------------------
 # ML-1M figures (issue 11 targets; quality only, never timings)
 # ---------------------------------------------------------------------------

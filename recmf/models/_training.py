@@ -76,7 +76,7 @@ class EpochLoop:
         self.monitor = monitor
         self.k = k
         if val is not None:
-            check_frame(val, "val", [columns["user_col"], columns["item_col"], columns["rating_col"]])
+            check_frame(val, "val", {c: columns[c] for c in ("user_col", "item_col", "rating_col")})
 
     def run(self, run_epoch, epochs, eval_every, patience, callback, verbose, desc):
         model = self.model
