@@ -309,3 +309,10 @@ def test_models_without_onnx_export():
     have = {kind for kind, cls in MODELS.items() if cls.to_onnx is not recmf.Recommender.to_onnx}
     assert {"neuralmf", "bprmf", "als"} <= have
     assert not have & {"ease", "popularity", "transition", "blend"}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_with_params_of_an_unknown_name_names_it_and_the_model(kind):
+    model = make(kind)
+    with pytest.raises(TypeError, match=rf"^foo is not a parameter of {MODELS[kind].__name__} "):
+        model.with_params(foo=1)

@@ -477,11 +477,17 @@ class Recommender:
 
         Raises
         ------
+        TypeError
+            A name that is not a parameter of the model.
         ValueError
-            A parameter that changes what ``fit`` learns, or an unknown one.
+            A parameter that changes what ``fit`` learns.
         """
         import copy
         free = set(getattr(type(self), "scoring_params", ()))
+        unknown = [name for name in params if name not in self._param_names()]
+        if unknown:
+            raise TypeError(f"{unknown[0]} is not a parameter of {type(self).__name__} "
+                            f"(its parameters: {self._param_names()})")
         bad = sorted(set(params) - free)
         if bad:
             raise ValueError(f"{type(self).__name__}.with_params can only change {sorted(free)} "
