@@ -124,11 +124,19 @@ def load(path):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
+    with open(path, "rb") as f:
+        is_zip = f.read(2) == b"PK"       # a truncated archive still starts so: "not readable" below
+    if not is_zip:
+        # np.load would read it as pickle, .npy or text and advise allow_pickle
+        raise ValueError(f"{path} is not a recmf model file (not an .npz archive; model files are "
+                         "written by model.save() or `recmf run --save`)")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {name: z[name] for name in z.files}
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
-        raise ValueError(f"{path} is not a readable recmf model file ({e})") from None
+        why = "it holds pickled arrays, which recmf model files never do" if "allow_pickle" in str(e) \
+            else str(e)
+        raise ValueError(f"{path} is not a readable recmf model file ({why})") from None
     if "meta" not in arrays:
         raise ValueError(f"{path} is not a recmf model file (no metadata)")
     try:

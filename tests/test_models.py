@@ -258,6 +258,18 @@ def test_load_rejects_bad_files(small, tmp_path):
         recmf.load(newer)
     with pytest.raises(FileNotFoundError):
         recmf.load(tmp_path / "missing.npz")
+    # not an archive at all (a script, a pickle, a .npy): no NumPy allow_pickle advice
+    script = tmp_path / "file.py"
+    script.write_text("print('hello')\n")
+    pickled = tmp_path / "model.pkl"
+    import pickle
+    pickled.write_bytes(pickle.dumps(model))
+    npy = tmp_path / "a.npy"
+    np.save(npy, np.arange(3))
+    for path in (script, pickled, npy):
+        with pytest.raises(ValueError, match=r"is not a recmf model file \(not an \.npz archive") as err:
+            recmf.load(path)
+        assert "allow_pickle" not in str(err.value) and "pickle.load" not in str(err.value)
 
 
 @pytest.mark.parametrize("kind", ["neuralmf", "bprmf"])
