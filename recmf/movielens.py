@@ -236,6 +236,8 @@ def load_movielens(path=None):
     if folder is None:
         raise FileNotFoundError(
             f"no MovieLens folder given and none found; pass a path or set ${DATA_ENV}")
+    if folder.is_file():
+        raise FileNotFoundError(f"{folder} is a file: pass the MovieLens folder that holds it, {folder.parent}")
     if not folder.is_dir():
         raise FileNotFoundError(f"MovieLens folder not found: {folder}")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import gzip
 import os
+import re
 import sys
 import tracemalloc
 
@@ -308,7 +309,8 @@ def test_missing_files_and_folders(tmp_path):
     with pytest.raises(FileNotFoundError, match="ratings file not found"):
         recmf.read_ratings(tmp_path / "ratings.dat")
     (tmp_path / "file").write_text("x")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=rf"file is a file: pass the MovieLens folder that holds it, "
+                                                rf"{re.escape(str(tmp_path))}$"):
         recmf.load_movielens(tmp_path / "file")
 
 

@@ -66,6 +66,7 @@ def test_run_trains_a_model_on_synthetic_data_folder(tmp_path):
     (["run", "--data", "/nonexistent/folder"], "not found"),
     (["run", "--model", "popularity", "--dropout", "0.3"], "does not take --dropout"),
     (["recommend", "--model", "/nonexistent.npz", "--users", "1"], "not found"),
+    (["run", "--data", __file__], f"is a file: pass the MovieLens folder that holds it, {Path(__file__).parent}"),
     (["recommend", "--model", __file__, "--users", "1"], "is not a recmf model file (not an .npz archive"),
 ])
 def test_bad_arguments_exit_2_with_one_line(args, message, tmp_path):
