@@ -17,6 +17,9 @@ from .models import _training as T
 
 __all__ = ["select"]
 
+#: recmf.evaluate's parameters: what select may pass on, and their defaults
+_EVALUATE_PARAMS = inspect.signature(evaluate).parameters
+
 
 def _grid_points(grid, name):
     """A dict {param: values} (or a list of such dicts) -> list of param dicts."""
@@ -138,8 +141,7 @@ def select(candidates, data, val, metric="recall@10", *, grid=None, threshold=4,
     """
     k = _parse_metric(metric)
     _check_evaluate_kwargs(evaluate_kwargs, metric)
-    evaluate_defaults = inspect.signature(evaluate).parameters
-    check_frame(val, "val", {c: evaluate_kwargs.get(c, evaluate_defaults[c].default)
+    check_frame(val, "val", {c: evaluate_kwargs.get(c, _EVALUATE_PARAMS[c].default)
                              for c in ("user_col", "item_col", "rating_col")})
     if isinstance(data, pd.DataFrame):
         cols = {c: evaluate_kwargs[c] for c in ("user_col", "item_col", "rating_col")
@@ -194,7 +196,7 @@ def _check_evaluate_kwargs(evaluate_kwargs, metric):
         raise ValueError(f"k={evaluate_kwargs['k']!r} conflicts with metric={metric!r}, which already "
                          "sets k (the number after '@'): drop k=")
     taken = {"model", "test", "k", "threshold"}   # select passes these itself
-    allowed = [p for p in inspect.signature(evaluate).parameters if p not in taken]
+    allowed = [p for p in _EVALUATE_PARAMS if p not in taken]
     unknown = [name for name in evaluate_kwargs if name not in allowed]
     if unknown:
         raise TypeError(f"select() got an unexpected keyword argument {unknown[0]!r} (besides its own, "
