@@ -229,7 +229,10 @@ def _fast_params(cls):
     small = {"epochs": 1, "iterations": 2, "emb_dim": 8, "factors": 8, "hidden_dim": 8,
              "triplets_per_epoch": 20_000, "seed": 0, "n_threads": 1, "verbose": False}
     names = inspect.signature(cls.__init__).parameters
-    return {k: v for k, v in small.items() if k in names}
+    # a model with required arguments (Blend: its models) starts from its contract settings
+    required = [p for p in list(names.values())[1:] if p.default is p.empty]
+    base = cls._test_params() if required else {}
+    return {**base, **{k: v for k, v in small.items() if k in names}}
 
 
 def _model_kinds():
