@@ -28,41 +28,6 @@
 #define RMF_CLONES
 #endif
 
-/* sum_h x[h] w[h] with 8 float lanes (lane = h mod 8) added in a fixed
- * tree: the same result at any vector width.  GCC's generic vectors keep
- * the 8 lanes in registers (one ymm under AVX2, two xmm otherwise); the
- * plain-array form spilled them to the stack. */
-#if defined(__GNUC__)
-typedef float v8f __attribute__((vector_size(32)));
-static inline float dot_lanes(const float *x, const float *w, int n)
-{
-    v8f acc = {0, 0, 0, 0, 0, 0, 0, 0};
-    int h = 0;
-    for (; h + 8 <= n; h += 8) {
-        v8f a, b;
-        memcpy(&a, x + h, sizeof a);
-        memcpy(&b, w + h, sizeof b);
-        acc += a * b;
-    }
-    float l[8];
-    memcpy(l, &acc, sizeof l);
-    for (int k = 0; h < n; h++, k++)
-        l[k] += x[h] * w[h];
-    return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
-}
-#else
-static inline float dot_lanes(const float *x, const float *w, int n)
-{
-    float l[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int h = 0;
-    for (; h + 8 <= n; h += 8)
-        for (int k = 0; k < 8; k++)
-            l[k] += x[h + k] * w[h + k];
-    for (int k = 0; h < n; h++, k++)
-        l[k] += x[h] * w[h];
-    return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
-}
-#endif
 
 static inline void axpy(float a, const float *x, float *y, int n)
 {
@@ -128,25 +93,25 @@ static void cg_row(const float *Greg, const float *Y, int D,
     for (int64_t q = 0; q < e->n; q++) {
         const float *y = Y + (int64_t)e->idx[q] * D;
         float w = weight_of(e, q, alpha);
-        axpy((1.0f + w) - w * dot_lanes(y, x, D), y, r, D);
+        axpy((1.0f + w) - w * rmf_dot_lanes(y, x, D), y, r, D);
     }
     memcpy(p, r, (size_t)D * sizeof *p);
-    float rsold = dot_lanes(r, r, D);
+    float rsold = rmf_dot_lanes(r, r, D);
     for (int it = 0; it < steps && rsold > 1e-20f; it++) {
         symv(Greg, p, Ap, D);
         for (int64_t q = 0; q < e->n; q++) {
             const float *y = Y + (int64_t)e->idx[q] * D;
             float w = weight_of(e, q, alpha);
             if (w != 0.0f)
-                axpy(w * dot_lanes(y, p, D), y, Ap, D);
+                axpy(w * rmf_dot_lanes(y, p, D), y, Ap, D);
         }
-        float pAp = dot_lanes(p, Ap, D);
+        float pAp = rmf_dot_lanes(p, Ap, D);
         if (!(pAp > 0.0f)) /* only without regularization: nothing to gain */
             break;
         float a = rsold / pAp;
         axpy(a, p, x, D);
         axpy(-a, Ap, r, D);
-        float rsnew = dot_lanes(r, r, D);
+        float rsnew = rmf_dot_lanes(r, r, D);
         float beta = rsnew / rsold;
         for (int j = 0; j < D; j++)
             p[j] = r[j] + beta * p[j];
@@ -220,9 +185,9 @@ static double row_loss(const float *Greg, const float *Y, int D,
                        float *tmp)
 {
     symv(Greg, x, tmp, D);
-    double l = dot_lanes(tmp, x, D);
+    double l = rmf_dot_lanes(tmp, x, D);
     for (int64_t q = 0; q < e->n; q++) {
-        double s = dot_lanes(Y + (int64_t)e->idx[q] * D, x, D);
+        double s = rmf_dot_lanes(Y + (int64_t)e->idx[q] * D, x, D);
         double w = weight_of(e, q, alpha);
         l += w * s * s - 2.0 * (1.0 + w) * s + (1.0 + w);
     }
@@ -342,7 +307,7 @@ rmf_status rmf_als_solve(const rmf_als_params *p, const rmf_csr *m,
         for (int64_t u = 0; u < m->n_rows; u++)
             total += part[u];
         for (int64_t i = 0; i < m->n_cols; i++)
-            fixed += dot_lanes(Y + i * D, Y + i * D, D);
+            fixed += rmf_dot_lanes(Y + i * D, Y + i * D, D);
         *loss = total + (double)p->regularization * fixed;
     }
     rmf_fp_leave();

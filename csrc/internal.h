@@ -9,6 +9,7 @@
 #define RECMF_INTERNAL_H
 
 #include "recmf.h"
+#include <string.h> /* memcpy in rmf_dot_lanes */
 
 /* OpenMP is optional: OMP(omp parallel for ...) is the pragma, or nothing
  * without OpenMP (every loop then runs on one thread, same results). */
@@ -71,6 +72,43 @@ rmf_status rmf_check_opt_state(const rmf_opt_state *st, int64_t n_params,
     }
 RMF_LOWER_BOUND(rmf_lower_bound_i32, int32_t)
 RMF_LOWER_BOUND(rmf_lower_bound_i64, int64_t)
+
+/* sum_h x[h] w[h] with 8 float lanes (lane = h mod 8) added in a fixed
+ * tree: the same result at any vector width.  GCC's generic vectors keep
+ * the 8 lanes in registers (one ymm under AVX2, two xmm otherwise); the
+ * plain-array form spilled them to the stack.  One copy for BPRMF's
+ * scoring and training (mf.c) and ALS's solvers (als.c). */
+#if defined(__GNUC__)
+typedef float rmf_v8f __attribute__((vector_size(32)));
+static inline float rmf_dot_lanes(const float *x, const float *w, int n)
+{
+    rmf_v8f acc = {0, 0, 0, 0, 0, 0, 0, 0};
+    int h = 0;
+    for (; h + 8 <= n; h += 8) {
+        rmf_v8f a, b;
+        memcpy(&a, x + h, sizeof a);
+        memcpy(&b, w + h, sizeof b);
+        acc += a * b;
+    }
+    float l[8];
+    memcpy(l, &acc, sizeof l);
+    for (int k = 0; h < n; h++, k++)
+        l[k] += x[h] * w[h];
+    return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+}
+#else
+static inline float rmf_dot_lanes(const float *x, const float *w, int n)
+{
+    float l[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int h = 0;
+    for (; h + 8 <= n; h += 8)
+        for (int k = 0; k < 8; k++)
+            l[k] += x[h + k] * w[h + k];
+    for (int k = 0; h < n; h++, k++)
+        l[k] += x[h] * w[h];
+    return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+}
+#endif
 
 /* Row of m holding CSR position p (0 <= p < nnz): the last r with
  * indptr[r] <= p. */

@@ -19,20 +19,6 @@
 /* Below this many triplets a parallel region costs more than it saves. */
 #define PAR_MIN_TRIPLETS 512
 
-/* sum_h x[h] w[h] with 8 float lanes (lane = h mod 8) added in a fixed
- * tree: vectorizable without fast-math, same result at any width. */
-static inline float dot_lanes(const float *x, const float *w, int n)
-{
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int h = 0;
-    for (; h + 8 <= n; h += 8)
-        for (int l = 0; l < 8; l++)
-            acc[l] += x[h + l] * w[h + l];
-    for (int l = 0; h < n; h++, l++)
-        acc[l] += x[h] * w[h];
-    return ((acc[0] + acc[4]) + (acc[2] + acc[6])) +
-           ((acc[1] + acc[5]) + (acc[3] + acc[7]));
-}
 
 rmf_status rmf_mf_check_shape(const rmf_shape *s, rmf_error *err)
 {
@@ -123,8 +109,8 @@ static void bpr_grad_core(bpr_ws *w, const rmf_shape *s, const float *theta,
             for (int64_t k = ch * CHUNK; k < k1; k++) {
                 const float *pu = U + (int64_t)u[k] * D;
                 /* Two scores then their difference, as the reference model. */
-                float x = dot_lanes(pu, I + (int64_t)i[k] * D, D) -
-                          dot_lanes(pu, I + (int64_t)j[k] * D, D);
+                float x = rmf_dot_lanes(pu, I + (int64_t)i[k] * D, D) -
+                          rmf_dot_lanes(pu, I + (int64_t)j[k] * D, D);
                 ploss += softplus(-(double)x);
                 c[k] = (float)(-sigmoid(-(double)x)) * inv_n;
             }
@@ -348,7 +334,7 @@ rmf_status rmf_mf_score_pairs(const rmf_shape *s, const float *theta,
         RMF_TEAM_BEGIN;
         OMP(omp for schedule(static) nowait)
         for (int64_t k = 0; k < n; k++)
-            out[k] = dot_lanes(U + (int64_t)u[k] * D, I + (int64_t)i[k] * D, D);
+            out[k] = rmf_dot_lanes(U + (int64_t)u[k] * D, I + (int64_t)i[k] * D, D);
         RMF_TEAM_END;
     }
     rmf_fp_leave();
