@@ -8,16 +8,22 @@ For each neighbour load (0 = none, 0.25 = a process busy 25% of one core,
 reads its settings as it loads) times NeuralMF epochs on the data:
 
   n_threads=1              one thread (the baseline)
-  default                  n_threads=2 as recmf sets it up (bounded spinning,
-                           recmf/_runtime.py)
-  libgomp spin             n_threads=2 with libgomp's own waiting
-                           (GOMP_SPINCOUNT=300000: what recmf did before)
-  passive                  n_threads=2 with OMP_WAIT_POLICY=passive
+  default                  n_threads=2 as recmf sets it up: bounded spinning
+                           (recmf/_runtime.py) and the batch-by-batch pacer
+                           that runs a batch on one thread when that is
+                           faster (csrc/threads.c)
+  no pacing                n_threads=2, bounded spinning, every batch on the
+                           full team (the pacer's test mode 3)
+  libgomp spin, no pacing  n_threads=2 with libgomp's own waiting
+                           (GOMP_SPINCOUNT=300000) on the full team: what
+                           recmf did in round 1
+  passive                  n_threads=2 with OMP_WAIT_POLICY=passive (paced)
 
 and prints per load the median epoch time of each setting over the
-baseline's (below 1: faster than one thread).  The targets: with a
-neighbour, default / n_threads=1 <= 1.10; idle, default / libgomp spin
-<= 1.05.  Figures only count from an otherwise idle machine (the script
+baseline's (below 1: faster than one thread) and the default's mean team
+size (history's ``threads``).  The targets: with a neighbour, default /
+n_threads=1 <= 1.10; idle, default / no pacing <= 1.05 (what the pacer's
+probes cost) and default / libgomp spin <= 1.05.  Figures only count from an otherwise idle machine (the script
 notes the load average); on a shared one, run it to see that it works.
 """
 from __future__ import annotations
@@ -37,7 +43,8 @@ from _common import (REPO, default_data_dir, fmt_ratio, fmt_seconds, format_tabl
 SETTINGS = {
     "n_threads=1": ({}, 1),
     "default": ({}, 2),
-    "libgomp spin": ({"GOMP_SPINCOUNT": "300000"}, 2),
+    "no pacing": ({"RECMF_BENCH_PACER": "3"}, 2),
+    "libgomp spin, no pacing": ({"GOMP_SPINCOUNT": "300000", "RECMF_BENCH_PACER": "3"}, 2),
     "passive": ({"OMP_WAIT_POLICY": "passive"}, 2),
 }
 
@@ -56,9 +63,10 @@ while True:
 
 # One measurement: epochs of NeuralMF, each epoch's wall time on stdout.
 TRAIN = """
-import json, sys, time
+import json, os, sys, time
 import numpy as np
 import recmf
+recmf._core._pacer(int(os.environ.get("RECMF_BENCH_PACER", "0")))
 data_dir, epochs, n_threads, fraction = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 ratings, _, _ = recmf.load_movielens(data_dir)
 if fraction < 1:
@@ -69,7 +77,8 @@ train, _, _ = recmf.temporal_split(ratings, n_val=1, n_test=5, min_train=5)
 data = recmf.Interactions.from_frame(train, threshold=4)
 start = time.perf_counter()
 hist = recmf.NeuralMF(epochs=epochs, seed=0, n_threads=n_threads).fit(data).history
-print(json.dumps({"epoch_s": hist["seconds"].tolist(), "total_s": time.perf_counter() - start}))
+print(json.dumps({"epoch_s": hist["seconds"].tolist(), "threads": hist["threads"].tolist(),
+                  "total_s": time.perf_counter() - start}))
 """
 
 
@@ -80,7 +89,7 @@ def run_setting(env_extra, n_threads, args):
     out = subprocess.run([sys.executable, "-c", TRAIN, str(args.data), str(args.epochs), str(n_threads),
                           str(args.users_fraction)], env=env, capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    return statistics.median(result["epoch_s"])
+    return statistics.median(result["epoch_s"]), statistics.mean(result["threads"])
 
 
 def main():
@@ -107,7 +116,9 @@ def main():
             row = {"load": f"{load:.0%} of a core" if load else "idle"}
             for name, (env_extra, nt) in SETTINGS.items():
                 log(f"neighbour {row['load']}: {name} ...")
-                row[name] = run_setting(env_extra, nt, args)
+                row[name], threads = run_setting(env_extra, nt, args)
+                if name == "default":
+                    row["default threads"] = threads
         finally:
             if neighbour is not None:
                 neighbour.kill()
@@ -119,12 +130,18 @@ def main():
 
     columns = [("load", "neighbour", None), ("n_threads=1", "1 thread, s/epoch", fmt_seconds)]
     columns += [(name + " ratio", f"{name} / 1 thread", fmt_ratio) for name in SETTINGS if name != "n_threads=1"]
+    columns += [("default threads", "default: mean team", lambda x: f"{x:.2f}")]
     print()
     print(format_table(rows, columns))
     idle = next((r for r in rows if r["load"] == "idle"), None)
     if idle:
-        print(f"\nidle cost of the default against libgomp's spinning: "
-              f"{fmt_ratio(idle['default'] / idle['libgomp spin'])} (target <= 1.05x)")
+        print(f"\nidle cost of the default against no pacing: "
+              f"{fmt_ratio(idle['default'] / idle['no pacing'])} (target <= 1.05x); against "
+              f"libgomp's spinning: {fmt_ratio(idle['default'] / idle['libgomp spin, no pacing'])} "
+              "(target <= 1.05x)")
+    worst = max((r["default ratio"] for r in rows if r["load"] != "idle"), default=None)
+    if worst is not None:
+        print(f"with a neighbour, default / 1 thread at worst: {fmt_ratio(worst)} (target <= 1.10x)")
     print(f"load average at the end: {load_average()} "
           "(figures count only from an otherwise idle machine)")
     if args.json:

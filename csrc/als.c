@@ -241,9 +241,9 @@ rmf_status rmf_als_solve(const rmf_als_params *p, const rmf_csr *m,
      * not depend on the thread count at all. */
     memset(G, 0, (size_t)DD * sizeof *G);
     if (m->n_cols > 0) {
-        int saved = rmf_blas_enter(1);
+        int saved = rmf_blas_single_begin(); /* no other fit changes it meanwhile */
         rmf_sgemm(1, 0, D, D, m->n_cols, 1.0f, Y, D, Y, D, 0.0f, G, D);
-        rmf_blas_leave(saved);
+        rmf_blas_single_end(saved);
     }
     /* Exactly symmetric (the sgemm need not be), plus reg on the diagonal. */
     for (int j = 0; j < D; j++) {

@@ -1,7 +1,7 @@
 /* blas.c -- the only file that names BLAS symbols.  The default build links
  * the scipy-openblas32 wheel, whose symbols carry a "scipy_" prefix; a
  * system OpenBLAS has none.  setup.py defines RMF_BLAS_PREFIX accordingly. */
-#include "recmf.h"
+#include "internal.h"
 
 #include <stdatomic.h>
 #include <stddef.h>
@@ -55,6 +55,21 @@ void rmf_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
                           (int)m, (int)n, (int)k, alpha, a, (int)lda, b,
                           (int)ldb, beta, c, (int)ldc);
 }
+
+/* OpenBLAS's thread count is one number for the whole process.  Results
+ * never depend on it except where a caller asks for one-thread BLAS
+ * (rmf_blas_single_begin: NeuralMF's weight gradient, ncf.c): so every
+ * change of the count takes this lock, and a one-thread stretch holds it,
+ * so a fit in another Python thread cannot raise the count under it. */
+#ifdef _OPENMP
+#include <pthread.h>
+static pthread_mutex_t count_mu = PTHREAD_MUTEX_INITIALIZER;
+static void count_lock(void) { pthread_mutex_lock(&count_mu); }
+static void count_unlock(void) { pthread_mutex_unlock(&count_mu); }
+#else
+static void count_lock(void) {}
+static void count_unlock(void) {}
+#endif
 
 /* Jobs OpenBLAS handed to the callback (tests check work was split). */
 static atomic_llong jobs_run = 0;
@@ -180,6 +195,35 @@ int rmf_blas_enter(int nt)
     return saved;
 }
 
+void rmf_blas_set_team(int n)
+{
+    /* Only when jobs run on the team: OpenBLAS's own pthreads stay at one
+     * (rmf_blas_enter).  Cheap: with the callback installed OpenBLAS
+     * starts no threads of its own, it only records the count. */
+    if (!jobs_on_openmp || n < 1)
+        return;
+    count_lock();
+    if (RMF_BLAS(openblas_get_num_threads)() != n)
+        RMF_BLAS(openblas_set_num_threads)(n);
+    count_unlock();
+}
+
+int rmf_blas_single_begin(void)
+{
+    count_lock();
+    int saved = RMF_BLAS(openblas_get_num_threads)();
+    if (saved != 1)
+        RMF_BLAS(openblas_set_num_threads)(1);
+    return saved;
+}
+
+void rmf_blas_single_end(int saved)
+{
+    if (saved != 1)
+        RMF_BLAS(openblas_set_num_threads)(saved);
+    count_unlock();
+}
+
 void rmf_blas_leave(int saved)
 {
     /* saved <= 0: rmf_blas_enter was not called (an early exit). */
@@ -191,7 +235,12 @@ void rmf_blas_leave(int saved)
 
 int rmf_blas_get_threads(void) { return RMF_BLAS(openblas_get_num_threads)(); }
 
-void rmf_blas_set_threads(int n) { RMF_BLAS(openblas_set_num_threads)(n); }
+void rmf_blas_set_threads(int n)
+{
+    count_lock();
+    RMF_BLAS(openblas_set_num_threads)(n);
+    count_unlock();
+}
 
 const char *rmf_blas_config(void) { return RMF_BLAS(openblas_get_config)(); }
 

@@ -229,6 +229,8 @@ rmf_status rmf_mf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
     const int64_t off_items = (int64_t)s->n_users * D;
     const int nt = rmf_resolve_threads(p->n_threads);
     const int64_t bs = p->batch_size < n_triplets ? p->batch_size : n_triplets;
+    rmf_pacer pace;
+    rmf_pacer_init(&pace, nt);
 
     int64_t *perm = NULL;
     int32_t *bu = NULL, *bi = NULL, *bj = NULL;
@@ -267,6 +269,7 @@ rmf_status rmf_mf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
             goto cleanup;
         const int64_t start = b * bs;
         const int64_t bn = start + bs <= n_triplets ? bs : n_triplets - start;
+        rmf_pacer_begin(&pace, 0);
         for (int64_t t = 0; t < bn; t++) {
             int64_t q = perm[start + t];
             bu[t] = u[q];
@@ -292,12 +295,15 @@ rmf_status rmf_mf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
             rmf_zero_rows(grad + off_items, &w.items, D);
             RMF_TEAM_END;
         }
+        rmf_pacer_end(&pace, (double)bn);
         total += bl * (double)bn;
         done += bn;
     }
     status = RMF_OK;
 
 cleanup:
+    st->team_threads = rmf_pacer_mean_team(&pace);
+    rmf_pacer_finish(&pace, 0);
     rmf_fp_leave();
     rmf_epoch_end(total, done, loss, n_done);
     ws_free(&w);

@@ -829,19 +829,21 @@ static int check_signals(void *ctx)
 /* (mean_loss, n_done, step, interrupted).  A KeyboardInterrupt is
  * swallowed into interrupted=True so the caller can keep what was trained;
  * any other exception from a signal handler propagates. */
-static PyObject *train_result(rmf_status st, const rmf_error *err, double loss, int64_t n_done, int64_t step)
+static PyObject *train_result(rmf_status st, const rmf_error *err, double loss, int64_t n_done,
+                              const rmf_opt_state *ost)
 {
+    long long step = (long long)ost->step;
     if (st == RMF_ERR_INTERRUPTED) {
         if (PyErr_Occurred()) {
             if (!PyErr_ExceptionMatches(PyExc_KeyboardInterrupt))
                 return NULL;
             PyErr_Clear();
         }
-        return Py_BuildValue("dLLO", loss, (long long)n_done, (long long)step, Py_True);
+        return Py_BuildValue("dLLOd", loss, (long long)n_done, step, Py_True, ost->team_threads);
     }
     if (st != RMF_OK)
         return raise_status(st, err);
-    return Py_BuildValue("dLLO", loss, (long long)n_done, (long long)step, Py_False);
+    return Py_BuildValue("dLLOd", loss, (long long)n_done, step, Py_False, ost->team_threads);
 }
 
 /* Runs an epoch function writing into `loss`, `n_done`, `err` (declared
@@ -853,7 +855,7 @@ static PyObject *train_result(rmf_status st, const rmf_error *err, double loss, 
         rmf_error err = {{0}};                                       \
         rmf_status st_;                                              \
         RMF_NOGIL(st_, call);                                        \
-        return train_result(st_, &err, loss, n_done, ost.step);      \
+        return train_result(st_, &err, loss, n_done, &ost);          \
     } while (0)
 
 static PyObject *py_ncf_train_epoch(PyObject *self, PyObject *args, PyObject *kw)
@@ -1266,6 +1268,42 @@ static PyObject *py__fork_release(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* _pacer(mode): training loops' team-size pacer, 0 measures, 1 one
+ * thread, 2 alternates, 3 full team (rmf_pacer_force). */
+static PyObject *py__pacer(PyObject *self, PyObject *args)
+{
+    int mode;
+    if (!PyArg_ParseTuple(args, "i", &mode))
+        return NULL;
+    if (mode < 0 || mode > 3) {
+        PyErr_SetString(PyExc_ValueError, "mode must be 0, 1, 2 or 3");
+        return NULL;
+    }
+    rmf_pacer_force(mode);
+    Py_RETURN_NONE;
+}
+
+/* _pacer_trace(nt, cost_one, cost_full) -> the team size the pacer picks
+ * for each batch, given each batch's seconds on one thread and on nt
+ * (float64 arrays of one length). */
+static PyObject *py__pacer_trace(PyObject *self, PyObject *args)
+{
+    int nt;
+    PyObject *one, *full;
+    if (!PyArg_ParseTuple(args, "iOO", &nt, &one, &full))
+        return NULL;
+    if (check_array(one, "cost_one", NPY_FLOAT64, 1, 0) < 0 ||
+        check_array(full, "cost_full", NPY_FLOAT64, 1, 0) < 0 ||
+        check_len(full, "cost_full", PyArray_DIM((PyArrayObject *)one, 0)) < 0)
+        return NULL;
+    npy_intp n = PyArray_DIM((PyArrayObject *)one, 0);
+    PyObject *sizes = new_array1(n, NPY_INT32);
+    if (sizes == NULL)
+        return NULL;
+    rmf_pacer_trace(nt, n, DATA(one, double), DATA(full, double), DATA(sizes, int32_t));
+    return sizes;
+}
+
 /* The per-model names of score_pairs and recommend, bound to their rows. */
 #define BOUND(name, fn, kind)                                        \
     static PyObject *py_##name(PyObject *self, PyObject *args)       \
@@ -1333,6 +1371,8 @@ static PyMethodDef methods[] = {
     VARARGS(_fp_probe, "test only: _fp_probe(n_threads, a, b) -> (modes, caller_mode, a @ b, blas_jobs)"),
     VARARGS(_fp_probe_plain, "test only: _fp_probe_plain(n_threads) -> modes of a plain OpenMP region"),
     VARARGS(_fp_mode, "test only: _fp_mode(mode=-1) -> this thread's flush mode; sets it when >= 0"),
+    VARARGS(_pacer, "test only: _pacer(mode): 0 measure, 1 one thread, 2 alternate, 3 full team"),
+    VARARGS(_pacer_trace, "test only: _pacer_trace(nt, cost_one, cost_full) -> team sizes"),
     VARARGS(_fork_release, "test only: _fork_release(on): release the OpenMP pool before fork()"),
     {NULL, NULL, 0, NULL},
 };

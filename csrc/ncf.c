@@ -29,6 +29,9 @@
 
 /* Rows per reduction chunk: fixed so sums never depend on n_threads. */
 #define CHUNK 256
+/* The first-layer weight gradient G^T E sums over a batch's distinct rows
+ * in this many fixed parts per side (see weight_grads). */
+#define WGRAD_PARTS 4
 
 /* ------------------------------------------------------------------ */
 /* Shape                                                               */
@@ -77,6 +80,7 @@ typedef struct {
     double *dpart; /* per chunk: db2, loss */
     float *ones;   /* H ones: the dropout mask of eval / no dropout */
     float *mrow;   /* per chunk: one drawn dropout-mask row */
+    float *wpart;  /* 2 sides x WGRAD_PARTS partial G^T E, H x D each */
 } ncf_ws;
 
 static void side_free(side *sd)
@@ -114,6 +118,7 @@ static void ws_free(ncf_ws *w)
     free(w->dpart);
     free(w->ones);
     free(w->mrow);
+    free(w->wpart);
     memset(w, 0, sizeof *w);
 }
 
@@ -133,7 +138,8 @@ static rmf_status ws_alloc(ncf_ws *w, const rmf_shape *s, int64_t cap,
         w->fpart = malloc((size_t)(n_chunks * 2 * w->H) * sizeof *w->fpart);
         w->dpart = malloc((size_t)(n_chunks * 2) * sizeof *w->dpart);
         w->mrow = malloc((size_t)(n_chunks * w->H) * sizeof *w->mrow);
-        ok = ok && w->rbuf && w->fpart && w->dpart && w->mrow;
+        w->wpart = malloc((size_t)(2 * WGRAD_PARTS * w->H * w->D) * sizeof *w->wpart);
+        ok = ok && w->rbuf && w->fpart && w->dpart && w->mrow && w->wpart;
     }
     if (!ok || !w->ones) {
         ws_free(w);
@@ -196,15 +202,60 @@ static void side_sum_rows(side *sd, const float *dpre, int H)
     }
 }
 
-/* dW1half = G^T E into grad's W1 block, dE = G W1half. */
-static void side_backward(side *sd, const float *W1, float *gW1, int off,
-                          int D, int H)
+/* dE = G W1half.  OpenBLAS splits this product by rows of dE, each row
+ * a whole sum over H: the same numbers on any thread count. */
+static void side_backward(side *sd, const float *W1, int off, int D, int H)
 {
-    int64_t nd = sd->g.n_distinct;
-    rmf_sgemm(1, 0, H, D, nd, 1.0f, sd->G, H, sd->E, D, 0.0f, gW1 + off,
-              2 * D);
-    rmf_sgemm(0, 0, nd, D, H, 1.0f, sd->G, H, W1 + off, 2 * D, 0.0f, sd->dE,
-              D);
+    rmf_sgemm(0, 0, sd->g.n_distinct, D, H, 1.0f, sd->G, H, W1 + off, 2 * D,
+              0.0f, sd->dE, D);
+}
+
+/* gW1 = [G_u^T E_u | G_i^T E_i] (H x 2D).  Each product sums over the
+ * batch's distinct rows, and OpenBLAS's one-thread and many-thread drivers
+ * block that sum differently: the gradient, and so every weight, would
+ * depend on the thread count, and the pacer (threads.c) could not change a
+ * batch's team without changing results.  So each side's rows go in
+ * WGRAD_PARTS fixed parts, one OpenBLAS call on one thread per part
+ * (called from the team's threads at once), and the parts are added in a
+ * fixed order: the same numbers on any team. */
+static void weight_grads(ncf_ws *w, float *gW1, int D, int H, int nt)
+{
+    const int64_t HD = (int64_t)H * D;
+    side *sides[2] = {&w->user, &w->item};
+    const int blas_threads = rmf_blas_single_begin();
+    RMF_PARALLEL(nt)
+    {
+        RMF_TEAM_BEGIN;
+        OMP(omp for schedule(dynamic, 1))
+        for (int t = 0; t < 2 * WGRAD_PARTS; t++) {
+            const side *sd = sides[t / WGRAD_PARTS];
+            const int part = t % WGRAD_PARTS;
+            const int64_t nd = sd->g.n_distinct;
+            const int64_t r0 = nd * part / WGRAD_PARTS;
+            const int64_t r1 = nd * (part + 1) / WGRAD_PARTS;
+            float *out = w->wpart + t * HD;
+            if (r1 > r0)
+                rmf_sgemm(1, 0, H, D, r1 - r0, 1.0f, sd->G + r0 * H, H,
+                          sd->E + r0 * D, D, 0.0f, out, D);
+            else
+                memset(out, 0, (size_t)HD * sizeof *out);
+        }
+        /* the loop's barrier: every part is done */
+        OMP(omp for schedule(static) nowait)
+        for (int q = 0; q < 2 * H; q++) {
+            const int half = q / H, h = q % H;
+            const float *p = w->wpart + (int64_t)half * WGRAD_PARTS * HD + (int64_t)h * D;
+            float *dst = gW1 + (int64_t)h * 2 * D + (int64_t)half * D;
+            for (int d = 0; d < D; d++) {
+                float acc = p[d];
+                for (int k = 1; k < WGRAD_PARTS; k++)
+                    acc += p[k * HD + d];
+                dst[d] = acc;
+            }
+        }
+        RMF_TEAM_END;
+    }
+    rmf_blas_single_end(blas_threads);
 }
 
 /* grad_emb rows of the distinct ids = dE (distinct, so no write races). */
@@ -535,8 +586,9 @@ static void ncf_grad_core(ncf_ws *w, const rmf_shape *s, const float *theta,
         side_sum_rows(&w->item, w->rbuf, H);
         RMF_TEAM_END;
     }
-    side_backward(&w->user, W1, grad + o.W1, 0, D, H);
-    side_backward(&w->item, W1, grad + o.W1, D, D, H);
+    weight_grads(w, grad + o.W1, D, H, nt);
+    side_backward(&w->user, W1, 0, D, H);
+    side_backward(&w->item, W1, D, D, H);
     if (!scatter)
         return;
     RMF_PARALLEL(nt, if (n >= PAR_MIN_PAIRS))
@@ -610,6 +662,8 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
     const int64_t n_pairs = nnz * (1 + n_neg);
     const int64_t bs = p->batch_size < n_pairs ? p->batch_size : n_pairs;
     const int use_mask = p->dropout > 0.0f;
+    rmf_pacer pace;
+    rmf_pacer_init(&pace, nt);
 
     int32_t *neg = NULL, *row_of = NULL, *bu = NULL, *bi = NULL;
     int64_t *perm = NULL;
@@ -676,6 +730,7 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
             goto cleanup;
         const int64_t start = b * bs;
         const int64_t bn = start + bs <= n_pairs ? bs : n_pairs - start;
+        rmf_pacer_begin(&pace, 1);
         /* Forget the previous batch's rows (its Adam step is done) while
          * filling this batch's pairs. */
         RMF_PARALLEL(nt, if (bn >= PAR_MIN_PAIRS))
@@ -734,12 +789,15 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
             rmf_adam_step(&p->adam, st->step, st->theta + o.W1, grad + o.W1,
                           st->m + o.W1, st->v + o.W1, o.n - o.W1, nt);
         }
+        rmf_pacer_end(&pace, (double)bn);
         total += bl * (double)bn;
         done += bn;
     }
     status = RMF_OK;
 
 cleanup:
+    st->team_threads = rmf_pacer_mean_team(&pace);
+    rmf_pacer_finish(&pace, blas_saved > 0);
     rmf_blas_leave(blas_saved);
     rmf_epoch_end(total, done, loss, n_done);
     ws_free(&w);

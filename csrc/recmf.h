@@ -83,6 +83,16 @@ int rmf_has_openmp(void);
  * team of more than one thread would wait forever for threads that do not
  * exist).  Every region gets its size here (RMF_PARALLEL). */
 int rmf_team_size(int nt);
+/* Test hooks for the pacer that picks a training loop's team size batch
+ * by batch (threads.c).  force: 0 measures (the default), 1 runs every
+ * batch on one thread, 2 alternates one thread and the full team, 3
+ * always takes the full team.  trace
+ * runs the pacer's choice over n batches whose seconds per batch are
+ * cost_one[b] on one thread and cost_full[b] on nt, writing each batch's
+ * team size to sizes[b]. */
+void rmf_pacer_force(int mode);
+void rmf_pacer_trace(int nt, int64_t n, const double *cost_one,
+                     const double *cost_full, int32_t *sizes);
 /* Registers the fork handlers (once; called at import).  Before fork() in
  * a process whose OpenMP teams were used, the forking thread's thread pool
  * is released (omp_pause_resource_all), so the child starts a fresh one;
@@ -538,6 +548,10 @@ typedef struct {
     float *theta, *m, *v;
     int64_t n_params;
     int64_t step; /* Adam steps done so far */
+    /* Out: the mean team size of the last epoch's batches -- the logical
+     * n_threads, or less where the pacer ran batches on one thread because
+     * that was faster (another program busy on a core; threads.c). */
+    double team_threads;
 } rmf_opt_state;
 
 /* batch.c: the order in which a training epoch visits its pairs: perm[0..n)

@@ -1,9 +1,11 @@
 /* threads.c -- OpenMP is optional: builds without it run every parallel
  * loop on one thread and give the same results.  Also the process
  * lifecycle: what a child of fork() may do with recmf's threads. */
-#include "recmf.h"
+#include "internal.h"
 
 #include <stdatomic.h>
+#include <string.h>
+#include <time.h>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -125,8 +127,15 @@ static atomic_int released = 0;      /* the last prepare released the pool */
 #endif
 static atomic_int fallback_note = 0; /* 0 none, 1 pending, 2 reported */
 
+/* The pacer's cap on this thread's regions (0: none). */
+static _Thread_local int team_cap = 0;
+
 int rmf_team_size(int nt)
 {
+    if (nt <= 1)
+        return 1;
+    if (team_cap > 0 && team_cap < nt)
+        nt = team_cap;
     if (nt <= 1)
         return 1;
     if (atomic_load_explicit(&fork_child, memory_order_relaxed) & 2) {
@@ -200,3 +209,150 @@ int rmf_fork_fallback_notice(void)
 }
 
 void rmf_fork_set_release(int on) { atomic_store(&release_on, on ? 1 : 0); }
+
+/* ------------------------------------------------------------------ */
+/* Pacing: the team size, batch by batch                              */
+/* ------------------------------------------------------------------ */
+/* Why: when another program keeps a core busy, a team of two threads on
+ * two cores is slower than one thread -- every barrier and every
+ * OpenBLAS job waits for the thread the scheduler put behind the
+ * neighbour, a time slice at a time (issue 8: a NeuralMF epoch took 7.0 s
+ * on 2 threads against 3.4 s on 1).  No spin setting fixes both sides
+ * (benchmarks/contention.py: passive waiting costs a quarter of the idle
+ * speed).  So a training loop measures: it runs its batches on the full
+ * team, tries one thread now and then, and keeps whichever took less time
+ * per unit of work, re-trying the other at growing intervals (16 to 128
+ * batches) so a neighbour that comes or goes is noticed.  The work is split
+ * by the logical count either way (rmf_resolve_threads), so the team size
+ * changes the time, never the results. */
+
+/* A probe runs PACE_PROBE batches and keeps the cheapest: its first batch
+ * after a stretch on one thread pays for waking the other threads (and,
+ * in a virtual machine, their halted vCPUs), which would make the full
+ * team look dearer than it is. */
+enum { PACE_FIRST_PROBE = 2, PACE_PROBE = 2, PACE_MIN_GAP = 16, PACE_MAX_GAP = 128 };
+
+/* Test hook: 0 = measure; 1 = always one thread; 2 = alternate one thread
+ * and the full team, batch by batch; 3 = always the full team (no pacing,
+ * for benchmarks/contention.py). */
+static atomic_int pace_forced = 0;
+
+void rmf_pacer_force(int mode) { atomic_store(&pace_forced, mode); }
+
+void rmf_pacer_init(rmf_pacer *pc, int nt)
+{
+    memset(pc, 0, sizeof *pc);
+    pc->nt = nt < 1 ? 1 : nt;
+    pc->size = pc->nt;
+    pc->best = 1;
+    pc->next_probe = PACE_FIRST_PROBE;
+    pc->gap = PACE_MIN_GAP;
+}
+
+int rmf_pacer_next(rmf_pacer *pc)
+{
+    if (pc->nt <= 1)
+        return pc->size = 1;
+    int forced = atomic_load_explicit(&pace_forced, memory_order_relaxed);
+    int which;
+    if (forced == 1)
+        which = 0;
+    else if (forced == 2)
+        which = (int)(pc->step & 1);
+    else if (forced == 3)
+        which = 1;
+    else if (pc->step >= pc->next_probe && pc->step < pc->next_probe + PACE_PROBE)
+        which = 1 - pc->best; /* the probe: the other size, briefly */
+    else
+        which = pc->best;
+    pc->which = which;
+    return pc->size = which ? pc->nt : 1;
+}
+
+void rmf_pacer_record(rmf_pacer *pc, double seconds, double units)
+{
+    const int64_t step = pc->step++;
+    if (pc->size == pc->nt)
+        pc->full_steps++;
+    if (pc->nt <= 1 || step == 0 || !(units > 0.0) || !(seconds >= 0.0))
+        return; /* the first batch pays for the team's start: not counted */
+    const int w = pc->which;
+    const double c = seconds / units;
+    if (step >= pc->next_probe && step < pc->next_probe + PACE_PROBE) {
+        /* A probe replaces the old estimate of the size it tried (that one
+         * may be far out of date) with its cheapest batch. */
+        pc->probe_min = step == pc->next_probe || c < pc->probe_min ? c : pc->probe_min;
+        if (step < pc->next_probe + PACE_PROBE - 1)
+            return;
+        pc->cost[w] = pc->probe_min;
+        pc->seen[w] = 1;
+        int was = pc->best;
+        if (pc->seen[1 - w])
+            pc->best = pc->cost[0] < pc->cost[1] ? 0 : 1;
+        pc->gap = pc->best != was ? PACE_MIN_GAP
+                  : (pc->gap * 2 < PACE_MAX_GAP ? pc->gap * 2 : PACE_MAX_GAP);
+        pc->next_probe = step + pc->gap;
+    } else {
+        pc->cost[w] = pc->seen[w] ? 0.75 * pc->cost[w] + 0.25 * c : c;
+        pc->seen[w] = 1;
+        if (pc->seen[1 - w] && pc->cost[w] > pc->cost[1 - w]) {
+            /* The size in use got dearer than the other's last figure:
+             * switch now, and check the choice soon. */
+            pc->best = 1 - w;
+            pc->gap = PACE_MIN_GAP;
+            pc->next_probe = step + pc->gap;
+        }
+    }
+}
+
+double rmf_now(void)
+{
+#ifdef _OPENMP
+    return omp_get_wtime();
+#else
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+#endif
+}
+
+int rmf_pacer_begin(rmf_pacer *pc, int blas)
+{
+    int size = rmf_pacer_next(pc);
+    team_cap = size;
+    if (blas)
+        rmf_blas_set_team(size);
+    pc->t0 = rmf_now();
+    return size;
+}
+
+void rmf_pacer_end(rmf_pacer *pc, double units)
+{
+    rmf_pacer_record(pc, rmf_now() - pc->t0, units);
+}
+
+double rmf_pacer_mean_team(const rmf_pacer *pc)
+{
+    if (pc->step == 0 || pc->nt <= 1)
+        return (double)pc->nt;
+    return ((double)pc->full_steps * pc->nt + (double)(pc->step - pc->full_steps)) / (double)pc->step;
+}
+
+void rmf_pacer_finish(rmf_pacer *pc, int blas)
+{
+    team_cap = 0;
+    if (blas)
+        rmf_blas_set_team(pc->nt);
+}
+
+void rmf_pacer_trace(int nt, int64_t n, const double *cost_one,
+                     const double *cost_full, int32_t *sizes)
+{
+    rmf_pacer pc;
+    rmf_pacer_init(&pc, nt);
+    for (int64_t b = 0; b < n; b++) {
+        int size = rmf_pacer_next(&pc);
+        sizes[b] = size;
+        rmf_pacer_record(&pc, size == 1 && nt > 1 ? cost_one[b] : cost_full[b], 1.0);
+    }
+}

@@ -60,8 +60,9 @@ def validation_metrics(model, val, k, columns):
 
 
 class EpochLoop:
-    """Runs ``run_epoch(epoch) -> (loss, n_done, interrupted)`` for up to
-    ``epochs`` epochs with evaluation, early stopping and history.
+    """Runs ``run_epoch(epoch) -> (loss, n_done, interrupted[, columns])``
+    for up to ``epochs`` epochs with evaluation, early stopping and history
+    (``columns``: a dict of further history columns for the epoch).
 
     Early stopping (when ``val`` is given and ``patience`` is not None):
     every ``eval_every`` epochs the watched metric is computed; the best
@@ -87,15 +88,18 @@ class EpochLoop:
         try:
             for epoch in range(1, epochs + 1):
                 t0 = time.perf_counter()
+                extra = {}
                 try:
-                    loss, n_done, interrupted = run_epoch(epoch)
+                    loss, n_done, interrupted, *more = run_epoch(epoch)
+                    if more:
+                        extra = more[0]
                 except KeyboardInterrupt:
                     # Ctrl-C outside the core's batch loop (e.g. while
                     # sampling): no update was in flight, the weights are
                     # those of the last complete epoch.
                     loss, n_done, interrupted = float("nan"), 0, True
                 row = {"epoch": epoch, "loss": loss, "n_pairs": n_done,
-                       "seconds": time.perf_counter() - t0}
+                       "seconds": time.perf_counter() - t0, **extra}
                 if interrupted:
                     row["interrupted"] = True
                     rows.append(row)

@@ -569,17 +569,19 @@ class EmbeddingModel(Recommender):
 
     def _train(self, val, callback, patience, step_epoch):
         """Run the epoch loop; ``step_epoch(epoch, m, v, step)`` trains one
-        epoch in the core and returns ``(loss, n_done, step, interrupted)``."""
+        epoch in the core and returns ``(loss, n_done, step, interrupted,
+        threads)``, threads being the mean team size of its batches."""
         m = np.zeros_like(self.theta_)
         v = np.zeros_like(self.theta_)
         state = {"step": 0}
 
         def run_epoch(epoch):
             try:
-                loss, n_done, state["step"], interrupted = step_epoch(epoch, m, v, state["step"])
+                loss, n_done, state["step"], interrupted, threads = step_epoch(epoch, m, v,
+                                                                               state["step"])
             except _core.SamplingError as e:
                 raise named_sampling_error(e, self.data_) from None
-            return loss, n_done, interrupted
+            return loss, n_done, interrupted, {"threads": threads}
 
         EpochLoop(self, val, self._columns()).run(run_epoch, self.epochs, self.eval_every, patience,
                                                   callback, self.verbose, self._progress_desc())

@@ -38,8 +38,10 @@ class BPRMF(FactorModel, EmbeddingModel):
     patience, threshold, user_col, item_col, rating_col, seed, n_threads,
     verbose : as in :class:`NeuralMF` (epochs 20, eval_every 2, patience 3).
 
-    Determinism: the same seed and ``n_threads`` give bit-identical weights;
-    triplets and shuffling never depend on the thread count.
+    Determinism: the same seed gives bit-identical weights on any
+    ``n_threads`` and under any load (training may run batches on one thread
+    when that is faster: history's ``threads`` column); triplets, shuffling
+    and every sum are split by the seed and fixed chunks, never by threads.
 
     Fold-in (``recommend(..., history=frame)``, :meth:`fold_in`): a user's
     embedding is solved from its history by the implicit-ALS least squares

@@ -50,15 +50,21 @@ class NeuralMF(EmbeddingModel):
     n_threads : int or None
         Threads for OpenMP loops and OpenBLAS during fit/recommend (None: all
         cores); the caller's BLAS thread setting is restored afterwards.
+        Training measures as it goes and runs a batch on one thread instead
+        when that is faster (another program busy on a core); the history's
+        ``threads`` column gives each epoch's mean team size.
     verbose : bool
         Progress bar (tqdm, notebook-aware).
 
-    Determinism: the same seed and the same ``n_threads`` give bit-identical
-    weights.  Sampling, shuffling and dropout masks do not depend on the
-    thread count; the floating-point summation order inside OpenBLAS (and so
-    the last bits of the weights) can change with it.
+    Determinism: the same seed gives bit-identical weights on any
+    ``n_threads`` and under any load.  Sampling, shuffling and dropout masks
+    depend on the seed only, every sum is split by fixed chunks, and the
+    first-layer weight gradient, which OpenBLAS would round differently on
+    one thread and on several, is summed in fixed parts on one BLAS thread
+    each.
 
-    Attributes after fit: ``history`` (DataFrame, one row per epoch),
+    Attributes after fit: ``history`` (DataFrame, one row per epoch: epoch,
+    loss, n_pairs, seconds, threads, and val metrics when evaluated),
     ``data_`` (Interactions), ``theta_`` (all weights, flat float32),
     views ``user_emb_, item_emb_, W1_, b1_, w2_, b2_``.
     """
