@@ -406,8 +406,9 @@ static dropout_draw dropout_setup(float p, uint64_t seed, uint64_t epoch,
  * of them the draws.  Locals: stores through row could otherwise alias d's
  * fields. */
 RMF_CLONES
-static void dropout_row(rmf_rng *r, const dropout_draw *d, float *row, int H)
+static void dropout_row(rmf_rng *rp, const dropout_draw *d, float *row, int H)
 {
+    rmf_rng g = *rp, *r = &g; /* a local: stores to row cannot touch it */
     const uint32_t hi = d->hi, lo = d->lo;
     const float val[2] = {d->val[0], d->val[1]};
     uint32_t kept_bits; /* val[0] is +0.0f: all bits clear */
@@ -442,6 +443,7 @@ static void dropout_row(rmf_rng *r, const dropout_draw *d, float *row, int H)
                 if (byte[h] == hi)
                     row[h0 + h] = val[(uint32_t)(rmf_rng_next(r) & 0xFFFF) < lo];
     }
+    *rp = g;
 }
 
 rmf_status rmf_ncf_dropout_mask(float p, uint64_t seed, uint64_t epoch,

@@ -209,9 +209,36 @@ typedef struct {
  * overlap in practice.  Callers build stream ids with rmf_stream_id. */
 void rmf_rng_seed(rmf_rng *rng, uint64_t seed, uint64_t stream);
 uint64_t rmf_stream_id(uint64_t purpose, uint64_t epoch, uint64_t shard);
-uint64_t rmf_rng_next(rmf_rng *rng);
-/* Unbiased integer in [0, n), n >= 1 (Lemire's multiply-shift). */
-uint32_t rmf_rng_below(rmf_rng *rng, uint32_t n);
+
+/* The next 64 bits.  Inline (it was an out-of-line call through the PLT
+ * in the hottest loops -- dropout masks, negative sampling -- which made
+ * the caller spill its vector registers around every draw). */
+static inline uint64_t rmf_rotl64_(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static inline uint64_t rmf_rng_next(rmf_rng *rng)
+{
+    uint64_t *s = rng->s;
+    const uint64_t result = rmf_rotl64_(s[1] * 5, 7) * 9;
+    const uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rmf_rotl64_(s[3], 45);
+    return result;
+}
+
+/* Unbiased integer in [0, n), n >= 1: Lemire, "Fast random integer
+ * generation in an interval" (2019), one multiplication in the common
+ * case.  The rare rejection loop is out of line. */
+uint32_t rmf_rng_below_slow_(rmf_rng *rng, uint64_t m, uint32_t n);
+static inline uint32_t rmf_rng_below(rmf_rng *rng, uint32_t n)
+{
+    uint64_t m = (uint64_t)(uint32_t)(rmf_rng_next(rng) >> 32) * n;
+    if ((uint32_t)m < n)
+        return rmf_rng_below_slow_(rng, m, n);
+    return (uint32_t)(m >> 32);
+}
 uint64_t rmf_rng_below64(rmf_rng *rng, uint64_t n);
 /* In-place Fisher-Yates shuffle of a permutation of int64 positions. */
 void rmf_shuffle_i64(rmf_rng *rng, int64_t *a, int64_t n);

@@ -11,8 +11,6 @@ static uint64_t splitmix64(uint64_t *x)
     return z ^ (z >> 31);
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
 void rmf_rng_seed(rmf_rng *rng, uint64_t seed, uint64_t stream)
 {
     /* Mixing the stream through splitmix64 before combining keeps nearby
@@ -32,32 +30,15 @@ uint64_t rmf_stream_id(uint64_t purpose, uint64_t epoch, uint64_t shard)
     return (purpose << 56) ^ ((epoch & 0xFFFFFFULL) << 32) ^ (shard & 0xFFFFFFFFULL);
 }
 
-uint64_t rmf_rng_next(rmf_rng *rng)
+/* rmf_rng_below's rare case (low bits of m below n): reject while they
+ * are below 2^32 mod n (Lemire 2019). */
+uint32_t rmf_rng_below_slow_(rmf_rng *rng, uint64_t m, uint32_t n)
 {
-    uint64_t *s = rng->s;
-    const uint64_t result = rotl(s[1] * 5, 7) * 9;
-    const uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
-}
-
-uint32_t rmf_rng_below(rmf_rng *rng, uint32_t n)
-{
-    /* Lemire, "Fast random integer generation in an interval" (2019):
-     * unbiased, one multiplication in the common case. */
-    uint64_t m = (uint64_t)(uint32_t)(rmf_rng_next(rng) >> 32) * n;
     uint32_t low = (uint32_t)m;
-    if (low < n) {
-        uint32_t threshold = (uint32_t)(-n) % n;
-        while (low < threshold) {
-            m = (uint64_t)(uint32_t)(rmf_rng_next(rng) >> 32) * n;
-            low = (uint32_t)m;
-        }
+    uint32_t threshold = (uint32_t)(-n) % n;
+    while (low < threshold) {
+        m = (uint64_t)(uint32_t)(rmf_rng_next(rng) >> 32) * n;
+        low = (uint32_t)m;
     }
     return (uint32_t)(m >> 32);
 }
