@@ -89,7 +89,8 @@ long long rmf_blas_jobs_run(void) { return atomic_load(&jobs_run); }
  * OpenBLAS's level-3 jobs wait for each other's packed panels, so every
  * job needs its own thread, all at once: one thread per job, never a loop
  * of jobs over a smaller team.  recmf asks for a team of numjobs (dynamic
- * adjustment off) and never calls BLAS inside a parallel region, but the
+ * adjustment off) and calls BLAS inside a parallel region only with
+ * OpenBLAS on one thread (rmf_blas_single_begin: no jobs), but the
  * callback serves every caller of this OpenBLAS, and a team can come out
  * smaller (a nested region, OMP_THREAD_LIMIT): the jobs the team cannot
  * take then get plain threads of their own rather than deadlocking. */
@@ -193,19 +194,6 @@ int rmf_blas_enter(int nt)
      * one thread, so BLAS then runs on the calling thread alone. */
     rmf_blas_set_threads(jobs_on_openmp ? nt : 1);
     return saved;
-}
-
-void rmf_blas_set_team(int n)
-{
-    /* Only when jobs run on the team: OpenBLAS's own pthreads stay at one
-     * (rmf_blas_enter).  Cheap: with the callback installed OpenBLAS
-     * starts no threads of its own, it only records the count. */
-    if (!jobs_on_openmp || n < 1)
-        return;
-    count_lock();
-    if (RMF_BLAS(openblas_get_num_threads)() != n)
-        RMF_BLAS(openblas_set_num_threads)(n);
-    count_unlock();
 }
 
 int rmf_blas_single_begin(void)

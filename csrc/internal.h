@@ -57,17 +57,19 @@ rmf_status rmf_check_opt_state(const rmf_opt_state *st, int64_t n_params,
 /* Pacing a training loop's team size (threads.c)                     */
 /* ------------------------------------------------------------------ */
 
-/* Batch by batch, runs a loop's regions (and, with blas set, OpenBLAS's
- * jobs) on the full team of nt threads or on one, whichever is measured
- * faster per unit of work; see threads.c for why and how.  Usage, around
- * each batch b of a loop whose work is split by nt:
+/* Batch by batch, runs a loop's regions on the full team of nt threads or
+ * on one, whichever is measured faster per unit of work; see threads.c for
+ * why and how.  Usage, around each batch b of a loop whose work is split by
+ * nt (never by the team's size):
  *
  *     rmf_pacer pc; rmf_pacer_init(&pc, nt);
- *     for (b...) { rmf_pacer_begin(&pc, blas); ...; rmf_pacer_end(&pc, units); }
- *     rmf_pacer_finish(&pc, blas);
+ *     for (b...) { rmf_pacer_begin(&pc); ...; rmf_pacer_end(&pc, units); }
+ *     rmf_pacer_finish(&pc);
  *
  * Regions inside keep asking for nt (RMF_PARALLEL(nt)): the pacer caps the
- * calling thread's teams (rmf_team_size), so results never change. */
+ * calling thread's teams (rmf_team_size), so results never change.  BLAS
+ * calls inside must be one-thread ones run by the team (ncf.c): a threaded
+ * OpenBLAS call would split its jobs by its own count. */
 typedef struct {
     int nt, size, which, best; /* which/best: 0 = one thread, 1 = nt */
     int seen[2];
@@ -78,16 +80,13 @@ typedef struct {
 void rmf_pacer_init(rmf_pacer *pc, int nt);
 int rmf_pacer_next(rmf_pacer *pc);
 void rmf_pacer_record(rmf_pacer *pc, double seconds, double units);
-int rmf_pacer_begin(rmf_pacer *pc, int blas);
+int rmf_pacer_begin(rmf_pacer *pc);
 void rmf_pacer_end(rmf_pacer *pc, double units);
-void rmf_pacer_finish(rmf_pacer *pc, int blas);
+void rmf_pacer_finish(rmf_pacer *pc);
 /* The mean team size of the batches paced so far. */
 double rmf_pacer_mean_team(const rmf_pacer *pc);
 /* Seconds on a monotonic clock. */
 double rmf_now(void);
-/* blas.c: OpenBLAS's thread count for a team of n, when its jobs run on
- * the OpenMP team (else BLAS stays on one thread: rmf_blas_enter). */
-void rmf_blas_set_team(int n);
 /* blas.c: OpenBLAS on one thread from begin to end (and the count locked:
  * no other thread of the process changes it meanwhile); end takes begin's
  * return value.  For products whose rounding must not depend on the thread

@@ -269,7 +269,7 @@ rmf_status rmf_mf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
             goto cleanup;
         const int64_t start = b * bs;
         const int64_t bn = start + bs <= n_triplets ? bs : n_triplets - start;
-        rmf_pacer_begin(&pace, 0);
+        rmf_pacer_begin(&pace);
         for (int64_t t = 0; t < bn; t++) {
             int64_t q = perm[start + t];
             bu[t] = u[q];
@@ -303,7 +303,7 @@ rmf_status rmf_mf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
 
 cleanup:
     st->team_threads = rmf_pacer_mean_team(&pace);
-    rmf_pacer_finish(&pace, 0);
+    rmf_pacer_finish(&pace);
     rmf_fp_leave();
     rmf_epoch_end(total, done, loss, n_done);
     ws_free(&w);

@@ -29,9 +29,9 @@
 
 /* Rows per reduction chunk: fixed so sums never depend on n_threads. */
 #define CHUNK 256
-/* The first-layer weight gradient G^T E sums over a batch's distinct rows
- * in this many fixed parts per side (see weight_grads). */
-#define WGRAD_PARTS 4
+/* Each side's distinct rows go in this many fixed parts: the unit of the
+ * team's BLAS work (see "First layer on the team" below). */
+#define PARTS 4
 
 /* ------------------------------------------------------------------ */
 /* Shape                                                               */
@@ -80,7 +80,7 @@ typedef struct {
     double *dpart; /* per chunk: db2, loss */
     float *ones;   /* H ones: the dropout mask of eval / no dropout */
     float *mrow;   /* per chunk: one drawn dropout-mask row */
-    float *wpart;  /* 2 sides x WGRAD_PARTS partial G^T E, H x D each */
+    float *wpart;  /* 2 sides x PARTS partial G^T E, H x D each */
 } ncf_ws;
 
 static void side_free(side *sd)
@@ -138,7 +138,7 @@ static rmf_status ws_alloc(ncf_ws *w, const rmf_shape *s, int64_t cap,
         w->fpart = malloc((size_t)(n_chunks * 2 * w->H) * sizeof *w->fpart);
         w->dpart = malloc((size_t)(n_chunks * 2) * sizeof *w->dpart);
         w->mrow = malloc((size_t)(n_chunks * w->H) * sizeof *w->mrow);
-        w->wpart = malloc((size_t)(2 * WGRAD_PARTS * w->H * w->D) * sizeof *w->wpart);
+        w->wpart = malloc((size_t)(2 * PARTS * w->H * w->D) * sizeof *w->wpart);
         ok = ok && w->rbuf && w->fpart && w->dpart && w->mrow && w->wpart;
     }
     if (!ok || !w->ones) {
@@ -161,26 +161,87 @@ static rmf_status ws_alloc(ncf_ws *w, const rmf_shape *s, int64_t cap,
  * phase costs one fork/join -- and under CPU contention a join can cost a
  * scheduler time slice.  Called outside a region they run serially. */
 
-/* Copies the embedding rows of the distinct ids into E (nd x D). */
-static void side_gather(side *sd, const float *emb, int D)
+/* ------------------------------------------------------------------ */
+/* First layer on the team                                             */
+/* ------------------------------------------------------------------ */
+/* The first layer's products (A = E W1half^T forward; dE = G W1half and
+ * gW1half = G^T E backward) are cut into PARTS fixed row ranges per side,
+ * and the team's threads take the 2 PARTS (or 4 PARTS) pieces, each one
+ * OpenBLAS call on one thread (the epoch keeps OpenBLAS at one thread).
+ * Why not OpenBLAS's own threading: its threaded driver makes its jobs
+ * wait for each other's packed panels (a stall whenever the scheduler
+ * delays one thread) and rounds a sum over many rows differently from its
+ * one-thread driver, so gW1, and every weight, depended on the thread
+ * count.  Here a row range of A or dE is computed exactly as the whole
+ * product would be, gW1half is the sum of the parts' G^T E in part order,
+ * and a team of any size (the pacer's one thread included) gives the same
+ * numbers.  One region also replaces two OpenBLAS fork/joins per product. */
+
+static void part_rows(const side *sd, int part, int64_t *r0, int64_t *r1)
 {
-    int64_t nd = sd->g.n_distinct;
+    const int64_t nd = sd->g.n_distinct;
+    *r0 = nd * part / PARTS;
+    *r1 = nd * (part + 1) / PARTS;
+}
+
+/* Rows [r0, r1) of E (the embeddings of the distinct ids) and of
+ * A = E W1half^T; W1 is H x 2D row-major, the half starts at column off. */
+static void side_forward_part(side *sd, const float *emb, const float *W1,
+                              int off, int D, int H, int part)
+{
+    int64_t r0, r1;
+    part_rows(sd, part, &r0, &r1);
     const int32_t *ids = sd->g.ids;
-    float *E = sd->E;
-    int32_t *slot_of_row = sd->slot_of_row;
-    OMP(omp for schedule(static) nowait)
-    for (int64_t r = 0; r < nd; r++) {
-        memcpy(E + r * D, emb + (int64_t)ids[r] * D, (size_t)D * sizeof(float));
-        if (slot_of_row)
-            slot_of_row[ids[r]] = (int32_t)r;
+    for (int64_t r = r0; r < r1; r++) {
+        memcpy(sd->E + r * D, emb + (int64_t)ids[r] * D, (size_t)D * sizeof(float));
+        if (sd->slot_of_row)
+            sd->slot_of_row[ids[r]] = (int32_t)r;
+    }
+    rmf_sgemm(0, 1, r1 - r0, H, D, 1.0f, sd->E + r0 * D, D, W1 + off, 2 * D,
+              0.0f, sd->A + r0 * H, H);
+}
+
+/* Task t of the backward pieces: t < 2 PARTS is part t % PARTS of side
+ * t / PARTS's G^T E (into wpart), the rest the same part's rows of
+ * dE = G W1half. */
+static void backward_piece(ncf_ws *w, const float *W1, int D, int H, int t)
+{
+    const int64_t HD = (int64_t)H * D;
+    const int wg = t < 2 * PARTS;
+    const int k = wg ? t : t - 2 * PARTS;
+    side *sd = k < PARTS ? &w->user : &w->item;
+    const int off = k < PARTS ? 0 : D, part = k % PARTS;
+    int64_t r0, r1;
+    part_rows(sd, part, &r0, &r1);
+    if (wg) {
+        float *out = w->wpart + k * HD;
+        if (r1 > r0)
+            rmf_sgemm(1, 0, H, D, r1 - r0, 1.0f, sd->G + r0 * H, H,
+                      sd->E + r0 * D, D, 0.0f, out, D);
+        else
+            memset(out, 0, (size_t)HD * sizeof *out);
+    } else {
+        rmf_sgemm(0, 0, r1 - r0, D, H, 1.0f, sd->G + r0 * H, H, W1 + off,
+                  2 * D, 0.0f, sd->dE + r0 * D, D);
     }
 }
 
-/* A = E W1half^T: W1 is H x 2D row-major, the half starts at column off. */
-static void side_forward(side *sd, const float *W1, int off, int D, int H)
+/* gW1 = [sum of the user parts | sum of the item parts], in part order. */
+static void sum_weight_parts(const ncf_ws *w, float *gW1, int D, int H)
 {
-    rmf_sgemm(0, 1, sd->g.n_distinct, H, D, 1.0f, sd->E, D, W1 + off, 2 * D,
-              0.0f, sd->A, H);
+    const int64_t HD = (int64_t)H * D;
+    OMP(omp for schedule(static) nowait)
+    for (int q = 0; q < 2 * H; q++) {
+        const int half = q / H, h = q % H;
+        const float *p = w->wpart + (int64_t)half * PARTS * HD + (int64_t)h * D;
+        float *dst = gW1 + (int64_t)h * 2 * D + (int64_t)half * D;
+        for (int d = 0; d < D; d++) {
+            float acc = p[d];
+            for (int k = 1; k < PARTS; k++)
+                acc += p[k * HD + d];
+            dst[d] = acc;
+        }
+    }
 }
 
 /* G[s] = sum of dpre over the entries of slot s, in entry order: one
@@ -200,62 +261,6 @@ static void side_sum_rows(side *sd, const float *dpre, int H)
                 gs[h] += row[h];
         }
     }
-}
-
-/* dE = G W1half.  OpenBLAS splits this product by rows of dE, each row
- * a whole sum over H: the same numbers on any thread count. */
-static void side_backward(side *sd, const float *W1, int off, int D, int H)
-{
-    rmf_sgemm(0, 0, sd->g.n_distinct, D, H, 1.0f, sd->G, H, W1 + off, 2 * D,
-              0.0f, sd->dE, D);
-}
-
-/* gW1 = [G_u^T E_u | G_i^T E_i] (H x 2D).  Each product sums over the
- * batch's distinct rows, and OpenBLAS's one-thread and many-thread drivers
- * block that sum differently: the gradient, and so every weight, would
- * depend on the thread count, and the pacer (threads.c) could not change a
- * batch's team without changing results.  So each side's rows go in
- * WGRAD_PARTS fixed parts, one OpenBLAS call on one thread per part
- * (called from the team's threads at once), and the parts are added in a
- * fixed order: the same numbers on any team. */
-static void weight_grads(ncf_ws *w, float *gW1, int D, int H, int nt)
-{
-    const int64_t HD = (int64_t)H * D;
-    side *sides[2] = {&w->user, &w->item};
-    const int blas_threads = rmf_blas_single_begin();
-    RMF_PARALLEL(nt)
-    {
-        RMF_TEAM_BEGIN;
-        OMP(omp for schedule(dynamic, 1))
-        for (int t = 0; t < 2 * WGRAD_PARTS; t++) {
-            const side *sd = sides[t / WGRAD_PARTS];
-            const int part = t % WGRAD_PARTS;
-            const int64_t nd = sd->g.n_distinct;
-            const int64_t r0 = nd * part / WGRAD_PARTS;
-            const int64_t r1 = nd * (part + 1) / WGRAD_PARTS;
-            float *out = w->wpart + t * HD;
-            if (r1 > r0)
-                rmf_sgemm(1, 0, H, D, r1 - r0, 1.0f, sd->G + r0 * H, H,
-                          sd->E + r0 * D, D, 0.0f, out, D);
-            else
-                memset(out, 0, (size_t)HD * sizeof *out);
-        }
-        /* the loop's barrier: every part is done */
-        OMP(omp for schedule(static) nowait)
-        for (int q = 0; q < 2 * H; q++) {
-            const int half = q / H, h = q % H;
-            const float *p = w->wpart + (int64_t)half * WGRAD_PARTS * HD + (int64_t)h * D;
-            float *dst = gW1 + (int64_t)h * 2 * D + (int64_t)half * D;
-            for (int d = 0; d < D; d++) {
-                float acc = p[d];
-                for (int k = 1; k < WGRAD_PARTS; k++)
-                    acc += p[k * HD + d];
-                dst[d] = acc;
-            }
-        }
-        RMF_TEAM_END;
-    }
-    rmf_blas_single_end(blas_threads);
 }
 
 /* grad_emb rows of the distinct ids = dE (distinct, so no write races). */
@@ -397,6 +402,10 @@ static dropout_draw dropout_setup(float p, uint64_t seed, uint64_t epoch,
     return d;
 }
 
+/* Eight 32-bit lanes (GCC/Clang vector extensions). */
+typedef uint32_t u32x8 __attribute__((vector_size(32)));
+typedef int32_t s32x8 __attribute__((vector_size(32)));
+
 /* One row of H mask values from r, 32 units per block: the block's 4
  * draws come first, unit h0 + h decides on byte h of them (byte h % 8 of
  * draw h / 8, counted from the least significant), and ties (byte == hi)
@@ -413,35 +422,43 @@ static void dropout_row(rmf_rng *rp, const dropout_draw *d, float *row, int H)
     const float val[2] = {d->val[0], d->val[1]};
     uint32_t kept_bits; /* val[0] is +0.0f: all bits clear */
     memcpy(&kept_bits, &val[1], sizeof kept_bits);
+    /* Lane k of a draw's 8 units holds byte k (from the least significant):
+     * the draw's low word in lanes 0-3, its high word in lanes 4-7, each
+     * shifted right by 8 (k mod 4). */
+    const u32x8 shift = {0, 8, 16, 24, 0, 8, 16, 24};
     for (int h0 = 0; h0 < H; h0 += 32) {
         const int n = H - h0 < 32 ? H - h0 : 32;
         uint64_t x[4] = {0, 0, 0, 0};
-        for (int j = 0; j < (n + 7) / 8; j++) {
+        for (int j = 0; j < (n + 7) / 8; j++)
             x[j] = rmf_rng_next(r);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-            x[j] = __builtin_bswap64(x[j]);
-#endif
-        }
-        uint8_t byte[32];
-        memcpy(byte, x, sizeof byte);
+        s32x8 any_tie = {0, 0, 0, 0, 0, 0, 0, 0};
         if (n == 32) {
-            uint32_t bits[32];
-            for (int h = 0; h < 32; h++)
-                bits[h] = kept_bits & ((uint32_t)0 - (uint32_t)(byte[h] < hi));
-            memcpy(row + h0, bits, sizeof bits);
+            /* In registers: copying the draws to a byte array and reading
+             * it back stalled on store forwarding (a quarter of the pair
+             * pass's dropout time). */
+            for (int j = 0; j < 4; j++) {
+                const uint32_t w0 = (uint32_t)x[j], w1 = (uint32_t)(x[j] >> 32);
+                const u32x8 b = ((u32x8){w0, w0, w0, w0, w1, w1, w1, w1} >> shift) & 0xFFu;
+                const s32x8 bits = (s32x8)(b < hi) & (int32_t)kept_bits;
+                any_tie |= (s32x8)(b == hi);
+                memcpy(row + h0 + 8 * j, &bits, sizeof bits);
+            }
         } else {
-            for (int h = 0; h < n; h++)
-                row[h0 + h] = val[byte[h] < hi];
+            for (int h = 0; h < n; h++) {
+                const uint32_t b = (uint32_t)(x[h / 8] >> (8 * (h % 8))) & 0xFFu;
+                row[h0 + h] = val[b < hi];
+                any_tie[0] |= b == hi;
+            }
         }
-        if (hi > 255) /* keep rounds to 1: no byte ties */
+        int tied = 0;
+        for (int k = 0; k < 8; k++)
+            tied |= any_tie[k];
+        if (!tied) /* a tie (byte == hi) comes 1 in 256 */
             continue;
-        uint8_t ties = 0;
-        for (int h = 0; h < 32; h++)
-            ties |= (uint8_t)(byte[h] == (uint8_t)hi);
-        if (ties)
-            for (int h = 0; h < n; h++)
-                if (byte[h] == hi)
-                    row[h0 + h] = val[(uint32_t)(rmf_rng_next(r) & 0xFFFF) < lo];
+        /* Ties are settled by 16 more bits each, in unit order. */
+        for (int h = 0; h < n; h++)
+            if (((x[h / 8] >> (8 * (h % 8))) & 0xFFu) == hi)
+                row[h0 + h] = val[(uint32_t)(rmf_rng_next(r) & 0xFFFF) < lo];
     }
     *rp = g;
 }
@@ -544,7 +561,9 @@ static void ncf_grad_core(ncf_ws *w, const rmf_shape *s, const float *theta,
     const float *W1 = theta + o.W1;
 
     /* The two group builds are serial each but independent: one thread
-     * takes each, then both gathers share the team. */
+     * takes each; then the team gathers and multiplies the parts, on one
+     * BLAS thread each (the count locked: see "First layer on the team"). */
+    int blas_threads = rmf_blas_single_begin();
     RMF_PARALLEL(nt, if (n >= PAR_MIN_PAIRS))
     {
         RMF_TEAM_BEGIN;
@@ -553,12 +572,16 @@ static void ncf_grad_core(ncf_ws *w, const rmf_shape *s, const float *theta,
         OMP(omp single)
         rmf_group_build(&w->item.g, i, n);
         /* the second single's barrier: both groups are built */
-        side_gather(&w->user, theta + o.user, D);
-        side_gather(&w->item, theta + o.item, D);
+        OMP(omp for schedule(dynamic, 1) nowait)
+        for (int t = 0; t < 2 * PARTS; t++) {
+            if (t < PARTS)
+                side_forward_part(&w->user, theta + o.user, W1, 0, D, H, t);
+            else
+                side_forward_part(&w->item, theta + o.item, W1, D, D, H, t - PARTS);
+        }
         RMF_TEAM_END;
     }
-    side_forward(&w->user, W1, 0, D, H);
-    side_forward(&w->item, W1, D, D, H);
+    rmf_blas_single_end(blas_threads);
 
     pair_pass(w, theta, &o, y, n, mask, drop, nt);
 
@@ -581,16 +604,21 @@ static void ncf_grad_core(ncf_ws *w, const rmf_shape *s, const float *theta,
     grad[o.b2] = (float)sb2;
     *loss = sloss / (double)n;
 
+    blas_threads = rmf_blas_single_begin();
     RMF_PARALLEL(nt, if (n >= PAR_MIN_PAIRS))
     {
         RMF_TEAM_BEGIN;
         side_sum_rows(&w->user, w->rbuf, H);
         side_sum_rows(&w->item, w->rbuf, H);
+        OMP(omp barrier)
+        OMP(omp for schedule(dynamic, 1))
+        for (int t = 0; t < 4 * PARTS; t++)
+            backward_piece(w, W1, D, H, t);
+        /* the loop's barrier: every part of gW1 is done */
+        sum_weight_parts(w, grad + o.W1, D, H);
         RMF_TEAM_END;
     }
-    weight_grads(w, grad + o.W1, D, H, nt);
-    side_backward(&w->user, W1, 0, D, H);
-    side_backward(&w->item, W1, D, D, H);
+    rmf_blas_single_end(blas_threads);
     if (!scatter)
         return;
     RMF_PARALLEL(nt, if (n >= PAR_MIN_PAIRS))
@@ -724,7 +752,8 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
     }
     rmf_epoch_order(perm, n_pairs, p->seed, epoch, nt);
 
-    blas_saved = rmf_blas_enter(nt);
+    /* OpenBLAS on one thread: the team runs the pieces (ncf_grad_core). */
+    blas_saved = rmf_blas_enter(1);
     const int64_t n_batches = (n_pairs + bs - 1) / bs;
     for (int64_t b = 0; b < n_batches; b++) {
         status = rmf_epoch_should_stop(stop, stop_ctx, b, n_batches, err);
@@ -732,7 +761,7 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
             goto cleanup;
         const int64_t start = b * bs;
         const int64_t bn = start + bs <= n_pairs ? bs : n_pairs - start;
-        rmf_pacer_begin(&pace, 1);
+        rmf_pacer_begin(&pace);
         /* Forget the previous batch's rows (its Adam step is done) while
          * filling this batch's pairs. */
         RMF_PARALLEL(nt, if (bn >= PAR_MIN_PAIRS))
@@ -799,7 +828,7 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
 
 cleanup:
     st->team_threads = rmf_pacer_mean_team(&pace);
-    rmf_pacer_finish(&pace, blas_saved > 0);
+    rmf_pacer_finish(&pace);
     rmf_blas_leave(blas_saved);
     rmf_epoch_end(total, done, loss, n_done);
     ws_free(&w);

@@ -316,12 +316,10 @@ double rmf_now(void)
 #endif
 }
 
-int rmf_pacer_begin(rmf_pacer *pc, int blas)
+int rmf_pacer_begin(rmf_pacer *pc)
 {
     int size = rmf_pacer_next(pc);
     team_cap = size;
-    if (blas)
-        rmf_blas_set_team(size);
     pc->t0 = rmf_now();
     return size;
 }
@@ -338,11 +336,10 @@ double rmf_pacer_mean_team(const rmf_pacer *pc)
     return ((double)pc->full_steps * pc->nt + (double)(pc->step - pc->full_steps)) / (double)pc->step;
 }
 
-void rmf_pacer_finish(rmf_pacer *pc, int blas)
+void rmf_pacer_finish(rmf_pacer *pc)
 {
+    (void)pc;
     team_cap = 0;
-    if (blas)
-        rmf_blas_set_team(pc->nt);
 }
 
 void rmf_pacer_trace(int nt, int64_t n, const double *cost_one,
