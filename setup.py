@@ -105,7 +105,7 @@ macros, blas_inc, blas_libdirs, blas_libs, blas_link = blas_settings()
 core = Extension(
     "recmf._core",
     sources=sorted(glob("csrc/*.c")),
-    depends=["csrc/recmf.h"],
+    depends=["csrc/recmf.h", "csrc/internal.h"],
     include_dirs=["csrc", numpy.get_include(), *blas_inc],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_25_API_VERSION"), *macros],
     library_dirs=blas_libdirs,

@@ -71,11 +71,15 @@ rmf_status rmf_check_opt_state(const rmf_opt_state *st, int64_t n_params,
  * calls inside must be one-thread ones run by the team (ncf.c): a threaded
  * OpenBLAS call would split its jobs by its own count. */
 typedef struct {
-    int nt, size, which, best; /* which/best: 0 = one thread, 1 = nt */
-    int seen[2];
-    double cost[2]; /* seconds per unit: [0] one thread, [1] nt */
-    int64_t step, next_probe, gap, full_steps;
-    double t0, probe_min;
+    int nt;            /* the logical count */
+    int size, last_size; /* the cap of this batch and of the last one */
+    int which, best;   /* 0 = one thread, 1 = nt */
+    int team_now;      /* threads this batch's regions run with */
+    int64_t step, next_probe, gap, n_in_use, probe_n;
+    double recent[5];  /* seconds per unit of the size in use, last batches */
+    double in_use;     /* their median */
+    double chosen;     /* in_use when the size was last confirmed */
+    double probe_sum, team_sum, t0;
 } rmf_pacer;
 void rmf_pacer_init(rmf_pacer *pc, int nt);
 int rmf_pacer_next(rmf_pacer *pc);

@@ -826,7 +826,8 @@ static int check_signals(void *ctx)
     return stop;
 }
 
-/* (mean_loss, n_done, step, interrupted).  A KeyboardInterrupt is
+/* (mean_loss, n_done, step, interrupted, threads: the mean team size of
+ * the epoch's batches).  A KeyboardInterrupt is
  * swallowed into interrupted=True so the caller can keep what was trained;
  * any other exception from a signal handler propagates. */
 static PyObject *train_result(rmf_status st, const rmf_error *err, double loss, int64_t n_done,
@@ -1081,9 +1082,14 @@ static PyObject *py_blas_threads(PyObject *self, PyObject *args)
     int n = 0;
     if (!PyArg_ParseTuple(args, "|i", &n))
         return NULL;
-    int before = rmf_blas_get_threads();
+    int before;
+    /* Without the GIL: a fit in another thread may hold the count's lock
+     * for one of its regions. */
+    Py_BEGIN_ALLOW_THREADS
+    before = rmf_blas_get_threads();
     if (n > 0)
         rmf_blas_set_threads(n);
+    Py_END_ALLOW_THREADS
     return PyLong_FromLong(before);
 }
 

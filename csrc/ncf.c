@@ -4,20 +4,17 @@
  * The first layer's input is a concatenation, so W1 x = W1u U[u] + W1i I[i]
  * with W1u = W1[:, :D] and W1i = W1[:, D:].  A batch of 4,096 pairs holds
  * only ~2,400 distinct users and ~2,400 distinct items (ML-1M), so we apply
- * each half once per DISTINCT row (one sgemm per half) instead of once per
- * pair, and in the backward pass sum dpre per distinct row before the two
- * sgemms dW1half = G^T E and dE = G W1half.  Same maths, ~40% fewer FLOPs.
+ * each half once per DISTINCT row instead of once per pair, and in the
+ * backward pass sum dpre per distinct row before the products
+ * dW1half = G^T E and dE = G W1half.  Same maths, ~40% fewer FLOPs.
  *
- * Determinism: every parallel loop writes disjoint outputs (rows, chunks)
- * and every reduction runs in a fixed order over fixed-size chunks, so our
- * loops give the same bits for any n_threads; no float atomics anywhere.
- * OpenBLAS does not: its sgemm rounds differently with 1 and 2 threads, so
- * training is bit-identical for the same seed and n_threads and agrees to
- * float rounding across thread counts.  Scoring avoids BLAS for that reason
- * (see rmf_ncf_score_pairs).
- *
- * Phases alternate: OpenMP loop, then BLAS call outside any parallel
- * region, never BLAS inside one.
+ * Determinism: every parallel loop writes disjoint outputs (rows, chunks),
+ * every reduction runs in a fixed order over fixed-size chunks, and the
+ * first layer's products run in fixed row parts, each one OpenBLAS call on
+ * one thread ("First layer on the team" below), so training gives the same
+ * bits for the same seed on any n_threads and any team size (the pacer,
+ * threads.c); no float atomics anywhere.  Scoring computes its first layer
+ * with its own loops (see rmf_ncf_score_pairs).
  *
  * The batch plumbing (distinct-row groups, argument checks, lazy Adam,
  * epoch bookkeeping) is batch.c's, shared with mf.c (internal.h). */
@@ -138,7 +135,7 @@ static rmf_status ws_alloc(ncf_ws *w, const rmf_shape *s, int64_t cap,
         w->fpart = malloc((size_t)(n_chunks * 2 * w->H) * sizeof *w->fpart);
         w->dpart = malloc((size_t)(n_chunks * 2) * sizeof *w->dpart);
         w->mrow = malloc((size_t)(n_chunks * w->H) * sizeof *w->mrow);
-        w->wpart = malloc((size_t)(2 * PARTS * w->H * w->D) * sizeof *w->wpart);
+        w->wpart = malloc((size_t)2 * PARTS * (size_t)w->H * (size_t)w->D * sizeof *w->wpart);
         ok = ok && w->rbuf && w->fpart && w->dpart && w->mrow && w->wpart;
     }
     if (!ok || !w->ones) {

@@ -81,7 +81,9 @@ int rmf_has_openmp(void);
  * except 1 in a child of fork() whose OpenMP thread pool could not be
  * released before the fork (libgomp's pool does not survive fork(): a
  * team of more than one thread would wait forever for threads that do not
- * exist).  Every region gets its size here (RMF_PARALLEL). */
+ * exist), and at most the cap a training loop's pacer sets for the calling
+ * thread's current batch (threads.c).  Every region gets its size here
+ * (RMF_PARALLEL). */
 int rmf_team_size(int nt);
 /* Test hooks for the pacer that picks a training loop's team size batch
  * by batch (threads.c).  force: 0 measures (the default), 1 runs every

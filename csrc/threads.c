@@ -214,23 +214,38 @@ void rmf_fork_set_release(int on) { atomic_store(&release_on, on ? 1 : 0); }
 /* Pacing: the team size, batch by batch                              */
 /* ------------------------------------------------------------------ */
 /* Why: when another program keeps a core busy, a team of two threads on
- * two cores is slower than one thread -- every barrier and every
- * OpenBLAS job waits for the thread the scheduler put behind the
- * neighbour, a time slice at a time (issue 8: a NeuralMF epoch took 7.0 s
- * on 2 threads against 3.4 s on 1).  No spin setting fixes both sides
- * (benchmarks/contention.py: passive waiting costs a quarter of the idle
- * speed).  So a training loop measures: it runs its batches on the full
- * team, tries one thread now and then, and keeps whichever took less time
- * per unit of work, re-trying the other at growing intervals (16 to 128
- * batches) so a neighbour that comes or goes is noticed.  The work is split
- * by the logical count either way (rmf_resolve_threads), so the team size
- * changes the time, never the results. */
+ * two cores is slower than one thread -- every barrier waits for the
+ * thread the scheduler put behind the neighbour, a time slice at a time
+ * (issue 8: a NeuralMF epoch took 7.0 s on 2 threads against 3.4 s on 1).
+ * No spin setting fixes both sides (benchmarks/contention.py: passive
+ * waiting costs a quarter of the idle speed).  So a training loop
+ * measures: it runs its batches on the full team, now and then runs a few
+ * on the other size (a probe), and keeps whichever costs less time per
+ * unit of work.  The work is split by the logical count either way
+ * (rmf_resolve_threads), so the team size changes the time, never the
+ * results.
+ *
+ * The rules, each from a way a first version went wrong on an idle 2-vCPU
+ * virtual machine (it ran 11% of its batches on one thread, 11% slower):
+ *   - The first batch after the size changes pays for waking threads (in
+ *     a VM, halted vCPUs) and is not measured.
+ *   - Like is compared with like: the probe's mean against the mean of the
+ *     size in use, and a switch needs a 10% gain, so noise between two
+ *     close sizes does not flip them back and forth.
+ *   - Decisions are made at the end of a probe only.  Probes come at gaps
+ *     that double from PACE_MIN_GAP to PACE_MAX_GAP while the choice
+ *     holds; a size in use that gets much dearer than it was when chosen
+ *     (a neighbour arrived) asks for a probe at once. */
 
-/* A probe runs PACE_PROBE batches and keeps the cheapest: its first batch
- * after a stretch on one thread pays for waking the other threads (and,
- * in a virtual machine, their halted vCPUs), which would make the full
- * team look dearer than it is. */
-enum { PACE_FIRST_PROBE = 2, PACE_PROBE = 2, PACE_MIN_GAP = 16, PACE_MAX_GAP = 128 };
+enum {
+    PACE_FIRST_PROBE = 8, /* the first probe: after 7 measured batches */
+    PACE_PROBE = 3,       /* batches per probe, the first not measured */
+    PACE_MIN_GAP = 32,
+    PACE_MAX_GAP = 256,
+    PACE_SETTLE = 3,      /* batches from an alarm to its probe */
+};
+#define PACE_GAIN 0.90   /* switch when the probe costs < 90% */
+#define PACE_ALARM 1.60  /* probe now when the size in use costs 1.6x */
 
 /* Test hook: 0 = measure; 1 = always one thread; 2 = alternate one thread
  * and the full team, batch by batch; 3 = always the full team (no pacing,
@@ -243,10 +258,29 @@ void rmf_pacer_init(rmf_pacer *pc, int nt)
 {
     memset(pc, 0, sizeof *pc);
     pc->nt = nt < 1 ? 1 : nt;
-    pc->size = pc->nt;
+    pc->size = pc->last_size = pc->nt;
     pc->best = 1;
     pc->next_probe = PACE_FIRST_PROBE;
     pc->gap = PACE_MIN_GAP;
+}
+
+static double median_recent(const rmf_pacer *pc)
+{
+    const int n = pc->n_in_use < 5 ? (int)pc->n_in_use : 5;
+    double v[5];
+    memcpy(v, pc->recent, sizeof v);
+    for (int a = 1; a < n; a++) /* insertion sort of at most 5 */
+        for (int b = a; b > 0 && v[b - 1] > v[b]; b--) {
+            double t = v[b];
+            v[b] = v[b - 1];
+            v[b - 1] = t;
+        }
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static int in_probe(const rmf_pacer *pc, int64_t step)
+{
+    return step >= pc->next_probe && step < pc->next_probe + PACE_PROBE;
 }
 
 int rmf_pacer_next(rmf_pacer *pc)
@@ -261,48 +295,67 @@ int rmf_pacer_next(rmf_pacer *pc)
         which = (int)(pc->step & 1);
     else if (forced == 3)
         which = 1;
-    else if (pc->step >= pc->next_probe && pc->step < pc->next_probe + PACE_PROBE)
+    else if (in_probe(pc, pc->step))
         which = 1 - pc->best; /* the probe: the other size, briefly */
     else
         which = pc->best;
     pc->which = which;
-    return pc->size = which ? pc->nt : 1;
+    pc->size = which ? pc->nt : 1;
+    pc->team_now = pc->size;
+    return pc->size;
 }
 
 void rmf_pacer_record(rmf_pacer *pc, double seconds, double units)
 {
     const int64_t step = pc->step++;
-    if (pc->size == pc->nt)
-        pc->full_steps++;
-    if (pc->nt <= 1 || step == 0 || !(units > 0.0) || !(seconds >= 0.0))
-        return; /* the first batch pays for the team's start: not counted */
-    const int w = pc->which;
+    const int fresh = pc->size != pc->last_size || step == 0;
+    pc->last_size = pc->size;
+    pc->team_sum += pc->team_now;
+    if (pc->nt <= 1 || !(units > 0.0) || !(seconds >= 0.0))
+        return;
     const double c = seconds / units;
-    if (step >= pc->next_probe && step < pc->next_probe + PACE_PROBE) {
-        /* A probe replaces the old estimate of the size it tried (that one
-         * may be far out of date) with its cheapest batch. */
-        pc->probe_min = step == pc->next_probe || c < pc->probe_min ? c : pc->probe_min;
+    if (in_probe(pc, step)) {
+        if (!fresh) {
+            pc->probe_sum += c;
+            pc->probe_n++;
+        }
         if (step < pc->next_probe + PACE_PROBE - 1)
             return;
-        pc->cost[w] = pc->probe_min;
-        pc->seen[w] = 1;
-        int was = pc->best;
-        if (pc->seen[1 - w])
-            pc->best = pc->cost[0] < pc->cost[1] ? 0 : 1;
-        pc->gap = pc->best != was ? PACE_MIN_GAP
-                  : (pc->gap * 2 < PACE_MAX_GAP ? pc->gap * 2 : PACE_MAX_GAP);
-        pc->next_probe = step + pc->gap;
-    } else {
-        pc->cost[w] = pc->seen[w] ? 0.75 * pc->cost[w] + 0.25 * c : c;
-        pc->seen[w] = 1;
-        if (pc->seen[1 - w] && pc->cost[w] > pc->cost[1 - w]) {
-            /* The size in use got dearer than the other's last figure:
-             * switch now, and check the choice soon. */
-            pc->best = 1 - w;
+        /* The probe is over: compare its mean with the size in use. */
+        const double probe = pc->probe_n ? pc->probe_sum / pc->probe_n : c;
+        pc->probe_sum = 0.0;
+        pc->probe_n = 0;
+        if (pc->n_in_use > 0 && probe < PACE_GAIN * pc->in_use) {
+            pc->best = 1 - pc->best;
+            pc->in_use = pc->recent[0] = probe;
+            pc->n_in_use = 1;
             pc->gap = PACE_MIN_GAP;
-            pc->next_probe = step + pc->gap;
+        } else {
+            pc->gap = pc->gap * 2 < PACE_MAX_GAP ? pc->gap * 2 : PACE_MAX_GAP;
         }
+        pc->chosen = pc->in_use;
+        pc->next_probe = step + pc->gap;
+        return;
     }
+    if (fresh)
+        return;
+    /* The size in use: the median of its last 5 batches, so one batch the
+     * machine delayed moves nothing, and a new level shows in 3. */
+    pc->recent[pc->n_in_use++ % 5] = c;
+    pc->in_use = median_recent(pc);
+    if (pc->chosen <= 0.0 && pc->n_in_use >= 4)
+        pc->chosen = pc->in_use;
+    if (pc->chosen > 0.0 && pc->in_use > PACE_ALARM * pc->chosen &&
+        pc->next_probe > step + PACE_SETTLE)
+        /* Much dearer than when chosen: probe soon, once the median has
+         * caught up with the new level (it is what the probe is compared
+         * with). */
+        pc->next_probe = step + PACE_SETTLE;
+}
+
+double rmf_pacer_mean_team(const rmf_pacer *pc)
+{
+    return pc->step > 0 ? pc->team_sum / (double)pc->step : (double)pc->nt;
 }
 
 double rmf_now(void)
@@ -320,20 +373,17 @@ int rmf_pacer_begin(rmf_pacer *pc)
 {
     int size = rmf_pacer_next(pc);
     team_cap = size;
+    /* What the regions really get (one thread in a fork() fallback). */
+    pc->team_now = rmf_team_size(pc->nt);
     pc->t0 = rmf_now();
     return size;
 }
 
 void rmf_pacer_end(rmf_pacer *pc, double units)
 {
+    /* Uncapped between batches: the stop hook may run Python code. */
+    team_cap = 0;
     rmf_pacer_record(pc, rmf_now() - pc->t0, units);
-}
-
-double rmf_pacer_mean_team(const rmf_pacer *pc)
-{
-    if (pc->step == 0 || pc->nt <= 1)
-        return (double)pc->nt;
-    return ((double)pc->full_steps * pc->nt + (double)(pc->step - pc->full_steps)) / (double)pc->step;
 }
 
 void rmf_pacer_finish(rmf_pacer *pc)

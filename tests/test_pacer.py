@@ -38,26 +38,37 @@ def test_pacer_follows_a_neighbour_that_comes_and_goes():
     one = np.full(n, 1.7)
     full = np.r_[np.full(400, 1.0), np.full(400, 3.0), np.full(400, 1.0)]
     sizes = trace(one, full)
-    # The neighbour arrives at 400: the team's own batches show it at once.
+    # The neighbour arrives at 400: the team's own batches show it (an
+    # alarm), and a probe a few batches later moves to one thread.
     first_one = 400 + int(np.argmax(sizes[400:] == 1))
-    assert first_one <= 405
+    assert first_one <= 412
     assert (sizes[420:800] == 1).mean() >= 0.95
-    # It leaves at 800: found by a probe within the longest gap (128).
+    # It leaves at 800: found by a probe within the longest gap (256).
     back = 800 + int(np.argmax(sizes[800:] == 2))
-    assert back <= 800 + 130
-    assert (sizes[950:] == 2).mean() >= 0.95
+    assert back <= 800 + 260
+    assert (sizes[1100:] == 2).mean() >= 0.95
 
 
 def test_one_slow_batch_does_not_stick():
     # One batch of the full team that happens to be very slow (the machine
-    # hiccuped) moves the pacer to one thread; its next probe of the full
-    # team brings it back.
+    # hiccuped) moves nothing: the size in use is judged by the median of
+    # its last five batches.
     one = np.full(600, 1.7)
     full = np.full(600, 1.0)
     full[100] = 50.0
     sizes = trace(one, full)
-    assert (sizes[101:110] == 1).any()
-    assert (sizes[140:] == 2).mean() >= 0.97
+    assert (sizes == 1).sum() <= 15  # the probes only: the median ignores one batch
+    assert (sizes[200:] == 2).mean() >= 0.97
+
+
+def test_close_sizes_do_not_flip_back_and_forth():
+    # One thread within 5% of the team, both noisy: a switch needs a 10%
+    # gain, so the pacer stays with the team it started on.
+    rng = np.random.default_rng(0)
+    full = 1.0 + 0.05 * rng.standard_normal(2000)
+    one = 1.05 + 0.05 * rng.standard_normal(2000)
+    sizes = trace(one, full)
+    assert (sizes == 1).mean() <= 0.03
 
 
 def test_one_logical_thread_is_never_paced():
@@ -91,7 +102,7 @@ def forced():
 CASES = [
     (recmf.NeuralMF, dict(emb_dim=16, hidden_dim=32, batch_size=1024)),
     (recmf.NeuralMF, dict(emb_dim=16, hidden_dim=32, batch_size=1024, adam="lazy")),
-    (recmf.NeuralMF, dict(batch_size=4096)),  # the seed's shape: threaded sgemm on both sides
+    (recmf.NeuralMF, dict(batch_size=4096)),  # the seed's shape: ~1,000 distinct rows per side
     (recmf.BPRMF, dict(emb_dim=16, batch_size=2048, triplets_per_epoch=50_000)),
 ]
 
