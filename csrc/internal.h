@@ -235,21 +235,15 @@ void rmf_adam_table_share(const rmf_adam_params *p, int64_t step,
 /* Lazy Adam (opt-in approximation of PyTorch's dense Adam): only the rows
  * a batch touched take a step; untouched rows keep their moments and skip
  * weight decay. */
-typedef struct {
-    float *t, *g, *m, *v; /* packed rows, each n_floats */
-} rmf_lazy_buf;
-
-/* Allocates each buffer for n_floats; on failure b is still safe to free. */
-rmf_status rmf_lazy_buf_alloc(rmf_lazy_buf *b, int64_t n_floats,
-                              rmf_error *err);
-void rmf_lazy_buf_free(rmf_lazy_buf *b);
-/* One Adam step (rmf_adam_step) on rows ids[0..nr) of D floats of the
- * block starting at offset off of st's theta/m/v, grad laid out alike;
- * b holds at least nr * D floats. */
+/* One Adam step, element by element as rmf_adam_step, on the distinct rows
+ * ids[0..nr) of D floats of the block starting at offset off of st's
+ * theta/m/v, in place.  Row ids[r]'s gradient is grad + r D when by_slot
+ * (a batch's per-distinct-row gradient), else laid out as theta (grad +
+ * off + ids[r] D).  Defined in adam.c. */
 void rmf_lazy_rows_step(const rmf_adam_params *ap, int64_t step,
-                        rmf_opt_state *st, const float *grad, int64_t off,
-                        const int32_t *ids, int64_t nr, int D,
-                        rmf_lazy_buf *b, int nt);
+                        rmf_opt_state *st, const float *grad, int by_slot,
+                        int64_t off, const int32_t *ids, int64_t nr, int D,
+                        int nt);
 
 /* ------------------------------------------------------------------ */
 /* Epoch bookkeeping                                                  */

@@ -235,7 +235,6 @@ rmf_status rmf_mf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
     int64_t *perm = NULL;
     int32_t *bu = NULL, *bi = NULL, *bj = NULL;
     float *grad = NULL;
-    rmf_lazy_buf lb = {NULL, NULL, NULL, NULL};
     bpr_ws w;
     memset(&w, 0, sizeof w);
     double total = 0.0;
@@ -253,10 +252,6 @@ rmf_status rmf_mf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
                           (long long)n_triplets);
         goto cleanup;
     }
-    /* A batch touches at most bs users and 2 bs items. */
-    if (p->lazy_adam &&
-        (status = rmf_lazy_buf_alloc(&lb, 2 * bs * D, err)) != RMF_OK)
-        goto cleanup;
     if ((status = ws_alloc(&w, s, bs, err)) != RMF_OK)
         goto cleanup;
 
@@ -280,10 +275,10 @@ rmf_status rmf_mf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
         bpr_grad_core(&w, s, st->theta, bu, bi, bj, bn, nt, grad, &bl);
         st->step++;
         if (p->lazy_adam) {
-            rmf_lazy_rows_step(&p->adam, st->step, st, grad, 0, w.users.ids,
-                               w.users.n_distinct, D, &lb, nt);
-            rmf_lazy_rows_step(&p->adam, st->step, st, grad, off_items,
-                               w.items.ids, w.items.n_distinct, D, &lb, nt);
+            rmf_lazy_rows_step(&p->adam, st->step, st, grad, 0, 0, w.users.ids,
+                               w.users.n_distinct, D, nt);
+            rmf_lazy_rows_step(&p->adam, st->step, st, grad, 0, off_items,
+                               w.items.ids, w.items.n_distinct, D, nt);
         } else {
             rmf_adam_step(&p->adam, st->step, st->theta, grad, st->m, st->v,
                           n_params, nt);
@@ -312,7 +307,6 @@ cleanup:
     free(bi);
     free(bj);
     free(grad);
-    rmf_lazy_buf_free(&lb);
     return status;
 }
 

@@ -542,11 +542,11 @@ static void pair_pass(ncf_ws *w, const float *theta, const ncf_layout *o,
     }
 }
 
-/* Core of rmf_ncf_batch_grad.  Overwrites grad's whole MLP block and,
- * when scatter is set, the embedding rows this batch touches (it assumes
- * the other embedding rows are zero: the epoch loop re-zeroes only the rows
- * it wrote instead of the whole array).  Without scatter the embedding
- * gradient stays in the sides' dE rows (see side.slot_of_row). */
+/* Core of rmf_ncf_batch_grad and of a training batch.  Overwrites grad's
+ * whole MLP block and, when scatter is set, the embedding rows this batch
+ * touches (the caller zeroed the others: rmf_ncf_batch_grad).  Without
+ * scatter (training) the embedding gradient stays in the sides' dE rows,
+ * in slot order (see side.slot_of_row). */
 static void ncf_grad_core(ncf_ws *w, const rmf_shape *s, const float *theta,
                           const int32_t *u, const int32_t *i, const float *y,
                           int64_t n, const float *mask,
@@ -695,7 +695,6 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
     int32_t *neg = NULL, *row_of = NULL, *bu = NULL, *bi = NULL;
     int64_t *perm = NULL;
     float *by = NULL, *grad = NULL;
-    rmf_lazy_buf lb = {NULL, NULL, NULL, NULL};
     ncf_ws w;
     memset(&w, 0, sizeof w);
     int blas_saved = -1;
@@ -714,10 +713,6 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
                           (long long)n_pairs);
         goto cleanup;
     }
-    /* A batch touches at most bs users and bs items; the sides take their
-     * lazy steps one after the other, so one side's worth of rows is enough. */
-    if (p->lazy_adam && (status = rmf_lazy_buf_alloc(&lb, bs * D, err)) != RMF_OK)
-        goto cleanup;
     if ((status = ws_alloc(&w, s, bs, 1, err)) != RMF_OK)
         goto cleanup;
     const int fused = !p->lazy_adam; /* dense Adam reads dE in place */
@@ -767,9 +762,6 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
             if (fused) {
                 forget_slots(&w.user);
                 forget_slots(&w.item);
-            } else {
-                rmf_zero_rows(grad + o.user, &w.user.g, D);
-                rmf_zero_rows(grad + o.item, &w.item.g, D);
             }
             OMP(omp for schedule(static) nowait)
             for (int64_t t = 0; t < bn; t++) {
@@ -788,16 +780,18 @@ rmf_status rmf_ncf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
         }
         dropout_draw dd = dropout_setup(p->dropout, p->seed, epoch, (uint64_t)b);
         double bl;
+        /* The embedding gradient stays in the sides' dE rows (no scatter):
+         * dense Adam finds them through slot_of_row, lazy Adam by slot. */
         ncf_grad_core(&w, s, st->theta, bu, bi, by, bn, NULL,
-                      use_mask ? &dd : NULL, nt, !fused, grad, &bl);
+                      use_mask ? &dd : NULL, nt, 0, grad, &bl);
         st->step++;
         if (p->lazy_adam) {
             /* Embedding rows the batch touched; the MLP is dense in every
              * batch, so it always takes a full step. */
-            rmf_lazy_rows_step(&p->adam, st->step, st, grad, o.user,
-                               w.user.g.ids, w.user.g.n_distinct, D, &lb, nt);
-            rmf_lazy_rows_step(&p->adam, st->step, st, grad, o.item,
-                               w.item.g.ids, w.item.g.n_distinct, D, &lb, nt);
+            rmf_lazy_rows_step(&p->adam, st->step, st, w.user.dE, 1, o.user,
+                               w.user.g.ids, w.user.g.n_distinct, D, nt);
+            rmf_lazy_rows_step(&p->adam, st->step, st, w.item.dE, 1, o.item,
+                               w.item.g.ids, w.item.g.n_distinct, D, nt);
             rmf_adam_step(&p->adam, st->step, st->theta + o.W1, grad + o.W1,
                           st->m + o.W1, st->v + o.W1, o.n - o.W1, nt);
         } else {
@@ -836,7 +830,6 @@ cleanup:
     free(bi);
     free(by);
     free(grad);
-    rmf_lazy_buf_free(&lb);
     return status;
 }
 

@@ -48,11 +48,13 @@ class NeuralMF(EmbeddingModel):
     seed : int
         Initial weights, negatives, shuffling and dropout all derive from it.
     n_threads : int or None
-        Threads for OpenMP loops and OpenBLAS during fit/recommend (None: all
-        cores); the caller's BLAS thread setting is restored afterwards.
-        Training measures as it goes and runs a batch on one thread instead
-        when that is faster (another program busy on a core); the history's
-        ``threads`` column gives each epoch's mean team size.
+        Threads for fit/recommend (None: all cores): recmf's OpenMP team,
+        which also runs the first layer's matrix products as pieces on one
+        OpenBLAS thread each; the caller's BLAS thread setting is restored
+        afterwards.  Training measures as it goes and runs a batch on one
+        thread instead when that is faster (another program busy on a
+        core); the history's ``threads`` column gives each epoch's mean
+        team size.
     verbose : bool
         Progress bar (tqdm, notebook-aware).
 
