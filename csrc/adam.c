@@ -108,9 +108,7 @@ static inline void adam_elem(float *restrict theta, float g, float *restrict m,
  * relaxations -- and makes a dense step ~7x faster.  Neither
  * optimize("no-math-errno") nor the pragma takes effect in GCC 12, so the
  * flag belongs on the command line (setup.py). */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-__attribute__((target_clones("avx2", "default")))
-#endif
+RMF_CLONES
 static void adam_range(float *restrict theta, const float *restrict g,
                        float *restrict m, float *restrict v, int64_t lo,
                        int64_t hi, adam_scalars s)
@@ -204,9 +202,7 @@ void rmf_lazy_rows_step(const rmf_adam_params *ap, int64_t step,
  * adam_elem with g = 0.0f for an absent row is what adam_range computes
  * from a zero gradient, so the result equals rmf_adam_step on the
  * materialized gradient. */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-__attribute__((target_clones("avx2", "default")))
-#endif
+RMF_CLONES
 static void adam_table_range(float *restrict theta, float *restrict m,
                              float *restrict v, const int32_t *slot_of_row,
                              const float *row_grad, int D, int64_t r0,

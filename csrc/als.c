@@ -22,11 +22,6 @@
  * gets the same from OpenBLAS's runtime-dispatched kernels).  Without
  * -ffp-contract (C11 mode) neither version fuses multiply-adds, so both
  * round alike. */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-#define RMF_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define RMF_CLONES
-#endif
 
 
 static inline void axpy(float a, const float *x, float *y, int n)

@@ -11,6 +11,16 @@
 #include "recmf.h"
 #include <string.h> /* memcpy in rmf_dot_lanes */
 
+/* A hot loop compiled twice on x86-64 with GCC, for AVX2 and for the
+ * baseline, picked at load time by the CPU (no -march=native).  Without
+ * -ffp-contract (C11 mode) neither version fuses multiply-adds, so both
+ * round alike. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define RMF_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define RMF_CLONES
+#endif
+
 /* OpenMP is optional: OMP(omp parallel for ...) is the pragma, or nothing
  * without OpenMP (every loop then runs on one thread, same results). */
 #ifdef _OPENMP
@@ -179,6 +189,13 @@ static inline int64_t rmf_block_users(int32_t n_items)
     return b < 64 ? 64 : b;
 }
 
+/* rmf_topk_select's work on one thread: rows [0, n_rows) of scores, with
+ * heap of rmf_topk_heap_bytes(k) bytes as scratch.  Defined in topk.c. */
+void rmf_topk_block(const float *scores, int64_t n_rows, int32_t n_cols,
+                    const rmf_csr *seen, const int32_t *seen_rows, int32_t k,
+                    void *heap, int32_t *out_items, float *out_scores,
+                    int32_t *out_len);
+size_t rmf_topk_heap_bytes(int32_t k);
 /* rmf_topk_rows without its argument checks, for recommend functions that
  * checked k, seen and the users once for all their blocks.  Defined in
  * topk.c. */

@@ -13,6 +13,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* Triplets per reduction chunk: fixed so sums never depend on n_threads. */
 #define CHUNK 256
@@ -360,30 +363,44 @@ rmf_status rmf_mf_recommend(const rmf_shape *s, const float *theta,
     const float *U = theta, *I = theta + (int64_t)s->n_users * D;
     const int nt = rmf_resolve_threads(n_threads);
     const int64_t nb = rmf_block_users(NI) < n ? rmf_block_users(NI) : n;
-    float *E = malloc((size_t)(nb * D) * sizeof *E);
-    float *S = malloc((size_t)(nb * NI) * sizeof *S);
-    if (!E || !S) {
-        free(E);
-        free(S);
+    const int64_t n_blocks = (n + nb - 1) / nb;
+    /* Each thread takes whole blocks of users: gathers their rows, scores
+     * them with one OpenBLAS call on one thread into its own S, and selects
+     * their top k while S is still in cache.  One region for the call, no
+     * OpenBLAS jobs waiting on each other, no second pass over S from
+     * memory; a block's numbers are what the whole product gives (a row of
+     * S is the same sum on any split). */
+    size_t per_thread = (size_t)(nb * D + nb * NI) * sizeof(float) + rmf_topk_heap_bytes(k);
+    per_thread = (per_thread + 63) / 64 * 64; /* each thread's share on its own cache lines */
+    char *buf = malloc(per_thread * (size_t)nt);
+    if (!buf)
         return rmf_fail(err, RMF_ERR_NOMEM, "out of memory scoring %d items", (int)NI);
-    }
-    int blas_saved = rmf_blas_enter(nt);
-    for (int64_t u0 = 0; u0 < n && st == RMF_OK; u0 += nb) {
-        const int64_t bn = u0 + nb <= n ? nb : n - u0;
-        RMF_PARALLEL(nt, if (bn * D > 65536))
-        {
-            RMF_TEAM_BEGIN;
-            OMP(omp for schedule(static) nowait)
+    rmf_fp_enter();
+    const int blas_threads = rmf_blas_single_begin();
+    RMF_PARALLEL(nt, if (n_blocks > 1))
+    {
+        RMF_TEAM_BEGIN;
+        int t = 0;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+#endif
+        float *E = (float *)(buf + per_thread * (size_t)t);
+        float *S = E + nb * D;
+        void *heap = S + nb * NI;
+        OMP(omp for schedule(dynamic, 1) nowait)
+        for (int64_t b = 0; b < n_blocks; b++) {
+            const int64_t u0 = b * nb;
+            const int64_t bn = u0 + nb <= n ? nb : n - u0;
             for (int64_t r = 0; r < bn; r++)
                 memcpy(E + r * D, U + (int64_t)users[u0 + r] * D, (size_t)D * sizeof(float));
-            RMF_TEAM_END;
+            rmf_sgemm(0, 1, bn, NI, D, 1.0f, E, D, I, D, 0.0f, S, NI);
+            rmf_topk_block(S, bn, NI, seen, users + u0, k, heap, out_items + u0 * k,
+                           out_scores + u0 * k, out_len + u0);
         }
-        rmf_sgemm(0, 1, bn, NI, D, 1.0f, E, D, I, D, 0.0f, S, NI);
-        st = rmf_topk_select(S, bn, NI, seen, users + u0, k, nt, out_items + u0 * k,
-                             out_scores + u0 * k, out_len + u0, err);
+        RMF_TEAM_END;
     }
-    rmf_blas_leave(blas_saved);
-    free(E);
-    free(S);
-    return st;
+    rmf_blas_single_end(blas_threads);
+    rmf_fp_leave();
+    free(buf);
+    return RMF_OK;
 }

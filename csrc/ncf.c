@@ -283,12 +283,6 @@ static void forget_slots(side *sd)
 /* Below this many pairs a parallel region costs more than it saves. */
 #define PAR_MIN_PAIRS 512
 
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-#define RMF_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define RMF_CLONES
-#endif
-
 /* x where r > 0, else +0.  r is a ReLU output (+0 or positive), so its bits
  * are non-zero exactly when it is positive.  An integer mask keeps the loop
  * branch-free: a float select would not vectorize under -ftrapping-math. */

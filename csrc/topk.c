@@ -18,6 +18,20 @@ static uint32_t order_key(float x)
     return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 
+/* Columns per block of the fast path in select_row. */
+#define BLOCK 32
+
+/* The largest score of x[0..BLOCK), NaN ignored (-inf if all are NaN):
+ * "x > m ? x : m" is what a vector max instruction computes. */
+RMF_CLONES
+static float block_max(const float *x)
+{
+    float m = -INFINITY;
+    for (int j = 0; j < BLOCK; j++)
+        m = x[j] > m ? x[j] : m;
+    return m;
+}
+
 typedef struct {
     uint32_t key;
     int32_t col;
@@ -67,18 +81,34 @@ static void select_row(const float *row, int32_t n_cols, const int32_t *seen, in
 {
     int32_t size = 0;
     int64_t s = 0;
-    for (int32_t c = 0; c < n_cols; c++) {
-        while (s < n_seen && seen[s] < c)
-            s++;
-        if (s < n_seen && seen[s] == c)
-            continue;
-        entry e = {order_key(row[c]), c};
-        if (size < k) {
-            heap[size] = e;
-            sift_up(heap, size++);
-        } else if (worse(heap[0], e)) {
-            heap[0] = e;
-            sift_down(heap, size, 0);
+    for (int32_t c = 0; c < n_cols;) {
+        int32_t end = c + 1;
+        if (size == k && heap[0].key != 0 && c + BLOCK <= n_cols) {
+            /* Once the heap is full, an entry must beat its worst: a score
+             * above the root's (a tie never does, as columns come in
+             * increasing order; key order is float order but for NaN, key
+             * 0, which is why a NaN root takes the slow path).  Most blocks
+             * of a long row hold none and are skipped in a few vector
+             * instructions. */
+            if (!(block_max(row + c) > row[heap[0].col])) {
+                c += BLOCK;
+                continue;
+            }
+            end = c + BLOCK;
+        }
+        for (; c < end; c++) {
+            while (s < n_seen && seen[s] < c)
+                s++;
+            if (s < n_seen && seen[s] == c)
+                continue;
+            entry e = {order_key(row[c]), c};
+            if (size < k) {
+                heap[size] = e;
+                sift_up(heap, size++);
+            } else if (worse(heap[0], e)) {
+                heap[0] = e;
+                sift_down(heap, size, 0);
+            }
         }
     }
     heap_to_sorted(heap, size);
@@ -113,6 +143,25 @@ rmf_status rmf_topk_rows(const float *scores, int64_t n_rows, int32_t n_cols,
                            out_len, err);
 }
 
+void rmf_topk_block(const float *scores, int64_t n_rows, int32_t n_cols,
+                    const rmf_csr *seen, const int32_t *seen_rows, int32_t k,
+                    void *heap, int32_t *out_items, float *out_scores,
+                    int32_t *out_len)
+{
+    for (int64_t r = 0; r < n_rows; r++) {
+        const int32_t *srow = NULL;
+        int64_t n_seen = 0;
+        if (seen != NULL && seen_rows != NULL && seen_rows[r] >= 0) {
+            srow = seen->indices + seen->indptr[seen_rows[r]];
+            n_seen = seen->indptr[seen_rows[r] + 1] - seen->indptr[seen_rows[r]];
+        }
+        select_row(scores + r * (int64_t)n_cols, n_cols, srow, n_seen, k, heap,
+                   out_items + r * (int64_t)k, out_scores + r * (int64_t)k, &out_len[r]);
+    }
+}
+
+size_t rmf_topk_heap_bytes(int32_t k) { return (size_t)k * sizeof(entry); }
+
 rmf_status rmf_topk_select(const float *scores, int64_t n_rows,
                            int32_t n_cols, const rmf_csr *seen,
                            const int32_t *seen_rows, int32_t k, int n_threads,
@@ -137,14 +186,10 @@ rmf_status rmf_topk_select(const float *scores, int64_t n_rows,
         for (int64_t r = 0; r < n_rows; r++) {
             if (heap == NULL)
                 continue;
-            const int32_t *srow = NULL;
-            int64_t n_seen = 0;
-            if (seen != NULL && seen_rows != NULL && seen_rows[r] >= 0) {
-                srow = seen->indices + seen->indptr[seen_rows[r]];
-                n_seen = seen->indptr[seen_rows[r] + 1] - seen->indptr[seen_rows[r]];
-            }
-            select_row(scores + r * (int64_t)n_cols, n_cols, srow, n_seen, k, heap,
-                       out_items + r * (int64_t)k, out_scores + r * (int64_t)k, &out_len[r]);
+            rmf_topk_block(scores + r * (int64_t)n_cols, 1, n_cols, seen,
+                           seen_rows ? seen_rows + r : NULL, k, heap,
+                           out_items + r * (int64_t)k, out_scores + r * (int64_t)k,
+                           &out_len[r]);
         }
         free(heap);
         RMF_TEAM_END;

@@ -981,6 +981,40 @@ def test_topk_rows_equals_ref(k):
     np.testing.assert_array_equal(lens2, el)
 
 
+@pytest.mark.parametrize("k", [1, 10, 40])
+def test_topk_rows_wide_rows_equal_ref(k):
+    # Rows much wider than the selector's 32-column blocks, which it skips
+    # once its heap is full and no score in the block beats the worst
+    # kept: ties at the root's score, signed zeros, NaN roots (rows mostly
+    # NaN), infinities and seen items on both sides of block edges.
+    rng = np.random.default_rng(100 + k)
+    n_rows, n_cols = 30, 333
+    scores = rng.integers(-4, 5, size=(n_rows, n_cols)).astype(np.float32)
+    special = rng.random((n_rows, n_cols))
+    scores[special < 0.05] = np.nan
+    scores[(special >= 0.05) & (special < 0.08)] = -np.inf
+    scores[(special >= 0.08) & (special < 0.09)] = np.inf
+    scores[(special >= 0.09) & (special < 0.15)] = -0.0
+    scores[2, :] = np.nan
+    scores[2, [0, 40, 300]] = [1.0, -0.0, 0.0]           # NaN root after 3 numbers
+    scores[3, :] = 0.0
+    scores[3, 1::2] = -0.0                               # one long tie of zeros
+    scores[4] = np.linspace(-1, 1, n_cols)[::-1]         # best first: every block skipped
+    scores[5] = np.linspace(-1, 1, n_cols)               # best last: no block skipped
+    seen_sets = [sorted(rng.choice(n_cols, size=rng.integers(0, 120), replace=False).tolist())
+                 for _ in range(n_rows)]
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    indptr[1:] = np.cumsum([len(x) for x in seen_sets])
+    indices = np.array([c for x in seen_sets for c in x], dtype=np.int32)
+    rows = np.arange(n_rows, dtype=np.int32)
+    for seen, lists in [((indptr, indices, n_cols), seen_sets), (None, None)]:
+        items, vals, lens = _core.topk_rows(scores, seen, rows if seen else None, k, 2)
+        ei, es, el = ref.pad_topk(*ref.topk_ref(scores, lists, k), k)
+        np.testing.assert_array_equal(items, ei)
+        np.testing.assert_array_equal(vals, es)
+        np.testing.assert_array_equal(lens, el)
+
+
 def test_topk_signed_zeros_tie():
     """-0.0 == 0.0: a tie, broken by the lower column (recmf.h contract).
     NeuralMF/BPRMF scores can be signed zeros (ReLU outputs, dot products of
