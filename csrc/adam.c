@@ -188,6 +188,13 @@ void rmf_lazy_rows_step(const rmf_adam_params *ap, int64_t step,
         RMF_TEAM_BEGIN;
         OMP(omp for schedule(static) nowait)
         for (int64_t r = 0; r < nr; r++) {
+            if (r + RMF_PREFETCH_AHEAD < nr) {
+                /* Rows at random in tables beyond the cache: ask early. */
+                const int64_t ahead = off + (int64_t)ids[r + RMF_PREFETCH_AHEAD] * D;
+                rmf_prefetch_row(st->theta + ahead, (size_t)D * sizeof(float));
+                rmf_prefetch_row(st->m + ahead, (size_t)D * sizeof(float));
+                rmf_prefetch_row(st->v + ahead, (size_t)D * sizeof(float));
+            }
             const int64_t at = off + (int64_t)ids[r] * D;
             const float *g = by_slot ? grad + r * D : grad + at;
             adam_range(st->theta + at, g, st->m + at, st->v + at, 0, D, s);

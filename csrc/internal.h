@@ -21,6 +21,23 @@
 #define RMF_CLONES
 #endif
 
+/* Asks for the n_bytes at p to be fetched into cache (a hint, never a
+ * fault: p may be anything).  For loops over rows picked at random from
+ * tables larger than the cache -- an embedding row and its Adam moments --
+ * where the hardware prefetcher cannot guess the next address. */
+static inline void rmf_prefetch_row(const void *p, size_t n_bytes)
+{
+#if defined(__GNUC__)
+    for (size_t b = 0; b < n_bytes; b += 64)
+        __builtin_prefetch((const char *)p + b);
+#else
+    (void)p;
+    (void)n_bytes;
+#endif
+}
+/* How many rows ahead such loops ask for. */
+#define RMF_PREFETCH_AHEAD 8
+
 /* OpenMP is optional: OMP(omp parallel for ...) is the pragma, or nothing
  * without OpenMP (every loop then runs on one thread, same results). */
 #ifdef _OPENMP

@@ -190,6 +190,8 @@ static void side_forward_part(side *sd, const float *emb, const float *W1,
     part_rows(sd, part, &r0, &r1);
     const int32_t *ids = sd->g.ids;
     for (int64_t r = r0; r < r1; r++) {
+        if (r + RMF_PREFETCH_AHEAD < r1)
+            rmf_prefetch_row(emb + (int64_t)ids[r + RMF_PREFETCH_AHEAD] * D, (size_t)D * sizeof(float));
         memcpy(sd->E + r * D, emb + (int64_t)ids[r] * D, (size_t)D * sizeof(float));
         if (sd->slot_of_row)
             sd->slot_of_row[ids[r]] = (int32_t)r;
