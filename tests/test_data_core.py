@@ -944,16 +944,25 @@ def test_sample_triplets(bundle):
 # Top-K (raw core)
 # ---------------------------------------------------------------------------
 
+def tied_scores(rng, shape, high, specials):
+    """float32 integers in [-high, high] (few values: many ties), then
+    special values by share of the cells: ``specials`` lists (share, value)
+    for consecutive slices of one uniform draw per cell."""
+    scores = rng.integers(-high, high + 1, size=shape).astype(np.float32)
+    u = rng.random(shape)
+    lo = 0.0
+    for share, value in specials:
+        scores[(u >= lo) & (u < lo + share)] = value
+        lo += share
+    return scores
+
+
 @pytest.mark.parametrize("k", [1, 3, 7, 25])
 def test_topk_rows_equals_ref(k):
     rng = np.random.default_rng(k)
     n_rows, n_cols = 40, 17
     # few distinct values: many ties; plus NaN and infinities
-    scores = rng.integers(-3, 4, size=(n_rows, n_cols)).astype(np.float32)
-    special = rng.random((n_rows, n_cols))
-    scores[special < 0.08] = np.nan
-    scores[(special >= 0.08) & (special < 0.12)] = -np.inf
-    scores[(special >= 0.12) & (special < 0.14)] = np.inf
+    scores = tied_scores(rng, (n_rows, n_cols), 3, [(0.08, np.nan), (0.04, -np.inf), (0.02, np.inf)])
     scores[0] = np.nan                                   # a row of NaN only
     scores[1] = 2.0                                      # a row of ties only
     n_seen_rows = 12
@@ -989,12 +998,8 @@ def test_topk_rows_wide_rows_equal_ref(k):
     # NaN), infinities and seen items on both sides of block edges.
     rng = np.random.default_rng(100 + k)
     n_rows, n_cols = 30, 333
-    scores = rng.integers(-4, 5, size=(n_rows, n_cols)).astype(np.float32)
-    special = rng.random((n_rows, n_cols))
-    scores[special < 0.05] = np.nan
-    scores[(special >= 0.05) & (special < 0.08)] = -np.inf
-    scores[(special >= 0.08) & (special < 0.09)] = np.inf
-    scores[(special >= 0.09) & (special < 0.15)] = -0.0
+    scores = tied_scores(rng, (n_rows, n_cols), 4,
+                         [(0.05, np.nan), (0.03, -np.inf), (0.01, np.inf), (0.06, -0.0)])
     scores[2, :] = np.nan
     scores[2, [0, 40, 300]] = [1.0, -0.0, 0.0]           # NaN root after 3 numbers
     scores[3, :] = 0.0
