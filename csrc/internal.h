@@ -12,9 +12,9 @@
 #include <string.h> /* memcpy in rmf_dot_lanes */
 
 /* A hot loop compiled twice on x86-64 with GCC, for AVX2 and for the
- * baseline, picked at load time by the CPU (no -march=native).  Without
- * -ffp-contract (C11 mode) neither version fuses multiply-adds, so both
- * round alike. */
+ * baseline, picked at load time by the CPU (no host-specific build flag).
+ * Without -ffp-contract (C11 mode) neither version fuses multiply-adds, so
+ * both round alike. */
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
 #define RMF_CLONES __attribute__((target_clones("avx2", "default")))
 #else
