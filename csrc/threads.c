@@ -235,7 +235,7 @@ void rmf_fork_set_release(int on) { atomic_store(&release_on, on ? 1 : 0); }
  *   - Decisions are made at the end of a probe only.  Probes come at gaps
  *     that double from PACE_MIN_GAP to PACE_MAX_GAP while the choice
  *     holds; a size in use that gets much dearer than it was when chosen
- *     (a neighbour arrived) asks for a probe at once. */
+ *     (a neighbour arrived) asks for a probe PACE_SETTLE batches later. */
 
 enum {
     PACE_FIRST_PROBE = 8, /* the first probe: after 7 measured batches */
@@ -286,7 +286,7 @@ static int in_probe(const rmf_pacer *pc, int64_t step)
 int rmf_pacer_next(rmf_pacer *pc)
 {
     if (pc->nt <= 1)
-        return pc->size = 1;
+        return pc->size = pc->team_now = 1;
     int forced = atomic_load_explicit(&pace_forced, memory_order_relaxed);
     int which;
     if (forced == 1)
