@@ -330,6 +330,14 @@ def topk_ref(scores, seen_lists, k):
     return items_out, scores_out
 
 
+def recommend_ref(data, scores, users, k):
+    """What ``_recommend_index(users, k, exclude_seen=True)`` must give for
+    these score rows: the padded top-k (``pad_topk``) of each user's row
+    without the user's seen items (``data.seen_indptr``/``seen_indices``)."""
+    seen = [data.seen_indices[data.seen_indptr[u]:data.seen_indptr[u + 1]] for u in users]
+    return pad_topk(*topk_ref(scores, seen, k), k)
+
+
 def pad_topk(items, scores, k):
     """Lists from ``topk_ref`` -> (items int32 n x k padded with -1,
     scores float32 n x k padded with -inf, lengths int32), the layout of

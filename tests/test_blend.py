@@ -67,9 +67,7 @@ def test_blend_equals_numpy_weighted_sum(how, small):
     got = blend._score_all(users)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     # recommendations: the top 10 of the blended row without seen items
-    seen = [d.seen_indices[d.seen_indptr[u]:d.seen_indptr[u + 1]] for u in users]
-    items, vals = ref.topk_ref(got, seen, 10)
-    want_items, want_scores, _ = ref.pad_topk(items, vals, 10)
+    want_items, want_scores, _ = ref.recommend_ref(d, got, users, 10)
     got_items, got_scores, _ = blend._recommend_index(users, 10, True)
     np.testing.assert_array_equal(got_items, want_items)
     np.testing.assert_array_equal(got_scores, want_scores)

@@ -103,9 +103,7 @@ def test_recommend_is_top_k_of_scores_without_seen():
     d = model.data_
     users = np.arange(d.n_users, dtype=np.int32)
     scores = model._score_all(users)
-    seen = [d.seen_indices[d.seen_indptr[u]:d.seen_indptr[u + 1]] for u in users]
-    items, vals = ref.topk_ref(scores, seen, 5)
-    want_items, want_scores, want_len = ref.pad_topk(items, vals, 5)
+    want_items, want_scores, want_len = ref.recommend_ref(d, scores, users, 5)
     got_items, got_scores, got_len = model._recommend_index(users, 5, True)
     np.testing.assert_array_equal(got_items, want_items)
     np.testing.assert_array_equal(got_scores, want_scores)
