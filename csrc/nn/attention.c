@@ -18,13 +18,7 @@ int64_t rmf_attention_scratch(int n) { return 2 * (int64_t)n * n; }
 static void causal_softmax_row(float *p, int i, int n)
 {
     const int m = i + 1;
-    float mx = p[0];
-    for (int j = 1; j < m; j++)
-        mx = p[j] > mx ? p[j] : mx;
-    for (int j = 0; j < m; j++)
-        p[j] -= mx;
-    rmf_exp_inplace(p, m);
-    const float inv = 1.0f / rmf_sum_lanes(p, m);
+    const float inv = 1.0f / rmf_exp_shift_sum(p, m, rmf_max_lanes(p, m));
     for (int j = 0; j < m; j++)
         p[j] *= inv;
     memset(p + m, 0, (size_t)(n - m) * sizeof *p);

@@ -195,8 +195,58 @@ double rmf_sampled_ce(const float *h, int64_t n, int d, const float *E,
                       const int32_t *seq_of_row, float scale, float *dh,
                       float *dE, float *dEneg, float *scratch);
 
-/* Sum of x[0..n) in 8 lanes (lane = index mod 8) added in a fixed tree:
- * the same result at any vector width. */
+/* Reductions in 8 lanes (lane = index mod 8) combined in a fixed tree:
+ * the same result at any vector width.  Generic vectors keep the lanes in
+ * registers (the plain-array form is not vectorized).  n >= 1 for max. */
+#if defined(__GNUC__)
+typedef float rmf_v8f_ __attribute__((vector_size(32)));
+typedef int32_t rmf_v8i_ __attribute__((vector_size(32)));
+/* (a pointer: a vector argument would change the ABI between clones) */
+static inline float rmf_lanes_tree_(const void *acc)
+{
+    float l[8];
+    memcpy(l, acc, sizeof l);
+    return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+}
+static inline float rmf_sum_lanes(const float *x, int64_t n)
+{
+    rmf_v8f_ acc = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        rmf_v8f_ a;
+        memcpy(&a, x + i, sizeof a);
+        acc += a;
+    }
+    float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    memcpy(t, x + i, (size_t)(n - i) * sizeof *x);
+    rmf_v8f_ a;
+    memcpy(&a, t, sizeof a);
+    acc += a;
+    return rmf_lanes_tree_(&acc);
+}
+static inline float rmf_max_lanes(const float *x, int64_t n)
+{
+    rmf_v8f_ m;
+    float t[8];
+    for (int k = 0; k < 8; k++)
+        t[k] = x[0];
+    memcpy(&m, t, sizeof m);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        rmf_v8f_ a;
+        memcpy(&a, x + i, sizeof a);
+        const rmf_v8i_ gt = a > m;
+        m = (rmf_v8f_)(((rmf_v8i_)a & gt) | ((rmf_v8i_)m & ~gt));
+    }
+    memcpy(t, &m, sizeof t);
+    float r = t[0];
+    for (int k = 1; k < 8; k++)
+        r = t[k] > r ? t[k] : r;
+    for (; i < n; i++)
+        r = x[i] > r ? x[i] : r;
+    return r;
+}
+#else
 static inline float rmf_sum_lanes(const float *x, int64_t n)
 {
     float l[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -208,6 +258,18 @@ static inline float rmf_sum_lanes(const float *x, int64_t n)
         l[k] += x[i];
     return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
 }
+static inline float rmf_max_lanes(const float *x, int64_t n)
+{
+    float r = x[0];
+    for (int64_t i = 1; i < n; i++)
+        r = x[i] > r ? x[i] : r;
+    return r;
+}
+#endif
+
+/* x[i] = exp(x[i] - shift) for i < n, returning their sum (rmf_sum_lanes'
+ * order): the softmax's middle pass in one sweep. */
+float rmf_exp_shift_sum(float *x, int64_t n, float shift);
 
 /* exp of every x[0..n) in place (our vector form: libm's expf does not
  * vectorize without -ffast-math); within 2 ulp of expf, the same bits at

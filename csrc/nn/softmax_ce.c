@@ -71,11 +71,46 @@ void rmf_exp_inplace(float *x, int64_t n)
         memcpy(x + i, t, (size_t)(n - i) * sizeof *x);
     }
 }
+
+RMF_CLONES
+float rmf_exp_shift_sum(float *x, int64_t n, float shift)
+{
+    v8f acc = {0, 0, 0, 0, 0, 0, 0, 0}, v;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        memcpy(&v, x + i, sizeof v);
+        v -= shift;
+        memcpy(x + i, &v, sizeof v);
+        exp8(x + i);
+        memcpy(&v, x + i, sizeof v);
+        acc += v;
+    }
+    if (i < n) {
+        /* padding lanes at -inf: exp gives 0, the sum is unchanged */
+        float t[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                      -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+        for (int64_t k = i; k < n; k++)
+            t[k - i] = x[k] - shift;
+        exp8(t);
+        memcpy(x + i, t, (size_t)(n - i) * sizeof *x);
+        memcpy(&v, t, sizeof v);
+        acc += v;
+    }
+    return rmf_lanes_tree_(&acc);
+}
 #else
 void rmf_exp_inplace(float *x, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
         x[i] = x[i] < -87.3f ? 0.0f : expf(x[i] > 88.3f ? 88.3f : x[i]);
+}
+
+float rmf_exp_shift_sum(float *x, int64_t n, float shift)
+{
+    for (int64_t i = 0; i < n; i++)
+        x[i] -= shift;
+    rmf_exp_inplace(x, n);
+    return rmf_sum_lanes(x, n);
 }
 #endif
 
@@ -90,14 +125,9 @@ int64_t rmf_softmax_ce_scratch(int32_t n_items) { return (int64_t)RMF_CE_CHUNK *
 RMF_CLONES
 static double softmax_row(float *l, int32_t n_cand, int32_t t, float scale)
 {
-    float mx = l[0];
-    for (int32_t j = 1; j < n_cand; j++)
-        mx = l[j] > mx ? l[j] : mx;
+    const float mx = rmf_max_lanes(l, n_cand);
     const float lt = l[t] - mx;
-    for (int32_t j = 0; j < n_cand; j++)
-        l[j] -= mx;
-    rmf_exp_inplace(l, n_cand);
-    const float s = rmf_sum_lanes(l, n_cand);
+    const float s = rmf_exp_shift_sum(l, n_cand, mx);
     const float k = scale / s;
     for (int32_t j = 0; j < n_cand; j++)
         l[j] *= k;
