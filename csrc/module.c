@@ -22,8 +22,11 @@
 #include <string.h>
 
 #include "recmf.h"
+#include "models/sasrec.h"
 
 static PyObject *SamplingError; /* recmf.SamplingError, a ValueError */
+
+static int parse_seq(PyObject *hist, rmf_seq *h);
 
 /* ------------------------------------------------------------------ */
 /* Errors and core calls                                              */
@@ -766,12 +769,12 @@ static const param_field TRAIN_FIELDS[] = {
 };
 _Static_assert(sizeof(int) == sizeof(int32_t), "lazy_adam and n_threads are stored as int32");
 
-/* The core checks the values (rmf_train_check_params); the glue only
- * converts them, and refuses a misspelt keyword rather than silently
+/* Keywords into the struct at dst through a field table; the core checks
+ * the values (rmf_train_check_params, rmf_sasrec_check_params); the glue
+ * only converts them, and refuses a misspelt keyword rather than silently
  * keeping a default. */
-static int parse_train_params(PyObject *kw, rmf_train_params *p)
+static int parse_fields(PyObject *kw, const param_field *fields, size_t n_fields, void *dst_struct)
 {
-    rmf_train_default_params(p);
     PyObject *key, *value;
     Py_ssize_t pos = 0;
     while (kw != NULL && PyDict_Next(kw, &pos, &key, &value)) {
@@ -779,12 +782,12 @@ static int parse_train_params(PyObject *kw, rmf_train_params *p)
         if (name == NULL)
             return -1;
         const param_field *f = NULL;
-        for (size_t q = 0; q < sizeof TRAIN_FIELDS / sizeof TRAIN_FIELDS[0] && f == NULL; q++)
-            if (strcmp(name, TRAIN_FIELDS[q].name) == 0)
-                f = &TRAIN_FIELDS[q];
+        for (size_t q = 0; q < n_fields && f == NULL; q++)
+            if (strcmp(name, fields[q].name) == 0)
+                f = &fields[q];
         if (f == NULL)
             return PyErr_Format(PyExc_TypeError, "unknown training parameter '%s'", name), -1;
-        char *dst = (char *)p + f->offset;
+        char *dst = (char *)dst_struct + f->offset;
         if (f->type == 'f') {
             *(float *)dst = (float)PyFloat_AsDouble(value);
         } else if (f->type == 'i') {
@@ -799,6 +802,12 @@ static int parse_train_params(PyObject *kw, rmf_train_params *p)
             return -1;
     }
     return 0;
+}
+
+static int parse_train_params(PyObject *kw, rmf_train_params *p)
+{
+    rmf_train_default_params(p);
+    return parse_fields(kw, TRAIN_FIELDS, sizeof TRAIN_FIELDS / sizeof TRAIN_FIELDS[0], p);
 }
 
 /* What every epoch entry point takes: the model's shape, theta and the
@@ -894,6 +903,102 @@ static PyObject *py_bpr_train_epoch(PyObject *self, PyObject *args, PyObject *kw
     TRAIN(rmf_mf_train_epoch(&p, &s, DATA(uij[0], int32_t), DATA(uij[1], int32_t), DATA(uij[2], int32_t),
                              SIZE(uij[0]), epoch, &ost, check_signals, NULL, &loss, &n_done, &err));
 }
+
+/* ================================================================== */
+/* SASRec (models/sasrec.c) -- begin                                   */
+/* ================================================================== */
+
+#define SFIELD(name, type, member) {name, type, offsetof(rmf_sasrec_params, member)}
+static const param_field SASREC_FIELDS[] = {
+    SFIELD("dropout", 'f', dropout),         SFIELD("lr", 'f', adam.lr),
+    SFIELD("beta1", 'f', adam.beta1),        SFIELD("beta2", 'f', adam.beta2),
+    SFIELD("eps", 'f', adam.eps),            SFIELD("weight_decay", 'f', adam.weight_decay),
+    SFIELD("batch_size", 'i', batch_size),   SFIELD("loss", 'i', loss),
+    SFIELD("n_negatives", 'i', n_negatives), SFIELD("scale_emb", 'i', scale_emb),
+    SFIELD("n_threads", 'i', n_threads),     SFIELD("seed", 'u', seed),
+};
+
+/* (n_items, emb_dim, n_heads, n_blocks, max_len) */
+static int parse_sasrec_shape(PyObject *obj, rmf_sasrec_shape *s)
+{
+    if (!PyArg_ParseTuple(obj, "iiiii", &s->n_items, &s->emb_dim, &s->n_heads, &s->n_blocks, &s->max_len))
+        return -1;
+    rmf_error err = {{0}};
+    rmf_status st = rmf_sasrec_check_shape(s, &err);
+    return st == RMF_OK ? 0 : (raise_status(st, &err), -1);
+}
+
+static int check_sasrec_theta(PyObject *a, const char *name, const rmf_sasrec_shape *s, int writable)
+{
+    return check_array(a, name, NPY_FLOAT32, 1, writable) < 0 ||
+           check_len(a, name, (npy_intp)rmf_sasrec_n_params(s)) < 0 ? -1 : 0;
+}
+
+static PyObject *py_sasrec_n_params(PyObject *self, PyObject *args)
+{
+    PyObject *shape;
+    rmf_sasrec_shape s;
+    if (!PyArg_ParseTuple(args, "O", &shape) || parse_sasrec_shape(shape, &s) < 0)
+        return NULL;
+    return PyLong_FromLongLong((long long)rmf_sasrec_n_params(&s));
+}
+
+static PyObject *py_sasrec_train_epoch(PyObject *self, PyObject *args, PyObject *kw)
+{
+    PyObject *shape, *seqs, *theta, *m, *v;
+    unsigned long long epoch;
+    long long step;
+    rmf_sasrec_shape s;
+    rmf_sasrec_params p;
+    rmf_seq q;
+    if (!PyArg_ParseTuple(args, "OOKOOOL", &shape, &seqs, &epoch, &theta, &m, &v, &step) ||
+        parse_sasrec_shape(shape, &s) < 0 || parse_seq(seqs, &q) < 0 ||
+        check_sasrec_theta(theta, "theta", &s, 1) < 0 || check_sasrec_theta(m, "adam_m", &s, 1) < 0 ||
+        check_sasrec_theta(v, "adam_v", &s, 1) < 0)
+        return NULL;
+    rmf_sasrec_default_params(&p);
+    if (parse_fields(kw, SASREC_FIELDS, sizeof SASREC_FIELDS / sizeof SASREC_FIELDS[0], &p) < 0)
+        return NULL;
+    rmf_opt_state ost = {DATA(theta, float), DATA(m, float), DATA(v, float), SIZE(theta), step, 0.0};
+    TRAIN(rmf_sasrec_train_epoch(&p, &s, &q, epoch, &ost, check_signals, NULL, &loss, &n_done, &err));
+}
+
+/* sasrec_encode(shape, theta, (indptr, items, n_items), rows int32, n_threads, all_tokens) ->
+ * float32 (len(rows), d), or (tokens, d) with all_tokens */
+static PyObject *py_sasrec_encode(PyObject *self, PyObject *args)
+{
+    PyObject *shape, *theta, *seqs, *rows, *o[1] = {NULL};
+    int n_threads, all_tokens;
+    rmf_sasrec_shape s;
+    rmf_seq q;
+    rmf_error err = {{0}};
+    if (!PyArg_ParseTuple(args, "OOOOip", &shape, &theta, &seqs, &rows, &n_threads, &all_tokens) ||
+        parse_sasrec_shape(shape, &s) < 0 || check_sasrec_theta(theta, "theta", &s, 0) < 0 ||
+        parse_seq(seqs, &q) < 0 || check_array(rows, "rows", NPY_INT32, 1, 0) < 0)
+        return NULL;
+    const int32_t *r = DATA(rows, int32_t);
+    int64_t n = SIZE(rows), n_out = n;
+    if (all_tokens) {
+        n_out = 0;
+        for (int64_t k = 0; k < n; k++) {
+            if (r[k] < 0 || r[k] >= q.n_users)
+                return PyErr_Format(PyExc_ValueError, "rows[%lld] = %d is not a row of the sequences",
+                                    (long long)k, r[k]);
+            int64_t len = q.indptr[r[k] + 1] - q.indptr[r[k]];
+            n_out += len < s.max_len ? len : s.max_len;
+        }
+    }
+    o[0] = new_array2((npy_intp)n_out, s.emb_dim, NPY_FLOAT32);
+    if (o[0] == NULL)
+        return NULL;
+    CALL(o, 1, (all_tokens ? rmf_sasrec_encode_all : rmf_sasrec_encode)(&s, DATA(theta, float), &q, r, n,
+                                                                         n_threads, DATA(o[0], float), &err));
+    return o[0];
+}
+
+/* ================================================================== */
+/* SASRec -- end                                                       */
+/* ================================================================== */
 
 /* ================================================================== */
 /* ALS (als.c) -- begin                                                */
@@ -1359,6 +1464,9 @@ static PyMethodDef methods[] = {
     VARARGS(n_params, "n_params(kind, shape) -> int: the length of the model's theta"),
     KWARGS(ncf_train_epoch, "ncf_train_epoch(shape, indptr, indices, epoch, theta, m, v, step, **params)"),
     KWARGS(bpr_train_epoch, "bpr_train_epoch(shape, u, i, j, epoch, theta, m, v, step, **params)"),
+    KWARGS(sasrec_train_epoch, "sasrec_train_epoch(shape, (indptr, items, n_items), epoch, theta, m, v, step, **params)"),
+    VARARGS(sasrec_encode, "sasrec_encode(shape, theta, (indptr, items, n_items), rows, n_threads, all_tokens) -> h"),
+    VARARGS(sasrec_n_params, "sasrec_n_params(shape) -> int: the length of SASRec's theta"),
     VARARGS(als_solve, "als_solve(indptr, indices, values|None, Y, X, regularization, alpha, solver 0=cg|1=cholesky, "
                        "cg_steps, n_threads, with_loss) -> loss|None: one ALS half-sweep, X rewritten in place"),
     NOARGS(build_info, "build_info() -> dict of build facts (OpenMP, BLAS)"),

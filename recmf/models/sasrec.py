@@ -1,0 +1,355 @@
+"""SASRec: the self-attentive sequential recommender, trained by the C core."""
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from .. import _core
+from .._checks import as_core_array, check_positive_int
+from ..data import Interactions
+from . import _training as T
+from .base import Recommender
+
+__all__ = ["SASRec"]
+
+LOSSES = {"softmax": 0, "sampled": 1}
+INPUTS = ("positives", "rated")
+
+
+def _positive_sequences(data):
+    """(indptr, items): each indexed user's positives oldest first, from
+    ``data.positions`` (time order, ties in input order)."""
+    if data.positions is None:
+        raise ValueError("SASRec needs the order of each user's positives: build the Interactions "
+                         "from a frame with a time column (Interactions.from_frame(..., time_col=...))")
+    rows = np.repeat(np.arange(data.n_users, dtype=np.int64), np.diff(data.indptr))
+    order = np.lexsort((data.positions, rows))
+    return (np.ascontiguousarray(data.indptr, dtype=np.int64),
+            np.ascontiguousarray(data.indices[order], dtype=np.int32))
+
+
+def _frame_sequences(data, frame, columns, threshold, rated):
+    """(indptr, items): each indexed user's rows of ``frame`` oldest first
+    -- every rated row (``rated``) or the positives (``rating >=
+    threshold``) -- ordered as :func:`recmf.temporal_split` orders rows
+    (time, ties in input order; input order when the frame has no time
+    column).  Items outside the index (never a positive) are left out: the
+    model has no embedding for them."""
+    user_col, item_col, rating_col, time_col = (columns[c] for c in
+                                                ("user_col", "item_col", "rating_col", "time_col"))
+    u = data._user_codes(frame[user_col].to_numpy())
+    i = data._item_codes(frame[item_col].to_numpy())
+    keep = (u >= 0) & (i >= 0)
+    if not rated and rating_col is not None and threshold is not None:
+        keep &= frame[rating_col].to_numpy() >= threshold
+    if time_col is not None and time_col in frame:
+        t = frame[time_col].to_numpy()[keep]
+        if np.issubdtype(t.dtype, np.datetime64):
+            t = t.astype("datetime64[ns]").view(np.int64)
+        elif not np.issubdtype(t.dtype, np.integer):
+            t = pd.Series(t).rank(method="dense").to_numpy()   # same order, ties kept
+    else:
+        t = np.zeros(int(keep.sum()), dtype=np.int64)          # input order
+    order, _ = _core.temporal_split(np.ascontiguousarray(u[keep], dtype=np.int64),
+                                    np.ascontiguousarray(t, dtype=np.int64), 0, 0, 0)
+    uu, ii = u[keep][order], i[keep][order]
+    indptr = np.zeros(data.n_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(uu, minlength=data.n_users), out=indptr[1:])
+    return indptr, np.ascontiguousarray(ii, dtype=np.int32)
+
+
+class SASRec(Recommender):
+    """SASRec (Kang & McAuley, ICDM 2018): a causal transformer over each
+    user's items in time order that predicts the next item, trained as
+    RecTools 0.19 trains it, with full-softmax cross-entropy over every item
+    (SASRec+, Klenitskiy & Vasilev, RecSys 2023) or sampled softmax.
+
+    Token t of a user's last ``max_len`` items reads ``E[item_t] (+ P[n-1-t])``
+    (a learned embedding of the distance from the sequence's end), goes
+    through ``n_blocks`` blocks of pre-norm causal multi-head attention and
+    a ReLU feed-forward layer, and a last layer norm gives ``h_t``; the score
+    of item j after the user's last item is ``h . E[j]``.  Each user's last
+    ``max_len + 1`` items form one training window (every token predicts the
+    next item), padding never enters the loss, and a window of n tokens
+    costs n rows (no padding).
+
+    Parameters
+    ----------
+    n_blocks, n_heads, emb_dim : int
+        Transformer blocks (2), attention heads (2, divides ``emb_dim``) and
+        width d (64).  The feed-forward layer is d wide.
+    max_len : int
+        Tokens a user's sequence is cut to, most recent kept (200).
+    dropout : float in [0, 1)
+        On the input embeddings, the attention probabilities and both
+        feed-forward layers (0.2).
+    loss : {"softmax", "sampled"}
+        Cross-entropy of the next item over every item, or over the target
+        and ``n_negatives`` items drawn uniformly per batch and shared by its
+        tokens, each user's own items masked out of their negatives (for
+        catalogues where every item per token is too many).
+    n_negatives : int (256)
+    lr, weight_decay, betas, eps : Adam (2e-3, 0 as L2 added to the
+        gradient, (0.9, 0.98), 1e-8): RecTools' settings.
+    batch_size : int
+        Users (windows) per batch (128).
+    epochs : int (20)
+    inputs : {"positives", "rated"}
+        What a user's sequence holds: their positives (``rating >=
+        threshold``), or every item they rated (needs a frame with a time
+        column in ``fit``; items without a train positive are left out, as
+        the model has no embedding for them).  Pair ``"rated"`` with
+        ``Interactions.from_frame(..., seen="rated")`` for the watched
+        protocol.
+    scale_emb : bool
+        Multiply item embeddings by sqrt(d) at the input (the SASRec paper's
+        code; RecTools does not) (False).
+    eval_every : int (1), patience : int or None
+        With ``fit(val=...)``, recall@10 on ``val`` every ``eval_every``
+        epochs; with ``patience``, stop after that many evaluations without
+        improvement and keep the best weights.
+    threshold, user_col, item_col, rating_col, time_col : used when ``fit``
+        gets a frame.
+    seed : int
+        Initial weights, shuffling, dropout and negatives derive from it.
+    n_threads : int or None
+        Threads (None: all cores).  A batch is cut into parts fixed by the
+        data, each part's layers run on one thread, and the parts' gradients
+        are added in order: a seed gives bit-identical weights on any
+        ``n_threads``.
+    verbose : bool
+        Progress bar.
+
+    Attributes after fit: ``history`` (one row per epoch: loss, n_pairs =
+    tokens, seconds, threads, val metrics), ``theta_`` (every weight, flat
+    float32; layout in csrc/models/sasrec.h), views ``item_emb_`` and
+    ``pos_emb_``, ``sequences_`` (indptr, items) the users' training
+    sequences.
+
+    Raises
+    ------
+    ValueError, TypeError
+        A hyperparameter out of range (named), or ``inputs="rated"`` without
+        a frame holding every rating.
+    """
+
+    kind = "sasrec"
+    default_grid = {"epochs": [10, 20, 30], "dropout": [0.1, 0.2, 0.3]}
+
+    def __init__(self, n_blocks=2, n_heads=2, emb_dim=64, max_len=200, dropout=0.2, loss="softmax",
+                 n_negatives=256, lr=2e-3, weight_decay=0.0, betas=(0.9, 0.98), eps=1e-8,
+                 batch_size=128, epochs=20, inputs="positives", scale_emb=False, eval_every=1,
+                 patience=None, threshold=4, user_col="user_id", item_col="movie_id",
+                 rating_col="rating", time_col="timestamp", seed=0, n_threads=None, verbose=False):
+        super().__init__(n_threads=n_threads)
+        self.n_blocks, self.n_heads, self.emb_dim, self.max_len = n_blocks, n_heads, emb_dim, max_len
+        self.dropout, self.loss, self.n_negatives = dropout, loss, n_negatives
+        self.lr, self.weight_decay, self.betas, self.eps = lr, weight_decay, tuple(betas), eps
+        self.batch_size, self.epochs, self.inputs, self.scale_emb = batch_size, epochs, inputs, scale_emb
+        self.eval_every, self.patience = eval_every, patience
+        self.threshold, self.user_col, self.item_col = threshold, user_col, item_col
+        self.rating_col, self.time_col = rating_col, time_col
+        self.seed, self.verbose = seed, verbose
+        self.history = None
+        self.sequences_ = None
+
+    # -- parameters --------------------------------------------------------
+    def _check_params(self):
+        T.common_checks(self)
+        self.n_blocks = check_positive_int(self.n_blocks, "n_blocks", minimum=0)
+        self.n_heads = check_positive_int(self.n_heads, "n_heads")
+        self.max_len = check_positive_int(self.max_len, "max_len")
+        self.n_negatives = check_positive_int(self.n_negatives, "n_negatives")
+        if self.emb_dim % self.n_heads:
+            raise ValueError(f"n_heads ({self.n_heads}) must divide emb_dim ({self.emb_dim})")
+        if self.emb_dim > 512:
+            raise ValueError(f"emb_dim must be <= 512, got {self.emb_dim}")
+        if self.max_len > 65536:
+            raise ValueError(f"max_len must be <= 65536, got {self.max_len}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, numbers.Real) or \
+                not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be 'softmax' or 'sampled', got {self.loss!r}")
+        if self.inputs not in INPUTS:
+            raise ValueError(f"inputs must be 'positives' or 'rated', got {self.inputs!r}")
+        b1, b2 = self.betas
+        if not (0 <= b1 < 1 and 0 <= b2 < 1):
+            raise ValueError(f"betas must be in [0, 1), got {self.betas}")
+        if not self.eps > 0:
+            raise ValueError(f"eps must be > 0, got {self.eps}")
+        self.scale_emb = bool(self.scale_emb)
+
+    @classmethod
+    def _test_params(cls):
+        return dict(n_blocks=1, emb_dim=16, max_len=20, epochs=3, batch_size=16, seed=7, n_threads=2)
+
+    def _shape(self):
+        return (self.data_.n_items, self.emb_dim, self.n_heads, self.n_blocks, self.max_len)
+
+    def _views(self):
+        n_items, d, _, _, L = self._shape()
+        self.item_emb_ = self.theta_[:n_items * d].reshape(n_items, d)
+        self.pos_emb_ = self.theta_[n_items * d:(n_items + L) * d].reshape(L, d)
+
+    def _init_weights(self):
+        """RecTools' start: Xavier-normal for every matrix (embeddings and
+        in-/out-projections included), zero attention biases, PyTorch's
+        default U(+-1/sqrt(d)) feed-forward biases, layer norms at (1, 0)."""
+        n_items, d, _, B, L = self._shape()
+        rng = np.random.default_rng(self.seed)
+
+        def xavier(rows, cols):
+            return (rng.standard_normal(rows * cols) * np.sqrt(2.0 / (rows + cols))).astype(np.float32)
+        ones, zeros = np.ones(d, np.float32), np.zeros(d, np.float32)
+        parts = [xavier(n_items, d), xavier(L, d)]
+        for _ in range(B):
+            parts += [ones, zeros, xavier(3 * d, d), np.zeros(3 * d, np.float32), xavier(d, d), zeros,
+                      ones, zeros, xavier(d, d), T.init_uniform(rng, d, d), xavier(d, d),
+                      T.init_uniform(rng, d, d)]
+        parts += [ones, zeros]
+        self.theta_ = np.ascontiguousarray(np.concatenate(parts))
+        if len(self.theta_) != _core.sasrec_n_params(self._shape()):
+            raise AssertionError("SASRec parameter layout out of step with the core")
+        self._views()
+
+    # -- training ----------------------------------------------------------
+    def fit(self, data, val=None, callback=None):
+        """Train on ``data`` (a frame, or Interactions built from one with a
+        time column); see :meth:`Recommender.fit`.  ``inputs="rated"`` needs
+        the frame itself (every rating, not only the positives)."""
+        self._frame = data if isinstance(data, pd.DataFrame) else None
+        try:
+            return super().fit(data, val, callback)
+        finally:
+            self._frame = None
+
+    def _columns(self):
+        return {**super()._columns(), "time_col": self.time_col}
+
+    def _sequences(self, data):
+        if self.inputs == "positives" and data.positions is not None:
+            return _positive_sequences(data)
+        if self._frame is None:
+            if self.inputs == "rated":
+                raise ValueError("inputs='rated' needs every rating in time order: pass fit() the "
+                                 "train frame, not Interactions")
+            return _positive_sequences(data)       # raises: no order known
+        if self.time_col is None or self.time_col not in self._frame:
+            warnings.warn(f"the frame has no time column {self.time_col!r}: SASRec reads each user's "
+                          "rows in the frame's order", stacklevel=4)
+        return _frame_sequences(data, self._frame, self._columns(), self.threshold,
+                                self.inputs == "rated")
+
+    def _fit(self, data, val, callback):
+        self.sequences_ = self._sequences(data)
+        self._init_weights()
+        indptr, items = self.sequences_
+        seqs = (indptr, items, data.n_items)
+        params = dict(lr=float(self.lr), weight_decay=float(self.weight_decay),
+                      beta1=float(self.betas[0]), beta2=float(self.betas[1]), eps=float(self.eps),
+                      batch_size=int(self.batch_size), seed=int(self.seed),
+                      n_threads=int(self.n_threads), dropout=float(self.dropout),
+                      loss=LOSSES[self.loss], n_negatives=int(self.n_negatives),
+                      scale_emb=int(self.scale_emb))
+        m, v = np.zeros_like(self.theta_), np.zeros_like(self.theta_)
+        state = {"step": 0}
+        shape = self._shape()
+        if not (np.diff(indptr) >= 2).any():
+            warnings.warn("no user has two or more items in sequence: SASRec has nothing to learn from "
+                          "and keeps its initial weights", stacklevel=3)
+            self.history = pd.DataFrame(columns=["epoch", "loss", "n_pairs", "seconds"])
+            self.best_epoch_ = 0
+            return self
+
+        def run_epoch(epoch):
+            loss, n_done, state["step"], interrupted, threads = _core.sasrec_train_epoch(
+                shape, seqs, epoch, self.theta_, m, v, state["step"], **params)
+            return loss, n_done, interrupted, {"threads": threads}
+
+        T.EpochLoop(self, val, self._columns()).run(run_epoch, self.epochs, self.eval_every,
+                                                    self.patience, callback, self.verbose, "SASRec")
+        self.adam_step_ = state["step"]
+        return self
+
+    # -- scoring -----------------------------------------------------------
+    def _user_vectors(self, uidx, sequences=None):
+        """h after each user's last item: (len(uidx), d) float32."""
+        indptr, items = self.sequences_ if sequences is None else sequences
+        rows = np.ascontiguousarray(uidx, dtype=np.int32)
+        return _core.sasrec_encode(self._shape(), self.theta_, (indptr, items, self.data_.n_items),
+                                   rows, self.n_threads, False)
+
+    def _topk(self, U, seen, seen_rows, k):
+        items = np.empty((len(U), k), np.int32)
+        scores = np.empty((len(U), k), np.float32)
+        lens = np.empty(len(U), np.int32)
+        step = self._row_block()
+        for s in range(0, len(U), step):
+            block = np.ascontiguousarray(U[s:s + step] @ self.item_emb_.T, dtype=np.float32)
+            rows = None if seen is None else np.ascontiguousarray(seen_rows[s:s + step], np.int32)
+            it, sc, ln = _core.topk_rows(block, seen, rows, k, self.n_threads)
+            items[s:s + step], scores[s:s + step], lens[s:s + step] = it, sc, ln
+        return items, scores, lens
+
+    def _recommend_index(self, uidx, k, exclude_seen):
+        U = self._user_vectors(uidx)
+        seen = self.data_.seen_csr() if exclude_seen else None
+        return self._topk(U, seen, uidx, k)
+
+    def _score_all(self, uidx):
+        return np.ascontiguousarray(self._user_vectors(uidx) @ self.item_emb_.T, dtype=np.float32)
+
+    def _score_index(self, uidx, iidx):
+        users, inv = np.unique(np.asarray(uidx, dtype=np.int32), return_inverse=True)
+        U = self._user_vectors(users)
+        return np.einsum("ij,ij->i", U[inv], self.item_emb_[np.asarray(iidx)]).astype(np.float32)
+
+    def _history_interactions(self, history):
+        if self.inputs != "rated":
+            return super()._history_interactions(history)
+        # every rated row counts as an input (and as seen)
+        saved = self.rating_col, self.threshold
+        try:
+            self.rating_col = None
+            return super()._history_interactions(history)
+        finally:
+            self.rating_col, self.threshold = saved
+
+    def _recommend_history(self, hist, rows, k, exclude_seen):
+        seqs = _positive_sequences(hist)
+        U = self._user_vectors(rows, seqs)
+        seen = (hist.indptr, hist.indices, hist.n_items) if exclude_seen else None
+        return self._topk(U, seen, rows, k)
+
+    # -- persistence ---------------------------------------------------------
+    def _arrays(self):
+        return {"theta": self.theta_, "seq_indptr": self.sequences_[0],
+                "seq_items": self.sequences_[1]}
+
+    def _set_arrays(self, arrays):
+        self.theta_ = as_core_array(arrays["theta"], np.float32)
+        if len(self.theta_) != _core.sasrec_n_params(self._shape()):
+            raise ValueError("saved weights do not match the model's shape")
+        self.sequences_ = (as_core_array(arrays["seq_indptr"], np.int64),
+                           as_core_array(arrays["seq_items"], np.int32))
+        if len(self.sequences_[0]) != self.data_.n_users + 1:
+            raise ValueError("saved sequences do not match the model's users")
+        self._views()
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        for name in ("item_emb_", "pos_emb_"):
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if getattr(self, "sequences_", None) is not None:
+            self.sequences_ = tuple(as_core_array(a, a.dtype.newbyteorder("="))
+                                    for a in self.sequences_)
+        if getattr(self, "theta_", None) is not None:
+            self._views()
