@@ -259,7 +259,8 @@ def attn_masks(lib, d, row0, n, H):
 
 
 @pytest.mark.parametrize("n,d,H,p_drop", [(1, 8, 2, 0.0), (7, 8, 1, 0.0), (13, 12, 3, 0.0),
-                                          (13, 8, 2, 0.4), (40, 16, 4, 0.2)])
+                                          (13, 8, 2, 0.4), (40, 16, 4, 0.2), (64, 8, 2, 0.3),
+                                          (150, 8, 2, 0.2)])
 def test_attention_forward_backward(lib, n, d, H, p_drop):
     row0 = 17
     qkv, dout = f32(rand(n, 3 * d)), f32(rand(n, d))
@@ -273,8 +274,8 @@ def test_attention_forward_backward(lib, n, d, H, p_drop):
     Q = qkv.astype(np.float64)
     want_out, want_probs = ref.attention_forward(Q, H, masks)
     close(out, want_out)
-    close(probs.reshape(H, n, n), want_probs)
-    assert (np.triu(probs.reshape(H, n, n), 1) == 0).all()
+    # probabilities are kept on and below the diagonal (the rest is scratch)
+    close(np.tril(probs.reshape(H, n, n)), want_probs)
     dqkv = np.empty((n, 3 * d), np.float32)
     lib.rmf_attention_backward(p(qkv), n, d, H, C.byref(dr), C.c_uint64(row0), p(probs), p(dout),
                                p(dqkv), p(scratch))

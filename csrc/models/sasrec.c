@@ -218,7 +218,7 @@ static rmf_status ws_alloc(sas_ws *w, const rmf_sasrec_shape *s, const rmf_sasre
     ALLOC(w->probs, B * w->cap_probs + 1);
     ALLOC(w->Hl, T * d);
     ALLOC(w->stL, T * 2);
-    w->ascr_len = 2 * L * L;
+    w->ascr_len = rmf_attention_scratch((int)L);
     ALLOC(w->ascr, PARTS * w->ascr_len);
     if (!train)
         return RMF_OK;

@@ -50,6 +50,15 @@ void rmf_drop_apply(const rmf_drop *d, uint64_t row0, float *x, int64_t n_rows,
     }
 }
 
+RMF_CLONES
+void rmf_drop_keep(const rmf_drop *d, uint64_t row, uint8_t *keep, int n_cols)
+{
+    const uint64_t rk = rmf_drop_row_key(d, row);
+    const uint32_t thr = d->thr;
+    for (int c = 0; c < n_cols; c++)
+        keep[c] = rmf_drop_bits(rk, (uint32_t)c) < thr;
+}
+
 void rmf_drop_mask(const rmf_drop *d, uint64_t row0, int64_t n_rows, int n_cols,
                    float *out)
 {

@@ -87,6 +87,8 @@ static inline uint64_t rmf_drop_row_key(const rmf_drop *d, uint64_t row)
  * the backward.  Nothing when d->key == 0. */
 void rmf_drop_apply(const rmf_drop *d, uint64_t row0, float *x, int64_t n_rows,
                     int n_cols, int64_t ldx);
+/* keep[c] = 1 when unit (row, c) is kept, c < n_cols (d->key != 0). */
+void rmf_drop_keep(const rmf_drop *d, uint64_t row, uint8_t *keep, int n_cols);
 /* The mask itself (0 or scale) for tests: out is n_rows x n_cols. */
 void rmf_drop_mask(const rmf_drop *d, uint64_t row0, int64_t n_rows, int n_cols,
                    float *out);
@@ -146,13 +148,14 @@ void rmf_ffn_backward(const rmf_ffn *f, const float *x, int64_t n, uint64_t row0
  * side by side; head h uses columns [h dh, (h+1) dh) of each, dh = d / H.
  * P_h = softmax(Q_h K_h^T / sqrt(dh)) with token i seeing tokens j <= i;
  * out_h = drop(P_h) V_h, written into columns [h dh, (h+1) dh) of out
- * (n x d).  probs (H n n floats) keeps P for the backward (0 above the
- * diagonal).  The dropout rows of head h, query i are (row0 + i) H + h.
+ * (n x d).  probs (H n n floats) keeps P for the backward: row i is
+ * valid up to the end of its block of query rows (0 past i), the rest is
+ * scratch.  The dropout rows of head h, query i are (row0 + i) H + h.
+ * Scratch: rmf_attention_scratch(n) floats, either pass.
  */
 void rmf_attention_forward(const float *qkv, int n, int d, int H,
                            const rmf_drop *drop, uint64_t row0, float *probs,
                            float *out, float *scratch);
-/* Scratch floats of either pass for n tokens. */
 int64_t rmf_attention_scratch(int n);
 /* dqkv (n x 3d, written) from dout (n x d). */
 void rmf_attention_backward(const float *qkv, int n, int d, int H,
@@ -267,8 +270,9 @@ static inline float rmf_max_lanes(const float *x, int64_t n)
 }
 #endif
 
-/* x[i] = exp(x[i] - shift) for i < n, returning their sum (rmf_sum_lanes'
- * order): the softmax's middle pass in one sweep. */
+/* x[i] = exp(x[i] - shift) for i < n, returning their sum in 32 lanes
+ * (lane = index mod 32) combined in a fixed tree: the softmax's middle pass
+ * in one sweep. */
 float rmf_exp_shift_sum(float *x, int64_t n, float shift);
 
 /* exp of every x[0..n) in place (our vector form: libm's expf does not

@@ -29,75 +29,132 @@
 #if defined(__GNUC__)
 typedef float v8f __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
+typedef float v16f __attribute__((vector_size(64)));
+typedef int32_t v16i __attribute__((vector_size(64)));
 
-/* In place on p[0..8) (through memory: a vector argument or return value
- * would change the ABI between the clones). */
-static inline __attribute__((always_inline)) void exp8(float *p)
+/* The lane arithmetic, for a vector v of type VF (lanes int VI), into e. */
+#define EXP_LANES(VF, VI, v, e)                                                \
+    do {                                                                       \
+        const VI low_ = (v) < -87.3f;                                          \
+        VF c_ = (VF)(((VI)(v) & ~low_) | ((VI)((VF){0} - 87.3f) & low_));       \
+        const VI high_ = c_ > 88.3f;                                           \
+        c_ = (VF)(((VI)c_ & ~high_) | ((VI)((VF){0} + 88.3f) & high_));         \
+        const VF t_ = c_ * 1.44269504088896341f + 12582912.0f;                 \
+        const VF k_ = t_ - 12582912.0f;                                        \
+        VF r_ = c_ - k_ * 0.693359375f;                                        \
+        r_ = r_ - k_ * -2.12194440e-4f;                                        \
+        const VF z_ = r_ * r_;                                                 \
+        VF y_ = (VF){0} + 1.9875691500e-4f;                                    \
+        y_ = y_ * r_ + 1.3981999507e-3f;                                       \
+        y_ = y_ * r_ + 8.3334519073e-3f;                                       \
+        y_ = y_ * r_ + 4.1665795894e-2f;                                       \
+        y_ = y_ * r_ + 1.6666665459e-1f;                                       \
+        y_ = y_ * r_ + 5.0000001201e-1f;                                       \
+        y_ = y_ * z_ + r_ + 1.0f;                                              \
+        const VI bits_ = (__builtin_convertvector(k_, VI) + 127) << 23;        \
+        (e) = (VF)((VI)(y_ * (VF)bits_) & ~low_);                              \
+    } while (0)
+
+/* In place on p[0..16), x - shift first (through memory: a vector
+ * argument or return value would change the ABI between the clones).
+ * 16 lanes fill AVX-512 registers and are two or four halves elsewhere:
+ * the same bits per element either way. */
+static inline __attribute__((always_inline)) void exp16(float *p, float shift)
 {
-    v8f v;
+    v16f v, e;
     memcpy(&v, p, sizeof v);
-    const v8i low = v < -87.3f;
-    v8f c = (v8f)(((v8i)v & ~low) | ((v8i)((v8f){0} - 87.3f) & low));
-    const v8i high = c > 88.3f;
-    c = (v8f)(((v8i)c & ~high) | ((v8i)((v8f){0} + 88.3f) & high));
-    const v8f t = c * 1.44269504088896341f + 12582912.0f;
-    const v8f k = t - 12582912.0f;
-    v8f r = c - k * 0.693359375f;
-    r = r - k * -2.12194440e-4f;
-    const v8f z = r * r;
-    v8f y = (v8f){0} + 1.9875691500e-4f;
-    y = y * r + 1.3981999507e-3f;
-    y = y * r + 8.3334519073e-3f;
-    y = y * r + 4.1665795894e-2f;
-    y = y * r + 1.6666665459e-1f;
-    y = y * r + 5.0000001201e-1f;
-    y = y * z + r + 1.0f;
-    const v8i bits = (__builtin_convertvector(k, v8i) + 127) << 23;
-    const v8f e = y * (v8f)bits;
-    v = (v8f)((v8i)e & ~low);
-    memcpy(p, &v, sizeof v);
+    v -= shift;
+    EXP_LANES(v16f, v16i, v, e);
+    memcpy(p, &e, sizeof e);
 }
 
-RMF_CLONES
-void rmf_exp_inplace(float *x, int64_t n)
+/* Widths up to 16 lanes: AVX-512 where the CPU has it (no result depends
+ * on which clone runs: the work is elementwise and the sums are 8-lane). */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define CLONES16 __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CLONES16
+#endif
+
+/* x[i] = exp(x[i] - shift) over [0, n), returning their sum when sum.
+ * The sum runs in 32 lanes (lane = index mod 32, two 16-lane
+ * accumulators: one dependent add per accumulator every 32 elements, where
+ * an 8-lane sum was bound by the adds' latency) combined in a fixed tree:
+ * the same bits at any vector width. */
+static inline __attribute__((always_inline)) float exp_pass(float *x, int64_t n, float shift,
+                                                            int sum)
 {
+    v16f a0 = {0}, a1 = {0}, h;
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        exp8(x + i);
-    if (i < n) {
-        float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        memcpy(t, x + i, (size_t)(n - i) * sizeof *x);
-        exp8(t);
-        memcpy(x + i, t, (size_t)(n - i) * sizeof *x);
+    for (; i + 32 <= n; i += 32) {
+        exp16(x + i, shift);
+        exp16(x + i + 16, shift);
+        if (sum) {
+            memcpy(&h, x + i, sizeof h);
+            a0 += h;
+            memcpy(&h, x + i + 16, sizeof h);
+            a1 += h;
+        }
     }
+    if (i < n) {
+        /* the tail through a padded block: padding at -inf gives 0 */
+        float t[32];
+        for (int k = 0; k < 32; k++)
+            t[k] = i + k < n ? x[i + k] : -INFINITY;
+        exp16(t, shift);
+        exp16(t + 16, shift);
+        memcpy(x + i, t, (size_t)(n - i) * sizeof *x);
+        memcpy(&h, t, sizeof h);
+        a0 += h;
+        memcpy(&h, t + 16, sizeof h);
+        a1 += h;
+    }
+    if (!sum)
+        return 0.0f;
+    float l[32];
+    memcpy(l, &a0, sizeof a0);
+    memcpy(l + 16, &a1, sizeof a1);
+    for (int w = 16; w >= 1; w /= 2)
+        for (int k = 0; k < w; k++)
+            l[k] += l[k + w];
+    return l[0];
 }
 
-RMF_CLONES
-float rmf_exp_shift_sum(float *x, int64_t n, float shift)
+CLONES16
+void rmf_exp_inplace(float *x, int64_t n) { exp_pass(x, n, 0.0f, 0); }
+
+/* max of x[0..n), n >= 1, 32 lanes at a time (a max is exact: any order
+ * gives the same value). */
+static inline __attribute__((always_inline)) float max16(const float *x, int64_t n)
 {
-    v8f acc = {0, 0, 0, 0, 0, 0, 0, 0}, v;
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        memcpy(&v, x + i, sizeof v);
-        v -= shift;
-        memcpy(x + i, &v, sizeof v);
-        exp8(x + i);
-        memcpy(&v, x + i, sizeof v);
-        acc += v;
+    if (n < 32)
+        return rmf_max_lanes(x, n);
+    v16f m, m1, a;
+    memcpy(&m, x, sizeof m);
+    memcpy(&m1, x + 16, sizeof m1);
+    int64_t i = 32;
+    for (; i + 32 <= n; i += 32) {
+        memcpy(&a, x + i, sizeof a);
+        v16i gt = a > m;
+        m = (v16f)(((v16i)a & gt) | ((v16i)m & ~gt));
+        memcpy(&a, x + i + 16, sizeof a);
+        gt = a > m1;
+        m1 = (v16f)(((v16i)a & gt) | ((v16i)m1 & ~gt));
     }
-    if (i < n) {
-        /* padding lanes at -inf: exp gives 0, the sum is unchanged */
-        float t[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,
-                      -INFINITY, -INFINITY, -INFINITY, -INFINITY};
-        for (int64_t k = i; k < n; k++)
-            t[k - i] = x[k] - shift;
-        exp8(t);
-        memcpy(x + i, t, (size_t)(n - i) * sizeof *x);
-        memcpy(&v, t, sizeof v);
-        acc += v;
-    }
-    return rmf_lanes_tree_(&acc);
+    const v16i gt = m1 > m;
+    m = (v16f)(((v16i)m1 & gt) | ((v16i)m & ~gt));
+    float t[16];
+    memcpy(t, &m, sizeof t);
+    float r = t[0];
+    for (int k = 1; k < 16; k++)
+        r = t[k] > r ? t[k] : r;
+    for (; i < n; i++)
+        r = x[i] > r ? x[i] : r;
+    return r;
 }
+
+CLONES16
+float rmf_exp_shift_sum(float *x, int64_t n, float shift) { return exp_pass(x, n, shift, 1); }
 #else
 void rmf_exp_inplace(float *x, int64_t n)
 {
@@ -107,10 +164,24 @@ void rmf_exp_inplace(float *x, int64_t n)
 
 float rmf_exp_shift_sum(float *x, int64_t n, float shift)
 {
-    for (int64_t i = 0; i < n; i++)
+    float l[32] = {0};
+    for (int64_t i = 0; i < n; i++) {
         x[i] -= shift;
-    rmf_exp_inplace(x, n);
-    return rmf_sum_lanes(x, n);
+        rmf_exp_inplace(x + i, 1);
+        l[i % 32] += x[i];
+    }
+    for (int w = 16; w >= 1; w /= 2)
+        for (int k = 0; k < w; k++)
+            l[k] += l[k + w];
+    return l[0];
+}
+
+#define CLONES16
+#define max16 rmf_max_lanes
+static float exp_pass(float *x, int64_t n, float shift, int sum)
+{
+    float s = rmf_exp_shift_sum(x, n, shift);
+    return sum ? s : 0.0f;
 }
 #endif
 
@@ -122,12 +193,12 @@ int64_t rmf_softmax_ce_scratch(int32_t n_items) { return (int64_t)RMF_CE_CHUNK *
 
 /* Row of logits l (n_cand) whose target is column t: in place, the
  * gradient scale (softmax - onehot(t)); returns the row's loss. */
-RMF_CLONES
+CLONES16
 static double softmax_row(float *l, int32_t n_cand, int32_t t, float scale)
 {
-    const float mx = rmf_max_lanes(l, n_cand);
+    const float mx = max16(l, n_cand);
     const float lt = l[t] - mx;
-    const float s = rmf_exp_shift_sum(l, n_cand, mx);
+    const float s = exp_pass(l, n_cand, mx, 1);
     const float k = scale / s;
     for (int32_t j = 0; j < n_cand; j++)
         l[j] *= k;
