@@ -78,6 +78,12 @@ def _parser():
                     help="EASE / ItemTransition recency half-life, in interactions")
     hp.add_argument("--window", type=int, help="ItemTransition: how many later positives a positive links to")
     hp.add_argument("--gap-decay", type=float, help="ItemTransition weight per extra step of distance")
+    hp.add_argument("--max-len", type=int, help="SASRec: most recent items of a user it reads")
+    hp.add_argument("--n-blocks", type=int, help="SASRec transformer blocks")
+    hp.add_argument("--n-heads", type=int, help="SASRec attention heads")
+    hp.add_argument("--loss", choices=("softmax", "sampled"),
+                    help="SASRec: cross-entropy over every item or over sampled negatives")
+    hp.add_argument("--n-negatives", type=int, help="SASRec: shared negatives per batch (sampled loss)")
     hp.add_argument("--seed", type=int, default=0)
     hp.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     run.add_argument("--save", help="write the fitted model to this .npz file")
@@ -100,7 +106,8 @@ def _parser():
 _HP = {"emb_dim", "hidden_dim", "dropout", "lr", "weight_decay", "batch_size", "epochs", "n_neg",
        "negatives", "top_n", "triplets_per_epoch", "eval_every", "patience", "adam",
        "factors", "regularization", "alpha", "iterations", "solver", "cg_steps",
-       "l2", "half_life", "window", "gap_decay"}
+       "l2", "half_life", "window", "gap_decay", "max_len", "n_blocks", "n_heads", "loss",
+       "n_negatives"}
 
 
 def _model(args):

@@ -189,10 +189,15 @@ static float exp_pass(float *x, int64_t n, float shift, int sum)
 /* Full softmax                                                        */
 /* ------------------------------------------------------------------ */
 
-int64_t rmf_softmax_ce_scratch(int32_t n_items) { return (int64_t)RMF_CE_CHUNK * n_items; }
+/* Logits chunk, then per row its softmax factor and the rows scaled by it. */
+int64_t rmf_softmax_ce_scratch(int32_t n_items)
+{
+    return (int64_t)RMF_CE_CHUNK * n_items + (int64_t)RMF_CE_CHUNK * (RMF_SEQ_MAX_DIM + 1);
+}
 
 /* Row of logits l (n_cand) whose target is column t: in place, the
- * gradient scale (softmax - onehot(t)); returns the row's loss. */
+ * gradient scale (softmax - onehot(t)); returns the row's loss.  For the
+ * sampled form (few candidates). */
 CLONES16
 static double softmax_row(float *l, int32_t n_cand, int32_t t, float scale)
 {
@@ -206,19 +211,72 @@ static double softmax_row(float *l, int32_t n_cand, int32_t t, float scale)
     return log((double)s) - (double)lt;
 }
 
+/* exp(l - shift) in place and its sum, shift = |h| max_j |E_j| >= every
+ * logit (Cauchy-Schwarz): no exp overflows, and the row's max -- a whole
+ * pass over the row -- is not needed.  A shift far above the row's max
+ * would leave a sum too small to trust; then the row is computed again
+ * from its dot products and shifted by its max.  *lt receives l[t] - the
+ * shift used. */
+CLONES16
+static float exp_row_bounded(float *l, int32_t n, int32_t t, const float *h, const float *E,
+                             int d, float shift, float *lt)
+{
+    *lt = l[t] - shift;
+    float s = exp_pass(l, n, shift, 1);
+    if (s >= 1e-30f)
+        return s;
+    for (int32_t j = 0; j < n; j++)
+        l[j] = rmf_dot_lanes(h, E + (int64_t)j * d, d);
+    const float mx = max16(l, n);
+    *lt = l[t] - mx;
+    return exp_pass(l, n, mx, 1);
+}
+
+/* Per row r of a chunk, with e_r = exp(l_r - shift_r) and s_r its sum,
+ * dl_r = k_r e_r - scale onehot(t_r), k_r = scale / s_r.  The per-row
+ * factor and the one-hot go around the two products instead of through
+ * the logits (a read-modify-write pass over every row saved):
+ *   dh_r = k_r (e E)_r - scale E[t_r],
+ *   dE  += e^T (k h) - scale sum_r onehot(t_r)^T h_r. */
 double rmf_softmax_ce(const float *h, int64_t n, int d, const float *E,
                       int32_t n_items, const int32_t *target, float scale,
                       float *dh, float *dE, float *scratch)
 {
+    float *L = scratch, *kh = scratch + (int64_t)RMF_CE_CHUNK * n_items;
+    float *k = kh + (int64_t)RMF_CE_CHUNK * d;
+    float emax = 0.0f;
+    for (int32_t j = 0; j < n_items; j++) {
+        const float *e = E + (int64_t)j * d;
+        const float nj = rmf_dot_lanes(e, e, d);
+        emax = nj > emax ? nj : emax;
+    }
+    emax = sqrtf(emax);
     double loss = 0.0;
     for (int64_t r0 = 0; r0 < n; r0 += RMF_CE_CHUNK) {
         const int64_t c = n - r0 < RMF_CE_CHUNK ? n - r0 : RMF_CE_CHUNK;
         const float *hc = h + r0 * d;
-        rmf_sgemm(0, 1, c, n_items, d, 1.0f, hc, d, E, d, 0.0f, scratch, n_items);
-        for (int64_t r = 0; r < c; r++)
-            loss += softmax_row(scratch + r * n_items, n_items, target[r0 + r], scale);
-        rmf_sgemm(0, 0, c, d, n_items, 1.0f, scratch, n_items, E, d, 0.0f, dh + r0 * d, d);
-        rmf_sgemm(1, 0, n_items, d, c, 1.0f, scratch, n_items, hc, d, 1.0f, dE, d);
+        rmf_sgemm(0, 1, c, n_items, d, 1.0f, hc, d, E, d, 0.0f, L, n_items);
+        for (int64_t r = 0; r < c; r++) {
+            const float *hr = hc + r * d;
+            const float shift = sqrtf(rmf_dot_lanes(hr, hr, d)) * emax;
+            float lt;
+            const float s = exp_row_bounded(L + r * n_items, n_items, target[r0 + r], hr, E, d,
+                                            shift, &lt);
+            k[r] = scale / s;
+            loss += log((double)s) - (double)lt;
+            for (int q = 0; q < d; q++)
+                kh[r * d + q] = k[r] * hr[q];
+        }
+        rmf_sgemm(0, 0, c, d, n_items, 1.0f, L, n_items, E, d, 0.0f, dh + r0 * d, d);
+        rmf_sgemm(1, 0, n_items, d, c, 1.0f, L, n_items, kh, d, 1.0f, dE, d);
+        for (int64_t r = 0; r < c; r++) {
+            float *dhr = dh + (r0 + r) * d, *dEt = dE + (int64_t)target[r0 + r] * d;
+            const float *Et = E + (int64_t)target[r0 + r] * d, *hr = hc + r * d;
+            for (int q = 0; q < d; q++) {
+                dhr[q] = k[r] * dhr[q] - scale * Et[q];
+                dEt[q] -= scale * hr[q];
+            }
+        }
     }
     return loss;
 }

@@ -101,9 +101,9 @@ class SASRec(Recommender):
         What a user's sequence holds: their positives (``rating >=
         threshold``), or every item they rated (needs a frame with a time
         column in ``fit``; items without a train positive are left out, as
-        the model has no embedding for them).  Pair ``"rated"`` with
-        ``Interactions.from_frame(..., seen="rated")`` for the watched
-        protocol.
+        the model has no embedding for them).  With ``"rated"`` the frame is
+        indexed with ``seen="rated"``: recommendations drop every rated
+        item (the watched protocol).
     scale_emb : bool
         Multiply item embeddings by sqrt(d) at the input (the SASRec paper's
         code; RecTools does not) (False).
@@ -229,6 +229,13 @@ class SASRec(Recommender):
 
     def _columns(self):
         return {**super()._columns(), "time_col": self.time_col}
+
+    def _as_interactions(self, data, threshold, columns):
+        # the watched protocol: a model fed every rating also drops every
+        # rated item when it recommends
+        if isinstance(data, pd.DataFrame) and self.inputs == "rated":
+            return Interactions.from_frame(data, threshold=threshold, seen="rated", **columns)
+        return super()._as_interactions(data, threshold, columns)
 
     def _sequences(self, data):
         if self.inputs == "positives" and data.positions is not None:
