@@ -1,13 +1,12 @@
 """Implicit-feedback interactions: ids -> dense indices, CSR of positives."""
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 import pandas as pd
 
 from . import _core
-from ._checks import (as_core_array, as_id_array, check_frame, check_same_kind, id_column,
+from ._checks import (as_core_array, as_id_array, check_frame, check_number, check_same_kind, id_column,
                       numeric_column, time_column)
 
 __all__ = ["Interactions"]
@@ -136,11 +135,7 @@ class Interactions:
         if rating_col is None:
             pos = np.ones(len(frame), dtype=bool)
         else:
-            if isinstance(threshold, bool) or not isinstance(threshold, (numbers.Real, type(None))):
-                raise TypeError(f"threshold must be a number, got {type(threshold).__name__} "
-                                f"({threshold!r})")
-            if threshold is None or not np.isfinite(threshold):
-                raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+            check_number(threshold, "threshold")
             pos = numeric_column(frame, rating_col, "frame") >= threshold
         if not pos.any():
             raise ValueError(f"frame has no positive rows ({rating_col} >= {threshold})")

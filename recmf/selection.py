@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 
 from ._checks import check_frame
+from ._progress import progress as make_progress
 from .data import Interactions
 from .metrics import METRIC_NAMES, evaluate
-from .models import _training as T
 
 __all__ = ["select"]
 
@@ -152,7 +152,7 @@ def select(candidates, data, val, metric="recall@10", *, grid=None, threshold=4,
     plan = _expand(candidates, grid)
     evaluate_kwargs.setdefault("threshold", threshold)
 
-    bar = T.progress(len(plan), "select", progress, unit="model")
+    bar = make_progress(len(plan), "select", progress, unit="model")
     rows, best, best_value, last = [], None, -np.inf, None
     try:
         for label, cls, params, model in plan:
