@@ -23,10 +23,11 @@ __all__ = [
 _FLOAT_EXACT = 2.0 ** 53
 
 
-def check_frame(frame, name, columns):
-    """``frame`` must be a non-empty DataFrame holding ``columns``, a dict
-    {argument name: column name} of the caller (None: not needed); the error
-    for a missing column names only these arguments."""
+def check_frame(frame, name, columns, allow_empty=False):
+    """``frame`` must be a DataFrame holding ``columns``, a dict {argument
+    name: column name} of the caller (None: not needed), and rows unless
+    ``allow_empty``; the error for a missing column names only these
+    arguments."""
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"{name} must be a pandas DataFrame, got {type(frame).__name__}")
     missing = [c for c in columns.values() if c is not None and c not in frame.columns]
@@ -35,7 +36,7 @@ def check_frame(frame, name, columns):
         raise ValueError(
             f"{name} is missing column(s) {missing}; it has {list(frame.columns)}. "
             f"Pass {hint} to name yours.")
-    if len(frame) == 0:
+    if len(frame) == 0 and not allow_empty:
         raise ValueError(f"{name} is empty")
     return frame
 

@@ -77,6 +77,7 @@ def component_from_meta(meta):
     model = classes[meta["kind"]]._from_saved_params(meta["params"])
     if meta.get("history") is not None:
         model.history = _history_frame(meta["history"], meta.get("history_dtypes"))
+    model._mark_fitted()
     return model
 
 
@@ -172,4 +173,5 @@ def load(path):
         raise ValueError(f"{path} is inconsistent: {e}") from None
     if meta.get("history") is not None:
         model.history = _history_frame(meta["history"], meta.get("history_dtypes"))
+    model._mark_fitted()
     return model

@@ -14,6 +14,7 @@ from ._checks import check_frame
 from .data import Interactions
 from .metrics import METRIC_NAMES, evaluate
 from .models import _training as T
+from .models.base import _same_value as _same
 
 __all__ = ["select"]
 
@@ -217,9 +218,3 @@ def _shares_fit(last, model):
         setattr(shared, p, b[p])
     return shared
 
-
-def _same(x, y):
-    try:
-        return bool(x == y) or (x is None and y is None)
-    except (TypeError, ValueError):
-        return x is y
