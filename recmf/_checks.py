@@ -15,7 +15,7 @@ import pandas as pd
 __all__ = [
     "check_frame", "id_column", "numeric_column", "time_column", "check_positive_int",
     "check_k", "check_seed", "check_threads", "as_id_array", "as_core_array", "native_frame",
-    "check_same_kind",
+    "check_same_kind", "check_threshold",
 ]
 
 # Integers beyond 2^53 are not exactly representable as float64, so float ids
@@ -245,6 +245,15 @@ def _datetime_objects(values, name):
     if getattr(out.dt, "tz", None) is not None:
         out = out.dt.tz_localize(None)
     return out.to_numpy()
+
+
+def check_threshold(threshold):
+    """A positive threshold: a finite real number (bools refused)."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (numbers.Real, type(None))):
+        raise TypeError(f"threshold must be a number, got {type(threshold).__name__} ({threshold!r})")
+    if threshold is None or not np.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+    return threshold
 
 
 def check_positive_int(value, name, minimum=1):

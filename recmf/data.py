@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 
 from . import _core
-from ._checks import (as_core_array, as_id_array, check_frame, check_same_kind, id_column,
-                      numeric_column, time_column)
+from ._checks import (as_core_array, as_id_array, check_frame, check_same_kind, check_threshold,
+                      id_column, numeric_column, time_column)
 
 __all__ = ["Interactions"]
 
@@ -136,11 +136,7 @@ class Interactions:
         if rating_col is None:
             pos = np.ones(len(frame), dtype=bool)
         else:
-            if isinstance(threshold, bool) or not isinstance(threshold, (numbers.Real, type(None))):
-                raise TypeError(f"threshold must be a number, got {type(threshold).__name__} "
-                                f"({threshold!r})")
-            if threshold is None or not np.isfinite(threshold):
-                raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+            check_threshold(threshold)
             pos = numeric_column(frame, rating_col, "frame") >= threshold
         if not pos.any():
             raise ValueError(f"frame has no positive rows ({rating_col} >= {threshold})")
@@ -169,19 +165,22 @@ class Interactions:
 
     @classmethod
     def from_dask(cls, ddf, threshold=4, *, user_col="user_id", item_col="movie_id",
-                  rating_col="rating", seen="positives", max_bytes=None):
+                  rating_col="rating", seen="positives", time_col="timestamp", max_bytes=None):
         """Index the positives of a ``dask.dataframe`` frame on the client.
 
         The positives are filtered on the cluster, measured there, and only
-        then gathered, so the model can be trained on one node.  Equal to
-        ``from_frame(ddf.compute(), ...)``.  Needs the ``dask`` extra.
+        then gathered, so the model can be trained on one node.  Equal
+        (``==``, positions included) to ``from_frame(ddf.compute(), ...)``.
+        Needs the ``dask`` extra.
 
         Parameters
         ----------
         ddf : dask.dataframe.DataFrame
-        threshold, user_col, item_col, rating_col, seen :
+        threshold, user_col, item_col, rating_col, seen, time_col :
             As in :meth:`from_frame` (``seen="rated"`` gathers every row of
-            the three columns, not only the positives).
+            the three columns, not only the positives; the time column
+            comes along when ``ddf`` has it, so models that use each user's
+            order -- recency, transitions -- take the result).
         max_bytes : int, optional
             Most bytes the gathered rows may take on the client (pandas'
             deep memory usage).  Default: half the memory available now.
@@ -200,7 +199,8 @@ class Interactions:
         """
         from .dask import interactions_from_dask
         return interactions_from_dask(ddf, threshold, user_col=user_col, item_col=item_col,
-                                      rating_col=rating_col, seen=seen, max_bytes=max_bytes)
+                                      rating_col=rating_col, seen=seen, time_col=time_col,
+                                      max_bytes=max_bytes)
 
     # -- shape ----------------------------------------------------------
     @property
@@ -338,17 +338,16 @@ class Interactions:
                    unindexed_user_ids=unindexed, positions=st.get("positions"))
 
     def __eq__(self, other):
+        """The same matrix, ids, seen items, unindexed users and order of
+        the positives (``positions``: Interactions with an order never equal
+        ones without, since models that use it refuse the latter).  Not
+        compared: ``n_duplicates``, a count of the input rows that changes no
+        result."""
         if not isinstance(other, Interactions):
             return NotImplemented
-        # The same matrix, ids and seen items; the order of the positives
-        # only counts when both know it (arrays built without a time column
-        # equal the frame's Interactions they came from).
         mine, theirs = self._state(), other._state()
-        mine.pop("positions", None), theirs.pop("positions", None)
-        if self.positions is not None and other.positions is not None and \
-                not np.array_equal(self.positions, other.positions):
-            return False
-        return mine.keys() == theirs.keys() and all(np.array_equal(mine[k], theirs[k]) for k in mine)
+        return mine.keys() == theirs.keys() and all(
+            np.array_equal(mine[k], theirs[k]) and mine[k].dtype == theirs[k].dtype for k in mine)
 
     __hash__ = None
 

@@ -112,8 +112,7 @@ def evaluate(model, test, k=10, *, coverage_users=None, catalog=None, threshold=
         raise ValueError(f"threshold must be a finite number or None, got {threshold!r}")
     t_users, users_int = id_column(test, user_col, "test")
     t_items, items_int = id_column(test, item_col, "test")
-    rel = np.ones(len(test), dtype=bool) if threshold is None or rating_col is None else \
-        numeric_column(test, rating_col, "test") >= threshold
+    rel = relevant_rows(test, threshold, rating_col)
 
     model_users_int, model_items_int = _model_id_kinds(model)
     check_same_kind(users_int, f"test[{user_col!r}]", model_users_int, "the model's user ids")
@@ -177,6 +176,14 @@ def evaluate(model, test, k=10, *, coverage_users=None, catalog=None, threshold=
         frame["n_relevant"] = np.diff(rel_indptr)
         return report, frame
     return report
+
+
+def relevant_rows(test, threshold, rating_col, name="test"):
+    """Which rows of ``test`` are relevant (bool array): ``rating >=
+    threshold``, every row when either is None."""
+    if threshold is None or rating_col is None:
+        return np.ones(len(test), dtype=bool)
+    return numeric_column(test, rating_col, name) >= threshold
 
 
 def _model_id_kinds(model):
