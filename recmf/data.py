@@ -337,6 +337,42 @@ class Interactions:
                    seen=(st["seen_indptr"], st["seen_indices"]), n_duplicates=n_duplicates,
                    unindexed_user_ids=unindexed, positions=st.get("positions"))
 
+    def _check_consistent(self):
+        """Raise ValueError unless the arrays describe what
+        :meth:`from_frame` builds: each CSR (positives, seen items) starts
+        at 0, never decreases, ends at its indices' length, and holds
+        sorted, distinct column indices in ``[0, n_items)``; the ids ascend
+        strictly (lookups search them), unindexed users are none of the
+        indexed ones; positions rank each user's positives 0..n-1.  For
+        arrays from a file: read elsewhere they could index out of range or
+        answer for the wrong user."""
+        for name, ids in (("user_ids", self.user_ids), ("item_ids", self.item_ids),
+                          ("unindexed_user_ids", self.unindexed_user_ids)):
+            if ids.ndim != 1:
+                raise ValueError(f"{name} must be one-dimensional, got shape {ids.shape}")
+            index = pd.Index(ids)
+            if len(ids) and not (index.is_unique and index.is_monotonic_increasing):
+                raise ValueError(f"{name} must be distinct and ascending")
+        if len(self.unindexed_user_ids) and \
+                pd.Index(self.user_ids).isin(self.unindexed_user_ids).any():
+            raise ValueError("unindexed_user_ids must not hold indexed users")
+        for name, indptr, indices in (("", self.indptr, self.indices),
+                                      ("seen_", self.seen_indptr, self.seen_indices)):
+            _check_csr(name, indptr, indices, self.n_items)
+        if self.positions is not None:
+            lens = np.diff(self.indptr)
+            row_start = np.repeat(self.indptr[:-1], lens)
+            p = self.positions.astype(np.int64)
+            if ((p < 0) | (p >= np.repeat(lens, lens))).any():
+                raise ValueError("positions must lie in [0, number of the user's positives)")
+            # distinct within each row: a permutation of 0..n-1
+            seen = np.zeros(len(p), dtype=bool)
+            slot = row_start + p
+            seen[slot] = True
+            if not seen.all():
+                raise ValueError("positions must rank each user's positives 0, 1, ..., n-1")
+        return self
+
     def __eq__(self, other):
         """The same matrix, ids, seen items, unindexed users and order of
         the positives (``positions``: Interactions with an order never equal
@@ -350,6 +386,22 @@ class Interactions:
             np.array_equal(mine[k], theirs[k]) and mine[k].dtype == theirs[k].dtype for k in mine)
 
     __hash__ = None
+
+
+def _check_csr(prefix, indptr, indices, n_cols):
+    if indptr.ndim != 1 or indices.ndim != 1:
+        raise ValueError(f"{prefix}indptr and {prefix}indices must be one-dimensional")
+    if len(indptr) == 0 or indptr[0] != 0 or indptr[-1] != len(indices) or (np.diff(indptr) < 0).any():
+        raise ValueError(f"{prefix}indptr must start at 0, never decrease and end at "
+                         f"len({prefix}indices) = {len(indices)}")
+    if len(indices) and (indices.min() < 0 or indices.max() >= n_cols):
+        raise ValueError(f"{prefix}indices must lie in [0, {n_cols}) (the number of item ids)")
+    # sorted and distinct within each row: every step inside a row rises
+    rising = np.diff(indices.astype(np.int64)) > 0
+    row_start = np.zeros(len(indices), dtype=bool)
+    row_start[indptr[:-1][np.diff(indptr) > 0]] = True
+    if not (rising | row_start[1:]).all():
+        raise ValueError(f"{prefix}indices must be sorted and distinct within each row")
 
 
 def _frozen(a):

@@ -275,15 +275,32 @@ class Blend(Recommender):
     def _saved_params(self):
         from ..persist import component_meta
         return {"models": [component_meta(m) for m in self._components()],
+                # which components were given fitted (used as they are)
+                # rather than fitted by the blend as copies
+                "given_fitted": [m is f for m, f in zip(self.models, self._components())],
                 "weights": list(self.weights) if self.weights is not None else None,
                 "normalise": self.normalise, "n_threads": self.n_threads}
 
     @classmethod
     def _from_saved_params(cls, params):
+        """An unfitted Blend whose ``models`` are what it was given: the
+        fitted components themselves, or unfitted ones like those its fit
+        copied; ``_set_arrays`` completes the fitted ones."""
         from ..persist import component_from_meta
         params = dict(params)
-        params["models"] = [component_from_meta(meta) for meta in params["models"]]
-        return cls(**params)
+        metas = params.pop("models")
+        given = params.pop("given_fitted", None)
+        if not isinstance(metas, list) or not metas:
+            raise ValueError("a Blend's saved models must be a non-empty list")
+        if given is None:                  # files written before given_fitted
+            given = [True] * len(metas)
+        if not isinstance(given, list) or len(given) != len(metas):
+            raise ValueError("a Blend's given_fitted must have one flag per model")
+        fitted = [component_from_meta(meta) for meta in metas]
+        blend = cls(models=[f if g else component_from_meta(meta)
+                            for f, g, meta in zip(fitted, given, metas)], **params)
+        blend._loading = (fitted, metas)
+        return blend
 
     def _components(self):
         return getattr(self, "models_", None) or self.models
@@ -295,14 +312,19 @@ class Blend(Recommender):
         return out
 
     def _set_arrays(self, arrays):
-        self.models_ = self.models
-        for pos, m in enumerate(self.models_):
+        from ..persist import restore_component
+        fitted, metas = self.__dict__.pop("_loading", (list(self.models), [{}] * len(self.models)))
+        for pos, (m, meta) in enumerate(zip(fitted, metas)):
             prefix = f"c{pos}__"
             m.data_ = self.data_
             m._set_arrays({name[len(prefix):]: a for name, a in arrays.items() if name.startswith(prefix)})
-            m._mark_fitted()
+            restore_component(m, meta)
+        self.models_ = fitted
         chosen = arrays.get("chosen_weights")
         self.chosen_weights_ = tuple(float(w) for w in chosen) if chosen is not None else None
+        if self.chosen_weights_ is not None and len(self.chosen_weights_) != len(fitted):
+            raise ValueError(f"chosen_weights has {len(self.chosen_weights_)} entries for "
+                             f"{len(fitted)} models")
 
 
 class _RowCache:
