@@ -496,7 +496,9 @@ def _multiset_rows(items, counts, k):
     """Lay the multiset out in rows of at most k, no item twice in a row."""
     flat = np.repeat(items, counts)
     n_rows = max(1, math.ceil(len(flat) / k), int(counts.max()) if len(counts) else 0)
-    ids = np.zeros((n_rows, k), dtype=flat.dtype)
+    # as many columns as the rows need (at most k; never k itself, which
+    # may be any size)
+    ids = np.zeros((n_rows, max(1, math.ceil(len(flat) / n_rows))), dtype=flat.dtype)
     # flat[j] goes to row j % n_rows: equal items sit next to each other in
     # flat and there are at most n_rows of each, so they land in different rows.
     pos = np.arange(len(flat))
@@ -606,7 +608,7 @@ def evaluate(model, test_ddf, k=10, *, coverage_users=None, catalog=None, thresh
         cover_one = coverage_users[:1]
     remote = _on_workers(model, n_threads, client)
     options = dict(threshold=threshold, item_popularity=item_popularity, user_col=user_col,
-                   item_col=item_col, rating_col=rating_col, unknown=unknown)
+                   item_col=item_col, rating_col=rating_col, unknown=unknown, _name="test_ddf")
 
     # Each row's place in the frame travels with it through the shuffle
     # (the per-user frame is put back in the single-machine order by it).

@@ -89,7 +89,7 @@ class Interactions:
     # -- construction ---------------------------------------------------
     @classmethod
     def from_frame(cls, frame, threshold=4, *, user_col="user_id", item_col="movie_id",
-                   rating_col="rating", seen="positives", time_col="timestamp"):
+                   rating_col="rating", seen="positives", time_col="timestamp", _name="frame"):
         """Index the positives of ``frame``.
 
         Parameters
@@ -128,25 +128,25 @@ class Interactions:
         and are never recommended; users and items that appear only in later
         frames (validation, test) are unknown in the same way.
         """
-        check_frame(frame, "frame", dict(user_col=user_col, item_col=item_col, rating_col=rating_col))
+        check_frame(frame, _name, dict(user_col=user_col, item_col=item_col, rating_col=rating_col))
         if seen not in ("positives", "rated"):
             raise ValueError(f"seen must be 'positives' or 'rated', got {seen!r}")
-        users, _ = id_column(frame, user_col, "frame")
-        items, _ = id_column(frame, item_col, "frame")
+        users, _ = id_column(frame, user_col, _name)
+        items, _ = id_column(frame, item_col, _name)
         if rating_col is None:
             pos = np.ones(len(frame), dtype=bool)
         else:
             check_threshold(threshold)
-            pos = numeric_column(frame, rating_col, "frame") >= threshold
+            pos = numeric_column(frame, rating_col, _name) >= threshold
         if not pos.any():
-            raise ValueError(f"frame has no positive rows ({rating_col} >= {threshold})")
+            raise ValueError(f"{_name} has no positive rows ({rating_col} >= {threshold})")
         u_codes, user_ids = _factorize(users[pos])
         i_codes, item_ids = _factorize(items[pos])
         indptr, indices = _core.build_csr(u_codes, i_codes, len(user_ids), len(item_ids))
         n_dup = int(pos.sum()) - len(indices)
         positions = None
         if time_col is not None and time_col in frame.columns:
-            times = time_column(frame, time_col, "frame")[pos]
+            times = time_column(frame, time_col, _name)[pos]
             positions = _positions(u_codes, i_codes, times, indptr)
         seen_csr = unindexed = None
         if seen == "rated":

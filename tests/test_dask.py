@@ -383,6 +383,14 @@ def test_evaluate_per_user_equals_single_machine(client, ml100k, bpr):
                                                       threshold=None)[1])
 
 
+def test_evaluate_errors_name_test_ddf(client, ml100k, bpr):
+    """Errors raised from the partitions name the argument, test_ddf (the
+    partitions go through recmf.evaluate, whose own argument is test)."""
+    test = ml100k["test"].assign(rating=np.where(np.arange(len(ml100k["test"])) == 0, np.nan, 5.0))
+    with pytest.raises(ValueError, match=r"^test_ddf\['rating'\] has a missing or infinite value"):
+        rd.evaluate(bpr, dd.from_pandas(test, npartitions=2), k=10)
+
+
 def test_evaluate_mapping_model(client, ml100k):
     test = ml100k["test"]
     lists = {u: [50, 100, 181, 258, 1] for u in test["user_id"].unique()[::2]}

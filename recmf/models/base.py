@@ -207,7 +207,7 @@ class Recommender:
         if isinstance(data, Interactions):
             return data
         if isinstance(data, pd.DataFrame):
-            return Interactions.from_frame(data, threshold=threshold, **columns)
+            return Interactions.from_frame(data, threshold=threshold, _name="data", **columns)
         raise TypeError(f"data must be a recmf.Interactions or a pandas DataFrame, "
                         f"got {type(data).__name__}")
 
@@ -399,12 +399,11 @@ class Recommender:
         return ids, lens, scores
 
     def _recommend_ids(self, user_ids, k, unknown="empty"):
-        """(ids, lens) for evaluate(); k may exceed the catalogue there."""
+        """(ids, lens) for evaluate(); k may exceed the catalogue there: the
+        lists are then min(k, n_items) wide (never k wide: a silly k must
+        not size memory)."""
         self._check_fitted()
         ids, lens, _ = self._recommend_all(user_ids, min(k, self.data_.n_items), True, unknown)
-        if ids.shape[1] < k:
-            pad = np.full((ids.shape[0], k - ids.shape[1]), -1, dtype=ids.dtype)
-            ids = np.hstack([ids, pad])
         return ids, lens
 
     # -- fold-in and neighbours ------------------------------------------
