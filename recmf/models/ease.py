@@ -159,6 +159,9 @@ class EASE(Recommender):
         return self._recommend_rows(self.data_, uidx, k, self.data_.seen_csr() if exclude_seen else None)
 
     def _recommend_history(self, hist, rows, k, exclude_seen):
+        if self.half_life is not None and hist.positions is None:
+            raise ValueError(f"half_life={self.half_life} weighs each history by recency, so history= "
+                             f"needs the time column {self.time_col!r} (or use half_life=None)")
         # A history's seen items are its positives.
         seen = (hist.indptr, hist.indices, hist.n_items) if exclude_seen else None
         return self._recommend_rows(hist, rows, k, seen)
