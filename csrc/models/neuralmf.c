@@ -479,7 +479,6 @@ static rmf_status recommend(const void *cfg, const float *theta, const rmf_query
     }
     for (int64_t u0 = 0; u0 < n && st == RMF_OK; u0 += nb) {
         const int64_t bn = u0 + nb <= n ? nb : n - u0;
-        const int64_t n_ut = (bn + RU - 1) / RU, n_it = ldb / RI;
         RMF_PARALLEL(nt)
         {
             RMF_TEAM_BEGIN;
@@ -488,13 +487,7 @@ static rmf_status recommend(const void *cfg, const float *theta, const rmf_query
              * scores land in rows of S that rmf_topk_select never reads. */
             rmf_dense_rows_exact(theta + o.user, users + u0, bn, WT, b1, D, H, A);
             OMP(omp barrier)
-            /* Item tiles outer: each Bt tile (H x RI) is reused by every
-             * user of the block while it sits in L1. */
-            OMP(omp for schedule(static))
-            for (int64_t it = 0; it < n_it; it++)
-                for (int64_t ut = 0; ut < n_ut; ut++)
-                    rmf_mlp_head_tile(A + ut * RU * H, H, Bt, ldb, it * RI, w2, b2, S + ut * RU * lds, lds,
-                                      (int)(NI - it * RI < RI ? NI - it * RI : RI));
+            rmf_mlp_head_scores(A, bn, H, Bt, ldb, NI, w2, b2, S, lds);
             RMF_TEAM_END;
         }
         st = rmf_topk_select(S, bn, NI, q->seen, users + u0, q->allowed, k, nt, out_items + u0 * k, out_scores + u0 * k,

@@ -113,27 +113,12 @@ void rmf_model_defaults(const rmf_model *m, void *cfg)
 
 rmf_status rmf_model_check(const rmf_model *m, const void *cfg, rmf_error *err)
 {
-    const rmf_config *c = cfg;
-    if (cfg == NULL)
-        return rmf_fail(err, RMF_ERR_VALUE, "config must not be NULL");
-    if (c->n_users < 1)
-        return rmf_fail(err, RMF_ERR_VALUE, "n_users must be >= 1, got %d", (int)c->n_users);
-    if (c->n_items < 1)
-        return rmf_fail(err, RMF_ERR_VALUE, "n_items must be >= 1, got %d", (int)c->n_items);
-    const char *bad = m->minibatch ? rmf_train_check_params(&c->train) : NULL;
-    if (bad != NULL)
-        return rmf_fail(err, RMF_ERR_VALUE, "%s", bad);
-    return m->check ? m->check(cfg, err) : RMF_OK;
+    return rmf_config_check(m, cfg, err);
 }
 
 rmf_status rmf_model_layout(const rmf_model *m, const void *cfg, rmf_layout *out, rmf_error *err)
 {
-    rmf_status st = rmf_model_check(m, cfg, err);
-    if (st != RMF_OK)
-        return st;
-    memset(out, 0, sizeof *out);
-    m->layout(cfg, out);
-    return RMF_OK;
+    return rmf_config_layout(m, cfg, out, err);
 }
 
 /* ------------------------------------------------------------------ */

@@ -256,3 +256,15 @@ void rmf_mlp_head_tile(const float *restrict A, int H,
             S[(int64_t)q * lds + i0 + l] = acc[q][l] + b2;
 }
 #endif
+
+void rmf_mlp_head_scores(const float *A, int64_t n_rows, int H, const float *Bt, int64_t ldb, int32_t n_cols,
+                         const float *w2, float b2, float *S, int64_t lds)
+{
+    const int RU = RMF_TILE_U, RI = RMF_TILE_I;
+    const int64_t n_ut = (n_rows + RU - 1) / RU, n_it = ldb / RI;
+    OMP(omp for schedule(static))
+    for (int64_t it = 0; it < n_it; it++)
+        for (int64_t ut = 0; ut < n_ut; ut++)
+            rmf_mlp_head_tile(A + ut * RU * H, H, Bt, ldb, it * RI, w2, b2, S + ut * RU * lds, lds,
+                              (int)(n_cols - it * RI < RI ? n_cols - it * RI : RI));
+}

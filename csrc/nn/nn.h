@@ -190,6 +190,14 @@ static inline float rmf_mlp_head_eval(const float *a, const float *b,
 void rmf_mlp_head_tile(const float *A, int H, const float *Bt, int64_t ldb,
                        int64_t i0, const float *w2, float b2, float *S,
                        int64_t lds, int n_cols);
+/* S (row stride lds) = the tiles of n_rows rows of A (read up to whole
+ * tiles of RMF_TILE_U rows: A must hold them) against n_cols items of Bt
+ * (ldb a multiple of RMF_TILE_I), item tiles outer so each Bt tile is
+ * reused by every row while it sits in L1.  An orphaned "omp for" (with
+ * its barrier). */
+void rmf_mlp_head_scores(const float *A, int64_t n_rows, int H, const float *Bt,
+                         int64_t ldb, int32_t n_cols, const float *w2, float b2,
+                         float *S, int64_t lds);
 
 /* ------------------------------------------------------------------ */
 /* Losses                                                             */

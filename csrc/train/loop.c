@@ -49,6 +49,31 @@ const char *rmf_train_check_params(const rmf_train_params *p)
     return rmf_adam_check_params(&p->adam);
 }
 
+rmf_status rmf_config_check(const rmf_model *m, const void *cfg, rmf_error *err)
+{
+    const rmf_config *c = cfg;
+    if (cfg == NULL)
+        return rmf_fail(err, RMF_ERR_VALUE, "config must not be NULL");
+    if (c->n_users < 1)
+        return rmf_fail(err, RMF_ERR_VALUE, "n_users must be >= 1, got %d", (int)c->n_users);
+    if (c->n_items < 1)
+        return rmf_fail(err, RMF_ERR_VALUE, "n_items must be >= 1, got %d", (int)c->n_items);
+    const char *bad = m->minibatch ? rmf_train_check_params(&c->train) : NULL;
+    if (bad != NULL)
+        return rmf_fail(err, RMF_ERR_VALUE, "%s", bad);
+    return m->check ? m->check(cfg, err) : RMF_OK;
+}
+
+rmf_status rmf_config_layout(const rmf_model *m, const void *cfg, rmf_layout *out, rmf_error *err)
+{
+    rmf_status st = rmf_config_check(m, cfg, err);
+    if (st != RMF_OK)
+        return st;
+    memset(out, 0, sizeof *out);
+    m->layout(cfg, out);
+    return RMF_OK;
+}
+
 rmf_status rmf_check_data(int source, const rmf_config *c, const rmf_data *d, rmf_error *err)
 {
     rmf_status st;
@@ -287,7 +312,7 @@ rmf_status rmf_train_epoch(const rmf_model *m, const void *cfg, const rmf_data *
     rmf_status status;
     if (!m->minibatch)
         return rmf_fail(err, RMF_ERR_VALUE, "%s is not trained by batches", m->kind);
-    if ((status = rmf_model_layout(m, cfg, &L, err)) != RMF_OK ||
+    if ((status = rmf_config_layout(m, cfg, &L, err)) != RMF_OK ||
         (status = rmf_check_data(m->source, c, data, err)) != RMF_OK ||
         (status = check_opt_state(st, L.n_params, err)) != RMF_OK)
         return status;
@@ -383,7 +408,7 @@ rmf_status rmf_train_batch_grad(const rmf_model *m, const void *cfg, const float
     rmf_status st;
     if (!m->minibatch)
         return rmf_fail(err, RMF_ERR_VALUE, "%s is not trained by batches", m->kind);
-    if ((st = rmf_model_layout(m, cfg, &L, err)) != RMF_OK)
+    if ((st = rmf_config_layout(m, cfg, &L, err)) != RMF_OK)
         return st;
     if (theta == NULL || grad == NULL || loss == NULL)
         return rmf_fail(err, RMF_ERR_VALUE, "theta, grad and loss must not be NULL");

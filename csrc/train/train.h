@@ -13,6 +13,12 @@
 void rmf_train_default_params(rmf_train_params *p);
 const char *rmf_train_check_params(const rmf_train_params *p);
 
+/* A model's config checked -- the sizes, the loop's parameters for a
+ * mini-batch model, then the model's own fields (m->check) -- and its
+ * layout (rmf_model_check / rmf_model_layout are these). */
+rmf_status rmf_config_check(const rmf_model *m, const void *cfg, rmf_error *err);
+rmf_status rmf_config_layout(const rmf_model *m, const void *cfg, rmf_layout *out, rmf_error *err);
+
 /* data holds what source needs, sound and sized as c says (the message
  * names the bad part: "train", "u", ...). */
 rmf_status rmf_check_data(int source, const rmf_config *c, const rmf_data *data,
