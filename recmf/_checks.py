@@ -7,6 +7,7 @@ traceback.  Nothing here modifies its input.
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import numbers
 
 import numpy as np
@@ -15,7 +16,7 @@ import pandas as pd
 __all__ = [
     "check_frame", "id_column", "numeric_column", "time_column", "check_positive_int",
     "check_k", "check_seed", "check_threads", "as_id_array", "as_core_array", "native_frame",
-    "check_same_kind",
+    "check_same_kind", "check_number", "check_threshold",
 ]
 
 # Integers beyond 2^53 are not exactly representable as float64, so float ids
@@ -23,10 +24,11 @@ __all__ = [
 _FLOAT_EXACT = 2.0 ** 53
 
 
-def check_frame(frame, name, columns):
-    """``frame`` must be a non-empty DataFrame holding ``columns``, a dict
-    {argument name: column name} of the caller (None: not needed); the error
-    for a missing column names only these arguments."""
+def check_frame(frame, name, columns, allow_empty=False):
+    """``frame`` must be a DataFrame holding ``columns``, a dict {argument
+    name: column name} of the caller (None: not needed), and rows unless
+    ``allow_empty``; the error for a missing column names only these
+    arguments."""
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"{name} must be a pandas DataFrame, got {type(frame).__name__}")
     missing = [c for c in columns.values() if c is not None and c not in frame.columns]
@@ -35,7 +37,7 @@ def check_frame(frame, name, columns):
         raise ValueError(
             f"{name} is missing column(s) {missing}; it has {list(frame.columns)}. "
             f"Pass {hint} to name yours.")
-    if len(frame) == 0:
+    if len(frame) == 0 and not allow_empty:
         raise ValueError(f"{name} is empty")
     return frame
 
@@ -246,6 +248,14 @@ def _datetime_objects(values, name):
     return out.to_numpy()
 
 
+def check_threshold(threshold):
+    """A positive threshold: a finite real number (bools refused); None is
+    "no threshold" only where a function says so (check it there)."""
+    if threshold is None:
+        raise ValueError("threshold must be a finite number, got None")
+    return check_number(threshold, "threshold")
+
+
 def check_positive_int(value, name, minimum=1):
     """``value`` must be an integer >= ``minimum`` (bools rejected)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -253,6 +263,41 @@ def check_positive_int(value, name, minimum=1):
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def check_number(value, name, low=None, high=None, *, low_open=False, high_open=False, none=False):
+    """``value`` as a float: a real number (bools rejected), finite, in the
+    range the bounds give (``low``/``high``, excluded when ``low_open`` /
+    ``high_open``; None: unbounded).  With ``none=True``, None is allowed
+    and returned.  The one check of "a finite number in a range" every
+    hyperparameter and threshold goes through.
+
+    Raises
+    ------
+    TypeError
+        Not a number (a string, a bool, an array).
+    ValueError
+        NaN, an infinity, or outside the range; the message gives the range.
+    """
+    if value is None and none:
+        return None
+    alt = " or None" if none else ""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number{alt}, got {type(value).__name__} ({value!r})")
+    x = float(value)
+    above = low is None or (x > low if low_open else x >= low)
+    below = high is None or (x < high if high_open else x <= high)
+    if not (math.isfinite(x) and above and below):
+        if low is not None and high is not None:
+            span = f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        elif low is not None:
+            span = f" {'>' if low_open else '>='} {low:g}"
+        elif high is not None:
+            span = f" {'<' if high_open else '<='} {high:g}"
+        else:
+            span = ""
+        raise ValueError(f"{name} must be a finite number{span}{alt}, got {value!r}")
+    return x
 
 
 def check_k(k, n_items):

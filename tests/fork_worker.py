@@ -47,8 +47,8 @@ def big_product():
     rng = np.random.default_rng(5)
     n_users, n_items, dim = 1500, 2500, 64
     theta = (0.1 * rng.standard_normal((n_users + n_items) * dim)).astype(np.float32)
-    return _core.mf_recommend((n_users, n_items, dim, 0), theta, np.arange(n_users, dtype=np.int32),
-                              None, 10, 2)
+    return _core.recommend("bprmf", dict(n_users=n_users, n_items=n_items, emb_dim=dim), theta,
+                           np.arange(n_users, dtype=np.int32), None, 10, 2)
 
 
 def everything():
@@ -149,7 +149,7 @@ def scenario_joblib():
 def scenario_fork_while_threads_train(n_forks=6):
     # Python threads train (each with its own OpenMP team) while the main
     # thread forks, several times at different moments.  Without the fork
-    # waiting for the calls in flight (csrc/threads.c), a child inherited
+    # waiting for the calls in flight (csrc/runtime/threads.c), a child inherited
     # OpenBLAS's server_lock held by a thread it does not have and hung
     # in about one fork in five.
     want = everything()

@@ -246,7 +246,8 @@ def test_bad_arguments_are_rejected(kind, fitted, small):
         fitted.score(users[:2], fitted.data_.item_ids[:3])
     with pytest.raises(KeyError, match="unknown item id"):
         fitted.score(users[:1], [-12345])
-    with pytest.raises(ValueError, match="frame has no positive rows"):
+    # the argument is data=: errors about it name it (not "frame")
+    with pytest.raises(ValueError, match=r"^data has no positive rows \(rating >= 4\)"):
         make(kind).fit(small["train"].assign(rating=1))
 
 
@@ -275,23 +276,36 @@ def test_degenerate_data(kind, case):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_empty_data_is_rejected(kind):
-    with pytest.raises(ValueError, match="frame is empty"):
+    with pytest.raises(ValueError, match="^data is empty"):
         make(kind).fit(_frame([], []).astype({"user_id": np.int64, "movie_id": np.int64}))
 
 
 def test_core_model_table_follows_the_registry():
-    # Every model scored by the core has a row in module.c's table under
-    # its exact kind; other names are refused by name.
+    # Every model scored by the core has a row in the core's model table
+    # (csrc/models/registry.c) under its exact kind; other names are refused by name.
     from recmf import _core
-    shape = (3, 4, 2, 5)
+    sizes = dict(n_users=3, n_items=4)
     for kind, cls in MODELS.items():
         if issubclass(cls, recmf.models.EmbeddingModel):
-            assert _core.n_params(kind, shape) >= (3 + 4) * 2
+            assert kind in _core.models()
+            model = make(kind)
+            model.data_ = recmf.Interactions(np.array([0, 1, 2, 3], np.int64), np.array([0, 1, 3], np.int32),
+                                             np.arange(3), np.arange(4))
+            n_params, blocks = _core.layout(kind, model._config())
+            # the blocks tile theta exactly, in order, and the views are theirs
+            ends = [off + int(np.prod(shape)) for _, off, shape, *_ in blocks]
+            assert [off for _, off, *_ in blocks] == [0] + ends[:-1] and ends[-1] == n_params
+            assert _core.n_params(kind, model._config()) == n_params == model._n_params()
+            model.theta_ = np.arange(n_params, dtype=np.float32)
+            model._views()
+            for name, off, shape, *_ in blocks:
+                view = getattr(model, name + "_")
+                assert view.shape == tuple(shape) and view.ravel()[0] == off and np.shares_memory(view, model.theta_)
     for bad in ("nope", "neural", "bpr", "NeuralMF"):
         with pytest.raises(ValueError, match=f"no model kind '{bad}'"):
-            _core.n_params(bad, shape)
+            _core.n_params(bad, sizes)
     with pytest.raises(TypeError, match="model kind"):
-        _core.n_params(3, shape)
+        _core.n_params(3, sizes)
 
 
 @pytest.mark.parametrize("kind", KINDS)

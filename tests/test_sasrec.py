@@ -27,71 +27,51 @@ def windows_of(rng, n_items, lens):
 # ---------------------------------------------------------------------------
 
 def test_whole_forward_matches_numpy():
-    sh = K.shape(n_items=30, emb_dim=8, n_heads=2, n_blocks=2, max_len=6)
-    theta = K.init_theta(sh, seed=1)
+    # every item's score after each sequence's last item, through the core's model table:
+    # h (the whole forward, every block) dotted with the item table
+    cfg = K.config(30, emb_dim=8, n_heads=2, n_blocks=2, max_len=6)
+    theta = K.init_theta(cfg, seed=1)
     rng = np.random.default_rng(0)
-    seqs = windows_of(rng, 30, [1, 4, 6, 9, 3, 0])
-    indptr = np.concatenate([[0], np.cumsum([len(s) for s in seqs])])
-    items = np.concatenate(seqs).astype(np.int32)
-    shape = (30, 8, 2, 2, 6)
-    rows = np.arange(len(seqs), dtype=np.int32)
-    H = _core.sasrec_encode(shape, theta, (indptr, items, 30), rows, 2, True)
-    last = _core.sasrec_encode(shape, theta, (indptr, items, 30), rows, 2, False)
-    off = 0
+    seqs = windows_of(rng, 30, [1, 4, 6, 9, 3])
+    indptr, items = K.sequences(seqs)
+    E = K.views(theta, cfg)["item_emb"].astype(np.float64)
+    u = np.repeat(np.arange(len(seqs), dtype=np.int32), 30)
+    i = np.tile(np.arange(30, dtype=np.int32), len(seqs))
+    got = _core.score_pairs("sasrec", {**cfg, "n_users": len(seqs)}, theta, u, i, 2,
+                            history=(indptr, items)).reshape(len(seqs), 30)
     for r, s in enumerate(seqs):
-        s = s[-6:]
-        if not s:
-            assert (last[r] == 0).all()
-            continue
-        want = K.forward_reference(theta, sh, np.asarray(s))
-        np.testing.assert_allclose(H[off:off + len(s)], want, atol=2e-6, rtol=1e-5)
-        np.testing.assert_allclose(last[r], want[-1], atol=2e-6, rtol=1e-5)
-        off += len(s)
-    assert off == len(H)
+        h = K.forward_reference(theta, cfg, np.asarray(s[-6:]))[-1]    # the last max_len items
+        np.testing.assert_allclose(got[r], h @ E.T, atol=3e-6, rtol=1e-5)
 
 
-@pytest.mark.parametrize("n_blocks,n_heads", [(0, 1), (1, 1), (2, 2), (3, 4)])
-def test_batch_gradient_matches_finite_differences_of_numpy_loss(n_blocks, n_heads):
-    sh = K.shape(n_items=25, emb_dim=8, n_heads=n_heads, n_blocks=n_blocks, max_len=7)
-    theta = K.init_theta(sh, seed=2)
+@pytest.mark.parametrize("n_blocks,n_heads,scale_emb", [(0, 1, 0), (1, 1, 1), (2, 2, 0), (3, 4, 0)])
+def test_batch_gradient_matches_finite_differences_of_numpy_loss(n_blocks, n_heads, scale_emb):
+    cfg = K.config(25, emb_dim=8, n_heads=n_heads, n_blocks=n_blocks, max_len=7, scale_emb=scale_emb)
+    theta = K.init_theta(cfg, seed=2)
     rng = np.random.default_rng(3)
     wins = windows_of(rng, 25, [2, 5, 8, 8, 3])
-    loss, g = K.batch_grad(theta, sh, K.params(dropout=0.0), wins)
-    assert loss == pytest.approx(K.loss_reference(theta, sh, wins), rel=1e-6)
-    # every parameter block, a few entries each
-    lay, _ = K.layout(sh)
+    loss, g = K.batch_grad(theta, cfg, wins)
+    assert loss == pytest.approx(K.loss_reference(theta, cfg, wins), rel=1e-6)
+    # a few entries of every parameter block
+    _, blocks = _core.layout("sasrec", cfg)
     idx = np.concatenate([off + rng.choice(int(np.prod(s)), min(3, int(np.prod(s))), replace=False)
-                          for off, s in lay.values()])
+                          for _, off, s, *_ in blocks if np.prod(s)])
     num = []
     for i in idx:
-        tp, tm = theta.copy(), theta.copy()
-        tp[i] += 1e-3
-        tm[i] -= 1e-3
-        num.append((K.loss_reference(tp, sh, wins) - K.loss_reference(tm, sh, wins)) / 2e-3)
+        tp, tm = theta.astype(np.float64), theta.astype(np.float64)
+        tp[i] += 1e-5    # float64 reference: a small step crosses few ReLU kinks
+        tm[i] -= 1e-5
+        num.append((K.loss_reference(tp.astype(np.float64), cfg, wins) -
+                    K.loss_reference(tm.astype(np.float64), cfg, wins)) / 2e-5)
     np.testing.assert_allclose(g[idx], num, atol=2e-5, rtol=2e-3)
     # full softmax: every item row has a gradient; positions no token uses have none
-    v = K.views(g, sh)
-    assert v["item"].any(1).all()
-    assert not v["pos"][max(len(w) - 1 for w in wins):].any()
+    v = K.views(g, cfg)
+    assert v["item_emb"].any(1).all()
+    assert not v["pos_emb"][max(len(w) - 1 for w in wins):].any()
 
 
-def test_scale_emb_gradient_matches_finite_differences():
-    sh = K.shape(n_items=12, emb_dim=8, n_heads=2, n_blocks=1, max_len=5)
-    theta = K.init_theta(sh, seed=4)
-    wins = windows_of(np.random.default_rng(5), 12, [3, 6, 4])
-    p = K.params(dropout=0.0, scale_emb=1)
-    loss, g = K.batch_grad(theta, sh, p, wins)
-    assert loss == pytest.approx(K.loss_reference(theta, sh, wins, scale_emb=True), rel=1e-6)
-    for i in (0, 17, 40, 100):
-        tp, tm = theta.copy(), theta.copy()
-        tp[i] += 1e-3
-        tm[i] -= 1e-3
-        num = (K.loss_reference(tp, sh, wins, True) - K.loss_reference(tm, sh, wins, True)) / 2e-3
-        assert g[i] == pytest.approx(num, abs=2e-5, rel=2e-3)
-
-
-def c_loss_differences(theta, sh, p, wins, idx, eps=2e-3, **batch):
-    """Central differences of the C batch loss (float32 arithmetic), for paths whose
+def c_loss_differences(theta, cfg, wins, idx, eps=1e-3, **batch):
+    """Central differences of the core's batch loss (float32 arithmetic), for paths whose
     randomness lives in the core (dropout masks, negatives) and is the same for the same
     (seed, epoch, batch)."""
     out = []
@@ -99,43 +79,42 @@ def c_loss_differences(theta, sh, p, wins, idx, eps=2e-3, **batch):
         tp, tm = theta.copy(), theta.copy()
         tp[i] += eps
         tm[i] -= eps
-        out.append((K.batch_grad(tp, sh, p, wins, **batch)[0] -
-                    K.batch_grad(tm, sh, p, wins, **batch)[0]) / (2 * eps))
+        out.append((K.batch_grad(tp, cfg, wins, **batch)[0] -
+                    K.batch_grad(tm, cfg, wins, **batch)[0]) / (2 * eps))
     return np.array(out)
 
 
-@pytest.mark.parametrize("loss", ["softmax", "sampled"])
+@pytest.mark.parametrize("loss", [0, 1])
 def test_dropout_masks_regenerated_in_backward_give_the_gradient(loss):
     # With dropout on, the backward draws every mask again from its counter: if it drew a
     # different one, the gradient would not be the derivative of the forward's loss.
-    sh = K.shape(n_items=40, emb_dim=16, n_heads=2, n_blocks=2, max_len=8)
-    theta = K.init_theta(sh, seed=6)
+    cfg = K.config(40, emb_dim=16, n_heads=2, n_blocks=2, max_len=8, dropout=0.3, seed=11,
+                   loss=loss, n_negatives=15)
+    theta = K.init_theta(cfg, seed=6)
     rng = np.random.default_rng(7)
     wins = windows_of(rng, 40, [9, 9, 5, 7])
-    p = K.params(dropout=0.3, seed=11, loss=loss, n_negatives=15)
-    l1, g = K.batch_grad(theta, sh, p, wins, epoch=2, batch=5)
-    l2, _ = K.batch_grad(theta, sh, p, wins, epoch=2, batch=5)
+    l1, g = K.batch_grad(theta, cfg, wins, epoch=2, index=5)
+    l2, _ = K.batch_grad(theta, cfg, wins, epoch=2, index=5, n_threads=1)
     assert l1 == l2                                    # same masks for the same batch
-    assert K.batch_grad(theta, sh, p, wins, epoch=2, batch=6)[0] != l1
+    assert K.batch_grad(theta, cfg, wins, epoch=2, index=6)[0] != l1
+    assert K.batch_grad(theta, cfg, wins)[0] != l1     # no epoch: no dropout
     big = np.argsort(-np.abs(g))[:12]                  # well above float32 noise
-    lay, _ = K.layout(sh)
-    starts = sorted(o for o, _ in lay.values())
-    # and one entry of every block with a gradient (attention, feed-forward, norms)
-    some = [o + int(np.argmax(np.abs(g[o:e]))) for o, e in zip(starts, starts[1:] + [len(g)])
-            if np.abs(g[o:e]).max() > 1e-3]
+    _, blocks = _core.layout("sasrec", cfg)
+    # and the largest entry of every block with a gradient (attention, feed-forward, norms)
+    some = [off + int(np.argmax(np.abs(g[off:off + int(np.prod(s))]))) for _, off, s, *_ in blocks
+            if np.prod(s) and np.abs(g[off:off + int(np.prod(s))]).max() > 1e-3]
     idx = np.unique(np.concatenate([big, some]))
     # eps small enough that few ReLUs flip inside [-eps, eps]; float32 noise ~1e-3
-    num = c_loss_differences(theta, sh, p, wins, idx, eps=1e-3, epoch=2, batch=5)
+    num = c_loss_differences(theta, cfg, wins, idx, epoch=2, index=5)
     np.testing.assert_allclose(g[idx], num, rtol=0.03, atol=2e-3)
 
 
 def test_sampled_loss_masks_the_users_own_items():
     # every item is in the window: every negative is masked, only the target is left,
     # so the loss is exactly 0
-    sh = K.shape(n_items=4, emb_dim=8, n_heads=1, n_blocks=1, max_len=8)
-    theta = K.init_theta(sh, seed=1)
-    wins = [[0, 1, 2, 3, 0, 1]]
-    loss, g = K.batch_grad(theta, sh, K.params(dropout=0.0, loss="sampled", n_negatives=7), wins)
+    cfg = K.config(4, emb_dim=8, n_heads=1, n_blocks=1, max_len=8, loss=1, n_negatives=7)
+    theta = K.init_theta(cfg, seed=1)
+    loss, g = K.batch_grad(theta, cfg, [[0, 1, 2, 3, 0, 1]], epoch=0)
     assert loss == 0.0 and not g.any()
 
 
@@ -309,25 +288,27 @@ def test_save_load_and_pickle_keep_recommendations(small, tmp_path):
     (dict(max_len=0), "max_len"),
     (dict(n_negatives=0), "n_negatives"),
     (dict(betas=(0.9, 1.0)), "betas"),
-    (dict(lr=-1.0), "lr must be > 0"),
+    (dict(lr=-1.0), "lr must be a finite number > 0"),
 ])
 def test_bad_hyperparameters_are_named(small, kw, match):
     with pytest.raises((ValueError, TypeError), match=match):
         recmf.SASRec(**kw).fit(small["train"])
 
 
-def test_core_rejects_bad_shapes_and_rows():
+def test_core_rejects_bad_configs_and_histories():
+    cfg = K.config(10, emb_dim=8, n_heads=3)
     with pytest.raises(ValueError, match="n_heads must be >= 1 and divide emb_dim"):
-        _core.sasrec_n_params((10, 8, 3, 1, 5))
+        _core.layout("sasrec", cfg)
     with pytest.raises(ValueError, match="max_len must be in"):
-        _core.sasrec_n_params((10, 8, 2, 1, 0))
-    shape = (5, 8, 2, 1, 4)
-    theta = np.zeros(_core.sasrec_n_params(shape), np.float32)
-    seqs = (np.array([0, 2, 3]), np.array([1, 7, 0], np.int32), 5)
-    with pytest.raises(ValueError):
-        _core.sasrec_encode(shape, theta, seqs, np.array([0, 1], np.int32), 1, False)
-    seqs = (np.array([0, 2, 3]), np.array([1, 4, 0], np.int32), 5)
-    with pytest.raises(ValueError, match="rows"):
-        _core.sasrec_encode(shape, theta, seqs, np.array([0, 2], np.int32), 1, False)
-    with pytest.raises(ValueError, match="theta must have"):
-        _core.sasrec_encode(shape, theta[:-1], seqs, np.array([0], np.int32), 1, False)
+        _core.layout("sasrec", K.config(10, emb_dim=8, max_len=0))
+    cfg = K.config(5, emb_dim=8, n_blocks=1, max_len=4, n_users=2)
+    theta = K.init_theta(cfg)
+    u, i = np.array([0, 1], np.int32), np.array([1, 2], np.int32)
+    with pytest.raises(ValueError, match="sasrec scores from a history"):
+        _core.score_pairs("sasrec", cfg, theta, u, i, 1)
+    with pytest.raises(ValueError):     # item 7 is not one of the 5
+        _core.score_pairs("sasrec", cfg, theta, u, i, 1,
+                          history=(np.array([0, 2, 3]), np.array([1, 7, 0], np.int32)))
+    with pytest.raises(ValueError, match="u"):
+        _core.score_pairs("sasrec", cfg, theta, np.array([0, 2], np.int32), i, 1,
+                          history=(np.array([0, 2, 3]), np.array([1, 4, 0], np.int32)))

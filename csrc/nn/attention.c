@@ -5,8 +5,8 @@
  * Per head, blocks of query rows against the keys they may see, each an
  * sgemm.  Probabilities are kept for the backward (row i valid on [0, end
  * of its block), zero past i); dropout masks are drawn again there
- * (nn/seq.h), once per row for both products that need them. */
-#include "nn/seq.h"
+ * (nn/nn.h), once per row for both products that need them. */
+#include "nn/nn.h"
 
 #include <math.h>
 #include <string.h>

@@ -1,11 +1,11 @@
 /* nn/ffn.c -- dense layers over rows, the position-wise feed-forward block
- * of a transformer, and the counter-based dropout they draw (nn/seq.h).
+ * of a transformer, and the counter-based dropout they draw (nn/nn.h).
  *
  * Products are one OpenBLAS call each on the calling thread (the caller
  * holds rmf_blas_single_begin); bias gradients are column sums in row
  * order.  So a part of a batch gives the same bits whichever thread runs
  * it. */
-#include "nn/seq.h"
+#include "nn/nn.h"
 
 #include <math.h>
 #include <string.h>

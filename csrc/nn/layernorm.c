@@ -2,7 +2,7 @@
  * torch.nn.LayerNorm computes it: biased variance, eps inside the root.
  * Row sums run in 8 lanes in a fixed tree (rmf_sum_lanes, rmf_dot_lanes),
  * so a row's result does not depend on the vector width the CPU picks. */
-#include "nn/seq.h"
+#include "nn/nn.h"
 
 #include <math.h>
 

@@ -9,7 +9,7 @@
  * form scores the target against negatives shared by the rows of a batch
  * (as RecTools' sampled softmax and gSASRec's shared negatives), each
  * sequence's own items masked out of its negatives. */
-#include "nn/seq.h"
+#include "nn/nn.h"
 
 #include <math.h>
 #include <string.h>

@@ -11,7 +11,7 @@ from .. import _core
 from .._checks import as_core_array, check_positive_int
 from ..data import Interactions
 from . import _training as T
-from .base import Recommender
+from .base import EmbeddingModel
 
 __all__ = ["SASRec"]
 
@@ -61,7 +61,7 @@ def _frame_sequences(data, frame, columns, threshold, rated):
     return indptr, np.ascontiguousarray(ii, dtype=np.int32)
 
 
-class SASRec(Recommender):
+class SASRec(EmbeddingModel):
     """SASRec (Kang & McAuley, ICDM 2018): a causal transformer over each
     user's items in time order that predicts the next item, trained as
     RecTools 0.19 trains it, with full-softmax cross-entropy over every item
@@ -94,6 +94,9 @@ class SASRec(Recommender):
     n_negatives : int (256)
     lr, weight_decay, betas, eps : Adam (2e-3, 0 as L2 added to the
         gradient, (0.9, 0.98), 1e-8): RecTools' settings.
+    adam : {"dense", "lazy"}
+        "dense" steps every item row every batch, as PyTorch; "lazy" only
+        the rows a batch touched (with full softmax every row is touched).
     batch_size : int
         Users (windows) per batch (128).
     epochs : int (20)
@@ -125,8 +128,11 @@ class SASRec(Recommender):
 
     Attributes after fit: ``history`` (one row per epoch: loss, n_pairs =
     tokens, seconds, threads, val metrics), ``theta_`` (every weight, flat
-    float32; layout in csrc/models/sasrec.h), views ``item_emb_`` and
-    ``pos_emb_``, ``sequences_`` (indptr, items) the users' training
+    float32) and its views as the core lays them out
+    (``_core.layout("sasrec", ...)``: ``item_emb_`` (n_items, d), ``pos_emb_``
+    (max_len, d), then each block's parameters stacked over the blocks:
+    ``in_proj_`` (n_blocks 3d, d) = [Wq; Wk; Wv] per block, ...),
+    ``sequences_`` = (``seq_indptr_``, ``seq_items_``) the users' training
     sequences.
 
     Raises
@@ -141,20 +147,20 @@ class SASRec(Recommender):
 
     def __init__(self, n_blocks=2, n_heads=2, emb_dim=64, max_len=200, dropout=0.2, loss="softmax",
                  n_negatives=256, lr=2e-3, weight_decay=0.0, betas=(0.9, 0.98), eps=1e-8,
-                 batch_size=128, epochs=20, inputs="positives", scale_emb=False, eval_every=1,
+                 adam="dense", batch_size=128, epochs=20, inputs="positives", scale_emb=False,
+                 eval_every=1,
                  patience=None, threshold=4, user_col="user_id", item_col="movie_id",
                  rating_col="rating", time_col="timestamp", seed=0, n_threads=None, verbose=False):
         super().__init__(n_threads=n_threads)
         self.n_blocks, self.n_heads, self.emb_dim, self.max_len = n_blocks, n_heads, emb_dim, max_len
         self.dropout, self.loss, self.n_negatives = dropout, loss, n_negatives
-        self.lr, self.weight_decay, self.betas, self.eps = lr, weight_decay, tuple(betas), eps
+        self.lr, self.weight_decay, self.betas, self.eps, self.adam = lr, weight_decay, tuple(betas), eps, adam
         self.batch_size, self.epochs, self.inputs, self.scale_emb = batch_size, epochs, inputs, scale_emb
         self.eval_every, self.patience = eval_every, patience
         self.threshold, self.user_col, self.item_col = threshold, user_col, item_col
         self.rating_col, self.time_col = rating_col, time_col
         self.seed, self.verbose = seed, verbose
         self.history = None
-        self.sequences_ = None
 
     # -- parameters --------------------------------------------------------
     def _check_params(self):
@@ -176,45 +182,18 @@ class SASRec(Recommender):
             raise ValueError(f"loss must be 'softmax' or 'sampled', got {self.loss!r}")
         if self.inputs not in INPUTS:
             raise ValueError(f"inputs must be 'positives' or 'rated', got {self.inputs!r}")
-        b1, b2 = self.betas
-        if not (0 <= b1 < 1 and 0 <= b2 < 1):
-            raise ValueError(f"betas must be in [0, 1), got {self.betas}")
-        if not self.eps > 0:
-            raise ValueError(f"eps must be > 0, got {self.eps}")
+        T.check_adam(self)
         self.scale_emb = bool(self.scale_emb)
 
     @classmethod
     def _test_params(cls):
         return dict(n_blocks=1, emb_dim=16, max_len=20, epochs=3, batch_size=16, seed=7, n_threads=2)
 
-    def _shape(self):
-        return (self.data_.n_items, self.emb_dim, self.n_heads, self.n_blocks, self.max_len)
-
-    def _views(self):
-        n_items, d, _, _, L = self._shape()
-        self.item_emb_ = self.theta_[:n_items * d].reshape(n_items, d)
-        self.pos_emb_ = self.theta_[n_items * d:(n_items + L) * d].reshape(L, d)
-
-    def _init_weights(self):
-        """RecTools' start: Xavier-normal for every matrix (embeddings and
-        in-/out-projections included), zero attention biases, PyTorch's
-        default U(+-1/sqrt(d)) feed-forward biases, layer norms at (1, 0)."""
-        n_items, d, _, B, L = self._shape()
-        rng = np.random.default_rng(self.seed)
-
-        def xavier(rows, cols):
-            return (rng.standard_normal(rows * cols) * np.sqrt(2.0 / (rows + cols))).astype(np.float32)
-        ones, zeros = np.ones(d, np.float32), np.zeros(d, np.float32)
-        parts = [xavier(n_items, d), xavier(L, d)]
-        for _ in range(B):
-            parts += [ones, zeros, xavier(3 * d, d), np.zeros(3 * d, np.float32), xavier(d, d), zeros,
-                      ones, zeros, xavier(d, d), T.init_uniform(rng, d, d), xavier(d, d),
-                      T.init_uniform(rng, d, d)]
-        parts += [ones, zeros]
-        self.theta_ = np.ascontiguousarray(np.concatenate(parts))
-        if len(self.theta_) != _core.sasrec_n_params(self._shape()):
-            raise AssertionError("SASRec parameter layout out of step with the core")
-        self._views()
+    def _core_fields(self):
+        return {"emb_dim": int(self.emb_dim), "n_heads": int(self.n_heads),
+                "n_blocks": int(self.n_blocks), "max_len": int(self.max_len),
+                "dropout": float(self.dropout), "loss": LOSSES[self.loss],
+                "n_negatives": int(self.n_negatives), "scale_emb": int(self.scale_emb)}
 
     # -- training ----------------------------------------------------------
     def fit(self, data, val=None, callback=None):
@@ -251,69 +230,36 @@ class SASRec(Recommender):
         return _frame_sequences(data, self._frame, self._columns(), self.threshold,
                                 self.inputs == "rated")
 
+    @property
+    def sequences_(self):
+        """``(indptr, items)``: each user's training sequence, oldest first
+        (int64 offsets, int32 item indices); what the model scores users
+        from."""
+        return self.seq_indptr_, self.seq_items_
+
     def _fit(self, data, val, callback):
-        self.sequences_ = self._sequences(data)
-        self._init_weights()
-        indptr, items = self.sequences_
-        seqs = (indptr, items, data.n_items)
-        params = dict(lr=float(self.lr), weight_decay=float(self.weight_decay),
-                      beta1=float(self.betas[0]), beta2=float(self.betas[1]), eps=float(self.eps),
-                      batch_size=int(self.batch_size), seed=int(self.seed),
-                      n_threads=int(self.n_threads), dropout=float(self.dropout),
-                      loss=LOSSES[self.loss], n_negatives=int(self.n_negatives),
-                      scale_emb=int(self.scale_emb))
-        m, v = np.zeros_like(self.theta_), np.zeros_like(self.theta_)
-        state = {"step": 0}
-        shape = self._shape()
+        self.seq_indptr_, self.seq_items_ = self._sequences(data)
+        indptr = self.seq_indptr_
         if not (np.diff(indptr) >= 2).any():
             warnings.warn("no user has two or more items in sequence: SASRec has nothing to learn from "
-                          "and keeps its initial weights", stacklevel=3)
+                          "and keeps its initial weights", stacklevel=4)
+            self._init_weights()
             self.history = pd.DataFrame(columns=["epoch", "loss", "n_pairs", "seconds"])
             self.best_epoch_ = 0
             return self
-
-        def run_epoch(epoch):
-            loss, n_done, state["step"], interrupted, threads = _core.sasrec_train_epoch(
-                shape, seqs, epoch, self.theta_, m, v, state["step"], **params)
-            return loss, n_done, interrupted, {"threads": threads}
-
-        T.EpochLoop(self, val, self._columns()).run(run_epoch, self.epochs, self.eval_every,
-                                                    self.patience, callback, self.verbose, "SASRec")
-        self.adam_step_ = state["step"]
-        return self
+        return self._train(val, callback, self.patience, lambda epoch: self.sequences_)
 
     # -- scoring -----------------------------------------------------------
-    def _user_vectors(self, uidx, sequences=None):
-        """h after each user's last item: (len(uidx), d) float32."""
-        indptr, items = self.sequences_ if sequences is None else sequences
-        rows = np.ascontiguousarray(uidx, dtype=np.int32)
-        return _core.sasrec_encode(self._shape(), self.theta_, (indptr, items, self.data_.n_items),
-                                   rows, self.n_threads, False)
-
-    def _topk(self, U, seen, seen_rows, k):
-        items = np.empty((len(U), k), np.int32)
-        scores = np.empty((len(U), k), np.float32)
-        lens = np.empty(len(U), np.int32)
-        step = self._row_block()
-        for s in range(0, len(U), step):
-            block = np.ascontiguousarray(U[s:s + step] @ self.item_emb_.T, dtype=np.float32)
-            rows = None if seen is None else np.ascontiguousarray(seen_rows[s:s + step], np.int32)
-            it, sc, ln = _core.topk_rows(block, seen, rows, k, self.n_threads)
-            items[s:s + step], scores[s:s + step], lens[s:s + step] = it, sc, ln
-        return items, scores, lens
-
+    # A sequence model scores a user from their sequence: the core gets the
+    # training sequences as the history its rows index.
     def _recommend_index(self, uidx, k, exclude_seen):
-        U = self._user_vectors(uidx)
         seen = self.data_.seen_csr() if exclude_seen else None
-        return self._topk(U, seen, uidx, k)
-
-    def _score_all(self, uidx):
-        return np.ascontiguousarray(self._user_vectors(uidx) @ self.item_emb_.T, dtype=np.float32)
+        return _core.recommend(self.kind, self._config(), self.theta_, uidx, seen, k, self.n_threads,
+                               history=self.sequences_)
 
     def _score_index(self, uidx, iidx):
-        users, inv = np.unique(np.asarray(uidx, dtype=np.int32), return_inverse=True)
-        U = self._user_vectors(users)
-        return np.einsum("ij,ij->i", U[inv], self.item_emb_[np.asarray(iidx)]).astype(np.float32)
+        return _core.score_pairs(self.kind, self._config(), self.theta_, uidx, iidx, self.n_threads,
+                                 history=self.sequences_)
 
     def _history_interactions(self, history):
         if self.inputs != "rated":
@@ -328,35 +274,19 @@ class SASRec(Recommender):
 
     def _recommend_history(self, hist, rows, k, exclude_seen):
         seqs = _positive_sequences(hist)
-        U = self._user_vectors(rows, seqs)
         seen = (hist.indptr, hist.indices, hist.n_items) if exclude_seen else None
-        return self._topk(U, seen, rows, k)
+        return _core.recommend(self.kind, self._config(), self.theta_,
+                               np.ascontiguousarray(rows, dtype=np.int32), seen, k, self.n_threads,
+                               history=seqs)
 
     # -- persistence ---------------------------------------------------------
     def _arrays(self):
-        return {"theta": self.theta_, "seq_indptr": self.sequences_[0],
-                "seq_items": self.sequences_[1]}
+        return {"theta": self.theta_, "seq_indptr": self.seq_indptr_, "seq_items": self.seq_items_}
 
     def _set_arrays(self, arrays):
-        self.theta_ = as_core_array(arrays["theta"], np.float32)
-        if len(self.theta_) != _core.sasrec_n_params(self._shape()):
-            raise ValueError("saved weights do not match the model's shape")
-        self.sequences_ = (as_core_array(arrays["seq_indptr"], np.int64),
-                           as_core_array(arrays["seq_items"], np.int32))
-        if len(self.sequences_[0]) != self.data_.n_users + 1:
+        super()._set_arrays(arrays)
+        self.seq_indptr_ = as_core_array(arrays["seq_indptr"], np.int64)
+        self.seq_items_ = as_core_array(arrays["seq_items"], np.int32)
+        if len(self.seq_indptr_) != self.data_.n_users + 1 or \
+                self.seq_indptr_[-1] != len(self.seq_items_):
             raise ValueError("saved sequences do not match the model's users")
-        self._views()
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        for name in ("item_emb_", "pos_emb_"):
-            state.pop(name, None)
-        return state
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        if getattr(self, "sequences_", None) is not None:
-            self.sequences_ = tuple(as_core_array(a, a.dtype.newbyteorder("="))
-                                    for a in self.sequences_)
-        if getattr(self, "theta_", None) is not None:
-            self._views()

@@ -9,19 +9,10 @@ import pandas as pd
 
 from .. import _core
 from ..data import Interactions
-from .base import Recommender
+from .._checks import check_number
+from .base import Recommender, check_half_life
 
 __all__ = ["ItemTransition"]
-
-
-def _check_half_life(value):
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"half_life must be a number or None, got {type(value).__name__}")
-    if not (value > 0) or math.isinf(value):
-        raise ValueError(f"half_life must be a finite number > 0 (None: no decay), got {value!r}")
-    return float(value)
 
 
 def _check_window(window, gap_decay):
@@ -29,11 +20,7 @@ def _check_window(window, gap_decay):
         raise TypeError(f"window must be an integer, got {type(window).__name__}")
     if not 1 <= window <= _core.TRANSITION_MAX_WINDOW:
         raise ValueError(f"window must be in [1, {_core.TRANSITION_MAX_WINDOW}], got {window}")
-    if isinstance(gap_decay, bool) or not isinstance(gap_decay, (int, float, np.integer, np.floating)):
-        raise TypeError(f"gap_decay must be a number, got {type(gap_decay).__name__}")
-    if not 0 < gap_decay <= 1:
-        raise ValueError(f"gap_decay must be in (0, 1], got {gap_decay!r}")
-    return int(window), float(gap_decay)
+    return int(window), check_number(gap_decay, "gap_decay", 0, 1, low_open=True)
 
 
 def histories(data, positions):
@@ -113,7 +100,7 @@ class ItemTransition(Recommender):
     def __init__(self, half_life=1.0, window=1, gap_decay=0.5, threshold=4, user_col="user_id",
                  item_col="movie_id", rating_col="rating", time_col="timestamp", n_threads=None):
         super().__init__(n_threads=n_threads)
-        self.half_life = _check_half_life(half_life)
+        self.half_life = check_half_life(half_life)
         self.window, self.gap_decay = _check_window(window, gap_decay)
         self.threshold = threshold
         self.user_col, self.item_col, self.rating_col, self.time_col = user_col, item_col, rating_col, time_col
@@ -140,7 +127,7 @@ class ItemTransition(Recommender):
         val : ignored
             Accepted for the common ``fit(data, val)`` signature.
         """
-        self.half_life = _check_half_life(self.half_life)
+        self.half_life = check_half_life(self.half_life)
         self.window, self.gap_decay = _check_window(self.window, self.gap_decay)
         columns = dict(user_col=self.user_col, item_col=self.item_col, rating_col=self.rating_col)
         if isinstance(data, pd.DataFrame) and self.time_col not in data.columns:
@@ -174,7 +161,7 @@ class ItemTransition(Recommender):
         return (self.trans_indptr_, self.trans_indices_, self.data_.n_items)
 
     def _decay(self):
-        half_life = _check_half_life(self.half_life)
+        half_life = check_half_life(self.half_life)
         return math.inf if half_life is None else half_life
 
     def transition_matrix(self, normalise=True):
