@@ -87,7 +87,7 @@ def load_data(a):
     model = make_recmf(a, epochs=0)
     data = model._as_interactions(train, 4, model._columns())
     model.data_, model._frame = data, train
-    return train, val, test, data, model._sequences(data)
+    return train, val, test, data, model._sequences(data)   # what SASRec.fit reads
 
 
 def make_recmf(a, epochs):
@@ -113,6 +113,7 @@ def metrics_of(data, U, E, frame):
 
 
 def run_side_by_side(a, log):
+    import recmf
     train, val, test, data, (indptr, items) = load_data(a)
     users = np.arange(data.n_users)
     n_tok = int(np.minimum(np.diff(indptr) - 1, a.max_len).clip(0).sum())
@@ -136,9 +137,10 @@ def run_side_by_side(a, log):
         row = {"epoch": hist["epoch"], "recmf_s": hist["seconds"], "recmf_loss": hist["loss"],
                "recmf_threads": hist.get("threads"), "recmf_cpu": time.process_time() - state["cpu"]}
         if a.eval == "every":
-            U, E = model._user_vectors(users), model.item_emb_
-            row["recmf_val"], _ = metrics_of(data, U, E, val)
-            row["recmf_test"], row["recmf_test_ndcg"] = metrics_of(data, U, E, test)
+            rv = recmf.evaluate(model, val, k=10)
+            rt = recmf.evaluate(model, test, k=10)
+            row["recmf_val"] = rv["recall@10"]
+            row["recmf_test"], row["recmf_test_ndcg"] = rt["recall@10"], rt["ndcg@10"]
         if tm is not None:
             torch_epoch(row)
         rows.append(row)
