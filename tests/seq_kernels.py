@@ -1,8 +1,9 @@
-"""ctypes access to the C sequence-model kernels (csrc/nn/seq.h, csrc/models/sasrec.h).
+"""ctypes access to the C sequence layers (csrc/nn/nn.h), and SASRec's NumPy side for tests.
 
-The layer kernels and SASRec's batch gradient are plain C functions of the extension
-(``rmf_*`` symbols); tests call them directly rather than through test-only glue.  Also
-holds the NumPy initialisation and whole-model forward used by the SASRec tests.
+The layer kernels are plain C functions of the extension (``rmf_*`` symbols); the layer tests
+call them directly rather than through test-only glue.  SASRec itself goes through the core's
+model table (``_core.layout``, ``batch_grad``, ``score_pairs``); this module holds its NumPy
+initialisation, whole-model forward and loss (the references of tests/test_sasrec.py).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The sequence-model layers of ``csrc/nn/`` (nn/seq.h) against the NumPy reference.
+"""The sequence-model layers of ``csrc/nn/`` (nn/nn.h) against the NumPy reference.
 
 Every layer's forward and backward is compared with ``tests/seq_reference.py`` (float64),
 whose backward is itself checked against central finite differences.  The kernels are
@@ -12,42 +12,18 @@ import ctypes as C
 import numpy as np
 import pytest
 
-import recmf._core as core
 import seq_reference as ref
-
-F32P = C.POINTER(C.c_float)
-I32P = C.POINTER(C.c_int32)
-U8P = C.POINTER(C.c_uint8)
-
-
-class Drop(C.Structure):
-    _fields_ = [("key", C.c_uint64), ("thr", C.c_uint32), ("scale", C.c_float)]
+from seq_kernels import F32P, LIB, Drop
+from seq_kernels import ptr as p
 
 
 @pytest.fixture(scope="module")
 def lib():
-    so = C.CDLL(core.__file__)
-    so.rmf_drop_site.restype = Drop
-    so.rmf_drop_site.argtypes = [C.c_float, C.c_uint64, C.c_uint64, C.c_uint64, C.c_uint64]
-    so.rmf_softmax_ce.restype = C.c_double
-    so.rmf_sampled_ce.restype = C.c_double
-    so.rmf_softmax_ce_scratch.restype = C.c_int64
-    so.rmf_sampled_ce_scratch.restype = C.c_int64
-    so.rmf_attention_scratch.restype = C.c_int64
-    return so
+    return LIB
 
 
 def f32(a):
     return np.ascontiguousarray(a, dtype=np.float32)
-
-
-def p(a):
-    """Pointer to a contiguous array's data (float32, int32 or uint8), NULL for None."""
-    if a is None:
-        return None
-    assert a.flags.c_contiguous
-    kind = {np.dtype(np.float32): F32P, np.dtype(np.int32): I32P, np.dtype(np.uint8): U8P}
-    return a.ctypes.data_as(kind[a.dtype])
 
 
 def close(got, want, rtol=2e-4, atol=2e-5):
