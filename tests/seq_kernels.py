@@ -20,17 +20,58 @@ U8P = C.POINTER(C.c_uint8)
 
 
 class Drop(C.Structure):
+    """rmf_drop (csrc/nn/nn.h)."""
     _fields_ = [("key", C.c_uint64), ("thr", C.c_uint32), ("scale", C.c_float)]
 
 
+class FFN(C.Structure):
+    """rmf_ffn (csrc/nn/nn.h)."""
+    _fields_ = [(n, F32P) for n in ("W1", "b1", "W2", "b2", "dW1", "db1", "dW2", "db2")] + \
+               [("d", C.c_int), ("dff", C.c_int), ("drop1", Drop), ("drop2", Drop)]
+
+
+_i, _i32, _i64, _u64, _f = C.c_int, C.c_int32, C.c_int64, C.c_uint64, C.c_float
+DROPP, FFNP = C.POINTER(Drop), C.POINTER(FFN)
+# Every prototype the layer tests call, copied from csrc/nn/nn.h: with argtypes declared,
+# ctypes converts (or refuses) each argument instead of passing a Python int as a C int
+# where the kernel reads an int64_t (undefined upper bits on x86-64).
+PROTOTYPES = {
+    "rmf_drop_site": (Drop, [_f, _u64, _u64, _u64, _u64]),
+    "rmf_drop_mask": (None, [DROPP, _u64, _i64, _i, F32P]),
+    "rmf_exp_inplace": (None, [F32P, _i64]),
+    "rmf_layernorm_forward": (None, [F32P, _i64, _i, F32P, F32P, _f, F32P, F32P]),
+    "rmf_layernorm_backward": (None, [F32P, F32P, _i64, _i, F32P, F32P, F32P, F32P, F32P]),
+    "rmf_linear_forward": (None, [F32P, _i64, _i64, _i, F32P, F32P, _i, F32P, _i64]),
+    "rmf_linear_backward": (None, [F32P, _i64, _i64, _i, F32P, _i, F32P, _i64, F32P, _i64, _i,
+                                   F32P, F32P]),
+    "rmf_ffn_forward": (None, [FFNP, F32P, _i64, _u64, F32P, F32P]),
+    "rmf_ffn_backward": (None, [FFNP, F32P, _i64, _u64, F32P, F32P, F32P, F32P]),
+    "rmf_attention_scratch": (_i64, [_i]),
+    "rmf_attention_forward": (None, [F32P, _i, _i, _i, DROPP, _u64, F32P, F32P, F32P]),
+    "rmf_attention_backward": (None, [F32P, _i, _i, _i, DROPP, _u64, F32P, F32P, F32P, F32P]),
+    "rmf_softmax_ce_scratch": (_i64, [_i32]),
+    "rmf_softmax_ce": (C.c_double, [F32P, _i64, _i, F32P, _i32, I32P, _f, F32P, F32P, F32P]),
+    "rmf_sampled_ce_scratch": (_i64, [_i32]),
+    "rmf_sampled_ce": (C.c_double, [F32P, _i64, _i, F32P, I32P, I32P, F32P, _i32, U8P, I32P, _f,
+                                    F32P, F32P, F32P, F32P]),
+}
+
+
 def load():
+    """The extension's layer kernels with their prototypes declared.
+
+    The extension is the module Python already loaded (dlopen returns its handle, so the
+    bundled BLAS and OpenMP it links are the ones in use).  A build that hides the ``rmf_*``
+    symbols fails here with the missing names, not with a crash in a test.
+    """
     so = C.CDLL(core.__file__)
-    so.rmf_drop_site.restype = Drop
-    so.rmf_drop_site.argtypes = [C.c_float, C.c_uint64, C.c_uint64, C.c_uint64, C.c_uint64]
-    so.rmf_softmax_ce.restype = C.c_double
-    so.rmf_sampled_ce.restype = C.c_double
-    for f in ("rmf_softmax_ce_scratch", "rmf_sampled_ce_scratch", "rmf_attention_scratch"):
-        getattr(so, f).restype = C.c_int64
+    missing = [name for name in PROTOTYPES if not hasattr(so, name)]
+    if missing:
+        raise ImportError(f"{core.__file__} does not export the layer kernels {missing}: the "
+                          "layer tests call them through ctypes (build without -fvisibility=hidden)")
+    for name, (restype, argtypes) in PROTOTYPES.items():
+        fn = getattr(so, name)
+        fn.restype, fn.argtypes = restype, argtypes
     return so
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import seq_reference as ref
-from seq_kernels import F32P, LIB, Drop
+from seq_kernels import FFN, LIB
 from seq_kernels import ptr as p
 
 
@@ -172,11 +172,6 @@ def test_linear_forward_backward_with_strides(lib):
     close(dx, wdx + 1)
     close(dW, wdW)
     close(db, wdb)
-
-
-class FFN(C.Structure):
-    _fields_ = [(n, F32P) for n in ("W1", "b1", "W2", "b2", "dW1", "db1", "dW2", "db2")] + \
-               [("d", C.c_int), ("dff", C.c_int), ("drop1", Drop), ("drop2", Drop)]
 
 
 @pytest.mark.parametrize("p_drop", [0.0, 0.3])
