@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._config import FROM_CONFIG
 from ._registry import available_models
 
 FORMAT_VERSION = 1
@@ -40,7 +41,28 @@ def _ids_to_array(ids, name):
     return np.asarray(ids, dtype=str), "str"
 
 
+#: how FROM_CONFIG (a parameter left to the config) is written in JSON
+_FROM_CONFIG_JSON = {"recmf": "FROM_CONFIG"}
+
+
+def _params_from_json(params):
+    """Saved hyperparameters with FROM_CONFIG restored."""
+    return {k: FROM_CONFIG if v == _FROM_CONFIG_JSON else v for k, v in params.items()}
+
+
+def _columns_of(model, meta):
+    """The data settings a loaded model was fitted with: saved since they
+    were kept (``columns``), else its parameters (older files always held
+    explicit names), resolved now."""
+    saved = meta.get("columns")
+    if saved is not None:
+        return dict(saved)
+    return model._resolve_columns()
+
+
 def _jsonable(value):
+    if value is FROM_CONFIG:
+        return dict(_FROM_CONFIG_JSON)
     if isinstance(value, (np.integer,)):
         return int(value)
     if isinstance(value, (np.floating,)):
@@ -66,7 +88,7 @@ def component_meta(model):
     its arrays: kind, hyperparameters and history, as JSON values."""
     history, dtypes = _history_records(model)
     return {"kind": model.kind, "params": {k: _jsonable(v) for k, v in model._saved_params().items()},
-            "history": history, "history_dtypes": dtypes}
+            "history": history, "history_dtypes": dtypes, "columns": model.columns_}
 
 
 def component_from_meta(meta):
@@ -74,7 +96,8 @@ def component_from_meta(meta):
     classes = available_models()
     if meta.get("kind") not in classes:
         raise ValueError(f"unknown component model kind {meta.get('kind')!r}")
-    model = classes[meta["kind"]]._from_saved_params(meta["params"])
+    model = classes[meta["kind"]]._from_saved_params(_params_from_json(meta["params"]))
+    model.columns_ = _columns_of(model, meta)
     if meta.get("history") is not None:
         model.history = _history_frame(meta["history"], meta.get("history_dtypes"))
     return model
@@ -95,7 +118,7 @@ def save_model(model, path):
         "kind": model.kind, "params": {k: _jsonable(v) for k, v in model._saved_params().items()},
         "user_id_type": user_kind, "item_id_type": item_kind, "history": history,
         "history_dtypes": history_dtypes,
-        "n_duplicates": data.n_duplicates,
+        "n_duplicates": data.n_duplicates, "columns": model.columns_,
     }
     arrays["meta"] = np.array(json.dumps(meta))
     path = Path(path)
@@ -158,13 +181,14 @@ def load(path):
         raise ValueError(f"{path} is missing arrays {missing}")
     for key, kind in (("user_ids", meta["user_id_type"]), ("item_ids", meta["item_id_type"])):
         arrays[key] = arrays[key].astype(object) if kind == "str" else arrays[key].astype(np.int64)
-    params = meta["params"]
+    params = _params_from_json(meta["params"])
     if "betas" in params:
         params["betas"] = tuple(params["betas"])
     try:
         model = classes[meta["kind"]]._from_saved_params(params)
     except (KeyError, TypeError) as e:
         raise ValueError(f"{path} has inconsistent parameters: {e}") from None
+    model.columns_ = _columns_of(model, meta)
     try:
         model.data_ = Interactions._from_state(arrays, n_duplicates=meta.get("n_duplicates", 0))
         model._set_arrays(arrays)

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 
 from ._checks import check_frame
+from ._config import FROM_CONFIG, resolve, resolve_columns
+from ._tables import is_arrow_table
 from .data import Interactions
 from .metrics import METRIC_NAMES, evaluate
 from .models import _training as T
@@ -83,7 +85,7 @@ def _parse_metric(metric):
     return int(m.group(2))
 
 
-def select(candidates, data, val, metric="recall@10", *, grid=None, threshold=4,
+def select(candidates, data, val, metric="recall@10", *, grid=None, threshold=FROM_CONFIG,
            progress=True, fit_val=True, **evaluate_kwargs):
     """Fit every candidate on ``data``, score each on ``val`` only, return the best.
 
@@ -94,10 +96,10 @@ def select(candidates, data, val, metric="recall@10", *, grid=None, threshold=4,
         class), else the class's ``default_grid``; a grid is a dict
         ``{param: [values]}`` (every combination is tried) or a list of such
         dicts.  A model instance is fitted (in place) as it is configured.
-    data : Interactions or DataFrame
+    data : Interactions, DataFrame or Arrow table
         The training data; a frame is indexed once (``threshold``) and
         shared by every candidate.
-    val : DataFrame
+    val : DataFrame or Arrow table
         The validation split.  Only it is evaluated: pass the test split to
         :func:`recmf.evaluate` once, for the chosen model, afterwards.
     metric : str
@@ -105,7 +107,7 @@ def select(candidates, data, val, metric="recall@10", *, grid=None, threshold=4,
         ``"recall@10"`` or ``"ndcg@20"``; its k is the evaluation's k.
     threshold : float
         Positive threshold for ``data`` (when a frame) and relevance
-        threshold on ``val``.
+        threshold on ``val`` (default: the configured one, 4).
     progress : bool
         Show a tqdm progress bar over the candidates.
     fit_val : bool
@@ -141,14 +143,18 @@ def select(candidates, data, val, metric="recall@10", *, grid=None, threshold=4,
     """
     k = _parse_metric(metric)
     _check_evaluate_kwargs(evaluate_kwargs, metric)
-    check_frame(val, "val", {c: evaluate_kwargs.get(c, _EVALUATE_PARAMS[c].default)
-                             for c in ("user_col", "item_col", "rating_col")})
-    if isinstance(data, pd.DataFrame):
-        cols = {c: evaluate_kwargs[c] for c in ("user_col", "item_col", "rating_col")
-                if c in evaluate_kwargs}
+    threshold = resolve(threshold, "threshold")
+    for c in ("user_col", "item_col", "rating_col"):
+        evaluate_kwargs[c] = resolve(evaluate_kwargs.get(c, _EVALUATE_PARAMS[c].default), c)
+    cols = {c: evaluate_kwargs[c] for c in ("user_col", "item_col", "rating_col")}
+    # Read once here, not once per candidate.
+    val = check_frame(val, "val", cols)
+    if isinstance(data, pd.DataFrame) or is_arrow_table(data):
         data = Interactions.from_frame(data, threshold=threshold, **cols)
     elif not isinstance(data, Interactions):
-        raise TypeError(f"data must be a recmf.Interactions or a DataFrame, got {type(data).__name__}")
+        from ._tables import type_name
+        raise TypeError(f"data must be a recmf.Interactions, a DataFrame or an Arrow table, "
+                        f"got {type_name(data)}")
     plan = _expand(candidates, grid)
     evaluate_kwargs.setdefault("threshold", threshold)
 
