@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from ._tables import is_arrow_table, type_name
+from ._tables import type_name
 
 __all__ = [
     "check_frame", "id_column", "numeric_column", "time_column", "check_positive_int",
@@ -83,7 +83,7 @@ def _as_series(values, name):
     if isinstance(values, pd.Index):
         values = pd.Series(values)
     elif not isinstance(values, pd.Series):
-        if isinstance(values, (pd.DataFrame, dict)) or is_arrow_table(values):
+        if isinstance(values, (pd.DataFrame, dict)):
             raise TypeError(f"{name} must be one column of ids, got a {type_name(values)}; "
                             "pass one column (e.g. frame['user_id'])")
         if not isinstance(values, (str, bytes, np.ndarray, list, tuple)) and \

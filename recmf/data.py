@@ -260,7 +260,7 @@ class Interactions:
                                  f"of matrix ({n}), got {len(arr)}")
             dup = pd.Index(arr).duplicated()
             if dup.any():
-                raise ValueError(f"{name} repeats id {arr[int(np.flatnonzero(dup)[0])]!r}")
+                raise ValueError(f"{name} repeats id {arr[dup][:1].tolist()[0]!r}")
             ids.append(arr)
         if not pos.any():
             raise ValueError("matrix has no positive entry" +

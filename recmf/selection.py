@@ -70,10 +70,10 @@ def _expand(candidates, grid):
 
 def _non_default_params(model):
     try:
-        default = type(model)().get_params()
+        default = _comparable(type(model)())
     except TypeError:  # a class without defaults for every parameter
-        return model.get_params()
-    return {k: v for k, v in model.get_params().items()
+        return model.get_params(deep=False)
+    return {k: v for k, v in _comparable(model).items()
             if k not in default or not _same(default[k], v)}
 
 
@@ -214,7 +214,7 @@ def _shares_fit(last, model):
     when the two differ only in the class's ``scoring_params``; else None."""
     if last is None or type(last) is not type(model) or not type(model).scoring_params:
         return None
-    a, b = last.get_params(), model.get_params()
+    a, b = _comparable(last), _comparable(model)
     free = set(type(model).scoring_params)
     if any(not _same(a[p], b[p]) for p in a if p not in free):
         return None
@@ -222,6 +222,15 @@ def _shares_fit(last, model):
     for p in free:
         setattr(shared, p, b[p])
     return shared
+
+
+def _comparable(model):
+    """Parameters with ``n_threads`` None (as given) and 0 (as fit
+    normalises it) alike: both mean all cores."""
+    params = model.get_params(deep=False)
+    if "n_threads" in params and params["n_threads"] is None:
+        params["n_threads"] = 0
+    return params
 
 
 def _same(x, y):

@@ -45,13 +45,22 @@ class _Components(tuple):
 
     def __eq__(self, other):
         return (isinstance(other, (list, tuple)) and len(self) == len(other)
-                and all(a is b or (type(a) is type(b) and a.get_params() == b.get_params())
+                and all(a is b or (type(a) is type(b) and _settings(a) == _settings(b))
                         for a, b in zip(self, other)))
 
     def __ne__(self, other):
         return not self == other
 
     __hash__ = None
+
+
+def _settings(model):
+    """A component's parameters for comparison: ``n_threads`` None (as
+    given) and 0 (as ``fit`` normalises it) both mean all cores."""
+    params = model.get_params(deep=False)
+    if params.get("n_threads") is None and "n_threads" in params:
+        params["n_threads"] = 0
+    return params
 
 
 def _check_weights(weights, n):
