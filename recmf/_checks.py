@@ -18,7 +18,7 @@ from ._tables import type_name
 __all__ = [
     "check_frame", "id_column", "numeric_column", "time_column", "check_positive_int",
     "check_k", "check_seed", "check_threads", "as_id_array", "as_core_array", "native_frame",
-    "check_same_kind",
+    "check_same_kind", "check_threshold",
 ]
 
 # Integers beyond 2^53 are not exactly representable as float64, so float ids
@@ -26,10 +26,11 @@ __all__ = [
 _FLOAT_EXACT = 2.0 ** 53
 
 
-def check_frame(frame, name, columns, optional=()):
-    """``frame`` as a non-empty pandas DataFrame holding ``columns``, a dict
-    {argument name: column name} of the caller (None: not needed); the error
-    for a missing column names only these arguments.
+def check_frame(frame, name, columns, optional=(), allow_empty=False):
+    """``frame`` as a DataFrame holding ``columns``, a dict {argument name:
+    column name} of the caller (None: not needed), and rows unless
+    ``allow_empty``; the error for a missing column names only these
+    arguments.
 
     Returns the frame to use: a pandas frame as it is; a table with the
     Arrow stream interface (pyarrow, Polars, DuckDB, ...) read into pandas,
@@ -45,7 +46,7 @@ def check_frame(frame, name, columns, optional=()):
         raise ValueError(
             f"{name} is missing column(s) {missing}; it has {list(frame.columns)}. "
             f"Pass {hint} to name yours.")
-    if len(frame) == 0:
+    if len(frame) == 0 and not allow_empty:
         raise ValueError(f"{name} is empty")
     return frame
 
@@ -265,6 +266,15 @@ def _datetime_objects(values, name):
     if getattr(out.dt, "tz", None) is not None:
         out = out.dt.tz_localize(None)
     return out.to_numpy()
+
+
+def check_threshold(threshold):
+    """A positive threshold: a finite real number (bools refused)."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (numbers.Real, type(None))):
+        raise TypeError(f"threshold must be a number, got {type(threshold).__name__} ({threshold!r})")
+    if threshold is None or not np.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+    return threshold
 
 
 def check_positive_int(value, name, minimum=1):

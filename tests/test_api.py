@@ -472,23 +472,29 @@ def test_bad_hyperparameters_wait_for_fit(small):
 
 def test_set_params(small):
     model = recmf.EASE(l2=10.0).fit(small["train"])
-    assert model.set_params(half_life=2.0) is model and model.data_ is not None   # scoring-only
-    model.set_params(n_threads=1)
-    assert model.data_ is not None
-    model.set_params(l2=10.0)                         # unchanged value: still fitted
-    assert model.data_ is not None
-    model.set_params(l2=50.0)
-    assert model.data_ is None and model.B_ is None and model.l2 == 50.0
-    with pytest.raises(recmf.NotFittedError, match=r"set_params changed l2 after it was fitted"):
-        model.recommend([1], k=2)
+    users = small["users"][:3]
+    assert model.set_params(half_life=2.0, n_threads=1) is model      # scoring-only and runtime
+    assert model.half_life == 2.0 and model.recommend(users, k=2).shape == (3, 2)
+    model.set_params(l2=50.0)                 # shapes what fit learned: refused until refit
+    with pytest.raises(ValueError, match=r"l2 of this EASE was changed after fit"):
+        model.recommend(users, k=2)
+    model.set_params(l2=10.0)
+    assert model.recommend(users, k=2).shape == (3, 2)
     with pytest.raises(ValueError, match="invalid parameter 'foo' for EASE"):
         model.set_params(foo=1)
+    assert model.l2 == 10.0
     comps = [recmf.EASE(l2=10.0), recmf.Popularity()]
     blend = recmf.Blend(comps, weights=[0.5, 0.5])
     deep = blend.get_params(deep=True)
     assert deep["models"] is comps and "models__l2" not in deep     # a list is not descended
     blend.set_params(weights=[0.2, 0.8])
     assert blend.get_params(deep=False)["weights"] == [0.2, 0.8]
+    # a parameter that is a model is reached with name__param
+    holder = recmf.Blend(comps)
+    holder.models = comps[0]                   # (what a meta-model holding one model looks like)
+    assert holder.get_params(deep=True)["models__l2"] == 10.0
+    holder.set_params(models__l2=20.0)
+    assert comps[0].l2 == 20.0
 
 
 def test_grid_search_style_use(small):

@@ -26,6 +26,8 @@ items (``similar_items``); class attributes ``default_grid`` and
 """
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
 import math
 import numbers
@@ -36,7 +38,8 @@ import pandas as pd
 
 from .. import _core, persist
 from .._candidates import block_size, candidate_mask, exclusions
-from .._checks import as_core_array, as_id_array, check_frame, check_k, check_positive_int, check_threads
+from .._checks import (as_core_array, as_id_array, check_frame, check_k, check_positive_int,
+                       check_same_kind, check_threads, id_column, numeric_column, time_column)
 from .._config import FROM_CONFIG, resolve
 from .._registry import register
 from .._tables import is_arrow_table, type_name
@@ -76,6 +79,15 @@ def recency_weights(data, half_life):
     return np.exp(data.ages() * (-math.log(2.0) / half_life)).astype(np.float32)
 
 
+def _same_value(x, y):
+    """Whether two hyperparameter values are the same (``==`` where it gives
+    one truth value, identity otherwise)."""
+    try:
+        return bool(x == y) or (x is None and y is None)
+    except (TypeError, ValueError):
+        return x is y
+
+
 def _onnx_exporters():
     """Names of the registered models that override :meth:`Recommender.to_onnx`."""
     from .._registry import available_models
@@ -90,6 +102,44 @@ def _frame_columns(columns):
 
 class NotFittedError(RuntimeError):
     """The model has not been fitted (or loaded) yet."""
+
+
+#: hyperparameters that may change after fit without making the fitted state
+#: stale (besides each class's ``scoring_params``): how, not what, it computes
+_RUNTIME_PARAMS = ("n_threads", "verbose")
+
+#: a new number for every fitted state (fit, load): what caches of a model's
+#: scores are keyed by (recmf.models.blend), so a refit never hits them
+_FIT_TOKENS = itertools.count(1)
+
+
+def _all_or_nothing(fit):
+    """Wrap a model's ``fit``: the model ends as what this fit made, or, if
+    the fit raises (a bad input found late, MemoryError, Ctrl-C in a solver,
+    an exception from a callback), exactly as it was before the call --
+    never new data with old weights, or a new history with old weights.
+    On success the fitted state gets a new token, its hyperparameters are
+    recorded and its learned arrays become read-only (:meth:`Recommender.
+    _mark_fitted`)."""
+    @functools.wraps(fit)
+    def wrapper(self, *args, **kwargs):
+        if self.__dict__.get("_fitting"):      # a fit calling another fit of the same model
+            return fit(self, *args, **kwargs)
+        before = dict(self.__dict__)
+        self.__dict__["_fitting"] = True
+        try:
+            out = fit(self, *args, **kwargs)
+        except BaseException:
+            # Fits assign new arrays and never write into the ones they
+            # replace, so restoring the attributes restores the model.
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+        del self.__dict__["_fitting"]
+        self._mark_fitted()
+        return out
+    wrapper._all_or_nothing = True
+    return wrapper
 
 
 class Recommender:
@@ -119,6 +169,9 @@ class Recommender:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        fit = cls.__dict__.get("fit")
+        if fit is not None and not getattr(fit, "_all_or_nothing", False):
+            cls.fit = _all_or_nothing(fit)
         if cls.__dict__.get("kind") is not None:
             register(cls)
     #: hyperparameter grid recmf.select tries by default: {name: [values]}
@@ -126,10 +179,6 @@ class Recommender:
     #: hyperparameters that only change scoring, not what fit learns:
     #: recmf.select fits once per setting of the others and shares the fit
     scoring_params = ()
-
-    #: hyperparameters that never change what fit learns or how it scores:
-    #: set_params keeps the fit when only these (or scoring_params) change
-    runtime_params = ("n_threads", "verbose")
 
     def __init__(self, n_threads=None):
         self.n_threads = n_threads
@@ -190,6 +239,8 @@ class Recommender:
         now: ``{threshold, user_col, item_col, rating_col, time_col}``."""
         return {name: resolve(getattr(self, name, FROM_CONFIG), name) for name in _DATA_SETTINGS}
 
+    fit = _all_or_nothing(fit)
+
     def _check_params(self):
         """Validate the hyperparameters before fitting."""
 
@@ -211,7 +262,7 @@ class Recommender:
         if isinstance(data, Interactions):
             return data
         if isinstance(data, pd.DataFrame) or is_arrow_table(data):
-            return Interactions.from_frame(data, threshold=threshold, **columns)
+            return Interactions.from_frame(data, threshold=threshold, _name="data", **columns)
         if type(data).__module__.startswith("scipy.sparse"):
             return Interactions.from_scipy(data)
         if type(data).__module__.split(".")[0] in ("dask", "dask_expr"):
@@ -220,10 +271,36 @@ class Recommender:
                         f"Arrow stream interface or a scipy.sparse matrix, got {type_name(data)}")
 
     def _check_fitted(self):
+        """Raise unless the model is fitted and its hyperparameters are still
+        those its fitted state was made with (a changed ``emb_dim`` would
+        describe weights of another shape; scoring parameters, ``n_threads``
+        and ``verbose`` may change)."""
         if self.data_ is None:
-            why = getattr(self, "_unfitted_by", None)
-            reason = f" (set_params changed {', '.join(why)} after it was fitted)" if why else ""
-            raise NotFittedError(f"this {type(self).__name__} is not fitted{reason}: call fit() first")
+            raise NotFittedError(f"this {type(self).__name__} is not fitted: call fit() first")
+        fitted = self.__dict__.get("_fit_params")
+        if fitted is None or self.__dict__.get("_fitting"):
+            return
+        free = set(type(self).scoring_params) | set(_RUNTIME_PARAMS)
+        for name, now in self.get_params().items():
+            if name in fitted and name not in free and not _same_value(fitted[name], now):
+                raise ValueError(
+                    f"{name} of this {type(self).__name__} was changed after fit ({fitted[name]!r} "
+                    f"then, {now!r} now): its learned state describes {name}={fitted[name]!r}; "
+                    f"set it back, or call fit() again")
+
+    def _mark_fitted(self):
+        """Record a new fitted state (after fit or load): a new token for
+        caches, the hyperparameters it was made with, and its learned
+        arrays read-only, so that no copy sharing them (``with_params``,
+        :func:`recmf.select`) and no cache of its scores can go stale."""
+        self._fit_token = next(_FIT_TOKENS)
+        self._fit_params = dict(self.get_params())
+        self._freeze_learned()
+
+    def _freeze_learned(self):
+        for name, value in vars(self).items():
+            if name.endswith("_") and isinstance(value, np.ndarray):
+                value.flags.writeable = False
 
     # -- recommendation ---------------------------------------------------
     def recommend(self, user_ids, k=10, exclude_seen=True, unknown="empty", return_scores=False,
@@ -259,13 +336,17 @@ class Recommender:
             may be negative) needs an explicit integer ``pad``, and a ``pad``
             equal to an item id raises.
         history : DataFrame or Arrow table, optional
-            Fold-in: the users of ``user_ids`` that appear here are scored
-            from these interactions instead of their training ones, without
-            refitting; they may be new users.  Same columns, threshold and
-            time column as the training frame; items the model does not know
-            are ignored; ``exclude_seen`` then drops the history's positives.
-            A user whose history holds no known positive counts as unknown.
-            Models that cannot fold in raise ``NotImplementedError``.
+            Fold-in: the users of ``user_ids`` that appear here (in any row,
+            whatever its rating) are scored from these interactions instead
+            of their training ones, without refitting; they may be new
+            users.  Same columns, threshold and time column as the training
+            frame; items the model does not know are ignored;
+            ``exclude_seen`` then drops the history's positives.  A user
+            whose history holds no known positive (only unknown items, or
+            only ratings below the threshold) counts as unknown, as
+            ``unknown`` says -- never as its training self.  An empty frame
+            (with the columns) folds in nobody.  Models that cannot fold in
+            raise ``NotImplementedError``.
         items : array-like of item ids, optional
             Candidates: only these items may be recommended (e.g. what is in
             stock).  Ids the model does not know are ignored.
@@ -375,7 +456,7 @@ class Recommender:
         out_items = np.full((n, k), -1, dtype=np.int32)
         scores = np.full((n, k), -np.inf, dtype=np.float32)
         lens = np.zeros(n, dtype=np.int32)
-        folded = np.zeros(n, dtype=bool)
+        folded = replaced = np.zeros(n, dtype=bool)
 
         def fill(where, select):
             """Run ``select(positions) -> (items, scores, lens)`` over the
@@ -387,19 +468,26 @@ class Recommender:
                 out_items[p], scores[p], lens[p] = select(p)
 
         if history is not None:
-            hist = self._history_interactions(history)
-            hrow = hist._user_codes(users)
-            folded = hrow >= 0
-            fill(folded, lambda p: self._recommend_history(hist, hrow[p], k, exclude_seen,
-                                                           **({} if mask is None else {"mask": mask})))
-        known = (uidx >= 0) & ~folded
+            self._check_fold_in()
+            hist, listed = self._history_interactions(history)
+            # Users listed in history= are scored from it and only from it:
+            # those with no positive the model knows count as unknown.
+            replaced = pd.Index(listed).get_indexer(users) >= 0 if len(listed) else replaced
+            if hist is not None:
+                hrow = hist._user_codes(users)
+                folded = hrow >= 0
+                fill(folded, lambda p: self._recommend_history(hist, hrow[p], k, exclude_seen,
+                                                               **({} if mask is None else {"mask": mask})))
+        known = (uidx >= 0) & ~replaced
         fill(known, lambda p: self._recommend_index_masked(np.ascontiguousarray(uidx[p]), k,
                                                            exclude_seen, mask))
         missing = ~known & ~folded
         if unknown == "popular" and missing.any():
             # The most popular items, minus those the user rated when the data
             # remembers them (users without positives, seen="rated").
-            rows_all = self.data_.seen_row(users) if exclude_seen else np.full(n, -1, dtype=np.int32)
+            # (a user replaced by history= has no known positive to drop)
+            rows_all = np.where(replaced, -1, self.data_.seen_row(users)) if exclude_seen else \
+                np.full(n, -1, dtype=np.int32)
             seen_all = self.data_.seen_csr(unindexed=True) if exclude_seen else None
             counts = self.data_.popularity()
 
@@ -415,12 +503,11 @@ class Recommender:
         return users, ids, lens, scores
 
     def _recommend_ids(self, user_ids, k, unknown="empty"):
-        """(ids, lens) for evaluate(); k may exceed the catalogue there."""
+        """(ids, lens) for evaluate(); k may exceed the catalogue there: the
+        lists are then min(k, n_items) wide (never k wide: a silly k must
+        not size memory)."""
         self._check_fitted()
         _, ids, lens, _ = self._recommend_all(user_ids, min(k, self.data_.n_items), True, unknown)
-        if ids.shape[1] < k:
-            pad = np.full((ids.shape[0], k - ids.shape[1]), -1, dtype=ids.dtype)
-            ids = np.hstack([ids, pad])
         return ids, lens
 
     def _recommend_index_masked(self, uidx, k, exclude_seen, mask):
@@ -439,30 +526,48 @@ class Recommender:
 
     # -- fold-in and neighbours ------------------------------------------
     def _history_interactions(self, history):
-        """``history`` (a frame) as Interactions over this model's items:
-        rows are the history's users that hold at least one positive the
-        model knows, columns the model's item indices, positions re-ranked
-        over the known positives."""
-        if not (isinstance(history, pd.DataFrame) or is_arrow_table(history)):
-            check_frame(history, "history", {})     # names the type and what to do
-        h = Interactions.from_frame(history, threshold=self.columns_["threshold"], **self._columns())
-        imap = self.data_._item_codes(h.item_ids)[h.indices]
-        keep = imap >= 0
-        rows = np.repeat(np.arange(h.n_users), np.diff(h.indptr))[keep]
-        counts = np.bincount(rows, minlength=h.n_users)
-        has = counts > 0
-        # Both item numberings ascend with the ids, so rows stay sorted.
-        new_row = np.cumsum(has) - 1
-        indptr = np.zeros(int(has.sum()) + 1, dtype=np.int64)
-        np.cumsum(counts[has], out=indptr[1:])
-        positions = None
-        if h.positions is not None:
-            r, p = new_row[rows], h.positions[keep]
-            order = np.lexsort((p, r))
-            positions = np.empty(len(order), dtype=np.int32)
-            positions[order] = np.arange(len(order)) - indptr[r[order]]
-        return Interactions(indptr, imap[keep], h.user_ids[has], self.data_.item_ids,
-                            positions=positions)
+        """``(hist, listed)`` of a ``history=`` frame: ``listed`` holds every
+        user id with a row in it (whatever the rating), ``hist`` is the
+        Interactions over this model's items of those with at least one
+        positive the model knows (None when none has): rows in ascending
+        id order, columns the model's item indices, positions ranked over
+        the known positives.  Errors name ``history``."""
+        columns = self._columns()
+        ucol, icol, rcol, tcol = (columns[c] for c in ("user_col", "item_col", "rating_col", "time_col"))
+        history = check_frame(history, "history", dict(user_col=ucol, item_col=icol, rating_col=rcol),
+                              optional=(tcol,), allow_empty=True)
+        data = self.data_
+        users, users_int = id_column(history, ucol, "history")
+        items, items_int = id_column(history, icol, "history")
+        if len(history):
+            check_same_kind(users_int, f"history[{ucol!r}]", data.user_ids.dtype == np.int64,
+                            "the model's user ids")
+            check_same_kind(items_int, f"history[{icol!r}]", data.item_ids.dtype == np.int64,
+                            "the model's item ids")
+        pos = np.ones(len(history), dtype=bool) if rcol is None else \
+            numeric_column(history, rcol, "history") >= self.columns_["threshold"]
+        times = time_column(history, tcol, "history") if tcol is not None and tcol in history.columns \
+            else None
+        listed = pd.unique(users)
+        codes = data._item_codes(items[pos]) if pos.any() else np.zeros(0, dtype=np.int32)
+        keep = codes >= 0
+        if not keep.any():
+            return None, listed
+        known = pd.DataFrame({"u": users[pos][keep], "i": codes[keep].astype(np.int64)})
+        if times is not None:
+            known["t"] = times[pos][keep]
+        h = Interactions.from_frame(known, rating_col=None, user_col="u", item_col="i",
+                                    time_col="t" if times is not None else None)
+        # h's items are the model's indices that occur, ascending: mapping
+        # them back keeps every row sorted.
+        return Interactions(h.indptr, h.item_ids[h.indices], h.user_ids, data.item_ids,
+                            positions=h.positions), listed
+
+    def _check_fold_in(self):
+        """NotImplementedError up front for models that cannot fold in,
+        whether or not a listed user is asked for."""
+        if type(self)._recommend_history is Recommender._recommend_history:
+            self._recommend_history(None, None, 0, False)
 
     def _recommend_history(self, hist, rows, k, exclude_seen):
         """Top-``k`` ``(items, scores, lens)`` for rows ``rows`` of ``hist``
@@ -630,12 +735,11 @@ class Recommender:
         """Set hyperparameters (scikit-learn's convention; ``name__param``
         reaches into a parameter that is a model).
 
-        Validation happens at the next :meth:`fit`.  Changing a
-        hyperparameter that shapes what ``fit`` learns makes a fitted model
-        unfitted (its learned state no longer matches its parameters, so it
-        is dropped rather than served); ``scoring_params`` (e.g. a recency
-        half-life) and ``runtime_params`` (``n_threads``, ``verbose``) keep
-        the fit.
+        Validation happens at the next :meth:`fit`.  Changing, on a fitted
+        model, a hyperparameter that shapes what ``fit`` learned makes the
+        model refuse to recommend (``ValueError`` naming it) until it is
+        fitted again or the value is set back; ``scoring_params`` (e.g. a
+        recency half-life), ``n_threads`` and ``verbose`` apply at once.
 
         Returns
         -------
@@ -648,34 +752,20 @@ class Recommender:
         """
         valid = self._param_names()
         nested = {}
-        changed = []
-        for key, value in params.items():
-            name, _, sub = key.partition("__")
+        for key in params:
+            name = key.partition("__")[0]
             if name not in valid:
                 raise ValueError(f"invalid parameter {name!r} for {type(self).__name__}; its "
                                  f"parameters are {valid}")
+        for key, value in params.items():
+            name, _, sub = key.partition("__")
             if sub:
                 nested.setdefault(name, {})[sub] = value
-                changed.append(name)
-                continue
-            if not _same_value(getattr(self, name), value):
-                changed.append(name)
-            setattr(self, name, value)
+            else:
+                setattr(self, name, value)
         for name, sub_params in nested.items():
             getattr(self, name).set_params(**sub_params)
-        keep = set(type(self).scoring_params) | set(type(self).runtime_params)
-        learned = sorted(set(changed) - keep)
-        if learned and self.data_ is not None:
-            self._forget_fit(learned)
         return self
-
-    def _forget_fit(self, why):
-        """Back to unfitted: every learned attribute (public names ending in
-        ``_``) and the history are dropped."""
-        for name in [n for n in vars(self) if n.endswith("_") and not n.startswith("_")]:
-            delattr(self, name)
-        self.__dict__.pop("history", None)
-        self._unfitted_by = list(why)
 
     def _param_names(self):
         import inspect
@@ -731,6 +821,9 @@ class Recommender:
             name: as_core_array(v, v.dtype.newbyteorder("="))
             if isinstance(v, np.ndarray) and v.dtype.kind in "biuf" else v
             for name, v in state.items()})
+        self.__dict__.pop("_fitting", None)
+        if self.__dict__.get("data_") is not None:
+            self._freeze_learned()
 
     def _arrays(self):
         """Learned arrays to save (besides the data); subclasses extend."""
@@ -836,20 +929,10 @@ class EmbeddingModel(Recommender):
         super().__setstate__(state)
         if getattr(self, "theta_", None) is not None:
             self._views()
+            self._freeze_learned()
 
 
 def _takes_mask(method):
     """Whether a model's top-k method applies a candidate ``mask`` itself."""
     import inspect
     return "mask" in inspect.signature(method).parameters
-
-
-def _same_value(a, b):
-    """set_params' test for "unchanged": the same object, or equal values
-    (arrays and odd types compared safely)."""
-    if a is b:
-        return True
-    try:
-        return bool(a == b) and type(a) is type(b)
-    except (TypeError, ValueError):
-        return False

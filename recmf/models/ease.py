@@ -154,6 +154,9 @@ class EASE(Recommender):
                                     seen_rows if seen is not None else None, k, self.n_threads)
 
     def _recommend_history(self, hist, rows, k, exclude_seen, mask=None):
+        if self.half_life is not None and hist.positions is None:
+            raise ValueError(f"half_life={self.half_life} weighs each history by recency, so history= "
+                             f"needs the time column {self.columns_['time_col']!r} (or use half_life=None)")
         csr = (hist.indptr, hist.indices, hist.n_items)
         seen, seen_rows = exclusions(csr if exclude_seen else None, rows, mask)
         return _core.ease_recommend(self.B_, csr, recency_weights(hist, self.half_life), rows,
