@@ -79,7 +79,7 @@ def resolve_columns(**given):
     return {name: resolve(value, name) for name, value in given.items()}
 
 
-def get_config():
+def get_config() -> dict:
     """Return recmf's current process-wide settings.
 
     Returns
@@ -110,8 +110,9 @@ def _check_setting(name, value):
     return value
 
 
-def set_config(exact_subnormals=None, *, user_col=_KEEP, item_col=_KEEP, rating_col=_KEEP,
-               time_col=_KEEP, threshold=_KEEP):
+def set_config(exact_subnormals: bool | None = None, *, user_col: Hashable = _KEEP,
+               item_col: Hashable = _KEEP, rating_col: Hashable | None = _KEEP,
+               time_col: Hashable | None = _KEEP, threshold: float = _KEEP) -> None:
     """Change recmf's process-wide settings; a setting not passed (or
     ``exact_subnormals=None``) stays as it is.
 

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,9 +18,11 @@ __all__ = ["evaluate", "METRIC_NAMES"]
 METRIC_NAMES = ("recall", "ndcg", "mrr", "hitrate")
 
 
-def evaluate(model, test, k=10, *, coverage_users=None, catalog=None, threshold=FROM_CONFIG,
-             item_popularity=None, user_col=FROM_CONFIG, item_col=FROM_CONFIG,
-             rating_col=FROM_CONFIG, per_user=False, unknown="empty", _name="test"):
+def evaluate(model: Any, test: Any, k: int = 10, *, coverage_users: Any = None, catalog: Any = None,
+             threshold: float | None = FROM_CONFIG, item_popularity: Any = None,
+             user_col: Hashable = FROM_CONFIG, item_col: Hashable = FROM_CONFIG,
+             rating_col: Hashable | None = FROM_CONFIG, per_user: bool = False, unknown: str = "empty",
+             _name: str = "test") -> dict[str, float] | tuple[dict[str, float], pd.DataFrame]:
     """Evaluate top-``k`` recommendations against held-out interactions.
 
     For every user with at least one relevant test row (``rating >=
@@ -96,9 +99,12 @@ def evaluate(model, test, k=10, *, coverage_users=None, catalog=None, threshold=
 
     Returns
     -------
-    dict with keys ``recall@K, ndcg@K, mrr@K, hitrate@K, n_users_eval,
-    n_users_skipped, coverage@K, avg_popularity@K`` (and a DataFrame when
-    ``per_user``).
+    report : dict
+        Keys ``recall@K``, ``ndcg@K``, ``mrr@K``, ``hitrate@K``,
+        ``n_users_eval``, ``n_users_skipped``, ``coverage@K``,
+        ``avg_popularity@K``.
+    per_user_frame : DataFrame
+        Only when ``per_user``: ``(report, frame)`` is returned.
 
     Raises
     ------

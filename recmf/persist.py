@@ -20,6 +20,7 @@ import json
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -197,7 +198,7 @@ def _construct(cls, params):
         params["betas"] = tuple(params["betas"])
     try:
         model = cls._from_saved_params(params)
-        model._check_params()
+        model._validate()
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"its parameters are refused by {cls.__name__}: {e}") from None
     return model
@@ -250,7 +251,7 @@ def _history_frame(records, dtypes):
 _INTERACTION_ARRAYS = ("indptr", "indices", "user_ids", "item_ids", "seen_indptr", "seen_indices")
 
 
-def load(path):
+def load(path: str | Path) -> Any:
     """Load a model saved with ``model.save(path)``.
 
     Raises

@@ -6,6 +6,7 @@ import inspect
 import itertools
 import re
 import time
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -94,7 +95,7 @@ def _build(plan):
         try:
             if model is None:
                 model = cls(**params)
-            model._check_params()
+            model._validate()           # what fit checks (and n_threads=None -> all cores)
         except (TypeError, ValueError) as e:
             raise type(e)(f"candidate {label}({', '.join(f'{k}={v!r}' for k, v in params.items())}): "
                           f"{e}") from None
@@ -148,8 +149,9 @@ def _parse_metric(metric):
     return int(m.group(2))
 
 
-def select(candidates, data, val, metric="recall@10", *, grid=None, threshold=FROM_CONFIG,
-           progress=True, fit_val=True, **evaluate_kwargs):
+def select(candidates: Any, data: Any, val: Any, metric: str = "recall@10", *, grid: Any = None,
+           threshold: float = FROM_CONFIG, progress: bool = True, fit_val: bool = True,
+           **evaluate_kwargs: Any) -> tuple[Any, pd.DataFrame]:
     """Fit every candidate on ``data``, score each on ``val`` only, return the best.
 
     Parameters

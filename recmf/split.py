@@ -1,6 +1,9 @@
 """Per-user temporal split (SPEC section 2)."""
 from __future__ import annotations
 
+from collections.abc import Hashable
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -21,8 +24,9 @@ def _check_count(value, name):
     return int(value)
 
 
-def temporal_split(ratings, n_val=1, n_test=5, min_train=5, *, user_col=FROM_CONFIG,
-                   time_col=FROM_CONFIG):
+def temporal_split(ratings: Any, n_val: int = 1, n_test: int = 5, min_train: int = 5, *,
+                   user_col: Hashable = FROM_CONFIG,
+                   time_col: Hashable | None = FROM_CONFIG) -> tuple[Any, Any, Any]:
     """Split each user's history by time: the last ``n_test`` rows go to
     test, the ``n_val`` before them to validation, the rest to train.
 

@@ -575,3 +575,32 @@ def test_cli_recommend_with_item_lists(tmp_path, small, capsys):
     assert cli.main(["recommend", "--model", str(path), "--users", *users,
                      "--items", str(tmp_path / "missing.txt")]) == 2
     assert "--items" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------
+# types
+# ---------------------------------------------------------------------------
+
+def test_core_stub_lists_what_the_module_has():
+    """recmf/_core.pyi (shipped with py.typed) names every entry point of
+    the compiled core and no other: a new or renamed one needs its stub."""
+    import ast
+    from pathlib import Path
+
+    from recmf import _core
+    stub = Path(recmf.__file__).with_name("_core.pyi")
+    assert stub.is_file() and stub.with_name("py.typed").is_file()
+    tree = ast.parse(stub.read_text())
+    in_stub = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))} | \
+        {n.target.id for n in tree.body if isinstance(n, ast.AnnAssign)}
+    in_module = {n for n in dir(_core) if not n.startswith("__")}
+    assert in_module == in_stub, (sorted(in_module - in_stub), sorted(in_stub - in_module))
+
+
+def test_public_api_has_type_hints():
+    import inspect
+    for f in (recmf.temporal_split, recmf.evaluate, recmf.select, recmf.Interactions.from_frame,
+              recmf.Interactions.from_scipy, recmf.Recommender.recommend, recmf.Recommender.fit,
+              recmf.Recommender.recommend_frame, recmf.Recommender.similar_items, recmf.load,
+              recmf.set_config):
+        assert inspect.signature(f).return_annotation is not inspect.Signature.empty, f.__qualname__

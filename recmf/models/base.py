@@ -30,6 +30,8 @@ import functools
 import itertools
 import logging
 import math
+from collections.abc import Callable, Hashable
+from typing import Any
 import numbers
 import time
 
@@ -184,7 +186,7 @@ class Recommender:
         self.n_threads = n_threads
 
     # -- fitting ----------------------------------------------------------
-    def fit(self, data, val=None, callback=None):
+    def fit(self, data: Any, val: Any = None, callback: Callable | None = None) -> Recommender:
         """Train on ``data``.
 
         Parameters
@@ -303,8 +305,10 @@ class Recommender:
                 value.flags.writeable = False
 
     # -- recommendation ---------------------------------------------------
-    def recommend(self, user_ids, k=10, exclude_seen=True, unknown="empty", return_scores=False,
-                  pad=None, history=None, *, items=None, exclude_items=None):
+    def recommend(self, user_ids: Any, k: int = 10, exclude_seen: bool = True, unknown: str = "empty",
+                  return_scores: bool = False, pad: Any = None, history: Any = None, *,
+                  items: Any = None, exclude_items: Any = None
+                  ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Top-``k`` items for many users at once, best first.
 
         Parameters
@@ -409,9 +413,10 @@ class Recommender:
                              f"recommendation;{hint} choose a pad that is not an item id")
         return pad
 
-    def recommend_frame(self, user_ids=None, k=10, exclude_seen=True, unknown="empty",
-                        user_col=None, item_col=None, history=None, *, items=None,
-                        exclude_items=None) -> pd.DataFrame:
+    def recommend_frame(self, user_ids: Any = None, k: int = 10, exclude_seen: bool = True,
+                        unknown: str = "empty", user_col: Hashable | None = None,
+                        item_col: Hashable | None = None, history: Any = None, *, items: Any = None,
+                        exclude_items: Any = None) -> pd.DataFrame:
         """Recommendations as a long DataFrame ``user, rank (1-based), item, score``.
 
         Parameters
@@ -576,8 +581,9 @@ class Recommender:
         raise NotImplementedError(f"{type(self).__name__} cannot score users from history= "
                                   "(fold-in); refit the model with those interactions instead")
 
-    def similar_items(self, item_ids, k=10, return_scores=False, *, items=None, exclude_items=None,
-                      pad=None):
+    def similar_items(self, item_ids: Any, k: int = 10, return_scores: bool = False, *, items: Any = None,
+                      exclude_items: Any = None, pad: Any = None
+                      ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """The ``k`` items most similar to each given item (itself
         excluded), best first, as judged by the model (see its docstring).
 
@@ -637,7 +643,7 @@ class Recommender:
     def _popular_order(self):
         return _core.popularity_order(self.data_.popularity())
 
-    def score(self, user_ids, item_ids):
+    def score(self, user_ids: Any, item_ids: Any) -> np.ndarray:
         """Scores of given (user, item) pairs, original ids, same length.
 
         Pairs whose user or item the model does not know raise ``KeyError``
@@ -710,7 +716,7 @@ class Recommender:
         raise NotImplementedError(f"{type(self).__name__} has no ONNX export (models with one: "
                                   f"{', '.join(_onnx_exporters())})")
 
-    def get_params(self, deep=True):
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Hyperparameters as a dict: the constructor's arguments, as given.
 
         Parameters
@@ -731,7 +737,7 @@ class Recommender:
                 out.update((f"{name}__{key}", v) for key, v in value.get_params().items())
         return out
 
-    def set_params(self, **params):
+    def set_params(self, **params: Any) -> Recommender:
         """Set hyperparameters (scikit-learn's convention; ``name__param``
         reaches into a parameter that is a model).
 
