@@ -13,18 +13,12 @@ import pytest
 import recmf
 from recmf._tables import type_name
 
-MODELS = recmf.available_models()
-KINDS = list(MODELS)
-
-
-def make(kind, **overrides):
-    cls = MODELS[kind]
-    return cls(**{**cls._test_params(), **overrides})
+from test_contract import KINDS, MODELS, make  # noqa: E402  (the shared contract's model factory)
 
 
 @pytest.fixture(scope="module")
 def small():
-    ratings, _, movies = recmf.datasets.synthetic_ratings(n_users=120, n_items=150, seed=3)
+    ratings = recmf.datasets.synthetic_ratings(n_users=120, n_items=150, seed=3)[0]
     train, val, test = recmf.temporal_split(ratings)
     return dict(ratings=ratings, train=train, val=val, test=test, data=recmf.Interactions.from_frame(train),
                 users=test["user_id"].unique())
