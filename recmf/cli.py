@@ -168,7 +168,7 @@ def _model(args):
     params = {**{k: v for k, v in common.items() if k in accepted}, **given}
     try:
         model = cls(**params)
-        model._check_params()       # e.g. --epochs 0: rejected before the data is loaded
+        model._validate()           # e.g. --epochs 0: rejected before the data is loaded
     except (TypeError, ValueError) as e:
         raise CliError(_as_flags(e, params)) from None
     return model

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._checks import check_threads
 from ._config import FROM_CONFIG
 from ._registry import available_models
 
@@ -198,7 +199,8 @@ def _construct(cls, params):
         params["betas"] = tuple(params["betas"])
     try:
         model = cls._from_saved_params(params)
-        model._validate()
+        check_threads(getattr(model, "n_threads", None))   # checked, kept as saved
+        model._check_params()
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"its parameters are refused by {cls.__name__}: {e}") from None
     return model

@@ -227,7 +227,8 @@ class Recommender:
     def _validate(self):
         """What every fit runs first: ``n_threads`` (None means all cores, the
         core's 0) and the model's own checks."""
-        self.n_threads = check_threads(self.n_threads)
+        if "n_threads" in self._param_names():
+            self.n_threads = check_threads(self.n_threads)
         self._check_params()
 
     def _log_fit(self, seconds):

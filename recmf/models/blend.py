@@ -284,6 +284,9 @@ class Blend(Recommender):
                 # which components were given fitted (used as they are)
                 # rather than fitted by the blend as copies
                 "given_fitted": [m is f for m, f in zip(self.models, self._components())],
+                # the components as given, where the blend fitted copies of them
+                "given_unfitted": [None if m is f else component_meta(m)
+                                   for m, f in zip(self.models, self._components())],
                 "weights": list(self.weights) if self.weights is not None else None,
                 "normalise": self.normalise, "n_threads": self.n_threads}
 
@@ -296,6 +299,7 @@ class Blend(Recommender):
         params = dict(params)
         metas = params.pop("models")
         given = params.pop("given_fitted", None)
+        as_given = params.pop("given_unfitted", None)
         if not isinstance(metas, list) or not metas:
             raise ValueError("a Blend's saved models must be a non-empty list")
         if given is None:                  # files written before given_fitted
@@ -305,8 +309,11 @@ class Blend(Recommender):
         fitted = [component_from_meta(meta) for meta in metas]
         # Components compare by type and parameters, as the saved Blend's
         # (which held other objects) do.
-        blend = cls(models=_Components(f if g else component_from_meta(meta)
-                                       for f, g, meta in zip(fitted, given, metas)), **params)
+        if not isinstance(as_given, list) or len(as_given) != len(metas):
+            as_given = [None] * len(metas)          # files written before given_unfitted
+        blend = cls(models=_Components(f if g else component_from_meta(a if isinstance(a, dict) else meta)
+                                       for f, g, meta, a in zip(fitted, given, metas, as_given)),
+                    **params)
         blend._loading = (fitted, metas)
         return blend
 
