@@ -92,6 +92,8 @@ def core_call(kind, model):
     d = model.data_
     if kind == "ease":
         return model.B_, model._config(), dict(history=(d.indptr, d.indices))
+    if kind == "sasrec":            # scores each user from their sequence
+        return model.theta_, model._config(), dict(history=model.sequences_)
     return model.theta_, model._config(), {}
 
 

@@ -76,15 +76,15 @@ class FactorModel:
                         ALS_CHOLESKY, 1, self.n_threads, False)
         return X
 
-    def _recommend_history(self, hist, rows, k, exclude_seen):
+    def _recommend_history(self, hist, rows, k, exclude_seen, mask=None):
         X = self._fold_in_factors(hist)
         Y = self._item_factors()
         theta = np.concatenate([X.ravel(), Y.ravel()])
         seen = hist.seen_csr() if exclude_seen else None
         return _core.recommend(self.kind, self._config(n_users=hist.n_users), theta, rows, seen, k,
-                               self.n_threads)
+                               self.n_threads, allowed=mask)
 
-    def _similar_index(self, iidx, k):
+    def _similar_index(self, iidx, k, mask=None):
         Y = self._item_factors()
         norms = np.sqrt(np.einsum("ij,ij->i", Y, Y, dtype=np.float64))
         # An all-zero item (possible with ALS: an item without positives gets
@@ -95,4 +95,4 @@ class FactorModel:
         # Each query row "has seen" itself, so the core's top-K skips it.
         self_csr = (np.arange(n_q + 1, dtype=np.int64), iidx.astype(np.int32), n_items)
         return _core.recommend(self.kind, self._config(n_users=n_q), theta, np.arange(n_q, dtype=np.int32),
-                               self_csr, k, self.n_threads)
+                               self_csr, k, self.n_threads, allowed=mask)

@@ -8,7 +8,8 @@ import os
 import numpy as np
 
 from .. import _core
-from .._checks import check_number, check_threads
+from .._checks import check_number
+from .._config import FROM_CONFIG
 from .base import Recommender, check_half_life, recency_weights
 
 __all__ = ["EASE"]
@@ -94,29 +95,25 @@ class EASE(Recommender):
                     "half_life": [None, 1.0, 2.0, 3.5, 7.0, 14.0]}
     scoring_params = ("half_life",)
 
-    def __init__(self, l2=250.0, half_life=None, threshold=4, user_col="user_id",
-                 item_col="movie_id", rating_col="rating", time_col="timestamp",
+    B_ = None
+
+    def __init__(self, l2=250.0, half_life=None, threshold=FROM_CONFIG, user_col=FROM_CONFIG,
+                 item_col=FROM_CONFIG, rating_col=FROM_CONFIG, time_col=FROM_CONFIG,
                  n_threads=None):
         super().__init__(n_threads=n_threads)
-        self.l2 = _check_l2(l2)
-        self.half_life = check_half_life(half_life)
+        self.l2 = l2
+        self.half_life = half_life
         self.threshold = threshold
         self.user_col, self.item_col, self.rating_col, self.time_col = (
             user_col, item_col, rating_col, time_col)
-        self.B_ = None
 
     @classmethod
     def _test_params(cls):
         return {"l2": 10.0}
 
-    def _columns(self):
-        return dict(user_col=self.user_col, item_col=self.item_col, rating_col=self.rating_col,
-                    time_col=self.time_col)
-
     def _check_params(self):
-        self.l2 = _check_l2(self.l2)
-        self.half_life = check_half_life(self.half_life)
-        self.n_threads = check_threads(self.n_threads)
+        _check_l2(self.l2)
+        check_half_life(self.half_life)
 
     def _fit(self, data, val, callback):
         if data.nnz == 0 or data.n_items == 0:
@@ -148,23 +145,25 @@ class EASE(Recommender):
         data = self.data_ if data is None else data
         return {"n_users": data.n_users, "n_items": data.n_items, "l2": self.l2}
 
-    def _recommend_rows(self, hist, rows, k, seen):
+    def _recommend_rows(self, hist, rows, k, seen, mask):
         """Top-k of rows ``rows`` of ``hist`` (Interactions over this
-        model's items), scored from their recency-weighted positives."""
+        model's items), scored from their recency-weighted positives; only
+        the items ``mask`` flags (None: all) -- inside the core's top-k."""
         return _core.recommend(self.kind, self._config(), self.B_, rows, seen, k, self.n_threads,
                                history=(hist.indptr, hist.indices),
-                               weights=recency_weights(hist, self.half_life))
+                               weights=recency_weights(hist, self.half_life), allowed=mask)
 
-    def _recommend_index(self, uidx, k, exclude_seen):
-        return self._recommend_rows(self.data_, uidx, k, self.data_.seen_csr() if exclude_seen else None)
+    def _recommend_index(self, uidx, k, exclude_seen, mask=None):
+        return self._recommend_rows(self.data_, uidx, k, self.data_.seen_csr() if exclude_seen else None,
+                                    mask)
 
-    def _recommend_history(self, hist, rows, k, exclude_seen):
+    def _recommend_history(self, hist, rows, k, exclude_seen, mask=None):
         if self.half_life is not None and hist.positions is None:
             raise ValueError(f"half_life={self.half_life} weighs each history by recency, so history= "
-                             f"needs the time column {self.time_col!r} (or use half_life=None)")
+                             f"needs the time column {self.columns_['time_col']!r} (or use half_life=None)")
         # A history's seen items are its positives.
         seen = (hist.indptr, hist.indices, hist.n_items) if exclude_seen else None
-        return self._recommend_rows(hist, rows, k, seen)
+        return self._recommend_rows(hist, rows, k, seen, mask)
 
     def _score_index(self, uidx, iidx):
         data = self.data_
@@ -178,7 +177,7 @@ class EASE(Recommender):
         pair = np.repeat(np.arange(len(uidx)), lens)
         return np.bincount(pair, weights=terms, minlength=len(uidx)).astype(np.float32)
 
-    def _similar_index(self, iidx, k):
+    def _similar_index(self, iidx, k, mask=None):
         """Items j with the largest ``B[i, j]``: what a history holding i
         raises most."""
         n, ni = len(iidx), self.data_.n_items
@@ -191,8 +190,8 @@ class EASE(Recommender):
             m = len(block)
             self_csr = (np.arange(m + 1, dtype=np.int64), np.ascontiguousarray(block), ni)
             items[s:s + m], scores[s:s + m], lens[s:s + m] = _core.topk_rows(
-                np.ascontiguousarray(self.B_[block]), self_csr,
-                np.arange(m, dtype=np.int32), k, self.n_threads)
+                np.ascontiguousarray(self.B_[block]), self_csr, np.arange(m, dtype=np.int32), k,
+                self.n_threads, allowed=mask)
         return items, scores, lens
 
     # -- persistence ------------------------------------------------------

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .. import _core
+from .._config import FROM_CONFIG
 from .._checks import as_core_array, check_positive_int
 from ..data import Interactions
 from . import _training as T
@@ -149,18 +150,17 @@ class SASRec(EmbeddingModel):
                  n_negatives=256, lr=2e-3, weight_decay=0.0, betas=(0.9, 0.98), eps=1e-8,
                  adam="dense", batch_size=128, epochs=20, inputs="positives", scale_emb=False,
                  eval_every=1,
-                 patience=None, threshold=4, user_col="user_id", item_col="movie_id",
-                 rating_col="rating", time_col="timestamp", seed=0, n_threads=None, verbose=False):
+                 patience=None, threshold=FROM_CONFIG, user_col=FROM_CONFIG, item_col=FROM_CONFIG,
+                 rating_col=FROM_CONFIG, time_col=FROM_CONFIG, seed=0, n_threads=None, verbose=False):
         super().__init__(n_threads=n_threads)
         self.n_blocks, self.n_heads, self.emb_dim, self.max_len = n_blocks, n_heads, emb_dim, max_len
         self.dropout, self.loss, self.n_negatives = dropout, loss, n_negatives
-        self.lr, self.weight_decay, self.betas, self.eps, self.adam = lr, weight_decay, tuple(betas), eps, adam
+        self.lr, self.weight_decay, self.betas, self.eps, self.adam = lr, weight_decay, betas, eps, adam
         self.batch_size, self.epochs, self.inputs, self.scale_emb = batch_size, epochs, inputs, scale_emb
         self.eval_every, self.patience = eval_every, patience
         self.threshold, self.user_col, self.item_col = threshold, user_col, item_col
         self.rating_col, self.time_col = rating_col, time_col
         self.seed, self.verbose = seed, verbose
-        self.history = None
 
     # -- parameters --------------------------------------------------------
     def _check_params(self):
@@ -206,9 +206,6 @@ class SASRec(EmbeddingModel):
         finally:
             self._frame = None
 
-    def _columns(self):
-        return {**super()._columns(), "time_col": self.time_col}
-
     def _as_interactions(self, data, threshold, columns):
         # the watched protocol: a model fed every rating also drops every
         # rated item when it recommends
@@ -224,11 +221,16 @@ class SASRec(EmbeddingModel):
                 raise ValueError("inputs='rated' needs every rating in time order: pass fit() the "
                                  "train frame, not Interactions")
             return _positive_sequences(data)       # raises: no order known
-        if self.time_col is None or self.time_col not in self._frame:
-            warnings.warn(f"the frame has no time column {self.time_col!r}: SASRec reads each user's "
+        columns = self._columns()
+        if columns["time_col"] is None or columns["time_col"] not in self._frame:
+            warnings.warn(f"the frame has no time column {columns['time_col']!r}: SASRec reads each user's "
                           "rows in the frame's order", stacklevel=4)
-        return _frame_sequences(data, self._frame, self._columns(), self.threshold,
+        return _frame_sequences(data, self._frame, columns, self._threshold(),
                                 self.inputs == "rated")
+
+    def _threshold(self):
+        """The positive threshold of the fitted data (``columns_``), else as it resolves now."""
+        return (self.columns_ or self._resolve_columns())["threshold"]
 
     @property
     def sequences_(self):
@@ -252,10 +254,10 @@ class SASRec(EmbeddingModel):
     # -- scoring -----------------------------------------------------------
     # A sequence model scores a user from their sequence: the core gets the
     # training sequences as the history its rows index.
-    def _recommend_index(self, uidx, k, exclude_seen):
+    def _recommend_index(self, uidx, k, exclude_seen, mask=None):
         seen = self.data_.seen_csr() if exclude_seen else None
         return _core.recommend(self.kind, self._config(), self.theta_, uidx, seen, k, self.n_threads,
-                               history=self.sequences_)
+                               history=self.sequences_, allowed=mask)
 
     def _score_index(self, uidx, iidx):
         return _core.score_pairs(self.kind, self._config(), self.theta_, uidx, iidx, self.n_threads,
@@ -265,19 +267,19 @@ class SASRec(EmbeddingModel):
         if self.inputs != "rated":
             return super()._history_interactions(history)
         # every rated row counts as an input (and as seen)
-        saved = self.rating_col, self.threshold
+        saved = self.columns_
         try:
-            self.rating_col = None
+            self.columns_ = {**saved, "rating_col": None}
             return super()._history_interactions(history)
         finally:
-            self.rating_col, self.threshold = saved
+            self.columns_ = saved
 
-    def _recommend_history(self, hist, rows, k, exclude_seen):
+    def _recommend_history(self, hist, rows, k, exclude_seen, mask=None):
         seqs = _positive_sequences(hist)
         seen = (hist.indptr, hist.indices, hist.n_items) if exclude_seen else None
         return _core.recommend(self.kind, self._config(), self.theta_,
                                np.ascontiguousarray(rows, dtype=np.int32), seen, k, self.n_threads,
-                               history=seqs)
+                               history=seqs, allowed=mask)
 
     # -- persistence ---------------------------------------------------------
     def _arrays(self):
