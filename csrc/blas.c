@@ -246,6 +246,8 @@ void rmf_blas_set_threads(int n)
 
 const char *rmf_blas_config(void) { return RMF_BLAS(openblas_get_config)(); }
 
+const char *rmf_blas_library(void) { return rmf_library_of((const void *)&RMF_BLAS(cblas_sgemm)); }
+
 /* LAPACK from the same OpenBLAS: the wheel exports scipy_spotrf_ and
  * scipy_spotri_, Debian 12's libopenblas0 (0.3.21) spotrf_ and spotri_
  * but no LAPACKE_*, hence the Fortran interface.  The trailing length of
