@@ -84,7 +84,7 @@ def check_wheel(path):
         dist_info = f"recmf-{version}.dist-info"
         for lic in ("LICENSE", "LICENSES_bundled.txt"):
             check(f"{dist_info}/licenses/{lic}" in names, f"wheel has {lic}")
-        libs = sorted(n for n in names if n.startswith("recmf.libs/"))
+        libs = sorted(n for n in names if n.startswith("recmf.libs/") and not n.endswith("/"))
         blas = [n for n in libs if n == "recmf.libs/libscipy_openblas-recmf.so"]
         gomp = [n for n in libs if re.fullmatch(r"recmf\.libs/libgomp-[0-9a-f]+\.so[.0-9]*", n)]
         check(len(blas) == 1, "recmf.libs/ has recmf's OpenBLAS")
