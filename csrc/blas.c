@@ -1,5 +1,6 @@
 /* blas.c -- the only file that names BLAS symbols.  The default build links
- * the scipy-openblas32 wheel, whose symbols carry a "scipy_" prefix; a
+ * the library of the scipy-openblas32 wheel (copied into recmf.libs/ under
+ * recmf's own name, setup.py), whose symbols carry a "scipy_" prefix; a
  * system OpenBLAS has none.  setup.py defines RMF_BLAS_PREFIX accordingly. */
 #include "internal.h"
 

@@ -148,9 +148,10 @@ _LIBRARIES = ("recmf", "numpy", "scipy.linalg", "sklearn.cluster")
 @needs_bundle
 def test_import_order_changes_no_result_and_no_thread_setting(tmp_path):
     # Each library alone, then all four with recmf first, last and in
-    # between: recmf's model outputs, its BLAS/OpenMP libraries and thread counts, SciPy's sgemm,
-    # and every thread pool threadpoolctl finds (file, kind, thread count)
-    # are the same as when that library was loaded alone.
+    # between: recmf's model outputs, its BLAS/OpenMP libraries and thread
+    # counts, SciPy's sgemm, and every thread pool threadpoolctl finds
+    # (file, kind, thread count) are the same as when that library was
+    # loaded alone.
     pytest.importorskip("scipy")
     pytest.importorskip("sklearn")
     pytest.importorskip("threadpoolctl")
