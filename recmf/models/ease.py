@@ -157,6 +157,9 @@ class EASE(Recommender):
                                     uidx if exclude_seen else None, k, self.n_threads)
 
     def _recommend_history(self, hist, rows, k, exclude_seen):
+        if self.half_life is not None and hist.positions is None:
+            raise ValueError(f"half_life={self.half_life} weighs each history by recency, so history= "
+                             f"needs the time column {self.time_col!r} (or use half_life=None)")
         csr = (hist.indptr, hist.indices, hist.n_items)
         return _core.ease_recommend(self.B_, csr, recency_weights(hist, self.half_life), rows,
                                     csr if exclude_seen else None, rows if exclude_seen else None,
