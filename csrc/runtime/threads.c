@@ -2,7 +2,7 @@
  * loop on one thread and give the same results.  Also the process
  * lifecycle: what a child of fork() may do with recmf's threads. */
 #define _GNU_SOURCE /* dladdr */
-#include "internal.h"
+#include "runtime/runtime.h"
 
 #include <stdatomic.h>
 #include <string.h>
