@@ -80,6 +80,12 @@ typedef int (*rmf_stop_fn)(void *ctx);
 int rmf_resolve_threads(int requested);
 /* 1 when the core was compiled with OpenMP. */
 int rmf_has_openmp(void);
+/* The file of the shared library that defines the function at fn, as the
+ * dynamic loader found it, or NULL (build_info names the OpenBLAS and the
+ * OpenMP runtime the core really runs on: a wheel's own copies, not another
+ * package's).  rmf_openmp_library: NULL without OpenMP. */
+const char *rmf_library_of(const void *fn);
+const char *rmf_openmp_library(void);
 
 /* Test hooks for the pacer that picks a training loop's team size batch
  * by batch (threads.c).  force: 0 measures (the default), 1 runs every
@@ -628,6 +634,8 @@ rmf_status rmf_als_solve(const rmf_als_params *p, const rmf_csr *m,
 int rmf_blas_get_threads(void);
 void rmf_blas_set_threads(int n);
 const char *rmf_blas_config(void);
+/* The file of the OpenBLAS library rmf_sgemm calls (rmf_library_of). */
+const char *rmf_blas_library(void);
 /* Routes OpenBLAS's threaded jobs onto OpenMP's threads (one thread pool
  * instead of two competing ones).  Returns 1 when done, 0 when this BLAS
  * or build cannot (OpenBLAS < 0.3.27, no OpenMP): then OpenBLAS keeps its

@@ -93,6 +93,10 @@ def _as_series(values, name):
             # generator: a single "id", and fewer rows than were asked for.
             values = list(values)
         arr = np.asarray(values)
+        if arr.dtype.kind in "US" and not isinstance(values, np.ndarray):
+            # NumPy's fixed-width strings drop trailing NULs ("a\0" -> "a")
+            # and turn numbers among them into text: keep the objects given
+            arr = np.asarray(values, dtype=object)
         if arr.ndim == 0:
             arr = arr.reshape(1)
         if arr.ndim != 1:
@@ -149,8 +153,33 @@ def as_id_array(values, name):
                 return np.asarray(arr, dtype=np.int64), True
             except OverflowError:
                 raise ValueError(f"{name} has ids outside the int64 range") from None
+        if not PANDAS_HASHES_NUL:
+            _no_nul_strings(arr, name)
         return arr, False
     raise TypeError(f"{name} must hold integer or string ids, got dtype {dtype}")
+
+
+#: Whether pandas' hash tables (factorize, unique, Index lookups) tell apart
+#: strings that differ only after a NUL character: before pandas 3.1 they
+#: hash and compare a string only up to its first NUL, so "a\0b", "a\0c"
+#: and "a" are one value (pandas issues 34551 and 53720).
+PANDAS_HASHES_NUL = len(pd.unique(np.array(["", "\0"], dtype=object))) == 2
+
+
+def _no_nul_strings(arr, name):
+    """Refuse string ids with a NUL character where pandas would merge them
+    with other ids (see PANDAS_HASHES_NUL) instead of silently merging users
+    or items."""
+    try:
+        found = "\0" in "".join(arr)                 # one pass in C when all are str
+    except TypeError:                                # other hashables among them
+        found = any(isinstance(v, str) and "\0" in v for v in arr)
+    if found:
+        bad = next(v for v in arr if isinstance(v, str) and "\0" in v)
+        raise ValueError(
+            f"{name} holds an id with a NUL character ({bad!r}): pandas {pd.__version__} treats strings "
+            "that differ only after a NUL as the same value, so distinct ids would be merged (fixed in "
+            "pandas 3.1); remove the NUL characters or upgrade pandas")
 
 
 def id_column(frame, col, frame_name):
@@ -262,10 +291,25 @@ def _datetime_objects(values, name):
     try:
         out = pd.to_datetime(pd.Series(values, dtype=object), utc=aware == {True})
     except (ValueError, OverflowError) as e:   # OutOfBoundsDatetime is a ValueError
-        raise ValueError(f"{name}: cannot convert its datetimes ({e})") from None
+        # pandas 2 converts datetime objects to nanoseconds only, which end in
+        # 2262: NumPy's microseconds reach year 9999 (no precision is lost:
+        # such objects hold microseconds at most)
+        try:
+            if any(getattr(v, "nanosecond", 0) for v in values):
+                raise ValueError("nanoseconds")
+            return np.array([_naive_utc(v) for v in values], dtype="datetime64[us]")
+        except (ValueError, TypeError, OverflowError):
+            raise ValueError(f"{name}: cannot convert its datetimes ({e})") from None
     if getattr(out.dt, "tz", None) is not None:
         out = out.dt.tz_localize(None)
     return out.to_numpy()
+
+
+def _naive_utc(value):
+    """A datetime/date as naive UTC (tz-aware ones converted)."""
+    if getattr(value, "tzinfo", None) is not None:
+        return value.astimezone(_dt.timezone.utc).replace(tzinfo=None)
+    return value
 
 
 def check_threshold(threshold):

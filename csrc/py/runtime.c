@@ -9,8 +9,9 @@
 static PyObject *py_build_info(PyObject *self, PyObject *noargs)
 {
     int fork = rmf_fork_state();
-    return Py_BuildValue("{s:O,s:s,s:i,s:O,s:O,s:O,s:O}", "openmp", rmf_has_openmp() ? Py_True : Py_False,
-                         "blas_config", rmf_blas_config(), "blas_threads", rmf_blas_get_threads(),
+    return Py_BuildValue("{s:O,s:z,s:s,s:z,s:i,s:O,s:O,s:O,s:O}", "openmp", rmf_has_openmp() ? Py_True : Py_False,
+                         "openmp_library", rmf_openmp_library(), "blas_config", rmf_blas_config(),
+                         "blas_library", rmf_blas_library(), "blas_threads", rmf_blas_get_threads(),
                          "blas_on_openmp", rmf_blas_use_openmp_threads() ? Py_True : Py_False,
                          "flush_subnormals", rmf_fp_supported() ? Py_True : Py_False,
                          "forked_child", (fork & 1) ? Py_True : Py_False,

@@ -1,5 +1,6 @@
 /* blas.c -- the only file that names BLAS symbols.  The default build links
- * the scipy-openblas32 wheel, whose symbols carry a "scipy_" prefix; a
+ * the library of the scipy-openblas32 wheel (copied into recmf.libs/ under
+ * recmf's own name, setup.py), whose symbols carry a "scipy_" prefix; a
  * system OpenBLAS has none.  setup.py defines RMF_BLAS_PREFIX accordingly. */
 #include "runtime/runtime.h"
 
@@ -245,6 +246,8 @@ void rmf_blas_set_threads(int n)
 }
 
 const char *rmf_blas_config(void) { return RMF_BLAS(openblas_get_config)(); }
+
+const char *rmf_blas_library(void) { return rmf_library_of((const void *)&RMF_BLAS(cblas_sgemm)); }
 
 /* LAPACK from the same OpenBLAS: the wheel exports scipy_spotrf_ and
  * scipy_spotri_, Debian 12's libopenblas0 (0.3.21) spotrf_ and spotri_

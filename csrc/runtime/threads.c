@@ -1,6 +1,7 @@
 /* threads.c -- OpenMP is optional: builds without it run every parallel
  * loop on one thread and give the same results.  Also the process
  * lifecycle: what a child of fork() may do with recmf's threads. */
+#define _GNU_SOURCE /* dladdr */
 #include "runtime/runtime.h"
 
 #include <stdatomic.h>
@@ -14,6 +15,9 @@
 #include <pthread.h>
 #define RMF_HAVE_ATFORK 1
 #endif
+#ifdef __unix__
+#include <dlfcn.h>
+#endif
 
 int rmf_has_openmp(void)
 {
@@ -21,6 +25,26 @@ int rmf_has_openmp(void)
     return 1;
 #else
     return 0;
+#endif
+}
+
+const char *rmf_library_of(const void *fn)
+{
+#ifdef __unix__
+    Dl_info info;
+    if (fn != NULL && dladdr(fn, &info) != 0 && info.dli_fname != NULL && info.dli_fname[0] != '\0')
+        return info.dli_fname;
+#endif
+    (void)fn;
+    return NULL;
+}
+
+const char *rmf_openmp_library(void)
+{
+#ifdef _OPENMP
+    return rmf_library_of((const void *)&omp_get_max_threads);
+#else
+    return NULL;
 #endif
 }
 
