@@ -64,7 +64,12 @@ rmf_status rmf_ease_gram_upper(const rmf_csr *x, int n_threads, float *G, rmf_er
     const int32_t n = x->n_cols;
     int64_t *colptr = NULL;
     int32_t *rows = NULL;
-    rmf_status st = transpose(x, &colptr, &rows, err);
+    /* The transpose counts by column and the rows search sorted columns:
+     * an unsound CSR wrote outside the counts (tests/test_fuzz.py). */
+    rmf_status st = rmf_csr_check(x, "the interaction matrix", -1, -1, err);
+    if (st != RMF_OK)
+        return st;
+    st = transpose(x, &colptr, &rows, err);
     if (st != RMF_OK)
         return st;
     const int nt = rmf_resolve_threads(n_threads);
@@ -178,6 +183,9 @@ rmf_status rmf_ease_recommend(const float *B, int32_t n_items, const rmf_csr *hi
     if (n_items < 1 || hist->n_cols != n_items)
         return rmf_fail(err, RMF_ERR_VALUE, "the history has %d columns but B is %d x %d", hist->n_cols,
                         n_items, n_items);
+    rmf_status st0 = rmf_csr_check(hist, "the history", -1, -1, err);
+    if (st0 != RMF_OK)
+        return st0;
     for (int64_t r = 0; r < n; r++)
         if (rows[r] < 0 || rows[r] >= hist->n_rows)
             return rmf_fail(err, RMF_ERR_VALUE, "rows[%lld] = %d is outside [0, %d)", (long long)r, rows[r],

@@ -19,6 +19,7 @@
 #include <numpy/arrayobject.h>
 
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "recmf.h"
@@ -145,10 +146,42 @@ static int check_len(PyObject *obj, const char *name, npy_intp want)
 #define DATA(obj, type) ((type *)PyArray_DATA((PyArrayObject *)(obj)))
 #define SIZE(obj) ((int64_t)PyArray_SIZE((PyArrayObject *)(obj)))
 
-/* New zeroed outputs: n, or n x m. */
+/* Bytes of memory the system can give now (MemAvailable), -1 if unknown. */
+static double available_bytes(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[128];
+    double kb = -1;
+    while (f != NULL && fgets(line, sizeof line, f) != NULL)
+        if (sscanf(line, "MemAvailable: %lf kB", &kb) == 1)
+            break;
+    if (f != NULL)
+        fclose(f);
+    return kb < 0 ? -1 : kb * 1024.0;
+}
+
+/* New zeroed outputs: n, or n x m.  An output sized by an argument (k, a
+ * count, n_items) that the memory cannot hold is a MemoryError saying so
+ * before it is allocated: zeroed pages cost nothing until the core fills
+ * them, and then the process would be killed (issue 20, the resource kind).
+ * Half the available memory at most: the core's working memory (a
+ * transition count's cursors, a top-k's heaps) can be as big again. */
 static PyObject *new_array2(npy_intp n, npy_intp m, int type)
 {
     npy_intp dims[2] = {n, m};
+    int itemsize = type == NPY_INT8 ? 1 : type == NPY_INT32 || type == NPY_FLOAT32 ? 4 : 8;
+    double need = (double)n * (double)(m < 0 ? 1 : m) * (double)itemsize;
+    if (need > (double)(1 << 30)) {
+        double avail = available_bytes();
+        if (avail >= 0 && 2 * need > avail) {
+            char msg[160]; /* PyErr_Format has no %f */
+            snprintf(msg, sizeof msg, "an output of %.2f GiB (%lld x %lld) does not fit in the %.2f GiB of "
+                     "memory available (with the work it takes)", need / (1 << 30), (long long)n,
+                     (long long)(m < 0 ? 1 : m), avail / (1 << 30));
+            PyErr_SetString(PyExc_MemoryError, msg);
+            return NULL;
+        }
+    }
     return PyArray_ZEROS(m < 0 ? 1 : 2, dims, type, 0);
 }
 #define new_array1(n, type) new_array2((n), -1, (type))
@@ -218,17 +251,25 @@ static int parse_csr(PyObject *indptr, PyObject *indices, long long n_cols, rmf_
     return 0;
 }
 
-/* seen: (indptr, indices, n_cols) or None (*present = 0). */
-static int parse_optional_csr(PyObject *seen, rmf_csr *m, int *present)
+/* A CSR passed as the tuple (indptr, indices, n_cols); a TypeError naming
+ * it otherwise (PyArg_ParseTuple on a non-tuple is a SystemError). */
+static int parse_csr_tuple(PyObject *obj, const char *name, rmf_csr *m)
 {
     PyObject *indptr, *indices;
     long long n_cols;
-    *present = seen != Py_None;
-    if (!*present)
-        return 0;
-    if (!PyArg_ParseTuple(seen, "OOL", &indptr, &indices, &n_cols))
+    if (!PyTuple_Check(obj))
+        return PyErr_Format(PyExc_TypeError, "%s must be a tuple (indptr, indices, n_cols), got %s", name,
+                            Py_TYPE(obj)->tp_name), -1;
+    if (!PyArg_ParseTuple(obj, "OOL", &indptr, &indices, &n_cols))
         return -1;
     return parse_csr(indptr, indices, n_cols, m);
+}
+
+/* seen: (indptr, indices, n_cols) or None (*present = 0). */
+static int parse_optional_csr(PyObject *seen, rmf_csr *m, int *present)
+{
+    *present = seen != Py_None;
+    return *present ? parse_csr_tuple(seen, "seen", m) : 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -487,13 +528,9 @@ static PyObject *py_ease_recommend(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOOOOOii", &B, &hist, &weights, &rows, &seen, &seen_rows, &k, &n_threads))
         return NULL;
     rmf_csr h, m;
-    int has_hist, has_seen;
-    if (check_array(B, "B", NPY_FLOAT32, 2, 0) < 0 || parse_optional_csr(hist, &h, &has_hist) < 0)
+    int has_seen;
+    if (check_array(B, "B", NPY_FLOAT32, 2, 0) < 0 || parse_csr_tuple(hist, "history", &h) < 0)
         return NULL;
-    if (!has_hist) {
-        PyErr_SetString(PyExc_TypeError, "history must be (indptr, indices, n_cols), not None");
-        return NULL;
-    }
     /* rows and seen_rows are range-checked by the core (rmf_ease_recommend, rmf_topk_rows). */
     if (check_square(B, "B", h.n_cols, 0) < 0 || check_array(rows, "rows", NPY_INT32, 1, 0) < 0 ||
         parse_optional_csr(seen, &m, &has_seen) < 0)
@@ -654,6 +691,9 @@ static const model_row *find_model(const char *kind)
 static int parse_shape(PyObject *obj, const model_row *row, rmf_shape *s)
 {
     rmf_error err = {{0}};
+    if (!PyTuple_Check(obj))
+        return PyErr_Format(PyExc_TypeError, "shape must be a tuple (n_users, n_items, emb_dim, hidden_dim), "
+                            "got %s", Py_TYPE(obj)->tp_name), -1;
     if (!PyArg_ParseTuple(obj, "iiii", &s->n_users, &s->n_items, &s->emb_dim, &s->hidden_dim))
         return -1;
     rmf_status st = row->check_shape(s, &err);
@@ -959,10 +999,8 @@ static PyObject *py_als_solve(PyObject *self, PyObject *args)
  * sorted: the core checks it as a sequence, rmf_check_seq). */
 static int parse_seq(PyObject *hist, rmf_seq *h)
 {
-    PyObject *indptr, *items;
-    long long n_items;
     rmf_csr rows;
-    if (!PyArg_ParseTuple(hist, "OOL", &indptr, &items, &n_items) || parse_csr(indptr, items, n_items, &rows) < 0)
+    if (parse_csr_tuple(hist, "history", &rows) < 0)
         return -1;
     h->indptr = rows.indptr;
     h->items = rows.indices;
@@ -1001,10 +1039,8 @@ static PyObject *py_transition_counts(PyObject *self, PyObject *args)
 /* trans: (indptr, indices, n_items) plus probs float32 of len(indices). */
 static int parse_transitions(PyObject *trans, PyObject *probs, rmf_csr *t)
 {
-    PyObject *indptr, *indices;
-    long long n_cols;
-    if (!PyArg_ParseTuple(trans, "OOL", &indptr, &indices, &n_cols) || parse_csr(indptr, indices, n_cols, t) < 0 ||
-        check_array(probs, "probs", NPY_FLOAT32, 1, 0) < 0 || check_len(probs, "probs", SIZE(indices)) < 0)
+    if (parse_csr_tuple(trans, "trans", t) < 0 || check_array(probs, "probs", NPY_FLOAT32, 1, 0) < 0 ||
+        check_len(probs, "probs", (npy_intp)t->indptr[t->n_rows]) < 0)
         return -1;
     return 0;
 }

@@ -70,7 +70,7 @@ typedef int (*rmf_stop_fn)(void *ctx);
 /* ------------------------------------------------------------------ */
 
 /* Number of threads a call works with for a requested count (<= 0 means
- * "all cores"); 1 when built without OpenMP.  This is the logical count:
+ * "all cores"; at most max(256, cores)); 1 when built without OpenMP.  This is the logical count:
  * it fixes how work and BLAS jobs are split, so results do not depend on
  * how many threads a region really gets (rmf_team_size). */
 int rmf_resolve_threads(int requested);

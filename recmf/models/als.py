@@ -7,7 +7,7 @@ import numbers
 import numpy as np
 
 from .. import _core
-from .._checks import check_positive_int, check_seed
+from .._checks import check_memory, check_positive_int, check_seed
 from ._factors import ALS_CG, ALS_CHOLESKY, FactorModel
 from ._training import EpochLoop
 from .base import EmbeddingModel
@@ -141,6 +141,12 @@ class ALS(FactorModel, EmbeddingModel):
         item half (which reports the loss).  ``val`` is evaluated every
         ``eval_every`` iterations; Ctrl-C stops after the current half and
         keeps the factors (``interrupted_`` is then True)."""
+        nu, ni, f, _ = self._shape()
+        check_memory(f"ALS on {nu:,} users x {ni:,} items", [
+            (f"factors (factors={f})", 4 * (nu + ni) * f),
+            (f"one {f} x {f} system per thread (factors={f})", 8 * f * f * max(1, self.n_threads)),
+            ("the transposed positives", 12 * data.nnz)],
+            "lower factors")
         self._init_factors()
         nu, ni = self.data_.n_users, self.data_.n_items
         data_ = self.data_
