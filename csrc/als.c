@@ -258,6 +258,7 @@ rmf_status rmf_als_solve(const rmf_als_params *p, const rmf_csr *m,
     /* Parallel phase. */
     int64_t bad_row = -1;
     int nomem = 0;
+    rmf_stop *stop = rmf_stop_here();
     RMF_PARALLEL(nt)
     {
         RMF_TEAM_BEGIN;
@@ -269,7 +270,7 @@ rmf_status rmf_als_solve(const rmf_als_params *p, const rmf_csr *m,
         }
         OMP(omp for schedule(dynamic, 16))
         for (int64_t u = 0; u < m->n_rows; u++) {
-            if (!scratch || (exact && !A))
+            if (!scratch || (exact && !A) || rmf_stopping(stop))
                 continue;
             float *x = X + u * D;
             row_entries e = {m->indices + m->indptr[u], values ? values + m->indptr[u] : NULL,

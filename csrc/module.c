@@ -18,6 +18,7 @@
 #define PY_ARRAY_UNIQUE_SYMBOL RECMF_ARRAY_API
 #include <numpy/arrayobject.h>
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -80,15 +81,108 @@ static int warn_fork_fallback(void)
                         1);
 }
 
+/* ------------------------------------------------------------------ */
+/* Ctrl-C (the core's side: stop.c)                                   */
+/* ------------------------------------------------------------------ */
+
+/* Stop hook: take the GIL briefly to let Python run its signal handlers
+ * (a user's own SIGINT handler included), so Ctrl-C in a notebook ends
+ * training after the current batch and any other long call at its next
+ * block; non-zero when a handler raised (the exception stays set). */
+static int check_signals(void *ctx)
+{
+    (void)ctx;
+    PyGILState_STATE g = PyGILState_Ensure();
+    int stop = PyErr_CheckSignals() != 0;
+    PyGILState_Release(g);
+    return stop;
+}
+
+/* Python's main thread (the only one that runs signal handlers), from
+ * threading.main_thread() at import. */
+static unsigned long main_ident = 0;
+
+#if defined(__unix__) || defined(__APPLE__)
+/* While the main thread is in a call, SIGINT goes first to this handler,
+ * which marks it pending for the call's polls (rmf_stop_signal) and then
+ * runs the handler that was installed -- Python's, which trips its own
+ * flag as usual.  Installed only over a handler function (never over
+ * SIG_DFL or SIG_IGN, whose meaning it would change) and put back only if
+ * still in place (a Python handler may install another meanwhile). */
+static struct sigaction chained_int;
+static int chain_depth = 0;
+
+static void on_sigint(int sig, siginfo_t *info, void *uctx)
+{
+    rmf_stop_signal();
+    if (chained_int.sa_flags & SA_SIGINFO)
+        chained_int.sa_sigaction(sig, info, uctx);
+    else if (chained_int.sa_handler != SIG_DFL && chained_int.sa_handler != SIG_IGN)
+        chained_int.sa_handler(sig);
+}
+
+static void chain_sigint(void)
+{
+    if (chain_depth++ > 0)
+        return;
+    struct sigaction cur, mine;
+    if (sigaction(SIGINT, NULL, &cur) != 0 || cur.sa_sigaction == on_sigint ||
+        (!(cur.sa_flags & SA_SIGINFO) && (cur.sa_handler == SIG_DFL || cur.sa_handler == SIG_IGN)))
+        return;
+    chained_int = cur;
+    mine = cur;
+    mine.sa_sigaction = on_sigint;
+    mine.sa_flags = cur.sa_flags | SA_SIGINFO;
+    sigaction(SIGINT, &mine, NULL);
+}
+
+static void unchain_sigint(void)
+{
+    if (--chain_depth > 0)
+        return;
+    struct sigaction cur;
+    if (sigaction(SIGINT, NULL, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_sigint)
+        sigaction(SIGINT, &chained_int, NULL);
+}
+#else
+static void chain_sigint(void) {}
+static void unchain_sigint(void) {}
+#endif
+
+/* Before and after a core call, with the GIL: calls from the main thread
+ * can be stopped by Ctrl-C (stop.c); others never are. */
+static int stop_begin(rmf_stop *s)
+{
+    int main = PyThread_get_thread_ident() == main_ident;
+    rmf_stop_begin(s, main ? check_signals : NULL, NULL);
+    if (main)
+        chain_sigint();
+    return main;
+}
+
+static int stop_end(rmf_stop *s, int main)
+{
+    if (main)
+        unchain_sigint();
+    return rmf_stop_end(s);
+}
+
 /* Runs a core call without the GIL; `st` receives its status (a warning
- * turned into an exception makes it an error, raised by raise_status). */
+ * turned into an exception makes it an error, raised by raise_status; a
+ * call that a Python signal handler stopped -- its exception is set -- is
+ * RMF_ERR_INTERRUPTED, whatever the core returned, and its outputs are
+ * dropped). */
 #define RMF_NOGIL(st, call)                                   \
     do {                                                      \
+        rmf_stop stop_;                                       \
+        int main_ = stop_begin(&stop_);                       \
         Py_BEGIN_ALLOW_THREADS                                \
         rmf_work_begin();                                     \
         (st) = (call);                                        \
         rmf_work_end();                                       \
         Py_END_ALLOW_THREADS                                  \
+        if (stop_end(&stop_, main_))                          \
+            (st) = RMF_ERR_INTERRUPTED;                       \
         if ((st) == RMF_OK && warn_fork_fallback() < 0)       \
             (st) = RMF_ERR_VALUE;                             \
     } while (0)
@@ -855,17 +949,6 @@ static int parse_training(const model_row *row, PyObject *shape, PyObject *theta
     return 0;
 }
 
-/* Stop hook: take the GIL briefly to let Python run signal handlers, so
- * Ctrl-C in a notebook ends training after the current batch. */
-static int check_signals(void *ctx)
-{
-    (void)ctx;
-    PyGILState_STATE g = PyGILState_Ensure();
-    int stop = PyErr_CheckSignals() != 0;
-    PyGILState_Release(g);
-    return stop;
-}
-
 /* (mean_loss, n_done, step, interrupted, threads: the mean team size of
  * the epoch's batches).  A KeyboardInterrupt is
  * swallowed into interrupted=True so the caller can keep what was trained;
@@ -1300,6 +1383,20 @@ static PyObject *py__fp_mode(PyObject *self, PyObject *args)
     return PyLong_FromLong(before);
 }
 
+/* _interrupt_at(poll) -> polls: the calling thread's next stoppable call
+ * raises SIGINT itself at its poll-th poll (0: never); returns how many
+ * polls the calling thread made since the last _interrupt_at. */
+static PyObject *py__interrupt_at(PyObject *self, PyObject *args)
+{
+    long long poll = -1;
+    if (!PyArg_ParseTuple(args, "|L", &poll))
+        return NULL;
+    long long made = (long long)rmf_stop_polls();
+    if (poll >= 0)
+        rmf_stop_interrupt_at(poll);
+    return PyLong_FromLongLong(made);
+}
+
 /* _fork_release(on): whether the fork handler releases the thread pool. */
 static PyObject *py__fork_release(PyObject *self, PyObject *args)
 {
@@ -1416,6 +1513,8 @@ static PyMethodDef methods[] = {
     VARARGS(_pacer, "test only: _pacer(mode): 0 measure, 1 one thread, 2 alternate, 3 full team"),
     VARARGS(_pacer_trace, "test only: _pacer_trace(nt, cost_one, cost_full) -> team sizes"),
     VARARGS(_fork_release, "test only: _fork_release(on): release the OpenMP pool before fork()"),
+    VARARGS(_interrupt_at, "test only: _interrupt_at(poll=-1) -> polls made: the next call raises SIGINT at "
+                           "its poll-th stop poll (0 never, -1 only reads)"),
     {NULL, NULL, 0, NULL},
 };
 
@@ -1431,6 +1530,17 @@ PyMODINIT_FUNC PyInit__core(void)
         PyErr_SetString(PyExc_ImportError, "recmf: could not register its fork() handlers");
         return NULL;
     }
+    PyObject *threading = PyImport_ImportModule("threading");
+    PyObject *main_thread = threading ? PyObject_CallMethod(threading, "main_thread", NULL) : NULL;
+    PyObject *ident = main_thread ? PyObject_GetAttrString(main_thread, "ident") : NULL;
+    Py_XDECREF(threading);
+    Py_XDECREF(main_thread);
+    if (ident == NULL)
+        return NULL;
+    main_ident = PyLong_AsUnsignedLong(ident);
+    Py_DECREF(ident);
+    if (PyErr_Occurred())
+        return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (m == NULL)
         return NULL;

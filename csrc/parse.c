@@ -196,7 +196,10 @@ rmf_status rmf_parse_ratings(const char *buf, int64_t len, const char *sep,
 
     int64_t n = 0;
     rmf_status st;
+    rmf_stop *stop = rmf_stop_here();
     while (c.p < c.end) {
+        if ((c.line & 65535) == 0 && rmf_stopping(stop))
+            return rmf_fail(err, RMF_ERR_INTERRUPTED, "interrupted");
         if (blank_line(&c)) {
             skip_line(&c);
             continue;

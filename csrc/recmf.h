@@ -66,6 +66,39 @@ rmf_status rmf_fail_row(rmf_error *err, rmf_status status, int64_t row, const ch
 typedef int (*rmf_stop_fn)(void *ctx);
 
 /* ------------------------------------------------------------------ */
+/* Stopping long calls (stop.c)                                       */
+/* ------------------------------------------------------------------ */
+
+/* One call's stop context: fn(ctx) is asked, on the calling thread, after
+ * a SIGINT (rmf_stop_signal); non-zero stops the call. */
+typedef struct rmf_stop {
+    rmf_stop_fn fn;
+    void *ctx;
+    _Atomic int stopped;
+    struct rmf_stop *prev;
+} rmf_stop;
+
+/* Around a call, on its thread (the glue's RMF_NOGIL): fn may be NULL (the
+ * call cannot be stopped).  end returns 1 when the call was stopped. */
+void rmf_stop_begin(rmf_stop *s, rmf_stop_fn fn, void *ctx);
+int rmf_stop_end(rmf_stop *s);
+/* A SIGINT arrived (async-signal-safe; the glue's handler calls it). */
+void rmf_stop_signal(void);
+/* The calling thread's context (NULL outside a call): taken before a
+ * parallel region, polled inside it. */
+rmf_stop *rmf_stop_here(void);
+/* At a block boundary, from any thread: 1 when the call must stop (skip
+ * the remaining blocks; the outputs are dropped).  Cheap: two relaxed loads
+ * unless a signal is pending.  rmf_stopped only reads the flag. */
+int rmf_stopping(rmf_stop *s);
+int rmf_stopped(rmf_stop *s);
+/* Test hooks: the calling thread's next call raises SIGINT itself at its
+ * poll-th poll (counted on the calling thread; 0 never), and how many
+ * polls it has made since. */
+void rmf_stop_interrupt_at(int64_t poll);
+int64_t rmf_stop_polls(void);
+
+/* ------------------------------------------------------------------ */
 /* Threads (threads.c)                                                */
 /* ------------------------------------------------------------------ */
 

@@ -100,13 +100,21 @@ rmf_status rmf_transition_counts(const rmf_seq *h, int32_t window, double gap_de
                 key[start[(int64_t)h->items[q] + 1]++] = (int64_t)h->items[q + g] * window + (g - 1);
     const int nt = rmf_resolve_threads(n_threads);
     (void)nt;
+    rmf_stop *stop = rmf_stop_here();
     RMF_PARALLEL(nt, if (cap > 65536))
     {
         RMF_TEAM_BEGIN;
         OMP(omp for schedule(dynamic, 64) nowait)
         for (int32_t i = 0; i < NI; i++)
-            qsort(key + start[i], (size_t)(start[i + 1] - start[i]), sizeof *key, cmp_i64);
+            if (!rmf_stopping(stop))
+                qsort(key + start[i], (size_t)(start[i + 1] - start[i]), sizeof *key, cmp_i64);
         RMF_TEAM_END;
+    }
+    if (rmf_stopped(stop)) {
+        free(start);
+        free(key);
+        free(gap_w);
+        return rmf_fail(err, RMF_ERR_INTERRUPTED, "interrupted");
     }
     int64_t n = 0;
     out_indptr[0] = 0;
@@ -172,12 +180,14 @@ static void score_block(const rmf_csr *trans, const float *probs, const rmf_seq 
 {
     const double decay = log(2.0) / half_life; /* 0 for an infinite half-life */
     (void)nt;
+    rmf_stop *stop = rmf_stop_here();
     RMF_PARALLEL(nt, if (n > 64))
     {
         RMF_TEAM_BEGIN;
         OMP(omp for schedule(dynamic, 16) nowait)
         for (int64_t r = 0; r < n; r++)
-            score_row(trans, probs, h, users[r], decay, out + r * (int64_t)trans->n_cols);
+            if (!rmf_stopping(stop))
+                score_row(trans, probs, h, users[r], decay, out + r * (int64_t)trans->n_cols);
         RMF_TEAM_END;
     }
 }
@@ -227,8 +237,9 @@ rmf_status rmf_transition_recommend(const rmf_csr *trans, const float *probs, co
     float *S = malloc((size_t)(nb * (NI > 0 ? NI : 1)) * sizeof *S);
     if (S == NULL)
         return rmf_fail(err, RMF_ERR_NOMEM, "out of memory scoring %d items", (int)NI);
+    rmf_stop *stop = rmf_stop_here();
     rmf_fp_enter();
-    for (int64_t u0 = 0; u0 < n && st == RMF_OK; u0 += nb) {
+    for (int64_t u0 = 0; u0 < n && st == RMF_OK && !rmf_stopping(stop); u0 += nb) {
         const int64_t bn = u0 + nb <= n ? nb : n - u0;
         score_block(trans, probs, h, users + u0, bn, half_life, nt, S);
         st = rmf_topk_rows(S, bn, NI, seen, users + u0, k, nt, out_items + u0 * k,

@@ -352,6 +352,7 @@ BUILDERS = {
     "_pacer": (lambda rng: ([0], {}), ()),
     "_pacer_trace": (lambda rng: ([2, rng.random(20), rng.random(20)], {}), ()),
     "_fork_release": (lambda rng: ([True], {}), ()),
+    "_interrupt_at": (lambda rng: ([-1], {}), ()),
 }
 
 
@@ -390,6 +391,7 @@ class _restored:
         _core._fp_mode(mode)
         _core._pacer(0)
         _core._fork_release(True)
+        _core._interrupt_at(0)             # a mutated hook must not raise SIGINT in a later call
         return False
 
 
