@@ -281,8 +281,8 @@ def test_empty_data_is_rejected(kind):
 
 
 def test_core_model_table_follows_the_registry():
-    # Every model scored by the core has a row in module.c's table under
-    # its exact kind; other names are refused by name.
+    # Every model scored by the core has a row in the core's model table
+    # (csrc/models/registry.c) under its exact kind; other names are refused by name.
     from recmf import _core
     shape = (3, 4, 2, 5)
     for kind, cls in MODELS.items():

@@ -2,7 +2,7 @@
 
 fit stopped after the current batch on Ctrl-C (tests/test_runtime.py), but
 recommend, score, evaluate and the EASE / ALS / transition solvers ran to
-the end.  Now every long call polls at block boundaries (csrc/stop.c): a
+the end.  Now every long call polls at block boundaries (csrc/runtime/stop.c): a
 SIGINT raises KeyboardInterrupt at the next block, with nothing corrupted
 (the model answers as before; a solver keeps the previous fit, ALS the
 factors of its last complete iteration), while Python's own semantics hold:

@@ -159,7 +159,7 @@ class ALS(FactorModel, EmbeddingModel):
         total_confidence = float(nu) * ni + self.alpha * data_.nnz
 
         def run_epoch(epoch):
-            # Ctrl-C stops a half-sweep mid-way (csrc/stop.c): the factors go
+            # Ctrl-C stops a half-sweep mid-way (csrc/runtime/stop.c): the factors go
             # back to the last complete iteration, which the epoch loop keeps
             # (interrupted_ True).
             before = self.theta_.copy()

@@ -23,7 +23,9 @@
  * user's history (w = 1, or recency weights), then rmf_topk_rows: a sparse
  * history times B costs nnz x n_items, far less than a dense sgemm of the
  * block (users x n_items^2) at MovieLens densities. */
-#include "internal.h"
+#include "data/data.h"
+#include "rank/rank.h"
+#include "runtime/runtime.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -113,7 +115,7 @@ rmf_status rmf_ease_fit(const rmf_csr *x, float l2, int n_threads, float *B, rmf
     rmf_status st = rmf_ease_gram_upper(x, n_threads, B, err);
     if (st != RMF_OK)
         return st;
-    if (rmf_stopped(stop)) /* between the phases: Ctrl-C (stop.c) */
+    if (rmf_stopped(stop)) /* between the phases: Ctrl-C (runtime/stop.c) */
         return rmf_fail(err, RMF_ERR_INTERRUPTED, "interrupted");
     for (int32_t i = 0; i < n; i++)
         B[(int64_t)i * n + i] += l2;

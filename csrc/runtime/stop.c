@@ -1,4 +1,4 @@
-/* stop.c -- Ctrl-C in long compiled calls (issue 20, case 12).
+/* runtime/stop.c -- Ctrl-C in long compiled calls (issue 20, case 12).
  *
  * Training loops ask their stop callback between batches.  Every other
  * long call (recommend, score, the EASE / ALS / transition solvers) polls
@@ -23,7 +23,7 @@
  * the flag.  A stopped call returns early with incomplete outputs; the
  * glue reports it as RMF_ERR_INTERRUPTED and drops them (RMF_NOGIL).
  */
-#include "recmf.h"
+#include "runtime/runtime.h"
 
 #include <signal.h>
 #include <stdatomic.h>

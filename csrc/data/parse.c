@@ -1,7 +1,7 @@
 /* parse.c -- ratings text to columns.  Reading ML-1M with pandas' python
  * engine (needed for the "::" separator) is the slowest step of the
  * notebook's load; this is a single pass over the bytes. */
-#include "recmf.h"
+#include "runtime/runtime.h"
 
 #include <string.h>
 
