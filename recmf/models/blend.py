@@ -113,9 +113,12 @@ class Blend(Recommender):
     ----------
     models : sequence of recmf models
         At least one.  Fitted components are used as they are (they must
-        have been fitted on the data later passed to ``fit``); unfitted ones
-        are fitted by ``fit`` as copies, so the objects passed are never
-        changed.  Every component must score whole rows (``_score_all``).
+        have been fitted on the data later passed to ``fit``): the blend
+        follows their current fitted state (refitted in place on the same
+        data, the blend scores the new fit; on other data, it refuses until
+        fitted again); unfitted ones are fitted by ``fit`` as copies, so the
+        objects passed are never changed.  Every component must score whole
+        rows (``_score_all``).
     weights : sequence of float >= 0, or None
         One per model, not all 0.  None: chosen on ``val`` when ``fit`` is
         given one (see :meth:`fit`), else every model weighs 1.
