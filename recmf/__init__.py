@@ -23,7 +23,7 @@ from ._runtime import bounded_spinning
 with bounded_spinning():          # before libgomp loads with _core
     from . import _core
 from . import datasets
-from ._config import config_context, get_config, set_config
+from ._config import FROM_CONFIG, config_context, get_config, set_config
 from ._core import SamplingError
 from .data import Interactions
 from .metrics import evaluate
@@ -39,8 +39,15 @@ __all__ = [
     "Interactions", "Popularity", "NeuralMF", "BPRMF", "select", "load", "Recommender", "NotFittedError", "SamplingError",
     "evaluate", "temporal_split", "load_movielens", "read_ratings", "find_movielens",
     "download_movielens", "build_info", "get_config", "set_config", "config_context",
-    "available_models",
+    "available_models", "FROM_CONFIG",
 ]
+
+# Facts a run reports (sizes, fit times, threads, early stopping) go to the
+# "recmf" logger; a library adds no handler of its own (logging.basicConfig
+# or the application decides where they go).
+import logging as _logging  # noqa: E402
+
+_logging.getLogger("recmf").addHandler(_logging.NullHandler())
 
 # Every registered model is recmf.<ClassName>, also one added without
 # editing this file.

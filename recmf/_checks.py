@@ -9,9 +9,12 @@ from __future__ import annotations
 import datetime as _dt
 import numbers
 import os
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
+
+from ._tables import type_name
 
 __all__ = [
     "check_frame", "id_column", "numeric_column", "time_column", "check_positive_int",
@@ -24,13 +27,20 @@ __all__ = [
 _FLOAT_EXACT = 2.0 ** 53
 
 
-def check_frame(frame, name, columns, allow_empty=False):
-    """``frame`` must be a DataFrame holding ``columns``, a dict {argument
-    name: column name} of the caller (None: not needed), and rows unless
+def check_frame(frame, name, columns, optional=(), allow_empty=False):
+    """``frame`` as a DataFrame holding ``columns``, a dict {argument name:
+    column name} of the caller (None: not needed), and rows unless
     ``allow_empty``; the error for a missing column names only these
-    arguments."""
-    if not isinstance(frame, pd.DataFrame):
-        raise TypeError(f"{name} must be a pandas DataFrame, got {type(frame).__name__}")
+    arguments.
+
+    Returns the frame to use: a pandas frame as it is; a table with the
+    Arrow stream interface (pyarrow, Polars, DuckDB, ...) read into pandas,
+    only ``columns`` and those of ``optional`` it has (see
+    :mod:`recmf._tables`).  A Dask frame is refused with a pointer to
+    :mod:`recmf.dask`.
+    """
+    from ._tables import as_frame
+    frame = as_frame(frame, name, columns.values(), optional)
     missing = [c for c in columns.values() if c is not None and c not in frame.columns]
     if missing:
         hint = "/".join(f"{arg}=" for arg, c in columns.items() if c is not None)
@@ -67,11 +77,22 @@ def native_frame(frame):
 
 
 def _as_series(values, name):
-    """A 1-D Series of ``values`` (Series, Index or array-like) in native
-    byte order."""
+    """A 1-D Series of ``values`` (Series, Index, array-like, or any other
+    iterable: a set, dict keys, a generator, in iteration order) in native
+    byte order.  A lone string or number is one value."""
+    if values is None:
+        raise TypeError(f"{name} must be ids (a list, array or Series), got None")
     if isinstance(values, pd.Index):
         values = pd.Series(values)
     elif not isinstance(values, pd.Series):
+        if isinstance(values, (pd.DataFrame, dict)):
+            raise TypeError(f"{name} must be one column of ids, got a {type_name(values)}; "
+                            "pass one column (e.g. frame['user_id'])")
+        if not isinstance(values, (str, bytes, np.ndarray, list, tuple)) and \
+                not hasattr(values, "__array__") and isinstance(values, Iterable):
+            # np.asarray would make one object holding the whole set or
+            # generator: a single "id", and fewer rows than were asked for.
+            values = list(values)
         arr = np.asarray(values)
         if arr.ndim == 0:
             arr = arr.reshape(1)

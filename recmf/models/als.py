@@ -7,6 +7,7 @@ import numbers
 import numpy as np
 
 from .. import _core
+from .._config import FROM_CONFIG
 from .._checks import check_memory, check_positive_int, check_seed
 from ._factors import ALS_CG, ALS_CHOLESKY, FactorModel
 from ._training import EpochLoop
@@ -104,15 +105,14 @@ class ALS(FactorModel, EmbeddingModel):
                     "alpha": [1.0, 2.0, 4.0]}
 
     def __init__(self, factors=64, regularization=50.0, alpha=2.0, iterations=15, solver="cg",
-                 cg_steps=3, eval_every=5, patience=None, threshold=4, user_col="user_id",
-                 item_col="movie_id", rating_col="rating", seed=0, n_threads=None, verbose=False):
+                 cg_steps=3, eval_every=5, patience=None, threshold=FROM_CONFIG, user_col=FROM_CONFIG,
+                 item_col=FROM_CONFIG, rating_col=FROM_CONFIG, seed=0, n_threads=None, verbose=False):
         super().__init__(n_threads=n_threads)
         self.factors, self.regularization, self.alpha = factors, regularization, alpha
         self.iterations, self.solver, self.cg_steps = iterations, solver, cg_steps
         self.eval_every, self.patience = eval_every, patience
         self.threshold, self.user_col, self.item_col, self.rating_col = threshold, user_col, item_col, rating_col
         self.seed, self.verbose = seed, verbose
-        self.history = None
 
     def _fold_in_params(self):
         return self.regularization, self.alpha

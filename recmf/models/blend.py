@@ -10,6 +10,7 @@ import weakref
 import numpy as np
 
 from .. import _core
+from .._candidates import exclusions
 from ..data import Interactions
 from .base import Recommender
 
@@ -51,6 +52,15 @@ class _Components(tuple):
     __hash__ = None
 
 
+def _settings(model):
+    """A component's parameters for comparison: ``n_threads`` None (as
+    given) and 0 (as ``fit`` normalises it) both mean all cores."""
+    params = model.get_params(deep=False)
+    if params.get("n_threads") is None and "n_threads" in params:
+        params["n_threads"] = 0
+    return params
+
+
 def _same_model(a, b):
     """The same object, or models of one type and hyperparameters that are
     not fitted to different states: an unfitted model is a specification
@@ -58,7 +68,7 @@ def _same_model(a, b):
     (an early stop, another seed of the data) are not interchangeable."""
     if a is b:
         return True
-    if type(a) is not type(b) or a.get_params() != b.get_params():
+    if type(a) is not type(b) or _settings(a) != _settings(b):
         return False
     if a.data_ is None or b.data_ is None:
         return True
@@ -149,19 +159,22 @@ class Blend(Recommender):
 
     def __init__(self, models, weights=None, normalise="minmax", n_threads=None):
         super().__init__(n_threads=n_threads)
-        if isinstance(models, Recommender) or not hasattr(models, "__iter__"):
-            raise TypeError(f"models must be a sequence of recmf models, got {type(models).__name__}")
-        models = list(models)
+        self.models = models
+        self.weights = weights
+        self.normalise = normalise
+
+    def _check_params(self):
+        models = self.models
+        if isinstance(models, Recommender) or not isinstance(models, (list, tuple)):
+            raise TypeError(f"models must be a list or tuple of recmf models, got {type(models).__name__}")
         if not models:
             raise ValueError("models must hold at least one model")
         for pos, m in enumerate(models):
             if not isinstance(m, Recommender):
                 raise TypeError(f"models[{pos}] must be a recmf model, got {type(m).__name__}")
-        if normalise not in _NORMALISERS:
-            raise ValueError(f"normalise must be one of {_NORMALISERS}, got {normalise!r}")
-        self.models = _Components(models)
-        self.weights = _check_weights(weights, len(models))
-        self.normalise = normalise
+        if self.normalise not in _NORMALISERS:
+            raise ValueError(f"normalise must be one of {_NORMALISERS}, got {self.normalise!r}")
+        _check_weights(self.weights, len(models))
 
     @classmethod
     def _test_params(cls):
@@ -218,10 +231,11 @@ class Blend(Recommender):
             A fitted component was trained on other users, items or
             positives than the rest (or than ``data``).
         """
+        self._validate()
         fitted = []
         for m in self.models:
             if m.data_ is None:
-                m = type(m)(**m.get_params()).fit(data, val=val)
+                m = type(m)(**m.get_params(deep=False)).fit(data, val=val)
             fitted.append(m)
         ref = fitted[0].data_
         for pos, m in enumerate(fitted):
@@ -231,7 +245,7 @@ class Blend(Recommender):
         if isinstance(data, Interactions) and not _same_index(data, ref):
             raise ValueError("the fitted components were trained on other data than `data`")
         self.models_ = fitted
-        self.data_ = ref
+        self.data_, self.columns_ = ref, fitted[0].columns_
         self.chosen_weights_, self.selection_ = None, None
         if self.weights is None and val is not None and len(fitted) > 1:
             self.chosen_weights_, self.selection_ = self._choose_weights(val)
@@ -240,28 +254,19 @@ class Blend(Recommender):
     def _choose_weights(self, val):
         from .. import select
         first = self.models_[0]
-        columns = {c: getattr(first, c) for c in ("user_col", "item_col", "rating_col") if hasattr(first, c)}
+        columns = {c: first.columns_[c] for c in ("user_col", "item_col", "rating_col")}
         grid = {"models": [self.models_], "weights": self.weight_grid(len(self.models_)),
                 "normalise": [self.normalise], "n_threads": [self.n_threads]}
         best, table = select((Blend, grid), self.data_, val, progress=False,
-                             threshold=getattr(first, "threshold", 4), **columns)
+                             threshold=first.columns_["threshold"], **columns)
         return best.weights, table.drop(columns=["models"])
-
-    @property
-    def user_col(self):
-        """The first component's column names (recommend_frame uses them)."""
-        return getattr(self.models[0], "user_col", "user_id")
-
-    @property
-    def item_col(self):
-        return getattr(self.models[0], "item_col", "item_id")
 
     @property
     def weights_(self):
         """The weights in use: ``weights``, else those chosen on val by
         ``fit``, else all 1."""
         if self.weights is not None:
-            return self.weights
+            return tuple(float(w) for w in self.weights)
         return getattr(self, "chosen_weights_", None) or (1.0,) * len(self.models)
 
     # -- scoring --------------------------------------------------------------
@@ -289,7 +294,7 @@ class Blend(Recommender):
     def _score_index(self, uidx, iidx):
         return self._score_pairs_from_rows(uidx, iidx)
 
-    def _recommend_index(self, uidx, k, exclude_seen):
+    def _recommend_index(self, uidx, k, exclude_seen, mask=None):
         n = len(uidx)
         items = np.empty((n, k), dtype=np.int32)
         scores = np.empty((n, k), dtype=np.float32)
@@ -299,8 +304,9 @@ class Blend(Recommender):
         for s in range(0, n, step):
             u = np.ascontiguousarray(uidx[s:s + step], dtype=np.int32)
             rows = self._blend_rows(u)
+            block_seen, block_rows = exclusions(seen, u, mask)
             items[s:s + len(u)], scores[s:s + len(u)], lens[s:s + len(u)] = _core.topk_rows(
-                rows, seen, u, k, self.n_threads)
+                rows, block_seen, block_rows, k, self.n_threads)
         return items, scores, lens
 
     # -- persistence ----------------------------------------------------------
@@ -310,6 +316,9 @@ class Blend(Recommender):
                 # which components were given fitted (used as they are)
                 # rather than fitted by the blend as copies
                 "given_fitted": [m is f for m, f in zip(self.models, self._components())],
+                # the components as given, where the blend fitted copies of them
+                "given_unfitted": [None if m is f else component_meta(m)
+                                   for m, f in zip(self.models, self._components())],
                 "weights": list(self.weights) if self.weights is not None else None,
                 "normalise": self.normalise, "n_threads": self.n_threads}
 
@@ -322,6 +331,7 @@ class Blend(Recommender):
         params = dict(params)
         metas = params.pop("models")
         given = params.pop("given_fitted", None)
+        as_given = params.pop("given_unfitted", None)
         if not isinstance(metas, list) or not metas:
             raise ValueError("a Blend's saved models must be a non-empty list")
         if given is None:                  # files written before given_fitted
@@ -329,10 +339,22 @@ class Blend(Recommender):
         if not isinstance(given, list) or len(given) != len(metas):
             raise ValueError("a Blend's given_fitted must have one flag per model")
         fitted = [component_from_meta(meta) for meta in metas]
-        blend = cls(models=[f if g else component_from_meta(meta)
-                            for f, g, meta in zip(fitted, given, metas)], **params)
+        # Components compare by type and parameters, as the saved Blend's
+        # (which held other objects) do.
+        if not isinstance(as_given, list) or len(as_given) != len(metas):
+            as_given = [None] * len(metas)          # files written before given_unfitted
+        blend = cls(models=_Components(f if g else component_from_meta(a if isinstance(a, dict) else meta)
+                                       for f, g, meta, a in zip(fitted, given, metas, as_given)),
+                    **params)
         blend._loading = (fitted, metas)
         return blend
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        # An unpickled Blend holds copies of its components: compare them by
+        # type and parameters, as a loaded one does.
+        if isinstance(self.__dict__.get("models"), (list, tuple)):
+            self.models = _Components(self.models)
 
     def _components(self):
         return getattr(self, "models_", None) or self.models

@@ -9,7 +9,9 @@ import numbers
 import numpy as np
 
 from .. import _core
-from .._checks import check_memory, check_threads
+from .._candidates import exclusions
+from .._checks import check_memory
+from .._config import FROM_CONFIG
 from .base import Recommender, check_half_life, recency_weights
 
 __all__ = ["EASE"]
@@ -84,29 +86,25 @@ class EASE(Recommender):
                     "half_life": [None, 1.0, 2.0, 3.5, 7.0, 14.0]}
     scoring_params = ("half_life",)
 
-    def __init__(self, l2=250.0, half_life=None, threshold=4, user_col="user_id",
-                 item_col="movie_id", rating_col="rating", time_col="timestamp",
+    B_ = None
+
+    def __init__(self, l2=250.0, half_life=None, threshold=FROM_CONFIG, user_col=FROM_CONFIG,
+                 item_col=FROM_CONFIG, rating_col=FROM_CONFIG, time_col=FROM_CONFIG,
                  n_threads=None):
         super().__init__(n_threads=n_threads)
-        self.l2 = _check_l2(l2)
-        self.half_life = check_half_life(half_life)
+        self.l2 = l2
+        self.half_life = half_life
         self.threshold = threshold
         self.user_col, self.item_col, self.rating_col, self.time_col = (
             user_col, item_col, rating_col, time_col)
-        self.B_ = None
 
     @classmethod
     def _test_params(cls):
         return {"l2": 10.0}
 
-    def _columns(self):
-        return dict(user_col=self.user_col, item_col=self.item_col, rating_col=self.rating_col,
-                    time_col=self.time_col)
-
     def _check_params(self):
-        self.l2 = _check_l2(self.l2)
-        self.half_life = check_half_life(self.half_life)
-        self.n_threads = check_threads(self.n_threads)
+        _check_l2(self.l2)
+        check_half_life(self.half_life)
 
     def _fit(self, data, val, callback):
         if data.nnz == 0 or data.n_items == 0:
@@ -130,20 +128,21 @@ class EASE(Recommender):
                               f"{4 * n_items ** 2 / 2**30:.2f} GiB, which could not be allocated") from None
 
     # -- scoring ----------------------------------------------------------
-    def _recommend_index(self, uidx, k, exclude_seen):
+    def _recommend_index(self, uidx, k, exclude_seen, mask=None):
         data = self.data_
-        seen = data.seen_csr() if exclude_seen else None
+        seen, seen_rows = exclusions(data.seen_csr() if exclude_seen else None, uidx, mask)
         return _core.ease_recommend(self.B_, (data.indptr, data.indices, data.n_items),
                                     recency_weights(data, self.half_life), uidx, seen,
-                                    uidx if exclude_seen else None, k, self.n_threads)
+                                    seen_rows if seen is not None else None, k, self.n_threads)
 
-    def _recommend_history(self, hist, rows, k, exclude_seen):
+    def _recommend_history(self, hist, rows, k, exclude_seen, mask=None):
         if self.half_life is not None and hist.positions is None:
             raise ValueError(f"half_life={self.half_life} weighs each history by recency, so history= "
-                             f"needs the time column {self.time_col!r} (or use half_life=None)")
+                             f"needs the time column {self.columns_['time_col']!r} (or use half_life=None)")
         csr = (hist.indptr, hist.indices, hist.n_items)
+        seen, seen_rows = exclusions(csr if exclude_seen else None, rows, mask)
         return _core.ease_recommend(self.B_, csr, recency_weights(hist, self.half_life), rows,
-                                    csr if exclude_seen else None, rows if exclude_seen else None,
+                                    seen, seen_rows if seen is not None else None,
                                     k, self.n_threads)
 
     def _score_index(self, uidx, iidx):
@@ -158,7 +157,7 @@ class EASE(Recommender):
         pair = np.repeat(np.arange(len(uidx)), lens)
         return np.bincount(pair, weights=terms, minlength=len(uidx)).astype(np.float32)
 
-    def _similar_index(self, iidx, k):
+    def _similar_index(self, iidx, k, mask=None):
         """Items j with the largest ``B[i, j]``: what a history holding i
         raises most."""
         n, ni = len(iidx), self.data_.n_items
@@ -170,9 +169,9 @@ class EASE(Recommender):
             block = iidx[s:s + step]
             m = len(block)
             self_csr = (np.arange(m + 1, dtype=np.int64), np.ascontiguousarray(block), ni)
+            seen, rows = exclusions(self_csr, np.arange(m, dtype=np.int32), mask)
             items[s:s + m], scores[s:s + m], lens[s:s + m] = _core.topk_rows(
-                np.ascontiguousarray(self.B_[block]), self_csr,
-                np.arange(m, dtype=np.int32), k, self.n_threads)
+                np.ascontiguousarray(self.B_[block]), seen, rows, k, self.n_threads)
         return items, scores, lens
 
     # -- persistence ------------------------------------------------------
