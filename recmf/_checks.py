@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import numbers
+import os
 from collections.abc import Iterable
 
 import numpy as np
@@ -18,7 +19,7 @@ from ._tables import type_name
 __all__ = [
     "check_frame", "id_column", "numeric_column", "time_column", "check_positive_int",
     "check_k", "check_seed", "check_threads", "as_id_array", "as_core_array", "native_frame",
-    "check_same_kind", "check_threshold",
+    "check_same_kind", "check_threshold", "available_bytes", "check_memory",
 ]
 
 # Integers beyond 2^53 are not exactly representable as float64, so float ids
@@ -348,7 +349,9 @@ def check_seed(seed):
 
 
 def check_threads(n_threads):
-    """n_threads: None/0 = all cores, else a positive integer."""
+    """n_threads: None/0 = all cores, else a positive integer.  The core
+    runs at most max(256, cores) threads whatever the request (more only
+    oversubscribes; a team of 100,000 overflowed OpenMP's stack)."""
     if n_threads is None:
         return 0
     if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral):
@@ -371,3 +374,37 @@ def check_same_kind(is_int, name, want_int, want_name):
     raise TypeError(f"{name} are {_ID_KIND[bool(is_int)]} ids but {want_name} are "
                     f"{_ID_KIND[bool(want_int)]} ids: ids keep the type the model was trained with; "
                     "convert one side (e.g. .astype(str))")
+
+
+def available_bytes():
+    """Memory the system can give now (MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _gib(nbytes):
+    return f"{nbytes / 2 ** 30:,.2f} GiB"
+
+
+def check_memory(what, parts, hint):
+    """Refuse, before allocating, work whose memory exceeds what the system
+    has available: a ``MemoryError`` saying ``what`` needs how much, the
+    ``parts`` (``[(label, bytes)]``, the biggest first: the argument that
+    sized it) and ``hint`` -- rather than a crash, an out-of-memory kill or
+    swapping once the pages are touched.  Sizes are Python integers, so a
+    silly value cannot overflow."""
+    total = sum(int(n) for _, n in parts)
+    avail = available_bytes()
+    if avail is None or total <= avail:
+        return
+    shown = ", ".join(f"{label}: {_gib(n)}" for label, n in sorted(parts, key=lambda p: -p[1]) if n)
+    raise MemoryError(f"{what} needs {_gib(total)} ({shown}), but only {_gib(avail)} is available; {hint}")

@@ -291,7 +291,8 @@ int rmf_spotrf_lower_blocked(int n, float *a, int lda, int direct_max)
     const int n1 = (n / 2 + align - 1) / align * align, n2 = n - n1;
     float *a21 = a + n1, *a22 = a + n1 + (size_t)n1 * (size_t)lda;
     info = rmf_spotrf_lower_blocked(n1, a, lda, direct_max);
-    if (info != 0)
+    /* Ctrl-C between blocks (runtime/stop.c): the caller drops a stopped result */
+    if (info != 0 || rmf_stopping(rmf_stop_here()))
         return info;
     RMF_BLAS(cblas_strsm)(RMF_CBLAS_COL_MAJOR, RMF_CBLAS_RIGHT, RMF_CBLAS_LOWER, RMF_CBLAS_TRANS,
                           RMF_CBLAS_NON_UNIT, n2, n1, 1.0f, a, lda, a21, lda);

@@ -48,10 +48,20 @@ const char *rmf_openmp_library(void)
 #endif
 }
 
+/* The most threads a call asks for unless the machine has more cores: a
+ * bigger team only oversubscribes the cores, and libgomp keeps a team's
+ * bookkeeping on the caller's stack (one alloca entry per thread), so
+ * n_threads=100000 overflowed it and crashed the process (issue 20). */
+#define RMF_MAX_THREADS 256
+
 int rmf_resolve_threads(int requested)
 {
 #ifdef _OPENMP
-    int n = requested > 0 ? requested : omp_get_num_procs();
+    int procs = omp_get_num_procs();
+    int n = requested > 0 ? requested : procs;
+    int cap = procs > RMF_MAX_THREADS ? procs : RMF_MAX_THREADS;
+    if (n > cap)
+        n = cap;
     /* OpenBLAS's jobs need a full team each (blas.c), and OpenMP never
      * gives more threads than its limit (OMP_THREAD_LIMIT). */
     int limit = omp_get_thread_limit();

@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import _core
 from .._config import FROM_CONFIG
-from .._checks import check_positive_int
+from .._checks import check_memory, check_positive_int
 from . import _training as T
 from ._factors import FactorModel
 from .base import EmbeddingModel
@@ -102,6 +102,12 @@ class BPRMF(FactorModel, EmbeddingModel):
         return np.ascontiguousarray(order[:self.top_n])
 
     def _fit(self, data, val, callback):
+        nu, ni, d, _ = self._shape()
+        t = self.triplets_per_epoch
+        check_memory(f"BPRMF on {nu:,} users x {ni:,} items", [
+            (f"weights, Adam moments and gradient (emb_dim={d})", 16 * (nu + ni) * d),
+            (f"an epoch's triplets (triplets_per_epoch={t:,})", 20 * t)],
+            "lower the setting named first")
         self._init_factors()
         ni = self.data_.n_items
         cand = self.candidates()

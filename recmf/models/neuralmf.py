@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import _core
 from .._config import FROM_CONFIG
-from .._checks import check_positive_int
+from .._checks import check_memory, check_positive_int
 from . import _training as T
 from .base import EmbeddingModel
 
@@ -130,6 +130,15 @@ class NeuralMF(EmbeddingModel):
 
     # -- training ---------------------------------------------------------
     def _fit(self, data, val, callback):
+        nu, ni, d, h = self._shape()
+        pairs = data.nnz * (1 + self.n_neg)
+        check_memory(f"NeuralMF on {nu:,} users x {ni:,} items", [
+            (f"weights, Adam moments and gradient (emb_dim={d}, hidden_dim={h})",
+             16 * ((nu + ni) * d + 2 * h * d + 2 * h + 1)),
+            (f"an epoch's {pairs:,} pairs (n_neg={self.n_neg})", 12 * pairs),
+            (f"a batch's activations (batch_size={self.batch_size}, hidden_dim={h})",
+             16 * min(self.batch_size, pairs) * (h + d))],
+            "lower the setting named first")
         self._init_weights()
         params = T.core_params(self, dropout=float(self.dropout), n_neg=int(self.n_neg))
         shape, indptr, indices = self._shape(), self.data_.indptr, self.data_.indices
