@@ -3,14 +3,10 @@ Autoencoders for Sparse Data" (WWW 2019), with an optional recency decay of
 each user's history at scoring time."""
 from __future__ import annotations
 
-import math
-import numbers
-
 import numpy as np
 
 from .. import _core
-from .._candidates import exclusions
-from .._checks import check_memory
+from .._checks import check_memory, check_number
 from .._config import FROM_CONFIG
 from .base import Recommender, check_half_life, recency_weights
 
@@ -18,11 +14,7 @@ __all__ = ["EASE"]
 
 
 def _check_l2(l2):
-    if isinstance(l2, bool) or not isinstance(l2, numbers.Real):
-        raise TypeError(f"l2 must be a number, got {type(l2).__name__}")
-    if not math.isfinite(l2) or l2 <= 0:
-        raise ValueError(f"l2 must be a finite number > 0, got {l2!r}")
-    return float(l2)
+    return check_number(l2, "l2", 0, low_open=True)
 
 
 class EASE(Recommender):
@@ -112,7 +104,7 @@ class EASE(Recommender):
                              f"{data.nnz} positives): EASE needs at least one positive")
         recency_weights(data, self.half_life)  # fail now, not at recommend time
         B = self._allocate(data.n_items)
-        _core.ease_fit(data.indptr, data.indices, data.n_items, self.l2, self.n_threads, B)
+        _core.fit(self.kind, self._config(data), (data.indptr, data.indices), B, self.n_threads)
         self.B_, self.data_ = B, data
         return self
 
@@ -128,22 +120,30 @@ class EASE(Recommender):
                               f"{4 * n_items ** 2 / 2**30:.2f} GiB, which could not be allocated") from None
 
     # -- scoring ----------------------------------------------------------
+    def _config(self, data=None):
+        """The core's config (its model table's row "ease")."""
+        data = self.data_ if data is None else data
+        return {"n_users": data.n_users, "n_items": data.n_items, "l2": self.l2}
+
+    def _recommend_rows(self, hist, rows, k, seen, mask):
+        """Top-k of rows ``rows`` of ``hist`` (Interactions over this
+        model's items), scored from their recency-weighted positives; only
+        the items ``mask`` flags (None: all) -- inside the core's top-k."""
+        return _core.recommend(self.kind, self._config(), self.B_, rows, seen, k, self.n_threads,
+                               history=(hist.indptr, hist.indices),
+                               weights=recency_weights(hist, self.half_life), allowed=mask)
+
     def _recommend_index(self, uidx, k, exclude_seen, mask=None):
-        data = self.data_
-        seen, seen_rows = exclusions(data.seen_csr() if exclude_seen else None, uidx, mask)
-        return _core.ease_recommend(self.B_, (data.indptr, data.indices, data.n_items),
-                                    recency_weights(data, self.half_life), uidx, seen,
-                                    seen_rows if seen is not None else None, k, self.n_threads)
+        return self._recommend_rows(self.data_, uidx, k, self.data_.seen_csr() if exclude_seen else None,
+                                    mask)
 
     def _recommend_history(self, hist, rows, k, exclude_seen, mask=None):
         if self.half_life is not None and hist.positions is None:
             raise ValueError(f"half_life={self.half_life} weighs each history by recency, so history= "
                              f"needs the time column {self.columns_['time_col']!r} (or use half_life=None)")
-        csr = (hist.indptr, hist.indices, hist.n_items)
-        seen, seen_rows = exclusions(csr if exclude_seen else None, rows, mask)
-        return _core.ease_recommend(self.B_, csr, recency_weights(hist, self.half_life), rows,
-                                    seen, seen_rows if seen is not None else None,
-                                    k, self.n_threads)
+        # A history's seen items are its positives.
+        seen = (hist.indptr, hist.indices, hist.n_items) if exclude_seen else None
+        return self._recommend_rows(hist, rows, k, seen, mask)
 
     def _score_index(self, uidx, iidx):
         data = self.data_
@@ -169,9 +169,9 @@ class EASE(Recommender):
             block = iidx[s:s + step]
             m = len(block)
             self_csr = (np.arange(m + 1, dtype=np.int64), np.ascontiguousarray(block), ni)
-            seen, rows = exclusions(self_csr, np.arange(m, dtype=np.int32), mask)
             items[s:s + m], scores[s:s + m], lens[s:s + m] = _core.topk_rows(
-                np.ascontiguousarray(self.B_[block]), seen, rows, k, self.n_threads)
+                np.ascontiguousarray(self.B_[block]), self_csr, np.arange(m, dtype=np.int32), k,
+                self.n_threads, allowed=mask)
         return items, scores, lens
 
     # -- persistence ------------------------------------------------------
