@@ -59,10 +59,38 @@ typedef int (*rmf_stop_fn)(void *ctx);
 
 /* ---- Runtime: threads, fork, floating point, BLAS (runtime/) ---------- */
 
-/* The logical thread count of a call (<= 0: all cores; 1 without OpenMP):
- * it fixes how work is split, so results never depend on the team size. */
+/* Stopping long calls (runtime/stop.c).  One call's stop context: fn(ctx)
+ * is asked, on the calling thread, after a SIGINT (rmf_stop_signal);
+ * non-zero stops the call.  begin/end go around a call, on its thread (the
+ * glue's RMF_NOGIL; fn may be NULL: the call cannot be stopped); end
+ * returns 1 when the call was stopped.  rmf_stop_signal is
+ * async-signal-safe (the glue's SIGINT handler calls it).  The core's
+ * loops poll with rmf_stopping (runtime/runtime.h).  Test hooks: the
+ * calling thread's next call raises SIGINT itself at its poll-th poll (0
+ * never), and how many polls it has made since. */
+typedef struct rmf_stop {
+    rmf_stop_fn fn;
+    void *ctx;
+    _Atomic int stopped;
+    struct rmf_stop *prev;
+} rmf_stop;
+void rmf_stop_begin(rmf_stop *s, rmf_stop_fn fn, void *ctx);
+int rmf_stop_end(rmf_stop *s);
+void rmf_stop_signal(void);
+void rmf_stop_interrupt_at(int64_t poll);
+int64_t rmf_stop_polls(void);
+
+/* The logical thread count of a call (<= 0: all cores; at most
+ * max(256, cores); 1 without OpenMP): it fixes how work is split, so
+ * results never depend on the team size. */
 int rmf_resolve_threads(int requested);
 int rmf_has_openmp(void);
+/* The file of the shared library that defines the function at fn, as the
+ * dynamic loader found it, or NULL (build_info names the OpenBLAS and the
+ * OpenMP runtime the core really runs on: a wheel's own copies, not another
+ * package's).  rmf_openmp_library: NULL without OpenMP. */
+const char *rmf_library_of(const void *fn);
+const char *rmf_openmp_library(void);
 /* Registers the fork handlers (once, at import); 0 on success. */
 int rmf_runtime_init(void);
 /* Around every call into the core from a thread of its own: fork() in
@@ -87,6 +115,8 @@ int rmf_fp_get_exact(void);
 int rmf_blas_get_threads(void);
 void rmf_blas_set_threads(int n);
 const char *rmf_blas_config(void);
+/* The file of the OpenBLAS library rmf_sgemm calls (rmf_library_of). */
+const char *rmf_blas_library(void);
 int rmf_blas_use_openmp_threads(void);
 int rmf_spotrf_lower_blocked(int n, float *a, int lda, int direct_max);
 

@@ -71,17 +71,25 @@ rmf_status rmf_ease_gram_upper(const rmf_csr *x, int n_threads, float *G, rmf_er
     const int32_t n = x->n_cols;
     int64_t *colptr = NULL;
     int32_t *rows = NULL;
-    rmf_status st = transpose(x, &colptr, &rows, err);
+    /* The transpose counts by column and the rows search sorted columns:
+     * an unsound CSR wrote outside the counts (tests/test_fuzz.py). */
+    rmf_status st = rmf_csr_check(x, "the interaction matrix", -1, -1, err);
+    if (st != RMF_OK)
+        return st;
+    st = transpose(x, &colptr, &rows, err);
     if (st != RMF_OK)
         return st;
     const int nt = rmf_resolve_threads(n_threads);
     (void)nt;
+    rmf_stop *stop = rmf_stop_here();
     /* Row i of the upper triangle: G[i][j] (j >= i) = users holding both. */
     RMF_PARALLEL(nt)
     {
         RMF_TEAM_BEGIN;
         OMP(omp for schedule(dynamic, 16) nowait)
         for (int32_t i = 0; i < n; i++) {
+            if (rmf_stopping(stop))
+                continue;
             float *g = G + (int64_t)i * n;
             memset(g, 0, (size_t)n * sizeof *g);
             for (int64_t c = colptr[i]; c < colptr[i + 1]; c++) {
@@ -110,18 +118,24 @@ static rmf_status fit_B(const rmf_csr *x, float l2, int n_threads, float *B, rmf
     const int32_t n = x->n_cols;
     const int nt = rmf_resolve_threads(n_threads);
     (void)nt;
+    rmf_stop *stop = rmf_stop_here();
     rmf_status st = rmf_ease_gram_upper(x, n_threads, B, err);
     if (st != RMF_OK)
         return st;
+    if (rmf_stopped(stop)) /* between the phases: Ctrl-C (runtime/stop.c) */
+        return rmf_fail(err, RMF_ERR_INTERRUPTED, "interrupted");
     for (int32_t i = 0; i < n; i++)
         B[(int64_t)i * n + i] += l2;
 
-    /* Row-major upper triangle = column-major lower: LAPACK's 'L'. */
+    /* Row-major upper triangle = column-major lower: LAPACK's 'L'.  The
+     * Cholesky polls between its blocks; spotri is one LAPACK call. */
     int blas_saved = rmf_blas_enter(nt);
     int info = rmf_spotrf_lower(n, B, n);
-    if (info == 0)
+    if (info == 0 && !rmf_stopping(stop))
         info = rmf_spotri_lower(n, B, n);
     rmf_blas_leave(blas_saved);
+    if (rmf_stopping(stop))
+        return rmf_fail(err, RMF_ERR_INTERRUPTED, "interrupted");
     if (info != 0)
         return rmf_fail(err, RMF_ERR_VALUE,
                         "X^T X + l2 I is not positive definite in float32 (LAPACK info %d): l2 = %g is "
@@ -155,6 +169,8 @@ static rmf_status fit_B(const rmf_csr *x, float l2, int n_threads, float *B, rmf
         RMF_TEAM_BEGIN;
         OMP(omp for schedule(dynamic, 1) nowait)
         for (int32_t ti = 0; ti < n_tiles; ti++) {
+            if (rmf_stopping(stop))
+                continue;
             const int32_t i0 = ti * TILE, i1 = i0 + TILE < n ? i0 + TILE : n;
             for (int32_t tj = ti; tj < n_tiles; tj++) {
                 const int32_t j0 = tj * TILE, j1 = j0 + TILE < n ? j0 + TILE : n;
@@ -237,9 +253,10 @@ static rmf_status recommend(const void *cfg, const float *B, const rmf_query *q,
     float *S = malloc((size_t)(nb * n_items) * sizeof *S);
     if (S == NULL)
         return rmf_fail(err, RMF_ERR_NOMEM, "out of memory scoring %d items", n_items);
+    rmf_stop *stop = rmf_stop_here();
     rmf_fp_enter(); /* subnormals flushed in recmf's compute (fpstate.c) */
     rmf_status st = RMF_OK;
-    for (int64_t u0 = 0; u0 < n && st == RMF_OK; u0 += nb) {
+    for (int64_t u0 = 0; u0 < n && st == RMF_OK && !rmf_stopping(stop); u0 += nb) {
         const int64_t bn = u0 + nb <= n ? nb : n - u0;
         RMF_PARALLEL(nt)
         {

@@ -401,8 +401,9 @@ static rmf_status score(const void *cfg, const float *theta, const int32_t *u, c
         free(WT);
         return st;
     }
+    rmf_stop *stop = rmf_stop_here();
     rmf_fp_enter();
-    for (int64_t c0 = 0; c0 < n; c0 += cap) {
+    for (int64_t c0 = 0; c0 < n && !rmf_stopping(stop); c0 += cap) {
         int64_t cn = c0 + cap <= n ? cap : n - c0;
         rmf_group_build(&w->user.g, u + c0, cn);
         rmf_group_build(&w->item.g, i + c0, cn);
@@ -477,7 +478,8 @@ static rmf_status recommend(const void *cfg, const float *theta, const rmf_query
                 Bt[(int64_t)h * ldb + i] = B[(int64_t)i * H + h];
         RMF_TEAM_END;
     }
-    for (int64_t u0 = 0; u0 < n && st == RMF_OK; u0 += nb) {
+    rmf_stop *stop = rmf_stop_here();
+    for (int64_t u0 = 0; u0 < n && st == RMF_OK && !rmf_stopping(stop); u0 += nb) {
         const int64_t bn = u0 + nb <= n ? nb : n - u0;
         RMF_PARALLEL(nt)
         {

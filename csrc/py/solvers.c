@@ -143,10 +143,8 @@ static PyObject *py_transition_counts(PyObject *self, PyObject *args)
 /* trans: (indptr, indices, n_items) plus probs float32 of len(indices). */
 static int parse_transitions(PyObject *trans, PyObject *probs, rmf_csr *t)
 {
-    PyObject *indptr, *indices;
-    long long n_cols;
-    if (!PyArg_ParseTuple(trans, "OOL", &indptr, &indices, &n_cols) || parse_csr(indptr, indices, n_cols, t) < 0 ||
-        check_array(probs, "probs", NPY_FLOAT32, 1, 0) < 0 || check_len(probs, "probs", SIZE(indices)) < 0)
+    if (parse_csr_tuple(trans, "trans", t) < 0 || check_array(probs, "probs", NPY_FLOAT32, 1, 0) < 0 ||
+        check_len(probs, "probs", (npy_intp)t->indptr[t->n_rows]) < 0)
         return -1;
     return 0;
 }

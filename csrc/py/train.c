@@ -4,17 +4,6 @@
  * draw, Adam).  Nothing here names a model. */
 #include "py/glue.h"
 
-/* Stop hook: take the GIL briefly to let Python run signal handlers, so
- * Ctrl-C in a notebook ends training after the current batch. */
-static int check_signals(void *ctx)
-{
-    (void)ctx;
-    PyGILState_STATE g = PyGILState_Ensure();
-    int stop = PyErr_CheckSignals() != 0;
-    PyGILState_Release(g);
-    return stop;
-}
-
 /* (mean_loss, n_done, step, interrupted, threads: the mean team size of
  * the epoch's batches).  A KeyboardInterrupt is
  * swallowed into interrupted=True so the caller can keep what was trained;
@@ -89,7 +78,7 @@ static PyObject *py_batch_grad(PyObject *self, PyObject *args, PyObject *kw)
     int source = rmf_model_source(m);
     if (source == RMF_SOURCE_SEQUENCES) {
         PyObject *indptr, *items;
-        if (!PyArg_ParseTuple(bo, "OOO", &indptr, &items, &a[0]))
+        if (parse_tuple(bo, "batch", "(indptr, items, rows)", "OOO", &indptr, &items, &a[0]) < 0)
             return NULL;
         PyObject *rows = PyTuple_Pack(2, indptr, items);
         int bad = rows == NULL || parse_rows(rows, cfg.base.n_items, &seq) < 0 ||
@@ -100,7 +89,8 @@ static PyObject *py_batch_grad(PyObject *self, PyObject *args, PyObject *kw)
         b.seq = &seq;
         b.rows = DATA(a[0], int32_t);
     } else {
-        if (!PyArg_ParseTuple(bo, "OOO", &a[0], &a[1], &a[2]) ||
+        if (parse_tuple(bo, "batch", source == RMF_SOURCE_PAIRS ? "(u, i, y)" : "(u, i, j)", "OOO", &a[0], &a[1],
+                        &a[2]) < 0 ||
             check_index_arrays(a, (const char *[]){"u", "i"}, 2) < 0)
             return NULL;
         if (source == RMF_SOURCE_PAIRS ? check_array(a[2], "y", NPY_FLOAT32, 1, 0) < 0

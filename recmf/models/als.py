@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import _core
 from .._config import FROM_CONFIG
-from .._checks import check_number, check_positive_int, check_seed
+from .._checks import check_memory, check_number, check_positive_int, check_seed
 from ._factors import ALS_CG, ALS_CHOLESKY, FactorModel
 from ._training import EpochLoop
 from .base import EmbeddingModel
@@ -126,8 +126,15 @@ class ALS(FactorModel, EmbeddingModel):
     def _fit(self, data, val, callback):
         """One EpochLoop "epoch" per ALS iteration: the user half, then the
         item half (which reports the loss).  ``val`` is evaluated every
-        ``eval_every`` iterations; Ctrl-C stops after the current half and
-        keeps the factors (``interrupted_`` is then True)."""
+        ``eval_every`` iterations; Ctrl-C stops the current half and
+        keeps the factors of the last complete iteration (``interrupted_`` is
+        then True)."""
+        nu, ni, f = self.data_.n_users, self.data_.n_items, self.factors
+        check_memory(f"ALS on {nu:,} users x {ni:,} items", [
+            (f"factors (factors={f})", 4 * (nu + ni) * f),
+            (f"one {f} x {f} system per thread (factors={f})", 8 * f * f * max(1, self.n_threads)),
+            ("the transposed positives", 12 * data.nnz)],
+            "lower factors")
         self._init_weights()
         nu, ni = self.data_.n_users, self.data_.n_items
         data_ = self.data_
@@ -139,10 +146,18 @@ class ALS(FactorModel, EmbeddingModel):
         total_confidence = float(nu) * ni + self.alpha * data_.nnz
 
         def run_epoch(epoch):
-            _core.als_solve(data_.indptr, data_.indices, None, self.item_factors_, self.user_factors_,
-                            *args, False)
-            loss = _core.als_solve(t_indptr, t_indices, None, self.user_factors_, self.item_factors_,
-                                   *args, True)
+            # Ctrl-C stops a half-sweep mid-way (csrc/runtime/stop.c): the factors go
+            # back to the last complete iteration, which the epoch loop keeps
+            # (interrupted_ True).
+            before = self.theta_.copy()
+            try:
+                _core.als_solve(data_.indptr, data_.indices, None, self.item_factors_, self.user_factors_,
+                                *args, False)
+                loss = _core.als_solve(t_indptr, t_indices, None, self.user_factors_, self.item_factors_,
+                                       *args, True)
+            except KeyboardInterrupt:
+                self.theta_[:] = before
+                raise
             return loss / total_confidence, data_.nnz, False
 
         EpochLoop(self, val, self._columns()).run(run_epoch, self.iterations, self.eval_every,

@@ -645,10 +645,13 @@ class Recommender:
         naming the first one.
         """
         self._check_fitted()
-        u = self.data_.user_index(user_ids, unknown="raise").astype(np.int32)
-        i = self.data_.item_index(item_ids, unknown="raise").astype(np.int32)
-        if len(u) != len(i):
-            raise ValueError(f"user_ids and item_ids must have the same length, got {len(u)} and {len(i)}")
+        users = as_id_array(user_ids, "user_ids")[0]
+        items = as_id_array(item_ids, "item_ids")[0]
+        if len(users) != len(items):   # before naming an unknown id: the pairs do not line up
+            raise ValueError(f"user_ids and item_ids must have the same length, got {len(users)} and "
+                             f"{len(items)}")
+        u = self.data_.user_index(users, unknown="raise").astype(np.int32)
+        i = self.data_.item_index(items, unknown="raise").astype(np.int32)
         return self._score_index(u, i)
 
     def _score_index(self, uidx, iidx):  # pragma: no cover - overridden

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import itertools
 import math
 import threading
 import weakref
@@ -78,6 +77,18 @@ def _same_model(a, b):
             and all(np.array_equal(mine[k], theirs[k]) for k in mine))
 
 
+def _compositions(total, n):
+    """Every n-tuple of integers >= 0 summing to ``total``, in lexicographic
+    order; as many steps as tuples (not (total + 1) ** n, as filtering a
+    product would take)."""
+    if n == 1:
+        yield (total,)
+        return
+    for first in range(total + 1):
+        for rest in _compositions(total - first, n - 1):
+            yield (first,) + rest
+
+
 def _check_weights(weights, n):
     if weights is None:
         return None
@@ -112,9 +123,12 @@ class Blend(Recommender):
     ----------
     models : sequence of recmf models
         At least one.  Fitted components are used as they are (they must
-        have been fitted on the data later passed to ``fit``); unfitted ones
-        are fitted by ``fit`` as copies, so the objects passed are never
-        changed.  Every component must score whole rows (``_score_all``).
+        have been fitted on the data later passed to ``fit``): the blend
+        follows their current fitted state (refitted in place on the same
+        data, the blend scores the new fit; on other data, it refuses until
+        fitted again); unfitted ones are fitted by ``fit`` as copies, so the
+        objects passed are never changed.  Every component must score whole
+        rows (``_score_all``).
     weights : sequence of float >= 0, or None
         One per model, not all 0.  None: chosen on ``val`` when ``fit`` is
         given one (see :meth:`fit`), else every model weighs 1.
@@ -169,16 +183,34 @@ class Blend(Recommender):
         return {"models": [ItemTransition(half_life=2.0), Popularity()], "weights": [0.7, 0.3]}
 
     # -- hyperparameters ------------------------------------------------------
+    #: most weight vectors weight_grid makes (each is a candidate to score)
+    MAX_GRID = 100_000
+
     @staticmethod
     def weight_grid(n_models, steps=None):
         """Weight vectors on the simplex with the given resolution: every
         ``(k_1, ..., k_n) / steps`` with integer ``k >= 0`` summing to
         ``steps`` (10 for two models, 4 for more), each component alone
-        included."""
+        included, in lexicographic order of the k.
+
+        Raises
+        ------
+        ValueError
+            More than :attr:`MAX_GRID` vectors (``C(steps + n - 1, n - 1)``:
+            20 models at 4 steps make 8,855, 50 make 292,825): choose fewer
+            steps or pass the weights.
+        """
+        from .._checks import check_positive_int
+        n_models = check_positive_int(n_models, "n_models")
         if steps is None:
             steps = 10 if n_models <= 2 else 4
-        return [tuple(k / steps for k in ks)
-                for ks in itertools.product(range(steps + 1), repeat=n_models) if sum(ks) == steps]
+        steps = check_positive_int(steps, "steps")
+        count = math.comb(steps + n_models - 1, n_models - 1)
+        if count > Blend.MAX_GRID:
+            raise ValueError(f"the weight grid of {n_models} models at {steps} steps has {count:,} weight "
+                             f"vectors (more than {Blend.MAX_GRID:,} candidates to score): choose fewer "
+                             "steps, or pass weights=")
+        return [tuple(k / steps for k in ks) for ks in _compositions(steps, n_models)]
 
     @property
     def default_grid(self):

@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import _core
 from .._config import FROM_CONFIG
-from .._checks import check_positive_int
+from .._checks import check_memory, check_positive_int
 from . import _training as T
 from ._factors import FactorModel
 from .base import EmbeddingModel
@@ -103,6 +103,11 @@ class BPRMF(FactorModel, EmbeddingModel):
 
     def _fit(self, data, val, callback):
         d, cand = self.data_, self.candidates()
+        nu, ni, t = d.n_users, d.n_items, self.triplets_per_epoch
+        check_memory(f"BPRMF on {nu:,} users x {ni:,} items", [
+            (f"weights, Adam moments and gradient (emb_dim={self.emb_dim})", 16 * (nu + ni) * self.emb_dim),
+            (f"an epoch's triplets (triplets_per_epoch={t:,})", 20 * t)],
+            "lower the setting named first")
 
         def triplets(epoch):   # a fresh sample each epoch (SPEC 7)
             return _core.sample_triplets(d.indptr, d.indices, d.n_items, cand, self.triplets_per_epoch,

@@ -3,12 +3,10 @@ Autoencoders for Sparse Data" (WWW 2019), with an optional recency decay of
 each user's history at scoring time."""
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from .. import _core
-from .._checks import check_number
+from .._checks import check_memory, check_number
 from .._config import FROM_CONFIG
 from .base import Recommender, check_half_life, recency_weights
 
@@ -17,21 +15,6 @@ __all__ = ["EASE"]
 
 def _check_l2(l2):
     return check_number(l2, "l2", 0, low_open=True)
-
-
-def _available_bytes():
-    """Memory the system can give now (MemAvailable), or None if unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 class EASE(Recommender):
@@ -127,17 +110,14 @@ class EASE(Recommender):
 
     @staticmethod
     def _allocate(n_items):
-        need = 4 * n_items ** 2
-        avail = _available_bytes()
-        msg = (f"EASE on {n_items:,} items needs an {n_items:,} x {n_items:,} float32 matrix: "
-               f"{need / 2**30:.2f} GiB")
-        if avail is not None and need > avail:
-            raise MemoryError(f"{msg}, but only {avail / 2**30:.2f} GiB is available; "
-                              "keep fewer items (e.g. drop rare ones) or use a factor model")
+        what = f"EASE on {n_items:,} items"
+        check_memory(what, [(f"an {n_items:,} x {n_items:,} float32 matrix", 4 * n_items ** 2)],
+                     "keep fewer items (e.g. drop rare ones) or use a factor model")
         try:
             return np.empty((n_items, n_items), dtype=np.float32)
         except MemoryError:
-            raise MemoryError(f"{msg}, which could not be allocated") from None
+            raise MemoryError(f"{what} needs an {n_items:,} x {n_items:,} float32 matrix: "
+                              f"{4 * n_items ** 2 / 2**30:.2f} GiB, which could not be allocated") from None
 
     # -- scoring ----------------------------------------------------------
     def _config(self, data=None):

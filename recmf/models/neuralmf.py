@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._config import FROM_CONFIG
-from .._checks import check_number, check_positive_int
+from .._checks import check_memory, check_number, check_positive_int
 from . import _training as T
 from .base import EmbeddingModel
 
@@ -104,6 +104,15 @@ class NeuralMF(EmbeddingModel):
 
     # -- training ---------------------------------------------------------
     def _fit(self, data, val, callback):
+        nu, ni, d, h = self.data_.n_users, self.data_.n_items, self.emb_dim, self.hidden_dim
+        pairs = data.nnz * (1 + self.n_neg)
+        check_memory(f"NeuralMF on {nu:,} users x {ni:,} items", [
+            (f"weights, Adam moments and gradient (emb_dim={d}, hidden_dim={h})",
+             16 * ((nu + ni) * d + 2 * h * d + 2 * h + 1)),
+            (f"an epoch's {pairs:,} pairs (n_neg={self.n_neg})", 12 * pairs),
+            (f"a batch's activations (batch_size={self.batch_size}, hidden_dim={h})",
+             16 * min(self.batch_size, pairs) * (h + d))],
+            "lower the setting named first")
         positives = (self.data_.indptr, self.data_.indices)   # negatives drawn by the core each epoch
         return self._train(val, callback, self.patience, lambda epoch: positives)
 
