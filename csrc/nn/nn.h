@@ -434,6 +434,19 @@ double rmf_sampled_ce(const float *h, int64_t n, int d, const float *E,
 /* Reductions in 8 lanes (lane = index mod 8) combined in a fixed tree:
  * the same result at any vector width.  Generic vectors keep the lanes in
  * registers (the plain-array form is not vectorized).  n >= 1 for max. */
+/* The max of a vector max's lanes t[0..lanes) and of the tail x[i..n)
+ * (a max is exact: any order gives the same value). */
+static inline float rmf_max_finish_(const float *t, int lanes, const float *x, int64_t i,
+                                    int64_t n)
+{
+    float r = t[0];
+    for (int k = 1; k < lanes; k++)
+        r = t[k] > r ? t[k] : r;
+    for (; i < n; i++)
+        r = x[i] > r ? x[i] : r;
+    return r;
+}
+
 #if defined(__GNUC__)
 typedef float rmf_v8f_ __attribute__((vector_size(32)));
 typedef int32_t rmf_v8i_ __attribute__((vector_size(32)));
@@ -475,12 +488,7 @@ static inline float rmf_max_lanes(const float *x, int64_t n)
         m = (rmf_v8f_)(((rmf_v8i_)a & gt) | ((rmf_v8i_)m & ~gt));
     }
     memcpy(t, &m, sizeof t);
-    float r = t[0];
-    for (int k = 1; k < 8; k++)
-        r = t[k] > r ? t[k] : r;
-    for (; i < n; i++)
-        r = x[i] > r ? x[i] : r;
-    return r;
+    return rmf_max_finish_(t, 8, x, i, n);
 }
 #else
 static inline float rmf_sum_lanes(const float *x, int64_t n)

@@ -145,12 +145,7 @@ static inline __attribute__((always_inline)) float max16(const float *x, int64_t
     m = (v16f)(((v16i)m1 & gt) | ((v16i)m & ~gt));
     float t[16];
     memcpy(t, &m, sizeof t);
-    float r = t[0];
-    for (int k = 1; k < 16; k++)
-        r = t[k] > r ? t[k] : r;
-    for (; i < n; i++)
-        r = x[i] > r ? x[i] : r;
-    return r;
+    return rmf_max_finish_(t, 16, x, i, n);
 }
 
 CLONES16
