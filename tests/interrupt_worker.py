@@ -85,6 +85,7 @@ def main():
         "als": recmf.ALS(factors=8, iterations=2, n_threads=1).fit(data),
         "ease": recmf.EASE(l2=10.0, half_life=3.0, n_threads=1).fit(data),
         "transition": recmf.ItemTransition(n_threads=1).fit(train),
+        "sasrec": recmf.SASRec(n_blocks=1, emb_dim=16, max_len=20, epochs=1, seed=0, n_threads=1).fit(train),
     }
     models["blend"] = recmf.Blend([models["transition"], models["ease"]], weights=[0.5, 0.5], n_threads=1).fit(data)
     many = np.tile(users, 10)                     # the dot-product models take blocks of 4,096 users

@@ -25,6 +25,7 @@ import recmf
 WORKER = Path(__file__).resolve().parent / "interrupt_worker.py"
 SCENARIOS = [
     "recommend-neuralmf", "recommend-bprmf", "recommend-als", "recommend-ease", "recommend-transition",
+    "recommend-sasrec",
     "recommend-blend", "score-neuralmf", "score-bprmf", "score-blend", "score-transition", "evaluate",
     "fold-in-ease", "recommend-neuralmf-2-threads", "fit-ease", "fit-transition", "fit-als",
     "fit-bprmf-sampling", "custom-handler-runs-and-call-goes-on", "custom-handler-exception",

@@ -663,7 +663,9 @@ static rmf_status encode(const sas_config *c, const float *theta, const rmf_seq 
     pc.theta = theta;
     pc.emb_scale = c->scale_emb ? sqrtf((float)d) : 1.0f;
     int saved = rmf_blas_enter(1);
-    for (int64_t b0 = 0; b0 < n; b0 += ENCODE_BATCH) {
+    /* Ctrl-C between batches of users (runtime/stop.c): the glue drops the output */
+    rmf_stop *stop = rmf_stop_here();
+    for (int64_t b0 = 0; b0 < n && !rmf_stopping(stop); b0 += ENCODE_BATCH) {
         const int64_t nb = n - b0 < ENCODE_BATCH ? n - b0 : ENCODE_BATCH;
         lay_out(w, seq, rows + b0, nb, 0);
         int blas = rmf_blas_single_begin();
@@ -752,7 +754,8 @@ static rmf_status recommend(const void *cfg, const float *theta, const rmf_query
     }
     st = encode(c, theta, q->history, q->users, q->n, nt, H, err);
     int saved = rmf_blas_enter(nt);
-    for (int64_t b0 = 0; st == RMF_OK && b0 < q->n; b0 += bs) {
+    rmf_stop *stop = rmf_stop_here();
+    for (int64_t b0 = 0; st == RMF_OK && b0 < q->n && !rmf_stopping(stop); b0 += bs) {
         const int64_t nb = q->n - b0 < bs ? q->n - b0 : bs;
         rmf_sgemm(0, 1, nb, n_items, d, 1.0f, H + b0 * d, d, theta, d, 0.0f, S, n_items);
         st = rmf_topk_select(S, nb, n_items, q->seen, q->users + b0, q->allowed, k, nt,
