@@ -104,8 +104,8 @@ macros, blas_inc, blas_libdirs, blas_libs, blas_link = blas_settings()
 
 core = Extension(
     "recmf._core",
-    sources=sorted(glob("csrc/*.c")),
-    depends=["csrc/recmf.h", "csrc/internal.h"],
+    sources=sorted(glob("csrc/**/*.c", recursive=True)),
+    depends=sorted(glob("csrc/**/*.h", recursive=True)),
     include_dirs=["csrc", numpy.get_include(), *blas_inc],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_25_API_VERSION"), *macros],
     library_dirs=blas_libdirs,

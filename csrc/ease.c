@@ -8,7 +8,8 @@
  * Fit: the Gram matrix from the CSR by sparse accumulation (one item row
  * per task, through the transposed CSR: the row being written stays in
  * cache), l2 on the diagonal, then Cholesky (potrf) and its inverse
- * (potri) by OpenBLAS's LAPACK, and B, all in one n x n float buffer: the
+ * (potri) by OpenBLAS's LAPACK (runtime/spd.c, shared with SLIST), and B,
+ * all in one n x n float buffer: the
  * fit needs n^2 floats plus O(nnz) scratch, nothing more.
  *
  * Why float32: with l2 > 0 the matrix is positive definite with smallest
@@ -24,6 +25,7 @@
  * history times B costs nnz x n_items, far less than a dense sgemm of the
  * block (users x n_items^2) at MovieLens densities. */
 #include "internal.h"
+#include "runtime/spd.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -102,21 +104,12 @@ rmf_status rmf_ease_fit(const rmf_csr *x, float l2, int n_threads, float *B, rmf
     const int nt = rmf_resolve_threads(n_threads);
     (void)nt;
     rmf_status st = rmf_ease_gram_upper(x, n_threads, B, err);
+    if (st == RMF_OK)
+        st = rmf_spd_factor(n, B, l2, nt, "X^T X", err);
+    if (st == RMF_OK)
+        st = rmf_spd_inverse(n, B, nt, err);
     if (st != RMF_OK)
         return st;
-    for (int32_t i = 0; i < n; i++)
-        B[(int64_t)i * n + i] += l2;
-
-    /* Row-major upper triangle = column-major lower: LAPACK's 'L'. */
-    int blas_saved = rmf_blas_enter(nt);
-    int info = rmf_spotrf_lower(n, B, n);
-    if (info == 0)
-        info = rmf_spotri_lower(n, B, n);
-    rmf_blas_leave(blas_saved);
-    if (info != 0)
-        return rmf_fail(err, RMF_ERR_VALUE,
-                        "X^T X + l2 I is not positive definite in float32 (LAPACK info %d): l2 = %g is "
-                        "too small for these data", info, (double)l2);
 
     float *inv_d = malloc((size_t)n * sizeof *inv_d);
     if (inv_d == NULL)

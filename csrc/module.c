@@ -569,6 +569,46 @@ static PyObject *py_spotrf_lower(PyObject *self, PyObject *args)
 /* EASE -- end                                                         */
 /* ================================================================== */
 
+/* ================================================================== */
+/* SLIST (models/slist.c) -- begin                                     */
+/* ================================================================== */
+
+static int parse_seq(PyObject *hist, rmf_seq *h); /* with the transitions, below */
+
+/* slist_fit((indptr, items, n_items), x_weights|None, alpha, l2,
+ * position_decay, window, n_threads, B, A): B filled in place, A scratch. */
+static PyObject *py_slist_fit(PyObject *self, PyObject *args)
+{
+    PyObject *hist, *xw, *B, *A;
+    rmf_slist_params p;
+    int n_threads;
+    rmf_seq h;
+    if (!PyArg_ParseTuple(args, "OOdddiiOO", &hist, &xw, &p.alpha, &p.l2, &p.position_decay, &p.window,
+                          &n_threads, &B, &A))
+        return NULL;
+    if (parse_seq(hist, &h) < 0 || check_square(B, "B", h.n_items, 1) < 0 ||
+        check_square(A, "A", h.n_items, 1) < 0)
+        return NULL;
+    if (PyArray_DATA((PyArrayObject *)A) == PyArray_DATA((PyArrayObject *)B)) {
+        PyErr_SetString(PyExc_ValueError, "A and B must be different arrays");
+        return NULL;
+    }
+    if (xw != Py_None && (check_array(xw, "x_weights", NPY_FLOAT32, 1, 0) < 0 ||
+                          check_len(xw, "x_weights", (npy_intp)h.indptr[h.n_users]) < 0))
+        return NULL;
+    rmf_error err = {{0}};
+    rmf_status st;
+    RMF_NOGIL(st, rmf_slist_fit(&h, xw == Py_None ? NULL : DATA(xw, float), &p, n_threads, DATA(B, float),
+                                DATA(A, float), &err));
+    if (st != RMF_OK)
+        return raise_status(st, &err);
+    Py_RETURN_NONE;
+}
+
+/* ================================================================== */
+/* SLIST -- end                                                        */
+/* ================================================================== */
+
 static PyObject *py_ranking_metrics(PyObject *self, PyObject *args)
 {
     PyObject *recs, *rec_len, *rel_indptr, *rel_items, *per_user = NULL;
@@ -1350,6 +1390,8 @@ static PyMethodDef methods[] = {
     VARARGS(ease_fit, "ease_fit(indptr, indices, n_cols, l2, n_threads, B): EASE weights into B (n_cols^2 float32)"),
     VARARGS(spotrf_lower, "spotrf_lower(A, direct_max) -> info: in-place Cholesky, blocks above direct_max split"),
     VARARGS(ease_gram, "ease_gram(indptr, indices, n_cols, n_threads) -> upper triangle of X^T X (float32)"),
+    VARARGS(slist_fit, "slist_fit((indptr, items, n_items), x_weights|None, alpha, l2, position_decay, window, "
+                       "n_threads, B, A): SLIST weights into B, A scratch (n_items^2 float32 each)"),
     VARARGS(ease_recommend, "ease_recommend(B, (indptr, indices, n_cols), weights|None, rows, seen|None, "
                             "seen_rows|None, k, n_threads) -> (items, scores, len)"),
     VARARGS(ranking_metrics, "ranking_metrics(recs, rec_len, rel_indptr, rel_items) -> (per_user, means, n)"),

@@ -487,6 +487,30 @@ rmf_status rmf_ease_recommend(const float *B, int32_t n_items,
                               rmf_error *err);
 
 /* ------------------------------------------------------------------ */
+/* SLIST (models/slist.c): Choi et al., WWW 2021, on users' sequences  */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    double alpha;          /* weight of X^T X (SLIS) against S's terms (SLIT), [0, 1] */
+    double l2;             /* ridge on B, finite and > 0 */
+    double position_decay; /* r = exp(-1 / position_decay) per place; INFINITY: 1 */
+    int32_t window;        /* items S and T hold on each side of a place, >= 1 */
+} rmf_slist_params;
+
+/* RMF_OK, or RMF_ERR_VALUE naming the bad field. */
+rmf_status rmf_slist_check_params(const rmf_slist_params *p, rmf_error *err);
+
+/* B = (alpha X^T X + (1 - alpha) S^T S + l2 I)^-1 (alpha X^T X + (1 - alpha)
+ * S^T T) from the sequences h (each row one session, oldest first, items
+ * distinct within a row): X's rows are the sessions with entry q weighing
+ * x_weights[q] (NULL: 1), S and T the prefix/suffix rows of every place
+ * (see slist.c).  B and A are caller-owned n_items x n_items float32
+ * row-major buffers; A is scratch (its upper triangle ends as the Cholesky
+ * factor).  Results do not depend on n_threads up to BLAS rounding. */
+rmf_status rmf_slist_fit(const rmf_seq *h, const float *x_weights, const rmf_slist_params *p,
+                         int n_threads, float *B, float *A, rmf_error *err);
+
+/* ------------------------------------------------------------------ */
 /* Metrics (metrics.c)                                                */
 /* ------------------------------------------------------------------ */
 
@@ -771,6 +795,9 @@ int rmf_spotrf_lower(int n, float *a, int lda);
  * direct_max (larger ones are split recursively with strsm/ssyrk). */
 int rmf_spotrf_lower_blocked(int n, float *a, int lda, int direct_max);
 int rmf_spotri_lower(int n, float *a, int lda);
+/* b = b op(a)^-1, column-major: a is n x n lower triangular (the factor
+ * rmf_spotrf_lower leaves), b is m x n; op = transpose when trans != 0. */
+void rmf_strsm_right_lower(int trans, int m, int n, const float *a, int lda, float *b, int ldb);
 /* Around work that alternates BLAS calls with OpenMP loops of nt threads:
  * enter sets OpenBLAS's thread count (nt when its jobs run on OpenMP's
  * team, else 1) and returns the caller's count; leave restores it.  They

@@ -242,12 +242,12 @@ def temporal_split(ddf, n_val=1, n_test=5, min_train=5, *, user_col="user_id",
 # positives: popularity and Interactions
 # ---------------------------------------------------------------------------
 
-def _positives(ddf, threshold, user_col, item_col, rating_col, keep_rating=False):
+def _positives(ddf, threshold, user_col, item_col, rating_col, keep_rating=False, extra=()):
     _check_ddf(ddf, "ddf", [user_col, item_col, rating_col])
     _check_threshold(threshold, rating_col)
     rows = ddf if rating_col is None or keep_rating else ddf[ddf[rating_col] >= threshold]
     cols = [user_col, item_col] + ([rating_col] if keep_rating and rating_col is not None else [])
-    return rows[cols]
+    return rows[cols + list(extra)]
 
 
 def popularity(ddf, threshold=4, *, user_col="user_id", item_col="movie_id", rating_col="rating"):
@@ -297,13 +297,19 @@ def _default_max_bytes():
 
 
 def interactions_from_dask(ddf, threshold=4, *, user_col="user_id", item_col="movie_id",
-                           rating_col="rating", seen="positives", max_bytes=None):
+                           rating_col="rating", seen="positives", max_bytes=None,
+                           time_col="timestamp"):
     """:class:`recmf.Interactions` of a Dask frame's positives, built on the
     client: see :meth:`recmf.Interactions.from_dask` (which calls this)."""
     if seen not in ("positives", "rated"):
         raise ValueError(f"seen must be 'positives' or 'rated', got {seen!r}")
     rated = seen == "rated"
-    rows = _positives(ddf, threshold, user_col, item_col, rating_col, keep_rating=rated)
+    # The time column travels with the rows: from_frame orders each user's
+    # positives and rated items by it (ties in the gathered row order, which
+    # is ddf.compute()'s).
+    timed = time_col is not None and time_col in ddf.columns
+    rows = _positives(ddf, threshold, user_col, item_col, rating_col, keep_rating=rated,
+                      extra=[time_col] if timed else [])
     # Filter on the cluster and keep the result there, measure it, and only
     # then bring it over: a log that does not fit the client fails here with
     # its size, not in the middle of a transfer.
@@ -321,11 +327,12 @@ def interactions_from_dask(ddf, threshold=4, *, user_col="user_id", item_col="mo
     if n_rows == 0:
         raise ValueError(f"ddf has no {what}" + ("" if rated else f" ({rating_col} >= {threshold})"))
     frame = rows.compute()
+    tcol = time_col if timed else None
     if rated:
         return Interactions.from_frame(frame, threshold, user_col=user_col, item_col=item_col,
-                                       rating_col=rating_col, seen="rated")
+                                       rating_col=rating_col, seen="rated", time_col=tcol)
     return Interactions.from_frame(frame, threshold, user_col=user_col, item_col=item_col,
-                                   rating_col=None)
+                                   rating_col=None, time_col=tcol)
 
 
 # ---------------------------------------------------------------------------

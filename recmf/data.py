@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numbers
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,23 @@ from . import _core
 from ._checks import (as_core_array, as_id_array, check_frame, check_same_kind, id_column,
                       numeric_column, time_column)
 
-__all__ = ["Interactions"]
+__all__ = ["Interactions", "Sequences"]
+
+
+class Sequences(NamedTuple):
+    """Each user's items in time order, as a CSR without values: user ``u``'s
+    items, oldest first, are ``items[indptr[u]:indptr[u + 1]]``.
+
+    Attributes
+    ----------
+    indptr : int64 ndarray (n_users + 1,)
+        Row offsets, ``indptr[0] == 0``, non-decreasing.
+    items : int32 ndarray (indptr[-1],)
+        Dense item indices in ``[0, n_items)``.
+    """
+
+    indptr: np.ndarray
+    items: np.ndarray
 
 
 class Interactions:
@@ -42,11 +59,19 @@ class Interactions:
         ``indices``: 0 = the user's earliest positive.  From the time column
         (ties keep input order, as :func:`recmf.temporal_split`; a repeated
         pair counts at its latest time); None without a time column.  See
-        :meth:`ages`.
+        :meth:`ages` and :meth:`sequences`.
+    seen_rule : {"positives", "rated"}
+        What the seen items are: the positives, or every item the user
+        rated (``from_frame(..., seen="rated")``).
+    seen_positions : int32 array (len(seen_indices),) or None
+        With ``seen_rule="rated"``: each rated item's place in its user's
+        history of rated items, aligned with ``seen_indices`` (as
+        :attr:`positions`); None without a time column.  With
+        ``seen_rule="positives"`` it is :attr:`positions`.
     """
 
     def __init__(self, indptr, indices, user_ids, item_ids, seen=None, n_duplicates=0,
-                 unindexed_user_ids=None, positions=None):
+                 unindexed_user_ids=None, positions=None, seen_rule=None, seen_positions=None):
         self.indptr = _frozen(as_core_array(indptr, np.int64))
         self.indices = _frozen(as_core_array(indices, np.int32))
         self.user_ids = _frozen(_id_mapping(user_ids))
@@ -70,6 +95,29 @@ class Interactions:
             if self.positions.shape != self.indices.shape:
                 raise ValueError(f"positions must have one entry per positive ({len(self.indices)}), "
                                  f"got shape {self.positions.shape}")
+        if seen_rule is None:
+            # Given seen arrays that are not the positives can only be rated
+            # items (older pickles and files carry no rule).
+            same = len(self.seen_indptr) == len(self.indptr) and \
+                np.array_equal(self.seen_indptr, self.indptr) and \
+                np.array_equal(self.seen_indices, self.indices)
+            seen_rule = "positives" if seen is None or (same and seen_positions is None) else "rated"
+        if seen_rule not in ("positives", "rated"):
+            raise ValueError(f"seen_rule must be 'positives' or 'rated', got {seen_rule!r}")
+        self.seen_rule = seen_rule
+        if seen_rule == "positives":
+            if seen_positions is not None:
+                raise ValueError("seen_positions is only for seen_rule='rated' (with 'positives' the "
+                                 "seen items are the positives, ordered by positions)")
+            self.seen_positions = self.positions
+        else:
+            self.seen_positions = None
+            if seen_positions is not None:
+                self.seen_positions = _frozen(as_core_array(seen_positions, np.int32))
+                if self.seen_positions.shape != self.seen_indices.shape:
+                    raise ValueError(f"seen_positions must have one entry per seen item "
+                                     f"({len(self.seen_indices)}), got shape "
+                                     f"{self.seen_positions.shape}")
         self._user_lookup = None
         self._item_lookup = None
         self._unindexed_lookup = None
@@ -80,10 +128,13 @@ class Interactions:
         seen = (state.pop("seen_indptr"), state.pop("seen_indices"))
         for name in ("_user_lookup", "_item_lookup", "_unindexed_lookup"):
             state.pop(name, None)
+        rule = state.pop("seen_rule", "positives")
+        seen_positions = state.pop("seen_positions", None)
         self.__init__(state.pop("indptr"), state.pop("indices"), state.pop("user_ids"),
                       state.pop("item_ids"), seen=seen, n_duplicates=state.pop("n_duplicates"),
                       unindexed_user_ids=state.pop("unindexed_user_ids", None),
-                      positions=state.pop("positions", None))
+                      positions=state.pop("positions", None), seen_rule=rule,
+                      seen_positions=seen_positions if rule == "rated" else None)
         self.__dict__.update(state)
 
     # -- construction ---------------------------------------------------
@@ -105,11 +156,14 @@ class Interactions:
         seen : {"positives", "rated"}
             Which items recommendation later excludes for a user: their
             positives (the notebook's rule) or every item they rated here,
-            whatever the rating.
+            whatever the rating.  With ``"rated"`` the rated items are
+            kept in time order too (:attr:`seen_positions`), so models can
+            read them as input (``inputs="rated"``, :meth:`sequences`).
         time_col : str or None
-            Orders each user's positives (:attr:`positions`) when the frame
-            has this column; None or an absent column: no order (models
-            with a recency decay then refuse the data).
+            Orders each user's positives (:attr:`positions`) and rated items
+            (:attr:`seen_positions`) when the frame has this column; None or
+            an absent column: no order (models with a recency decay or a
+            sequence then refuse the data).
 
         Notes
         -----
@@ -148,11 +202,11 @@ class Interactions:
         i_codes, item_ids = _factorize(items[pos])
         indptr, indices = _core.build_csr(u_codes, i_codes, len(user_ids), len(item_ids))
         n_dup = int(pos.sum()) - len(indices)
-        positions = None
+        positions = times = None
         if time_col is not None and time_col in frame.columns:
-            times = time_column(frame, time_col, "frame")[pos]
-            positions = _positions(u_codes, i_codes, times, indptr)
-        seen_csr = unindexed = None
+            times = time_column(frame, time_col, "frame")
+            positions = _positions(u_codes, i_codes, times[pos], indptr)
+        seen_csr = unindexed = seen_positions = None
         if seen == "rated":
             data = cls(indptr, indices, user_ids, item_ids)
             ru = data._user_codes(users)
@@ -164,12 +218,15 @@ class Interactions:
             keep = ri >= 0
             seen_csr = _core.build_csr(ru[keep], ri[keep], len(user_ids) + len(unindexed),
                                        len(item_ids))
+            if times is not None:
+                seen_positions = _positions(ru[keep], ri[keep], times[keep], seen_csr[0])
         return cls(indptr, indices, user_ids, item_ids, seen=seen_csr, n_duplicates=n_dup,
-                   unindexed_user_ids=unindexed, positions=positions)
+                   unindexed_user_ids=unindexed, positions=positions, seen_rule=seen,
+                   seen_positions=seen_positions)
 
     @classmethod
     def from_dask(cls, ddf, threshold=4, *, user_col="user_id", item_col="movie_id",
-                  rating_col="rating", seen="positives", max_bytes=None):
+                  rating_col="rating", seen="positives", max_bytes=None, time_col="timestamp"):
         """Index the positives of a ``dask.dataframe`` frame on the client.
 
         The positives are filtered on the cluster, measured there, and only
@@ -179,9 +236,10 @@ class Interactions:
         Parameters
         ----------
         ddf : dask.dataframe.DataFrame
-        threshold, user_col, item_col, rating_col, seen :
+        threshold, user_col, item_col, rating_col, seen, time_col :
             As in :meth:`from_frame` (``seen="rated"`` gathers every row of
-            the three columns, not only the positives).
+            these columns, not only the positives; the time column, when
+            ``ddf`` has it, comes along so each user's order is kept).
         max_bytes : int, optional
             Most bytes the gathered rows may take on the client (pandas'
             deep memory usage).  Default: half the memory available now.
@@ -200,7 +258,8 @@ class Interactions:
         """
         from .dask import interactions_from_dask
         return interactions_from_dask(ddf, threshold, user_col=user_col, item_col=item_col,
-                                      rating_col=rating_col, seen=seen, max_bytes=max_bytes)
+                                      rating_col=rating_col, seen=seen, max_bytes=max_bytes,
+                                      time_col=time_col)
 
     # -- shape ----------------------------------------------------------
     @property
@@ -278,6 +337,61 @@ class Interactions:
         lens = np.diff(self.indptr)
         return (np.repeat(lens, lens) - 1 - self.positions).astype(np.int32)
 
+    def sequences(self, inputs="positives"):
+        """Each indexed user's items in time order, oldest first.
+
+        Parameters
+        ----------
+        inputs : {"positives", "rated"}
+            The user's positives, or every item the user rated (whatever
+            the rating; needs ``from_frame(..., seen="rated")``).  Rated
+            items the index does not hold (no positive anywhere) are left
+            out: they have no dense index.
+
+        Returns
+        -------
+        Sequences
+            ``(indptr, items)``: int64 ``(n_users + 1,)`` offsets and int32
+            dense item indices, row ``u`` = user ``u``'s items oldest first.
+            Order: by the time column, ties in input order (as
+            :func:`recmf.temporal_split`); an item the user has several rows
+            for appears once, at its latest row.  Read-only arrays, built on
+            each call.
+
+        Raises
+        ------
+        ValueError
+            ``inputs`` is neither name; the data has no time order (built
+            without a time column); ``"rated"`` on data built with
+            ``seen="positives"``.
+
+        Examples
+        --------
+        >>> indptr, items = data.sequences()
+        >>> items[indptr[u]:indptr[u + 1]]          # user u's positives, oldest first
+        """
+        if inputs not in ("positives", "rated"):
+            raise ValueError(f"inputs must be 'positives' or 'rated', got {inputs!r}")
+        if inputs == "rated" and self.seen_rule != "rated":
+            raise ValueError("inputs='rated' reads every item each user rated, and these interactions "
+                             "keep only the positives: build them with "
+                             "Interactions.from_frame(..., seen='rated')")
+        order = self.positions if inputs == "positives" else self.seen_positions
+        if order is None:
+            raise ValueError("these interactions have no time order: build them from a frame with a "
+                             "time column (Interactions.from_frame(..., time_col=...))")
+        if inputs == "positives":
+            indptr, indices = self.indptr, self.indices
+        else:
+            indptr = self.seen_indptr[:self.n_users + 1]
+            indices = self.seen_indices[:indptr[-1]]
+            order = order[:indptr[-1]]
+        # positions are a permutation of 0..len-1 within each row: scatter.
+        items = np.empty(len(indices), dtype=np.int32)
+        rows = np.repeat(indptr[:-1], np.diff(indptr))
+        items[rows + order] = indices
+        return Sequences(_frozen(np.ascontiguousarray(indptr)), _frozen(items))
+
     def seen_csr(self, unindexed=False):
         """``(indptr, indices, n_items)`` of the items to exclude, for the core:
         one row per indexed user, and with ``unindexed=True`` the rows of
@@ -326,6 +440,10 @@ class Interactions:
             state["unindexed_user_ids"] = ids if ids.dtype == np.int64 else ids.astype(str)
         if self.positions is not None:
             state["positions"] = self.positions
+        if self.seen_rule == "rated":
+            state["seen_rule"] = np.array("rated")
+            if self.seen_positions is not None:
+                state["seen_positions"] = self.seen_positions
         return state
 
     @classmethod
@@ -333,9 +451,11 @@ class Interactions:
         unindexed = st.get("unindexed_user_ids")
         if unindexed is not None and unindexed.dtype.kind == "U":
             unindexed = unindexed.astype(object)
+        rule = str(st["seen_rule"]) if "seen_rule" in st else "positives"
         return cls(st["indptr"], st["indices"], st["user_ids"], st["item_ids"],
                    seen=(st["seen_indptr"], st["seen_indices"]), n_duplicates=n_duplicates,
-                   unindexed_user_ids=unindexed, positions=st.get("positions"))
+                   unindexed_user_ids=unindexed, positions=st.get("positions"), seen_rule=rule,
+                   seen_positions=st.get("seen_positions") if rule == "rated" else None)
 
     def __eq__(self, other):
         if not isinstance(other, Interactions):
@@ -344,10 +464,10 @@ class Interactions:
         # only counts when both know it (arrays built without a time column
         # equal the frame's Interactions they came from).
         mine, theirs = self._state(), other._state()
-        mine.pop("positions", None), theirs.pop("positions", None)
-        if self.positions is not None and other.positions is not None and \
-                not np.array_equal(self.positions, other.positions):
-            return False
+        for name in ("positions", "seen_positions"):
+            a, b = mine.pop(name, None), theirs.pop(name, None)
+            if a is not None and b is not None and not np.array_equal(a, b):
+                return False
         return mine.keys() == theirs.keys() and all(np.array_equal(mine[k], theirs[k]) for k in mine)
 
     __hash__ = None

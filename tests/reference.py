@@ -875,3 +875,40 @@ def recency_weights_ref(ages, half_life):
     """exp(-age ln 2 / half_life): 1 for the most recent positive, 1/2 at an
     age of half_life."""
     return np.exp(-np.asarray(ages, dtype=np.float64) * math.log(2.0) / half_life)
+
+
+def slist_rows_ref(indptr, items, n_items, window, position_decay):
+    """S and T of SLIST as dense float64 arrays, one row per place t < L - 1
+    of every sequence (row u of ``indptr``/``items``, oldest first): S_t
+    holds the items at places j in (t - window, t] weighted
+    exp(-(t - j) / position_decay), T_t those at j in (t, t + window]
+    weighted exp(-(j - t - 1) / position_decay).  ``position_decay=None``:
+    weight 1.  Built row by row, as the authors' make_train_matrix does."""
+    def weight(d):
+        return 1.0 if position_decay is None else math.exp(-d / position_decay)
+
+    S, T = [], []
+    for u in range(len(indptr) - 1):
+        seq = list(items[indptr[u]:indptr[u + 1]])
+        for t in range(len(seq) - 1):
+            s, n = np.zeros(n_items), np.zeros(n_items)
+            for j in range(max(0, t - window + 1), t + 1):
+                s[seq[j]] += weight(t - j)
+            for j in range(t + 1, min(len(seq), t + 1 + window)):
+                n[seq[j]] += weight(j - t - 1)
+            S.append(s)
+            T.append(n)
+    if not S:
+        return np.zeros((0, n_items)), np.zeros((0, n_items))
+    return np.array(S), np.array(T)
+
+
+def slist_ref(indptr, items, n_items, alpha, l2, position_decay, window, x_weights=None):
+    """SLIST's B in float64 with materialised X, S and T:
+    B = (alpha X^T X + (1 - alpha) S^T S + l2 I)^-1 (alpha X^T X + (1 - alpha) S^T T),
+    X one row per sequence (``x_weights`` aligned with ``items``, default 1)."""
+    X = csr_dense(indptr, items, n_items, x_weights)
+    S, T = slist_rows_ref(indptr, items, n_items, window, position_decay)
+    A = alpha * X.T @ X + (1 - alpha) * S.T @ S + l2 * np.eye(n_items)
+    R = alpha * X.T @ X + (1 - alpha) * S.T @ T
+    return np.linalg.solve(A, R)

@@ -36,14 +36,6 @@ def _check_window(window, gap_decay):
     return int(window), float(gap_decay)
 
 
-def histories(data, positions):
-    """``(indptr, items)``: each user's positives oldest first, from
-    positions aligned with ``data.indices``."""
-    rows = np.repeat(np.arange(data.n_users, dtype=np.int64), np.diff(data.indptr))
-    order = np.lexsort((positions, rows))
-    return data.indptr, np.ascontiguousarray(data.indices[order])
-
-
 class ItemTransition(Recommender):
     """Item transitions ("what comes next"), scored from the user's most
     recent positives.
@@ -154,7 +146,7 @@ class ItemTransition(Recommender):
                              f"train DataFrame (with its {self.time_col!r} column) or on Interactions "
                              "built from it with time_col")
         self.data_ = interactions
-        self.history_items_ = histories(interactions, positions)[1]
+        self.history_items_ = interactions.sequences().items
         self._count()
         return self
 
