@@ -69,14 +69,20 @@ def _parser():
     hp.add_argument("--adam", choices=("dense", "lazy"))
     hp.add_argument("--factors", type=int, help="ALS latent dimension")
     hp.add_argument("--regularization", type=float, help="ALS L2 weight")
-    hp.add_argument("--alpha", type=float, help="ALS confidence of a positive: 1 + alpha")
+    hp.add_argument("--alpha", type=float, help="ALS confidence of a positive: 1 + alpha; SLIST weight of "
+                                                "the similarity term (0..1)")
     hp.add_argument("--iterations", type=int, help="ALS iterations")
     hp.add_argument("--solver", choices=("cg", "cholesky"), help="ALS per-row solver")
     hp.add_argument("--cg-steps", type=int, help="ALS conjugate-gradient steps per row")
-    hp.add_argument("--l2", type=float, help="EASE L2 weight on the item-item weights")
+    hp.add_argument("--l2", type=float, help="EASE / SLIST L2 weight on the item-item weights")
     hp.add_argument("--half-life", type=float,
-                    help="EASE / ItemTransition recency half-life, in interactions")
-    hp.add_argument("--window", type=int, help="ItemTransition: how many later positives a positive links to")
+                    help="EASE / ItemTransition / SLIST recency half-life, in interactions")
+    hp.add_argument("--window", type=int, help="ItemTransition: how many later positives a positive links "
+                                                "to; SLIST: items on each side of a place")
+    hp.add_argument("--position-decay", type=float, help="SLIST: places over which a weight falls by e")
+    hp.add_argument("--inputs", choices=("positives", "rated"),
+                    help="EASE / ItemTransition / SLIST: read each user's positives, or every rated item "
+                         "(then rated items are never recommended: the watched protocol)")
     hp.add_argument("--gap-decay", type=float, help="ItemTransition weight per extra step of distance")
     hp.add_argument("--seed", type=int, default=0)
     hp.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
@@ -100,7 +106,7 @@ def _parser():
 _HP = {"emb_dim", "hidden_dim", "dropout", "lr", "weight_decay", "batch_size", "epochs", "n_neg",
        "negatives", "top_n", "triplets_per_epoch", "eval_every", "patience", "adam",
        "factors", "regularization", "alpha", "iterations", "solver", "cg_steps",
-       "l2", "half_life", "window", "gap_decay"}
+       "l2", "half_life", "window", "gap_decay", "position_decay", "inputs"}
 
 
 def _model(args):
@@ -151,7 +157,9 @@ def cmd_run(args):
     train, val, test = recmf.temporal_split(ratings, n_val=args.n_val, n_test=args.n_test,
                                             min_train=args.min_train)
     _log(f"split: train {len(train):,} / val {len(val):,} / test {len(test):,} rows", args.quiet)
-    data = recmf.Interactions.from_frame(train, threshold=args.threshold)
+    # inputs="rated" reads (and never recommends) every rated item
+    seen = "rated" if getattr(model, "inputs", "positives") == "rated" else "positives"
+    data = recmf.Interactions.from_frame(train, threshold=args.threshold, seen=seen)
     _log(f"index: {data.n_users:,} users x {data.n_items:,} items, {data.nnz:,} positives", args.quiet)
     t_fit = time.perf_counter()
     watched = val if args.watch == "val" else test

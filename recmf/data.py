@@ -327,15 +327,41 @@ class Interactions:
         """Positives per item (int64, by dense index)."""
         return _core.item_counts(self.indptr, self.indices, self.n_items)
 
-    def ages(self):
+    def ages(self, inputs="positives"):
         """Each positive's age (int32, aligned with ``indices``): how many of
         the user's positives came after it, 0 = the most recent.  Needs
-        :attr:`positions`."""
-        if self.positions is None:
-            raise ValueError("these Interactions have no order of the positives: build them from "
-                             "a frame with a time column (Interactions.from_frame(..., time_col=...))")
-        lens = np.diff(self.indptr)
-        return (np.repeat(lens, lens) - 1 - self.positions).astype(np.int32)
+        :attr:`positions`.
+
+        With ``inputs="rated"``: each rated item's age among the user's rated
+        items, aligned with the indexed users' part of ``seen_indices``
+        (``seen_csr()``); needs ``seen="rated"`` and a time column."""
+        indptr, _, order = self._ordered(inputs)
+        lens = np.diff(indptr)
+        return (np.repeat(lens, lens) - 1 - order).astype(np.int32)
+
+    def input_csr(self, inputs="positives"):
+        """``(indptr, indices)`` of what a model reads for each indexed user:
+        the positives (``inputs="positives"``) or every rated item
+        (``"rated"``, needs ``seen="rated"``), items sorted within a row."""
+        if inputs not in ("positives", "rated"):
+            raise ValueError(f"inputs must be 'positives' or 'rated', got {inputs!r}")
+        if inputs == "positives":
+            return self.indptr, self.indices
+        if self.seen_rule != "rated":
+            raise ValueError("inputs='rated' reads every item each user rated, and these interactions "
+                             "keep only the positives: build them with "
+                             "Interactions.from_frame(..., seen='rated')")
+        indptr = self.seen_indptr[:self.n_users + 1]
+        return indptr, self.seen_indices[:indptr[-1]]
+
+    def _ordered(self, inputs):
+        """``input_csr(inputs)`` and each entry's place in its row's time order."""
+        indptr, indices = self.input_csr(inputs)
+        order = self.positions if inputs == "positives" else self.seen_positions
+        if order is None:
+            raise ValueError("these interactions have no time order: build them from a frame with a "
+                             "time column (Interactions.from_frame(..., time_col=...))")
+        return indptr, indices, order[:len(indices)]
 
     def sequences(self, inputs="positives"):
         """Each indexed user's items in time order, oldest first.
@@ -370,22 +396,7 @@ class Interactions:
         >>> indptr, items = data.sequences()
         >>> items[indptr[u]:indptr[u + 1]]          # user u's positives, oldest first
         """
-        if inputs not in ("positives", "rated"):
-            raise ValueError(f"inputs must be 'positives' or 'rated', got {inputs!r}")
-        if inputs == "rated" and self.seen_rule != "rated":
-            raise ValueError("inputs='rated' reads every item each user rated, and these interactions "
-                             "keep only the positives: build them with "
-                             "Interactions.from_frame(..., seen='rated')")
-        order = self.positions if inputs == "positives" else self.seen_positions
-        if order is None:
-            raise ValueError("these interactions have no time order: build them from a frame with a "
-                             "time column (Interactions.from_frame(..., time_col=...))")
-        if inputs == "positives":
-            indptr, indices = self.indptr, self.indices
-        else:
-            indptr = self.seen_indptr[:self.n_users + 1]
-            indices = self.seen_indices[:indptr[-1]]
-            order = order[:indptr[-1]]
+        indptr, indices, order = self._ordered(inputs)
         # positions are a permutation of 0..len-1 within each row: scatter.
         items = np.empty(len(indices), dtype=np.int32)
         rows = np.repeat(indptr[:-1], np.diff(indptr))

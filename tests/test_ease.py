@@ -335,8 +335,8 @@ def test_empty_matrix():
 
 
 def test_memory_check_names_the_figure(monkeypatch, data):
-    import recmf.models.ease as ease_mod
-    monkeypatch.setattr(ease_mod, "_available_bytes", lambda: 1000)
+    import recmf.models._item_item as item_item
+    monkeypatch.setattr(item_item, "_available_bytes", lambda: 1000)
     with pytest.raises(MemoryError, match=r"150 x 150 float32 matrix: 0\.00 GiB.*available"):
         recmf.EASE().fit(data)
 

@@ -52,18 +52,72 @@ def check_half_life(half_life):
     return float(half_life)
 
 
-def recency_weights(data, half_life):
-    """Weights of each positive of ``data`` (float32, aligned with
-    ``data.indices``): ``0.5 ** (age / half_life)``, age = how many of the
-    user's positives came after it (:meth:`Interactions.ages`); None when
-    ``half_life`` is None (every positive weighs 1)."""
+def check_inputs(inputs):
+    """What a sequence or item-item model reads: "positives" or "rated"."""
+    if inputs not in ("positives", "rated"):
+        raise ValueError(f"inputs must be 'positives' (each user's positives) or 'rated' (every item "
+                         f"the user rated, in time order), got {inputs!r}")
+    return inputs
+
+
+def check_rated_inputs(data, inputs, model):
+    """``data`` can give what ``inputs`` asks for (``seen="rated"`` for
+    "rated"), else a ValueError saying how to build it."""
+    if inputs == "rated" and data.seen_rule != "rated":
+        raise ValueError(f"{model}(inputs='rated') reads every item each user rated, and these "
+                         "interactions keep only the positives: build them with "
+                         "Interactions.from_frame(train, seen='rated'), or fit on the DataFrame")
+
+
+def rows_in_time_order(data, time_col):
+    """``data`` unchanged, or for a frame without ``time_col`` the frame
+    with that column set to its row numbers: sequence models take a frame
+    without a time column in its row order."""
+    if isinstance(data, pd.DataFrame) and time_col is not None and time_col not in data.columns:
+        return data.assign(**{time_col: np.arange(len(data), dtype=np.int64)})
+    return data
+
+
+def recency_weights(data, half_life, inputs="positives"):
+    """Weights of each entry of ``data.input_csr(inputs)`` (float32, aligned
+    with its indices): ``0.5 ** (age / half_life)``, age = how many of the
+    user's positives (or rated items) came after it
+    (:meth:`Interactions.ages`); None when ``half_life`` is None (every
+    entry weighs 1)."""
     if half_life is None:
         return None
-    if data.positions is None:
-        raise ValueError(f"half_life={half_life} needs the order of each user's positives, and these "
+    order = data.positions if inputs == "positives" else data.seen_positions
+    if order is None:
+        what = "positives" if inputs == "positives" else "rated items"
+        raise ValueError(f"half_life={half_life} needs the order of each user's {what}, and these "
                          "interactions have none: build them from a frame with a time column "
                          "(time_col=...), or use half_life=None")
-    return np.exp(data.ages() * (-math.log(2.0) / half_life)).astype(np.float32)
+    return np.exp(data.ages(inputs) * (-math.log(2.0) / half_life)).astype(np.float32)
+
+
+def _known_rows(indptr, indices, positions, n_rows, item_codes, rows_kept=None):
+    """A CSR over another item numbering cut to the items ``item_codes``
+    maps (>= 0), with positions re-ranked within each row.  Rows: those
+    with a kept entry, or ``rows_kept`` (a mask) when given.  Returns
+    ``(indptr, indices, positions or None, rows_kept)``."""
+    imap = item_codes[indices]
+    keep = imap >= 0
+    rows = np.repeat(np.arange(n_rows), np.diff(indptr))[keep]
+    counts = np.bincount(rows, minlength=n_rows)
+    has = counts > 0 if rows_kept is None else rows_kept
+    # Both item numberings ascend with the ids, so rows stay sorted.
+    new_row = np.cumsum(has) - 1
+    out_ptr = np.zeros(int(has.sum()) + 1, dtype=np.int64)
+    np.cumsum(counts[has], out=out_ptr[1:])
+    sel = has[rows]
+    rows, imap = rows[sel], imap[keep][sel]
+    out_pos = None
+    if positions is not None:
+        r, p = new_row[rows], positions[keep][sel]
+        order = np.lexsort((p, r))
+        out_pos = np.empty(len(order), dtype=np.int32)
+        out_pos[order] = np.arange(len(order)) - out_ptr[r[order]]
+    return out_ptr, imap, out_pos, has
 
 
 def _onnx_exporters():
@@ -132,6 +186,12 @@ class Recommender:
         self.data_ = self._as_interactions(data, getattr(self, "threshold", 4), self._columns())
         return self._fit(self.data_, val, callback)
 
+    def _frame_options(self):
+        """Extra ``Interactions.from_frame`` options for a frame given to
+        ``fit``: a model that reads every rated item (``inputs="rated"``)
+        keeps them (``seen="rated"``)."""
+        return {"seen": "rated"} if getattr(self, "inputs", "positives") == "rated" else {}
+
     def _check_params(self):
         """Validate (and normalise) the hyperparameters before fitting."""
 
@@ -152,7 +212,7 @@ class Recommender:
         if isinstance(data, Interactions):
             return data
         if isinstance(data, pd.DataFrame):
-            return Interactions.from_frame(data, threshold=threshold, **columns)
+            return Interactions.from_frame(data, threshold=threshold, **columns, **self._frame_options())
         raise TypeError(f"data must be a recmf.Interactions or a pandas DataFrame, "
                         f"got {type(data).__name__}")
 
@@ -324,24 +384,23 @@ class Recommender:
         cols = {name: getattr(self, name, default) for name, default in
                 (("user_col", "user_id"), ("item_col", "movie_id"), ("rating_col", "rating"),
                  ("time_col", "timestamp"))}
-        h = Interactions.from_frame(history, threshold=getattr(self, "threshold", 4), **cols)
-        imap = self.data_._item_codes(h.item_ids)[h.indices]
-        keep = imap >= 0
-        rows = np.repeat(np.arange(h.n_users), np.diff(h.indptr))[keep]
-        counts = np.bincount(rows, minlength=h.n_users)
-        has = counts > 0
-        # Both item numberings ascend with the ids, so rows stay sorted.
-        new_row = np.cumsum(has) - 1
-        indptr = np.zeros(int(has.sum()) + 1, dtype=np.int64)
-        np.cumsum(counts[has], out=indptr[1:])
-        positions = None
-        if h.positions is not None:
-            r, p = new_row[rows], h.positions[keep]
-            order = np.lexsort((p, r))
-            positions = np.empty(len(order), dtype=np.int32)
-            positions[order] = np.arange(len(order)) - indptr[r[order]]
-        return Interactions(indptr, imap[keep], h.user_ids[has], self.data_.item_ids,
-                            positions=positions)
+        # The history's seen items follow the training data's rule: a model
+        # trained with seen="rated" reads and drops every rated item.
+        rule = self.data_.seen_rule
+        h = Interactions.from_frame(history, threshold=getattr(self, "threshold", 4), seen=rule, **cols)
+        indptr, indices, positions, has = _known_rows(h.indptr, h.indices, h.positions, h.n_users,
+                                                      self.data_._item_codes(h.item_ids))
+        seen = seen_positions = None
+        if rule == "rated":
+            # the same users (those with a known positive), their known rated items
+            ptr = h.seen_indptr[:h.n_users + 1]
+            sp, si, spos, _ = _known_rows(ptr, h.seen_indices[:ptr[-1]],
+                                          None if h.seen_positions is None else
+                                          h.seen_positions[:ptr[-1]], h.n_users,
+                                          self.data_._item_codes(h.item_ids), rows_kept=has)
+            seen, seen_positions = (sp, si), spos
+        return Interactions(indptr, indices, h.user_ids[has], self.data_.item_ids,
+                            positions=positions, seen=seen, seen_rule=rule, seen_positions=seen_positions)
 
     def _recommend_history(self, hist, rows, k, exclude_seen):
         """Top-``k`` ``(items, scores, lens)`` for rows ``rows`` of ``hist``

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
-
-import numpy as np
 
 from .. import _core
 from .._checks import check_threads
-from .base import Recommender, check_half_life, recency_weights
+from ._item_item import ItemItemModel, allocate_square
+from .base import check_half_life, check_inputs
 
 __all__ = ["EASE"]
 
@@ -24,22 +22,7 @@ def _check_l2(l2):
     return float(l2)
 
 
-def _available_bytes():
-    """Memory the system can give now (MemAvailable), or None if unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-class EASE(Recommender):
+class EASE(ItemItemModel):
     """EASE (Steck, WWW 2019): item-item weights in closed form.
 
     ``B = I - P diag(1/diag(P))`` with ``P = (X^T X + l2 I)^-1`` and a zero
@@ -69,12 +52,22 @@ class EASE(Recommender):
     20k); ``fit`` checks this against the memory available and raises
     ``MemoryError`` with the figure rather than swapping.
 
+    Inputs: with ``inputs="rated"`` X holds every item the user rated,
+    whatever the rating (the "watched" matrix), and a user is scored from
+    all of them (recency by their order among the rated items).  The data
+    must keep them: ``Interactions.from_frame(train, seen="rated")``, or a
+    frame (``fit`` then builds it so).  Relevance is unchanged: what
+    recommendation aims at are the positives to come.
+
     Parameters
     ----------
     l2 : float > 0
         L2 regularisation (lambda; 100-1000 suits MovieLens).
     half_life : float > 0 or None
         Recency half-life in interactions (None: no decay).
+    inputs : {"positives", "rated"}
+        What X holds and a user is scored from: the positives, or every
+        rated item (needs ``seen="rated"`` data).
     threshold : float
         Positive threshold when ``fit`` is given a DataFrame.
     user_col, item_col, rating_col, time_col : str
@@ -89,8 +82,9 @@ class EASE(Recommender):
     Raises
     ------
     ValueError
-        l2 <= 0 or not finite, half_life <= 0, empty data, or half_life set
-        on data without a time order.
+        l2 <= 0 or not finite, half_life <= 0, empty data, half_life set
+        on data without a time order, or ``inputs="rated"`` on data built
+        with ``seen="positives"``.
     MemoryError
         ``n_items**2`` floats do not fit in the available memory.
     """
@@ -102,10 +96,11 @@ class EASE(Recommender):
 
     def __init__(self, l2=250.0, half_life=None, threshold=4, user_col="user_id",
                  item_col="movie_id", rating_col="rating", time_col="timestamp",
-                 n_threads=None):
+                 n_threads=None, inputs="positives"):
         super().__init__(n_threads=n_threads)
         self.l2 = _check_l2(l2)
         self.half_life = check_half_life(half_life)
+        self.inputs = check_inputs(inputs)
         self.threshold = threshold
         self.user_col, self.item_col, self.rating_col, self.time_col = (
             user_col, item_col, rating_col, time_col)
@@ -122,82 +117,16 @@ class EASE(Recommender):
     def _check_params(self):
         self.l2 = _check_l2(self.l2)
         self.half_life = check_half_life(self.half_life)
+        self.inputs = check_inputs(self.inputs)
         self.n_threads = check_threads(self.n_threads)
 
     def _fit(self, data, val, callback):
         if data.nnz == 0 or data.n_items == 0:
             raise ValueError(f"data is empty ({data.n_users} users x {data.n_items} items, "
                              f"{data.nnz} positives): EASE needs at least one positive")
-        recency_weights(data, self.half_life)  # fail now, not at recommend time
-        B = self._allocate(data.n_items)
-        _core.ease_fit(data.indptr, data.indices, data.n_items, self.l2, self.n_threads, B)
+        indptr, indices = self._inputs(data)
+        self._weights(data)  # fail now, not at recommend time
+        B, = allocate_square("EASE", data.n_items)
+        _core.ease_fit(indptr, indices, data.n_items, self.l2, self.n_threads, B)
         self.B_, self.data_ = B, data
         return self
-
-    @staticmethod
-    def _allocate(n_items):
-        need = 4 * n_items ** 2
-        avail = _available_bytes()
-        msg = (f"EASE on {n_items:,} items needs an {n_items:,} x {n_items:,} float32 matrix: "
-               f"{need / 2**30:.2f} GiB")
-        if avail is not None and need > avail:
-            raise MemoryError(f"{msg}, but only {avail / 2**30:.2f} GiB is available; "
-                              "keep fewer items (e.g. drop rare ones) or use a factor model")
-        try:
-            return np.empty((n_items, n_items), dtype=np.float32)
-        except MemoryError:
-            raise MemoryError(f"{msg}, which could not be allocated") from None
-
-    # -- scoring ----------------------------------------------------------
-    def _recommend_index(self, uidx, k, exclude_seen):
-        data = self.data_
-        seen = data.seen_csr() if exclude_seen else None
-        return _core.ease_recommend(self.B_, (data.indptr, data.indices, data.n_items),
-                                    recency_weights(data, self.half_life), uidx, seen,
-                                    uidx if exclude_seen else None, k, self.n_threads)
-
-    def _recommend_history(self, hist, rows, k, exclude_seen):
-        csr = (hist.indptr, hist.indices, hist.n_items)
-        return _core.ease_recommend(self.B_, csr, recency_weights(hist, self.half_life), rows,
-                                    csr if exclude_seen else None, rows if exclude_seen else None,
-                                    k, self.n_threads)
-
-    def _score_index(self, uidx, iidx):
-        data = self.data_
-        w = recency_weights(data, self.half_life)
-        lens = (data.indptr[uidx + 1] - data.indptr[uidx]).astype(np.int64)
-        starts = np.repeat(data.indptr[uidx] - np.cumsum(lens) + lens, lens)
-        q = starts + np.arange(lens.sum())           # the users' CSR entries, pair by pair
-        terms = self.B_[data.indices[q], np.repeat(iidx, lens)].astype(np.float64)
-        if w is not None:
-            terms *= w[q]
-        pair = np.repeat(np.arange(len(uidx)), lens)
-        return np.bincount(pair, weights=terms, minlength=len(uidx)).astype(np.float32)
-
-    def _similar_index(self, iidx, k):
-        """Items j with the largest ``B[i, j]``: what a history holding i
-        raises most."""
-        n, ni = len(iidx), self.data_.n_items
-        items = np.empty((n, k), dtype=np.int32)
-        scores = np.empty((n, k), dtype=np.float32)
-        lens = np.empty(n, dtype=np.int32)
-        step = max(1, (1 << 22) // ni)  # ~16 MB of rows at a time
-        for s in range(0, n, step):
-            block = iidx[s:s + step]
-            m = len(block)
-            self_csr = (np.arange(m + 1, dtype=np.int64), np.ascontiguousarray(block), ni)
-            items[s:s + m], scores[s:s + m], lens[s:s + m] = _core.topk_rows(
-                np.ascontiguousarray(self.B_[block]), self_csr,
-                np.arange(m, dtype=np.int32), k, self.n_threads)
-        return items, scores, lens
-
-    # -- persistence ------------------------------------------------------
-    def _arrays(self):
-        return {"B": self.B_}
-
-    def _set_arrays(self, arrays):
-        B = np.ascontiguousarray(arrays["B"], dtype=np.float32)
-        n = self.data_.n_items
-        if B.shape != (n, n):
-            raise ValueError(f"saved B is {B.shape}, expected ({n}, {n})")
-        self.B_ = B

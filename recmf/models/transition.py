@@ -5,11 +5,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 
 from .. import _core
 from ..data import Interactions
-from .base import Recommender
+from .base import Recommender, check_inputs, check_rated_inputs, rows_in_time_order
 
 __all__ = ["ItemTransition"]
 
@@ -64,6 +63,11 @@ class ItemTransition(Recommender):
     on validation (recall@10 0.2517 vs 0.2341 alone at half_life 1) and, in
     a blend with recency-EASE, on test (0.141-0.143 vs 0.133-0.136).
 
+    With ``inputs="rated"`` the sequences are every item the user rated,
+    whatever the rating (what they watched, in order), for counting and for
+    scoring; the data must keep them (``Interactions.from_frame(train,
+    seen="rated")``, or a frame: ``fit`` then builds it so).
+
     Parameters
     ----------
     half_life : float > 0 or None (default 1.0)
@@ -73,6 +77,8 @@ class ItemTransition(Recommender):
         How many following items each positive links to (1: the next one).
     gap_decay : float in (0, 1] (default 0.5)
         Weight factor per extra step of distance within the window.
+    inputs : {"positives", "rated"}
+        What the sequences hold: the positives, or every rated item.
     threshold : float
         Positive threshold when ``fit`` is given a frame.
     user_col, item_col, rating_col, time_col : str
@@ -90,8 +96,8 @@ class ItemTransition(Recommender):
         (:meth:`transition_matrix` gives it as scipy).
     probs_ : float32 (nnz_T,)
         T, the row-normalised values of the same structure.
-    history_items_ : int32 (data_.nnz,)
-        Each user's positives oldest first (rows delimited by ``data_.indptr``).
+    history_items_ : int32
+        Each user's inputs oldest first (``data_.sequences(inputs)``).
 
     Raises
     ------
@@ -103,9 +109,11 @@ class ItemTransition(Recommender):
     kind = "transition"
 
     def __init__(self, half_life=1.0, window=1, gap_decay=0.5, threshold=4, user_col="user_id",
-                 item_col="movie_id", rating_col="rating", time_col="timestamp", n_threads=None):
+                 item_col="movie_id", rating_col="rating", time_col="timestamp", n_threads=None,
+                 inputs="positives"):
         super().__init__(n_threads=n_threads)
         self.half_life = _check_half_life(half_life)
+        self.inputs = check_inputs(inputs)
         self.window, self.gap_decay = _check_window(window, gap_decay)
         self.threshold = threshold
         self.user_col, self.item_col, self.rating_col, self.time_col = user_col, item_col, rating_col, time_col
@@ -134,19 +142,19 @@ class ItemTransition(Recommender):
         """
         self.half_life = _check_half_life(self.half_life)
         self.window, self.gap_decay = _check_window(self.window, self.gap_decay)
+        self.inputs = check_inputs(self.inputs)
         columns = dict(user_col=self.user_col, item_col=self.item_col, rating_col=self.rating_col)
-        if isinstance(data, pd.DataFrame) and self.time_col not in data.columns:
-            # No time column: the rows' input order is their time order.
-            data = data.assign(**{self.time_col: np.arange(len(data), dtype=np.int64)})
+        data = rows_in_time_order(data, self.time_col)
         interactions = data if isinstance(data, Interactions) else self._as_interactions(
             data, self.threshold, dict(columns, time_col=self.time_col))
-        positions = getattr(interactions, "positions", None)
-        if positions is None:
-            raise ValueError("ItemTransition needs the order of each user's positives: fit it on the "
+        check_rated_inputs(interactions, self.inputs, "ItemTransition")
+        order = interactions.positions if self.inputs == "positives" else interactions.seen_positions
+        if order is None:
+            raise ValueError("ItemTransition needs the order of each user's inputs: fit it on the "
                              f"train DataFrame (with its {self.time_col!r} column) or on Interactions "
                              "built from it with time_col")
         self.data_ = interactions
-        self.history_items_ = interactions.sequences().items
+        self.history_items_ = interactions.sequences(self.inputs).items
         self._count()
         return self
 
@@ -160,7 +168,7 @@ class ItemTransition(Recommender):
         self.probs_ = (weights / np.where(totals > 0, totals, 1)).astype(np.float32)
 
     def _history(self):
-        return (self.data_.indptr, self.history_items_, self.data_.n_items)
+        return (self.data_.input_csr(self.inputs)[0], self.history_items_, self.data_.n_items)
 
     def _trans(self):
         return (self.trans_indptr_, self.trans_indices_, self.data_.n_items)
@@ -199,7 +207,8 @@ class ItemTransition(Recommender):
 
     def _set_arrays(self, arrays):
         self.history_items_ = np.ascontiguousarray(arrays["history_items"], dtype=np.int32)
-        if len(self.history_items_) != self.data_.nnz:
+        check_rated_inputs(self.data_, self.inputs, "ItemTransition")
+        if len(self.history_items_) != self.data_.input_csr(self.inputs)[0][-1]:
             raise ValueError("history_items does not match the interactions")
         self._count()
         if not (np.array_equal(self.trans_indptr_, arrays["trans_indptr"])

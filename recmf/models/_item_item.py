@@ -1,0 +1,127 @@
+"""What the dense item-item models share (EASE, SLIST): a learned
+``n_items x n_items`` float32 matrix ``B_`` that scores a user as ``s_u B``,
+``s_u`` the user's inputs (positives, or every rated item) weighted by
+recency; the memory check before a fit; recommendation, pair scores,
+fold-in, ``similar_items`` and persistence from ``B_``."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .. import _core
+from .base import Recommender, check_rated_inputs, recency_weights
+
+__all__ = ["ItemItemModel"]
+
+
+def _available_bytes():
+    """Memory the system can give now (MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def allocate_square(name, n_items, count=1, hint="keep fewer items (e.g. drop rare ones) or use a "
+                                                 "factor model"):
+    """``count`` float32 ``n_items x n_items`` matrices, after checking that
+    they fit in the memory available now.
+
+    Raises
+    ------
+    MemoryError
+        With the GiB needed and available, rather than swapping.
+    """
+    need = 4 * count * n_items ** 2
+    avail = _available_bytes()
+    what = "an" if count == 1 else f"{count}"
+    msg = (f"{name} on {n_items:,} items needs {what} {n_items:,} x {n_items:,} float32 "
+           f"{'matrix' if count == 1 else 'matrices'}: {need / 2**30:.2f} GiB")
+    if avail is not None and need > avail:
+        raise MemoryError(f"{msg}, but only {avail / 2**30:.2f} GiB is available; {hint}")
+    try:
+        return [np.empty((n_items, n_items), dtype=np.float32) for _ in range(count)]
+    except MemoryError:
+        raise MemoryError(f"{msg}, which could not be allocated") from None
+
+
+class ItemItemModel(Recommender):
+    """Base of the models scored by a dense item-item matrix ``B_``.
+
+    A subclass sets ``inputs`` and ``half_life`` in its constructor and
+    implements ``_fit`` (which sets ``B_``).  Scores of user u are
+    ``s_u B``, ``s_u[i] = 0.5 ** (age_i / half_life)`` over the items of
+    ``data.input_csr(inputs)`` (1 with ``half_life=None``).
+    """
+
+    def _inputs(self, data):
+        check_rated_inputs(data, self.inputs, type(self).__name__)
+        return data.input_csr(self.inputs)
+
+    def _weights(self, data):
+        return recency_weights(data, self.half_life, self.inputs)
+
+    # -- scoring ----------------------------------------------------------
+    def _recommend_index(self, uidx, k, exclude_seen):
+        data = self.data_
+        seen = data.seen_csr() if exclude_seen else None
+        indptr, indices = self._inputs(data)
+        return _core.ease_recommend(self.B_, (indptr, indices, data.n_items), self._weights(data), uidx,
+                                    seen, uidx if exclude_seen else None, k, self.n_threads)
+
+    def _recommend_history(self, hist, rows, k, exclude_seen):
+        indptr, indices = self._inputs(hist)
+        csr = (indptr, indices, hist.n_items)
+        return _core.ease_recommend(self.B_, csr, self._weights(hist), rows,
+                                    hist.seen_csr() if exclude_seen else None,
+                                    rows if exclude_seen else None, k, self.n_threads)
+
+    def _score_index(self, uidx, iidx):
+        data = self.data_
+        indptr, indices = self._inputs(data)
+        w = self._weights(data)
+        lens = (indptr[uidx + 1] - indptr[uidx]).astype(np.int64)
+        starts = np.repeat(indptr[uidx] - np.cumsum(lens) + lens, lens)
+        q = starts + np.arange(lens.sum())           # the users' CSR entries, pair by pair
+        terms = self.B_[indices[q], np.repeat(iidx, lens)].astype(np.float64)
+        if w is not None:
+            terms *= w[q]
+        pair = np.repeat(np.arange(len(uidx)), lens)
+        return np.bincount(pair, weights=terms, minlength=len(uidx)).astype(np.float32)
+
+    def _similar_index(self, iidx, k):
+        """Items j with the largest ``B[i, j]``: what a history holding i
+        raises most."""
+        n, ni = len(iidx), self.data_.n_items
+        items = np.empty((n, k), dtype=np.int32)
+        scores = np.empty((n, k), dtype=np.float32)
+        lens = np.empty(n, dtype=np.int32)
+        step = max(1, (1 << 22) // ni)  # ~16 MB of rows at a time
+        for s in range(0, n, step):
+            block = iidx[s:s + step]
+            m = len(block)
+            self_csr = (np.arange(m + 1, dtype=np.int64), np.ascontiguousarray(block), ni)
+            items[s:s + m], scores[s:s + m], lens[s:s + m] = _core.topk_rows(
+                np.ascontiguousarray(self.B_[block]), self_csr,
+                np.arange(m, dtype=np.int32), k, self.n_threads)
+        return items, scores, lens
+
+    # -- persistence ------------------------------------------------------
+    def _arrays(self):
+        return {"B": self.B_}
+
+    def _set_arrays(self, arrays):
+        B = np.ascontiguousarray(arrays["B"], dtype=np.float32)
+        n = self.data_.n_items
+        if B.shape != (n, n):
+            raise ValueError(f"saved B is {B.shape}, expected ({n}, {n})")
+        self._inputs(self.data_)   # a file whose data cannot give the inputs is refused
+        self.B_ = B
