@@ -338,6 +338,24 @@ def recommend_ref(data, scores, users, k):
     return pad_topk(*topk_ref(scores, seen, k), k)
 
 
+def assert_valid_topk(items, scores, lens, ref_scores, seen, k):
+    """items/scores (n x k) are a top-k of ref_scores (n x n_items, float64)
+    with seen[r] removed, up to the tolerance."""
+    for r in range(len(items)):
+        cand = np.setdiff1d(np.arange(ref_scores.shape[1]), seen[r])
+        m = min(k, len(cand))
+        assert lens[r] == m
+        got = items[r, :m]
+        assert len(set(got)) == m and not set(got) & set(seen[r])
+        assert (items[r, m:] == -1).all()
+        row = ref_scores[r]
+        tol = 1e-4 * (np.abs(row).max() + 1)
+        np.testing.assert_allclose(scores[r, :m], row[got], rtol=0, atol=tol)
+        kth = np.sort(row[cand])[::-1][m - 1]
+        assert row[got].min() >= kth - tol
+        assert np.all(np.diff(scores[r, :m]) <= tol)  # best first
+
+
 def pad_topk(items, scores, k):
     """Lists from ``topk_ref`` -> (items int32 n x k padded with -1,
     scores float32 n x k padded with -inf, lengths int32), the layout of
@@ -878,37 +896,57 @@ def recency_weights_ref(ages, half_life):
 
 
 def slist_rows_ref(indptr, items, n_items, window, position_decay):
-    """S and T of SLIST as dense float64 arrays, one row per place t < L - 1
-    of every sequence (row u of ``indptr``/``items``, oldest first): S_t
-    holds the items at places j in (t - window, t] weighted
-    exp(-(t - j) / position_decay), T_t those at j in (t, t + window]
-    weighted exp(-(j - t - 1) / position_decay).  ``position_decay=None``:
-    weight 1.  Built row by row, as the authors' make_train_matrix does."""
+    """S and T of SLIST as ``scipy.sparse`` float64 matrices, one row per
+    place t < L - 1 of every sequence (row u of ``indptr``/``items``,
+    oldest first): S_t holds the items at places j in (t - window, t]
+    weighted exp(-(t - j) / position_decay), T_t those at j in
+    (t, t + window] weighted exp(-(j - t - 1) / position_decay).
+    ``position_decay=None``: weight 1; ``window=None``: the whole sequence.
+    Built row by row, as the authors' make_train_matrix does."""
+    from scipy.sparse import csr_matrix
+
     def weight(d):
         return 1.0 if position_decay is None else math.exp(-d / position_decay)
 
-    S, T = [], []
+    cells = {"S": ([], [], []), "T": ([], [], [])}
+    row = 0
     for u in range(len(indptr) - 1):
-        seq = list(items[indptr[u]:indptr[u + 1]])
+        seq = [int(x) for x in items[indptr[u]:indptr[u + 1]]]
+        w = len(seq) if window is None else window
         for t in range(len(seq) - 1):
-            s, n = np.zeros(n_items), np.zeros(n_items)
-            for j in range(max(0, t - window + 1), t + 1):
-                s[seq[j]] += weight(t - j)
-            for j in range(t + 1, min(len(seq), t + 1 + window)):
-                n[seq[j]] += weight(j - t - 1)
-            S.append(s)
-            T.append(n)
-    if not S:
-        return np.zeros((0, n_items)), np.zeros((0, n_items))
-    return np.array(S), np.array(T)
+            for name, places, origin in (("S", range(max(0, t - w + 1), t + 1), t),
+                                         ("T", range(t + 1, min(len(seq), t + 1 + w)), t + 1)):
+                r, c, v = cells[name]
+                for j in places:
+                    r.append(row)
+                    c.append(seq[j])
+                    v.append(weight(abs(j - origin)))
+            row += 1
+    return tuple(csr_matrix((v, (r, c)), shape=(row, n_items)) for r, c, v in (cells["S"], cells["T"]))
 
 
 def slist_ref(indptr, items, n_items, alpha, l2, position_decay, window, x_weights=None):
-    """SLIST's B in float64 with materialised X, S and T:
+    """SLIST's B in float64 with materialised X, S and T (sparse) and
+    ``np.linalg.solve``:
     B = (alpha X^T X + (1 - alpha) S^T S + l2 I)^-1 (alpha X^T X + (1 - alpha) S^T T),
     X one row per sequence (``x_weights`` aligned with ``items``, default 1)."""
-    X = csr_dense(indptr, items, n_items, x_weights)
+    from scipy.sparse import csr_matrix
+    X = csr_matrix((np.ones(len(items)) if x_weights is None else x_weights, np.asarray(items),
+                    np.asarray(indptr)), shape=(len(indptr) - 1, n_items))
     S, T = slist_rows_ref(indptr, items, n_items, window, position_decay)
-    A = alpha * X.T @ X + (1 - alpha) * S.T @ S + l2 * np.eye(n_items)
-    R = alpha * X.T @ X + (1 - alpha) * S.T @ T
+    XX = (X.T @ X).toarray()
+    A = alpha * XX + (1 - alpha) * (S.T @ S).toarray() + l2 * np.eye(n_items)
+    R = alpha * XX + (1 - alpha) * (S.T @ T).toarray()
     return np.linalg.solve(A, R)
+
+
+def slist_scores_ref(B, indptr, items, users, half_life):
+    """Dense float64 scores s_u B, s_u[item] = 0.5 ** (age / half_life) over
+    user u's sequence (age 0 = the last item; half_life None: 1)."""
+    out = np.zeros((len(users), B.shape[0]))
+    for r, u in enumerate(users):
+        seq = items[indptr[u]:indptr[u + 1]]
+        for age, item in enumerate(seq[::-1]):
+            w = 1.0 if half_life is None else 0.5 ** (age / half_life)
+            out[r] += w * B[item]
+    return out

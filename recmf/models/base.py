@@ -387,17 +387,18 @@ class Recommender:
         # The history's seen items follow the training data's rule: a model
         # trained with seen="rated" reads and drops every rated item.
         rule = self.data_.seen_rule
-        h = Interactions.from_frame(history, threshold=getattr(self, "threshold", 4), seen=rule, **cols)
+        h = Interactions.from_frame(history, threshold=getattr(self, "threshold", 4), **cols)
         indptr, indices, positions, has = _known_rows(h.indptr, h.indices, h.positions, h.n_users,
                                                       self.data_._item_codes(h.item_ids))
         seen = seen_positions = None
         if rule == "rated":
-            # the same users (those with a known positive), their known rated items
-            ptr = h.seen_indptr[:h.n_users + 1]
-            sp, si, spos, _ = _known_rows(ptr, h.seen_indices[:ptr[-1]],
-                                          None if h.seen_positions is None else
-                                          h.seen_positions[:ptr[-1]], h.n_users,
-                                          self.data_._item_codes(h.item_ids), rows_kept=has)
+            # The same users (those with a known positive) and every item
+            # they rated that the model knows, whether or not the history
+            # holds a positive of it: every row as a "positive".
+            r = Interactions.from_frame(history, **dict(cols, rating_col=None))
+            kept = np.isin(r.user_ids, h.user_ids[has])
+            sp, si, spos, _ = _known_rows(r.indptr, r.indices, r.positions, r.n_users,
+                                          self.data_._item_codes(r.item_ids), rows_kept=kept)
             seen, seen_positions = (sp, si), spos
         return Interactions(indptr, indices, h.user_ids[has], self.data_.item_ids,
                             positions=positions, seen=seen, seen_rule=rule, seen_positions=seen_positions)
