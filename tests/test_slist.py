@@ -277,7 +277,7 @@ def test_memory_check_names_the_figure(monkeypatch, data):
     import recmf.models._item_item as item_item
     monkeypatch.setattr(item_item, "_available_bytes", lambda: 1000)
     n = data.n_items
-    with pytest.raises(MemoryError, match=rf"SLIST on {n} items needs 2 {n} x {n} float32 matrices: "
+    with pytest.raises(MemoryError, match=rf"SLIST on {n} items needs two {n} x {n} float32 matrices: "
                                           r"0\.00 GiB.*available"):
         recmf.SLIST().fit(data)
 

@@ -42,7 +42,7 @@ def allocate_square(name, n_items, count=1, hint="keep fewer items (e.g. drop ra
     """
     need = 4 * count * n_items ** 2
     avail = _available_bytes()
-    what = "an" if count == 1 else f"{count}"
+    what = {1: "an", 2: "two", 3: "three"}.get(count, str(count))
     msg = (f"{name} on {n_items:,} items needs {what} {n_items:,} x {n_items:,} float32 "
            f"{'matrix' if count == 1 else 'matrices'}: {need / 2**30:.2f} GiB")
     if avail is not None and need > avail:
