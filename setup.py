@@ -104,6 +104,9 @@ macros, blas_inc, blas_libdirs, blas_libs, blas_link = blas_settings()
 
 core = Extension(
     "recmf._core",
+    # Every .c under csrc/ (runtime/, data/, rank/, nn/, optim/, train/,
+    # models/ and the glue, py/); headers include each other by their path
+    # from csrc/ ("runtime/runtime.h").
     sources=sorted(glob("csrc/**/*.c", recursive=True)),
     depends=sorted(glob("csrc/**/*.h", recursive=True)),
     include_dirs=["csrc", numpy.get_include(), *blas_inc],

@@ -11,7 +11,7 @@ reads its settings as it loads) times NeuralMF epochs on the data:
   default                  n_threads=2 as recmf sets it up: bounded spinning
                            (recmf/_runtime.py) and the batch-by-batch pacer
                            that runs a batch on one thread when that is
-                           faster (csrc/threads.c)
+                           faster (csrc/runtime/threads.c)
   no pacing                n_threads=2, bounded spinning, every batch on the
                            full team (the pacer's test mode 3)
   libgomp spin, no pacing  n_threads=2 with libgomp's own waiting

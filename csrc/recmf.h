@@ -1,8 +1,12 @@
 /*
- * recmf.h -- the only public header of the recmf C core.
+ * recmf.h -- what the glue (py/) needs of the recmf C core: status codes,
+ * the data core's entry points, top-k and metrics, the models' shapes,
+ * parameters and table.  What the core's parts share beyond that sits in a
+ * header beside them: runtime/runtime.h, data/data.h, rank/rank.h,
+ * optim/optim.h, train/train.h.
  *
- * The core is plain C11 and never includes Python.h: module.c is the only
- * file that talks to CPython/NumPy.  Conventions every topic file follows:
+ * The core is plain C11 and never includes Python.h: py/ is the only
+ * folder that talks to CPython/NumPy.  Conventions every file follows:
  *
  *   - The caller owns memory.  Inputs and outputs are borrowed pointers
  *     (NumPy arrays in practice); scratch memory is malloc/free'd here.
@@ -26,7 +30,7 @@ extern "C" {
 #endif
 
 /* ------------------------------------------------------------------ */
-/* Status and errors (errors.c)                                       */
+/* Status and errors (runtime/errors.c)                               */
 /* ------------------------------------------------------------------ */
 
 typedef enum {
@@ -66,7 +70,7 @@ rmf_status rmf_fail_row(rmf_error *err, rmf_status status, int64_t row, const ch
 typedef int (*rmf_stop_fn)(void *ctx);
 
 /* ------------------------------------------------------------------ */
-/* Threads (threads.c)                                                */
+/* Threads (runtime/threads.c)                                        */
 /* ------------------------------------------------------------------ */
 
 /* Number of threads a call works with for a requested count (<= 0 means
@@ -77,14 +81,6 @@ int rmf_resolve_threads(int requested);
 /* 1 when the core was compiled with OpenMP. */
 int rmf_has_openmp(void);
 
-/* The team size a parallel region of nt logical threads runs with: nt,
- * except 1 in a child of fork() whose OpenMP thread pool could not be
- * released before the fork (libgomp's pool does not survive fork(): a
- * team of more than one thread would wait forever for threads that do not
- * exist), and at most the cap a training loop's pacer sets for the calling
- * thread's current batch (threads.c).  Every region gets its size here
- * (RMF_PARALLEL). */
-int rmf_team_size(int nt);
 /* Test hooks for the pacer that picks a training loop's team size batch
  * by batch (threads.c).  force: 0 measures (the default), 1 runs every
  * batch on one thread, 2 alternates one thread and the full team, 3
@@ -118,32 +114,10 @@ void rmf_fork_set_release(int on);
  * it does not have.  Calls that start during a fork wait for it. */
 void rmf_work_begin(void);
 void rmf_work_end(void);
-/* A point in a long call where no region or BLAS call is in flight (between
- * training batches): lets a waiting fork() through, and runs stop(stop_ctx)
- * (may be NULL) meanwhile; returns its answer. */
-int rmf_work_yield(rmf_stop_fn stop, void *stop_ctx);
 
 /* ------------------------------------------------------------------ */
-/* Floating-point state (fpstate.c)                                   */
+/* Floating-point state (runtime/fpstate.c): see runtime/runtime.h    */
 /* ------------------------------------------------------------------ */
-/*
- * recmf's compute runs with subnormal floats flushed to zero (x86 MXCSR
- * FTZ + DAZ, AArch64 FPCR.FZ; nothing elsewhere) on every thread that does
- * its work, and gives each thread its own mode back afterwards
- * (TensorFlow's ScopedFlushDenormal): on Intel cores every operation on a
- * subnormal takes a microcode assist (~100x slower), and NeuralMF's
- * training drifts into them after a few epochs.  The user's threads keep
- * IEEE behaviour outside recmf's calls.
- *
- *   - The calling thread: rmf_fp_enter/rmf_fp_leave around a core call
- *     that computes floats (nesting is fine; rmf_blas_enter/leave do it).
- *   - Every OpenMP region: RMF_PARALLEL(nt, clauses) instead of
- *     "omp parallel", with RMF_TEAM_BEGIN first and RMF_TEAM_END last in
- *     its block: each team thread takes the calling thread's mode for the
- *     region and gets its own back at the end.
- *   - OpenBLAS's jobs: blas.c runs them inside such a region (or on plain
- *     threads that take the mode the same way).
- */
 
 /* 1 where the mode can be set (x86 with SSE, AArch64). */
 int rmf_fp_supported(void);
@@ -157,21 +131,6 @@ void rmf_fp_set_mode(int mode);
 void rmf_fp_set_exact(int exact);
 int rmf_fp_get_exact(void);
 
-void rmf_fp_enter(void);
-void rmf_fp_leave(void);
-
-/* What a team thread needs to know about the thread that started its
- * region: bit 63 set when that thread computes in recmf's flushed mode,
- * its own mode (before recmf changed it) in the low bits. */
-#define RMF_FP_ACTIVE ((uint64_t)1 << 63)
-typedef struct {
-    uint64_t saved; /* this thread's flush bits on entry */
-    uint64_t word;  /* the starting thread's word (RMF_FP_ACTIVE | mode) */
-    int managed;    /* 0: the region is outside recmf's compute, untouched */
-} rmf_fp_token;
-rmf_fp_token rmf_fp_team_begin(uint64_t word);
-void rmf_fp_team_end(rmf_fp_token t);
-
 /* Test hooks.  probe_recmf does what fit does (rmf_blas_enter(nt), a
  * region, one sgemm C = A B of m x k and k x n row-major floats, or none
  * when a dimension is 0) and writes the mode of team thread t to modes[t]
@@ -182,103 +141,8 @@ void rmf_fp_probe_recmf(int nt, int32_t *modes, int32_t *caller_mode,
                         const float *b, float *c);
 void rmf_fp_probe_plain(int nt, int32_t *modes);
 
-/* The calling thread's word; copied into each team thread as the region
- * starts (OpenMP copyin: one value in the region's argument block, no
- * extra barrier). */
-#ifdef _OPENMP
-extern uint64_t rmf_fp_word;
-#pragma omp threadprivate(rmf_fp_word)
-#define RMF_PRAGMA(x) _Pragma(#x)
-#define RMF_PARALLEL(nt, ...)                                                 \
-    RMF_PRAGMA(omp parallel num_threads(rmf_team_size(nt)) copyin(rmf_fp_word) \
-               __VA_ARGS__)
-#else
-extern _Thread_local uint64_t rmf_fp_word;
-#define RMF_PARALLEL(nt, ...)
-#endif
-#define RMF_TEAM_BEGIN rmf_fp_token rmf_team_fp_ = rmf_fp_team_begin(rmf_fp_word)
-#define RMF_TEAM_END rmf_fp_team_end(rmf_team_fp_)
-
 /* ------------------------------------------------------------------ */
-/* Random numbers (rng.c): xoshiro256** seeded by splitmix64          */
-/* ------------------------------------------------------------------ */
-
-typedef struct {
-    uint64_t s[4];
-} rmf_rng;
-
-/* Independent stream for (seed, stream); streams with different ids do not
- * overlap in practice.  Callers build stream ids with rmf_stream_id. */
-void rmf_rng_seed(rmf_rng *rng, uint64_t seed, uint64_t stream);
-uint64_t rmf_stream_id(uint64_t purpose, uint64_t epoch, uint64_t shard);
-
-/* The next 64 bits.  Inline (it was an out-of-line call through the PLT
- * in the hottest loops -- dropout masks, negative sampling -- which made
- * the caller spill its vector registers around every draw). */
-static inline uint64_t rmf_rotl64_(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-static inline uint64_t rmf_rng_next(rmf_rng *rng)
-{
-    uint64_t *s = rng->s;
-    const uint64_t result = rmf_rotl64_(s[1] * 5, 7) * 9;
-    const uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rmf_rotl64_(s[3], 45);
-    return result;
-}
-
-/* Unbiased integer in [0, n), n >= 1: Lemire, "Fast random integer
- * generation in an interval" (2019), one multiplication in the common
- * case.  The rare rejection loop is out of line. */
-uint32_t rmf_rng_below_slow_(rmf_rng *rng, uint64_t m, uint32_t n);
-static inline uint32_t rmf_rng_below(rmf_rng *rng, uint32_t n)
-{
-    uint64_t m = (uint64_t)(uint32_t)(rmf_rng_next(rng) >> 32) * n;
-    if ((uint32_t)m < n)
-        return rmf_rng_below_slow_(rng, m, n);
-    return (uint32_t)(m >> 32);
-}
-uint64_t rmf_rng_below64(rmf_rng *rng, uint64_t n);
-/* In-place Fisher-Yates shuffle of a permutation of int64 positions. */
-void rmf_shuffle_i64(rmf_rng *rng, int64_t *a, int64_t n);
-
-/* Stream purposes: one id per use so no two uses share random numbers. */
-enum {
-    RMF_STREAM_UNIFORM_NEG = 1,
-    RMF_STREAM_TRIPLETS = 2,
-    RMF_STREAM_SHUFFLE = 3,
-    RMF_STREAM_DROPOUT = 4
-};
-
-/* ------------------------------------------------------------------ */
-/* Sorting (sort.c)                                                   */
-/* ------------------------------------------------------------------ */
-
-/* Stable LSD radix sort: reorders perm[0..n) (a permutation of row
- * positions, e.g. 0..n-1) so keys[perm[.]] is ascending; equal keys keep
- * their order in perm.  Byte passes where all keys agree are skipped. */
-rmf_status rmf_argsort_stable_i64(const int64_t *keys, int64_t n,
-                                  int64_t *perm, rmf_error *err);
-
-/* max(v) - min(v) over v[0..n), n >= 1, as an unsigned number (it can
- * exceed INT64_MAX); *lo receives min(v). */
-uint64_t rmf_span_i64(const int64_t *v, int64_t n, int64_t *lo);
-
-/* perm[0..n) = row positions sorted stably by (major, minor), when both
- * value spans and the row number pack into one 64-bit key (as user ids,
- * timestamps and a million rows do): one radix sort of 8-byte keys, about
- * a third of the two sorts by rmf_argsort_stable_i64.  Returns 0 without
- * touching perm when they do not fit; otherwise 1, with *status RMF_OK or
- * RMF_ERR_NOMEM. */
-int rmf_argsort_pair_packed(const int64_t *major, const int64_t *minor,
-                            int64_t n, int64_t *perm, rmf_status *status,
-                            rmf_error *err);
-
-/* ------------------------------------------------------------------ */
-/* Text parsing (parse.c)                                             */
+/* Text parsing (data/parse.c)                                        */
 /* ------------------------------------------------------------------ */
 
 /* Upper bound on the number of data rows in buf (count of line ends + 1). */
@@ -297,7 +161,7 @@ rmf_status rmf_parse_ratings(const char *buf, int64_t len, const char *sep,
                              rmf_error *err);
 
 /* ------------------------------------------------------------------ */
-/* Per-user temporal split (split.c)                                  */
+/* Per-user temporal split (data/split.c)                             */
 /* ------------------------------------------------------------------ */
 
 enum { RMF_PART_TRAIN = 0, RMF_PART_VAL = 1, RMF_PART_TEST = 2 };
@@ -313,7 +177,7 @@ rmf_status rmf_temporal_split(const int64_t *user, const int64_t *time,
                               int8_t *part, rmf_error *err);
 
 /* ------------------------------------------------------------------ */
-/* Index: factorization and CSR (index.c)                             */
+/* Index: factorization and CSR (data/index.c)                        */
 /* ------------------------------------------------------------------ */
 
 /* A user x item 0/1 matrix: row u holds sorted, distinct item indices
@@ -338,11 +202,8 @@ rmf_status rmf_build_csr(const int32_t *rows, const int32_t *cols, int64_t n,
                          int32_t n_rows, int32_t n_cols, int64_t *indptr,
                          int32_t *indices, int64_t *nnz, rmf_error *err);
 
-/* 1 if item is in row u of m (binary search). */
-int rmf_csr_contains(const rmf_csr *m, int32_t u, int32_t item);
-
 /* ------------------------------------------------------------------ */
-/* Popularity (popularity.c)                                          */
+/* Popularity (data/popularity.c)                                     */
 /* ------------------------------------------------------------------ */
 
 /* counts[i] = number of rows of m (checked to be sound) holding item i. */
@@ -354,7 +215,7 @@ rmf_status rmf_popularity_order(const int64_t *counts, int32_t n_items,
                                 int32_t *order, rmf_error *err);
 
 /* ------------------------------------------------------------------ */
-/* Negative sampling (sample.c)                                       */
+/* Negative sampling (data/sample.c)                                  */
 /* ------------------------------------------------------------------ */
 
 /* Uniform negatives: for positive p (CSR order, row u), out[p * n_neg + r]
@@ -379,7 +240,7 @@ rmf_status rmf_sample_triplets(const rmf_csr *m, const int32_t *candidates,
                                rmf_error *err);
 
 /* ------------------------------------------------------------------ */
-/* Top-K selection (topk.c)                                           */
+/* Top-K selection (rank/topk.c)                                      */
 /* ------------------------------------------------------------------ */
 
 /* For each row r of scores (n_rows x n_cols, row-major) pick the k best
@@ -402,7 +263,7 @@ rmf_status rmf_topk_ranked(const int32_t *ranking, int32_t n_rank,
                            int32_t *out_len, rmf_error *err);
 
 /* ------------------------------------------------------------------ */
-/* Item transitions (transition.c)                                    */
+/* Item transitions (models/transition.c)                             */
 /* ------------------------------------------------------------------ */
 
 /* Each user's positives in time order: row u is items[indptr[u] ..
@@ -456,7 +317,9 @@ rmf_status rmf_transition_recommend(const rmf_csr *trans, const float *probs, co
                                     const rmf_csr *seen, int32_t k, int n_threads,
                                     int32_t *out_items, float *out_scores, int32_t *out_len,
                                     rmf_error *err);
-/* EASE (ease.c): closed-form item-item model, Steck WWW 2019          */
+
+/* ------------------------------------------------------------------ */
+/* EASE (models/ease.c): closed-form item-item model, Steck WWW 2019  */
 /* ------------------------------------------------------------------ */
 
 /* Upper triangle (j >= i, row-major) of X^T X for the 0/1 matrix x into
@@ -511,7 +374,7 @@ rmf_status rmf_slist_fit(const rmf_seq *h, const float *x_weights, const rmf_sli
                          int n_threads, float *B, float *A, rmf_error *err);
 
 /* ------------------------------------------------------------------ */
-/* Metrics (metrics.c)                                                */
+/* Metrics (rank/metrics.c)                                           */
 /* ------------------------------------------------------------------ */
 
 /* Per-user ranking metrics (SPEC section 9).  recs is n_users x k of item
@@ -542,7 +405,7 @@ rmf_status rmf_coverage_popularity(const int64_t *recs, const int32_t *rec_len,
                                    int64_t *n_pairs, rmf_error *err);
 
 /* ------------------------------------------------------------------ */
-/* Optimisation (adam.c)                                              */
+/* Optimisation (optim/adam.c)                                        */
 /* ------------------------------------------------------------------ */
 
 typedef struct {
@@ -568,7 +431,7 @@ void rmf_adam_step(const rmf_adam_params *p, int64_t step, float *theta,
                    int n_threads);
 
 /* ------------------------------------------------------------------ */
-/* Models: shapes and training (adam.c, batch.c)                      */
+/* Models: shapes and training (optim/adam.c, train/batch.c)          */
 /* ------------------------------------------------------------------ */
 /*
  * A model's parameters live in ONE float array theta (owned by Python);
@@ -592,7 +455,7 @@ typedef struct {
     rmf_adam_params adam;
 } rmf_train_params;
 
-/* adam.c */
+/* optim/adam.c */
 void rmf_train_default_params(rmf_train_params *p);
 const char *rmf_train_check_params(const rmf_train_params *p);
 
@@ -607,16 +470,16 @@ typedef struct {
     double team_threads;
 } rmf_opt_state;
 
-/* batch.c: the order in which a training epoch visits its pairs: perm[0..n)
- * = 0..n-1 shuffled with stream (seed, SHUFFLE, epoch), the same for any
- * nt.  NeuralMF numbers its pairs positives first (CSR order), then
+/* train/batch.c: the order in which a training epoch visits its pairs:
+ * perm[0..n) = 0..n-1 shuffled with stream (seed, SHUFFLE, epoch), the
+ * same for any nt.  NeuralMF numbers its pairs positives first (CSR order), then
  * negative r of positive q at nnz + q n_neg + r; batch b is
  * perm[b bs, (b+1) bs). */
 void rmf_epoch_order(int64_t *perm, int64_t n, uint64_t seed, uint64_t epoch,
                      int nt);
 
-/* What every model the glue scores provides (one row of module.c's model
- * table; csrc/README.md):
+/* What every model the glue scores provides (one row of the model table,
+ * models/registry.c; csrc/README.md):
  *   check_shape  RMF_OK when s suits the model, else a message;
  *   n_params     the length of theta for a checked shape;
  *   score_pairs  out[k] = score of (u[k], i[k]), k < n;
@@ -639,8 +502,21 @@ typedef rmf_status (*rmf_recommend_fn)(const rmf_shape *s, const float *theta,
                                        float *out_scores, int32_t *out_len,
                                        rmf_error *err);
 
+/* One row of the model table, found by the exact kind name of the model's
+ * Python class (Model.kind). */
+typedef struct {
+    const char *kind;
+    rmf_check_shape_fn check_shape;
+    rmf_n_params_fn n_params;
+    rmf_score_pairs_fn score_pairs;
+    rmf_recommend_fn recommend;
+} rmf_model;
+
+/* The row of kind, or NULL when the table has none (models/registry.c). */
+const rmf_model *rmf_model_find(const char *kind);
+
 /* ------------------------------------------------------------------ */
-/* NeuralMF (ncf.c)                                                   */
+/* NeuralMF (models/neuralmf.c)                                       */
 /* ------------------------------------------------------------------ */
 /*
  * theta = [user_emb n_users*D | item_emb n_items*D | W1 H*(2D)
@@ -689,7 +565,7 @@ rmf_status rmf_ncf_recommend(const rmf_shape *s, const float *theta,
                              int32_t *out_len, rmf_error *err);
 
 /* ------------------------------------------------------------------ */
-/* BPRMF (mf.c)                                                       */
+/* BPRMF (models/bprmf.c)                                             */
 /* ------------------------------------------------------------------ */
 /*
  * theta = [user_emb n_users*D | item_emb n_items*D]; score = dot product.
@@ -724,7 +600,7 @@ rmf_status rmf_mf_recommend(const rmf_shape *s, const float *theta,
                             int32_t *out_len, rmf_error *err);
 
 /* ------------------------------------------------------------------ */
-/* Implicit ALS (als.c)                                                */
+/* Implicit ALS (models/als.c)                                        */
 /* ------------------------------------------------------------------ */
 /*
  * Hu, Koren & Volinsky (ICDM 2008): minimise over X (rows x D) and Y
@@ -770,14 +646,9 @@ rmf_status rmf_als_solve(const rmf_als_params *p, const rmf_csr *m,
                          float *X, double *loss, rmf_error *err);
 
 /* ------------------------------------------------------------------ */
-/* BLAS (blas.c): the one place that knows the symbol prefix          */
+/* BLAS (runtime/blas.c): the one place that knows the symbol prefix  */
 /* ------------------------------------------------------------------ */
 
-/* C = alpha * op(A) op(B) + beta * C, row-major, op = transpose when the
- * flag is non-zero. */
-void rmf_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
-               float alpha, const float *a, int64_t lda, const float *b,
-               int64_t ldb, float beta, float *c, int64_t ldc);
 int rmf_blas_get_threads(void);
 void rmf_blas_set_threads(int n);
 const char *rmf_blas_config(void);
@@ -787,23 +658,9 @@ const char *rmf_blas_config(void);
  * own threads.  Installs on the first call (at import); later calls only
  * report. */
 int rmf_blas_use_openmp_threads(void);
-/* LAPACK Cholesky (spotrf) and inverse from it (spotri) of the lower
- * triangle of the column-major n x n matrix a (= the upper triangle of a
- * row-major one), in place; return LAPACK's info (0 = success). */
-int rmf_spotrf_lower(int n, float *a, int lda);
 /* rmf_spotrf_lower with OpenBLAS's spotrf only on blocks of order <=
  * direct_max (larger ones are split recursively with strsm/ssyrk). */
 int rmf_spotrf_lower_blocked(int n, float *a, int lda, int direct_max);
-int rmf_spotri_lower(int n, float *a, int lda);
-/* b = b op(a)^-1, column-major: a is n x n lower triangular (the factor
- * rmf_spotrf_lower leaves), b is m x n; op = transpose when trans != 0. */
-void rmf_strsm_right_lower(int trans, int m, int n, const float *a, int lda, float *b, int ldb);
-/* Around work that alternates BLAS calls with OpenMP loops of nt threads:
- * enter sets OpenBLAS's thread count (nt when its jobs run on OpenMP's
- * team, else 1) and returns the caller's count; leave restores it.  They
- * also enter and leave recmf's floating-point mode (rmf_fp_enter). */
-int rmf_blas_enter(int nt);
-void rmf_blas_leave(int saved);
 /* How many jobs OpenBLAS has handed to rmf_blas_use_openmp_threads's
  * callback so far (for tests). */
 long long rmf_blas_jobs_run(void);

@@ -15,7 +15,7 @@ import pandas as pd
 __all__ = [
     "check_frame", "id_column", "numeric_column", "time_column", "check_positive_int",
     "check_k", "check_seed", "check_threads", "as_id_array", "as_core_array", "native_frame",
-    "check_same_kind",
+    "check_same_kind", "check_threshold",
 ]
 
 # Integers beyond 2^53 are not exactly representable as float64, so float ids
@@ -23,10 +23,11 @@ __all__ = [
 _FLOAT_EXACT = 2.0 ** 53
 
 
-def check_frame(frame, name, columns):
-    """``frame`` must be a non-empty DataFrame holding ``columns``, a dict
-    {argument name: column name} of the caller (None: not needed); the error
-    for a missing column names only these arguments."""
+def check_frame(frame, name, columns, allow_empty=False):
+    """``frame`` must be a DataFrame holding ``columns``, a dict {argument
+    name: column name} of the caller (None: not needed), and rows unless
+    ``allow_empty``; the error for a missing column names only these
+    arguments."""
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"{name} must be a pandas DataFrame, got {type(frame).__name__}")
     missing = [c for c in columns.values() if c is not None and c not in frame.columns]
@@ -35,7 +36,7 @@ def check_frame(frame, name, columns):
         raise ValueError(
             f"{name} is missing column(s) {missing}; it has {list(frame.columns)}. "
             f"Pass {hint} to name yours.")
-    if len(frame) == 0:
+    if len(frame) == 0 and not allow_empty:
         raise ValueError(f"{name} is empty")
     return frame
 
@@ -244,6 +245,15 @@ def _datetime_objects(values, name):
     if getattr(out.dt, "tz", None) is not None:
         out = out.dt.tz_localize(None)
     return out.to_numpy()
+
+
+def check_threshold(threshold):
+    """A positive threshold: a finite real number (bools refused)."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (numbers.Real, type(None))):
+        raise TypeError(f"threshold must be a number, got {type(threshold).__name__} ({threshold!r})")
+    if threshold is None or not np.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+    return threshold
 
 
 def check_positive_int(value, name, minimum=1):

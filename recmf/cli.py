@@ -109,6 +109,24 @@ _HP = {"emb_dim", "hidden_dim", "dropout", "lr", "weight_decay", "batch_size", "
        "l2", "half_life", "window", "gap_decay", "position_decay", "inputs"}
 
 
+#: the flag of each model parameter the command line sets under another name
+_FLAG_OF = {"n_threads": "--threads"}
+
+
+def _flag(name):
+    return _FLAG_OF.get(name, "--" + name.replace("_", "-"))
+
+
+def _as_flags(err, names):
+    """A model's error about one of its parameters (messages start with the
+    parameter's name), naming the flag the user typed instead."""
+    msg = str(err)
+    for name in sorted(names, key=len, reverse=True):
+        if msg.startswith(name + " ") or msg.startswith(name + "="):
+            return _flag(name) + msg[len(name):]
+    return msg
+
+
 def _model(args):
     import inspect
 
@@ -118,15 +136,43 @@ def _model(args):
     given = {k: v for k, v in vars(args).items() if k in _HP and v is not None}
     rejected = sorted(set(given) - accepted)
     if rejected:
-        raise CliError(f"{args.model} does not take --{rejected[0].replace('_', '-')}")
+        raise CliError(f"{args.model} does not take {_flag(rejected[0])}")
     for name in ("epochs", "iterations"):      # the API allows 0 (an untrained model); a run trains
         if isinstance(given.get(name), int) and given[name] < 1:
             raise CliError(f"--{name} must be >= 1 (`recmf run` trains the model), got {given[name]}")
     # Settings every run has: passed to the models whose constructor takes them.
     common = dict(threshold=args.threshold, seed=args.seed, n_threads=args.threads, verbose=not args.quiet)
-    model = cls(**{k: v for k, v in common.items() if k in accepted}, **given)
-    model._check_params()       # e.g. --epochs 0: rejected before the data is loaded
+    params = {**{k: v for k, v in common.items() if k in accepted}, **given}
+    try:
+        model = cls(**params)
+        model._check_params()       # e.g. --epochs 0: rejected before the data is loaded
+    except (TypeError, ValueError) as e:
+        raise CliError(_as_flags(e, params)) from None
     return model
+
+
+def _check_run_args(args):
+    """What a run would only find out after loading (or training): refused
+    first, naming the flag."""
+    from pathlib import Path
+
+    from recmf._checks import check_positive_int, check_threshold
+    from recmf.split import _check_count
+    check_positive_int(args.k, "--k")
+    for name in ("n_val", "n_test", "min_train"):
+        _check_count(getattr(args, name), _flag(name))
+    try:
+        check_threshold(args.threshold)
+    except (TypeError, ValueError) as e:
+        raise CliError(_as_flags(e, ["threshold"])) from None
+    if args.save:
+        save = Path(args.save)
+        if save.is_dir():
+            raise CliError(f"--save {args.save} is a folder: give the model file's path, e.g. "
+                           f"{save / (args.model + '.npz')}")
+        if not save.parent.is_dir():
+            raise CliError(f"--save {args.save}: folder {save.parent} does not exist (the model would be "
+                           "trained and then lost)")
 
 
 def _load(args):
@@ -148,8 +194,7 @@ def _load(args):
 
 def cmd_run(args):
     import recmf
-    from recmf._checks import check_positive_int
-    check_positive_int(args.k, "--k")
+    _check_run_args(args)
     model = _model(args)        # argument errors before any slow work
     t0 = time.perf_counter()
     ratings, movies, source = _load(args)
@@ -204,6 +249,9 @@ def cmd_recommend(args):
     from recmf._checks import check_positive_int
     check_positive_int(args.k, "--k")
     model = recmf.load(args.model)
+    if args.k > model.data_.n_items:
+        raise CliError(f"--k {args.k} is larger than the catalogue of {args.model} "
+                       f"({model.data_.n_items} items)")
     users = _parse_users(args.users, model)
     frame = model.recommend_frame(users, k=args.k, exclude_seen=not args.include_seen)
     known = model.data_.user_index(users) >= 0
@@ -245,6 +293,11 @@ def main(argv=None):
         import os
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except (OSError, MemoryError) as e:
+        # a file that cannot be written (--save into a read-only folder), a
+        # model too big for this machine (EASE says how big): one line too
+        print(f"recmf: error: {e or 'out of memory'}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -39,7 +39,7 @@ except ImportError as e:  # pragma: no cover - the extra is not installed
 
 from . import _core
 from . import metrics as _metrics
-from ._checks import as_id_array, check_positive_int, id_column
+from ._checks import as_id_array, check_positive_int, check_threshold, id_column
 from .data import Interactions
 from .split import _check_count
 
@@ -66,8 +66,8 @@ def _check_ddf(ddf, name, columns):
 
 
 def _check_threshold(threshold, rating_col):
-    if rating_col is not None and (threshold is None or not np.isfinite(threshold)):
-        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+    if rating_col is not None:
+        check_threshold(threshold)
 
 
 def _client(client):
@@ -242,12 +242,17 @@ def temporal_split(ddf, n_val=1, n_test=5, min_train=5, *, user_col="user_id",
 # positives: popularity and Interactions
 # ---------------------------------------------------------------------------
 
-def _positives(ddf, threshold, user_col, item_col, rating_col, keep_rating=False, extra=()):
+def _positives(ddf, threshold, user_col, item_col, rating_col, keep_rating=False, time_col=None):
+    """The positive rows (every row with ``keep_rating``) of the user,
+    item (, rating) and, when ``ddf`` has it, time columns, in ``ddf``'s
+    row order."""
     _check_ddf(ddf, "ddf", [user_col, item_col, rating_col])
     _check_threshold(threshold, rating_col)
     rows = ddf if rating_col is None or keep_rating else ddf[ddf[rating_col] >= threshold]
     cols = [user_col, item_col] + ([rating_col] if keep_rating and rating_col is not None else [])
-    return rows[cols + list(extra)]
+    if time_col is not None and time_col in ddf.columns and time_col not in cols:
+        cols.append(time_col)
+    return rows[cols]
 
 
 def popularity(ddf, threshold=4, *, user_col="user_id", item_col="movie_id", rating_col="rating"):
@@ -297,19 +302,17 @@ def _default_max_bytes():
 
 
 def interactions_from_dask(ddf, threshold=4, *, user_col="user_id", item_col="movie_id",
-                           rating_col="rating", seen="positives", max_bytes=None,
-                           time_col="timestamp"):
+                           rating_col="rating", seen="positives", time_col="timestamp", max_bytes=None):
     """:class:`recmf.Interactions` of a Dask frame's positives, built on the
     client: see :meth:`recmf.Interactions.from_dask` (which calls this)."""
     if seen not in ("positives", "rated"):
         raise ValueError(f"seen must be 'positives' or 'rated', got {seen!r}")
     rated = seen == "rated"
-    # The time column travels with the rows: from_frame orders each user's
-    # positives and rated items by it (ties in the gathered row order, which
-    # is ddf.compute()'s).
-    timed = time_col is not None and time_col in ddf.columns
-    rows = _positives(ddf, threshold, user_col, item_col, rating_col, keep_rating=rated,
-                      extra=[time_col] if timed else [])
+    # The time column comes along, in the frame's row order (partition by
+    # partition, as ddf.compute() has them), so each user's positives get
+    # the positions from_frame gives: ties keep their input order.
+    rows = _positives(ddf, threshold, user_col, item_col, rating_col, keep_rating=rated, time_col=time_col)
+    has_time = time_col is not None and time_col in rows.columns
     # Filter on the cluster and keep the result there, measure it, and only
     # then bring it over: a log that does not fit the client fails here with
     # its size, not in the middle of a transfer.
@@ -327,25 +330,35 @@ def interactions_from_dask(ddf, threshold=4, *, user_col="user_id", item_col="mo
     if n_rows == 0:
         raise ValueError(f"ddf has no {what}" + ("" if rated else f" ({rating_col} >= {threshold})"))
     frame = rows.compute()
-    tcol = time_col if timed else None
+    times = time_col if has_time else None
     if rated:
         return Interactions.from_frame(frame, threshold, user_col=user_col, item_col=item_col,
-                                       rating_col=rating_col, seen="rated", time_col=tcol)
+                                       rating_col=rating_col, seen="rated", time_col=times)
     return Interactions.from_frame(frame, threshold, user_col=user_col, item_col=item_col,
-                                   rating_col=None, time_col=tcol)
+                                   rating_col=None, time_col=times)
 
 
 # ---------------------------------------------------------------------------
 # recommend
 # ---------------------------------------------------------------------------
 
-def _recommend_partition(users, model, k, exclude_seen, unknown, user_col, item_col):
+def _recommend_partition(users, model, k, exclude_seen, unknown, user_col, item_col, history=None):
     return _local(model).recommend_frame(users.to_numpy(), k, exclude_seen=exclude_seen, unknown=unknown,
-                                 user_col=user_col, item_col=item_col)
+                                         user_col=user_col, item_col=item_col, history=history)
+
+
+def _shared(obj, client):
+    """``obj`` sent once for every task: scattered to every worker with a
+    distributed client, else one delayed object in the graph (a pandas
+    frame passed to map_partitions as is would be split and aligned)."""
+    client = _client(client)
+    if client is None:
+        return dask.delayed(obj, pure=False)
+    return client.scatter([obj], broadcast=True, hash=False)[0]
 
 
 def recommend(model, users, k=10, *, exclude_seen=True, unknown="empty", user_col=None,
-              item_col=None, n_threads=1, npartitions=None, client=None):
+              item_col=None, history=None, n_threads=1, npartitions=None, client=None):
     """Top-``k`` recommendations for many users, computed on the cluster.
 
     Parameters
@@ -356,8 +369,9 @@ def recommend(model, users, k=10, *, exclude_seen=True, unknown="empty", user_co
     users : dask Series or Index, or array-like
         Original user ids (e.g. ``test["user_id"].unique()``).  An array is
         cut into ``npartitions`` pieces.
-    k, exclude_seen, unknown :
-        As in :meth:`recmf.Recommender.recommend_frame`.
+    k, exclude_seen, unknown, history :
+        As in :meth:`recmf.Recommender.recommend_frame` (a ``history``
+        frame is checked here and sent to every worker once).
     user_col, item_col : str, optional
         Output column names (default: the model's training columns).
     n_threads : int or None
@@ -387,11 +401,12 @@ def recommend(model, users, k=10, *, exclude_seen=True, unknown="empty", user_co
     model._check_fitted()
     empty = model.recommend_frame(np.zeros(0, dtype=model.data_.user_ids.dtype), k,
                                   exclude_seen=exclude_seen, unknown=unknown,
-                                  user_col=user_col, item_col=item_col)
+                                  user_col=user_col, item_col=item_col, history=history)
     series = _as_user_series(users, npartitions, client)
     remote = _on_workers(model, n_threads, client)
+    extra = () if history is None else (_shared(history, client),)
     return series.map_partitions(_recommend_partition, remote, k, exclude_seen, unknown,
-                                 user_col, item_col, meta=empty)
+                                 user_col, item_col, *extra, meta=empty)
 
 
 # ---------------------------------------------------------------------------
@@ -412,11 +427,15 @@ def _counts_of(report):
     return [key for key in report if key.startswith("n_users")]
 
 
-def _ranking_partials(part, model, k, cover_one, options):
+def _ranking_partials(part, model, k, cover_one, options, per_user=False):
     """Per-metric sums and the user counts of one partition holding whole
-    users, from recmf.evaluate's own per-user rows."""
+    users, from recmf.evaluate's own per-user rows; with ``per_user``, also
+    those rows, each with the place of its user's first relevant row in
+    the whole frame (column ``_ORDER``)."""
     if len(part) == 0:
-        return {}
+        return ({}, None) if per_user else {}
+    order = part[_ORDER].to_numpy()
+    part = part.drop(columns=_ORDER)
     # Coverage is reduced elsewhere: one coverage user keeps its checks.
     cover = part[options["user_col"]].iloc[:1] if cover_one is None else cover_one
     report, per = _metrics.evaluate(_local(model), part, k, coverage_users=cover, per_user=True,
@@ -429,7 +448,16 @@ def _ranking_partials(part, model, k, cover_one, options):
             f"{int(counted.sum())} per-user rows: recmf.dask cannot add its partials up")
     row = {name: math.fsum(column) for name, column in zip(_METRIC_SUMS, values[counted].T)}
     row.update({key: int(report[key]) for key in _counts_of(report)})
-    return row
+    if not per_user:
+        return row
+    # evaluate's per-user rows are the users with a relevant row, in the
+    # order of their first one: that row's place in the whole frame sorts
+    # the partitions' rows into the single-machine order.
+    relevant = _metrics.relevant_rows(part, options["threshold"], options["rating_col"])
+    users = id_column(part, options["user_col"], "test_ddf")[0][relevant]
+    first = pd.Series(order[relevant]).groupby(users, sort=False).min()
+    per[_ORDER] = first.reindex(per[options["user_col"]].to_numpy()).to_numpy()
+    return row, per
 
 
 def _recommended_counts(users, model, k, unknown):
@@ -468,7 +496,9 @@ def _multiset_rows(items, counts, k):
     """Lay the multiset out in rows of at most k, no item twice in a row."""
     flat = np.repeat(items, counts)
     n_rows = max(1, math.ceil(len(flat) / k), int(counts.max()) if len(counts) else 0)
-    ids = np.zeros((n_rows, k), dtype=flat.dtype)
+    # as many columns as the rows need (at most k; never k itself, which
+    # may be any size)
+    ids = np.zeros((n_rows, max(1, math.ceil(len(flat) / n_rows))), dtype=flat.dtype)
     # flat[j] goes to row j % n_rows: equal items sit next to each other in
     # flat and there are at most n_rows of each, so they land in different rows.
     pos = np.arange(len(flat))
@@ -519,7 +549,7 @@ def _reduce_coverage(model, counts, k, catalog, options):
 
 def evaluate(model, test_ddf, k=10, *, coverage_users=None, catalog=None, threshold=4,
              item_popularity=None, user_col="user_id", item_col="movie_id", rating_col="rating",
-             unknown="empty", n_threads=1, shuffle=True, client=None):
+             per_user=False, unknown="empty", n_threads=1, shuffle=True, client=None):
     """:func:`recmf.evaluate` of a Dask test frame: the same report.
 
     Every partition (holding whole users) is evaluated by recmf.evaluate and
@@ -536,8 +566,9 @@ def evaluate(model, test_ddf, k=10, *, coverage_users=None, catalog=None, thresh
         once).
     test_ddf : dask.dataframe.DataFrame
         Held-out rows with user, item and rating columns.
-    k, coverage_users, catalog, threshold, item_popularity, user_col, item_col, rating_col, unknown :
-        As in :func:`recmf.evaluate`.  The default coverage users, the first
+    k, coverage_users, catalog, threshold, item_popularity, user_col, item_col, rating_col, per_user, unknown :
+        As in :func:`recmf.evaluate` (the per-user frame comes back to the
+        client, one row per evaluated user, in the single-machine order).  The default coverage users, the first
         1,000 distinct users of ``test_ddf``, are taken in partition order
         (the order of ``test_ddf.compute()``; for the test frame of
         :func:`temporal_split` that is the single-machine split's order).
@@ -551,10 +582,11 @@ def evaluate(model, test_ddf, k=10, *, coverage_users=None, catalog=None, thresh
 
     Returns
     -------
-    dict
+    dict (and a pandas DataFrame when ``per_user``)
         The keys and values of ``recmf.evaluate(model, test_ddf.compute(),
         ...)``: counts, coverage and popularity exactly, the metric means up
-        to the last bits of a floating-point sum taken in another order.
+        to the last bits of a floating-point sum taken in another order;
+        the per-user frame exactly.
 
     Raises
     ------
@@ -564,6 +596,8 @@ def evaluate(model, test_ddf, k=10, *, coverage_users=None, catalog=None, thresh
     """
     k = check_positive_int(k, "k")
     _check_ddf(test_ddf, "test_ddf", [user_col, item_col, rating_col])
+    if _ORDER in test_ddf.columns:
+        raise ValueError(f"test_ddf has a column named {_ORDER!r}, which recmf uses")
     if catalog is not None:
         catalog = as_id_array(catalog, "catalog")[0]
     cover_one = None
@@ -574,13 +608,16 @@ def evaluate(model, test_ddf, k=10, *, coverage_users=None, catalog=None, thresh
         cover_one = coverage_users[:1]
     remote = _on_workers(model, n_threads, client)
     options = dict(threshold=threshold, item_popularity=item_popularity, user_col=user_col,
-                   item_col=item_col, rating_col=rating_col, unknown=unknown)
+                   item_col=item_col, rating_col=rating_col, unknown=unknown, _name="test_ddf")
 
-    by_user = test_ddf.shuffle(on=user_col) if shuffle else test_ddf
+    # Each row's place in the frame travels with it through the shuffle
+    # (the per-user frame is put back in the single-machine order by it).
+    keyed = test_ddf.map_partitions(_with_order, meta=test_ddf._meta.assign(**{_ORDER: np.int64(0)}))
+    by_user = keyed.shuffle(on=user_col) if shuffle else keyed
     # Delayed, not map_partitions: a partition's counts are whatever keys
     # recmf.evaluate reports, not a fixed frame.
     ranking = dask.delayed(_ranking_partials, pure=False)
-    partials = [ranking(part, remote, k, cover_one, dict(options, catalog=catalog))
+    partials = [ranking(part, remote, k, cover_one, dict(options, catalog=catalog), bool(per_user))
                 for part in by_user.to_delayed()]
     if coverage_users is None:
         firsts = [dask.delayed(_first_users)(part, user_col) for part in test_ddf.to_delayed()]
@@ -589,6 +626,10 @@ def evaluate(model, test_ddf, k=10, *, coverage_users=None, catalog=None, thresh
         coverage_users = pd.unique(as_id_array(firsts, "test users")[0])[:1000]
     else:
         (partials,) = dask.compute(partials)
+    frames = None
+    if per_user:
+        frames = [p[1] for p in partials if p[1] is not None]
+        partials = [p[0] for p in partials]
 
     series = _as_user_series(coverage_users, None, client, "coverage_users")
     cmeta = pd.DataFrame({"item": pd.Series([], dtype=object), "count": np.zeros(0, np.int64)})
@@ -602,4 +643,9 @@ def evaluate(model, test_ddf, k=10, *, coverage_users=None, catalog=None, thresh
     for name, column in zip(_metrics.METRIC_NAMES, _METRIC_SUMS):
         total = math.fsum(p.get(column, 0.0) for p in partials)
         report[f"{name}@{k}"] = total / n_eval if n_eval else float("nan")
-    return report
+    if not per_user:
+        return report
+    if not frames:
+        raise ValueError("test_ddf is empty")
+    per = pd.concat(frames, ignore_index=True).sort_values(_ORDER, kind="stable")
+    return report, per.drop(columns=_ORDER).reset_index(drop=True)

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from . import _core
-from ._checks import (as_core_array, as_id_array, check_frame, check_same_kind, id_column,
-                      numeric_column, time_column)
+from ._checks import (as_core_array, as_id_array, check_frame, check_same_kind, check_threshold,
+                      id_column, numeric_column, time_column)
 
 __all__ = ["Interactions", "Sequences"]
 
@@ -140,7 +140,7 @@ class Interactions:
     # -- construction ---------------------------------------------------
     @classmethod
     def from_frame(cls, frame, threshold=4, *, user_col="user_id", item_col="movie_id",
-                   rating_col="rating", seen="positives", time_col="timestamp"):
+                   rating_col="rating", seen="positives", time_col="timestamp", _name="frame"):
         """Index the positives of ``frame``.
 
         Parameters
@@ -182,29 +182,25 @@ class Interactions:
         and are never recommended; users and items that appear only in later
         frames (validation, test) are unknown in the same way.
         """
-        check_frame(frame, "frame", dict(user_col=user_col, item_col=item_col, rating_col=rating_col))
+        check_frame(frame, _name, dict(user_col=user_col, item_col=item_col, rating_col=rating_col))
         if seen not in ("positives", "rated"):
             raise ValueError(f"seen must be 'positives' or 'rated', got {seen!r}")
-        users, _ = id_column(frame, user_col, "frame")
-        items, _ = id_column(frame, item_col, "frame")
+        users, _ = id_column(frame, user_col, _name)
+        items, _ = id_column(frame, item_col, _name)
         if rating_col is None:
             pos = np.ones(len(frame), dtype=bool)
         else:
-            if isinstance(threshold, bool) or not isinstance(threshold, (numbers.Real, type(None))):
-                raise TypeError(f"threshold must be a number, got {type(threshold).__name__} "
-                                f"({threshold!r})")
-            if threshold is None or not np.isfinite(threshold):
-                raise ValueError(f"threshold must be a finite number, got {threshold!r}")
-            pos = numeric_column(frame, rating_col, "frame") >= threshold
+            check_threshold(threshold)
+            pos = numeric_column(frame, rating_col, _name) >= threshold
         if not pos.any():
-            raise ValueError(f"frame has no positive rows ({rating_col} >= {threshold})")
+            raise ValueError(f"{_name} has no positive rows ({rating_col} >= {threshold})")
         u_codes, user_ids = _factorize(users[pos])
         i_codes, item_ids = _factorize(items[pos])
         indptr, indices = _core.build_csr(u_codes, i_codes, len(user_ids), len(item_ids))
         n_dup = int(pos.sum()) - len(indices)
         positions = times = None
         if time_col is not None and time_col in frame.columns:
-            times = time_column(frame, time_col, "frame")
+            times = time_column(frame, time_col, _name)
             positions = _positions(u_codes, i_codes, times[pos], indptr)
         seen_csr = unindexed = seen_positions = None
         if seen == "rated":
@@ -226,20 +222,22 @@ class Interactions:
 
     @classmethod
     def from_dask(cls, ddf, threshold=4, *, user_col="user_id", item_col="movie_id",
-                  rating_col="rating", seen="positives", max_bytes=None, time_col="timestamp"):
+                  rating_col="rating", seen="positives", time_col="timestamp", max_bytes=None):
         """Index the positives of a ``dask.dataframe`` frame on the client.
 
         The positives are filtered on the cluster, measured there, and only
-        then gathered, so the model can be trained on one node.  Equal to
-        ``from_frame(ddf.compute(), ...)``.  Needs the ``dask`` extra.
+        then gathered, so the model can be trained on one node.  Equal
+        (``==``, positions included) to ``from_frame(ddf.compute(), ...)``.
+        Needs the ``dask`` extra.
 
         Parameters
         ----------
         ddf : dask.dataframe.DataFrame
         threshold, user_col, item_col, rating_col, seen, time_col :
             As in :meth:`from_frame` (``seen="rated"`` gathers every row of
-            these columns, not only the positives; the time column, when
-            ``ddf`` has it, comes along so each user's order is kept).
+            the three columns, not only the positives; the time column
+            comes along when ``ddf`` has it, so models that use each user's
+            order -- recency, transitions -- take the result).
         max_bytes : int, optional
             Most bytes the gathered rows may take on the client (pandas'
             deep memory usage).  Default: half the memory available now.
@@ -258,8 +256,8 @@ class Interactions:
         """
         from .dask import interactions_from_dask
         return interactions_from_dask(ddf, threshold, user_col=user_col, item_col=item_col,
-                                      rating_col=rating_col, seen=seen, max_bytes=max_bytes,
-                                      time_col=time_col)
+                                      rating_col=rating_col, seen=seen, time_col=time_col,
+                                      max_bytes=max_bytes)
 
     # -- shape ----------------------------------------------------------
     @property
@@ -468,20 +466,77 @@ class Interactions:
                    unindexed_user_ids=unindexed, positions=st.get("positions"), seen_rule=rule,
                    seen_positions=st.get("seen_positions") if rule == "rated" else None)
 
+    def _check_consistent(self):
+        """Raise ValueError unless the arrays describe what
+        :meth:`from_frame` builds: each CSR (positives, seen items) starts
+        at 0, never decreases, ends at its indices' length, and holds
+        sorted, distinct column indices in ``[0, n_items)``; the ids ascend
+        strictly (lookups search them), unindexed users are none of the
+        indexed ones; positions rank each user's positives 0..n-1.  For
+        arrays from a file: read elsewhere they could index out of range or
+        answer for the wrong user."""
+        for name, ids in (("user_ids", self.user_ids), ("item_ids", self.item_ids),
+                          ("unindexed_user_ids", self.unindexed_user_ids)):
+            if ids.ndim != 1:
+                raise ValueError(f"{name} must be one-dimensional, got shape {ids.shape}")
+            index = pd.Index(ids)
+            if len(ids) and not (index.is_unique and index.is_monotonic_increasing):
+                raise ValueError(f"{name} must be distinct and ascending")
+        if len(self.unindexed_user_ids) and \
+                pd.Index(self.user_ids).isin(self.unindexed_user_ids).any():
+            raise ValueError("unindexed_user_ids must not hold indexed users")
+        for name, indptr, indices in (("", self.indptr, self.indices),
+                                      ("seen_", self.seen_indptr, self.seen_indices)):
+            _check_csr(name, indptr, indices, self.n_items)
+        if self.positions is not None:
+            _check_ranks("positions", self.indptr, self.positions, "positives")
+        if self.seen_rule == "rated" and self.seen_positions is not None:
+            _check_ranks("seen_positions", self.seen_indptr, self.seen_positions, "rated items")
+        return self
+
     def __eq__(self, other):
+        """The same matrix, ids, seen items, unindexed users and order of
+        the positives (``positions``: Interactions with an order never equal
+        ones without, since models that use it refuse the latter).  Not
+        compared: ``n_duplicates``, a count of the input rows that changes no
+        result."""
         if not isinstance(other, Interactions):
             return NotImplemented
-        # The same matrix, ids and seen items; the order of the positives
-        # only counts when both know it (arrays built without a time column
-        # equal the frame's Interactions they came from).
         mine, theirs = self._state(), other._state()
-        for name in ("positions", "seen_positions"):
-            a, b = mine.pop(name, None), theirs.pop(name, None)
-            if a is not None and b is not None and not np.array_equal(a, b):
-                return False
-        return mine.keys() == theirs.keys() and all(np.array_equal(mine[k], theirs[k]) for k in mine)
+        return mine.keys() == theirs.keys() and all(
+            np.array_equal(mine[k], theirs[k]) and mine[k].dtype == theirs[k].dtype for k in mine)
 
     __hash__ = None
+
+
+def _check_csr(prefix, indptr, indices, n_cols):
+    if indptr.ndim != 1 or indices.ndim != 1:
+        raise ValueError(f"{prefix}indptr and {prefix}indices must be one-dimensional")
+    if len(indptr) == 0 or indptr[0] != 0 or indptr[-1] != len(indices) or (np.diff(indptr) < 0).any():
+        raise ValueError(f"{prefix}indptr must start at 0, never decrease and end at "
+                         f"len({prefix}indices) = {len(indices)}")
+    if len(indices) and (indices.min() < 0 or indices.max() >= n_cols):
+        raise ValueError(f"{prefix}indices must lie in [0, {n_cols}) (the number of item ids)")
+    # sorted and distinct within each row: every step inside a row rises
+    rising = np.diff(indices.astype(np.int64)) > 0
+    row_start = np.zeros(len(indices), dtype=bool)
+    row_start[indptr[:-1][np.diff(indptr) > 0]] = True
+    if not (rising | row_start[1:]).all():
+        raise ValueError(f"{prefix}indices must be sorted and distinct within each row")
+
+
+def _check_ranks(name, indptr, positions, what):
+    """``positions`` rank each CSR row's entries 0..n-1 (a permutation)."""
+    lens = np.diff(indptr)
+    row_start = np.repeat(indptr[:-1], lens)
+    p = positions.astype(np.int64)
+    if ((p < 0) | (p >= np.repeat(lens, lens))).any():
+        raise ValueError(f"{name} must lie in [0, number of the user's {what})")
+    # distinct within each row: a permutation of 0..n-1
+    hit = np.zeros(len(p), dtype=bool)
+    hit[row_start + p] = True
+    if not hit.all():
+        raise ValueError(f"{name} must rank each user's {what} 0, 1, ..., n-1")
 
 
 def _frozen(a):

@@ -18,7 +18,7 @@ METRIC_NAMES = ("recall", "ndcg", "mrr", "hitrate")
 
 def evaluate(model, test, k=10, *, coverage_users=None, catalog=None, threshold=4,
              item_popularity=None, user_col="user_id", item_col="movie_id",
-             rating_col="rating", per_user=False, unknown="empty"):
+             rating_col="rating", per_user=False, unknown="empty", _name="test"):
     """Evaluate top-``k`` recommendations against held-out interactions.
 
     For every user with at least one relevant test row (``rating >=
@@ -106,18 +106,17 @@ def evaluate(model, test, k=10, *, coverage_users=None, catalog=None, threshold=
     k = check_positive_int(k, "k")
     if unknown not in ("empty", "popular"):
         raise ValueError(f"unknown must be 'empty' or 'popular', got {unknown!r}")
-    check_frame(test, "test", dict(user_col=user_col, item_col=item_col, rating_col=rating_col))
+    check_frame(test, _name, dict(user_col=user_col, item_col=item_col, rating_col=rating_col))
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)
                                   or not np.isfinite(threshold)):
         raise ValueError(f"threshold must be a finite number or None, got {threshold!r}")
-    t_users, users_int = id_column(test, user_col, "test")
-    t_items, items_int = id_column(test, item_col, "test")
-    rel = np.ones(len(test), dtype=bool) if threshold is None or rating_col is None else \
-        numeric_column(test, rating_col, "test") >= threshold
+    t_users, users_int = id_column(test, user_col, _name)
+    t_items, items_int = id_column(test, item_col, _name)
+    rel = relevant_rows(test, threshold, rating_col, _name)
 
     model_users_int, model_items_int = _model_id_kinds(model)
-    check_same_kind(users_int, f"test[{user_col!r}]", model_users_int, "the model's user ids")
-    check_same_kind(items_int, f"test[{item_col!r}]", model_items_int, "the model's item ids")
+    check_same_kind(users_int, f"{_name}[{user_col!r}]", model_users_int, "the model's user ids")
+    check_same_kind(items_int, f"{_name}[{item_col!r}]", model_items_int, "the model's item ids")
 
     rel_frame = pd.DataFrame({"u": t_users[rel], "i": t_items[rel]}).drop_duplicates()
     eval_users = pd.unique(rel_frame["u"].to_numpy())
@@ -127,12 +126,12 @@ def evaluate(model, test, k=10, *, coverage_users=None, catalog=None, threshold=
         cov_users, cov_int = as_id_array(coverage_users, "coverage_users")
         if len(cov_users) == 0:
             raise ValueError("coverage_users is empty")
-        check_same_kind(cov_int, "coverage_users", users_int, f"test[{user_col!r}]")
+        check_same_kind(cov_int, "coverage_users", users_int, f"{_name}[{user_col!r}]")
         cov_users = pd.unique(cov_users)
     recs, lens = _top_k(model, eval_users, k, unknown)
     cov_recs, cov_lens = _top_k(model, cov_users, k, unknown)
     recs_int = _list_kind(recs, lens, cov_recs, cov_lens)
-    check_same_kind(recs_int, "the recommended items", items_int, f"test[{item_col!r}]")
+    check_same_kind(recs_int, "the recommended items", items_int, f"{_name}[{item_col!r}]")
 
     if catalog is None:
         if not hasattr(model, "data_"):
@@ -141,10 +140,10 @@ def evaluate(model, test, k=10, *, coverage_users=None, catalog=None, threshold=
     catalog_ids, catalog_int = as_id_array(catalog, "catalog")
     if len(catalog_ids) == 0:
         raise ValueError("catalog is empty")
-    check_same_kind(catalog_int, "catalog", items_int, f"test[{item_col!r}]")
+    check_same_kind(catalog_int, "catalog", items_int, f"{_name}[{item_col!r}]")
     catalog_ids = pd.unique(catalog_ids)
     pop_ids, pop_values, pop_int = _popularity_table(model, item_popularity)
-    check_same_kind(pop_int, "item_popularity", items_int, f"test[{item_col!r}]")
+    check_same_kind(pop_int, "item_popularity", items_int, f"{_name}[{item_col!r}]")
 
     # Map every id (relevant, recommended, catalogue, popularity) to one
     # int64 code space so the core compares integers whatever the id type.
@@ -157,7 +156,8 @@ def evaluate(model, test, k=10, *, coverage_users=None, catalog=None, threshold=
     np.cumsum(np.bincount(rel_frame["u_pos"], minlength=len(eval_users)), out=rel_indptr[1:])
     rel_items = np.ascontiguousarray(rel_frame["code"].to_numpy(), dtype=np.int64)
 
-    per, means, n_eval = _core.ranking_metrics(encode(recs), lens, rel_indptr, rel_items)
+    per, means, n_eval = _core.ranking_metrics(_width(encode(recs), k, rel_indptr), lens, rel_indptr,
+                                               rel_items)
     pop_codes = encode(pop_ids)
     order = np.argsort(pop_codes, kind="stable")
     coverage, avg_pop, _ = _core.coverage_popularity(
@@ -179,6 +179,14 @@ def evaluate(model, test, k=10, *, coverage_users=None, catalog=None, threshold=
     return report
 
 
+def relevant_rows(test, threshold, rating_col, name="test"):
+    """Which rows of ``test`` are relevant (bool array): ``rating >=
+    threshold``, every row when either is None."""
+    if threshold is None or rating_col is None:
+        return np.ones(len(test), dtype=bool)
+    return numeric_column(test, rating_col, name) >= threshold
+
+
 def _model_id_kinds(model):
     """(users are int, items are int) of a recmf model; users of a mapping
     from its keys; None where unknown."""
@@ -197,22 +205,48 @@ def _list_kind(recs, lens, cov_recs, cov_lens):
     return recs.dtype == np.int64
 
 
+def _width(recs, k, rel_indptr):
+    """``recs`` (encoded) with enough columns for the core's ranking metrics
+    at ``k``: NDCG's ideal list holds min(relevant, k) items, and the core
+    takes k from the width, so lists narrower than k are padded up to the
+    most relevant items any user has (never to a silly k: its size is
+    bounded by the data)."""
+    most = int(np.diff(rel_indptr).max(initial=0))
+    width = max(1, min(k, max(recs.shape[1], most)))
+    if width == recs.shape[1]:
+        return recs
+    out = np.zeros((recs.shape[0], width), dtype=recs.dtype)
+    out[:, :recs.shape[1]] = recs
+    return out
+
+
+def _as_list(items, what):
+    """One recommendation list of a mapping or callable model, as a list;
+    a string (whose characters would read as items) or a non-sequence is a
+    TypeError naming where it came from."""
+    if isinstance(items, (str, bytes)) or not hasattr(items, "__iter__"):
+        raise TypeError(f"{what} must be a list of item ids, got {type(items).__name__} {items!r:.60}")
+    return list(items)
+
+
 def _top_k(model, users, k, unknown="empty"):
     """(ids 2-D, lens int32) for users, from a model, mapping or callable.
-    Slots past lens[r] are padding (never read); lists hold distinct items."""
+    At most k columns (fewer when no list is that long); slots past
+    lens[r] are padding (never read); lists hold distinct items."""
     if hasattr(model, "_recommend_ids"):
         return model._recommend_ids(users, k, unknown)
     if isinstance(model, Mapping):
-        lists = [list(model.get(u, []))[:k] for u in users]
+        lists = [_as_list(model.get(u, []), f"model[{_plain(u)!r}]")[:k] for u in users]
     elif callable(model):
-        lists = [list(model(u, k))[:k] for u in users]
+        lists = [_as_list(model(u, k), f"model({_plain(u)!r}, {k}), the list it returned,")[:k]
+                 for u in users]
     else:
         raise TypeError("model must be a fitted recmf model, a mapping user -> items, "
                         f"or a callable (user, k) -> items; got {type(model).__name__}")
     lens = np.array([len(x) for x in lists], dtype=np.int32)
     flat = [x for row in lists for x in row]
     ids = as_id_array(flat, "recommended items")[0] if flat else np.zeros(0, dtype=np.int64)
-    out = np.zeros((len(users), k), dtype=ids.dtype)
+    out = np.zeros((len(users), max(1, int(lens.max(initial=0)))), dtype=ids.dtype)
     pos = 0
     for r, n in enumerate(lens):
         row = ids[pos:pos + n]

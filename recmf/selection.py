@@ -14,6 +14,7 @@ from ._checks import check_frame
 from .data import Interactions
 from .metrics import METRIC_NAMES, evaluate
 from .models import _training as T
+from .models.base import _same_value as _same
 
 __all__ = ["select"]
 
@@ -41,6 +42,17 @@ def _grid_points(grid, name):
     return points
 
 
+def _check_grid_names(cls, points):
+    """Every name a grid sets must be a parameter of the class: refused
+    here, before any candidate is fitted."""
+    names = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    for params in points:
+        for key in params:
+            if key not in names:
+                raise TypeError(f"the grid of {cls.__name__} sets {key!r}, which is not a parameter of "
+                                f"{cls.__name__} (its parameters: {sorted(names)})")
+
+
 def _expand(candidates, grid):
     """Candidates -> list of (label, class or None, params, unfitted model or None)."""
     single = inspect.isclass(candidates) or (isinstance(candidates, tuple) and len(candidates) == 2
@@ -56,7 +68,12 @@ def _expand(candidates, grid):
         if inspect.isclass(cls):
             g = grid if (grid is not None and single) else g
             g = getattr(cls, "default_grid", {}) if g is None else g
-            for params in _grid_points(g, cls.__name__):
+            points = _grid_points(g, cls.__name__)
+            if not points:
+                raise ValueError(f"the grid of {cls.__name__} is empty: it gives no candidate to try "
+                                 "(a grid is a dict {param: [values]} or a non-empty list of them)")
+            _check_grid_names(cls, points)
+            for params in points:
                 out.append((cls.__name__, cls, params, None))
         elif hasattr(cls, "fit") and hasattr(cls, "get_params"):
             out.append((type(cls).__name__, None, _non_default_params(cls), cls))
@@ -64,6 +81,52 @@ def _expand(candidates, grid):
             raise TypeError("candidates must be a model class, a (class, grid) pair, a model, or a "
                             f"list of these; got {type(cls).__name__}")
     return out
+
+
+def _build(plan):
+    """The plan's models, built and checked as fit checks them, before any
+    candidate is fitted: a bad value in a grid fails now, naming the
+    candidate, not after the others have trained."""
+    models = []
+    for label, cls, params, model in plan:
+        try:
+            if model is None:
+                model = cls(**params)
+            model._check_params()
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"candidate {label}({', '.join(f'{k}={v!r}' for k, v in params.items())}): "
+                          f"{e}") from None
+        models.append(model)
+    return models
+
+
+def _adopt_fit(target, source):
+    """``target`` (a model instance given to select) takes the fitted
+    state of ``source``, which differs from it only in scoring parameters:
+    it is fitted in place, as documented, sharing the read-only arrays."""
+    own = set(target._param_names())
+    for name, value in vars(source).items():
+        if name not in own:
+            setattr(target, name, value)
+    return target
+
+
+def _why_no_metric(data, val, metric, evaluate_kwargs):
+    """Why no candidate got a finite metric on val: what evaluate needs is
+    a val user with a relevant row and a non-empty list."""
+    from ._checks import id_column
+    from .metrics import relevant_rows
+    get = lambda c: evaluate_kwargs.get(c, _EVALUATE_PARAMS[c].default)  # noqa: E731
+    ucol, rcol, threshold = get("user_col"), get("rating_col"), get("threshold")
+    rel = relevant_rows(val, threshold, rcol, "val")
+    if not rel.any():
+        return f"no row of val is relevant ({rcol} >= {threshold})"
+    users = id_column(val, ucol, "val")[0][rel]
+    if not (data._user_codes(users) >= 0).any():
+        return (f"none of the {len(pd.unique(users))} users of val with a relevant row is in data "
+                "(pass unknown='popular' to evaluate them on the most popular items)")
+    return ("every user of val with a relevant row got an empty list (they have seen every item "
+            "the models know)")
 
 
 def _non_default_params(model):
@@ -93,7 +156,12 @@ def select(candidates, data, val, metric="recall@10", *, grid=None, threshold=4,
         A class is tried over its grid: ``grid=`` when given (for a single
         class), else the class's ``default_grid``; a grid is a dict
         ``{param: [values]}`` (every combination is tried) or a list of such
-        dicts.  A model instance is fitted (in place) as it is configured.
+        dicts.  A model instance is fitted (in place) as it is configured:
+        when it differs from the candidate before it only in
+        ``scoring_params`` it takes that candidate's fit (sharing its
+        read-only arrays) instead of fitting again, and is fitted all the
+        same.  Every candidate is built and its parameters checked before
+        the first fit.
     data : Interactions or DataFrame
         The training data; a frame is indexed once (``threshold``) and
         shared by every candidate.
@@ -119,7 +187,8 @@ def select(candidates, data, val, metric="recall@10", *, grid=None, threshold=4,
     -------
     best : fitted model
         The candidate with the highest ``metric`` on ``val`` (the first one
-        on a tie, in candidate order).
+        on a tie, in candidate order): for a model instance, that instance
+        itself.
     table : DataFrame
         One row per candidate in the order tried: ``model`` (class name),
         its grid's hyperparameters, or for a model instance those that
@@ -143,31 +212,32 @@ def select(candidates, data, val, metric="recall@10", *, grid=None, threshold=4,
     _check_evaluate_kwargs(evaluate_kwargs, metric)
     check_frame(val, "val", {c: evaluate_kwargs.get(c, _EVALUATE_PARAMS[c].default)
                              for c in ("user_col", "item_col", "rating_col")})
+    plan = _expand(candidates, grid)
+    models = _build(plan)
     if isinstance(data, pd.DataFrame):
         cols = {c: evaluate_kwargs[c] for c in ("user_col", "item_col", "rating_col")
                 if c in evaluate_kwargs}
-        data = Interactions.from_frame(data, threshold=threshold, **cols)
+        data = Interactions.from_frame(data, threshold=threshold, _name="data", **cols)
     elif not isinstance(data, Interactions):
         raise TypeError(f"data must be a recmf.Interactions or a DataFrame, got {type(data).__name__}")
-    plan = _expand(candidates, grid)
     evaluate_kwargs.setdefault("threshold", threshold)
 
     bar = T.progress(len(plan), "select", progress, unit="model")
     rows, best, best_value, last = [], None, -np.inf, None
     try:
-        for label, cls, params, model in plan:
-            model = model if model is not None else cls(**params)
+        for (label, cls, params, given), model in zip(plan, models):
             shared = _shares_fit(last, model)
             t0 = time.perf_counter()
             if shared is not None:
-                model = shared
+                # an instance given to select is fitted in place, as documented
+                model = _adopt_fit(given, shared) if given is not None else shared
             else:
                 last = None  # at most two fitted models alive: the best and this one
                 fit_kwargs = {"val": val} if fit_val and "val" in inspect.signature(model.fit).parameters \
                     else {}
                 model.fit(data, **fit_kwargs)
             seconds = 0.0 if shared is not None else time.perf_counter() - t0
-            report = evaluate(model, val, k=k, **evaluate_kwargs)
+            report = evaluate(model, val, k=k, _name="val", **evaluate_kwargs)
             if metric not in report:
                 raise ValueError(f"metric {metric!r} is not in evaluate's report {sorted(report)}")
             value = report[metric]
@@ -182,7 +252,8 @@ def select(candidates, data, val, metric="recall@10", *, grid=None, threshold=4,
         if bar is not None:
             bar.close()
     if best is None:
-        raise ValueError(f"no candidate gave a finite {metric} on val (does val share users with data?)")
+        raise ValueError(f"no candidate gave a finite {metric} on val: "
+                         f"{_why_no_metric(data, val, metric, evaluate_kwargs)}")
     table = pd.DataFrame(rows)
     values = table[metric].to_numpy(dtype=float)
     table["best"] = np.arange(len(table)) == int(np.flatnonzero(values == np.nanmax(values))[0])
@@ -196,7 +267,7 @@ def _check_evaluate_kwargs(evaluate_kwargs, metric):
         raise ValueError(f"k={evaluate_kwargs['k']!r} conflicts with metric={metric!r}, which already "
                          "sets k (the number after '@'): drop k=")
     taken = {"model", "test", "k", "threshold"}   # select passes these itself
-    allowed = [p for p in _EVALUATE_PARAMS if p not in taken]
+    allowed = [p for p in _EVALUATE_PARAMS if p not in taken and not p.startswith("_")]
     unknown = [name for name in evaluate_kwargs if name not in allowed]
     if unknown:
         raise TypeError(f"select() got an unexpected keyword argument {unknown[0]!r} (besides its own, "
@@ -217,9 +288,3 @@ def _shares_fit(last, model):
         setattr(shared, p, b[p])
     return shared
 
-
-def _same(x, y):
-    try:
-        return bool(x == y) or (x is None and y is None)
-    except (TypeError, ValueError):
-        return x is y

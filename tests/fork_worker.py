@@ -149,7 +149,7 @@ def scenario_joblib():
 def scenario_fork_while_threads_train(n_forks=6):
     # Python threads train (each with its own OpenMP team) while the main
     # thread forks, several times at different moments.  Without the fork
-    # waiting for the calls in flight (csrc/threads.c), a child inherited
+    # waiting for the calls in flight (csrc/runtime/threads.c), a child inherited
     # OpenBLAS's server_lock held by a thread it does not have and hung
     # in about one fork in five.
     want = everything()

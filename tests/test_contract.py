@@ -246,7 +246,8 @@ def test_bad_arguments_are_rejected(kind, fitted, small):
         fitted.score(users[:2], fitted.data_.item_ids[:3])
     with pytest.raises(KeyError, match="unknown item id"):
         fitted.score(users[:1], [-12345])
-    with pytest.raises(ValueError, match="frame has no positive rows"):
+    # the argument is data=: errors about it name it (not "frame")
+    with pytest.raises(ValueError, match=r"^data has no positive rows \(rating >= 4\)"):
         make(kind).fit(small["train"].assign(rating=1))
 
 
@@ -275,13 +276,13 @@ def test_degenerate_data(kind, case):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_empty_data_is_rejected(kind):
-    with pytest.raises(ValueError, match="frame is empty"):
+    with pytest.raises(ValueError, match="^data is empty"):
         make(kind).fit(_frame([], []).astype({"user_id": np.int64, "movie_id": np.int64}))
 
 
 def test_core_model_table_follows_the_registry():
-    # Every model scored by the core has a row in module.c's table under
-    # its exact kind; other names are refused by name.
+    # Every model scored by the core has a row in the core's model table
+    # (csrc/models/registry.c) under its exact kind; other names are refused by name.
     from recmf import _core
     shape = (3, 4, 2, 5)
     for kind, cls in MODELS.items():

@@ -159,6 +159,37 @@ def test_interactions_from_dask_equals_from_frame(client, ml100k, seen):
     assert got.n_duplicates == want.n_duplicates
 
 
+def test_from_dask_keeps_each_users_time_order():
+    """Field case 11 (the distributed path keeps what the local path keeps):
+    from_dask carries the time order of from_frame of the same rows -- ties
+    in input order across partitions, repeated pairs at their latest time --
+    so the models that use it agree, on both seen rules; without a time
+    column neither has one, and `==` tells an order from none."""
+    rng = np.random.default_rng(0)
+    n = 1500
+    df = pd.DataFrame({"user_id": rng.integers(0, 50, n), "movie_id": rng.integers(0, 60, n),
+                       "rating": rng.integers(3, 6, n), "timestamp": rng.integers(0, 40, n)})
+    with dask.config.set(scheduler="synchronous"):
+        ddf = dd.from_pandas(df, npartitions=3, sort=False)
+        for seen in ("positives", "rated"):
+            local = recmf.Interactions.from_frame(ddf.compute(), seen=seen)
+            dist = recmf.Interactions.from_dask(ddf, seen=seen)
+            assert dist.positions is not None and dist == local
+            np.testing.assert_array_equal(dist.positions, local.positions)
+        for make in (recmf.ItemTransition, lambda: recmf.EASE(l2=10.0, half_life=2.0, n_threads=1)):
+            np.testing.assert_array_equal(make().fit(dist).recommend(local.user_ids, k=3),
+                                          make().fit(local).recommend(local.user_ids, k=3))
+        bare = recmf.Interactions.from_dask(ddf.drop(columns="timestamp"))
+        assert bare.positions is None and bare == recmf.Interactions.from_frame(df, time_col=None)
+        assert bare != local and local != bare
+        renamed = recmf.Interactions.from_dask(ddf.rename(columns={"timestamp": "t"}), time_col="t")
+        assert renamed == recmf.Interactions.from_frame(df)
+        with pytest.raises(TypeError, match=r"^threshold must be a number, got bool"):
+            recmf.Interactions.from_dask(ddf, threshold=True)
+        with pytest.raises(TypeError, match=r"^threshold must be a number, got bool"):
+            recmf.Interactions.from_frame(df, threshold=True)
+
+
 def test_from_dask_too_big_says_how_big(client, ml100k):
     train = ml100k["train"]
     n_pos = int((train["rating"] >= 4).sum())
@@ -204,6 +235,29 @@ def test_recommend_from_a_dask_series_with_popular_fallback(client, ml100k, bpr)
     want = _local(bpr).recommend_frame(users.compute().to_numpy(), k=5, unknown="popular",
                                        item_col="item")
     pd.testing.assert_frame_equal(got.reset_index(drop=True), want)
+
+
+def test_recommend_with_history_equals_recommend_frame(client, ml100k, bpr):
+    """The distributed recommend folds in a history= as the local one does
+    (the frame goes to each worker once)."""
+    val = ml100k["val"]
+    users = np.concatenate([val["user_id"].unique()[:40], [10 ** 9]])
+    history = pd.concat([val, val.assign(user_id=10 ** 9)])
+    got = rd.recommend(bpr, users, k=10, history=history, npartitions=3).compute()
+    want = _local(bpr).recommend_frame(users, k=10, history=history)
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), want)
+    assert not want.equals(_local(bpr).recommend_frame(users, k=10))   # the history mattered
+    with pytest.raises(ValueError, match=r"^history is missing column"):
+        rd.recommend(bpr, users, k=10, history=history.drop(columns="rating"))
+    with pytest.raises(NotImplementedError, match="history="):
+        rd.recommend(recmf.Popularity().fit(ml100k["train"]), users, history=history)
+
+
+def test_popularity_names_the_item_column_as_locally(client, ml100k):
+    train = ml100k["train"].rename(columns={"movie_id": "item"})
+    got = rd.popularity(dd.from_pandas(train, npartitions=2), item_col="item")
+    want = recmf.Popularity(item_col="item").fit(train).popular_items(10 ** 6)
+    pd.testing.assert_series_equal(got, want)
 
 
 def test_model_goes_to_each_worker_once(client, ml100k):
@@ -313,6 +367,28 @@ def test_evaluate_options(client, ml100k, bpr):
         k = kwargs.pop("k", 10)
         _same_report(rd.evaluate(bpr, test_ddf, k=k, **kwargs),
                      recmf.evaluate(_local(bpr), test, k=k, **kwargs))
+
+
+def test_evaluate_per_user_equals_single_machine(client, ml100k, bpr):
+    """per_user=True gives recmf.evaluate's per-user frame exactly, in its
+    order (users by their first relevant row), after the shuffle."""
+    test = ml100k["test"].sample(frac=1, random_state=1)
+    report, per = rd.evaluate(bpr, dd.from_pandas(test, npartitions=4, sort=False), k=10, per_user=True)
+    want_report, want = recmf.evaluate(_local(bpr), test, k=10, per_user=True)
+    _same_report(report, want_report)
+    pd.testing.assert_frame_equal(per, want)
+    ddf = dd.from_pandas(ml100k["test"], npartitions=3)
+    report, per = rd.evaluate(bpr, ddf, k=5, per_user=True, threshold=None)
+    pd.testing.assert_frame_equal(per, recmf.evaluate(_local(bpr), ddf.compute(), k=5, per_user=True,
+                                                      threshold=None)[1])
+
+
+def test_evaluate_errors_name_test_ddf(client, ml100k, bpr):
+    """Errors raised from the partitions name the argument, test_ddf (the
+    partitions go through recmf.evaluate, whose own argument is test)."""
+    test = ml100k["test"].assign(rating=np.where(np.arange(len(ml100k["test"])) == 0, np.nan, 5.0))
+    with pytest.raises(ValueError, match=r"^test_ddf\['rating'\] has a missing or infinite value"):
+        rd.evaluate(bpr, dd.from_pandas(test, npartitions=2), k=10)
 
 
 def test_evaluate_mapping_model(client, ml100k):

@@ -1281,10 +1281,12 @@ def test_interactions_from_arrays_of_any_layout():
     for name, odd in LAYOUTS.items():
         if name in ("Int64", "category", "pyarrow"):
             continue
-        arrays = [odd(np.asarray(a)) for a in (plain.indptr, plain.indices, plain.user_ids, plain.item_ids)]
+        arrays = [odd(np.asarray(a)) for a in (plain.indptr, plain.indices, plain.user_ids, plain.item_ids,
+                                               plain.positions)]
         writable = [a.flags.writeable for a in arrays]
-        data = recmf.Interactions(*arrays)
+        data = recmf.Interactions(*arrays[:4], positions=arrays[4])
         assert data == plain, name
+        assert recmf.Interactions(*arrays[:4]) != plain      # the same matrix without the order
         np.testing.assert_array_equal(data.popularity(), plain.popularity())
         np.testing.assert_array_equal(recmf.Popularity().fit(data).recommend(plain.user_ids, k=5),
                                       recmf.Popularity().fit(plain).recommend(plain.user_ids, k=5))

@@ -3,7 +3,7 @@
 recmf's fit/recommend/score run with FTZ/DAZ (x86) or FZ (AArch64) on the
 calling thread, on every OpenMP team thread and in OpenBLAS's jobs, and
 give every thread its own mode back on return (csrc/fpstate.c).  The test
-hooks in ``_core`` (module.c, "Test only"): ``_fp_probe`` does what a fit
+hooks in ``_core`` (csrc/py/runtime.c): ``_fp_probe`` does what a fit
 does and reports the mode of each team thread and of the calling thread,
 plus a threaded sgemm whose every product is subnormal (a job that
 computes flushed writes exact zeros); ``_fp_probe_plain`` runs a plain

@@ -1,4 +1,4 @@
-"""The team-size pacer of the training loops (csrc/threads.c, issue 8 part 3).
+"""The team-size pacer of the training loops (csrc/runtime/threads.c, issue 8 part 3).
 
 When another program keeps a core busy, a batch can run faster on one
 thread than on the full team.  NeuralMF and BPRMF measure batch by batch and
@@ -85,7 +85,7 @@ def test_trace_rejects_mismatched_costs():
 def data():
     # Large enough that a batch of 4096 pairs has ~1,000 distinct users and
     # items: where OpenBLAS's one- and two-thread drivers round a sum over
-    # them differently (before the fixed parts of ncf.c's weight_grads,
+    # them differently (before the fixed parts of models/neuralmf.c's weight_grads,
     # n_threads 1 and 2 gave different NeuralMF weights on this data).
     ratings, _, _ = recmf.datasets.synthetic_ratings(n_users=1500, n_items=1000, seed=5)
     train, _, _ = recmf.temporal_split(ratings)

@@ -31,7 +31,7 @@ def test_openblas_is_visible_to_threadpoolctl():
 
 
 def test_threaded_blas_runs_on_openmp_threads_and_agrees_with_numpy():
-    # recmf hands OpenBLAS's per-thread jobs to OpenMP (csrc/blas.c) so the
+    # recmf hands OpenBLAS's per-thread jobs to OpenMP (csrc/runtime/blas.c) so the
     # two never compete for the cores; a job lost or run twice would show
     # here as wrong scores.  The product is large enough for OpenBLAS to
     # split it over both threads.

@@ -52,7 +52,7 @@ filter_stub() { # filter_stub STUB CSRC_DIR -> names of the functions stubbed
 import glob, os, re, sys
 stub, csrc = sys.argv[1], sys.argv[2]
 defined = set()
-for f in glob.glob(os.path.join(csrc, "*.c")):
+for f in glob.glob(os.path.join(csrc, "**", "*.c"), recursive=True):
     defined |= set(re.findall(r"^rmf_status\s+(rmf_\w+)\s*\(", open(f).read(), re.M))
 keep, missing = [], []
 for line in open(stub).read().splitlines():

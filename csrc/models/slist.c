@@ -30,7 +30,7 @@
  * alpha < 1 (the authors add one only at alpha = 1, pure SLIS): an item
  * the user holds may score high for itself, and recommendation removes it
  * with the seen items. */
-#include "internal.h"
+#include "runtime/runtime.h"
 #include "runtime/spd.h"
 
 #include <math.h>

@@ -6,7 +6,7 @@
  * 'L' routines read.  For the solve, a row-major B read column-major is
  * B^T, and (A^-1 B)^T = B^T A^-1 = B^T L^-T L^-1 (A = L L^T symmetric):
  * two right-side triangular solves on the buffer as it lies. */
-#include "internal.h"
+#include "runtime/runtime.h"
 #include "runtime/spd.h"
 
 rmf_status rmf_spd_factor(int32_t n, float *A, float l2, int nt, const char *what, rmf_error *err)

@@ -65,10 +65,14 @@ class FactorModel:
         Returns
         -------
         (user_ids, factors) : the history's users with at least one known
-            positive (ascending id) and their (n, factors) float32 factors.
+            positive (ascending id) and their (n, factors) float32 factors
+            (none when no user has one: all ratings below the threshold, or
+            only items the model does not know).
         """
         self._check_fitted()
-        hist = self._history_interactions(history)
+        hist, listed = self._history_interactions(history)
+        if hist is None:
+            return listed[:0], np.zeros((0, self._item_factors().shape[1]), dtype=np.float32)
         return hist.user_ids, self._fold_in_factors(hist)
 
     def _fold_in_factors(self, hist):

@@ -78,6 +78,10 @@ class ItemItemModel(Recommender):
                                     seen, uidx if exclude_seen else None, k, self.n_threads)
 
     def _recommend_history(self, hist, rows, k, exclude_seen):
+        order = hist.positions if self.inputs == "positives" else hist.seen_positions
+        if self.half_life is not None and order is None:
+            raise ValueError(f"half_life={self.half_life} weighs each history by recency, so history= "
+                             f"needs the time column {self.time_col!r} (or use half_life=None)")
         indptr, indices = self._inputs(hist)
         csr = (indptr, indices, hist.n_items)
         return _core.ease_recommend(self.B_, csr, self._weights(hist), rows,

@@ -55,7 +55,7 @@ def validation_metrics(model, val, k, columns):
     rep = evaluate(model, val, k=k, coverage_users=val[columns["user_col"]].iloc[:1],
                    catalog=model.data_.item_ids, user_col=columns["user_col"],
                    item_col=columns["item_col"], rating_col=columns["rating_col"],
-                   threshold=model.threshold)
+                   threshold=model.threshold, _name="val")
     return {f"val_{name}": rep[f"{name}@{k}"] for name in ("recall", "ndcg", "mrr", "hitrate")}
 
 

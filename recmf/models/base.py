@@ -26,6 +26,8 @@ items (``similar_items``); class attributes ``default_grid`` and
 """
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 import numbers
 
@@ -33,7 +35,8 @@ import numpy as np
 import pandas as pd
 
 from .. import _core, persist
-from .._checks import as_core_array, as_id_array, check_k, check_positive_int, check_threads
+from .._checks import (as_core_array, as_id_array, check_frame, check_k, check_positive_int,
+                       check_same_kind, check_threads, id_column, numeric_column, time_column)
 from .._registry import register
 from ..data import Interactions
 from ._training import EpochLoop, named_sampling_error
@@ -95,29 +98,13 @@ def recency_weights(data, half_life, inputs="positives"):
     return np.exp(data.ages(inputs) * (-math.log(2.0) / half_life)).astype(np.float32)
 
 
-def _known_rows(indptr, indices, positions, n_rows, item_codes, rows_kept=None):
-    """A CSR over another item numbering cut to the items ``item_codes``
-    maps (>= 0), with positions re-ranked within each row.  Rows: those
-    with a kept entry, or ``rows_kept`` (a mask) when given.  Returns
-    ``(indptr, indices, positions or None, rows_kept)``."""
-    imap = item_codes[indices]
-    keep = imap >= 0
-    rows = np.repeat(np.arange(n_rows), np.diff(indptr))[keep]
-    counts = np.bincount(rows, minlength=n_rows)
-    has = counts > 0 if rows_kept is None else rows_kept
-    # Both item numberings ascend with the ids, so rows stay sorted.
-    new_row = np.cumsum(has) - 1
-    out_ptr = np.zeros(int(has.sum()) + 1, dtype=np.int64)
-    np.cumsum(counts[has], out=out_ptr[1:])
-    sel = has[rows]
-    rows, imap = rows[sel], imap[keep][sel]
-    out_pos = None
-    if positions is not None:
-        r, p = new_row[rows], positions[keep][sel]
-        order = np.lexsort((p, r))
-        out_pos = np.empty(len(order), dtype=np.int32)
-        out_pos[order] = np.arange(len(order)) - out_ptr[r[order]]
-    return out_ptr, imap, out_pos, has
+def _same_value(x, y):
+    """Whether two hyperparameter values are the same (``==`` where it gives
+    one truth value, identity otherwise)."""
+    try:
+        return bool(x == y) or (x is None and y is None)
+    except (TypeError, ValueError):
+        return x is y
 
 
 def _onnx_exporters():
@@ -128,6 +115,44 @@ def _onnx_exporters():
 
 class NotFittedError(RuntimeError):
     """The model has not been fitted (or loaded) yet."""
+
+
+#: hyperparameters that may change after fit without making the fitted state
+#: stale (besides each class's ``scoring_params``): how, not what, it computes
+_RUNTIME_PARAMS = ("n_threads", "verbose")
+
+#: a new number for every fitted state (fit, load): what caches of a model's
+#: scores are keyed by (recmf.models.blend), so a refit never hits them
+_FIT_TOKENS = itertools.count(1)
+
+
+def _all_or_nothing(fit):
+    """Wrap a model's ``fit``: the model ends as what this fit made, or, if
+    the fit raises (a bad input found late, MemoryError, Ctrl-C in a solver,
+    an exception from a callback), exactly as it was before the call --
+    never new data with old weights, or a new history with old weights.
+    On success the fitted state gets a new token, its hyperparameters are
+    recorded and its learned arrays become read-only (:meth:`Recommender.
+    _mark_fitted`)."""
+    @functools.wraps(fit)
+    def wrapper(self, *args, **kwargs):
+        if self.__dict__.get("_fitting"):      # a fit calling another fit of the same model
+            return fit(self, *args, **kwargs)
+        before = dict(self.__dict__)
+        self.__dict__["_fitting"] = True
+        try:
+            out = fit(self, *args, **kwargs)
+        except BaseException:
+            # Fits assign new arrays and never write into the ones they
+            # replace, so restoring the attributes restores the model.
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+        del self.__dict__["_fitting"]
+        self._mark_fitted()
+        return out
+    wrapper._all_or_nothing = True
+    return wrapper
 
 
 class Recommender:
@@ -143,6 +168,9 @@ class Recommender:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        fit = cls.__dict__.get("fit")
+        if fit is not None and not getattr(fit, "_all_or_nothing", False):
+            cls.fit = _all_or_nothing(fit)
         if cls.__dict__.get("kind") is not None:
             register(cls)
     #: hyperparameter grid recmf.select tries by default: {name: [values]}
@@ -186,6 +214,8 @@ class Recommender:
         self.data_ = self._as_interactions(data, getattr(self, "threshold", 4), self._columns())
         return self._fit(self.data_, val, callback)
 
+    fit = _all_or_nothing(fit)
+
     def _frame_options(self):
         """Extra ``Interactions.from_frame`` options for a frame given to
         ``fit``: a model that reads every rated item (``inputs="rated"``)
@@ -212,13 +242,42 @@ class Recommender:
         if isinstance(data, Interactions):
             return data
         if isinstance(data, pd.DataFrame):
-            return Interactions.from_frame(data, threshold=threshold, **columns, **self._frame_options())
+            return Interactions.from_frame(data, threshold=threshold, _name="data", **columns,
+                                           **self._frame_options())
         raise TypeError(f"data must be a recmf.Interactions or a pandas DataFrame, "
                         f"got {type(data).__name__}")
 
     def _check_fitted(self):
+        """Raise unless the model is fitted and its hyperparameters are still
+        those its fitted state was made with (a changed ``emb_dim`` would
+        describe weights of another shape; scoring parameters, ``n_threads``
+        and ``verbose`` may change)."""
         if self.data_ is None:
             raise NotFittedError(f"this {type(self).__name__} is not fitted: call fit() first")
+        fitted = self.__dict__.get("_fit_params")
+        if fitted is None or self.__dict__.get("_fitting"):
+            return
+        free = set(type(self).scoring_params) | set(_RUNTIME_PARAMS)
+        for name, now in self.get_params().items():
+            if name in fitted and name not in free and not _same_value(fitted[name], now):
+                raise ValueError(
+                    f"{name} of this {type(self).__name__} was changed after fit ({fitted[name]!r} "
+                    f"then, {now!r} now): its learned state describes {name}={fitted[name]!r}; "
+                    f"set it back, or call fit() again")
+
+    def _mark_fitted(self):
+        """Record a new fitted state (after fit or load): a new token for
+        caches, the hyperparameters it was made with, and its learned
+        arrays read-only, so that no copy sharing them (``with_params``,
+        :func:`recmf.select`) and no cache of its scores can go stale."""
+        self._fit_token = next(_FIT_TOKENS)
+        self._fit_params = dict(self.get_params())
+        self._freeze_learned()
+
+    def _freeze_learned(self):
+        for name, value in vars(self).items():
+            if name.endswith("_") and isinstance(value, np.ndarray):
+                value.flags.writeable = False
 
     # -- recommendation ---------------------------------------------------
     def recommend(self, user_ids, k=10, exclude_seen=True, unknown="empty", return_scores=False,
@@ -251,13 +310,17 @@ class Recommender:
             may be negative) needs an explicit integer ``pad``, and a ``pad``
             equal to an item id raises.
         history : DataFrame, optional
-            Fold-in: the users of ``user_ids`` that appear here are scored
-            from these interactions instead of their training ones, without
-            refitting; they may be new users.  Same columns, threshold and
-            time column as the training frame; items the model does not know
-            are ignored; ``exclude_seen`` then drops the history's positives.
-            A user whose history holds no known positive counts as unknown.
-            Models that cannot fold in raise ``NotImplementedError``.
+            Fold-in: the users of ``user_ids`` that appear here (in any row,
+            whatever its rating) are scored from these interactions instead
+            of their training ones, without refitting; they may be new
+            users.  Same columns, threshold and time column as the training
+            frame; items the model does not know are ignored;
+            ``exclude_seen`` then drops the history's positives.  A user
+            whose history holds no known positive (only unknown items, or
+            only ratings below the threshold) counts as unknown, as
+            ``unknown`` says -- never as its training self.  An empty frame
+            (with the columns) folds in nobody.  Models that cannot fold in
+            raise ``NotImplementedError``.
 
         Returns
         -------
@@ -329,20 +392,26 @@ class Recommender:
         k = check_k(k, self.data_.n_items)
         if unknown not in ("empty", "popular"):
             raise ValueError(f"unknown must be 'empty' or 'popular', got {unknown!r}")
-        uidx = self.data_._user_codes(user_ids)
+        ids = as_id_array(user_ids, "user_ids")[0]
+        uidx = self.data_._user_codes(ids)
         n = len(uidx)
         items = np.full((n, k), -1, dtype=np.int32)
         scores = np.full((n, k), -np.inf, dtype=np.float32)
         lens = np.zeros(n, dtype=np.int32)
-        folded = np.zeros(n, dtype=bool)
+        folded = replaced = np.zeros(n, dtype=bool)
         if history is not None:
-            hist = self._history_interactions(history)
-            hrow = hist._user_codes(user_ids)
-            folded = hrow >= 0
-            if folded.any():
-                it, sc, ln = self._recommend_history(hist, hrow[folded], k, exclude_seen)
-                items[folded], scores[folded], lens[folded] = it, sc, ln
-        known = (uidx >= 0) & ~folded
+            self._check_fold_in()
+            hist, listed = self._history_interactions(history)
+            # Users listed in history= are scored from it and only from it:
+            # those with no positive the model knows count as unknown.
+            replaced = pd.Index(listed).get_indexer(ids) >= 0 if len(listed) else replaced
+            if hist is not None:
+                hrow = hist._user_codes(ids)
+                folded = hrow >= 0
+                if folded.any():
+                    it, sc, ln = self._recommend_history(hist, hrow[folded], k, exclude_seen)
+                    items[folded], scores[folded], lens[folded] = it, sc, ln
+        known = (uidx >= 0) & ~replaced
         if known.any():
             it, sc, ln = self._recommend_index(uidx[known], k, exclude_seen)
             items[known], scores[known], lens[known] = it, sc, ln
@@ -351,7 +420,8 @@ class Recommender:
             # The most popular items, minus those the user rated when the data
             # remembers them (users without positives, seen="rated").
             from .. import _core
-            rows = self.data_.seen_row(user_ids)[missing] if exclude_seen else \
+            # (a user replaced by history= has no known positive to drop)
+            rows = np.where(replaced, -1, self.data_.seen_row(ids))[missing] if exclude_seen else \
                 np.full(int(missing.sum()), -1, dtype=np.int32)
             seen = self.data_.seen_csr(unindexed=True) if exclude_seen else None
             it, ln = _core.topk_ranked(self._popular_order(), seen, rows, k)
@@ -365,43 +435,73 @@ class Recommender:
         return ids, lens, scores
 
     def _recommend_ids(self, user_ids, k, unknown="empty"):
-        """(ids, lens) for evaluate(); k may exceed the catalogue there."""
+        """(ids, lens) for evaluate(); k may exceed the catalogue there: the
+        lists are then min(k, n_items) wide (never k wide: a silly k must
+        not size memory)."""
         self._check_fitted()
         ids, lens, _ = self._recommend_all(user_ids, min(k, self.data_.n_items), True, unknown)
-        if ids.shape[1] < k:
-            pad = np.full((ids.shape[0], k - ids.shape[1]), -1, dtype=ids.dtype)
-            ids = np.hstack([ids, pad])
         return ids, lens
 
     # -- fold-in and neighbours ------------------------------------------
     def _history_interactions(self, history):
-        """``history`` (a frame) as Interactions over this model's items:
-        rows are the history's users that hold at least one positive the
-        model knows, columns the model's item indices, positions re-ranked
-        over the known positives."""
+        """``(hist, listed)`` of a ``history=`` frame: ``listed`` holds every
+        user id with a row in it (whatever the rating), ``hist`` is the
+        Interactions over this model's items of those with at least one
+        positive the model knows (None when none has): rows in ascending
+        id order, columns the model's item indices, positions ranked over
+        the known positives.  Errors name ``history``."""
         if not isinstance(history, pd.DataFrame):
             raise TypeError(f"history must be a pandas DataFrame, got {type(history).__name__}")
-        cols = {name: getattr(self, name, default) for name, default in
-                (("user_col", "user_id"), ("item_col", "movie_id"), ("rating_col", "rating"),
-                 ("time_col", "timestamp"))}
-        # The history's seen items follow the training data's rule: a model
-        # trained with seen="rated" reads and drops every rated item.
-        rule = self.data_.seen_rule
-        h = Interactions.from_frame(history, threshold=getattr(self, "threshold", 4), **cols)
-        indptr, indices, positions, has = _known_rows(h.indptr, h.indices, h.positions, h.n_users,
-                                                      self.data_._item_codes(h.item_ids))
+        get = lambda name, default: getattr(self, name, default)  # noqa: E731
+        ucol, icol, rcol = get("user_col", "user_id"), get("item_col", "movie_id"), get("rating_col", "rating")
+        tcol = get("time_col", "timestamp")
+        check_frame(history, "history", dict(user_col=ucol, item_col=icol, rating_col=rcol),
+                    allow_empty=True)
+        data = self.data_
+        users, users_int = id_column(history, ucol, "history")
+        items, items_int = id_column(history, icol, "history")
+        if len(history):
+            check_same_kind(users_int, f"history[{ucol!r}]", data.user_ids.dtype == np.int64,
+                            "the model's user ids")
+            check_same_kind(items_int, f"history[{icol!r}]", data.item_ids.dtype == np.int64,
+                            "the model's item ids")
+        pos = np.ones(len(history), dtype=bool) if rcol is None else \
+            numeric_column(history, rcol, "history") >= get("threshold", 4)
+        times = time_column(history, tcol, "history") if tcol is not None and tcol in history.columns \
+            else None
+        listed = pd.unique(users)
+        codes = data._item_codes(items[pos]) if pos.any() else np.zeros(0, dtype=np.int32)
+        keep = codes >= 0
+        if not keep.any():
+            return None, listed
+        known = pd.DataFrame({"u": users[pos][keep], "i": codes[keep].astype(np.int64)})
+        if times is not None:
+            known["t"] = times[pos][keep]
+        tc = "t" if times is not None else None
+        h = Interactions.from_frame(known, rating_col=None, user_col="u", item_col="i", time_col=tc)
         seen = seen_positions = None
-        if rule == "rated":
-            # The same users (those with a known positive) and every item
-            # they rated that the model knows, whether or not the history
-            # holds a positive of it: every row as a "positive".
-            r = Interactions.from_frame(history, **dict(cols, rating_col=None))
-            kept = np.isin(r.user_ids, h.user_ids[has])
-            sp, si, spos, _ = _known_rows(r.indptr, r.indices, r.positions, r.n_users,
-                                          self.data_._item_codes(r.item_ids), rows_kept=kept)
-            seen, seen_positions = (sp, si), spos
-        return Interactions(indptr, indices, h.user_ids[has], self.data_.item_ids,
-                            positions=positions, seen=seen, seen_rule=rule, seen_positions=seen_positions)
+        if data.seen_rule == "rated":
+            # A model trained with seen="rated" reads (inputs="rated") and
+            # drops every item the user rated: for the same users, every row
+            # whose item the model knows, whatever its rating.
+            codes = data._item_codes(items)
+            mine = (codes >= 0) & pd.Index(users).isin(h.user_ids)
+            rated = pd.DataFrame({"u": users[mine], "i": codes[mine].astype(np.int64)})
+            if times is not None:
+                rated["t"] = times[mine]
+            r = Interactions.from_frame(rated, rating_col=None, user_col="u", item_col="i", time_col=tc)
+            seen, seen_positions = (r.indptr, r.item_ids[r.indices]), r.positions
+        # h's items are the model's indices that occur, ascending: mapping
+        # them back keeps every row sorted.
+        return Interactions(h.indptr, h.item_ids[h.indices], h.user_ids, data.item_ids,
+                            positions=h.positions, seen=seen, seen_rule=data.seen_rule,
+                            seen_positions=seen_positions), listed
+
+    def _check_fold_in(self):
+        """NotImplementedError up front for models that cannot fold in,
+        whether or not a listed user is asked for."""
+        if type(self)._recommend_history is Recommender._recommend_history:
+            self._recommend_history(None, None, 0, False)
 
     def _recommend_history(self, hist, rows, k, exclude_seen):
         """Top-``k`` ``(items, scores, lens)`` for rows ``rows`` of ``hist``
@@ -575,6 +675,9 @@ class Recommender:
             name: as_core_array(v, v.dtype.newbyteorder("="))
             if isinstance(v, np.ndarray) and v.dtype.kind in "biuf" else v
             for name, v in state.items()})
+        self.__dict__.pop("_fitting", None)
+        if self.__dict__.get("data_") is not None:
+            self._freeze_learned()
 
     def _arrays(self):
         """Learned arrays to save (besides the data); subclasses extend."""
@@ -679,3 +782,4 @@ class EmbeddingModel(Recommender):
         super().__setstate__(state)
         if getattr(self, "theta_", None) is not None:
             self._views()
+            self._freeze_learned()

@@ -44,13 +44,28 @@ class _Components(tuple):
 
     def __eq__(self, other):
         return (isinstance(other, (list, tuple)) and len(self) == len(other)
-                and all(a is b or (type(a) is type(b) and a.get_params() == b.get_params())
-                        for a, b in zip(self, other)))
+                and all(_same_model(a, b) for a, b in zip(self, other)))
 
     def __ne__(self, other):
         return not self == other
 
     __hash__ = None
+
+
+def _same_model(a, b):
+    """The same object, or models of one type and hyperparameters that are
+    not fitted to different states: an unfitted model is a specification
+    that any of its fits meets, but two fits that differ in their weights
+    (an early stop, another seed of the data) are not interchangeable."""
+    if a is b:
+        return True
+    if type(a) is not type(b) or a.get_params() != b.get_params():
+        return False
+    if a.data_ is None or b.data_ is None:
+        return True
+    mine, theirs = a._arrays(), b._arrays()
+    return (a.data_ == b.data_ and mine.keys() == theirs.keys()
+            and all(np.array_equal(mine[k], theirs[k]) for k in mine))
 
 
 def _check_weights(weights, n):
@@ -218,6 +233,17 @@ class Blend(Recommender):
         return getattr(self, "chosen_weights_", None) or (1.0,) * len(self.models)
 
     # -- scoring --------------------------------------------------------------
+    def _check_fitted(self):
+        """Fitted, and every component still fitted on this blend's users,
+        items and positives: a component refitted in place on other data
+        would be scored by indices that mean other users."""
+        super()._check_fitted()
+        for pos, m in enumerate(self.models_):
+            m._check_fitted()
+            if not _same_index(m.data_, self.data_):
+                raise ValueError(f"models[{pos}] ({type(m).__name__}) was refitted on other data after "
+                                 "this Blend was fitted: fit the Blend again")
+
     def _blend_rows(self, uidx):
         total = np.zeros((len(uidx), self.data_.n_items), dtype=np.float32)
         for m, w in zip(self.models_, self.weights_):
@@ -249,15 +275,32 @@ class Blend(Recommender):
     def _saved_params(self):
         from ..persist import component_meta
         return {"models": [component_meta(m) for m in self._components()],
+                # which components were given fitted (used as they are)
+                # rather than fitted by the blend as copies
+                "given_fitted": [m is f for m, f in zip(self.models, self._components())],
                 "weights": list(self.weights) if self.weights is not None else None,
                 "normalise": self.normalise, "n_threads": self.n_threads}
 
     @classmethod
     def _from_saved_params(cls, params):
+        """An unfitted Blend whose ``models`` are what it was given: the
+        fitted components themselves, or unfitted ones like those its fit
+        copied; ``_set_arrays`` completes the fitted ones."""
         from ..persist import component_from_meta
         params = dict(params)
-        params["models"] = [component_from_meta(meta) for meta in params["models"]]
-        return cls(**params)
+        metas = params.pop("models")
+        given = params.pop("given_fitted", None)
+        if not isinstance(metas, list) or not metas:
+            raise ValueError("a Blend's saved models must be a non-empty list")
+        if given is None:                  # files written before given_fitted
+            given = [True] * len(metas)
+        if not isinstance(given, list) or len(given) != len(metas):
+            raise ValueError("a Blend's given_fitted must have one flag per model")
+        fitted = [component_from_meta(meta) for meta in metas]
+        blend = cls(models=[f if g else component_from_meta(meta)
+                            for f, g, meta in zip(fitted, given, metas)], **params)
+        blend._loading = (fitted, metas)
+        return blend
 
     def _components(self):
         return getattr(self, "models_", None) or self.models
@@ -269,13 +312,19 @@ class Blend(Recommender):
         return out
 
     def _set_arrays(self, arrays):
-        self.models_ = self.models
-        for pos, m in enumerate(self.models_):
+        from ..persist import restore_component
+        fitted, metas = self.__dict__.pop("_loading", (list(self.models), [{}] * len(self.models)))
+        for pos, (m, meta) in enumerate(zip(fitted, metas)):
             prefix = f"c{pos}__"
             m.data_ = self.data_
             m._set_arrays({name[len(prefix):]: a for name, a in arrays.items() if name.startswith(prefix)})
+            restore_component(m, meta)
+        self.models_ = fitted
         chosen = arrays.get("chosen_weights")
         self.chosen_weights_ = tuple(float(w) for w in chosen) if chosen is not None else None
+        if self.chosen_weights_ is not None and len(self.chosen_weights_) != len(fitted):
+            raise ValueError(f"chosen_weights has {len(self.chosen_weights_)} entries for "
+                             f"{len(fitted)} models")
 
 
 class _RowCache:
@@ -286,8 +335,10 @@ class _RowCache:
     objects and are evaluated on the same users, so each component block is
     scored once instead of once per candidate.  An entry is keyed by the
     component object (held weakly: a copy or a new model never hits), its
-    data object and hyperparameters (a refit on other data or with other
-    settings misses), the normalisation and the users.  At most
+    fitted state (every fit and load makes a new one, so a refit misses,
+    whatever its data and settings; learned arrays are read-only, so a
+    state cannot change in place) and hyperparameters, the normalisation
+    and the users.  At most
     ``max_bytes`` of blocks are kept, least recently used dropped first;
     :func:`clear_cache` frees them.
     """
@@ -298,7 +349,7 @@ class _RowCache:
         self.lock = threading.Lock()
 
     def get(self, model, uidx, how):
-        key = (id(model), id(model.data_), repr(model.get_params()), how, len(uidx),
+        key = (id(model), model.__dict__.get("_fit_token"), repr(model.get_params()), how, len(uidx),
                hashlib.blake2b(np.ascontiguousarray(uidx).tobytes(), digest_size=16).digest())
         with self.lock:
             hit = self.entries.get(key)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
+from .._checks import check_positive_int
 from .base import Recommender
 
 __all__ = ["Popularity"]
@@ -38,11 +39,15 @@ class Popularity(Recommender):
         return self
 
     def popular_items(self, k=10):
-        """The k most popular original item ids with their counts, as a Series."""
+        """The k most popular original item ids with their counts, as a
+        Series named ``popularity`` indexed by item id (the index named like
+        the training frame's item column, ``item_col``, as
+        :func:`recmf.dask.popularity` names it)."""
         import pandas as pd
         self._check_fitted()
+        k = check_positive_int(k, "k")
         top = self.order_[:k]
-        return pd.Series(self.counts_[top], index=pd.Index(self.data_.item_ids[top], name="item_id"),
+        return pd.Series(self.counts_[top], index=pd.Index(self.data_.item_ids[top], name=self.item_col),
                          name="popularity")
 
     def _recommend_index(self, uidx, k, exclude_seen):

@@ -1,7 +1,7 @@
 /* fpstate.c -- subnormal flushing inside recmf's compute, and only there
  * (contract in recmf.h, "Floating-point state").  The one file that knows
  * how each architecture keeps the mode. */
-#include "recmf.h"
+#include "runtime/runtime.h"
 
 #include <stdatomic.h>
 

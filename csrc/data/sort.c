@@ -1,7 +1,8 @@
 /* sort.c -- stable argsort of int64 keys.  LSD radix sort, 8 bits a pass:
  * linear time, and stability comes for free, which the temporal split needs
  * (rows with equal timestamps keep their input order, as pandas does). */
-#include "recmf.h"
+#include "data/data.h"
+#include "runtime/runtime.h"
 
 #include <stdlib.h>
 #include <string.h>

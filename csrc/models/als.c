@@ -11,7 +11,8 @@
  *   A = G + reg I + sum_i w_i y_i y_i^T,   b = sum_i c_i y_i.
  * CG applies A to a vector as (G + reg I) v + sum_i w_i (y_i . v) y_i:
  * O(D^2 + n_u D) per step instead of forming A (O(n_u D^2)). */
-#include "internal.h"
+#include "data/data.h"
+#include "runtime/runtime.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* ncf.c -- NeuralMF (SPEC 6): logit = w2 . dropout(relu(W1 [U[u]; I[i]] +
+/* neuralmf.c -- NeuralMF (SPEC 6): logit = w2 . dropout(relu(W1 [U[u]; I[i]] +
  * b1)) + b2, trained with mean BCE-with-logits and Adam.
  *
  * The first layer's input is a concatenation, so W1 x = W1u U[u] + W1i I[i]
@@ -16,9 +16,14 @@
  * threads.c); no float atomics anywhere.  Scoring computes its first layer
  * with its own loops (see rmf_ncf_score_pairs).
  *
- * The batch plumbing (distinct-row groups, argument checks, lazy Adam,
- * epoch bookkeeping) is batch.c's, shared with mf.c (internal.h). */
-#include "internal.h"
+ * The batch plumbing (distinct-row groups, argument checks, epoch
+ * bookkeeping) is train/batch.c's and lazy Adam optim/adam.c's, shared
+ * with bprmf.c. */
+#include "data/data.h"
+#include "optim/optim.h"
+#include "rank/rank.h"
+#include "runtime/runtime.h"
+#include "train/train.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,5 +1,6 @@
 /* metrics.c -- ranking metrics of SPEC section 9, from top-K lists. */
-#include "internal.h"
+#include "data/data.h"
+#include "runtime/runtime.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* split.c -- per-user temporal split (SPEC section 2). */
-#include "recmf.h"
+#include "data/data.h"
 
 rmf_status rmf_temporal_split(const int64_t *user, const int64_t *time,
                               int64_t n, int64_t n_val, int64_t n_test,

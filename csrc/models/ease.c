@@ -24,7 +24,9 @@
  * user's history (w = 1, or recency weights), then rmf_topk_rows: a sparse
  * history times B costs nnz x n_items, far less than a dense sgemm of the
  * block (users x n_items^2) at MovieLens densities. */
-#include "internal.h"
+#include "data/data.h"
+#include "rank/rank.h"
+#include "runtime/runtime.h"
 #include "runtime/spd.h"
 
 #include <math.h>

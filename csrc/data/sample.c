@@ -3,7 +3,8 @@
  * Work is cut into fixed shards of SHARD draws, each with its own RNG
  * stream (seed, purpose, epoch, shard).  Threads pick up whole shards, so
  * the output depends only on (seed, epoch), never on the thread count. */
-#include "internal.h"
+#include "data/data.h"
+#include "runtime/runtime.h"
 
 #include <stdlib.h>
 

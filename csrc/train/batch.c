@@ -1,10 +1,12 @@
-/* batch.c -- pieces the models (ncf.c, mf.c) share: argument checks, the
- * distinct rows of a batch side, the re-zeroing of the gradient rows a
- * batch wrote, lazy Adam over those rows, and the epoch loop's
- * bookkeeping.  One copy so a fix to, say, the group's first-appearance
- * order or an error message reaches every model.  Contracts are in
- * internal.h. */
-#include "internal.h"
+/* batch.c -- pieces the mini-batch models (models/neuralmf.c,
+ * models/bprmf.c) share: argument checks, the distinct rows of a batch
+ * side, the re-zeroing of the gradient rows a batch wrote, and the epoch
+ * loop's bookkeeping.  One copy so a fix to, say, the group's
+ * first-appearance order or an error message reaches every model.
+ * Contracts are in train.h. */
+#include "train/train.h"
+#include "data/data.h"
+#include "runtime/runtime.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -23,19 +25,6 @@ rmf_status rmf_check_shape(const rmf_shape *s, rmf_error *err)
         return rmf_fail(err, RMF_ERR_VALUE, "n_items must be >= 1, got %d", (int)s->n_items);
     if (s->emb_dim < 1)
         return rmf_fail(err, RMF_ERR_VALUE, "emb_dim must be >= 1, got %d", (int)s->emb_dim);
-    return RMF_OK;
-}
-
-rmf_status rmf_check_ids(const int32_t *ids, int64_t n, int32_t limit,
-                         const char *name, rmf_error *err)
-{
-    if (ids == NULL)
-        return rmf_fail(err, RMF_ERR_VALUE, "%s must not be NULL", name);
-    for (int64_t k = 0; k < n; k++)
-        if (ids[k] < 0 || ids[k] >= limit)
-            return rmf_fail(err, RMF_ERR_VALUE,
-                            "%s[%lld] = %d is out of range [0, %d)", name,
-                            (long long)k, (int)ids[k], (int)limit);
     return RMF_OK;
 }
 

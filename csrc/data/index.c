@@ -1,5 +1,6 @@
 /* index.c -- id factorization and the CSR of positives (SPEC section 3). */
-#include "internal.h"
+#include "data/data.h"
+#include "runtime/runtime.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -145,6 +146,19 @@ int rmf_csr_contains(const rmf_csr *m, int32_t u, int32_t item)
     int64_t end = m->indptr[u + 1];
     int64_t q = rmf_lower_bound_i32(m->indices, m->indptr[u], end, item);
     return q < end && m->indices[q] == item;
+}
+
+rmf_status rmf_check_ids(const int32_t *ids, int64_t n, int32_t limit,
+                         const char *name, rmf_error *err)
+{
+    if (ids == NULL)
+        return rmf_fail(err, RMF_ERR_VALUE, "%s must not be NULL", name);
+    for (int64_t k = 0; k < n; k++)
+        if (ids[k] < 0 || ids[k] >= limit)
+            return rmf_fail(err, RMF_ERR_VALUE,
+                            "%s[%lld] = %d is out of range [0, %d)", name,
+                            (long long)k, (int)ids[k], (int)limit);
+    return RMF_OK;
 }
 
 rmf_status rmf_csr_check(const rmf_csr *m, const char *name, int32_t n_rows,

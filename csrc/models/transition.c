@@ -2,13 +2,15 @@
  * positives in time order.  Counting builds the item x item CSR of "j
  * follows i" (directly, or within a window with a weight per gap); scoring sums the rows T[i] of a user's positives
  * weighted by 2^(-age / half_life) into a dense row, and recommend hands
- * blocks of those rows to rmf_topk_rows (topk.c's heap), so seen items,
+ * blocks of those rows to rmf_topk_rows (rank/topk.c's heap), so seen items,
  * ties and padding follow the same rules as every other model.
  *
  * Determinism: each score row is summed by one thread, over the user's
  * history oldest first and each T row in column order, so scores never
  * depend on n_threads. */
-#include "internal.h"
+#include "data/data.h"
+#include "rank/rank.h"
+#include "runtime/runtime.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -213,7 +215,7 @@ rmf_status rmf_transition_recommend(const rmf_csr *trans, const float *probs, co
     const int32_t NI = h->n_items;
     const int nt = rmf_resolve_threads(n_threads);
     /* Users per block: the block's scores stay ~4 MB however many users
-     * are asked for (as mf.c's recommend). */
+     * are asked for (as bprmf.c's recommend). */
     int64_t nb = ((int64_t)1 << 20) / (NI > 0 ? NI : 1);
     if (nb < 64)
         nb = 64;

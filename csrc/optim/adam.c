@@ -13,7 +13,8 @@
  * the same.  The float hyper-parameters of rmf_adam_params are first mapped
  * back to the double the user typed (0.9f -> 0.9), because 1 - 0.9f^1
  * differs from 1 - 0.9^1 by 2 float ulps, a systematic bias early on. */
-#include "internal.h"
+#include "optim/optim.h"
+#include "runtime/runtime.h"
 
 #include <math.h>
 

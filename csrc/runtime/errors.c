@@ -1,5 +1,5 @@
 /* errors.c -- the one way the core reports a failure: a status plus a
- * message naming what was wrong; module.c turns both into an exception. */
+ * message naming what was wrong; the glue (py/) turns both into an exception. */
 #include "recmf.h"
 
 #include <stdarg.h>

@@ -1,7 +1,7 @@
 /* threads.c -- OpenMP is optional: builds without it run every parallel
  * loop on one thread and give the same results.  Also the process
  * lifecycle: what a child of fork() may do with recmf's threads. */
-#include "internal.h"
+#include "runtime/runtime.h"
 
 #include <stdatomic.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /* popularity.c -- item popularity counts and ranking (SPEC section 4). */
-#include "internal.h"
+#include "data/data.h"
 
 #include <stdlib.h>
 #include <string.h>

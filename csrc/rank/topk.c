@@ -1,6 +1,8 @@
 /* topk.c -- partial selection of the K best items per user, seen items
  * skipped.  A size-K min-heap per row: O(n_cols log K) and no full sort. */
-#include "internal.h"
+#include "rank/rank.h"
+#include "data/data.h"
+#include "runtime/runtime.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* mf.c -- BPRMF (SPEC 7): score = dot(U[u], I[i]); loss = mean softplus(
+/* bprmf.c -- BPRMF (SPEC 7): score = dot(U[u], I[i]); loss = mean softplus(
  * -(s_ui - s_uj)) over triplets, Adam; and dot-product scoring/recommend.
  *
  * Determinism: gradients are scattered per DISTINCT row -- each output row
@@ -6,9 +6,14 @@
  * result depends on the seed only, never on n_threads, and needs no float
  * atomics.  BLAS (recommend only) runs outside every OpenMP region.
  *
- * The batch plumbing (distinct-row groups, argument checks, lazy Adam,
- * epoch bookkeeping) is batch.c's, shared with ncf.c (internal.h). */
-#include "internal.h"
+ * The batch plumbing (distinct-row groups, argument checks, epoch
+ * bookkeeping) is train/batch.c's and lazy Adam optim/adam.c's, shared
+ * with neuralmf.c. */
+#include "data/data.h"
+#include "optim/optim.h"
+#include "rank/rank.h"
+#include "runtime/runtime.h"
+#include "train/train.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /* blas.c -- the only file that names BLAS symbols.  The default build links
  * the scipy-openblas32 wheel, whose symbols carry a "scipy_" prefix; a
  * system OpenBLAS has none.  setup.py defines RMF_BLAS_PREFIX accordingly. */
-#include "internal.h"
+#include "runtime/runtime.h"
 
 #include <stdatomic.h>
 #include <stddef.h>
@@ -58,7 +58,7 @@ void rmf_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
 
 /* OpenBLAS's thread count is one number for the whole process.  Results
  * never depend on it except where a caller asks for one-thread BLAS
- * (rmf_blas_single_begin: NeuralMF's weight gradient, ncf.c): so every
+ * (rmf_blas_single_begin: NeuralMF's weight gradient, models/neuralmf.c): so every
  * change of the count takes this lock, and a one-thread stretch holds it,
  * so a fit in another Python thread cannot raise the count under it. */
 #ifdef _OPENMP

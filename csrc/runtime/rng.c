@@ -1,7 +1,7 @@
 /* rng.c -- xoshiro256** (Blackman & Vigna) seeded through splitmix64.
  * Every use draws from its own stream keyed by (seed, purpose, epoch,
  * shard), so results never depend on how work was spread over threads. */
-#include "recmf.h"
+#include "runtime/runtime.h"
 
 static uint64_t splitmix64(uint64_t *x)
 {

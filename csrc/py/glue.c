@@ -1,0 +1,255 @@
+/* glue.c -- what every file of the glue shares: the one mapping of a core
+ * status to a Python exception, array checks, outputs, and the parsing of
+ * the core's structs (CSR, sequences, model shapes). */
+#include "py/glue.h"
+
+PyObject *SamplingError; /* recmf.SamplingError, a ValueError */
+
+/* ------------------------------------------------------------------ */
+/* Errors and core calls                                              */
+/* ------------------------------------------------------------------ */
+
+PyObject *raise_status(rmf_status st, const rmf_error *err)
+{
+    if (PyErr_Occurred()) /* e.g. KeyboardInterrupt raised by the stop hook */
+        return NULL;
+    if (st == RMF_ERR_NOMEM)
+        return PyErr_NoMemory();
+    const char *msg = err->msg[0] ? err->msg : "recmf core error";
+    /* Messages may quote input bytes (a Latin-1 line of a ratings file):
+     * decode leniently so the error itself never fails. */
+    PyObject *text = PyUnicode_DecodeUTF8(msg, (Py_ssize_t)strlen(msg), "backslashreplace");
+    if (text == NULL)
+        return NULL;
+    if (st == RMF_ERR_SATURATED) {
+        /* The core knows only the dense row; recmf/ names the user's
+         * original id from the attribute user_index (None: no row). */
+        PyObject *exc = PyObject_CallOneArg(SamplingError, text);
+        Py_DECREF(text);
+        if (exc == NULL)
+            return NULL;
+        PyObject *row = err->row >= 0 ? PyLong_FromLongLong((long long)err->row) : Py_NewRef(Py_None);
+        if (row == NULL || PyObject_SetAttrString(exc, "user_index", row) < 0) {
+            Py_XDECREF(row);
+            Py_DECREF(exc);
+            return NULL;
+        }
+        Py_DECREF(row);
+        PyErr_SetObject(SamplingError, exc);
+        Py_DECREF(exc);
+        return NULL;
+    }
+    PyObject *type = st == RMF_ERR_INTERRUPTED ? PyExc_KeyboardInterrupt : PyExc_ValueError;
+    PyErr_SetObject(type, text);
+    Py_DECREF(text);
+    return NULL;
+}
+
+/* One RuntimeWarning per process when a forked child's regions run on
+ * one thread (threads.c); -1 when the warning was turned into an error. */
+int warn_fork_fallback(void)
+{
+    if (!rmf_fork_fallback_notice())
+        return 0;
+    return PyErr_WarnEx(PyExc_RuntimeWarning,
+                        "recmf: this process is a fork() child of a process that used recmf's OpenMP "
+                        "threads, whose thread pool could not be released before the fork; recmf "
+                        "runs its parallel loops on one thread here (results are unchanged). Use "
+                        "multiprocessing's 'spawn' or 'forkserver' start method to keep every thread.",
+                        1);
+}
+
+/* Runs a core call without the GIL; `st` receives its status (a warning
+ * turned into an exception makes it an error, raised by raise_status). */
+
+/* ------------------------------------------------------------------ */
+/* Arrays                                                             */
+/* ------------------------------------------------------------------ */
+
+/* Borrowed obj must be an ndarray of exactly `type`, `ndim` dimensions
+ * (-1: any), C-contiguous and aligned; writable when `writable`. */
+int check_array(PyObject *obj, const char *name, int type, int ndim, int writable)
+{
+    if (!PyArray_Check(obj))
+        return PyErr_Format(PyExc_TypeError, "%s must be a numpy array, got %s", name, Py_TYPE(obj)->tp_name), -1;
+    PyArrayObject *a = (PyArrayObject *)obj;
+    if (PyArray_TYPE(a) != type) {
+        PyArray_Descr *want = PyArray_DescrFromType(type);
+        PyErr_Format(PyExc_TypeError, "%s must have dtype %S, got %S", name, (PyObject *)want,
+                     (PyObject *)PyArray_DESCR(a));
+        Py_XDECREF(want);
+        return -1;
+    }
+    if (ndim >= 0 && PyArray_NDIM(a) != ndim)
+        return PyErr_Format(PyExc_ValueError, "%s must be %d-dimensional, got %d dimensions", name, ndim,
+                            PyArray_NDIM(a)), -1;
+    if (!PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a))
+        return PyErr_Format(PyExc_ValueError, "%s must be C-contiguous and aligned", name), -1;
+    if (writable && !PyArray_ISWRITEABLE(a))
+        return PyErr_Format(PyExc_ValueError, "%s must be writable", name), -1;
+    return 0;
+}
+
+int check_len(PyObject *obj, const char *name, npy_intp want)
+{
+    npy_intp got = PyArray_SIZE((PyArrayObject *)obj);
+    if (got != want)
+        return PyErr_Format(PyExc_ValueError, "%s must have %zd elements, got %zd", name, (Py_ssize_t)want,
+                            (Py_ssize_t)got), -1;
+    return 0;
+}
+
+
+/* New zeroed outputs: n, or n x m. */
+PyObject *new_array2(npy_intp n, npy_intp m, int type)
+{
+    npy_intp dims[2] = {n, m};
+    return PyArray_ZEROS(m < 0 ? 1 : 2, dims, type, 0);
+}
+
+/* Cuts a 1-D output down to its first n entries (the core filled fewer
+ * than its capacity). */
+int shrink(PyObject *arr, npy_intp n)
+{
+    PyArray_Dims shape = {&n, 1};
+    PyObject *r = PyArray_Resize((PyArrayObject *)arr, &shape, 0, NPY_CORDER);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* Releases the n outputs o[] (some may be NULL); returns NULL. */
+PyObject *fail(PyObject **o, int n)
+{
+    for (int k = 0; k < n; k++)
+        Py_CLEAR(o[k]);
+    return NULL;
+}
+
+/* A tuple stealing the n new references o[]; released on failure. */
+PyObject *pack(PyObject **o, int n)
+{
+    PyObject *t = PyTuple_New(n);
+    if (t == NULL)
+        return fail(o, n);
+    for (int k = 0; k < n; k++)
+        PyTuple_SET_ITEM(t, k, o[k]);
+    return t;
+}
+
+/* The (n_rows x k) items, scores and (n_rows) lengths every top-K returns;
+ * 0 or -1 with o[] released. */
+int new_topk(PyObject **o, npy_intp n_rows, int k, int with_scores)
+{
+    o[0] = new_array2(n_rows, k, NPY_INT32);
+    o[1] = with_scores ? new_array2(n_rows, k, NPY_FLOAT32) : NULL;
+    o[2] = new_array1(n_rows, NPY_INT32);
+    if (o[0] && (o[1] || !with_scores) && o[2])
+        return 0;
+    fail(o, 3);
+    return -1;
+}
+
+/* A CSR passed as (indptr int64, indices int32, n_cols).  The glue checks
+ * the buffers (types, and that indptr stays inside indices); the core
+ * checks that the structure is sound (rmf_csr_check). */
+int parse_csr(PyObject *indptr, PyObject *indices, long long n_cols, rmf_csr *out)
+{
+    if (check_array(indptr, "indptr", NPY_INT64, 1, 0) < 0 ||
+        check_array(indices, "indices", NPY_INT32, 1, 0) < 0)
+        return -1;
+    int64_t n_rows = SIZE(indptr) - 1;
+    if (n_rows < 0 || n_rows > INT32_MAX || n_cols < 0 || n_cols > INT32_MAX)
+        return PyErr_SetString(PyExc_ValueError, "indptr must have n_rows + 1 entries, n_cols fit in int32"), -1;
+    const int64_t *p = DATA(indptr, int64_t);
+    if (p[0] != 0 || p[n_rows] != SIZE(indices))
+        return PyErr_SetString(PyExc_ValueError, "indptr must start at 0 and end at len(indices)"), -1;
+    out->indptr = p;
+    out->indices = DATA(indices, int32_t);
+    out->n_rows = (int32_t)n_rows;
+    out->n_cols = (int32_t)n_cols;
+    return 0;
+}
+
+/* seen: (indptr, indices, n_cols) or None (*present = 0). */
+int parse_optional_csr(PyObject *seen, rmf_csr *m, int *present)
+{
+    PyObject *indptr, *indices;
+    long long n_cols;
+    *present = seen != Py_None;
+    if (!*present)
+        return 0;
+    if (!PyArg_ParseTuple(seen, "OOL", &indptr, &indices, &n_cols))
+        return -1;
+    return parse_csr(indptr, indices, n_cols, m);
+}
+
+int check_square(PyObject *B, const char *name, long long n, int writable)
+{
+    if (check_array(B, name, NPY_FLOAT32, 2, writable) < 0)
+        return -1;
+    npy_intp *d = PyArray_DIMS((PyArrayObject *)B);
+    if (d[0] != n || d[1] != n) {
+        PyErr_Format(PyExc_ValueError, "%s must be %lld x %lld, got %zd x %zd", name, n, n, (Py_ssize_t)d[0],
+                     (Py_ssize_t)d[1]);
+        return -1;
+    }
+    return 0;
+}
+
+/* hist: (indptr int64, items int32, n_items), each row in time order (not
+ * sorted: the core checks it as a sequence, rmf_check_seq). */
+int parse_seq(PyObject *hist, rmf_seq *h)
+{
+    PyObject *indptr, *items;
+    long long n_items;
+    rmf_csr rows;
+    if (!PyArg_ParseTuple(hist, "OOL", &indptr, &items, &n_items) || parse_csr(indptr, items, n_items, &rows) < 0)
+        return -1;
+    h->indptr = rows.indptr;
+    h->items = rows.indices;
+    h->n_users = rows.n_rows;
+    h->n_items = rows.n_cols;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Models                                                             */
+/* ------------------------------------------------------------------ */
+
+const rmf_model *find_model(const char *kind)
+{
+    const rmf_model *row = rmf_model_find(kind);
+    if (row == NULL)
+        PyErr_Format(PyExc_ValueError, "the core has no model kind '%s'", kind);
+    return row;
+}
+
+/* shape (n_users, n_items, emb_dim, hidden_dim), checked by the model. */
+int parse_shape(PyObject *obj, const rmf_model *row, rmf_shape *s)
+{
+    rmf_error err = {{0}};
+    if (!PyArg_ParseTuple(obj, "iiii", &s->n_users, &s->n_items, &s->emb_dim, &s->hidden_dim))
+        return -1;
+    rmf_status st = row->check_shape(s, &err);
+    return st == RMF_OK ? 0 : (raise_status(st, &err), -1);
+}
+
+/* A float32 vector of the model's parameter count (theta, Adam moments). */
+int check_theta(PyObject *theta, const char *name, const rmf_shape *s, const rmf_model *row, int writable)
+{
+    if (check_array(theta, name, NPY_FLOAT32, 1, writable) < 0)
+        return -1;
+    return check_len(theta, name, (npy_intp)row->n_params(s));
+}
+
+/* The index vectors of a batch: int32, all of the first one's length. */
+int check_index_arrays(PyObject **a, const char **names, int n)
+{
+    for (int q = 0; q < n; q++)
+        if (check_array(a[q], names[q], NPY_INT32, 1, 0) < 0 || check_len(a[q], names[q], SIZE(a[0])) < 0)
+            return -1;
+    return 0;
+}
+

@@ -1,0 +1,142 @@
+/*
+ * glue.h -- what the files of py/ share.  py/ is the only part of recmf that
+ * includes Python.h and NumPy: each entry point parses its arguments,
+ * checks what only the glue can -- type, ndim, dtype, contiguity,
+ * alignment, writability, lengths: a TypeError/ValueError naming the
+ * argument -- allocates its outputs with NumPy, runs the core without the
+ * GIL (CALL) and turns a core status into an exception in one place
+ * (raise_status).  Values (k, id ranges, CSR soundness, model shapes,
+ * hyperparameters) are the core's to check, each with one message.  The
+ * Python layer (recmf/) prepares arrays, so these checks are the last line
+ * of defence, not the user-facing API.
+ *
+ * One file per area (data.c, rank.c, models.c, train.c, solvers.c,
+ * runtime.c), each ending with its method table; module.c puts them
+ * together.  The helpers are defined in glue.c.
+ */
+#ifndef RECMF_PY_GLUE_H
+#define RECMF_PY_GLUE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+/* One NumPy API table for the extension, imported by module.c. */
+#define PY_ARRAY_UNIQUE_SYMBOL RECMF_ARRAY_API
+#ifndef RMF_PY_MODULE
+#define NO_IMPORT_ARRAY
+#endif
+#include <numpy/arrayobject.h>
+
+#include <stddef.h>
+#include <string.h>
+
+#include "recmf.h"
+
+#if defined(__GNUC__)
+#pragma GCC visibility push(hidden)
+#endif
+
+/* recmf.SamplingError, a ValueError (created by module.c). */
+extern PyObject *SamplingError;
+
+/* ------------------------------------------------------------------ */
+/* Errors and core calls                                              */
+/* ------------------------------------------------------------------ */
+
+/* Raises the exception of a core status (err's message); returns NULL. */
+PyObject *raise_status(rmf_status st, const rmf_error *err);
+/* One RuntimeWarning per process when a forked child's regions run on
+ * one thread (threads.c); -1 when the warning was turned into an error. */
+int warn_fork_fallback(void);
+
+/* Runs a core call without the GIL; `st` receives its status (a warning
+ * turned into an exception makes it an error, raised by raise_status). */
+#define RMF_NOGIL(st, call)                                   \
+    do {                                                      \
+        Py_BEGIN_ALLOW_THREADS                                \
+        rmf_work_begin();                                     \
+        (st) = (call);                                        \
+        rmf_work_end();                                       \
+        Py_END_ALLOW_THREADS                                  \
+        if ((st) == RMF_OK && warn_fork_fallback() < 0)       \
+            (st) = RMF_ERR_VALUE;                             \
+    } while (0)
+
+/* Runs a core call writing its message into the function's `err` without
+ * the GIL; on failure raises it and returns fail(o, n): the n outputs o[]
+ * are released. */
+#define CALL(o, n, call)                   \
+    do {                                   \
+        rmf_status st_;                    \
+        RMF_NOGIL(st_, call);              \
+        if (st_ != RMF_OK) {               \
+            raise_status(st_, &err);       \
+            return fail(o, n);             \
+        }                                  \
+    } while (0)
+
+/* ------------------------------------------------------------------ */
+/* Arrays                                                             */
+/* ------------------------------------------------------------------ */
+
+/* Borrowed obj must be an ndarray of exactly `type`, `ndim` dimensions
+ * (-1: any), C-contiguous and aligned; writable when `writable`. */
+int check_array(PyObject *obj, const char *name, int type, int ndim, int writable);
+/* obj (an ndarray) has want elements. */
+int check_len(PyObject *obj, const char *name, npy_intp want);
+/* A writable float32 n x n array when writable. */
+int check_square(PyObject *B, const char *name, long long n, int writable);
+/* The index vectors of a batch: int32, all of the first one's length. */
+int check_index_arrays(PyObject **a, const char **names, int n);
+
+#define DATA(obj, type) ((type *)PyArray_DATA((PyArrayObject *)(obj)))
+#define SIZE(obj) ((int64_t)PyArray_SIZE((PyArrayObject *)(obj)))
+
+/* New zeroed outputs: n, or n x m. */
+PyObject *new_array2(npy_intp n, npy_intp m, int type);
+#define new_array1(n, type) new_array2((n), -1, (type))
+/* Cuts a 1-D output down to its first n entries. */
+int shrink(PyObject *arr, npy_intp n);
+/* Releases the n outputs o[] (some may be NULL); returns NULL. */
+PyObject *fail(PyObject **o, int n);
+/* A tuple stealing the n new references o[]; released on failure. */
+PyObject *pack(PyObject **o, int n);
+/* The (n_rows x k) items, scores and (n_rows) lengths every top-K returns;
+ * 0 or -1 with o[] released. */
+int new_topk(PyObject **o, npy_intp n_rows, int k, int with_scores);
+
+/* ------------------------------------------------------------------ */
+/* The core's structs                                                 */
+/* ------------------------------------------------------------------ */
+
+/* A CSR passed as (indptr int64, indices int32, n_cols). */
+int parse_csr(PyObject *indptr, PyObject *indices, long long n_cols, rmf_csr *out);
+/* seen: (indptr, indices, n_cols) or None (*present = 0). */
+int parse_optional_csr(PyObject *seen, rmf_csr *m, int *present);
+/* hist: (indptr int64, items int32, n_items), rows in time order. */
+int parse_seq(PyObject *hist, rmf_seq *h);
+/* The table's row of kind, or NULL with a ValueError set. */
+const rmf_model *find_model(const char *kind);
+/* shape (n_users, n_items, emb_dim, hidden_dim), checked by the model. */
+int parse_shape(PyObject *obj, const rmf_model *row, rmf_shape *s);
+/* A float32 vector of the model's parameter count (theta, Adam moments). */
+int check_theta(PyObject *theta, const char *name, const rmf_shape *s, const rmf_model *row, int writable);
+
+/* ------------------------------------------------------------------ */
+/* Method tables                                                      */
+/* ------------------------------------------------------------------ */
+
+#define NOARGS(name, doc) {#name, (PyCFunction)py_##name, METH_NOARGS, doc}
+#define VARARGS(name, doc) {#name, (PyCFunction)py_##name, METH_VARARGS, doc}
+#define KWARGS(name, doc) {#name, (PyCFunction)(void (*)(void))py_##name, METH_VARARGS | METH_KEYWORDS, doc}
+
+extern PyMethodDef rmf_py_data_methods[];    /* data.c */
+extern PyMethodDef rmf_py_rank_methods[];    /* rank.c */
+extern PyMethodDef rmf_py_model_methods[];   /* models.c */
+extern PyMethodDef rmf_py_train_methods[];   /* train.c */
+extern PyMethodDef rmf_py_solver_methods[];  /* solvers.c */
+extern PyMethodDef rmf_py_runtime_methods[]; /* runtime.c */
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
+#endif /* RECMF_PY_GLUE_H */
