@@ -70,16 +70,47 @@ rmf_status rmf_fail_row(rmf_error *err, rmf_status status, int64_t row, const ch
 typedef int (*rmf_stop_fn)(void *ctx);
 
 /* ------------------------------------------------------------------ */
+/* Stopping long calls (runtime/stop.c)                               */
+/* ------------------------------------------------------------------ */
+
+/* One call's stop context: fn(ctx) is asked, on the calling thread, after
+ * a SIGINT (rmf_stop_signal); non-zero stops the call. */
+typedef struct rmf_stop {
+    rmf_stop_fn fn;
+    void *ctx;
+    _Atomic int stopped;
+    struct rmf_stop *prev;
+} rmf_stop;
+
+/* Around a call, on its thread (the glue's RMF_NOGIL): fn may be NULL (the
+ * call cannot be stopped).  end returns 1 when the call was stopped. */
+void rmf_stop_begin(rmf_stop *s, rmf_stop_fn fn, void *ctx);
+int rmf_stop_end(rmf_stop *s);
+/* A SIGINT arrived (async-signal-safe; the glue's handler calls it). */
+void rmf_stop_signal(void);
+/* (The core's loops poll with rmf_stopping, runtime/runtime.h.)  Test hooks: the calling thread's next call raises SIGINT itself at its
+ * poll-th poll (counted on the calling thread; 0 never), and how many
+ * polls it has made since. */
+void rmf_stop_interrupt_at(int64_t poll);
+int64_t rmf_stop_polls(void);
+
+/* ------------------------------------------------------------------ */
 /* Threads (runtime/threads.c)                                        */
 /* ------------------------------------------------------------------ */
 
 /* Number of threads a call works with for a requested count (<= 0 means
- * "all cores"); 1 when built without OpenMP.  This is the logical count:
+ * "all cores"; at most max(256, cores)); 1 when built without OpenMP.  This is the logical count:
  * it fixes how work and BLAS jobs are split, so results do not depend on
  * how many threads a region really gets (rmf_team_size). */
 int rmf_resolve_threads(int requested);
 /* 1 when the core was compiled with OpenMP. */
 int rmf_has_openmp(void);
+/* The file of the shared library that defines the function at fn, as the
+ * dynamic loader found it, or NULL (build_info names the OpenBLAS and the
+ * OpenMP runtime the core really runs on: a wheel's own copies, not another
+ * package's).  rmf_openmp_library: NULL without OpenMP. */
+const char *rmf_library_of(const void *fn);
+const char *rmf_openmp_library(void);
 
 /* Test hooks for the pacer that picks a training loop's team size batch
  * by batch (threads.c).  force: 0 measures (the default), 1 runs every
@@ -652,6 +683,8 @@ rmf_status rmf_als_solve(const rmf_als_params *p, const rmf_csr *m,
 int rmf_blas_get_threads(void);
 void rmf_blas_set_threads(int n);
 const char *rmf_blas_config(void);
+/* The file of the OpenBLAS library rmf_sgemm calls (rmf_library_of). */
+const char *rmf_blas_library(void);
 /* Routes OpenBLAS's threaded jobs onto OpenMP's threads (one thread pool
  * instead of two competing ones).  Returns 1 when done, 0 when this BLAS
  * or build cannot (OpenBLAS < 0.3.27, no OpenMP): then OpenBLAS keeps its

@@ -11,19 +11,42 @@ scoring and ranking metrics -- with the heavy work in C::
     pop = recmf.Popularity().fit(data)
     report = recmf.evaluate(pop, test, k=10, catalog=movies["movie_id"].unique())
 """
-try:
-    # The default build links OpenBLAS from the scipy-openblas32 wheel;
-    # importing it loads the library (RTLD_GLOBAL) before our extension.
-    import scipy_openblas32 as _scipy_openblas32  # noqa: F401
-except ImportError:  # built against a system OpenBLAS
-    pass
+import os as _os
 
 from ._runtime import bounded_spinning
 
-with bounded_spinning():          # before libgomp loads with _core
-    from . import _core
+
+def _import_core():
+    """Import recmf._core (its OpenBLAS and OpenMP runtime come with it, from
+    recmf.libs/, loaded for recmf alone), or say why it cannot be."""
+    here = _os.path.dirname(_os.path.abspath(__file__))
+    spin = bounded_spinning()
+    try:
+        with spin:                # before libgomp loads with _core
+            from . import _core
+    except ImportError as e:
+        built = any(name.startswith("_core.") for name in _os.listdir(here))
+        checkout = _os.path.isfile(_os.path.join(here, _os.pardir, "setup.py"))
+        if not built and checkout:
+            raise ImportError(
+                f"Error importing recmf: you are importing it from its source tree ({_os.path.dirname(here)}), "
+                "whose recmf/ folder has no compiled extension (recmf._core) and hides the installed "
+                "recmf.\n\nRun Python from another directory, or build the extension in the source tree "
+                "to work on recmf itself: `pip install -e .` (editable) or "
+                "`python setup.py build_ext --inplace`.") from None
+        if not built:
+            raise ImportError(f"recmf's compiled extension (recmf._core) is missing from {here}: "
+                              "reinstall recmf (`pip install --force-reinstall recmf`).") from e
+        raise ImportError(f"recmf's compiled extension in {here} could not be loaded ({e}); "
+                          "it may have been built for another Python or NumPy: reinstall recmf, "
+                          "or rebuild it (`pip install -e .` in a checkout).") from e
+    spin.loaded(_core.build_info()["openmp_library"])
+    return _core
+
+
+_core = _import_core()
 from . import datasets
-from ._config import config_context, get_config, set_config
+from ._config import FROM_CONFIG, config_context, get_config, set_config
 from ._core import SamplingError
 from .data import Interactions
 from .metrics import evaluate
@@ -33,14 +56,21 @@ from .persist import load
 from .selection import select
 from .split import temporal_split
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 __all__ = [
     "Interactions", "Popularity", "NeuralMF", "BPRMF", "select", "load", "Recommender", "NotFittedError", "SamplingError",
     "evaluate", "temporal_split", "load_movielens", "read_ratings", "find_movielens",
     "download_movielens", "build_info", "get_config", "set_config", "config_context",
-    "available_models",
+    "available_models", "FROM_CONFIG",
 ]
+
+# Facts a run reports (sizes, fit times, threads, early stopping) go to the
+# "recmf" logger; a library adds no handler of its own (logging.basicConfig
+# or the application decides where they go).
+import logging as _logging  # noqa: E402
+
+_logging.getLogger("recmf").addHandler(_logging.NullHandler())
 
 # Every registered model is recmf.<ClassName>, also one added without
 # editing this file.
@@ -63,6 +93,13 @@ def build_info():
         :func:`set_config`); ``forked_child`` (this process was forked after
         recmf used its threads) and ``forked_one_thread`` (recmf's loops run
         on one thread here because the thread pool could not be released
-        before the fork).
+        before the fork); ``blas_library`` and ``openmp_library``: the
+        files of the OpenBLAS and OpenMP runtime this process runs recmf on
+        (``None`` without OpenMP).  A wheel's are its own copies in
+        ``recmf.libs/``; a ``RECMF_BLAS=system`` build's are the system's.
     """
-    return _core.build_info()
+    info = _core.build_info()
+    for key in ("blas_library", "openmp_library"):
+        if info[key]:
+            info[key] = _os.path.realpath(info[key])
+    return info

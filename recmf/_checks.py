@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import datetime as _dt
 import numbers
+import os
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
 
+from ._tables import type_name
+
 __all__ = [
     "check_frame", "id_column", "numeric_column", "time_column", "check_positive_int",
     "check_k", "check_seed", "check_threads", "as_id_array", "as_core_array", "native_frame",
-    "check_same_kind", "check_threshold",
+    "check_same_kind", "check_threshold", "available_bytes", "check_memory",
 ]
 
 # Integers beyond 2^53 are not exactly representable as float64, so float ids
@@ -23,13 +27,20 @@ __all__ = [
 _FLOAT_EXACT = 2.0 ** 53
 
 
-def check_frame(frame, name, columns, allow_empty=False):
-    """``frame`` must be a DataFrame holding ``columns``, a dict {argument
-    name: column name} of the caller (None: not needed), and rows unless
+def check_frame(frame, name, columns, optional=(), allow_empty=False):
+    """``frame`` as a DataFrame holding ``columns``, a dict {argument name:
+    column name} of the caller (None: not needed), and rows unless
     ``allow_empty``; the error for a missing column names only these
-    arguments."""
-    if not isinstance(frame, pd.DataFrame):
-        raise TypeError(f"{name} must be a pandas DataFrame, got {type(frame).__name__}")
+    arguments.
+
+    Returns the frame to use: a pandas frame as it is; a table with the
+    Arrow stream interface (pyarrow, Polars, DuckDB, ...) read into pandas,
+    only ``columns`` and those of ``optional`` it has (see
+    :mod:`recmf._tables`).  A Dask frame is refused with a pointer to
+    :mod:`recmf.dask`.
+    """
+    from ._tables import as_frame
+    frame = as_frame(frame, name, columns.values(), optional)
     missing = [c for c in columns.values() if c is not None and c not in frame.columns]
     if missing:
         hint = "/".join(f"{arg}=" for arg, c in columns.items() if c is not None)
@@ -66,12 +77,27 @@ def native_frame(frame):
 
 
 def _as_series(values, name):
-    """A 1-D Series of ``values`` (Series, Index or array-like) in native
-    byte order."""
+    """A 1-D Series of ``values`` (Series, Index, array-like, or any other
+    iterable: a set, dict keys, a generator, in iteration order) in native
+    byte order.  A lone string or number is one value."""
+    if values is None:
+        raise TypeError(f"{name} must be ids (a list, array or Series), got None")
     if isinstance(values, pd.Index):
         values = pd.Series(values)
     elif not isinstance(values, pd.Series):
+        if isinstance(values, (pd.DataFrame, dict)):
+            raise TypeError(f"{name} must be one column of ids, got a {type_name(values)}; "
+                            "pass one column (e.g. frame['user_id'])")
+        if not isinstance(values, (str, bytes, np.ndarray, list, tuple)) and \
+                not hasattr(values, "__array__") and isinstance(values, Iterable):
+            # np.asarray would make one object holding the whole set or
+            # generator: a single "id", and fewer rows than were asked for.
+            values = list(values)
         arr = np.asarray(values)
+        if arr.dtype.kind in "US" and not isinstance(values, np.ndarray):
+            # NumPy's fixed-width strings drop trailing NULs ("a\0" -> "a")
+            # and turn numbers among them into text: keep the objects given
+            arr = np.asarray(values, dtype=object)
         if arr.ndim == 0:
             arr = arr.reshape(1)
         if arr.ndim != 1:
@@ -128,8 +154,33 @@ def as_id_array(values, name):
                 return np.asarray(arr, dtype=np.int64), True
             except OverflowError:
                 raise ValueError(f"{name} has ids outside the int64 range") from None
+        if not PANDAS_HASHES_NUL:
+            _no_nul_strings(arr, name)
         return arr, False
     raise TypeError(f"{name} must hold integer or string ids, got dtype {dtype}")
+
+
+#: Whether pandas' hash tables (factorize, unique, Index lookups) tell apart
+#: strings that differ only after a NUL character: before pandas 3.1 they
+#: hash and compare a string only up to its first NUL, so "a\0b", "a\0c"
+#: and "a" are one value (pandas issues 34551 and 53720).
+PANDAS_HASHES_NUL = len(pd.unique(np.array(["", "\0"], dtype=object))) == 2
+
+
+def _no_nul_strings(arr, name):
+    """Refuse string ids with a NUL character where pandas would merge them
+    with other ids (see PANDAS_HASHES_NUL) instead of silently merging users
+    or items."""
+    try:
+        found = "\0" in "".join(arr)                 # one pass in C when all are str
+    except TypeError:                                # other hashables among them
+        found = any(isinstance(v, str) and "\0" in v for v in arr)
+    if found:
+        bad = next(v for v in arr if isinstance(v, str) and "\0" in v)
+        raise ValueError(
+            f"{name} holds an id with a NUL character ({bad!r}): pandas {pd.__version__} treats strings "
+            "that differ only after a NUL as the same value, so distinct ids would be merged (fixed in "
+            "pandas 3.1); remove the NUL characters or upgrade pandas")
 
 
 def id_column(frame, col, frame_name):
@@ -241,10 +292,25 @@ def _datetime_objects(values, name):
     try:
         out = pd.to_datetime(pd.Series(values, dtype=object), utc=aware == {True})
     except (ValueError, OverflowError) as e:   # OutOfBoundsDatetime is a ValueError
-        raise ValueError(f"{name}: cannot convert its datetimes ({e})") from None
+        # pandas 2 converts datetime objects to nanoseconds only, which end in
+        # 2262: NumPy's microseconds reach year 9999 (no precision is lost:
+        # such objects hold microseconds at most)
+        try:
+            if any(getattr(v, "nanosecond", 0) for v in values):
+                raise ValueError("nanoseconds")
+            return np.array([_naive_utc(v) for v in values], dtype="datetime64[us]")
+        except (ValueError, TypeError, OverflowError):
+            raise ValueError(f"{name}: cannot convert its datetimes ({e})") from None
     if getattr(out.dt, "tz", None) is not None:
         out = out.dt.tz_localize(None)
     return out.to_numpy()
+
+
+def _naive_utc(value):
+    """A datetime/date as naive UTC (tz-aware ones converted)."""
+    if getattr(value, "tzinfo", None) is not None:
+        return value.astimezone(_dt.timezone.utc).replace(tzinfo=None)
+    return value
 
 
 def check_threshold(threshold):
@@ -283,7 +349,9 @@ def check_seed(seed):
 
 
 def check_threads(n_threads):
-    """n_threads: None/0 = all cores, else a positive integer."""
+    """n_threads: None/0 = all cores, else a positive integer.  The core
+    runs at most max(256, cores) threads whatever the request (more only
+    oversubscribes; a team of 100,000 overflowed OpenMP's stack)."""
     if n_threads is None:
         return 0
     if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral):
@@ -306,3 +374,37 @@ def check_same_kind(is_int, name, want_int, want_name):
     raise TypeError(f"{name} are {_ID_KIND[bool(is_int)]} ids but {want_name} are "
                     f"{_ID_KIND[bool(want_int)]} ids: ids keep the type the model was trained with; "
                     "convert one side (e.g. .astype(str))")
+
+
+def available_bytes():
+    """Memory the system can give now (MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _gib(nbytes):
+    return f"{nbytes / 2 ** 30:,.2f} GiB"
+
+
+def check_memory(what, parts, hint):
+    """Refuse, before allocating, work whose memory exceeds what the system
+    has available: a ``MemoryError`` saying ``what`` needs how much, the
+    ``parts`` (``[(label, bytes)]``, the biggest first: the argument that
+    sized it) and ``hint`` -- rather than a crash, an out-of-memory kill or
+    swapping once the pages are touched.  Sizes are Python integers, so a
+    silly value cannot overflow."""
+    total = sum(int(n) for _, n in parts)
+    avail = available_bytes()
+    if avail is None or total <= avail:
+        return
+    shown = ", ".join(f"{label}: {_gib(n)}" for label, n in sorted(parts, key=lambda p: -p[1]) if n)
+    raise MemoryError(f"{what} needs {_gib(total)} ({shown}), but only {_gib(avail)} is available; {hint}")

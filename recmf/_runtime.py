@@ -9,6 +9,15 @@ threads took 7.0 s against 3.4 s on one (issue 8).  A bounded spin lets the
 waiting thread sleep soon, so the kernel can move the late one onto the
 core it frees.  libgomp reads its settings once, when it is loaded, so
 this must run before ``recmf._core`` is imported.
+
+Which runtime that is: a wheel of recmf brings its own libgomp (a renamed
+copy in ``recmf.libs/``, as scikit-learn's and PyTorch's wheels bring
+theirs), which loads with ``_core`` whatever other OpenMP runtime is
+already in the process; a source build uses the system's ``libgomp.so.1``,
+which may already be loaded (then it has read its settings and this
+changes nothing).  Either way only the runtime ``_core`` loads can read the
+setting, so recmf sets it unless the user chose, and afterwards records
+whether the runtime ``_core`` really runs on was loaded in that moment.
 """
 import os
 
@@ -25,17 +34,16 @@ _USER_SETTINGS = ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")
 #: The spin count this process's libgomp was loaded with by recmf, or None
 #: (the user's settings, or an OpenMP runtime that was already loaded).
 applied = None
-_RUNTIMES = ("libgomp", "libomp", "libiomp")
 
 
-def _openmp_loaded():
-    """True when an OpenMP runtime is already in this process (or unknown)."""
+def _mapped_files():
+    """Real paths of the files mapped into this process, or None (unknown)."""
     try:
         with open("/proc/self/maps") as f:
-            maps = f.read()
+            return {os.path.realpath(line.split(None, 5)[5].strip())
+                    for line in f if len(line.split(None, 5)) == 6}
     except OSError:
-        return True
-    return any(name in maps for name in _RUNTIMES)
+        return None
 
 
 class bounded_spinning:
@@ -43,19 +51,27 @@ class bounded_spinning:
     ``GOMP_SPINCOUNT`` for libgomp to read as it loads, then gives the
     environment back, so child processes and programs started later see the
     user's environment.  It does nothing when the user set
-    ``GOMP_SPINCOUNT`` or ``OMP_WAIT_POLICY`` (their choice wins), or when
-    an OpenMP runtime is already loaded (libgomp has read its settings; or
-    it is another runtime, whose waiting this must not change)."""
+    ``GOMP_SPINCOUNT`` or ``OMP_WAIT_POLICY`` (their choice wins).  Call
+    :meth:`loaded` with the path of the runtime ``_core`` runs on once it
+    is imported: :data:`applied` then says whether that runtime loaded
+    inside the context (and so read the setting)."""
 
     def __enter__(self):
-        global applied
-        self.set = (not any(k in os.environ for k in _USER_SETTINGS)) and not _openmp_loaded()
+        self.set = not any(k in os.environ for k in _USER_SETTINGS)
+        self.before = _mapped_files() if self.set else None
         if self.set:
             os.environ["GOMP_SPINCOUNT"] = SPIN_COUNT
-            applied = SPIN_COUNT
         return self
 
     def __exit__(self, *exc):
         if self.set:
             os.environ.pop("GOMP_SPINCOUNT", None)
         return False
+
+    def loaded(self, openmp_library):
+        """Record whether openmp_library (a path, or None without OpenMP)
+        was loaded inside the context, and so reads the bounded spin."""
+        global applied
+        if (self.set and openmp_library and self.before is not None
+                and os.path.realpath(openmp_library) not in self.before):
+            applied = SPIN_COUNT

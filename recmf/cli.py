@@ -36,6 +36,44 @@ def _buildable_models():
     return out
 
 
+#: what each hyperparameter flag sets; its default is listed from the
+#: constructors of the models that take it (never written twice)
+_HP_HELP = {
+    "emb_dim": "embedding size", "hidden_dim": "NeuralMF hidden layer width",
+    "dropout": "NeuralMF dropout on the hidden layer", "lr": "Adam learning rate",
+    "weight_decay": "L2 added to the gradient", "batch_size": "training batch size",
+    "epochs": "training epochs", "n_neg": "NeuralMF negatives per positive",
+    "negatives": "BPRMF negative sampling", "top_n": "BPRMF: negatives from the top_n most popular items",
+    "triplets_per_epoch": "BPRMF triplets drawn per epoch",
+    "eval_every": "evaluate the watched split every this many epochs",
+    "patience": "early stopping: evaluations without improvement before stopping (none: no stopping)",
+    "adam": "Adam variant: dense (as PyTorch) or lazy (only the batch's rows)",
+    "factors": "ALS latent dimension", "regularization": "ALS L2 weight",
+    "alpha": "ALS confidence of a positive: 1 + alpha; SLIST weight of the similarity term (0..1)",
+    "iterations": "ALS iterations",
+    "solver": "ALS per-row solver", "cg_steps": "ALS conjugate-gradient steps per row",
+    "l2": "EASE / SLIST L2 weight on the item-item weights",
+    "half_life": "EASE / ItemTransition / SLIST recency half-life, in interactions",
+    "window": "ItemTransition: how many later positives a positive links to; SLIST: items on each side "
+              "of a place",
+    "gap_decay": "ItemTransition weight per extra step of distance",
+    "position_decay": "SLIST: places over which a weight falls by e",
+    "inputs": "EASE / ItemTransition / SLIST: read each user's positives, or every rated item (then rated "
+              "items are never recommended: the watched protocol)",
+}
+
+
+def _hp_default(name):
+    """"default: neuralmf 64, bprmf 64" from the models' own signatures."""
+    import inspect
+    found = []
+    for kind, cls in _buildable_models().items():
+        p = inspect.signature(cls.__init__).parameters.get(name)
+        if p is not None:
+            found.append(f"{kind} {p.default!r}")
+    return "the model's: " + ", ".join(found) if found else "the model's"
+
+
 def _parser():
     p = argparse.ArgumentParser(prog="recmf", description="Implicit-feedback recommenders with a C core.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -44,64 +82,53 @@ def _parser():
     run.add_argument("--data", help="MovieLens folder (ml-1m, ml-100k, ml-latest-small layouts). "
                      "Default: ml-1m found in $RECMF_DATA, ./data, ../shared/data or ~/.cache/recmf; "
                      "otherwise a built-in synthetic dataset")
-    run.add_argument("--model", choices=list(_buildable_models()), default="neuralmf")
-    run.add_argument("--k", type=int, default=10)
-    run.add_argument("--threshold", type=float, default=4)
-    run.add_argument("--n-val", type=int, default=1)
-    run.add_argument("--n-test", type=int, default=5)
-    run.add_argument("--min-train", type=int, default=5)
+    run.add_argument("--model", choices=list(_buildable_models()), default="neuralmf",
+                     help="model to train (default: neuralmf)")
+    run.add_argument("--k", type=int, default=10, help="length of the top-k lists evaluated (default: 10)")
+    run.add_argument("--threshold", type=float, default=4, help="a rating >= threshold is a positive (default: 4)")
+    run.add_argument("--n-val", type=int, default=1, help="each user's last rows before test go to val (default: 1)")
+    run.add_argument("--n-test", type=int, default=5, help="each user's last rows go to test (default: 5)")
+    run.add_argument("--min-train", type=int, default=5,
+                     help="users with fewer than min-train + n-val + n-test rows stay in train (default: 5)")
     run.add_argument("--watch", choices=("val", "test"), default="val",
-                     help="split evaluated during training / early stopping (test = the notebook)")
-    hp = run.add_argument_group("hyperparameters (defaults: the reference notebook's)")
-    hp.add_argument("--emb-dim", type=int)
-    hp.add_argument("--hidden-dim", type=int)
-    hp.add_argument("--dropout", type=float)
-    hp.add_argument("--lr", type=float)
-    hp.add_argument("--weight-decay", type=float)
-    hp.add_argument("--batch-size", type=int)
-    hp.add_argument("--epochs", type=int)
-    hp.add_argument("--n-neg", type=int)
-    hp.add_argument("--negatives", choices=("popular", "uniform"))
-    hp.add_argument("--top-n", type=int)
-    hp.add_argument("--triplets-per-epoch", type=int)
-    hp.add_argument("--eval-every", type=int)
-    hp.add_argument("--patience", type=int)
-    hp.add_argument("--adam", choices=("dense", "lazy"))
-    hp.add_argument("--factors", type=int, help="ALS latent dimension")
-    hp.add_argument("--regularization", type=float, help="ALS L2 weight")
-    hp.add_argument("--alpha", type=float, help="ALS confidence of a positive: 1 + alpha; SLIST weight of "
-                                                "the similarity term (0..1)")
-    hp.add_argument("--iterations", type=int, help="ALS iterations")
-    hp.add_argument("--solver", choices=("cg", "cholesky"), help="ALS per-row solver")
-    hp.add_argument("--cg-steps", type=int, help="ALS conjugate-gradient steps per row")
-    hp.add_argument("--l2", type=float, help="EASE / SLIST L2 weight on the item-item weights")
-    hp.add_argument("--half-life", type=float,
-                    help="EASE / ItemTransition / SLIST recency half-life, in interactions")
-    hp.add_argument("--window", type=int, help="ItemTransition: how many later positives a positive links "
-                                                "to; SLIST: items on each side of a place")
-    hp.add_argument("--position-decay", type=float, help="SLIST: places over which a weight falls by e")
-    hp.add_argument("--inputs", choices=("positives", "rated"),
-                    help="EASE / ItemTransition / SLIST: read each user's positives, or every rated item "
-                         "(then rated items are never recommended: the watched protocol)")
-    hp.add_argument("--gap-decay", type=float, help="ItemTransition weight per extra step of distance")
-    hp.add_argument("--seed", type=int, default=0)
+                     help="split evaluated during training / early stopping (test = the notebook; default: val)")
+    hp = run.add_argument_group("hyperparameters (defaults: the model's own, the reference notebook's "
+                                "for NeuralMF and BPRMF)")
+    for name, what in _HP_HELP.items():
+        kwargs = {"type": int if name in ("emb_dim", "hidden_dim", "batch_size", "epochs", "n_neg", "top_n",
+                                          "triplets_per_epoch", "eval_every", "patience", "factors",
+                                          "iterations", "cg_steps", "window") else float}
+        if name in ("negatives", "adam", "solver", "inputs"):
+            kwargs = {"choices": {"negatives": ("popular", "uniform"), "adam": ("dense", "lazy"),
+                                  "solver": ("cg", "cholesky"), "inputs": ("positives", "rated")}[name]}
+        # The default is the chosen model's: shown in the text, not as argparse's.
+        hp.add_argument("--" + name.replace("_", "-"), help=f"{what} (default: {_hp_default(name)})",
+                        default=None, **kwargs)
+    hp.add_argument("--seed", type=int, default=0, help="seed of every random draw (default: 0)")
     hp.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
-    run.add_argument("--save", help="write the fitted model to this .npz file")
-    run.add_argument("--json", action="store_true", help="print the report as JSON")
-    run.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    run.add_argument("--save", help="write the fitted model to this .npz file (default: not saved)")
+    run.add_argument("--json", action="store_true", help="print the report as JSON (default: a table)")
+    run.add_argument("--quiet", action="store_true", help="no progress on stderr (default: progress shown)")
 
     rec = sub.add_parser("recommend", help="top-K items for users from a saved model")
     rec.add_argument("--model", required=True, help="a .npz written by `recmf run --save` or model.save()")
     rec.add_argument("--users", required=True, nargs="+",
                      help="user ids, read as the type the model was trained with (\"007\" stays a "
                           "string for a model with string ids); none found is an error")
-    rec.add_argument("--k", type=int, default=10)
-    rec.add_argument("--include-seen", action="store_true", help="do not drop items seen in training")
-    rec.add_argument("--json", action="store_true")
+    rec.add_argument("--k", type=int, default=10, help="items per user (default: 10)")
+    rec.add_argument("--include-seen", action="store_true", help="do not drop items seen in training (default: dropped)")
+    rec.add_argument("--items", metavar="FILE",
+                     help="only recommend the item ids in this file (one per line; default: every item)")
+    rec.add_argument("--exclude-items", metavar="FILE",
+                     help="never recommend the item ids in this file (one per line; default: none)")
+    rec.add_argument("--json", action="store_true", help="print the recommendations as JSON records (default: a table)")
 
     sub.add_parser("info", help="build facts: OpenMP, BLAS")
     return p
 
+
+#: the columns of what load_movielens gives (the run never reads the config)
+_MOVIELENS = dict(user_col="user_id", item_col="movie_id", rating_col="rating", time_col="timestamp")
 
 _HP = {"emb_dim", "hidden_dim", "dropout", "lr", "weight_decay", "batch_size", "epochs", "n_neg",
        "negatives", "top_n", "triplets_per_epoch", "eval_every", "patience", "adam",
@@ -141,11 +168,12 @@ def _model(args):
         if isinstance(given.get(name), int) and given[name] < 1:
             raise CliError(f"--{name} must be >= 1 (`recmf run` trains the model), got {given[name]}")
     # Settings every run has: passed to the models whose constructor takes them.
-    common = dict(threshold=args.threshold, seed=args.seed, n_threads=args.threads, verbose=not args.quiet)
+    common = dict(threshold=args.threshold, seed=args.seed, n_threads=args.threads, verbose=not args.quiet,
+                  **_MOVIELENS)
     params = {**{k: v for k, v in common.items() if k in accepted}, **given}
     try:
         model = cls(**params)
-        model._check_params()       # e.g. --epochs 0: rejected before the data is loaded
+        model._validate()           # e.g. --epochs 0: rejected before the data is loaded
     except (TypeError, ValueError) as e:
         raise CliError(_as_flags(e, params)) from None
     return model
@@ -200,18 +228,20 @@ def cmd_run(args):
     ratings, movies, source = _load(args)
     _log(f"data: {source} ({len(ratings):,} ratings)", args.quiet)
     train, val, test = recmf.temporal_split(ratings, n_val=args.n_val, n_test=args.n_test,
-                                            min_train=args.min_train)
+                                            min_train=args.min_train, user_col="user_id",
+                                            time_col="timestamp")
     _log(f"split: train {len(train):,} / val {len(val):,} / test {len(test):,} rows", args.quiet)
-    # inputs="rated" reads (and never recommends) every rated item
+    # inputs="rated" reads (and never recommends) every rated item: the watched protocol
     seen = "rated" if getattr(model, "inputs", "positives") == "rated" else "positives"
-    data = recmf.Interactions.from_frame(train, threshold=args.threshold, seen=seen)
+    data = recmf.Interactions.from_frame(train, threshold=args.threshold, seen=seen, **_MOVIELENS)
     _log(f"index: {data.n_users:,} users x {data.n_items:,} items, {data.nnz:,} positives", args.quiet)
     t_fit = time.perf_counter()
     watched = val if args.watch == "val" else test
     model.fit(data, val=watched if len(watched) else None)   # models without epochs ignore val
     fit_seconds = time.perf_counter() - t_fit
     report = recmf.evaluate(model, test, k=args.k, catalog=movies["movie_id"].unique(),
-                            threshold=args.threshold)
+                            threshold=args.threshold, user_col="user_id", item_col="movie_id",
+                            rating_col="rating")
     out = {"model": args.model, "data": source, "fit_seconds": round(fit_seconds, 3),
            "total_seconds": round(time.perf_counter() - t0, 3), **report}
     if args.save:
@@ -226,22 +256,42 @@ def cmd_run(args):
             print(f"{key:<{width}}  {shown}")
 
 
-def _parse_users(texts, model):
-    """--users in the type of the model's user ids: the command line only
-    has text, and "007" must stay "007" for a model trained on strings."""
+def _parse_ids(texts, ids, what="user"):
+    """Ids from text in the type of the model's ``ids``: the command line
+    (or a list file) only has text, and "007" must stay "007" for a model
+    trained on strings."""
     import re
 
     import numpy as np
-    if model.data_.user_ids.dtype != np.int64:
+    if ids.dtype != np.int64:
         return np.array(texts, dtype=object)
     bad = [t for t in texts if re.fullmatch(r"[+-]?[0-9]+", t.strip()) is None]
     if bad:
-        raise CliError(f"user id {bad[0]!r} is not an integer, and this model's user ids are integers")
+        raise CliError(f"{what} id {bad[0]!r} is not an integer, and this model's {what} ids are integers")
     values = [int(t) for t in texts]
     out_of_range = [v for v in values if not -2 ** 63 <= v < 2 ** 63]
     if out_of_range:
-        raise CliError(f"user id {out_of_range[0]} is outside the int64 range of this model's ids")
+        raise CliError(f"{what} id {out_of_range[0]} is outside the int64 range of this model's ids")
     return np.array(values, dtype=np.int64)
+
+
+def _parse_users(texts, model):
+    return _parse_ids(texts, model.data_.user_ids)
+
+
+def _item_list(path, model, flag):
+    """The item ids of a list file (one per line, blank lines skipped), or
+    None without one."""
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            texts = [line.strip() for line in f if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise CliError(f"{flag} {path}: cannot read it ({e})") from None
+    if not texts:
+        raise CliError(f"{flag} {path} lists no item id")
+    return _parse_ids(texts, model.data_.item_ids, what="item")
 
 
 def cmd_recommend(args):
@@ -253,7 +303,9 @@ def cmd_recommend(args):
         raise CliError(f"--k {args.k} is larger than the catalogue of {args.model} "
                        f"({model.data_.n_items} items)")
     users = _parse_users(args.users, model)
-    frame = model.recommend_frame(users, k=args.k, exclude_seen=not args.include_seen)
+    frame = model.recommend_frame(users, k=args.k, exclude_seen=not args.include_seen,
+                                  items=_item_list(args.items, model, "--items"),
+                                  exclude_items=_item_list(args.exclude_items, model, "--exclude-items"))
     known = model.data_.user_index(users) >= 0
     if frame.empty:
         what = "is unknown to the model" if not known.any() else "has no item left to recommend"

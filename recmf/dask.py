@@ -40,6 +40,7 @@ except ImportError as e:  # pragma: no cover - the extra is not installed
 from . import _core
 from . import metrics as _metrics
 from ._checks import as_id_array, check_positive_int, check_threshold, id_column
+from ._config import FROM_CONFIG, resolve_columns
 from .data import Interactions
 from .split import _check_count
 
@@ -57,8 +58,9 @@ _METRIC_SUMS = [f"sum_{m}" for m in _metrics.METRIC_NAMES]
 
 def _check_ddf(ddf, name, columns):
     if not isinstance(ddf, dd.DataFrame):
-        raise TypeError(f"{name} must be a dask.dataframe.DataFrame, got {type(ddf).__name__} "
-                        "(use the functions in recmf itself for pandas frames)")
+        from ._tables import type_name
+        raise TypeError(f"{name} must be a dask.dataframe.DataFrame, got {type_name(ddf)} "
+                        "(use the functions in recmf itself for pandas frames and Arrow tables)")
     missing = [c for c in columns if c is not None and c not in ddf.columns]
     if missing:
         raise ValueError(f"{name} is missing column(s) {missing}; it has {list(ddf.columns)}. "
@@ -186,8 +188,8 @@ def _split_partition(part, n_val, n_test, min_train, user_col, time_col):
     return pd.concat([p.assign(**{_PART: np.int8(code)}) for code, p in enumerate(pieces)])
 
 
-def temporal_split(ddf, n_val=1, n_test=5, min_train=5, *, user_col="user_id",
-                   time_col="timestamp", npartitions=None):
+def temporal_split(ddf, n_val=1, n_test=5, min_train=5, *, user_col=FROM_CONFIG,
+                   time_col=FROM_CONFIG, npartitions=None):
     """Per-user temporal split of a Dask frame: :func:`recmf.temporal_split`
     on a cluster.
 
@@ -227,6 +229,9 @@ def temporal_split(ddf, n_val=1, n_test=5, min_train=5, *, user_col="user_id",
     n_val = _check_count(n_val, "n_val")
     n_test = _check_count(n_test, "n_test")
     min_train = _check_count(min_train, "min_train")
+    # Settings are read here, on the client: workers have their own.
+    c = resolve_columns(user_col=user_col, time_col=time_col)
+    user_col, time_col = c["user_col"], c["time_col"]
     _check_ddf(ddf, "ddf", [user_col, time_col])
     if _ORDER in ddf.columns or _PART in ddf.columns:
         raise ValueError(f"ddf has a column named {_ORDER!r} or {_PART!r}, which recmf uses")
@@ -255,7 +260,8 @@ def _positives(ddf, threshold, user_col, item_col, rating_col, keep_rating=False
     return rows[cols]
 
 
-def popularity(ddf, threshold=4, *, user_col="user_id", item_col="movie_id", rating_col="rating"):
+def popularity(ddf, threshold=FROM_CONFIG, *, user_col=FROM_CONFIG, item_col=FROM_CONFIG,
+               rating_col=FROM_CONFIG):
     """Positives per item, counted on the cluster.
 
     popularity(i) = number of distinct users with a positive (``rating >=
@@ -283,6 +289,8 @@ def popularity(ddf, threshold=4, *, user_col="user_id", item_col="movie_id", rat
     TypeError, ValueError
         Not a Dask frame, a missing column, a threshold that is not finite.
     """
+    c = resolve_columns(threshold=threshold, user_col=user_col, item_col=item_col, rating_col=rating_col)
+    threshold, user_col, item_col, rating_col = c["threshold"], c["user_col"], c["item_col"], c["rating_col"]
     pos = _positives(ddf, threshold, user_col, item_col, rating_col)
     counts = pos.drop_duplicates()[item_col].value_counts().compute()
     counts = counts.sort_index()
@@ -301,10 +309,15 @@ def _default_max_bytes():
         return 4 << 30
 
 
-def interactions_from_dask(ddf, threshold=4, *, user_col="user_id", item_col="movie_id",
-                           rating_col="rating", seen="positives", time_col="timestamp", max_bytes=None):
+def interactions_from_dask(ddf, threshold=FROM_CONFIG, *, user_col=FROM_CONFIG, item_col=FROM_CONFIG,
+                           rating_col=FROM_CONFIG, seen="positives", time_col=FROM_CONFIG,
+                           max_bytes=None):
     """:class:`recmf.Interactions` of a Dask frame's positives, built on the
     client: see :meth:`recmf.Interactions.from_dask` (which calls this)."""
+    c = resolve_columns(threshold=threshold, user_col=user_col, item_col=item_col, rating_col=rating_col,
+                        time_col=time_col)
+    threshold, user_col, item_col, rating_col, time_col = (
+        c["threshold"], c["user_col"], c["item_col"], c["rating_col"], c["time_col"])
     if seen not in ("positives", "rated"):
         raise ValueError(f"seen must be 'positives' or 'rated', got {seen!r}")
     rated = seen == "rated"
@@ -342,9 +355,11 @@ def interactions_from_dask(ddf, threshold=4, *, user_col="user_id", item_col="mo
 # recommend
 # ---------------------------------------------------------------------------
 
-def _recommend_partition(users, model, k, exclude_seen, unknown, user_col, item_col, history=None):
+def _recommend_partition(users, model, k, exclude_seen, unknown, user_col, item_col, items,
+                         exclude_items, history=None):
     return _local(model).recommend_frame(users.to_numpy(), k, exclude_seen=exclude_seen, unknown=unknown,
-                                         user_col=user_col, item_col=item_col, history=history)
+                                         user_col=user_col, item_col=item_col, history=history,
+                                         items=items, exclude_items=exclude_items)
 
 
 def _shared(obj, client):
@@ -358,7 +373,8 @@ def _shared(obj, client):
 
 
 def recommend(model, users, k=10, *, exclude_seen=True, unknown="empty", user_col=None,
-              item_col=None, history=None, n_threads=1, npartitions=None, client=None):
+              item_col=None, history=None, n_threads=1, npartitions=None, client=None, items=None,
+              exclude_items=None):
     """Top-``k`` recommendations for many users, computed on the cluster.
 
     Parameters
@@ -369,9 +385,10 @@ def recommend(model, users, k=10, *, exclude_seen=True, unknown="empty", user_co
     users : dask Series or Index, or array-like
         Original user ids (e.g. ``test["user_id"].unique()``).  An array is
         cut into ``npartitions`` pieces.
-    k, exclude_seen, unknown, history :
+    k, exclude_seen, unknown, history, items, exclude_items :
         As in :meth:`recmf.Recommender.recommend_frame` (a ``history``
-        frame is checked here and sent to every worker once).
+        frame is checked here and sent to every worker once; the candidate
+        lists are checked here and sent with every task).
     user_col, item_col : str, optional
         Output column names (default: the model's training columns).
     n_threads : int or None
@@ -399,14 +416,19 @@ def recommend(model, users, k=10, *, exclude_seen=True, unknown="empty", user_co
     if not hasattr(model, "recommend_frame"):
         raise TypeError(f"model must be a fitted recmf model, got {type(model).__name__}")
     model._check_fitted()
+    if items is not None:
+        items = as_id_array(items, "items")[0]
+    if exclude_items is not None:
+        exclude_items = as_id_array(exclude_items, "exclude_items")[0]
     empty = model.recommend_frame(np.zeros(0, dtype=model.data_.user_ids.dtype), k,
                                   exclude_seen=exclude_seen, unknown=unknown,
-                                  user_col=user_col, item_col=item_col, history=history)
+                                  user_col=user_col, item_col=item_col, history=history,
+                                  items=items, exclude_items=exclude_items)
     series = _as_user_series(users, npartitions, client)
     remote = _on_workers(model, n_threads, client)
     extra = () if history is None else (_shared(history, client),)
     return series.map_partitions(_recommend_partition, remote, k, exclude_seen, unknown,
-                                 user_col, item_col, *extra, meta=empty)
+                                 user_col, item_col, items, exclude_items, *extra, meta=empty)
 
 
 # ---------------------------------------------------------------------------
@@ -547,9 +569,10 @@ def _reduce_coverage(model, counts, k, catalog, options):
                              **options)
 
 
-def evaluate(model, test_ddf, k=10, *, coverage_users=None, catalog=None, threshold=4,
-             item_popularity=None, user_col="user_id", item_col="movie_id", rating_col="rating",
-             per_user=False, unknown="empty", n_threads=1, shuffle=True, client=None):
+def evaluate(model, test_ddf, k=10, *, coverage_users=None, catalog=None, threshold=FROM_CONFIG,
+             item_popularity=None, user_col=FROM_CONFIG, item_col=FROM_CONFIG,
+             rating_col=FROM_CONFIG, per_user=False, unknown="empty", n_threads=1, shuffle=True,
+             client=None):
     """:func:`recmf.evaluate` of a Dask test frame: the same report.
 
     Every partition (holding whole users) is evaluated by recmf.evaluate and
@@ -595,6 +618,8 @@ def evaluate(model, test_ddf, k=10, *, coverage_users=None, catalog=None, thresh
         task that meets the fault).
     """
     k = check_positive_int(k, "k")
+    c = resolve_columns(threshold=threshold, user_col=user_col, item_col=item_col, rating_col=rating_col)
+    threshold, user_col, item_col, rating_col = c["threshold"], c["user_col"], c["item_col"], c["rating_col"]
     _check_ddf(test_ddf, "test_ddf", [user_col, item_col, rating_col])
     if _ORDER in test_ddf.columns:
         raise ValueError(f"test_ddf has a column named {_ORDER!r}, which recmf uses")

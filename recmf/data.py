@@ -1,6 +1,7 @@
 """Implicit-feedback interactions: ids -> dense indices, CSR of positives."""
 from __future__ import annotations
 
+import logging
 import numbers
 from typing import NamedTuple
 
@@ -10,6 +11,9 @@ import pandas as pd
 from . import _core
 from ._checks import (as_core_array, as_id_array, check_frame, check_same_kind, check_threshold,
                       id_column, numeric_column, time_column)
+from ._config import FROM_CONFIG, resolve_columns
+
+log = logging.getLogger("recmf")
 
 __all__ = ["Interactions", "Sequences"]
 
@@ -139,20 +143,27 @@ class Interactions:
 
     # -- construction ---------------------------------------------------
     @classmethod
-    def from_frame(cls, frame, threshold=4, *, user_col="user_id", item_col="movie_id",
-                   rating_col="rating", seen="positives", time_col="timestamp", _name="frame"):
+    def from_frame(cls, frame, threshold=FROM_CONFIG, *, user_col=FROM_CONFIG, item_col=FROM_CONFIG,
+                   rating_col=FROM_CONFIG, seen="positives", time_col=FROM_CONFIG,
+                   _name="frame") -> Interactions:
         """Index the positives of ``frame``.
 
         Parameters
         ----------
-        frame : DataFrame
-            Interactions (typically the train split).  Not modified.
+        frame : DataFrame or Arrow table
+            Interactions (typically the train split).  Not modified.  A
+            pandas frame, or any table with the Arrow stream interface
+            (``pyarrow.Table``, a Polars or DuckDB frame): only the columns
+            used are read.
         threshold : float
             A row is positive when ``rating >= threshold``.  With
-            ``rating_col=None`` every row is positive.
+            ``rating_col=None`` every row is positive.  Default: the
+            configured threshold (4, see :func:`recmf.set_config`).
         user_col, item_col, rating_col : str
-            Column names.  Ids may be any integers (negative, sparse,
-            beyond 2^31) or strings.
+            Column names (default: the configured ones, ``user_id``,
+            ``movie_id``, ``rating``).  Ids may be any integers (negative,
+            sparse, beyond 2^31) or strings.  ``rating_col=None``: implicit
+            data, every row is a positive.
         seen : {"positives", "rated"}
             Which items recommendation later excludes for a user: their
             positives (the notebook's rule) or every item they rated here,
@@ -161,9 +172,14 @@ class Interactions:
             read them as input (``inputs="rated"``, :meth:`sequences`).
         time_col : str or None
             Orders each user's positives (:attr:`positions`) and rated items
-            (:attr:`seen_positions`) when the frame has this column; None or
-            an absent column: no order (models with a recency decay or a
-            sequence then refuse the data).
+            (:attr:`seen_positions`) when the frame has this column (default:
+            the configured one, ``timestamp``); None or an absent column: no
+            order (models with a recency decay or a sequence then refuse the
+            data).
+
+        Returns
+        -------
+        Interactions
 
         Notes
         -----
@@ -182,7 +198,12 @@ class Interactions:
         and are never recommended; users and items that appear only in later
         frames (validation, test) are unknown in the same way.
         """
-        check_frame(frame, _name, dict(user_col=user_col, item_col=item_col, rating_col=rating_col))
+        c = resolve_columns(threshold=threshold, user_col=user_col, item_col=item_col,
+                            rating_col=rating_col, time_col=time_col)
+        threshold, user_col, item_col, rating_col, time_col = (
+            c["threshold"], c["user_col"], c["item_col"], c["rating_col"], c["time_col"])
+        frame = check_frame(frame, _name, dict(user_col=user_col, item_col=item_col,
+                                               rating_col=rating_col), optional=(time_col,))
         if seen not in ("positives", "rated"):
             raise ValueError(f"seen must be 'positives' or 'rated', got {seen!r}")
         users, _ = id_column(frame, user_col, _name)
@@ -216,13 +237,95 @@ class Interactions:
                                        len(item_ids))
             if times is not None:
                 seen_positions = _positions(ru[keep], ri[keep], times[keep], seen_csr[0])
-        return cls(indptr, indices, user_ids, item_ids, seen=seen_csr, n_duplicates=n_dup,
-                   unindexed_user_ids=unindexed, positions=positions, seen_rule=seen,
-                   seen_positions=seen_positions)
+        out = cls(indptr, indices, user_ids, item_ids, seen=seen_csr, n_duplicates=n_dup,
+                  unindexed_user_ids=unindexed, positions=positions, seen_rule=seen,
+                  seen_positions=seen_positions)
+        log.info("indexed %d rows: %d users x %d items, %d positives (%d repeated pairs folded)%s",
+                 len(frame), out.n_users, out.n_items, out.nnz, n_dup,
+                 "" if positions is not None else "; no time order")
+        return out
 
     @classmethod
-    def from_dask(cls, ddf, threshold=4, *, user_col="user_id", item_col="movie_id",
-                  rating_col="rating", seen="positives", time_col="timestamp", max_bytes=None):
+    def from_scipy(cls, matrix, user_ids=None, item_ids=None, *, threshold=None) -> Interactions:
+        """Index the positives of a sparse user x item matrix (any
+        ``scipy.sparse`` format, matrix or array).
+
+        Parameters
+        ----------
+        matrix : scipy.sparse matrix or array, shape (n_users, n_items)
+            Row u holds user u's interactions (benfred/implicit's
+            ``user_items``).  Values must be finite numbers (or booleans).
+        user_ids, item_ids : array-like, optional
+            The original id of each row and column (distinct; integers or
+            strings).  Default: the row and column numbers, so
+            ``model.recommend([u])`` asks for row u and recommends column
+            numbers.
+        threshold : float, optional
+            A stored entry is a positive when its value is ``>= threshold``;
+            None (default): when it is > 0 (explicit zeros and negative
+            values are not positives).
+
+        Returns
+        -------
+        Interactions
+            Without a time order (:attr:`positions` is None).  As with
+            :meth:`from_frame`, only users and items with a positive are in
+            the index; entries repeated in a COO matrix are one positive.
+
+        Raises
+        ------
+        TypeError
+            Not a scipy sparse matrix, or values that are not numbers.
+        ValueError
+            Ids of the wrong length or repeated, a non-finite value or
+            threshold, no positive entry.
+        """
+        try:
+            import scipy.sparse as sp
+        except ImportError:  # pragma: no cover - scipy comes with the test extra
+            raise ImportError("from_scipy needs scipy: pip install scipy") from None
+        if not sp.issparse(matrix):
+            raise TypeError(f"matrix must be a scipy.sparse matrix or array, got {_type_name(matrix)}")
+        if matrix.ndim != 2:
+            raise ValueError(f"matrix must be two-dimensional (users x items), got shape {matrix.shape}")
+        coo = matrix.tocoo()
+        values = np.asarray(coo.data)
+        if values.dtype.kind not in "biuf":
+            raise TypeError(f"matrix must hold numbers, got dtype {values.dtype}")
+        values = values.astype(np.float64)
+        if not np.isfinite(values).all():
+            raise ValueError("matrix has a NaN or infinite value")
+        if threshold is None:
+            pos = values > 0
+        else:
+            if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or \
+                    not np.isfinite(threshold):
+                raise ValueError(f"threshold must be a finite number or None, got {threshold!r}")
+            pos = values >= threshold
+        n_rows, n_cols = matrix.shape
+        ids = []
+        for name, given, n in (("user_ids", user_ids, n_rows), ("item_ids", item_ids, n_cols)):
+            if given is None:
+                ids.append(np.arange(n, dtype=np.int64))
+                continue
+            arr = as_id_array(given, name)[0]
+            if len(arr) != n:
+                raise ValueError(f"{name} must have one id per {'row' if name == 'user_ids' else 'column'} "
+                                 f"of matrix ({n}), got {len(arr)}")
+            dup = pd.Index(arr).duplicated()
+            if dup.any():
+                raise ValueError(f"{name} repeats id {arr[dup][:1].tolist()[0]!r}")
+            ids.append(arr)
+        if not pos.any():
+            raise ValueError("matrix has no positive entry" +
+                             (" (> 0)" if threshold is None else f" (>= {threshold})"))
+        frame = pd.DataFrame({"user": ids[0][coo.row[pos]], "item": ids[1][coo.col[pos]]})
+        return cls.from_frame(frame, user_col="user", item_col="item", rating_col=None, time_col=None)
+
+    @classmethod
+    def from_dask(cls, ddf, threshold=FROM_CONFIG, *, user_col=FROM_CONFIG, item_col=FROM_CONFIG,
+                  rating_col=FROM_CONFIG, seen="positives", time_col=FROM_CONFIG,
+                  max_bytes=None) -> Interactions:
         """Index the positives of a ``dask.dataframe`` frame on the client.
 
         The positives are filtered on the cluster, measured there, and only
@@ -433,10 +536,11 @@ class Interactions:
         return csr_matrix((np.ones(self.nnz, dtype=np.float32), self.indices.copy(),
                            self.indptr.copy()), shape=self.shape)
 
-    def to_frame(self):
-        """The positives as a long frame ``user_id, item_id`` (original ids)."""
+    def to_frame(self, user_col="user_id", item_col="item_id"):
+        """The positives as a long frame ``user_col, item_col`` (original ids;
+        default column names ``user_id, item_id``)."""
         rows = np.repeat(np.arange(self.n_users), np.diff(self.indptr))
-        return pd.DataFrame({"user_id": self.user_ids[rows], "item_id": self.item_ids[self.indices]})
+        return pd.DataFrame({user_col: self.user_ids[rows], item_col: self.item_ids[self.indices]})
 
     # -- persistence helpers --------------------------------------------
     def _state(self):
@@ -509,6 +613,9 @@ class Interactions:
     __hash__ = None
 
 
+def _type_name(obj):
+    from ._tables import type_name
+    return type_name(obj)
 def _check_csr(prefix, indptr, indices, n_cols):
     if indptr.ndim != 1 or indices.ndim != 1:
         raise ValueError(f"{prefix}indptr and {prefix}indices must be one-dimensional")

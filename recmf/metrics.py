@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -10,15 +11,18 @@ import pandas as pd
 from . import _core
 from ._checks import (as_core_array, as_id_array, check_frame, check_positive_int, check_same_kind,
                       id_column, numeric_column)
+from ._config import FROM_CONFIG, resolve_columns
 
 __all__ = ["evaluate", "METRIC_NAMES"]
 
 METRIC_NAMES = ("recall", "ndcg", "mrr", "hitrate")
 
 
-def evaluate(model, test, k=10, *, coverage_users=None, catalog=None, threshold=4,
-             item_popularity=None, user_col="user_id", item_col="movie_id",
-             rating_col="rating", per_user=False, unknown="empty", _name="test"):
+def evaluate(model: Any, test: Any, k: int = 10, *, coverage_users: Any = None, catalog: Any = None,
+             threshold: float | None = FROM_CONFIG, item_popularity: Any = None,
+             user_col: Hashable = FROM_CONFIG, item_col: Hashable = FROM_CONFIG,
+             rating_col: Hashable | None = FROM_CONFIG, per_user: bool = False, unknown: str = "empty",
+             _name: str = "test") -> dict[str, float] | tuple[dict[str, float], pd.DataFrame]:
     """Evaluate top-``k`` recommendations against held-out interactions.
 
     For every user with at least one relevant test row (``rating >=
@@ -52,9 +56,10 @@ def evaluate(model, test, k=10, *, coverage_users=None, catalog=None, threshold=
         A recmf model (its ``recommend`` is used, seen items excluded); a
         mapping ``user_id -> list of item ids``; or ``f(user_id, k) -> list``
         (the notebook's ``recommend_fn`` signature).
-    test : DataFrame
+    test : DataFrame or Arrow table
         Held-out rows with user, item and rating columns (not empty; ratings
-        finite).
+        finite).  A pandas frame or any table with the Arrow stream
+        interface (pyarrow, Polars, DuckDB): only these columns are read.
     k : int
         At least 1.  May exceed a model's catalogue: lists are then shorter.
     coverage_users : array-like, optional
@@ -68,12 +73,16 @@ def evaluate(model, test, k=10, *, coverage_users=None, catalog=None, threshold=
         are counted once).  Default: the items the model knows.
     threshold : float or None
         Relevance threshold on ``rating_col`` (a finite number); ``None``:
-        every row is relevant.
+        every row is relevant.  Default: the configured threshold (4).
     item_popularity : Mapping or Series, optional
         item id -> popularity (a finite number >= 0; one entry per item).
         Items absent from it count 0.  Default: the model's train positives
         per item; for a mapping or callable model without it,
         ``avg_popularity@K`` is NaN.
+    user_col, item_col, rating_col : str
+        Column names of ``test`` (default: the configured ones, see
+        :func:`recmf.set_config`); ``rating_col=None``: every row is
+        relevant.
     per_user : bool
         Also return a frame of per-user metrics: one row per user with a
         relevant test row (column ``user_col``, the metrics, NaN for users
@@ -90,9 +99,12 @@ def evaluate(model, test, k=10, *, coverage_users=None, catalog=None, threshold=
 
     Returns
     -------
-    dict with keys ``recall@K, ndcg@K, mrr@K, hitrate@K, n_users_eval,
-    n_users_skipped, coverage@K, avg_popularity@K`` (and a DataFrame when
-    ``per_user``).
+    report : dict
+        Keys ``recall@K``, ``ndcg@K``, ``mrr@K``, ``hitrate@K``,
+        ``n_users_eval``, ``n_users_skipped``, ``coverage@K``,
+        ``avg_popularity@K``.
+    per_user_frame : DataFrame
+        Only when ``per_user``: ``(report, frame)`` is returned.
 
     Raises
     ------
@@ -106,7 +118,9 @@ def evaluate(model, test, k=10, *, coverage_users=None, catalog=None, threshold=
     k = check_positive_int(k, "k")
     if unknown not in ("empty", "popular"):
         raise ValueError(f"unknown must be 'empty' or 'popular', got {unknown!r}")
-    check_frame(test, _name, dict(user_col=user_col, item_col=item_col, rating_col=rating_col))
+    c = resolve_columns(threshold=threshold, user_col=user_col, item_col=item_col, rating_col=rating_col)
+    threshold, user_col, item_col, rating_col = c["threshold"], c["user_col"], c["item_col"], c["rating_col"]
+    test = check_frame(test, _name, dict(user_col=user_col, item_col=item_col, rating_col=rating_col))
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)
                                   or not np.isfinite(threshold)):
         raise ValueError(f"threshold must be a finite number or None, got {threshold!r}")

@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -51,33 +52,52 @@ _COMPRESSIONS = ((b"\x1f\x8b", gzip.decompress), (b"BZh", bz2.decompress),
                  (b"\xfd7zXZ\x00", lzma.decompress))
 
 
+#: What the decompressors and zipfile raise on damaged or unsupported input
+#: (a truncated gzip: EOFError; a flipped byte: zlib.error; bzip2: OSError;
+#: an encrypted zip member: RuntimeError; a zip method Python lacks:
+#: NotImplementedError).
+_DECOMPRESS_ERRORS = (zlib.error, EOFError, OSError, lzma.LZMAError, zipfile.BadZipFile,
+                      NotImplementedError, RuntimeError, ValueError)
+
+
 def _read_bytes(path: Path) -> bytes:
     """The file's bytes, decompressed when they are gzip, bzip2, xz or a
-    one-member zip."""
+    one-member zip.  Damaged compressed data is a ValueError naming the
+    file (not the decompressor's own exception)."""
     data = path.read_bytes()
-    for magic, decompress in _COMPRESSIONS:
-        if data.startswith(magic):
-            return decompress(data)
-    if data.startswith(b"PK\x03\x04"):
-        with zipfile.ZipFile(io.BytesIO(data)) as z:
-            members = [n for n in z.namelist() if not n.endswith("/")]
-            if len(members) != 1:
-                raise ValueError(f"{path} is a zip archive of {len(members)} files; "
-                                 "recmf reads a zip holding exactly one")
-            return z.read(members[0])
+    try:
+        for (magic, decompress), name in zip(_COMPRESSIONS, ("gzip", "bzip2", "xz")):
+            if data.startswith(magic):
+                return decompress(data)
+        name = "zip"
+        if data.startswith(b"PK\x03\x04"):
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
+                members = [n for n in z.namelist() if not n.endswith("/")]
+                if len(members) != 1:
+                    raise ValueError(f"{path} is a zip archive of {len(members)} files; "
+                                     "recmf reads a zip holding exactly one")
+                return z.read(members[0])
+    except _DECOMPRESS_ERRORS as e:
+        if isinstance(e, ValueError) and str(e).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: damaged or unsupported {name} data ({type(e).__name__}: {e})") from None
     if data.startswith(b"\x28\xb5\x2f\xfd"):
         raise ValueError(f"{path} is zstd-compressed; decompress it first (zstd -d)")
     return data
 
 
-def _as_utf8(data: bytes) -> bytes:
+def _as_utf8(data: bytes, path: Path) -> bytes:
     """Drop a UTF-8 byte-order mark and re-encode UTF-16/32 text (what Excel's
     "Unicode text" writes) as UTF-8, so the header guess and the parser see
     the first field, not the mark (as pandas does with encoding="utf-8-sig")."""
     for bom, codec in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
                        (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
         if data.startswith(bom):
-            return data.decode(codec).encode("utf-8")
+            try:
+                return data.decode(codec).encode("utf-8")
+            except UnicodeError as e:
+                raise ValueError(f"{path}: starts with a {codec.upper()} byte-order mark but is not "
+                                 f"{codec.upper()} text ({e})") from None
     if data.startswith(codecs.BOM_UTF8):
         return data[len(codecs.BOM_UTF8):]
     return data
@@ -87,7 +107,7 @@ def _read_text(path: Path) -> str:
     """A small metadata file (users, movies, genres) as text: UTF-8 when the
     bytes are valid UTF-8 (a byte-order mark dropped), else Latin-1, the
     encoding of ML-1M's and ML-100K's titles."""
-    data = _as_utf8(_read_bytes(path))
+    data = _as_utf8(_read_bytes(path), path)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -110,9 +130,11 @@ def _fields(line: str, sep: str):
 
 def _first_line(data: bytes):
     """(index, text) of the first line holding more than blanks; (0, "")
-    for a blank file.  Only the first 64 kB are looked at."""
-    for n, raw in enumerate(data[:65536].split(b"\n")):
-        line = raw.decode("latin-1").rstrip("\r")
+    for a blank file.  Lines end at LF, CRLF or a lone CR, as for the
+    parser (and pandas): a CR inside what looks like a field ends the line
+    there.  Only the first 64 kB are looked at."""
+    for n, raw in enumerate(re.split(rb"\r\n|\r|\n", data[:65536])):
+        line = raw.decode("latin-1")
         if line.strip():
             return n, line
     return 0, ""
@@ -136,7 +158,8 @@ def read_ratings(path, sep=None, header=None, columns=RATING_COLUMNS) -> pd.Data
     Understood: gzip, bzip2, xz and one-file zip compression (recognised by
     content, whatever the file name); a UTF-8 byte-order mark and UTF-16/32
     text; LF, CRLF and CR line ends; blank lines anywhere; fields in double
-    quotes or with blanks around them.
+    quotes or with blanks around them.  Lines end at LF, CRLF or a lone CR
+    (in any mix, as pandas reads them).
 
     Parameters
     ----------
@@ -168,14 +191,15 @@ def read_ratings(path, sep=None, header=None, columns=RATING_COLUMNS) -> pd.Data
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ratings file not found: {path}")
-    data = _as_utf8(_read_bytes(path))
-    if b"\r" in data[:65536] and b"\n" not in data:
-        data = data.replace(b"\r", b"\n")    # classic Mac line ends
+    data = _as_utf8(_read_bytes(path), path)
     first_n, first = _first_line(data)
-    if sep is None:
-        sep = _guess_sep(first, path)
-    if header is None:
-        header = bool(first.strip()) and not any(_NUMBER.fullmatch(f) for f in _fields(first, sep))
+    try:
+        if sep is None:
+            sep = _guess_sep(first, path)
+        if header is None:
+            header = bool(first.strip()) and not any(_NUMBER.fullmatch(f) for f in _fields(first, sep))
+    except csv.Error as e:          # the csv module's own error (not a ValueError)
+        raise ValueError(f"{path}: cannot read its first line {first[:80]!r} ({e})") from None
     skip = first_n + 1 if header else 0
     try:
         user, item, rating, ts = _core.parse_ratings(data, sep, skip)
@@ -247,28 +271,25 @@ def load_movielens(path=None):
         ratings = read_ratings(r, sep="::")
         users = movies = None
         if (u := _find(folder, "users.dat", "users.dat.gz")) is not None:
-            users = _read_double_colon(u, ["user_id", "gender", "age", "occupation", "zip"])
+            users = _metadata(u, _read_double_colon, ["user_id", "gender", "age", "occupation", "zip"])
         if (m := _find(folder, "movies.dat", "movies.dat.gz")) is not None:
-            movies = _read_double_colon(m, ["movie_id", "title", "genres"])
+            movies = _metadata(m, _read_double_colon, ["movie_id", "title", "genres"])
     elif (r := _find(folder, "u.data", "u.data.gz")) is not None:           # ML-100K
         ratings = read_ratings(r, sep="\t")
         users = movies = None
         if (u := _find(folder, "u.user", "u.user.gz")) is not None:
-            users = pd.read_csv(io.StringIO(_read_text(u)), sep="|", header=None,
-                                names=["user_id", "age", "gender", "occupation", "zip"])
+            users = _metadata(u, lambda path: pd.read_csv(
+                io.StringIO(_read_text(path)), sep="|", header=None,
+                names=["user_id", "age", "gender", "occupation", "zip"]))
         if (m := _find(folder, "u.item", "u.item.gz")) is not None:
-            raw = pd.read_csv(io.StringIO(_read_text(m)), sep="|", header=None)
-            genre_names = _ml100k_genres(folder, raw.shape[1] - 5)
-            flags = raw.iloc[:, 5:].to_numpy(dtype=bool)
-            movies = pd.DataFrame({
-                "movie_id": raw[0].astype(np.int64), "title": raw[1],
-                "genres": ["|".join(g for g, f in zip(genre_names, row) if f) for row in flags]})
+            movies = _metadata(m, _read_ml100k_items, folder)
     elif (r := _find(folder, "ratings.csv", "ratings.csv.gz")) is not None:  # ml-latest(-small)
         ratings = read_ratings(r, sep=",")
         users = None
         movies = None
         if (m := _find(folder, "movies.csv", "movies.csv.gz")) is not None:
-            movies = pd.read_csv(io.StringIO(_read_text(m))).rename(columns={"movieId": "movie_id"})
+            movies = _metadata(m, lambda path: pd.read_csv(io.StringIO(_read_text(path))).rename(
+                columns={"movieId": "movie_id"}))
     else:
         raise FileNotFoundError(
             f"{folder} holds no ratings.dat(.gz), u.data or ratings.csv: not a MovieLens folder")
@@ -277,6 +298,28 @@ def load_movielens(path=None):
     if movies is None:
         movies = pd.DataFrame({"movie_id": np.unique(ratings["movie_id"].to_numpy())})
     return ratings, users, movies
+
+
+def _metadata(path: Path, read, *args):
+    """``read(path, *args)``: a users or movies file.  What its parser
+    raises on a malformed file (pandas' ParserError, a column that is not a
+    number, the csv module's Error) is a ValueError naming the file."""
+    try:
+        return read(path, *args)
+    except (ValueError, TypeError, KeyError, IndexError, csv.Error) as e:
+        if isinstance(e, ValueError) and str(e).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: not a readable MovieLens file ({type(e).__name__}: {e})") from None
+
+
+def _read_ml100k_items(path: Path, folder: Path) -> pd.DataFrame:
+    """ML-100K's u.item: id|title|date|video date|url|19 genre flags."""
+    raw = pd.read_csv(io.StringIO(_read_text(path)), sep="|", header=None)
+    genre_names = _ml100k_genres(folder, raw.shape[1] - 5)
+    flags = raw.iloc[:, 5:].to_numpy(dtype=bool)
+    return pd.DataFrame({
+        "movie_id": raw[0].astype(np.int64), "title": raw[1],
+        "genres": ["|".join(g for g, f in zip(genre_names, row) if f) for row in flags]})
 
 
 def _ml100k_genres(folder: Path, n: int):

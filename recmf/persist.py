@@ -20,10 +20,13 @@ import json
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ._checks import check_threads
+from ._config import FROM_CONFIG
 from ._registry import available_models
 
 FORMAT_VERSION = 1
@@ -48,7 +51,31 @@ def _ids_to_array(ids, name):
     return np.asarray(ids, dtype=str), "str"
 
 
+#: how FROM_CONFIG (a parameter left to the config) is written in JSON
+_FROM_CONFIG_JSON = {"recmf": "FROM_CONFIG"}
+
+
+def _params_from_json(params):
+    """Saved hyperparameters with FROM_CONFIG restored."""
+    return {k: FROM_CONFIG if v == _FROM_CONFIG_JSON else v for k, v in params.items()}
+
+
+def _columns_of(model, meta):
+    """The data settings a loaded model was fitted with: saved since they
+    were kept (``columns``), else its parameters (older files always held
+    explicit names), resolved now."""
+    saved = meta.get("columns")
+    if saved is not None:
+        keys = {"threshold", "user_col", "item_col", "rating_col", "time_col"}
+        if not isinstance(saved, dict) or set(saved) != keys:
+            raise ValueError(f"its columns must be a mapping of {sorted(keys)}, got {saved!r}")
+        return dict(saved)
+    return model._resolve_columns()
+
+
 def _jsonable(value):
+    if value is FROM_CONFIG:
+        return dict(_FROM_CONFIG_JSON)
     if isinstance(value, np.bool_):
         return bool(value)
     if isinstance(value, np.integer):
@@ -90,7 +117,7 @@ def _fitted_attributes(model):
     """
     out = {}
     for name, value in vars(model).items():
-        if not name.endswith("_") or name.startswith("_") or name in ("data_", "models_") or \
+        if not name.endswith("_") or name.startswith("_") or name in ("data_", "models_", "columns_") or \
                 isinstance(value, np.ndarray):
             continue
         if isinstance(value, pd.DataFrame):
@@ -112,7 +139,7 @@ def _set_fitted_attributes(model, fitted):
         raise ValueError("its fitted attributes are not a mapping")
     for name, spec in fitted.items():
         if not (isinstance(name, str) and name.endswith("_") and not name.startswith("_")
-                and name not in ("data_", "models_") and isinstance(spec, dict)
+                and name not in ("data_", "models_", "columns_") and isinstance(spec, dict)
                 and spec.keys() in ({"value"}, {"tuple"}, {"frame", "dtypes"})):
             raise ValueError(f"its fitted attribute {name!r} is malformed")
         if "frame" in spec:
@@ -132,6 +159,7 @@ def _restore_fitted(model, meta):
     if meta.get("history") is not None:
         model.history = _history_frame(meta["history"], meta.get("history_dtypes"))
     _set_fitted_attributes(model, meta.get("fitted", {}))
+    model.columns_ = _columns_of(model, meta)
 
 
 def component_meta(model):
@@ -140,7 +168,8 @@ def component_meta(model):
     JSON values."""
     history, dtypes = _history_records(model)
     return {"kind": model.kind, "params": {k: _jsonable(v) for k, v in model._saved_params().items()},
-            "history": history, "history_dtypes": dtypes, "fitted": _fitted_attributes(model)}
+            "history": history, "history_dtypes": dtypes, "fitted": _fitted_attributes(model),
+            "columns": model.columns_}
 
 
 def component_from_meta(meta):
@@ -165,11 +194,12 @@ def _construct(cls, params):
     (a file may hold values the constructor alone lets through)."""
     if not isinstance(params, dict):
         raise ValueError(f"its parameters are not a mapping: {params!r}")
-    params = dict(params)
+    params = _params_from_json(params)
     if isinstance(params.get("betas"), list):
         params["betas"] = tuple(params["betas"])
     try:
         model = cls._from_saved_params(params)
+        check_threads(getattr(model, "n_threads", None))   # checked, kept as saved
         model._check_params()
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"its parameters are refused by {cls.__name__}: {e}") from None
@@ -191,7 +221,7 @@ def save_model(model, path):
         "kind": model.kind, "params": {k: _jsonable(v) for k, v in model._saved_params().items()},
         "user_id_type": user_kind, "item_id_type": item_kind, "history": history,
         "history_dtypes": history_dtypes, "fitted": _fitted_attributes(model),
-        "n_duplicates": data.n_duplicates,
+        "n_duplicates": data.n_duplicates, "columns": model.columns_,
     }
     arrays["meta"] = np.array(json.dumps(meta))
     path = Path(path)
@@ -223,7 +253,7 @@ def _history_frame(records, dtypes):
 _INTERACTION_ARRAYS = ("indptr", "indices", "user_ids", "item_ids", "seen_indptr", "seen_indices")
 
 
-def load(path):
+def load(path: str | Path) -> Any:
     """Load a model saved with ``model.save(path)``.
 
     Raises

@@ -6,11 +6,14 @@ import inspect
 import itertools
 import re
 import time
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ._checks import check_frame
+from ._config import FROM_CONFIG, resolve
+from ._tables import is_arrow_table
 from .data import Interactions
 from .metrics import METRIC_NAMES, evaluate
 from .models import _training as T
@@ -92,7 +95,7 @@ def _build(plan):
         try:
             if model is None:
                 model = cls(**params)
-            model._check_params()
+            model._validate()           # what fit checks (and n_threads=None -> all cores)
         except (TypeError, ValueError) as e:
             raise type(e)(f"candidate {label}({', '.join(f'{k}={v!r}' for k, v in params.items())}): "
                           f"{e}") from None
@@ -131,10 +134,10 @@ def _why_no_metric(data, val, metric, evaluate_kwargs):
 
 def _non_default_params(model):
     try:
-        default = type(model)().get_params()
+        default = _comparable(type(model)())
     except TypeError:  # a class without defaults for every parameter
-        return model.get_params()
-    return {k: v for k, v in model.get_params().items()
+        return model.get_params(deep=False)
+    return {k: v for k, v in _comparable(model).items()
             if k not in default or not _same(default[k], v)}
 
 
@@ -146,8 +149,9 @@ def _parse_metric(metric):
     return int(m.group(2))
 
 
-def select(candidates, data, val, metric="recall@10", *, grid=None, threshold=4,
-           progress=True, fit_val=True, **evaluate_kwargs):
+def select(candidates: Any, data: Any, val: Any, metric: str = "recall@10", *, grid: Any = None,
+           threshold: float = FROM_CONFIG, progress: bool = True, fit_val: bool = True,
+           **evaluate_kwargs: Any) -> tuple[Any, pd.DataFrame]:
     """Fit every candidate on ``data``, score each on ``val`` only, return the best.
 
     Parameters
@@ -162,10 +166,10 @@ def select(candidates, data, val, metric="recall@10", *, grid=None, threshold=4,
         read-only arrays) instead of fitting again, and is fitted all the
         same.  Every candidate is built and its parameters checked before
         the first fit.
-    data : Interactions or DataFrame
+    data : Interactions, DataFrame or Arrow table
         The training data; a frame is indexed once (``threshold``) and
         shared by every candidate.
-    val : DataFrame
+    val : DataFrame or Arrow table
         The validation split.  Only it is evaluated: pass the test split to
         :func:`recmf.evaluate` once, for the chosen model, afterwards.
     metric : str
@@ -173,7 +177,7 @@ def select(candidates, data, val, metric="recall@10", *, grid=None, threshold=4,
         ``"recall@10"`` or ``"ndcg@20"``; its k is the evaluation's k.
     threshold : float
         Positive threshold for ``data`` (when a frame) and relevance
-        threshold on ``val``.
+        threshold on ``val`` (default: the configured one, 4).
     progress : bool
         Show a tqdm progress bar over the candidates.
     fit_val : bool
@@ -210,16 +214,20 @@ def select(candidates, data, val, metric="recall@10", *, grid=None, threshold=4,
     """
     k = _parse_metric(metric)
     _check_evaluate_kwargs(evaluate_kwargs, metric)
-    check_frame(val, "val", {c: evaluate_kwargs.get(c, _EVALUATE_PARAMS[c].default)
-                             for c in ("user_col", "item_col", "rating_col")})
+    threshold = resolve(threshold, "threshold")
+    for c in ("user_col", "item_col", "rating_col"):
+        evaluate_kwargs[c] = resolve(evaluate_kwargs.get(c, _EVALUATE_PARAMS[c].default), c)
+    cols = {c: evaluate_kwargs[c] for c in ("user_col", "item_col", "rating_col")}
+    # Read once here, not once per candidate.
+    val = check_frame(val, "val", cols)
     plan = _expand(candidates, grid)
     models = _build(plan)
-    if isinstance(data, pd.DataFrame):
-        cols = {c: evaluate_kwargs[c] for c in ("user_col", "item_col", "rating_col")
-                if c in evaluate_kwargs}
+    if isinstance(data, pd.DataFrame) or is_arrow_table(data):
         data = Interactions.from_frame(data, threshold=threshold, _name="data", **cols)
     elif not isinstance(data, Interactions):
-        raise TypeError(f"data must be a recmf.Interactions or a DataFrame, got {type(data).__name__}")
+        from ._tables import type_name
+        raise TypeError(f"data must be a recmf.Interactions, a DataFrame or an Arrow table, "
+                        f"got {type_name(data)}")
     evaluate_kwargs.setdefault("threshold", threshold)
 
     bar = T.progress(len(plan), "select", progress, unit="model")
@@ -279,7 +287,7 @@ def _shares_fit(last, model):
     when the two differ only in the class's ``scoring_params``; else None."""
     if last is None or type(last) is not type(model) or not type(model).scoring_params:
         return None
-    a, b = last.get_params(), model.get_params()
+    a, b = _comparable(last), _comparable(model)
     free = set(type(model).scoring_params)
     if any(not _same(a[p], b[p]) for p in a if p not in free):
         return None
@@ -288,3 +296,11 @@ def _shares_fit(last, model):
         setattr(shared, p, b[p])
     return shared
 
+
+def _comparable(model):
+    """Parameters with ``n_threads`` None (as given) and 0 (as fit
+    normalises it) alike: both mean all cores."""
+    params = model.get_params(deep=False)
+    if "n_threads" in params and params["n_threads"] is None:
+        params["n_threads"] = 0
+    return params

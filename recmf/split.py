@@ -1,11 +1,16 @@
 """Per-user temporal split (SPEC section 2)."""
 from __future__ import annotations
 
+from collections.abc import Hashable
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
 from . import _core
 from ._checks import check_frame, id_column, native_frame, time_column
+from ._config import FROM_CONFIG, resolve_columns
+from ._tables import is_arrow_table, read_table, take_rows
 
 __all__ = ["temporal_split"]
 
@@ -19,8 +24,9 @@ def _check_count(value, name):
     return int(value)
 
 
-def temporal_split(ratings, n_val=1, n_test=5, min_train=5, *, user_col="user_id",
-                   time_col="timestamp"):
+def temporal_split(ratings: Any, n_val: int = 1, n_test: int = 5, min_train: int = 5, *,
+                   user_col: Hashable = FROM_CONFIG,
+                   time_col: Hashable | None = FROM_CONFIG) -> tuple[Any, Any, Any]:
     """Split each user's history by time: the last ``n_test`` rows go to
     test, the ``n_val`` before them to validation, the rest to train.
 
@@ -31,11 +37,14 @@ def temporal_split(ratings, n_val=1, n_test=5, min_train=5, *, user_col="user_id
 
     Parameters
     ----------
-    ratings : DataFrame
-        One row per interaction; every column is carried through.
+    ratings : DataFrame or Arrow table
+        One row per interaction; every column is carried through.  A pandas
+        frame, or any table with the Arrow stream interface (``pyarrow.Table``,
+        a Polars or DuckDB frame).
     n_val, n_test, min_train : int >= 0
     user_col, time_col : str
-        Column names.  Times may be integers (e.g. Unix seconds, nullable
+        Column names (default: the configured ones, ``user_id`` and
+        ``timestamp``, see :func:`recmf.set_config`).  Times may be integers (e.g. Unix seconds, nullable
         ``Int64`` too), floats, datetimes of any unit (``datetime64[s/ms/us/ns]``,
         tz-aware, pyarrow timestamps and dates, object columns of
         ``datetime``/``Timestamp``) or timedeltas; rows are ordered exactly as
@@ -53,7 +62,9 @@ def temporal_split(ratings, n_val=1, n_test=5, min_train=5, *, user_col="user_id
     -------
     train, val, test : DataFrame
         Rows of ``ratings`` (original index kept) in ``(user, time)`` order.
-        The input is not modified.
+        The input is not modified.  The same kind of table as ``ratings``:
+        pandas gives pandas, a Polars frame Polars frames, any other Arrow
+        table ``pyarrow.Table`` objects.
 
     Examples
     --------
@@ -62,12 +73,25 @@ def temporal_split(ratings, n_val=1, n_test=5, min_train=5, *, user_col="user_id
     n_val = _check_count(n_val, "n_val")
     n_test = _check_count(n_test, "n_test")
     min_train = _check_count(min_train, "min_train")
-    check_frame(ratings, "ratings", dict(user_col=user_col, time_col=time_col))
-    users, is_int = id_column(ratings, user_col, "ratings")
+    c = resolve_columns(user_col=user_col, time_col=time_col)
+    user_col, time_col = c["user_col"], c["time_col"]
+    if time_col is None:
+        raise ValueError("temporal_split needs a time column: pass time_col= (the configured "
+                         "time_col is None)")
+    table = None
+    if is_arrow_table(ratings):
+        # Every column comes back, so the table is read whole, once (a
+        # stream may be single-use); only user and time go to pandas.
+        table = read_table(ratings)
+    keys = check_frame(ratings if table is None else table, "ratings",
+                       dict(user_col=user_col, time_col=time_col))
+    users, is_int = id_column(keys, user_col, "ratings")
     if not is_int:
         # Sorted codes order users exactly as sorting the ids would.
         users = pd.factorize(users, sort=True)[0].astype(np.int64)
-    times = time_column(ratings, time_col, "ratings")
+    times = time_column(keys, time_col, "ratings")
     order, part = _core.temporal_split(users, times, n_val, n_test, min_train)
+    if table is not None:
+        return tuple(take_rows(ratings, table, order[part == p]) for p in (0, 1, 2))
     ratings = native_frame(ratings)
     return tuple(ratings.take(order[part == p]) for p in (0, 1, 2))

@@ -48,6 +48,21 @@ needs_ml100k = pytest.mark.skipif(not HAVE_ML100K, reason=ML100K_REASON)
 needs_latest = pytest.mark.skipif(not HAVE_LATEST, reason=LATEST_REASON)
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """The docs build runs last, so that its gallery can show the notebooks
+    tests/test_notebooks.py executed in this session (tests/test_docs.py)."""
+    items.sort(key=lambda item: item.nodeid.split("::")[0].endswith("test_docs.py"))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove the executed notebooks kept for the docs build (they hold
+    figures of the data)."""
+    import shutil
+    import tempfile
+    shutil.rmtree(Path(tempfile.gettempdir()) / f"recmf-executed-notebooks-{os.getpid()}",
+                  ignore_errors=True)
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "ml1m: needs MovieLens-1M (skipped when absent)")
 

@@ -234,7 +234,7 @@ def test_bad_arguments_are_rejected(kind, fitted, small):
     n_items = fitted.data_.n_items
     with pytest.raises(recmf.NotFittedError, match="not fitted"):
         make(kind).recommend(users, k=3)
-    with pytest.raises(TypeError, match="Interactions or a pandas DataFrame"):
+    with pytest.raises(TypeError, match="Interactions, a pandas DataFrame, a table with the Arrow stream interface or a scipy.sparse matrix, got numpy.ndarray"):
         make(kind).fit(np.zeros((3, 3)))
     with pytest.raises(ValueError, match="k must be >= 1, got 0"):
         fitted.recommend(users, k=0)

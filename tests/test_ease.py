@@ -271,16 +271,18 @@ def test_save_load_and_pickle(tmp_path, data):
 
 @pytest.mark.parametrize("l2, exc", [(0, ValueError), (-1.0, ValueError), (float("nan"), ValueError),
                                      (float("inf"), ValueError), (True, TypeError), ("250", TypeError)])
-def test_bad_l2(l2, exc):
+def test_bad_l2(l2, exc, data):
+    model = recmf.EASE(l2=l2)          # stored as given; fit validates
+    assert model.l2 is l2
     with pytest.raises(exc, match="l2"):
-        recmf.EASE(l2=l2)
+        model.fit(data)
 
 
 @pytest.mark.parametrize("hl, exc", [(0, ValueError), (-2.0, ValueError), (float("nan"), ValueError),
                                      ("5", TypeError)])
-def test_bad_half_life(hl, exc):
+def test_bad_half_life(hl, exc, data):
     with pytest.raises(exc, match="half_life"):
-        recmf.EASE(half_life=hl)
+        recmf.EASE(half_life=hl).fit(data)
 
 
 def test_bad_l2_set_after_construction(data):
@@ -317,8 +319,7 @@ def test_empty_matrix():
 
 
 def test_memory_check_names_the_figure(monkeypatch, data):
-    import recmf.models._item_item as item_item
-    monkeypatch.setattr(item_item, "_available_bytes", lambda: 1000)
+    monkeypatch.setattr(recmf._checks, "available_bytes", lambda: 1000)
     with pytest.raises(MemoryError, match=r"150 x 150 float32 matrix: 0\.00 GiB.*available"):
         recmf.EASE().fit(data)
 
@@ -338,7 +339,7 @@ def test_kernel_rejects_wrong_shapes(data):
 
 
 def test_history_bad_input(fitted, data):
-    with pytest.raises(TypeError, match="history must be a pandas DataFrame"):
+    with pytest.raises(TypeError, match="history must be a pandas DataFrame or a table with the Arrow stream interface"):
         fitted.recommend(data.user_ids[:2], k=5, history=data)
     with pytest.raises(ValueError, match="missing column"):
         fitted.recommend(data.user_ids[:2], k=5, history=pd.DataFrame({"user_id": [1]}))

@@ -144,3 +144,11 @@ def test_cli_recommend_k_beyond_the_catalogue_names_the_flag(small, tmp_path, ca
     assert f"--k {n + 1} is larger than the catalogue of {path} ({n} items)" in line
     assert cli.main(["recommend", "--model", str(path), "--users", "1", "--k", "2", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 2
+
+
+# -- recommend and score ---------------------------------------------------------
+
+def test_score_of_pairs_that_do_not_line_up_says_so_first(small):
+    model = recmf.Popularity().fit(small["data"])
+    with pytest.raises(ValueError, match="same length, got 2 and 1"):
+        model.score([10 ** 9, 1], [1])         # not "unknown user id 1000000000"

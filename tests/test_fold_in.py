@@ -109,7 +109,7 @@ def test_history_errors_name_history(kind, fitted):
         fitted.recommend(users, k=3, history=NEGATIVES_ONLY.assign(user_id=["0", "0"]))
     with pytest.raises(TypeError, match=r"^history\['timestamp'\] must hold times"):
         fitted.recommend(users, k=3, history=NEGATIVES_ONLY.assign(timestamp=["a", "b"]))
-    with pytest.raises(TypeError, match="^history must be a pandas DataFrame, got ndarray"):
+    with pytest.raises(TypeError, match=r"^history must be a pandas DataFrame or a table with the Arrow stream interface .*got numpy.ndarray"):
         fitted.recommend(users, k=3, history=NEGATIVES_ONLY.to_numpy())
 
 

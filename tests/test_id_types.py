@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 import recmf
+from recmf._checks import PANDAS_HASHES_NUL
 import reference as ref
 
 KINDS = {
@@ -167,8 +168,12 @@ def test_mixed_id_kinds_raise_instead_of_unknown():
 
 
 def test_string_id_with_trailing_nul_is_not_silently_changed(tmp_path):
-    model = recmf.Popularity().fit(pd.DataFrame({"user_id": ["a\0", "a"], "movie_id": ["i", "j"],
-                                                 "rating": 5}))
+    frame = pd.DataFrame({"user_id": ["a\0", "a"], "movie_id": ["i", "j"], "rating": 5})
+    if not PANDAS_HASHES_NUL:        # pandas < 3.1 would merge "a\0" and "a": refused
+        with pytest.raises(ValueError, match=r"user_id'\] holds an id with a NUL character \('a\\x00'\)"):
+            recmf.Popularity().fit(frame)
+        return
+    model = recmf.Popularity().fit(frame)
     with pytest.raises(ValueError, match=r"user id 'a\\x00' ends with a NUL character"):
         model.save(tmp_path / "m.npz")
     assert not (tmp_path / "m.npz").exists()
@@ -217,3 +222,22 @@ def test_core_sampling_error_carries_the_dense_index():
     with pytest.raises(recmf.SamplingError, match="user index 1 ") as info:
         _core.sample_triplets(indptr, indices, 2, np.array([1, 0], dtype=np.int32), 5, 0, 0, 1)
     assert info.value.user_index == 1
+
+
+@pytest.mark.parametrize("ids", [["a\0b", "a\0c", "a"], ["", "\0", "x"]])
+def test_ids_that_differ_after_a_nul_are_never_merged(ids):
+    # pandas before 3.1 hashes strings only up to their first NUL, so its
+    # factorize and Index lookups merge these ids: recmf refuses them there,
+    # and keeps them apart where pandas does.
+    frame = pd.DataFrame({"user_id": ids * 2, "movie_id": ids[::-1] * 2, "rating": 5})
+    if not PANDAS_HASHES_NUL:
+        for call in (lambda: recmf.Interactions.from_frame(frame),
+                     lambda: recmf.Popularity().fit(frame.assign(user_id=range(6))).recommend(ids, k=1),
+                     lambda: recmf.temporal_split(frame.assign(timestamp=range(6)), 0, 1, 0)):
+            with pytest.raises(ValueError, match="NUL character"):
+                call()
+        return
+    data = recmf.Interactions.from_frame(frame)
+    assert data.n_users == 3 and data.n_items == 3
+    assert sorted(data.user_ids.tolist()) == sorted(ids)
+    assert data.user_index(ids).tolist() == [data.user_ids.tolist().index(u) for u in ids]

@@ -312,7 +312,7 @@ def test_bad_hyperparameters_name_the_argument(kind, small):
             model.fit(small["data"])
     with pytest.raises(recmf.NotFittedError):
         make(kind).recommend([1], k=3)
-    with pytest.raises(TypeError, match="Interactions or a pandas DataFrame"):
+    with pytest.raises(TypeError, match="Interactions, a pandas DataFrame"):
         make(kind).fit(np.zeros((3, 3)))
 
 

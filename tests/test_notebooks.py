@@ -120,6 +120,12 @@ def run_notebook(name, workdir, kernel_dir, data, **env_extra):
     execute(nb, kernel_dir, workdir, env, CELL_TIMEOUT)
     seconds = time.perf_counter() - t0
     print(f"{name} on {data}: {seconds:.1f} s")
+    if data == MAIN_DATA and not env_extra:
+        # The main run's outputs are the docs gallery's (tests/test_docs.py).
+        import tempfile
+        stash = Path(tempfile.gettempdir()) / f"recmf-executed-notebooks-{os.getpid()}"
+        stash.mkdir(exist_ok=True)
+        nbformat.write(nb, stash / name)
     return nb, out_dir, seconds
 
 

@@ -195,7 +195,8 @@ def test_concurrent_threaded_sgemm_through_openmp():
 
 _OTHER_CALLER = textwrap.dedent("""
     import ctypes, numpy as np, recmf
-    lib = ctypes.CDLL(None)   # recmf's OpenBLAS is loaded RTLD_GLOBAL
+    # recmf's own OpenBLAS (loaded for recmf alone: opened by its path)
+    lib = ctypes.CDLL(recmf.build_info()["blas_library"])
     pre = "scipy_" if hasattr(lib, "scipy_cblas_sgemm") else ""
     sgemm = getattr(lib, pre + "cblas_sgemm")
     sgemm.restype = None
@@ -215,7 +216,7 @@ _OTHER_CALLER = textwrap.dedent("""
 
 def test_blas_jobs_survive_a_team_smaller_than_the_job_count(tmp_path):
     # The OpenMP callback serves every caller of recmf's OpenBLAS, not only
-    # recmf.  Here a 2-job sgemm meets OMP_THREAD_LIMIT=1, so OpenMP can
+    # recmf (any code that opens recmf.libs/'s library).  Here a 2-job sgemm meets OMP_THREAD_LIMIT=1, so OpenMP can
     # give it a team of one: OpenBLAS's jobs wait on each other, and without
     # the fallback (a thread of its own for each job the team cannot take)
     # this deadlocked.

@@ -244,7 +244,7 @@ def test_rated_inputs_need_rated_data(frames, cls):
     with pytest.raises(ValueError, match="seen='rated'"):
         cls(inputs="rated").fit(positives_only)
     with pytest.raises(ValueError, match="inputs must be"):
-        cls(inputs="watched")
+        cls(inputs="watched").fit(frames[0])        # stored as given, refused by fit
     # a frame is indexed with seen="rated"
     model = cls(inputs="rated").fit(frames[0])
     assert model.data_.seen_rule == "rated"
@@ -262,9 +262,12 @@ def test_rated_inputs_need_rated_data(frames, cls):
     ({"position_decay": float("inf")}, ValueError, "position_decay"),
     ({"window": 0}, ValueError, "window"), ({"window": 2.5}, TypeError, "window"),
     ({"half_life": -1.0}, ValueError, "half_life")])
-def test_bad_parameters_are_named(kwargs, exc, name):
+def test_bad_parameters_are_named(frames, kwargs, exc, name):
+    model = recmf.SLIST(**kwargs)           # scikit-learn's rule: the constructor stores, fit checks
+    assert all(getattr(model, k) is v for k, v in kwargs.items())
     with pytest.raises(exc, match=name):
-        recmf.SLIST(**kwargs)
+        model.fit(frames[0])
+    assert model.data_ is None
 
 
 def test_needs_an_order(frames):
@@ -274,11 +277,10 @@ def test_needs_an_order(frames):
 
 
 def test_memory_check_names_the_figure(monkeypatch, data):
-    import recmf.models._item_item as item_item
-    monkeypatch.setattr(item_item, "_available_bytes", lambda: 1000)
+    monkeypatch.setattr(recmf._checks, "available_bytes", lambda: 1000)
     n = data.n_items
-    with pytest.raises(MemoryError, match=rf"SLIST on {n} items needs two {n} x {n} float32 matrices: "
-                                          r"0\.00 GiB.*available"):
+    with pytest.raises(MemoryError, match=rf"SLIST on {n} items needs 0\.00 GiB \(two {n} x {n} float32 "
+                                          r"matrices: 0\.00 GiB\), but only .* available"):
         recmf.SLIST().fit(data)
 
 

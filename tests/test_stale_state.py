@@ -180,10 +180,10 @@ def test_failures_found_late_in_python_keep_the_previous_fit(small, monkeypatch)
         ease.fit(unordered)
     ease.half_life = None
     assert ease.data_ is data and ease.B_ is B
-    import recmf.models._item_item as item_item
-    monkeypatch.setattr(item_item, "_available_bytes", lambda: 1000)
-    with pytest.raises(MemoryError):
-        ease.fit(small["other"])
+    with monkeypatch.context() as m:
+        m.setattr(recmf._checks, "available_bytes", lambda: 1000)
+        with pytest.raises(MemoryError):
+            ease.fit(small["other"])
     assert ease.data_ is data and ease.B_ is B
 
     bpr = make("bprmf").fit(data, val=small["val"])

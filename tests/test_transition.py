@@ -160,11 +160,14 @@ def test_load_rejects_inconsistent_history(tmp_path):
         recmf.load(path)
 
 
+_TINY = pd.DataFrame({"user_id": [1, 1, 2], "movie_id": [1, 2, 1], "rating": 5, "timestamp": [1, 2, 3]})
+
+
 @pytest.mark.parametrize("value,exc", [(0, ValueError), (-1.0, ValueError), (math.nan, ValueError),
                                        (math.inf, ValueError), ("2", TypeError), (True, TypeError)])
 def test_bad_half_life(value, exc):
     with pytest.raises(exc, match="half_life"):
-        recmf.ItemTransition(half_life=value)
+        recmf.ItemTransition(half_life=value).fit(_TINY)
 
 
 @pytest.mark.parametrize("kwargs,exc", [(dict(window=0), ValueError), (dict(window=65), ValueError),
@@ -172,7 +175,7 @@ def test_bad_half_life(value, exc):
                                         (dict(gap_decay=1.5), ValueError), (dict(gap_decay="x"), TypeError)])
 def test_bad_window(kwargs, exc):
     with pytest.raises(exc, match="window|gap_decay"):
-        recmf.ItemTransition(**kwargs)
+        recmf.ItemTransition(**kwargs).fit(_TINY)
 
 
 def test_needs_the_time_order():

@@ -1,17 +1,22 @@
 /* parse.c -- ratings text to columns.  Reading ML-1M with pandas' python
  * engine (needed for the "::" separator) is the slowest step of the
  * notebook's load; this is a single pass over the bytes. */
-#include "recmf.h"
+#include "runtime/runtime.h"
 
 #include <string.h>
 
+/* An upper bound of the rows: lines end at LF, CRLF or a lone CR (as in
+ * pandas), so every LF and every CR may end one. */
 int64_t rmf_count_lines(const char *buf, int64_t len)
 {
     int64_t n = 1;
-    const char *p = buf, *end = buf + len;
-    while (p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
-        n++;
-        p++;
+    const char *end = buf + len;
+    for (int c = 0; c < 2; c++) {
+        const char *p = buf;
+        while (p < end && (p = memchr(p, c ? '\r' : '\n', (size_t)(end - p))) != NULL) {
+            n++;
+            p++;
+        }
     }
     return n;
 }
@@ -147,11 +152,24 @@ static rmf_status expect_sep(cursor *c, const char *sep, size_t sep_len, const c
     return RMF_OK;
 }
 
+/* Past the end of the line at c->p: LF, CRLF or a lone CR. */
+static void end_line(cursor *c)
+{
+    if (c->p < c->end && *c->p == '\r') {
+        c->p++;
+        if (c->p < c->end && *c->p == '\n')
+            c->p++;
+    } else if (c->p < c->end && *c->p == '\n') {
+        c->p++;
+    }
+    c->line++;
+}
+
 static void skip_line(cursor *c)
 {
-    const char *nl = memchr(c->p, '\n', (size_t)(c->end - c->p));
-    c->p = nl ? nl + 1 : c->end;
-    c->line++;
+    while (c->p < c->end && *c->p != '\n' && *c->p != '\r')
+        c->p++;
+    end_line(c);
 }
 
 /* True when the line at c holds nothing but blanks (pandas skips it). */
@@ -178,7 +196,10 @@ rmf_status rmf_parse_ratings(const char *buf, int64_t len, const char *sep,
 
     int64_t n = 0;
     rmf_status st;
+    rmf_stop *stop = rmf_stop_here();
     while (c.p < c.end) {
+        if ((c.line & 65535) == 0 && rmf_stopping(stop))
+            return rmf_fail(err, RMF_ERR_INTERRUPTED, "interrupted");
         if (blank_line(&c)) {
             skip_line(&c);
             continue;
@@ -192,15 +213,11 @@ rmf_status rmf_parse_ratings(const char *buf, int64_t len, const char *sep,
         if ((st = parse_field(&c, sep, 1, &rating[n], "rating", err)) != RMF_OK) return st;
         if ((st = expect_sep(&c, sep, sep_len, "the rating", err)) != RMF_OK) return st;
         if ((st = parse_field(&c, sep, 0, &timestamp[n], "timestamp", err)) != RMF_OK) return st;
-        if (c.p < c.end && *c.p == '\r')
-            c.p++;
-        if (c.p < c.end && *c.p != '\n')
+        if (!at_line_end(&c))
             return rmf_fail(err, RMF_ERR_PARSE,
                             "line %lld: unexpected text after the timestamp: '%.*s'",
                             (long long)c.line, quote_len(c.p, c.end), c.p);
-        if (c.p < c.end)
-            c.p++;
-        c.line++;
+        end_line(&c);
         n++;
     }
     *n_rows = n;

@@ -19,6 +19,12 @@ rmf_status rmf_item_counts(const rmf_csr *m, int64_t *counts, rmf_error *err)
 rmf_status rmf_popularity_order(const int64_t *counts, int32_t n_items,
                                 int32_t *order, rmf_error *err)
 {
+    /* Counts are >= 0 (and -INT64_MIN overflowed below: UBSan, found by
+     * tests/test_fuzz.py). */
+    for (int32_t i = 0; i < n_items; i++)
+        if (counts[i] < 0)
+            return rmf_fail(err, RMF_ERR_VALUE, "counts[%d] = %lld: counts must be >= 0", (int)i,
+                            (long long)counts[i]);
     int64_t *neg = calloc((size_t)(n_items > 0 ? n_items : 1), sizeof *neg);
     int64_t *perm = malloc((size_t)(n_items > 0 ? n_items : 1) * sizeof *perm);
     if (neg == NULL || perm == NULL) {

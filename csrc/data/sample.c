@@ -43,6 +43,7 @@ rmf_status rmf_sample_uniform(const rmf_csr *m, int32_t n_neg, uint64_t seed,
     const int64_t nnz = m->indptr[m->n_rows];
     const int64_t n_shards = (nnz + SHARD - 1) / SHARD;
     (void)n_threads;
+    rmf_stop *stop = rmf_stop_here();
     RMF_PARALLEL(rmf_resolve_threads(n_threads))
     {
         RMF_TEAM_BEGIN;
@@ -50,6 +51,8 @@ rmf_status rmf_sample_uniform(const rmf_csr *m, int32_t n_neg, uint64_t seed,
 #pragma omp for schedule(dynamic, 1) nowait
 #endif
         for (int64_t s = 0; s < n_shards; s++) {
+            if (rmf_stopping(stop))
+                continue;
             rmf_rng rng;
             rmf_rng_seed(&rng, seed, rmf_stream_id(RMF_STREAM_UNIFORM_NEG, epoch, (uint64_t)s));
             int64_t begin = s * SHARD, end = begin + SHARD < nnz ? begin + SHARD : nnz;
@@ -117,6 +120,7 @@ rmf_status rmf_sample_triplets(const rmf_csr *m, const int32_t *candidates,
     const int64_t nnz = m->indptr[m->n_rows];
     const int64_t n_shards = (n_triplets + SHARD - 1) / SHARD;
     (void)n_threads;
+    rmf_stop *stop = rmf_stop_here();
     RMF_PARALLEL(rmf_resolve_threads(n_threads))
     {
         RMF_TEAM_BEGIN;
@@ -124,6 +128,8 @@ rmf_status rmf_sample_triplets(const rmf_csr *m, const int32_t *candidates,
 #pragma omp for schedule(dynamic, 1) nowait
 #endif
         for (int64_t s = 0; s < n_shards; s++) {
+            if (rmf_stopping(stop))
+                continue;
             rmf_rng rng;
             rmf_rng_seed(&rng, seed, rmf_stream_id(RMF_STREAM_TRIPLETS, epoch, (uint64_t)s));
             int64_t begin = s * SHARD, end = begin + SHARD < n_triplets ? begin + SHARD : n_triplets;

@@ -204,6 +204,11 @@ rmf_status rmf_als_solve(const rmf_als_params *p, const rmf_csr *m,
     if (m->n_rows < 0 || m->n_cols < 0)
         return rmf_fail(err, RMF_ERR_VALUE, "bad matrix shape %d x %d", (int)m->n_rows,
                         (int)m->n_cols);
+    /* The row loops index Y by these columns: a column out of [0, n_cols)
+     * read outside Y (found by tests/test_fuzz.py). */
+    rmf_status st0 = rmf_csr_check(m, "the matrix", -1, -1, err);
+    if (st0 != RMF_OK)
+        return st0;
     if ((m->n_rows > 0 && X == NULL) || (m->n_cols > 0 && Y == NULL))
         return rmf_fail(err, RMF_ERR_VALUE, "X and Y must not be NULL");
     const int64_t nnz = m->n_rows > 0 ? m->indptr[m->n_rows] : 0;
@@ -254,6 +259,7 @@ rmf_status rmf_als_solve(const rmf_als_params *p, const rmf_csr *m,
     /* Parallel phase. */
     int64_t bad_row = -1;
     int nomem = 0;
+    rmf_stop *stop = rmf_stop_here();
     RMF_PARALLEL(nt)
     {
         RMF_TEAM_BEGIN;
@@ -265,7 +271,7 @@ rmf_status rmf_als_solve(const rmf_als_params *p, const rmf_csr *m,
         }
         OMP(omp for schedule(dynamic, 16))
         for (int64_t u = 0; u < m->n_rows; u++) {
-            if (!scratch || (exact && !A))
+            if (!scratch || (exact && !A) || rmf_stopping(stop))
                 continue;
             float *x = X + u * D;
             row_entries e = {m->indices + m->indptr[u], values ? values + m->indptr[u] : NULL,

@@ -336,13 +336,20 @@ rmf_status rmf_mf_score_pairs(const rmf_shape *s, const float *theta,
     const float *U = theta, *I = theta + (int64_t)s->n_users * D;
     const int nt = rmf_resolve_threads(n_threads);
     (void)nt; /* unused without OpenMP */
+    rmf_stop *stop = rmf_stop_here();
+    const int64_t n_blocks = (n + 65535) / 65536;
     rmf_fp_enter();
     RMF_PARALLEL(nt, if (n > 4096))
     {
         RMF_TEAM_BEGIN;
         OMP(omp for schedule(static) nowait)
-        for (int64_t k = 0; k < n; k++)
-            out[k] = rmf_dot_lanes(U + (int64_t)u[k] * D, I + (int64_t)i[k] * D, D);
+        for (int64_t b = 0; b < n_blocks; b++) {
+            if (rmf_stopping(stop))
+                continue;
+            const int64_t end = (b + 1) * 65536 < n ? (b + 1) * 65536 : n;
+            for (int64_t k = b * 65536; k < end; k++)
+                out[k] = rmf_dot_lanes(U + (int64_t)u[k] * D, I + (int64_t)i[k] * D, D);
+        }
         RMF_TEAM_END;
     }
     rmf_fp_leave();
@@ -380,6 +387,7 @@ rmf_status rmf_mf_recommend(const rmf_shape *s, const float *theta,
     char *buf = malloc(per_thread * (size_t)nt);
     if (!buf)
         return rmf_fail(err, RMF_ERR_NOMEM, "out of memory scoring %d items", (int)NI);
+    rmf_stop *stop = rmf_stop_here();
     rmf_fp_enter();
     const int blas_threads = rmf_blas_single_begin();
     RMF_PARALLEL(nt, if (n_blocks > 1))
@@ -394,6 +402,8 @@ rmf_status rmf_mf_recommend(const rmf_shape *s, const float *theta,
         void *heap = S + nb * NI;
         OMP(omp for schedule(dynamic, 1) nowait)
         for (int64_t b = 0; b < n_blocks; b++) {
+            if (rmf_stopping(stop))
+                continue;
             const int64_t u0 = b * nb;
             const int64_t bn = u0 + nb <= n ? nb : n - u0;
             for (int64_t r = 0; r < bn; r++)

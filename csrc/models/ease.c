@@ -68,17 +68,25 @@ rmf_status rmf_ease_gram_upper(const rmf_csr *x, int n_threads, float *G, rmf_er
     const int32_t n = x->n_cols;
     int64_t *colptr = NULL;
     int32_t *rows = NULL;
-    rmf_status st = transpose(x, &colptr, &rows, err);
+    /* The transpose counts by column and the rows search sorted columns:
+     * an unsound CSR wrote outside the counts (tests/test_fuzz.py). */
+    rmf_status st = rmf_csr_check(x, "the interaction matrix", -1, -1, err);
+    if (st != RMF_OK)
+        return st;
+    st = transpose(x, &colptr, &rows, err);
     if (st != RMF_OK)
         return st;
     const int nt = rmf_resolve_threads(n_threads);
     (void)nt;
+    rmf_stop *stop = rmf_stop_here();
     /* Row i of the upper triangle: G[i][j] (j >= i) = users holding both. */
     RMF_PARALLEL(nt)
     {
         RMF_TEAM_BEGIN;
         OMP(omp for schedule(dynamic, 16) nowait)
         for (int32_t i = 0; i < n; i++) {
+            if (rmf_stopping(stop))
+                continue;
             float *g = G + (int64_t)i * n;
             memset(g, 0, (size_t)n * sizeof *g);
             for (int64_t c = colptr[i]; c < colptr[i + 1]; c++) {
@@ -105,6 +113,7 @@ rmf_status rmf_ease_fit(const rmf_csr *x, float l2, int n_threads, float *B, rmf
     const int32_t n = x->n_cols;
     const int nt = rmf_resolve_threads(n_threads);
     (void)nt;
+    rmf_stop *stop = rmf_stop_here();
     rmf_status st = rmf_ease_gram_upper(x, n_threads, B, err);
     if (st == RMF_OK)
         st = rmf_spd_factor(n, B, l2, nt, "X^T X", err);
@@ -141,6 +150,8 @@ rmf_status rmf_ease_fit(const rmf_csr *x, float l2, int n_threads, float *B, rmf
         RMF_TEAM_BEGIN;
         OMP(omp for schedule(dynamic, 1) nowait)
         for (int32_t ti = 0; ti < n_tiles; ti++) {
+            if (rmf_stopping(stop))
+                continue;
             const int32_t i0 = ti * TILE, i1 = i0 + TILE < n ? i0 + TILE : n;
             for (int32_t tj = ti; tj < n_tiles; tj++) {
                 const int32_t j0 = tj * TILE, j1 = j0 + TILE < n ? j0 + TILE : n;
@@ -173,6 +184,9 @@ rmf_status rmf_ease_recommend(const float *B, int32_t n_items, const rmf_csr *hi
     if (n_items < 1 || hist->n_cols != n_items)
         return rmf_fail(err, RMF_ERR_VALUE, "the history has %d columns but B is %d x %d", hist->n_cols,
                         n_items, n_items);
+    rmf_status st0 = rmf_csr_check(hist, "the history", -1, -1, err);
+    if (st0 != RMF_OK)
+        return st0;
     for (int64_t r = 0; r < n; r++)
         if (rows[r] < 0 || rows[r] >= hist->n_rows)
             return rmf_fail(err, RMF_ERR_VALUE, "rows[%lld] = %d is outside [0, %d)", (long long)r, rows[r],
@@ -185,9 +199,10 @@ rmf_status rmf_ease_recommend(const float *B, int32_t n_items, const rmf_csr *hi
     float *S = malloc((size_t)(nb * n_items) * sizeof *S);
     if (S == NULL)
         return rmf_fail(err, RMF_ERR_NOMEM, "out of memory scoring %d items", n_items);
+    rmf_stop *stop = rmf_stop_here();
     rmf_fp_enter(); /* subnormals flushed in recmf's compute (fpstate.c) */
     rmf_status st = RMF_OK;
-    for (int64_t u0 = 0; u0 < n && st == RMF_OK; u0 += nb) {
+    for (int64_t u0 = 0; u0 < n && st == RMF_OK && !rmf_stopping(stop); u0 += nb) {
         const int64_t bn = u0 + nb <= n ? nb : n - u0;
         RMF_PARALLEL(nt)
         {

@@ -934,8 +934,9 @@ rmf_status rmf_ncf_score_pairs(const rmf_shape *s, const float *theta,
         free(WT);
         return st;
     }
+    rmf_stop *stop = rmf_stop_here();
     rmf_fp_enter();
-    for (int64_t c0 = 0; c0 < n; c0 += cap) {
+    for (int64_t c0 = 0; c0 < n && !rmf_stopping(stop); c0 += cap) {
         int64_t cn = c0 + cap <= n ? cap : n - c0;
         rmf_group_build(&w.user.g, u + c0, cn);
         rmf_group_build(&w.item.g, i + c0, cn);
@@ -1096,7 +1097,8 @@ rmf_status rmf_ncf_recommend(const rmf_shape *s, const float *theta,
                 Bt[(int64_t)h * ldb + i] = B[(int64_t)i * H + h];
         RMF_TEAM_END;
     }
-    for (int64_t u0 = 0; u0 < n && st == RMF_OK; u0 += nb) {
+    rmf_stop *stop = rmf_stop_here();
+    for (int64_t u0 = 0; u0 < n && st == RMF_OK && !rmf_stopping(stop); u0 += nb) {
         const int64_t bn = u0 + nb <= n ? nb : n - u0;
         const int64_t n_ut = (bn + RU - 1) / RU, n_it = ldb / RI;
         RMF_PARALLEL(nt)

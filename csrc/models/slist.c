@@ -177,6 +177,7 @@ rmf_status rmf_slist_fit(const rmf_seq *h, const float *x_weights, const rmf_sli
     for (int32_t k = 0; k < w; k++)
         g2[k + 1] = g2[k] + rpow[k] * rpow[k];
     const double alpha = p->alpha, beta = 1.0 - p->alpha;
+    rmf_stop *stop = rmf_stop_here();
     rmf_fp_enter();
     RMF_PARALLEL(nt)
     {
@@ -189,6 +190,8 @@ rmf_status rmf_slist_fit(const rmf_seq *h, const float *x_weights, const rmf_sli
         double *ss = xx + n, *sT = ss + n;
         OMP(omp for schedule(dynamic, 16) nowait)
         for (int32_t i = 0; i < n; i++) {
+            if (rmf_stopping(stop)) /* Ctrl-C (runtime/stop.c): skip the remaining rows */
+                continue;
             sum_row(h, x_weights, &o, i, w, rpow, g2, xx, ss, sT);
             float *a_row = A + (int64_t)i * n, *b_row = B + (int64_t)i * n;
             for (int32_t j = 0; j < n; j++) {
@@ -208,6 +211,5 @@ rmf_status rmf_slist_fit(const rmf_seq *h, const float *x_weights, const rmf_sli
     st = rmf_spd_factor(n, A, (float)p->l2, nt, "alpha X^T X + (1 - alpha) S^T S", err);
     if (st != RMF_OK)
         return st;
-    rmf_spd_solve(n, A, B, nt);
-    return RMF_OK;
+    return rmf_spd_solve(n, A, B, nt, err);
 }

@@ -31,9 +31,12 @@ rmf_status rmf_check_seq(const rmf_seq *h, rmf_error *err)
                         h->n_items);
     if (h->indptr[0] != 0)
         return rmf_fail(err, RMF_ERR_VALUE, "history indptr must start at 0");
-    for (int32_t u = 0; u < h->n_users; u++) {
+    /* All of indptr first: a row that ends past the items and a later one
+     * that comes back read outside them (tests/test_fuzz.py). */
+    for (int32_t u = 0; u < h->n_users; u++)
         if (h->indptr[u + 1] < h->indptr[u])
             return rmf_fail(err, RMF_ERR_VALUE, "history indptr must be non-decreasing (row %d)", u);
+    for (int32_t u = 0; u < h->n_users; u++) {
         for (int64_t q = h->indptr[u]; q < h->indptr[u + 1]; q++)
             if (h->items[q] < 0 || h->items[q] >= h->n_items)
                 return rmf_fail(err, RMF_ERR_VALUE, "history item %d of user %d is outside [0, %d)",
@@ -84,30 +87,40 @@ rmf_status rmf_transition_counts(const rmf_seq *h, int32_t window, double gap_de
     gap_w[0] = 1.0;
     for (int32_t g = 1; g < window; g++)
         gap_w[g] = gap_w[g - 1] * gap_decay;
+    /* Indices in int64: item + 2 overflowed int32 for n_items near 2^31
+     * (a write before `start`, found by tests/test_fuzz.py). */
     for (int32_t u = 0; u < h->n_users; u++)
         for (int64_t q = h->indptr[u]; q < h->indptr[u + 1]; q++)
             for (int32_t g = 1; g <= window && q + g < h->indptr[u + 1]; g++)
-                start[h->items[q] + 2]++;
-    for (int32_t i = 0; i < NI; i++)
+                start[(int64_t)h->items[q] + 2]++;
+    for (int64_t i = 0; i < NI; i++)
         start[i + 2] += start[i + 1];
     /* start[i + 1] is now the fill cursor of source i. */
     for (int32_t u = 0; u < h->n_users; u++)
         for (int64_t q = h->indptr[u]; q < h->indptr[u + 1]; q++)
             for (int32_t g = 1; g <= window && q + g < h->indptr[u + 1]; g++)
-                key[start[h->items[q] + 1]++] = (int64_t)h->items[q + g] * window + (g - 1);
+                key[start[(int64_t)h->items[q] + 1]++] = (int64_t)h->items[q + g] * window + (g - 1);
     const int nt = rmf_resolve_threads(n_threads);
     (void)nt;
+    rmf_stop *stop = rmf_stop_here();
     RMF_PARALLEL(nt, if (cap > 65536))
     {
         RMF_TEAM_BEGIN;
         OMP(omp for schedule(dynamic, 64) nowait)
         for (int32_t i = 0; i < NI; i++)
-            qsort(key + start[i], (size_t)(start[i + 1] - start[i]), sizeof *key, cmp_i64);
+            if (!rmf_stopping(stop))
+                qsort(key + start[i], (size_t)(start[i + 1] - start[i]), sizeof *key, cmp_i64);
         RMF_TEAM_END;
+    }
+    if (rmf_stopped(stop)) {
+        free(start);
+        free(key);
+        free(gap_w);
+        return rmf_fail(err, RMF_ERR_INTERRUPTED, "interrupted");
     }
     int64_t n = 0;
     out_indptr[0] = 0;
-    for (int32_t i = 0; i < NI; i++) {
+    for (int64_t i = 0; i < NI; i++) {
         for (int64_t q = start[i]; q < start[i + 1]; q++) {
             const int32_t j = (int32_t)(key[q] / window);
             const double w = gap_w[key[q] % window];
@@ -169,12 +182,14 @@ static void score_block(const rmf_csr *trans, const float *probs, const rmf_seq 
 {
     const double decay = log(2.0) / half_life; /* 0 for an infinite half-life */
     (void)nt;
+    rmf_stop *stop = rmf_stop_here();
     RMF_PARALLEL(nt, if (n > 64))
     {
         RMF_TEAM_BEGIN;
         OMP(omp for schedule(dynamic, 16) nowait)
         for (int64_t r = 0; r < n; r++)
-            score_row(trans, probs, h, users[r], decay, out + r * (int64_t)trans->n_cols);
+            if (!rmf_stopping(stop))
+                score_row(trans, probs, h, users[r], decay, out + r * (int64_t)trans->n_cols);
         RMF_TEAM_END;
     }
 }
@@ -224,8 +239,9 @@ rmf_status rmf_transition_recommend(const rmf_csr *trans, const float *probs, co
     float *S = malloc((size_t)(nb * (NI > 0 ? NI : 1)) * sizeof *S);
     if (S == NULL)
         return rmf_fail(err, RMF_ERR_NOMEM, "out of memory scoring %d items", (int)NI);
+    rmf_stop *stop = rmf_stop_here();
     rmf_fp_enter();
-    for (int64_t u0 = 0; u0 < n && st == RMF_OK; u0 += nb) {
+    for (int64_t u0 = 0; u0 < n && st == RMF_OK && !rmf_stopping(stop); u0 += nb) {
         const int64_t bn = u0 + nb <= n ? nb : n - u0;
         score_block(trans, probs, h, users + u0, bn, half_life, nt, S);
         st = rmf_topk_rows(S, bn, NI, seen, users + u0, k, nt, out_items + u0 * k,

@@ -59,8 +59,83 @@ int warn_fork_fallback(void)
                         1);
 }
 
-/* Runs a core call without the GIL; `st` receives its status (a warning
- * turned into an exception makes it an error, raised by raise_status). */
+/* ------------------------------------------------------------------ */
+/* Ctrl-C                                                             */
+/* ------------------------------------------------------------------ */
+
+int check_signals(void *ctx)
+{
+    (void)ctx;
+    PyGILState_STATE g = PyGILState_Ensure();
+    int stop = PyErr_CheckSignals() != 0;
+    PyGILState_Release(g);
+    return stop;
+}
+
+unsigned long rmf_py_main_ident = 0;
+
+#if defined(__unix__) || defined(__APPLE__)
+/* While the main thread is in a call, SIGINT goes first to this handler,
+ * which marks it pending for the call's polls (rmf_stop_signal) and then
+ * runs the handler that was installed -- Python's, which trips its own
+ * flag as usual.  Installed only over a handler function (never over
+ * SIG_DFL or SIG_IGN, whose meaning it would change) and put back only if
+ * still in place (a Python handler may install another meanwhile). */
+static struct sigaction chained_int;
+static int chain_depth = 0;
+
+static void on_sigint(int sig, siginfo_t *info, void *uctx)
+{
+    rmf_stop_signal();
+    if (chained_int.sa_flags & SA_SIGINFO)
+        chained_int.sa_sigaction(sig, info, uctx);
+    else if (chained_int.sa_handler != SIG_DFL && chained_int.sa_handler != SIG_IGN)
+        chained_int.sa_handler(sig);
+}
+
+static void chain_sigint(void)
+{
+    if (chain_depth++ > 0)
+        return;
+    struct sigaction cur, mine;
+    if (sigaction(SIGINT, NULL, &cur) != 0 || cur.sa_sigaction == on_sigint ||
+        (!(cur.sa_flags & SA_SIGINFO) && (cur.sa_handler == SIG_DFL || cur.sa_handler == SIG_IGN)))
+        return;
+    chained_int = cur;
+    mine = cur;
+    mine.sa_sigaction = on_sigint;
+    mine.sa_flags = cur.sa_flags | SA_SIGINFO;
+    sigaction(SIGINT, &mine, NULL);
+}
+
+static void unchain_sigint(void)
+{
+    if (--chain_depth > 0)
+        return;
+    struct sigaction cur;
+    if (sigaction(SIGINT, NULL, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_sigint)
+        sigaction(SIGINT, &chained_int, NULL);
+}
+#else
+static void chain_sigint(void) {}
+static void unchain_sigint(void) {}
+#endif
+
+int stop_begin(rmf_stop *s)
+{
+    int main = PyThread_get_thread_ident() == rmf_py_main_ident;
+    rmf_stop_begin(s, main ? check_signals : NULL, NULL);
+    if (main)
+        chain_sigint();
+    return main;
+}
+
+int stop_end(rmf_stop *s, int main)
+{
+    if (main)
+        unchain_sigint();
+    return rmf_stop_end(s);
+}
 
 /* ------------------------------------------------------------------ */
 /* Arrays                                                             */
@@ -100,10 +175,42 @@ int check_len(PyObject *obj, const char *name, npy_intp want)
 }
 
 
-/* New zeroed outputs: n, or n x m. */
+/* Bytes of memory the system can give now (MemAvailable), -1 if unknown. */
+static double available_bytes(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[128];
+    double kb = -1;
+    while (f != NULL && fgets(line, sizeof line, f) != NULL)
+        if (sscanf(line, "MemAvailable: %lf kB", &kb) == 1)
+            break;
+    if (f != NULL)
+        fclose(f);
+    return kb < 0 ? -1 : kb * 1024.0;
+}
+
+/* New zeroed outputs: n, or n x m.  An output sized by an argument (k, a
+ * count, n_items) that the memory cannot hold is a MemoryError saying so
+ * before it is allocated: zeroed pages cost nothing until the core fills
+ * them, and then the process would be killed (issue 20, the resource kind).
+ * Half the available memory at most: the core's working memory (a
+ * transition count's cursors, a top-k's heaps) can be as big again. */
 PyObject *new_array2(npy_intp n, npy_intp m, int type)
 {
     npy_intp dims[2] = {n, m};
+    int itemsize = type == NPY_INT8 ? 1 : type == NPY_INT32 || type == NPY_FLOAT32 ? 4 : 8;
+    double need = (double)n * (double)(m < 0 ? 1 : m) * (double)itemsize;
+    if (need > (double)(1 << 30)) {
+        double avail = available_bytes();
+        if (avail >= 0 && 2 * need > avail) {
+            char msg[160]; /* PyErr_Format has no %f */
+            snprintf(msg, sizeof msg, "an output of %.2f GiB (%lld x %lld) does not fit in the %.2f GiB of "
+                     "memory available (with the work it takes)", need / (1 << 30), (long long)n,
+                     (long long)(m < 0 ? 1 : m), avail / (1 << 30));
+            PyErr_SetString(PyExc_MemoryError, msg);
+            return NULL;
+        }
+    }
     return PyArray_ZEROS(m < 0 ? 1 : 2, dims, type, 0);
 }
 
@@ -172,17 +279,24 @@ int parse_csr(PyObject *indptr, PyObject *indices, long long n_cols, rmf_csr *ou
     return 0;
 }
 
-/* seen: (indptr, indices, n_cols) or None (*present = 0). */
-int parse_optional_csr(PyObject *seen, rmf_csr *m, int *present)
+/* PyArg_ParseTuple on a non-tuple is a SystemError: checked first (found
+ * by tests/test_fuzz.py). */
+int parse_csr_tuple(PyObject *obj, const char *name, rmf_csr *m)
 {
     PyObject *indptr, *indices;
     long long n_cols;
-    *present = seen != Py_None;
-    if (!*present)
-        return 0;
-    if (!PyArg_ParseTuple(seen, "OOL", &indptr, &indices, &n_cols))
+    if (!PyTuple_Check(obj))
+        return PyErr_Format(PyExc_TypeError, "%s must be a tuple (indptr, indices, n_cols), got %s", name,
+                            Py_TYPE(obj)->tp_name), -1;
+    if (!PyArg_ParseTuple(obj, "OOL", &indptr, &indices, &n_cols))
         return -1;
     return parse_csr(indptr, indices, n_cols, m);
+}
+
+int parse_optional_csr(PyObject *seen, rmf_csr *m, int *present)
+{
+    *present = seen != Py_None;
+    return *present ? parse_csr_tuple(seen, "seen", m) : 0;
 }
 
 int check_square(PyObject *B, const char *name, long long n, int writable)
@@ -202,10 +316,8 @@ int check_square(PyObject *B, const char *name, long long n, int writable)
  * sorted: the core checks it as a sequence, rmf_check_seq). */
 int parse_seq(PyObject *hist, rmf_seq *h)
 {
-    PyObject *indptr, *items;
-    long long n_items;
     rmf_csr rows;
-    if (!PyArg_ParseTuple(hist, "OOL", &indptr, &items, &n_items) || parse_csr(indptr, items, n_items, &rows) < 0)
+    if (parse_csr_tuple(hist, "history", &rows) < 0)
         return -1;
     h->indptr = rows.indptr;
     h->items = rows.indices;
@@ -230,6 +342,9 @@ const rmf_model *find_model(const char *kind)
 int parse_shape(PyObject *obj, const rmf_model *row, rmf_shape *s)
 {
     rmf_error err = {{0}};
+    if (!PyTuple_Check(obj))
+        return PyErr_Format(PyExc_TypeError, "shape must be a tuple (n_users, n_items, emb_dim, hidden_dim), "
+                            "got %s", Py_TYPE(obj)->tp_name), -1;
     if (!PyArg_ParseTuple(obj, "iiii", &s->n_users, &s->n_items, &s->emb_dim, &s->hidden_dim))
         return -1;
     rmf_status st = row->check_shape(s, &err);

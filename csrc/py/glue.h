@@ -26,7 +26,9 @@
 #endif
 #include <numpy/arrayobject.h>
 
+#include <signal.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "recmf.h"
@@ -48,15 +50,33 @@ PyObject *raise_status(rmf_status st, const rmf_error *err);
  * one thread (threads.c); -1 when the warning was turned into an error. */
 int warn_fork_fallback(void);
 
+/* Ctrl-C (the core's side: runtime/stop.c).  check_signals lets Python run
+ * its signal handlers (a user's own SIGINT handler included) with the GIL
+ * taken briefly: non-zero when one raised (the exception stays set).
+ * stop_begin/stop_end go around every core call, with the GIL: a call
+ * from Python's main thread (rmf_py_main_ident, set at import) can be
+ * stopped by Ctrl-C at its next block; others never are. */
+int check_signals(void *ctx);
+extern unsigned long rmf_py_main_ident;
+int stop_begin(rmf_stop *s);
+int stop_end(rmf_stop *s, int main);
+
 /* Runs a core call without the GIL; `st` receives its status (a warning
- * turned into an exception makes it an error, raised by raise_status). */
+ * turned into an exception makes it an error, raised by raise_status; a
+ * call that a Python signal handler stopped -- its exception is set -- is
+ * RMF_ERR_INTERRUPTED, whatever the core returned, and its outputs are
+ * dropped). */
 #define RMF_NOGIL(st, call)                                   \
     do {                                                      \
+        rmf_stop stop_;                                       \
+        int main_ = stop_begin(&stop_);                       \
         Py_BEGIN_ALLOW_THREADS                                \
         rmf_work_begin();                                     \
         (st) = (call);                                        \
         rmf_work_end();                                       \
         Py_END_ALLOW_THREADS                                  \
+        if (stop_end(&stop_, main_))                          \
+            (st) = RMF_ERR_INTERRUPTED;                       \
         if ((st) == RMF_OK && warn_fork_fallback() < 0)       \
             (st) = RMF_ERR_VALUE;                             \
     } while (0)
@@ -91,7 +111,8 @@ int check_index_arrays(PyObject **a, const char **names, int n);
 #define DATA(obj, type) ((type *)PyArray_DATA((PyArrayObject *)(obj)))
 #define SIZE(obj) ((int64_t)PyArray_SIZE((PyArrayObject *)(obj)))
 
-/* New zeroed outputs: n, or n x m. */
+/* New zeroed outputs: n, or n x m (a MemoryError, before allocating, for
+ * one that needs more than half the available memory). */
 PyObject *new_array2(npy_intp n, npy_intp m, int type);
 #define new_array1(n, type) new_array2((n), -1, (type))
 /* Cuts a 1-D output down to its first n entries. */
@@ -110,6 +131,9 @@ int new_topk(PyObject **o, npy_intp n_rows, int k, int with_scores);
 
 /* A CSR passed as (indptr int64, indices int32, n_cols). */
 int parse_csr(PyObject *indptr, PyObject *indices, long long n_cols, rmf_csr *out);
+/* A CSR passed as the tuple (indptr, indices, n_cols); a TypeError naming
+ * it otherwise. */
+int parse_csr_tuple(PyObject *obj, const char *name, rmf_csr *m);
 /* seen: (indptr, indices, n_cols) or None (*present = 0). */
 int parse_optional_csr(PyObject *seen, rmf_csr *m, int *present);
 /* hist: (indptr int64, items int32, n_items), rows in time order. */

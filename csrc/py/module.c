@@ -15,6 +15,18 @@ PyMODINIT_FUNC PyInit__core(void)
         PyErr_SetString(PyExc_ImportError, "recmf: could not register its fork() handlers");
         return NULL;
     }
+    /* Python's main thread, the one that runs signal handlers (glue.c). */
+    PyObject *threading = PyImport_ImportModule("threading");
+    PyObject *main_thread = threading ? PyObject_CallMethod(threading, "main_thread", NULL) : NULL;
+    PyObject *ident = main_thread ? PyObject_GetAttrString(main_thread, "ident") : NULL;
+    Py_XDECREF(threading);
+    Py_XDECREF(main_thread);
+    if (ident == NULL)
+        return NULL;
+    rmf_py_main_ident = PyLong_AsUnsignedLong(ident);
+    Py_DECREF(ident);
+    if (PyErr_Occurred())
+        return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (m == NULL)
         return NULL;

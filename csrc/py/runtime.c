@@ -9,8 +9,9 @@
 static PyObject *py_build_info(PyObject *self, PyObject *noargs)
 {
     int fork = rmf_fork_state();
-    return Py_BuildValue("{s:O,s:s,s:i,s:O,s:O,s:O,s:O}", "openmp", rmf_has_openmp() ? Py_True : Py_False,
-                         "blas_config", rmf_blas_config(), "blas_threads", rmf_blas_get_threads(),
+    return Py_BuildValue("{s:O,s:z,s:s,s:z,s:i,s:O,s:O,s:O,s:O}", "openmp", rmf_has_openmp() ? Py_True : Py_False,
+                         "openmp_library", rmf_openmp_library(), "blas_config", rmf_blas_config(),
+                         "blas_library", rmf_blas_library(), "blas_threads", rmf_blas_get_threads(),
                          "blas_on_openmp", rmf_blas_use_openmp_threads() ? Py_True : Py_False,
                          "flush_subnormals", rmf_fp_supported() ? Py_True : Py_False,
                          "forked_child", (fork & 1) ? Py_True : Py_False,
@@ -127,6 +128,20 @@ static PyObject *py__fork_release(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* _interrupt_at(poll) -> polls: the calling thread's next stoppable call
+ * raises SIGINT itself at its poll-th poll (0: never); returns how many
+ * polls the calling thread made since the last _interrupt_at. */
+static PyObject *py__interrupt_at(PyObject *self, PyObject *args)
+{
+    long long poll = -1;
+    if (!PyArg_ParseTuple(args, "|L", &poll))
+        return NULL;
+    long long made = (long long)rmf_stop_polls();
+    if (poll >= 0)
+        rmf_stop_interrupt_at(poll);
+    return PyLong_FromLongLong(made);
+}
+
 /* _pacer(mode): training loops' team-size pacer, 0 measures, 1 one
  * thread, 2 alternates, 3 full team (rmf_pacer_force). */
 static PyObject *py__pacer(PyObject *self, PyObject *args)
@@ -174,5 +189,7 @@ PyMethodDef rmf_py_runtime_methods[] = {
     VARARGS(_pacer, "test only: _pacer(mode): 0 measure, 1 one thread, 2 alternate, 3 full team"),
     VARARGS(_pacer_trace, "test only: _pacer_trace(nt, cost_one, cost_full) -> team sizes"),
     VARARGS(_fork_release, "test only: _fork_release(on): release the OpenMP pool before fork()"),
+    VARARGS(_interrupt_at, "test only: _interrupt_at(poll=-1) -> polls made: the next call raises SIGINT at "
+                           "its poll-th stop poll (0 never, -1 only reads)"),
     {NULL, NULL, 0, NULL},
 };

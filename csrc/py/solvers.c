@@ -57,13 +57,9 @@ static PyObject *py_ease_recommend(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOOOOOii", &B, &hist, &weights, &rows, &seen, &seen_rows, &k, &n_threads))
         return NULL;
     rmf_csr h, m;
-    int has_hist, has_seen;
-    if (check_array(B, "B", NPY_FLOAT32, 2, 0) < 0 || parse_optional_csr(hist, &h, &has_hist) < 0)
+    int has_seen;
+    if (check_array(B, "B", NPY_FLOAT32, 2, 0) < 0 || parse_csr_tuple(hist, "history", &h) < 0)
         return NULL;
-    if (!has_hist) {
-        PyErr_SetString(PyExc_TypeError, "history must be (indptr, indices, n_cols), not None");
-        return NULL;
-    }
     /* rows and seen_rows are range-checked by the core (rmf_ease_recommend, rmf_topk_rows). */
     if (check_square(B, "B", h.n_cols, 0) < 0 || check_array(rows, "rows", NPY_INT32, 1, 0) < 0 ||
         parse_optional_csr(seen, &m, &has_seen) < 0)
@@ -230,10 +226,8 @@ static PyObject *py_transition_counts(PyObject *self, PyObject *args)
 /* trans: (indptr, indices, n_items) plus probs float32 of len(indices). */
 static int parse_transitions(PyObject *trans, PyObject *probs, rmf_csr *t)
 {
-    PyObject *indptr, *indices;
-    long long n_cols;
-    if (!PyArg_ParseTuple(trans, "OOL", &indptr, &indices, &n_cols) || parse_csr(indptr, indices, n_cols, t) < 0 ||
-        check_array(probs, "probs", NPY_FLOAT32, 1, 0) < 0 || check_len(probs, "probs", SIZE(indices)) < 0)
+    if (parse_csr_tuple(trans, "trans", t) < 0 || check_array(probs, "probs", NPY_FLOAT32, 1, 0) < 0 ||
+        check_len(probs, "probs", (npy_intp)t->indptr[t->n_rows]) < 0)
         return -1;
     return 0;
 }

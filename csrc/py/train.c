@@ -75,17 +75,6 @@ static int parse_training(const rmf_model *row, PyObject *shape, PyObject *theta
     return 0;
 }
 
-/* Stop hook: take the GIL briefly to let Python run signal handlers, so
- * Ctrl-C in a notebook ends training after the current batch. */
-static int check_signals(void *ctx)
-{
-    (void)ctx;
-    PyGILState_STATE g = PyGILState_Ensure();
-    int stop = PyErr_CheckSignals() != 0;
-    PyGILState_Release(g);
-    return stop;
-}
-
 /* (mean_loss, n_done, step, interrupted, threads: the mean team size of
  * the epoch's batches).  A KeyboardInterrupt is
  * swallowed into interrupted=True so the caller can keep what was trained;

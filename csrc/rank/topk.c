@@ -172,6 +172,7 @@ rmf_status rmf_topk_select(const float *scores, int64_t n_rows,
 {
     int failed = 0;
     (void)n_threads;
+    rmf_stop *stop = rmf_stop_here();
     RMF_PARALLEL(rmf_resolve_threads(n_threads))
     {
         RMF_TEAM_BEGIN;
@@ -186,7 +187,7 @@ rmf_status rmf_topk_select(const float *scores, int64_t n_rows,
 #pragma omp for schedule(static)
 #endif
         for (int64_t r = 0; r < n_rows; r++) {
-            if (heap == NULL)
+            if (heap == NULL || rmf_stopping(stop))
                 continue;
             rmf_topk_block(scores + r * (int64_t)n_cols, 1, n_cols, seen,
                            seen_rows ? seen_rows + r : NULL, k, heap,
@@ -216,7 +217,10 @@ rmf_status rmf_topk_ranked(const int32_t *ranking, int32_t n_rank,
         if (seen != NULL && users[r] >= seen->n_rows)
             return rmf_fail(err, RMF_ERR_VALUE, "user index %d is outside [0, %d)",
                             users[r], seen->n_rows);
+    rmf_stop *stop = rmf_stop_here();
     for (int64_t r = 0; r < n_users; r++) {
+        if ((r & 1023) == 0 && rmf_stopping(stop))
+            break;
         int32_t *out = out_items + r * (int64_t)k;
         int32_t n = 0;
         for (int32_t q = 0; q < n_rank && n < k; q++) {

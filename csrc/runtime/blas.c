@@ -1,5 +1,6 @@
 /* blas.c -- the only file that names BLAS symbols.  The default build links
- * the scipy-openblas32 wheel, whose symbols carry a "scipy_" prefix; a
+ * the library of the scipy-openblas32 wheel (copied into recmf.libs/ under
+ * recmf's own name, setup.py), whose symbols carry a "scipy_" prefix; a
  * system OpenBLAS has none.  setup.py defines RMF_BLAS_PREFIX accordingly. */
 #include "runtime/runtime.h"
 
@@ -246,6 +247,8 @@ void rmf_blas_set_threads(int n)
 
 const char *rmf_blas_config(void) { return RMF_BLAS(openblas_get_config)(); }
 
+const char *rmf_blas_library(void) { return rmf_library_of((const void *)&RMF_BLAS(cblas_sgemm)); }
+
 /* LAPACK from the same OpenBLAS: the wheel exports scipy_spotrf_ and
  * scipy_spotri_, Debian 12's libopenblas0 (0.3.21) spotrf_ and spotri_
  * but no LAPACKE_*, hence the Fortran interface.  The trailing length of
@@ -288,7 +291,8 @@ int rmf_spotrf_lower_blocked(int n, float *a, int lda, int direct_max)
     const int n1 = (n / 2 + align - 1) / align * align, n2 = n - n1;
     float *a21 = a + n1, *a22 = a + n1 + (size_t)n1 * (size_t)lda;
     info = rmf_spotrf_lower_blocked(n1, a, lda, direct_max);
-    if (info != 0)
+    /* Ctrl-C between blocks (runtime/stop.c): the caller drops a stopped result */
+    if (info != 0 || rmf_stopping(rmf_stop_here()))
         return info;
     RMF_BLAS(cblas_strsm)(RMF_CBLAS_COL_MAJOR, RMF_CBLAS_RIGHT, RMF_CBLAS_LOWER, RMF_CBLAS_TRANS,
                           RMF_CBLAS_NON_UNIT, n2, n1, 1.0f, a, lda, a21, lda);

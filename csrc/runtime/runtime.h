@@ -38,6 +38,19 @@ static inline void rmf_prefetch_row(const void *p, size_t n_bytes)
 /* How many rows ahead such loops ask for. */
 #define RMF_PREFETCH_AHEAD 8
 
+/* ------------------------------------------------------------------ */
+/* Ctrl-C in long calls (runtime/stop.c; the glue's side in recmf.h)  */
+/* ------------------------------------------------------------------ */
+
+/* The calling thread's stop context (NULL outside a call from the glue):
+ * taken before a parallel region, polled inside it. */
+rmf_stop *rmf_stop_here(void);
+/* At a block boundary, from any thread: 1 when the call must stop (skip
+ * the remaining blocks; the glue drops the outputs).  Cheap: two relaxed
+ * loads unless a signal is pending.  rmf_stopped only reads the flag. */
+int rmf_stopping(rmf_stop *s);
+int rmf_stopped(rmf_stop *s);
+
 /* OpenMP is optional: OMP(omp parallel for ...) is the pragma, or nothing
  * without OpenMP (every loop then runs on one thread, same results). */
 #ifdef _OPENMP

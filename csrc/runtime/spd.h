@@ -18,7 +18,10 @@ rmf_status rmf_spd_factor(int32_t n, float *A, float l2, int nt, const char *wha
 rmf_status rmf_spd_inverse(int32_t n, float *A, int nt, rmf_error *err);
 
 /* B = (A + l2 I)^-1 B for a row-major n x n B, from the factor: two
- * triangular solves (n^3 flops each), no inverse formed. */
-void rmf_spd_solve(int32_t n, const float *A, float *B, int nt);
+ * triangular solves (n^3 flops each), no inverse formed.
+ *
+ * All three poll Ctrl-C (runtime/stop.c) and return RMF_ERR_INTERRUPTED,
+ * with the matrices incomplete, when the call is stopped. */
+rmf_status rmf_spd_solve(int32_t n, const float *A, float *B, int nt, rmf_error *err);
 
 #endif /* RECMF_SPD_H */

@@ -1,6 +1,7 @@
 /* threads.c -- OpenMP is optional: builds without it run every parallel
  * loop on one thread and give the same results.  Also the process
  * lifecycle: what a child of fork() may do with recmf's threads. */
+#define _GNU_SOURCE /* dladdr */
 #include "runtime/runtime.h"
 
 #include <stdatomic.h>
@@ -14,6 +15,9 @@
 #include <pthread.h>
 #define RMF_HAVE_ATFORK 1
 #endif
+#ifdef __unix__
+#include <dlfcn.h>
+#endif
 
 int rmf_has_openmp(void)
 {
@@ -24,10 +28,40 @@ int rmf_has_openmp(void)
 #endif
 }
 
+const char *rmf_library_of(const void *fn)
+{
+#ifdef __unix__
+    Dl_info info;
+    if (fn != NULL && dladdr(fn, &info) != 0 && info.dli_fname != NULL && info.dli_fname[0] != '\0')
+        return info.dli_fname;
+#endif
+    (void)fn;
+    return NULL;
+}
+
+const char *rmf_openmp_library(void)
+{
+#ifdef _OPENMP
+    return rmf_library_of((const void *)&omp_get_max_threads);
+#else
+    return NULL;
+#endif
+}
+
+/* The most threads a call asks for unless the machine has more cores: a
+ * bigger team only oversubscribes the cores, and libgomp keeps a team's
+ * bookkeeping on the caller's stack (one alloca entry per thread), so
+ * n_threads=100000 overflowed it and crashed the process (issue 20). */
+#define RMF_MAX_THREADS 256
+
 int rmf_resolve_threads(int requested)
 {
 #ifdef _OPENMP
-    int n = requested > 0 ? requested : omp_get_num_procs();
+    int procs = omp_get_num_procs();
+    int n = requested > 0 ? requested : procs;
+    int cap = procs > RMF_MAX_THREADS ? procs : RMF_MAX_THREADS;
+    if (n > cap)
+        n = cap;
     /* OpenBLAS's jobs need a full team each (blas.c), and OpenMP never
      * gives more threads than its limit (OMP_THREAD_LIMIT). */
     int limit = omp_get_thread_limit();

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
+from .._candidates import exclusions
 
 # Solver codes of rmf_als_solve (csrc/recmf.h).
 ALS_CG, ALS_CHOLESKY = 0, 1
@@ -83,15 +84,15 @@ class FactorModel:
                         ALS_CHOLESKY, 1, self.n_threads, False)
         return X
 
-    def _recommend_history(self, hist, rows, k, exclude_seen):
+    def _recommend_history(self, hist, rows, k, exclude_seen, mask=None):
         X = self._fold_in_factors(hist)
         Y = self._item_factors()
         theta = np.concatenate([X.ravel(), Y.ravel()])
         shape = (hist.n_users, Y.shape[0], Y.shape[1], 0)
-        seen = hist.seen_csr() if exclude_seen else None
+        seen, _ = exclusions(hist.seen_csr() if exclude_seen else None, rows, mask, n_rows=hist.n_users)
         return _core.mf_recommend(shape, theta, rows, seen, k, self.n_threads)
 
-    def _similar_index(self, iidx, k):
+    def _similar_index(self, iidx, k, mask=None):
         Y = self._item_factors()
         norms = np.sqrt(np.einsum("ij,ij->i", Y, Y, dtype=np.float64))
         # An all-zero item (possible with ALS: an item without positives gets
@@ -102,5 +103,6 @@ class FactorModel:
         shape = (n_q, n_items, Y.shape[1], 0)
         # Each query row "has seen" itself, so the core's top-K skips it.
         self_csr = (np.arange(n_q + 1, dtype=np.int64), iidx.astype(np.int32), n_items)
-        return _core.mf_recommend(shape, theta, np.arange(n_q, dtype=np.int32), self_csr, k,
-                                  self.n_threads)
+        rows = np.arange(n_q, dtype=np.int32)
+        seen, _ = exclusions(self_csr, rows, mask, n_rows=n_q)
+        return _core.mf_recommend(shape, theta, rows, seen, k, self.n_threads)

@@ -5,52 +5,39 @@ recency; the memory check before a fit; recommendation, pair scores,
 fold-in, ``similar_items`` and persistence from ``B_``."""
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from .. import _core
+from .._candidates import exclusions
+from .._checks import check_memory
 from .base import Recommender, check_rated_inputs, recency_weights
 
-__all__ = ["ItemItemModel"]
+__all__ = ["ItemItemModel", "allocate_square"]
 
-
-def _available_bytes():
-    """Memory the system can give now (MemAvailable), or None if unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
+_COUNT_WORDS = {1: "an", 2: "two", 3: "three"}
 
 
 def allocate_square(name, n_items, count=1, hint="keep fewer items (e.g. drop rare ones) or use a "
                                                  "factor model"):
-    """``count`` float32 ``n_items x n_items`` matrices, after checking that
-    they fit in the memory available now.
+    """``count`` float32 ``n_items x n_items`` matrices, after checking
+    (:func:`recmf._checks.check_memory`) that they fit in the memory
+    available now.
 
     Raises
     ------
     MemoryError
         With the GiB needed and available, rather than swapping.
     """
+    what = f"{name} on {n_items:,} items"
+    shape = f"{n_items:,} x {n_items:,} float32 {'matrix' if count == 1 else 'matrices'}"
+    label = f"{_COUNT_WORDS.get(count, count)} {shape}"
     need = 4 * count * n_items ** 2
-    avail = _available_bytes()
-    what = {1: "an", 2: "two", 3: "three"}.get(count, str(count))
-    msg = (f"{name} on {n_items:,} items needs {what} {n_items:,} x {n_items:,} float32 "
-           f"{'matrix' if count == 1 else 'matrices'}: {need / 2**30:.2f} GiB")
-    if avail is not None and need > avail:
-        raise MemoryError(f"{msg}, but only {avail / 2**30:.2f} GiB is available; {hint}")
+    check_memory(what, [(label, need)], hint)
     try:
         return [np.empty((n_items, n_items), dtype=np.float32) for _ in range(count)]
     except MemoryError:
-        raise MemoryError(f"{msg}, which could not be allocated") from None
+        raise MemoryError(f"{what} needs {label}: {need / 2**30:.2f} GiB, which could not be "
+                          "allocated") from None
 
 
 class ItemItemModel(Recommender):
@@ -70,23 +57,23 @@ class ItemItemModel(Recommender):
         return recency_weights(data, self.half_life, self.inputs)
 
     # -- scoring ----------------------------------------------------------
-    def _recommend_index(self, uidx, k, exclude_seen):
+    def _recommend_index(self, uidx, k, exclude_seen, mask=None):
         data = self.data_
-        seen = data.seen_csr() if exclude_seen else None
+        seen, seen_rows = exclusions(data.seen_csr() if exclude_seen else None, uidx, mask)
         indptr, indices = self._inputs(data)
         return _core.ease_recommend(self.B_, (indptr, indices, data.n_items), self._weights(data), uidx,
-                                    seen, uidx if exclude_seen else None, k, self.n_threads)
+                                    seen, seen_rows if seen is not None else None, k, self.n_threads)
 
-    def _recommend_history(self, hist, rows, k, exclude_seen):
+    def _recommend_history(self, hist, rows, k, exclude_seen, mask=None):
         order = hist.positions if self.inputs == "positives" else hist.seen_positions
         if self.half_life is not None and order is None:
             raise ValueError(f"half_life={self.half_life} weighs each history by recency, so history= "
-                             f"needs the time column {self.time_col!r} (or use half_life=None)")
+                             f"needs the time column {self.columns_['time_col']!r} (or use "
+                             "half_life=None)")
         indptr, indices = self._inputs(hist)
-        csr = (indptr, indices, hist.n_items)
-        return _core.ease_recommend(self.B_, csr, self._weights(hist), rows,
-                                    hist.seen_csr() if exclude_seen else None,
-                                    rows if exclude_seen else None, k, self.n_threads)
+        seen, seen_rows = exclusions(hist.seen_csr() if exclude_seen else None, rows, mask)
+        return _core.ease_recommend(self.B_, (indptr, indices, hist.n_items), self._weights(hist), rows,
+                                    seen, seen_rows if seen is not None else None, k, self.n_threads)
 
     def _score_index(self, uidx, iidx):
         data = self.data_
@@ -101,7 +88,7 @@ class ItemItemModel(Recommender):
         pair = np.repeat(np.arange(len(uidx)), lens)
         return np.bincount(pair, weights=terms, minlength=len(uidx)).astype(np.float32)
 
-    def _similar_index(self, iidx, k):
+    def _similar_index(self, iidx, k, mask=None):
         """Items j with the largest ``B[i, j]``: what a history holding i
         raises most."""
         n, ni = len(iidx), self.data_.n_items
@@ -113,9 +100,9 @@ class ItemItemModel(Recommender):
             block = iidx[s:s + step]
             m = len(block)
             self_csr = (np.arange(m + 1, dtype=np.int64), np.ascontiguousarray(block), ni)
+            seen, rows = exclusions(self_csr, np.arange(m, dtype=np.int32), mask)
             items[s:s + m], scores[s:s + m], lens[s:s + m] = _core.topk_rows(
-                np.ascontiguousarray(self.B_[block]), self_csr,
-                np.arange(m, dtype=np.int32), k, self.n_threads)
+                np.ascontiguousarray(self.B_[block]), seen, rows, k, self.n_threads)
         return items, scores, lens
 
     # -- persistence ------------------------------------------------------

@@ -4,6 +4,7 @@ history, and a clean stop on Ctrl-C."""
 from __future__ import annotations
 
 import importlib.util
+import logging
 import time
 import warnings
 
@@ -12,6 +13,8 @@ import pandas as pd
 
 from .. import _core
 from .._checks import check_frame, check_positive_int, check_seed
+
+log = logging.getLogger("recmf")
 
 
 def progress(total, desc, verbose, unit="epoch"):
@@ -55,7 +58,7 @@ def validation_metrics(model, val, k, columns):
     rep = evaluate(model, val, k=k, coverage_users=val[columns["user_col"]].iloc[:1],
                    catalog=model.data_.item_ids, user_col=columns["user_col"],
                    item_col=columns["item_col"], rating_col=columns["rating_col"],
-                   threshold=model.threshold, _name="val")
+                   threshold=model.columns_["threshold"], _name="val")
     return {f"val_{name}": rep[f"{name}@{k}"] for name in ("recall", "ndcg", "mrr", "hitrate")}
 
 
@@ -77,7 +80,8 @@ class EpochLoop:
         self.monitor = monitor
         self.k = k
         if val is not None:
-            check_frame(val, "val", {c: columns[c] for c in ("user_col", "item_col", "rating_col")})
+            self.val = check_frame(val, "val", {c: columns[c] for c in ("user_col", "item_col",
+                                                                       "rating_col")})
 
     def run(self, run_epoch, epochs, eval_every, patience, callback, verbose, desc):
         model = self.model
@@ -113,6 +117,9 @@ class EpochLoop:
                     row.update(validation_metrics(model, self.val, self.k, self.columns))
                     row["eval_seconds"] = time.perf_counter() - t1
                 rows.append(row)
+                log.debug("%s epoch %d: %s", desc, epoch,
+                          ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                    for k, v in row.items() if k != "epoch"))
                 if bar is not None:
                     shown = {"loss": f"{loss:.4f}"}
                     if evaluate_now:
@@ -133,6 +140,9 @@ class EpochLoop:
                     else:
                         bad += 1
                         if bad >= patience:
+                            log.info("%s: early stopping after epoch %d (%d evaluations without a better "
+                                     "%s); keeping epoch %d's weights (%s %.4f)", desc, epoch, bad,
+                                     self.monitor, best_epoch, self.monitor, best)
                             break
                 if callback is not None and callback(model, dict(row)) is False:
                     break

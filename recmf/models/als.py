@@ -7,7 +7,8 @@ import numbers
 import numpy as np
 
 from .. import _core
-from .._checks import check_positive_int, check_seed
+from .._config import FROM_CONFIG
+from .._checks import check_memory, check_positive_int, check_seed
 from ._factors import ALS_CG, ALS_CHOLESKY, FactorModel
 from ._training import EpochLoop
 from .base import EmbeddingModel
@@ -104,15 +105,14 @@ class ALS(FactorModel, EmbeddingModel):
                     "alpha": [1.0, 2.0, 4.0]}
 
     def __init__(self, factors=64, regularization=50.0, alpha=2.0, iterations=15, solver="cg",
-                 cg_steps=3, eval_every=5, patience=None, threshold=4, user_col="user_id",
-                 item_col="movie_id", rating_col="rating", seed=0, n_threads=None, verbose=False):
+                 cg_steps=3, eval_every=5, patience=None, threshold=FROM_CONFIG, user_col=FROM_CONFIG,
+                 item_col=FROM_CONFIG, rating_col=FROM_CONFIG, seed=0, n_threads=None, verbose=False):
         super().__init__(n_threads=n_threads)
         self.factors, self.regularization, self.alpha = factors, regularization, alpha
         self.iterations, self.solver, self.cg_steps = iterations, solver, cg_steps
         self.eval_every, self.patience = eval_every, patience
         self.threshold, self.user_col, self.item_col, self.rating_col = threshold, user_col, item_col, rating_col
         self.seed, self.verbose = seed, verbose
-        self.history = None
 
     def _fold_in_params(self):
         return self.regularization, self.alpha
@@ -139,8 +139,15 @@ class ALS(FactorModel, EmbeddingModel):
     def _fit(self, data, val, callback):
         """One EpochLoop "epoch" per ALS iteration: the user half, then the
         item half (which reports the loss).  ``val`` is evaluated every
-        ``eval_every`` iterations; Ctrl-C stops after the current half and
-        keeps the factors (``interrupted_`` is then True)."""
+        ``eval_every`` iterations; Ctrl-C stops the current half and
+        keeps the factors of the last complete iteration (``interrupted_`` is
+        then True)."""
+        nu, ni, f, _ = self._shape()
+        check_memory(f"ALS on {nu:,} users x {ni:,} items", [
+            (f"factors (factors={f})", 4 * (nu + ni) * f),
+            (f"one {f} x {f} system per thread (factors={f})", 8 * f * f * max(1, self.n_threads)),
+            ("the transposed positives", 12 * data.nnz)],
+            "lower factors")
         self._init_factors()
         nu, ni = self.data_.n_users, self.data_.n_items
         data_ = self.data_
@@ -152,10 +159,18 @@ class ALS(FactorModel, EmbeddingModel):
         total_confidence = float(nu) * ni + self.alpha * data_.nnz
 
         def run_epoch(epoch):
-            _core.als_solve(data_.indptr, data_.indices, None, self.item_factors_, self.user_factors_,
-                            *args, False)
-            loss = _core.als_solve(t_indptr, t_indices, None, self.user_factors_, self.item_factors_,
-                                   *args, True)
+            # Ctrl-C stops a half-sweep mid-way (csrc/runtime/stop.c): the factors go
+            # back to the last complete iteration, which the epoch loop keeps
+            # (interrupted_ True).
+            before = self.theta_.copy()
+            try:
+                _core.als_solve(data_.indptr, data_.indices, None, self.item_factors_, self.user_factors_,
+                                *args, False)
+                loss = _core.als_solve(t_indptr, t_indices, None, self.user_factors_, self.item_factors_,
+                                       *args, True)
+            except KeyboardInterrupt:
+                self.theta_[:] = before
+                raise
             return loss / total_confidence, data_.nnz, False
 
         EpochLoop(self, val, self._columns()).run(run_epoch, self.iterations, self.eval_every,

@@ -28,18 +28,30 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 import math
+from collections.abc import Callable, Hashable
+from typing import Any
 import numbers
+import time
 
 import numpy as np
 import pandas as pd
 
 from .. import _core, persist
+from .._candidates import block_size, candidate_mask, exclusions
 from .._checks import (as_core_array, as_id_array, check_frame, check_k, check_positive_int,
                        check_same_kind, check_threads, id_column, numeric_column, time_column)
+from .._config import FROM_CONFIG, resolve
 from .._registry import register
+from .._tables import is_arrow_table, type_name
 from ..data import Interactions
 from ._training import EpochLoop, named_sampling_error
+
+log = logging.getLogger("recmf")
+
+#: The data settings a model reads from recmf.set_config when it is fitted.
+_DATA_SETTINGS = ("threshold", "user_col", "item_col", "rating_col", "time_col")
 
 __all__ = ["Recommender", "EmbeddingModel", "NotFittedError"]
 
@@ -72,13 +84,21 @@ def check_rated_inputs(data, inputs, model):
                          "Interactions.from_frame(train, seen='rated'), or fit on the DataFrame")
 
 
-def rows_in_time_order(data, time_col):
-    """``data`` unchanged, or for a frame without ``time_col`` the frame
-    with that column set to its row numbers: sequence models take a frame
-    without a time column in its row order."""
-    if isinstance(data, pd.DataFrame) and time_col is not None and time_col not in data.columns:
-        return data.assign(**{time_col: np.arange(len(data), dtype=np.int64)})
-    return data
+def rows_in_time_order(data, columns):
+    """``(data, time_col)`` for a sequence model's fit.  ``columns``: the
+    resolved ``{user_col, item_col, rating_col, time_col}``.  A table with
+    the Arrow stream interface is read into pandas (those columns only); a
+    frame without a time column (``time_col`` None or absent) gets one
+    holding its row numbers, so its rows' order is taken as the time order.
+    Interactions pass unchanged."""
+    time_col = columns["time_col"]
+    if is_arrow_table(data):
+        data = check_frame(data, "data", {c: columns[c] for c in ("user_col", "item_col", "rating_col")},
+                           optional=(time_col,))
+    if isinstance(data, pd.DataFrame) and (time_col is None or time_col not in data.columns):
+        time_col = "__recmf_row__" if time_col is None else time_col
+        data = data.assign(**{time_col: np.arange(len(data), dtype=np.int64)})
+    return data, time_col
 
 
 def recency_weights(data, half_life, inputs="positives"):
@@ -111,6 +131,12 @@ def _onnx_exporters():
     """Names of the registered models that override :meth:`Recommender.to_onnx`."""
     from .._registry import available_models
     return [cls.__name__ for cls in available_models().values() if cls.to_onnx is not Recommender.to_onnx]
+
+
+def _frame_columns(columns):
+    """The column-name part of resolved data settings (what
+    ``Interactions.from_frame`` takes besides the threshold)."""
+    return {name: columns[name] for name in ("user_col", "item_col", "rating_col", "time_col")}
 
 
 class NotFittedError(RuntimeError):
@@ -159,8 +185,22 @@ class Recommender:
     """Base class of recmf models.
 
     After :meth:`fit`, ``model.data_`` is the :class:`~recmf.Interactions`
-    the model was trained on: the id mappings and the seen items it excludes.
+    the model was trained on: the id mappings and the seen items it excludes;
+    ``model.columns_`` the column names and threshold it used (its own
+    arguments, with :data:`~recmf.FROM_CONFIG` read from
+    :func:`recmf.set_config` at fit time).
+
+    scikit-learn conventions: the constructor stores its arguments as given
+    and ``fit`` validates them; :meth:`get_params` / :meth:`set_params` work
+    as in scikit-learn, so ``sklearn.base.clone`` gives an unfitted copy.
     """
+
+    #: what fit learned; class-level defaults so that ``__init__`` sets
+    #: nothing but the hyperparameters (unfitted: ``data_`` is None)
+    data_ = None
+    columns_ = None
+    history = None
+    n_threads = None
 
     #: name in the registry, saved files, the CLI and the C core's model
     #: table; None for abstract classes (not registered)
@@ -180,19 +220,21 @@ class Recommender:
     scoring_params = ()
 
     def __init__(self, n_threads=None):
-        self.n_threads = check_threads(n_threads)
-        self.data_ = None
+        self.n_threads = n_threads
 
     # -- fitting ----------------------------------------------------------
-    def fit(self, data, val=None, callback=None):
+    def fit(self, data: Any, val: Any = None, callback: Callable | None = None) -> Recommender:
         """Train on ``data``.
 
         Parameters
         ----------
-        data : Interactions or DataFrame
-            A DataFrame is indexed with the model's ``threshold`` and column
-            names (``Interactions.from_frame``).
-        val : DataFrame, optional
+        data : Interactions, DataFrame, Arrow table or scipy.sparse matrix
+            A frame (pandas, or any table with the Arrow stream interface:
+            pyarrow, Polars, DuckDB) is indexed with the model's
+            ``threshold`` and column names (``Interactions.from_frame``); a
+            sparse user x item matrix with ``Interactions.from_scipy`` (ids
+            are the row and column numbers).
+        val : DataFrame or Arrow table, optional
             Held-out rows for models that evaluate while training (see the
             model's docstring); models without epochs ignore it.
         callback : callable(model, row) -> bool or None, optional
@@ -210,9 +252,32 @@ class Recommender:
         TypeError, ValueError
             A bad hyperparameter (named) or bad input data.
         """
+        self._validate()
+        columns = self._resolve_columns()
+        data = self._as_interactions(data, columns["threshold"], _frame_columns(columns))
+        self.data_, self.columns_ = data, columns
+        t0 = time.perf_counter()
+        out = self._fit(self.data_, val, callback)
+        self._log_fit(time.perf_counter() - t0)
+        return out
+
+    def _validate(self):
+        """What every fit runs first: ``n_threads`` (None means all cores, the
+        core's 0) and the model's own checks."""
+        if "n_threads" in self._param_names():
+            self.n_threads = check_threads(self.n_threads)
         self._check_params()
-        self.data_ = self._as_interactions(data, getattr(self, "threshold", 4), self._columns())
-        return self._fit(self.data_, val, callback)
+
+    def _log_fit(self, seconds):
+        data = self.data_
+        log.info("%s fitted on %d users x %d items (%d positives) in %.3f s, n_threads=%s%s",
+                 type(self).__name__, data.n_users, data.n_items, data.nnz, seconds,
+                 self.n_threads or "all", " (interrupted)" if getattr(self, "interrupted_", False) else "")
+
+    def _resolve_columns(self):
+        """The model's data settings with FROM_CONFIG read from the config
+        now: ``{threshold, user_col, item_col, rating_col, time_col}``."""
+        return {name: resolve(getattr(self, name, FROM_CONFIG), name) for name in _DATA_SETTINGS}
 
     fit = _all_or_nothing(fit)
 
@@ -223,7 +288,7 @@ class Recommender:
         return {"seen": "rated"} if getattr(self, "inputs", "positives") == "rated" else {}
 
     def _check_params(self):
-        """Validate (and normalise) the hyperparameters before fitting."""
+        """Validate the hyperparameters before fitting."""
 
     def _fit(self, data, val, callback):  # pragma: no cover - overridden
         raise NotImplementedError
@@ -235,17 +300,22 @@ class Recommender:
         return {}
 
     def _columns(self):
-        return {name: getattr(self, name, default) for name, default in
-                (("user_col", "user_id"), ("item_col", "movie_id"), ("rating_col", "rating"))}
+        """Column names of the frames the fitted model reads (``history=``,
+        ``val``): from ``columns_``, else as they would resolve now."""
+        return _frame_columns(self.columns_ or self._resolve_columns())
 
     def _as_interactions(self, data, threshold, columns):
         if isinstance(data, Interactions):
             return data
-        if isinstance(data, pd.DataFrame):
+        if isinstance(data, pd.DataFrame) or is_arrow_table(data):
             return Interactions.from_frame(data, threshold=threshold, _name="data", **columns,
                                            **self._frame_options())
-        raise TypeError(f"data must be a recmf.Interactions or a pandas DataFrame, "
-                        f"got {type(data).__name__}")
+        if type(data).__module__.startswith("scipy.sparse"):
+            return Interactions.from_scipy(data)
+        if type(data).__module__.split(".")[0] in ("dask", "dask_expr"):
+            check_frame(data, "data", {})        # the message that points to recmf.dask
+        raise TypeError(f"data must be a recmf.Interactions, a pandas DataFrame, a table with the "
+                        f"Arrow stream interface or a scipy.sparse matrix, got {type_name(data)}")
 
     def _check_fitted(self):
         """Raise unless the model is fitted and its hyperparameters are still
@@ -280,13 +350,18 @@ class Recommender:
                 value.flags.writeable = False
 
     # -- recommendation ---------------------------------------------------
-    def recommend(self, user_ids, k=10, exclude_seen=True, unknown="empty", return_scores=False,
-                  pad=None, history=None):
+    def recommend(self, user_ids: Any, k: int = 10, exclude_seen: bool = True, unknown: str = "empty",
+                  return_scores: bool = False, pad: Any = None, history: Any = None, *,
+                  items: Any = None, exclude_items: Any = None
+                  ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Top-``k`` items for many users at once, best first.
 
         Parameters
         ----------
-        user_ids : array-like of original user ids
+        user_ids : array-like of original user ids, or None
+            Any iterable (list, array, Series, set, generator, dict keys...):
+            one row per id, in iteration order.  None: every user the model
+            knows (``model.data_.user_ids``, in that order).
         k : int
             1 <= k <= number of items the model knows (a larger k raises
             ``ValueError`` rather than silently returning short lists).
@@ -309,7 +384,7 @@ class Recommender:
             always tells padding apart: a model whose items include -1 (ids
             may be negative) needs an explicit integer ``pad``, and a ``pad``
             equal to an item id raises.
-        history : DataFrame, optional
+        history : DataFrame or Arrow table, optional
             Fold-in: the users of ``user_ids`` that appear here (in any row,
             whatever its rating) are scored from these interactions instead
             of their training ones, without refitting; they may be new
@@ -321,6 +396,14 @@ class Recommender:
             ``unknown`` says -- never as its training self.  An empty frame
             (with the columns) folds in nobody.  Models that cannot fold in
             raise ``NotImplementedError``.
+        items : array-like of item ids, optional
+            Candidates: only these items may be recommended (e.g. what is in
+            stock).  Ids the model does not know are ignored.
+        exclude_items : array-like of item ids, optional
+            Never recommend these (also to users given popular items).
+            Both lists apply inside the top-k selection: a list stays ``k``
+            long while ``k`` allowed, unseen items remain, and is padded
+            only beyond that.
 
         Returns
         -------
@@ -330,9 +413,11 @@ class Recommender:
         Raises
         ------
         ValueError
-            ``k`` out of range, or ``pad`` (default -1) is an item id.
+            ``k`` out of range, ``pad`` (default -1) is an item id, or
+            ``items`` holds no item the model knows.
         TypeError
-            A non-integer ``pad`` for integer item ids.
+            A non-integer ``pad`` for integer item ids, ids of the other kind
+            (strings for a model trained on integers, or the reverse).
 
         Notes
         -----
@@ -340,7 +425,8 @@ class Recommender:
         float32 arithmetic overflowed, so use the ids (``pad``), or
         :meth:`recommend_frame`, which has no padding, to find padding.
         """
-        ids, lens, scores = self._recommend_all(user_ids, k, exclude_seen, unknown, history)
+        ids, lens, scores = self._recommend_all(user_ids, k, exclude_seen, unknown, history,
+                                                items, exclude_items)[1:]
         pad = self._pad_value(pad)
         if ids.dtype != np.int64:
             ids = ids.astype(object)
@@ -372,75 +458,121 @@ class Recommender:
                              f"recommendation;{hint} choose a pad that is not an item id")
         return pad
 
-    def recommend_frame(self, user_ids, k=10, exclude_seen=True, unknown="empty",
-                        user_col=None, item_col=None, history=None):
-        """Recommendations as a long DataFrame ``user, rank (1-based), item, score``;
-        short lists simply have fewer rows.  Columns are named like the
-        model's training frame (``user_col``/``item_col`` override), so the
-        result merges directly with e.g. a movies frame."""
-        user_col = user_col or getattr(self, "user_col", "user_id")
-        item_col = item_col or getattr(self, "item_col", "item_id")
-        users = as_id_array(user_ids, "user_ids")[0]
-        ids, lens, scores = self._recommend_all(users, k, exclude_seen, unknown, history)
+    def recommend_frame(self, user_ids: Any = None, k: int = 10, exclude_seen: bool = True,
+                        unknown: str = "empty", user_col: Hashable | None = None,
+                        item_col: Hashable | None = None, history: Any = None, *, items: Any = None,
+                        exclude_items: Any = None) -> pd.DataFrame:
+        """Recommendations as a long DataFrame ``user, rank (1-based), item, score``.
+
+        Parameters
+        ----------
+        user_ids : array-like of original user ids, or None
+            As in :meth:`recommend`; None: every user the model knows.
+        k, exclude_seen, unknown, history, items, exclude_items :
+            As in :meth:`recommend`.
+        user_col, item_col : str, optional
+            Names of the user and item columns (default: the model's
+            training columns, ``columns_``), so the result merges directly
+            with e.g. a movies frame.
+
+        Returns
+        -------
+        DataFrame
+            One row per recommendation, users in the order given, each
+            user's items best first; short lists simply have fewer rows.
+        """
+        columns = self._columns() if self.data_ is not None else {}
+        user_col = user_col or columns.get("user_col", "user_id")
+        item_col = item_col or columns.get("item_col", "item_id")
+        users, ids, lens, scores = self._recommend_all(user_ids, k, exclude_seen, unknown, history,
+                                                       items, exclude_items)
         mask = np.arange(ids.shape[1])[None, :] < lens[:, None]
         rows, cols = np.nonzero(mask)
         return pd.DataFrame({user_col: users[rows], "rank": cols + 1, item_col: ids[rows, cols],
                              "score": scores[rows, cols]})
 
-    def _recommend_all(self, user_ids, k, exclude_seen, unknown, history=None):
+    def _recommend_all(self, user_ids, k, exclude_seen, unknown, history=None, items=None,
+                       exclude_items=None):
+        """``(users, ids, lens, scores)``: the users as an id array, and
+        their lists padded to ``k`` (ids -1, scores -inf)."""
         self._check_fitted()
         k = check_k(k, self.data_.n_items)
         if unknown not in ("empty", "popular"):
             raise ValueError(f"unknown must be 'empty' or 'popular', got {unknown!r}")
-        ids = as_id_array(user_ids, "user_ids")[0]
-        uidx = self.data_._user_codes(ids)
+        users = self.data_.user_ids if user_ids is None else as_id_array(user_ids, "user_ids")[0]
+        mask = candidate_mask(self.data_, items, exclude_items)
+        uidx = self.data_._user_codes(users)
         n = len(uidx)
-        items = np.full((n, k), -1, dtype=np.int32)
+        out_items = np.full((n, k), -1, dtype=np.int32)
         scores = np.full((n, k), -np.inf, dtype=np.float32)
         lens = np.zeros(n, dtype=np.int32)
         folded = replaced = np.zeros(n, dtype=bool)
+
+        def fill(where, select):
+            """Run ``select(positions) -> (items, scores, lens)`` over the
+            rows ``where``, a block at a time when a mask is folded in."""
+            pos = np.flatnonzero(where)
+            step = len(pos) if mask is None else block_size(self.data_.n_items)
+            for s in range(0, len(pos), max(step, 1)):
+                p = pos[s:s + step]
+                out_items[p], scores[p], lens[p] = select(p)
+
         if history is not None:
             self._check_fold_in()
             hist, listed = self._history_interactions(history)
             # Users listed in history= are scored from it and only from it:
             # those with no positive the model knows count as unknown.
-            replaced = pd.Index(listed).get_indexer(ids) >= 0 if len(listed) else replaced
+            replaced = pd.Index(listed).get_indexer(users) >= 0 if len(listed) else replaced
             if hist is not None:
-                hrow = hist._user_codes(ids)
+                hrow = hist._user_codes(users)
                 folded = hrow >= 0
-                if folded.any():
-                    it, sc, ln = self._recommend_history(hist, hrow[folded], k, exclude_seen)
-                    items[folded], scores[folded], lens[folded] = it, sc, ln
+                fill(folded, lambda p: self._recommend_history(hist, hrow[p], k, exclude_seen,
+                                                               **({} if mask is None else {"mask": mask})))
         known = (uidx >= 0) & ~replaced
-        if known.any():
-            it, sc, ln = self._recommend_index(uidx[known], k, exclude_seen)
-            items[known], scores[known], lens[known] = it, sc, ln
+        fill(known, lambda p: self._recommend_index_masked(np.ascontiguousarray(uidx[p]), k,
+                                                           exclude_seen, mask))
         missing = ~known & ~folded
         if unknown == "popular" and missing.any():
             # The most popular items, minus those the user rated when the data
             # remembers them (users without positives, seen="rated").
-            from .. import _core
             # (a user replaced by history= has no known positive to drop)
-            rows = np.where(replaced, -1, self.data_.seen_row(ids))[missing] if exclude_seen else \
-                np.full(int(missing.sum()), -1, dtype=np.int32)
-            seen = self.data_.seen_csr(unindexed=True) if exclude_seen else None
-            it, ln = _core.topk_ranked(self._popular_order(), seen, rows, k)
+            rows_all = np.where(replaced, -1, self.data_.seen_row(users)) if exclude_seen else \
+                np.full(n, -1, dtype=np.int32)
+            seen_all = self.data_.seen_csr(unindexed=True) if exclude_seen else None
             counts = self.data_.popularity()
-            items[missing], lens[missing] = it, ln
-            scores[missing] = np.where(it >= 0, counts[np.maximum(it, 0)], -np.inf)
+
+            def popular(p):
+                seen, rows = exclusions(seen_all, rows_all[p], mask)
+                it, ln = _core.topk_ranked(self._popular_order(), seen, rows, k)
+                return it, np.where(it >= 0, counts[np.maximum(it, 0)], -np.inf), ln
+            fill(missing, popular)
         item_ids = self.data_.item_ids
-        ids = item_ids[np.maximum(items, 0)]
+        ids = item_ids[np.maximum(out_items, 0)]
         if ids.dtype == np.int64:
-            ids = np.where(items >= 0, ids, -1)
-        return ids, lens, scores
+            ids = np.where(out_items >= 0, ids, -1)
+        return users, ids, lens, scores
 
     def _recommend_ids(self, user_ids, k, unknown="empty"):
         """(ids, lens) for evaluate(); k may exceed the catalogue there: the
         lists are then min(k, n_items) wide (never k wide: a silly k must
         not size memory)."""
         self._check_fitted()
-        ids, lens, _ = self._recommend_all(user_ids, min(k, self.data_.n_items), True, unknown)
+        _, ids, lens, _ = self._recommend_all(user_ids, min(k, self.data_.n_items), True, unknown)
         return ids, lens
+
+    def _recommend_index_masked(self, uidx, k, exclude_seen, mask):
+        """``_recommend_index`` with a candidate mask.  Models whose
+        ``_recommend_index`` takes ``mask`` apply it in their own top-k;
+        for any other model the mask is applied to its whole score rows
+        (``_score_all``) by the core's top-k, with the same result."""
+        if mask is None:
+            return self._recommend_index(uidx, k, exclude_seen)
+        if _takes_mask(type(self)._recommend_index):
+            return self._recommend_index(uidx, k, exclude_seen, mask=mask)
+        seen = self.data_.seen_csr() if exclude_seen else None
+        seen, rows = exclusions(seen, uidx, mask)
+        return _core.topk_rows(np.ascontiguousarray(self._score_all(uidx)), seen, rows, k,
+                               self.n_threads or 0)
 
     # -- fold-in and neighbours ------------------------------------------
     def _history_interactions(self, history):
@@ -450,13 +582,10 @@ class Recommender:
         positive the model knows (None when none has): rows in ascending
         id order, columns the model's item indices, positions ranked over
         the known positives.  Errors name ``history``."""
-        if not isinstance(history, pd.DataFrame):
-            raise TypeError(f"history must be a pandas DataFrame, got {type(history).__name__}")
-        get = lambda name, default: getattr(self, name, default)  # noqa: E731
-        ucol, icol, rcol = get("user_col", "user_id"), get("item_col", "movie_id"), get("rating_col", "rating")
-        tcol = get("time_col", "timestamp")
-        check_frame(history, "history", dict(user_col=ucol, item_col=icol, rating_col=rcol),
-                    allow_empty=True)
+        columns = self._columns()
+        ucol, icol, rcol, tcol = (columns[c] for c in ("user_col", "item_col", "rating_col", "time_col"))
+        history = check_frame(history, "history", dict(user_col=ucol, item_col=icol, rating_col=rcol),
+                              optional=(tcol,), allow_empty=True)
         data = self.data_
         users, users_int = id_column(history, ucol, "history")
         items, items_int = id_column(history, icol, "history")
@@ -466,7 +595,7 @@ class Recommender:
             check_same_kind(items_int, f"history[{icol!r}]", data.item_ids.dtype == np.int64,
                             "the model's item ids")
         pos = np.ones(len(history), dtype=bool) if rcol is None else \
-            numeric_column(history, rcol, "history") >= get("threshold", 4)
+            numeric_column(history, rcol, "history") >= self.columns_["threshold"]
         times = time_column(history, tcol, "history") if tcol is not None and tcol in history.columns \
             else None
         listed = pd.unique(users)
@@ -510,7 +639,9 @@ class Recommender:
         raise NotImplementedError(f"{type(self).__name__} cannot score users from history= "
                                   "(fold-in); refit the model with those interactions instead")
 
-    def similar_items(self, item_ids, k=10, return_scores=False):
+    def similar_items(self, item_ids: Any, k: int = 10, return_scores: bool = False, *, items: Any = None,
+                      exclude_items: Any = None, pad: Any = None
+                      ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """The ``k`` items most similar to each given item (itself
         excluded), best first, as judged by the model (see its docstring).
 
@@ -521,10 +652,17 @@ class Recommender:
         k : int, 1 <= k < number of items
         return_scores : bool
             Also return the (n, k) float32 similarities.
+        items, exclude_items : array-like of item ids, optional
+            Only these may be given as neighbours / never these, as in
+            :meth:`recommend`: lists stay ``k`` long while enough
+            candidates remain.
+        pad : optional
+            Fills the slots past the end of a short list (only possible
+            with ``items``/``exclude_items``); as in :meth:`recommend`.
 
         Returns
         -------
-        ndarray (n, k) of original item ids (and scores).
+        ndarray (n, k) of original item ids (and scores, -inf in padding).
         """
         self._check_fitted()
         k = check_positive_int(k, "k")
@@ -532,8 +670,27 @@ class Recommender:
             raise ValueError(f"k={k} must be below the number of items the model knows "
                              f"({self.data_.n_items}): an item is never its own neighbour")
         iidx = self.data_.item_index(item_ids, unknown="raise").astype(np.int32)
-        items, scores, _ = self._similar_index(iidx, k)
-        ids = self.data_.item_ids[items]
+        mask = candidate_mask(self.data_, items, exclude_items)
+        if mask is None:
+            out, scores, lens = self._similar_index(iidx, k)
+        elif not _takes_mask(type(self)._similar_index):
+            raise NotImplementedError(f"{type(self).__name__}.similar_items does not take items= or "
+                                      "exclude_items=")
+        else:
+            out = np.empty((len(iidx), k), dtype=np.int32)
+            scores = np.empty((len(iidx), k), dtype=np.float32)
+            lens = np.empty(len(iidx), dtype=np.int32)
+            step = block_size(self.data_.n_items)
+            for s in range(0, len(iidx), step):
+                b = slice(s, s + step)
+                out[b], scores[b], lens[b] = self._similar_index(
+                    np.ascontiguousarray(iidx[b]), k, mask=mask)
+        ids = self.data_.item_ids[np.maximum(out, 0)]
+        short = np.arange(k)[None, :] >= lens[:, None]
+        if short.any():
+            ids = ids.astype(object) if ids.dtype != np.int64 else ids.copy()
+            ids[short] = self._pad_value(pad)
+            scores = np.where(short, -np.inf, scores).astype(np.float32)
         return (ids, scores) if return_scores else ids
 
     def _similar_index(self, iidx, k):
@@ -544,17 +701,20 @@ class Recommender:
     def _popular_order(self):
         return _core.popularity_order(self.data_.popularity())
 
-    def score(self, user_ids, item_ids):
+    def score(self, user_ids: Any, item_ids: Any) -> np.ndarray:
         """Scores of given (user, item) pairs, original ids, same length.
 
         Pairs whose user or item the model does not know raise ``KeyError``
         naming the first one.
         """
         self._check_fitted()
-        u = self.data_.user_index(user_ids, unknown="raise").astype(np.int32)
-        i = self.data_.item_index(item_ids, unknown="raise").astype(np.int32)
-        if len(u) != len(i):
-            raise ValueError(f"user_ids and item_ids must have the same length, got {len(u)} and {len(i)}")
+        users = as_id_array(user_ids, "user_ids")[0]
+        items = as_id_array(item_ids, "item_ids")[0]
+        if len(users) != len(items):   # before naming an unknown id: the pairs do not line up
+            raise ValueError(f"user_ids and item_ids must have the same length, got {len(users)} and "
+                             f"{len(items)}")
+        u = self.data_.user_index(users, unknown="raise").astype(np.int32)
+        i = self.data_.item_index(items, unknown="raise").astype(np.int32)
         return self._score_index(u, i)
 
     def _score_index(self, uidx, iidx):  # pragma: no cover - overridden
@@ -617,9 +777,62 @@ class Recommender:
         raise NotImplementedError(f"{type(self).__name__} has no ONNX export (models with one: "
                                   f"{', '.join(_onnx_exporters())})")
 
-    def get_params(self):
-        """Hyperparameters as a dict (the constructor's arguments)."""
-        return {name: getattr(self, name) for name in self._param_names()}
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Hyperparameters as a dict: the constructor's arguments, as given.
+
+        Parameters
+        ----------
+        deep : bool
+            Also list the parameters of parameters that are models
+            themselves, as ``name__param`` (scikit-learn's convention).
+
+        Returns
+        -------
+        dict
+        """
+        out = {}
+        for name in self._param_names():
+            value = getattr(self, name)
+            out[name] = value
+            if deep and hasattr(value, "get_params") and not isinstance(value, type):
+                out.update((f"{name}__{key}", v) for key, v in value.get_params().items())
+        return out
+
+    def set_params(self, **params: Any) -> Recommender:
+        """Set hyperparameters (scikit-learn's convention; ``name__param``
+        reaches into a parameter that is a model).
+
+        Validation happens at the next :meth:`fit`.  Changing, on a fitted
+        model, a hyperparameter that shapes what ``fit`` learned makes the
+        model refuse to recommend (``ValueError`` naming it) until it is
+        fitted again or the value is set back; ``scoring_params`` (e.g. a
+        recency half-life), ``n_threads`` and ``verbose`` apply at once.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            A name that is not a parameter of the model.
+        """
+        valid = self._param_names()
+        nested = {}
+        for key in params:
+            name = key.partition("__")[0]
+            if name not in valid:
+                raise ValueError(f"invalid parameter {name!r} for {type(self).__name__}; its "
+                                 f"parameters are {valid}")
+        for key, value in params.items():
+            name, _, sub = key.partition("__")
+            if sub:
+                nested.setdefault(name, {})[sub] = value
+            else:
+                setattr(self, name, value)
+        for name, sub_params in nested.items():
+            getattr(self, name).set_params(**sub_params)
+        return self
 
     def _param_names(self):
         import inspect
@@ -627,7 +840,7 @@ class Recommender:
         return [p for p in sig.parameters if p != "self"]
 
     def __repr__(self):
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params(deep=False).items())
         return f"{type(self).__name__}({params})"
 
     def with_params(self, **params):
@@ -661,7 +874,7 @@ class Recommender:
     def _saved_params(self):
         """The hyperparameters as saved (JSON values); see
         :meth:`_from_saved_params`."""
-        return self.get_params()
+        return self.get_params(deep=False)
 
     @classmethod
     def _from_saved_params(cls, params):
@@ -753,8 +966,9 @@ class EmbeddingModel(Recommender):
         self.adam_step_ = state["step"]
         return self
 
-    def _recommend_index(self, uidx, k, exclude_seen):
+    def _recommend_index(self, uidx, k, exclude_seen, mask=None):
         seen = self.data_.seen_csr() if exclude_seen else None
+        seen, _ = exclusions(seen, uidx, mask, n_rows=self.data_.n_users)
         return _core.recommend(self.kind, self._shape(), self.theta_, uidx, seen, k, self.n_threads)
 
     def _score_index(self, uidx, iidx):
@@ -783,3 +997,9 @@ class EmbeddingModel(Recommender):
         if getattr(self, "theta_", None) is not None:
             self._views()
             self._freeze_learned()
+
+
+def _takes_mask(method):
+    """Whether a model's top-k method applies a candidate ``mask`` itself."""
+    import inspect
+    return "mask" in inspect.signature(method).parameters

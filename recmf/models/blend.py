@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import itertools
 import math
 import threading
 import weakref
@@ -11,6 +10,7 @@ import weakref
 import numpy as np
 
 from .. import _core
+from .._candidates import exclusions
 from ..data import Interactions
 from .base import Recommender
 
@@ -52,6 +52,15 @@ class _Components(tuple):
     __hash__ = None
 
 
+def _settings(model):
+    """A component's parameters for comparison: ``n_threads`` None (as
+    given) and 0 (as ``fit`` normalises it) both mean all cores."""
+    params = model.get_params(deep=False)
+    if params.get("n_threads") is None and "n_threads" in params:
+        params["n_threads"] = 0
+    return params
+
+
 def _same_model(a, b):
     """The same object, or models of one type and hyperparameters that are
     not fitted to different states: an unfitted model is a specification
@@ -59,13 +68,25 @@ def _same_model(a, b):
     (an early stop, another seed of the data) are not interchangeable."""
     if a is b:
         return True
-    if type(a) is not type(b) or a.get_params() != b.get_params():
+    if type(a) is not type(b) or _settings(a) != _settings(b):
         return False
     if a.data_ is None or b.data_ is None:
         return True
     mine, theirs = a._arrays(), b._arrays()
     return (a.data_ == b.data_ and mine.keys() == theirs.keys()
             and all(np.array_equal(mine[k], theirs[k]) for k in mine))
+
+
+def _compositions(total, n):
+    """Every n-tuple of integers >= 0 summing to ``total``, in lexicographic
+    order; as many steps as tuples (not (total + 1) ** n, as filtering a
+    product would take)."""
+    if n == 1:
+        yield (total,)
+        return
+    for first in range(total + 1):
+        for rest in _compositions(total - first, n - 1):
+            yield (first,) + rest
 
 
 def _check_weights(weights, n):
@@ -102,9 +123,12 @@ class Blend(Recommender):
     ----------
     models : sequence of recmf models
         At least one.  Fitted components are used as they are (they must
-        have been fitted on the data later passed to ``fit``); unfitted ones
-        are fitted by ``fit`` as copies, so the objects passed are never
-        changed.  Every component must score whole rows (``_score_all``).
+        have been fitted on the data later passed to ``fit``): the blend
+        follows their current fitted state (refitted in place on the same
+        data, the blend scores the new fit; on other data, it refuses until
+        fitted again); unfitted ones are fitted by ``fit`` as copies, so the
+        objects passed are never changed.  Every component must score whole
+        rows (``_score_all``).
     weights : sequence of float >= 0, or None
         One per model, not all 0.  None: chosen on ``val`` when ``fit`` is
         given one (see :meth:`fit`), else every model weighs 1.
@@ -135,19 +159,22 @@ class Blend(Recommender):
 
     def __init__(self, models, weights=None, normalise="minmax", n_threads=None):
         super().__init__(n_threads=n_threads)
-        if isinstance(models, Recommender) or not hasattr(models, "__iter__"):
-            raise TypeError(f"models must be a sequence of recmf models, got {type(models).__name__}")
-        models = list(models)
+        self.models = models
+        self.weights = weights
+        self.normalise = normalise
+
+    def _check_params(self):
+        models = self.models
+        if isinstance(models, Recommender) or not isinstance(models, (list, tuple)):
+            raise TypeError(f"models must be a list or tuple of recmf models, got {type(models).__name__}")
         if not models:
             raise ValueError("models must hold at least one model")
         for pos, m in enumerate(models):
             if not isinstance(m, Recommender):
                 raise TypeError(f"models[{pos}] must be a recmf model, got {type(m).__name__}")
-        if normalise not in _NORMALISERS:
-            raise ValueError(f"normalise must be one of {_NORMALISERS}, got {normalise!r}")
-        self.models = _Components(models)
-        self.weights = _check_weights(weights, len(models))
-        self.normalise = normalise
+        if self.normalise not in _NORMALISERS:
+            raise ValueError(f"normalise must be one of {_NORMALISERS}, got {self.normalise!r}")
+        _check_weights(self.weights, len(models))
 
     @classmethod
     def _test_params(cls):
@@ -156,16 +183,34 @@ class Blend(Recommender):
         return {"models": [ItemTransition(half_life=2.0), Popularity()], "weights": [0.7, 0.3]}
 
     # -- hyperparameters ------------------------------------------------------
+    #: most weight vectors weight_grid makes (each is a candidate to score)
+    MAX_GRID = 100_000
+
     @staticmethod
     def weight_grid(n_models, steps=None):
         """Weight vectors on the simplex with the given resolution: every
         ``(k_1, ..., k_n) / steps`` with integer ``k >= 0`` summing to
         ``steps`` (10 for two models, 4 for more), each component alone
-        included."""
+        included, in lexicographic order of the k.
+
+        Raises
+        ------
+        ValueError
+            More than :attr:`MAX_GRID` vectors (``C(steps + n - 1, n - 1)``:
+            20 models at 4 steps make 8,855, 50 make 292,825): choose fewer
+            steps or pass the weights.
+        """
+        from .._checks import check_positive_int
+        n_models = check_positive_int(n_models, "n_models")
         if steps is None:
             steps = 10 if n_models <= 2 else 4
-        return [tuple(k / steps for k in ks)
-                for ks in itertools.product(range(steps + 1), repeat=n_models) if sum(ks) == steps]
+        steps = check_positive_int(steps, "steps")
+        count = math.comb(steps + n_models - 1, n_models - 1)
+        if count > Blend.MAX_GRID:
+            raise ValueError(f"the weight grid of {n_models} models at {steps} steps has {count:,} weight "
+                             f"vectors (more than {Blend.MAX_GRID:,} candidates to score): choose fewer "
+                             "steps, or pass weights=")
+        return [tuple(k / steps for k in ks) for ks in _compositions(steps, n_models)]
 
     @property
     def default_grid(self):
@@ -186,10 +231,11 @@ class Blend(Recommender):
             A fitted component was trained on other users, items or
             positives than the rest (or than ``data``).
         """
+        self._validate()
         fitted = []
         for m in self.models:
             if m.data_ is None:
-                m = type(m)(**m.get_params()).fit(data, val=val)
+                m = type(m)(**m.get_params(deep=False)).fit(data, val=val)
             fitted.append(m)
         ref = fitted[0].data_
         for pos, m in enumerate(fitted):
@@ -199,7 +245,7 @@ class Blend(Recommender):
         if isinstance(data, Interactions) and not _same_index(data, ref):
             raise ValueError("the fitted components were trained on other data than `data`")
         self.models_ = fitted
-        self.data_ = ref
+        self.data_, self.columns_ = ref, fitted[0].columns_
         self.chosen_weights_, self.selection_ = None, None
         if self.weights is None and val is not None and len(fitted) > 1:
             self.chosen_weights_, self.selection_ = self._choose_weights(val)
@@ -208,28 +254,19 @@ class Blend(Recommender):
     def _choose_weights(self, val):
         from .. import select
         first = self.models_[0]
-        columns = {c: getattr(first, c) for c in ("user_col", "item_col", "rating_col") if hasattr(first, c)}
+        columns = {c: first.columns_[c] for c in ("user_col", "item_col", "rating_col")}
         grid = {"models": [self.models_], "weights": self.weight_grid(len(self.models_)),
                 "normalise": [self.normalise], "n_threads": [self.n_threads]}
         best, table = select((Blend, grid), self.data_, val, progress=False,
-                             threshold=getattr(first, "threshold", 4), **columns)
+                             threshold=first.columns_["threshold"], **columns)
         return best.weights, table.drop(columns=["models"])
-
-    @property
-    def user_col(self):
-        """The first component's column names (recommend_frame uses them)."""
-        return getattr(self.models[0], "user_col", "user_id")
-
-    @property
-    def item_col(self):
-        return getattr(self.models[0], "item_col", "item_id")
 
     @property
     def weights_(self):
         """The weights in use: ``weights``, else those chosen on val by
         ``fit``, else all 1."""
         if self.weights is not None:
-            return self.weights
+            return tuple(float(w) for w in self.weights)
         return getattr(self, "chosen_weights_", None) or (1.0,) * len(self.models)
 
     # -- scoring --------------------------------------------------------------
@@ -257,7 +294,7 @@ class Blend(Recommender):
     def _score_index(self, uidx, iidx):
         return self._score_pairs_from_rows(uidx, iidx)
 
-    def _recommend_index(self, uidx, k, exclude_seen):
+    def _recommend_index(self, uidx, k, exclude_seen, mask=None):
         n = len(uidx)
         items = np.empty((n, k), dtype=np.int32)
         scores = np.empty((n, k), dtype=np.float32)
@@ -267,8 +304,9 @@ class Blend(Recommender):
         for s in range(0, n, step):
             u = np.ascontiguousarray(uidx[s:s + step], dtype=np.int32)
             rows = self._blend_rows(u)
+            block_seen, block_rows = exclusions(seen, u, mask)
             items[s:s + len(u)], scores[s:s + len(u)], lens[s:s + len(u)] = _core.topk_rows(
-                rows, seen, u, k, self.n_threads)
+                rows, block_seen, block_rows, k, self.n_threads)
         return items, scores, lens
 
     # -- persistence ----------------------------------------------------------
@@ -278,6 +316,9 @@ class Blend(Recommender):
                 # which components were given fitted (used as they are)
                 # rather than fitted by the blend as copies
                 "given_fitted": [m is f for m, f in zip(self.models, self._components())],
+                # the components as given, where the blend fitted copies of them
+                "given_unfitted": [None if m is f else component_meta(m)
+                                   for m, f in zip(self.models, self._components())],
                 "weights": list(self.weights) if self.weights is not None else None,
                 "normalise": self.normalise, "n_threads": self.n_threads}
 
@@ -290,6 +331,7 @@ class Blend(Recommender):
         params = dict(params)
         metas = params.pop("models")
         given = params.pop("given_fitted", None)
+        as_given = params.pop("given_unfitted", None)
         if not isinstance(metas, list) or not metas:
             raise ValueError("a Blend's saved models must be a non-empty list")
         if given is None:                  # files written before given_fitted
@@ -297,10 +339,22 @@ class Blend(Recommender):
         if not isinstance(given, list) or len(given) != len(metas):
             raise ValueError("a Blend's given_fitted must have one flag per model")
         fitted = [component_from_meta(meta) for meta in metas]
-        blend = cls(models=[f if g else component_from_meta(meta)
-                            for f, g, meta in zip(fitted, given, metas)], **params)
+        # Components compare by type and parameters, as the saved Blend's
+        # (which held other objects) do.
+        if not isinstance(as_given, list) or len(as_given) != len(metas):
+            as_given = [None] * len(metas)          # files written before given_unfitted
+        blend = cls(models=_Components(f if g else component_from_meta(a if isinstance(a, dict) else meta)
+                                       for f, g, meta, a in zip(fitted, given, metas, as_given)),
+                    **params)
         blend._loading = (fitted, metas)
         return blend
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        # An unpickled Blend holds copies of its components: compare them by
+        # type and parameters, as a loaded one does.
+        if isinstance(self.__dict__.get("models"), (list, tuple)):
+            self.models = _Components(self.models)
 
     def _components(self):
         return getattr(self, "models_", None) or self.models

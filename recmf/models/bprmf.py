@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
-from .._checks import check_positive_int
+from .._config import FROM_CONFIG
+from .._checks import check_memory, check_positive_int
 from . import _training as T
 from ._factors import FactorModel
 from .base import EmbeddingModel
@@ -68,17 +69,16 @@ class BPRMF(FactorModel, EmbeddingModel):
 
     def __init__(self, emb_dim=64, negatives="popular", top_n=2000, triplets_per_epoch=500_000,
                  lr=1e-3, weight_decay=1e-6, betas=(0.9, 0.999), eps=1e-8, adam="dense",
-                 batch_size=4096, epochs=20, eval_every=2, patience=3, threshold=4,
-                 user_col="user_id", item_col="movie_id", rating_col="rating", seed=0,
+                 batch_size=4096, epochs=20, eval_every=2, patience=3, threshold=FROM_CONFIG,
+                 user_col=FROM_CONFIG, item_col=FROM_CONFIG, rating_col=FROM_CONFIG, seed=0,
                  n_threads=None, verbose=False):
         super().__init__(n_threads=n_threads)
         self.emb_dim, self.negatives, self.top_n = emb_dim, negatives, top_n
         self.triplets_per_epoch = triplets_per_epoch
-        self.lr, self.weight_decay, self.betas, self.eps, self.adam = lr, weight_decay, tuple(betas), eps, adam
+        self.lr, self.weight_decay, self.betas, self.eps, self.adam = lr, weight_decay, betas, eps, adam
         self.batch_size, self.epochs, self.eval_every, self.patience = batch_size, epochs, eval_every, patience
         self.threshold, self.user_col, self.item_col, self.rating_col = threshold, user_col, item_col, rating_col
         self.seed, self.verbose = seed, verbose
-        self.history = None
 
     @classmethod
     def _test_params(cls):
@@ -102,6 +102,12 @@ class BPRMF(FactorModel, EmbeddingModel):
         return np.ascontiguousarray(order[:self.top_n])
 
     def _fit(self, data, val, callback):
+        nu, ni, d, _ = self._shape()
+        t = self.triplets_per_epoch
+        check_memory(f"BPRMF on {nu:,} users x {ni:,} items", [
+            (f"weights, Adam moments and gradient (emb_dim={d})", 16 * (nu + ni) * d),
+            (f"an epoch's triplets (triplets_per_epoch={t:,})", 20 * t)],
+            "lower the setting named first")
         self._init_factors()
         ni = self.data_.n_items
         cand = self.candidates()

@@ -7,7 +7,7 @@ import math
 import numbers
 
 from .. import _core
-from .._checks import check_threads
+from .._config import FROM_CONFIG
 from ._item_item import ItemItemModel, allocate_square
 from .base import check_half_life, check_inputs
 
@@ -94,31 +94,27 @@ class EASE(ItemItemModel):
                     "half_life": [None, 1.0, 2.0, 3.5, 7.0, 14.0]}
     scoring_params = ("half_life",)
 
-    def __init__(self, l2=250.0, half_life=None, threshold=4, user_col="user_id",
-                 item_col="movie_id", rating_col="rating", time_col="timestamp",
+    B_ = None
+
+    def __init__(self, l2=250.0, half_life=None, threshold=FROM_CONFIG, user_col=FROM_CONFIG,
+                 item_col=FROM_CONFIG, rating_col=FROM_CONFIG, time_col=FROM_CONFIG,
                  n_threads=None, inputs="positives"):
         super().__init__(n_threads=n_threads)
-        self.l2 = _check_l2(l2)
-        self.half_life = check_half_life(half_life)
-        self.inputs = check_inputs(inputs)
+        self.l2 = l2
+        self.half_life = half_life
+        self.inputs = inputs
         self.threshold = threshold
         self.user_col, self.item_col, self.rating_col, self.time_col = (
             user_col, item_col, rating_col, time_col)
-        self.B_ = None
 
     @classmethod
     def _test_params(cls):
         return {"l2": 10.0}
 
-    def _columns(self):
-        return dict(user_col=self.user_col, item_col=self.item_col, rating_col=self.rating_col,
-                    time_col=self.time_col)
-
     def _check_params(self):
-        self.l2 = _check_l2(self.l2)
-        self.half_life = check_half_life(self.half_life)
-        self.inputs = check_inputs(self.inputs)
-        self.n_threads = check_threads(self.n_threads)
+        _check_l2(self.l2)
+        check_half_life(self.half_life)
+        check_inputs(self.inputs)
 
     def _fit(self, data, val, callback):
         if data.nnz == 0 or data.n_items == 0:

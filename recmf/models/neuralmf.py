@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
-from .._checks import check_positive_int
+from .._config import FROM_CONFIG
+from .._checks import check_memory, check_positive_int
 from . import _training as T
 from .base import EmbeddingModel
 
@@ -76,16 +77,15 @@ class NeuralMF(EmbeddingModel):
 
     def __init__(self, emb_dim=64, hidden_dim=128, dropout=0.1, lr=1e-3, weight_decay=1e-6,
                  betas=(0.9, 0.999), eps=1e-8, adam="dense", batch_size=4096, epochs=20, n_neg=4,
-                 eval_every=2, patience=None, threshold=4, user_col="user_id", item_col="movie_id",
-                 rating_col="rating", seed=0, n_threads=None, verbose=False):
+                 eval_every=2, patience=None, threshold=FROM_CONFIG, user_col=FROM_CONFIG,
+                 item_col=FROM_CONFIG, rating_col=FROM_CONFIG, seed=0, n_threads=None, verbose=False):
         super().__init__(n_threads=n_threads)
         self.emb_dim, self.hidden_dim, self.dropout = emb_dim, hidden_dim, dropout
-        self.lr, self.weight_decay, self.betas, self.eps, self.adam = lr, weight_decay, tuple(betas), eps, adam
+        self.lr, self.weight_decay, self.betas, self.eps, self.adam = lr, weight_decay, betas, eps, adam
         self.batch_size, self.epochs, self.n_neg = batch_size, epochs, n_neg
         self.eval_every, self.patience = eval_every, patience
         self.threshold, self.user_col, self.item_col, self.rating_col = threshold, user_col, item_col, rating_col
         self.seed, self.verbose = seed, verbose
-        self.history = None
 
     # -- shapes -----------------------------------------------------------
     def _shape(self):
@@ -130,6 +130,15 @@ class NeuralMF(EmbeddingModel):
 
     # -- training ---------------------------------------------------------
     def _fit(self, data, val, callback):
+        nu, ni, d, h = self._shape()
+        pairs = data.nnz * (1 + self.n_neg)
+        check_memory(f"NeuralMF on {nu:,} users x {ni:,} items", [
+            (f"weights, Adam moments and gradient (emb_dim={d}, hidden_dim={h})",
+             16 * ((nu + ni) * d + 2 * h * d + 2 * h + 1)),
+            (f"an epoch's {pairs:,} pairs (n_neg={self.n_neg})", 12 * pairs),
+            (f"a batch's activations (batch_size={self.batch_size}, hidden_dim={h})",
+             16 * min(self.batch_size, pairs) * (h + d))],
+            "lower the setting named first")
         self._init_weights()
         params = T.core_params(self, dropout=float(self.dropout), n_neg=int(self.n_neg))
         shape, indptr, indices = self._shape(), self.data_.indptr, self.data_.indices

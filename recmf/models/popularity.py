@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
+from .._candidates import exclusions
 from .._checks import check_positive_int
+from .._config import FROM_CONFIG
 from .base import Recommender
 
 __all__ = ["Popularity"]
@@ -28,8 +30,8 @@ class Popularity(Recommender):
 
     kind = "popularity"
 
-    def __init__(self, threshold=4, user_col="user_id", item_col="movie_id", rating_col="rating"):
-        super().__init__(n_threads=None)
+    def __init__(self, threshold=FROM_CONFIG, user_col=FROM_CONFIG, item_col=FROM_CONFIG,
+                 rating_col=FROM_CONFIG):
         self.threshold = threshold
         self.user_col, self.item_col, self.rating_col = user_col, item_col, rating_col
 
@@ -47,12 +49,13 @@ class Popularity(Recommender):
         self._check_fitted()
         k = check_positive_int(k, "k")
         top = self.order_[:k]
-        return pd.Series(self.counts_[top], index=pd.Index(self.data_.item_ids[top], name=self.item_col),
+        return pd.Series(self.counts_[top], index=pd.Index(self.data_.item_ids[top],
+                                                           name=self._columns()["item_col"]),
                          name="popularity")
 
-    def _recommend_index(self, uidx, k, exclude_seen):
-        seen = self.data_.seen_csr() if exclude_seen else None
-        items, lens = _core.topk_ranked(self.order_, seen, uidx, k)
+    def _recommend_index(self, uidx, k, exclude_seen, mask=None):
+        seen, rows = exclusions(self.data_.seen_csr() if exclude_seen else None, uidx, mask)
+        items, lens = _core.topk_ranked(self.order_, seen, rows, k)
         scores = np.where(items >= 0, self.counts_[np.maximum(items, 0)], -np.inf).astype(np.float32)
         return items, scores, lens
 

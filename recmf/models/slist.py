@@ -5,12 +5,10 @@ from __future__ import annotations
 import math
 import numbers
 
-import numpy as np
-
 from .. import _core
-from .._checks import check_threads
+from .._config import FROM_CONFIG
 from ._item_item import ItemItemModel, allocate_square
-from .base import check_half_life, check_inputs, rows_in_time_order
+from .base import _frame_columns, check_half_life, check_inputs, rows_in_time_order
 
 __all__ = ["SLIST"]
 
@@ -139,34 +137,31 @@ class SLIST(ItemItemModel):
                     "window": [10], "half_life": [3.0, 4.0, 6.0]}
     scoring_params = ("half_life",)
 
+    B_ = None
+
     def __init__(self, alpha=0.2, l2=300.0, position_decay=8.0, window=10, half_life=4.0,
-                 inputs="positives", threshold=4, user_col="user_id", item_col="movie_id",
-                 rating_col="rating", time_col="timestamp", n_threads=None):
+                 inputs="positives", threshold=FROM_CONFIG, user_col=FROM_CONFIG, item_col=FROM_CONFIG,
+                 rating_col=FROM_CONFIG, time_col=FROM_CONFIG, n_threads=None):
         super().__init__(n_threads=n_threads)
         self.alpha, self.l2, self.position_decay, self.window = alpha, l2, position_decay, window
         self.half_life, self.inputs = half_life, inputs
         self.threshold = threshold
         self.user_col, self.item_col, self.rating_col, self.time_col = (
             user_col, item_col, rating_col, time_col)
-        self.B_ = None
-        self._check_params()
 
     @classmethod
     def _test_params(cls):
         return {"l2": 5.0, "half_life": 2.0}
-
-    def _columns(self):
-        return dict(user_col=self.user_col, item_col=self.item_col, rating_col=self.rating_col,
-                    time_col=self.time_col)
 
     def fit(self, data, val=None, callback=None):
         """Solve for ``B_`` on ``data``.
 
         Parameters
         ----------
-        data : DataFrame or Interactions
+        data : DataFrame, Arrow table or Interactions
             Train interactions with user, item, rating and time columns (a
-            frame without ``time_col`` is taken in its row order), or
+            frame without the time column, or ``time_col=None``, is taken
+            in its row order), or
             Interactions that know each user's order (built with a time
             column; ``seen="rated"`` for ``inputs="rated"``).
         val, callback : ignored
@@ -176,17 +171,26 @@ class SLIST(ItemItemModel):
         -------
         self
         """
-        return super().fit(rows_in_time_order(data, self.time_col), val, callback)
+        self._validate()
+        resolved = self._resolve_columns()
+        data, time_col = rows_in_time_order(data, resolved)
+        if time_col != resolved["time_col"]:       # time_col=None: the rows' order is the time order
+            data = self._as_interactions(data, resolved["threshold"],
+                                         dict(_frame_columns(resolved), time_col=time_col))
+        return super().fit(data, val, callback)
+
+    def _knobs(self):
+        """The hyperparameters as the core takes them (validated)."""
+        return dict(alpha=_check_real(self.alpha, "alpha", 0.0, 1.0),
+                    l2=_check_real(self.l2, "l2", 0.0, math.inf, lo_open=True),
+                    position_decay=_check_real(self.position_decay, "position_decay", 0.0, math.inf,
+                                               lo_open=True, allow_none=True),
+                    window=_check_window(self.window))
 
     def _check_params(self):
-        self.alpha = _check_real(self.alpha, "alpha", 0.0, 1.0)
-        self.l2 = _check_real(self.l2, "l2", 0.0, math.inf, lo_open=True)
-        self.position_decay = _check_real(self.position_decay, "position_decay", 0.0, math.inf,
-                                          lo_open=True, allow_none=True)
-        self.window = _check_window(self.window)
-        self.half_life = check_half_life(self.half_life)
-        self.inputs = check_inputs(self.inputs)
-        self.n_threads = check_threads(self.n_threads)
+        self._knobs()
+        check_half_life(self.half_life)
+        check_inputs(self.inputs)
 
     def _fit(self, data, val, callback):
         self._inputs(data)
@@ -196,9 +200,10 @@ class SLIST(ItemItemModel):
                              "at least one item in a sequence")
         self._weights(data)  # fail now, not at recommend time
         B, A = allocate_square("SLIST", data.n_items, count=2)
-        decay = math.inf if self.position_decay is None else self.position_decay
-        window = _WHOLE if self.window is None else self.window
-        _core.slist_fit((indptr, items, data.n_items), None, self.alpha, self.l2, decay, window,
+        knobs = self._knobs()
+        decay = math.inf if knobs["position_decay"] is None else knobs["position_decay"]
+        window = _WHOLE if knobs["window"] is None else knobs["window"]
+        _core.slist_fit((indptr, items, data.n_items), None, knobs["alpha"], knobs["l2"], decay, window,
                         self.n_threads, B, A)
         del A
         self.B_, self.data_ = B, data

@@ -7,6 +7,8 @@ import math
 import numpy as np
 
 from .. import _core
+from .._candidates import exclusions
+from .._config import FROM_CONFIG
 from ..data import Interactions
 from .base import Recommender, check_inputs, check_rated_inputs, rows_in_time_order
 
@@ -108,15 +110,18 @@ class ItemTransition(Recommender):
 
     kind = "transition"
 
-    def __init__(self, half_life=1.0, window=1, gap_decay=0.5, threshold=4, user_col="user_id",
-                 item_col="movie_id", rating_col="rating", time_col="timestamp", n_threads=None,
-                 inputs="positives"):
+    def __init__(self, half_life=1.0, window=1, gap_decay=0.5, threshold=FROM_CONFIG,
+                 user_col=FROM_CONFIG, item_col=FROM_CONFIG, rating_col=FROM_CONFIG,
+                 time_col=FROM_CONFIG, n_threads=None, inputs="positives"):
         super().__init__(n_threads=n_threads)
-        self.half_life = _check_half_life(half_life)
-        self.inputs = check_inputs(inputs)
-        self.window, self.gap_decay = _check_window(window, gap_decay)
+        self.half_life, self.window, self.gap_decay, self.inputs = half_life, window, gap_decay, inputs
         self.threshold = threshold
         self.user_col, self.item_col, self.rating_col, self.time_col = user_col, item_col, rating_col, time_col
+
+    def _check_params(self):
+        _check_half_life(self.half_life)
+        _check_window(self.window, self.gap_decay)
+        check_inputs(self.inputs)
 
     #: the grid recmf.select searches by default
     default_grid = {"window": [1, 3], "half_life": [0.5, 1.0, 2.0, 4.0, None]}
@@ -140,20 +145,19 @@ class ItemTransition(Recommender):
         val : ignored
             Accepted for the common ``fit(data, val)`` signature.
         """
-        self.half_life = _check_half_life(self.half_life)
-        self.window, self.gap_decay = _check_window(self.window, self.gap_decay)
-        self.inputs = check_inputs(self.inputs)
-        columns = dict(user_col=self.user_col, item_col=self.item_col, rating_col=self.rating_col)
-        data = rows_in_time_order(data, self.time_col)
+        self._validate()
+        resolved = self._resolve_columns()
+        data, time_col = rows_in_time_order(data, resolved)
+        columns = {c: resolved[c] for c in ("user_col", "item_col", "rating_col")}
         interactions = data if isinstance(data, Interactions) else self._as_interactions(
-            data, self.threshold, dict(columns, time_col=self.time_col))
+            data, resolved["threshold"], dict(columns, time_col=time_col))
         check_rated_inputs(interactions, self.inputs, "ItemTransition")
         order = interactions.positions if self.inputs == "positives" else interactions.seen_positions
         if order is None:
             raise ValueError("ItemTransition needs the order of each user's inputs: fit it on the "
-                             f"train DataFrame (with its {self.time_col!r} column) or on Interactions "
+                             f"train DataFrame (with its {time_col!r} column) or on Interactions "
                              "built from it with time_col")
-        self.data_ = interactions
+        self.data_, self.columns_ = interactions, resolved
         self.history_items_ = interactions.sequences(self.inputs).items
         self._count()
         return self
@@ -195,8 +199,9 @@ class ItemTransition(Recommender):
     def _score_index(self, uidx, iidx):
         return self._score_pairs_from_rows(uidx, iidx)
 
-    def _recommend_index(self, uidx, k, exclude_seen):
+    def _recommend_index(self, uidx, k, exclude_seen, mask=None):
         seen = self.data_.seen_csr() if exclude_seen else None
+        seen, _ = exclusions(seen, uidx, mask, n_rows=self.data_.n_users)
         return _core.transition_recommend(self._trans(), self.probs_, self._history(), uidx,
                                           self._decay(), seen, k, self.n_threads)
 
