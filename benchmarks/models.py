@@ -318,7 +318,7 @@ def notebook_epoch(D, kind, subset, sgd_batches, seed=0):
 
 def torch_models_from_recmf(nmf, bpr, R, torch):
     """PyTorch modules holding recmf's trained weights (same dense index)."""
-    nu, ni, d, h = nmf._shape()
+    nu, ni, d, h = nmf.data_.n_users, nmf.data_.n_items, nmf.emb_dim, nmf.hidden_dim
     tn = R.NeuralMF(nu, ni, d, h, nmf.dropout)
     with torch.no_grad():
         tn.user_emb.weight.copy_(torch.from_numpy(nmf.user_emb_))
@@ -328,7 +328,7 @@ def torch_models_from_recmf(nmf, bpr, R, torch):
         tn.mlp[3].weight.copy_(torch.from_numpy(nmf.w2_).reshape(1, h))
         tn.mlp[3].bias.copy_(torch.from_numpy(nmf.b2_))
     tn.eval()
-    nu, ni, d, _ = bpr._shape()
+    nu, ni, d = bpr.data_.n_users, bpr.data_.n_items, bpr.emb_dim
     tb = R.BPRMF(nu, ni, d)
     with torch.no_grad():
         tb.user_emb.weight.copy_(torch.from_numpy(bpr.user_emb_))

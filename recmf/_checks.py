@@ -7,6 +7,7 @@ traceback.  Nothing here modifies its input.
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import numbers
 import os
 from collections.abc import Iterable
@@ -19,7 +20,7 @@ from ._tables import type_name
 __all__ = [
     "check_frame", "id_column", "numeric_column", "time_column", "check_positive_int",
     "check_k", "check_seed", "check_threads", "as_id_array", "as_core_array", "native_frame",
-    "check_same_kind", "check_threshold", "available_bytes", "check_memory",
+    "check_same_kind", "check_number", "check_threshold", "available_bytes", "check_memory",
 ]
 
 # Integers beyond 2^53 are not exactly representable as float64, so float ids
@@ -314,12 +315,11 @@ def _naive_utc(value):
 
 
 def check_threshold(threshold):
-    """A positive threshold: a finite real number (bools refused)."""
-    if isinstance(threshold, bool) or not isinstance(threshold, (numbers.Real, type(None))):
-        raise TypeError(f"threshold must be a number, got {type(threshold).__name__} ({threshold!r})")
-    if threshold is None or not np.isfinite(threshold):
-        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
-    return threshold
+    """A positive threshold: a finite real number (bools refused); None is
+    "no threshold" only where a function says so (check it there)."""
+    if threshold is None:
+        raise ValueError("threshold must be a finite number, got None")
+    return check_number(threshold, "threshold")
 
 
 def check_positive_int(value, name, minimum=1):
@@ -329,6 +329,41 @@ def check_positive_int(value, name, minimum=1):
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def check_number(value, name, low=None, high=None, *, low_open=False, high_open=False, none=False):
+    """``value`` as a float: a real number (bools rejected), finite, in the
+    range the bounds give (``low``/``high``, excluded when ``low_open`` /
+    ``high_open``; None: unbounded).  With ``none=True``, None is allowed
+    and returned.  The one check of "a finite number in a range" every
+    hyperparameter and threshold goes through.
+
+    Raises
+    ------
+    TypeError
+        Not a number (a string, a bool, an array).
+    ValueError
+        NaN, an infinity, or outside the range; the message gives the range.
+    """
+    if value is None and none:
+        return None
+    alt = " or None" if none else ""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number{alt}, got {type(value).__name__} ({value!r})")
+    x = float(value)
+    above = low is None or (x > low if low_open else x >= low)
+    below = high is None or (x < high if high_open else x <= high)
+    if not (math.isfinite(x) and above and below):
+        if low is not None and high is not None:
+            span = f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        elif low is not None:
+            span = f" {'>' if low_open else '>='} {low:g}"
+        elif high is not None:
+            span = f" {'<' if high_open else '<='} {high:g}"
+        else:
+            span = ""
+        raise ValueError(f"{name} must be a finite number{span}{alt}, got {value!r}")
+    return x
 
 
 def check_k(k, n_items):

@@ -24,7 +24,6 @@ import math
 import pickle
 import threading
 import weakref
-from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -49,7 +48,6 @@ __all__ = ["temporal_split", "popularity", "interactions_from_dask", "recommend"
 # Columns recmf adds to partitions for a moment; never in what users get.
 _ORDER = "__recmf_order__"
 _PART = "__recmf_part__"
-_METRIC_SUMS = [f"sum_{m}" for m in _metrics.METRIC_NAMES]
 
 
 # ---------------------------------------------------------------------------
@@ -443,35 +441,18 @@ def _first_users(part, user_col):
     return pd.unique(id_column(part, user_col, "test_ddf")[0])[:1000]
 
 
-def _counts_of(report):
-    """The user counts of a report (``n_users_eval``, ``n_users_skipped``,
-    ...): additive over partitions holding whole users."""
-    return [key for key in report if key.startswith("n_users")]
-
-
-def _ranking_partials(part, model, k, cover_one, options, per_user=False):
-    """Per-metric sums and the user counts of one partition holding whole
-    users, from recmf.evaluate's own per-user rows; with ``per_user``, also
-    those rows, each with the place of its user's first relevant row in
-    the whole frame (column ``_ORDER``)."""
+def _ranking_sums(part, model, k, options, per_user=False):
+    """metrics.ranking_sums of one partition holding whole users; with
+    ``per_user``, also evaluate's per-user rows, each with the place of its
+    user's first relevant row in the whole frame (column ``_ORDER``)."""
     if len(part) == 0:
         return ({}, None) if per_user else {}
     order = part[_ORDER].to_numpy()
     part = part.drop(columns=_ORDER)
-    # Coverage is reduced elsewhere: one coverage user keeps its checks.
-    cover = part[options["user_col"]].iloc[:1] if cover_one is None else cover_one
-    report, per = _metrics.evaluate(_local(model), part, k, coverage_users=cover, per_user=True,
-                                    **options)
-    values = per[[f"{m}@{k}" for m in _metrics.METRIC_NAMES]].to_numpy(dtype=np.float64)
-    counted = ~np.isnan(values).any(axis=1)
-    if int(counted.sum()) != report["n_users_eval"]:
-        raise RuntimeError(
-            f"recmf.evaluate counted {report['n_users_eval']} users but gave "
-            f"{int(counted.sum())} per-user rows: recmf.dask cannot add its partials up")
-    row = {name: math.fsum(column) for name, column in zip(_METRIC_SUMS, values[counted].T)}
-    row.update({key: int(report[key]) for key in _counts_of(report)})
+    out = _metrics.ranking_sums(_local(model), part, k, per_user=per_user, **options)
     if not per_user:
-        return row
+        return out
+    sums, per = out
     # evaluate's per-user rows are the users with a relevant row, in the
     # order of their first one: that row's place in the whole frame sorts
     # the partitions' rows into the single-machine order.
@@ -479,94 +460,14 @@ def _ranking_partials(part, model, k, cover_one, options, per_user=False):
     users = id_column(part, options["user_col"], "test_ddf")[0][relevant]
     first = pd.Series(order[relevant]).groupby(users, sort=False).min()
     per[_ORDER] = first.reindex(per[options["user_col"]].to_numpy()).to_numpy()
-    return row, per
+    return sums, per
 
 
 def _recommended_counts(users, model, k, unknown):
-    """How often each item appears in the top-k lists of ``users`` (the
-    multiset behind coverage and average popularity)."""
-    ids, lens = _metrics._top_k(_local(model), users.to_numpy(), k, unknown)
-    items = ids[np.arange(ids.shape[1])[None, :] < lens[:, None]]
-    counts = pd.Series(items, dtype=object if items.dtype == object else items.dtype).value_counts()
+    """metrics.recommended_counts of a partition of the coverage users, as
+    a frame (item, count)."""
+    counts = _metrics.recommended_counts(_local(model), users.to_numpy(), k, unknown=unknown)
     return pd.DataFrame({"item": counts.index.to_numpy(), "count": counts.to_numpy(np.int64)})
-
-
-class _Replay:
-    """Stands in for a recmf model in :func:`recmf.evaluate` on the client:
-    row r of the recommendation multiset for the r-th replay user, nothing
-    for others, and the model's data (its catalogue, popularity and id
-    kinds).  So the cluster's lists go through recmf's own coverage and
-    popularity rules."""
-
-    def __init__(self, model, keys, ids, lens):
-        self.data_ = model.data_
-        self.keys, self.ids, self.lens = pd.Index(keys), ids, lens
-
-    def _check_fitted(self):
-        pass
-
-    def _recommend_ids(self, users, k, unknown="empty"):
-        pos = self.keys.get_indexer(np.asarray(users))
-        mine = pos >= 0
-        rows = np.zeros((len(pos), self.ids.shape[1]), dtype=self.ids.dtype)
-        lens = np.zeros(len(pos), dtype=np.int32)
-        rows[mine], lens[mine] = self.ids[pos[mine]], self.lens[pos[mine]]
-        return rows, lens
-
-
-def _multiset_rows(items, counts, k):
-    """Lay the multiset out in rows of at most k, no item twice in a row."""
-    flat = np.repeat(items, counts)
-    n_rows = max(1, math.ceil(len(flat) / k), int(counts.max()) if len(counts) else 0)
-    # as many columns as the rows need (at most k; never k itself, which
-    # may be any size)
-    ids = np.zeros((n_rows, max(1, math.ceil(len(flat) / n_rows))), dtype=flat.dtype)
-    # flat[j] goes to row j % n_rows: equal items sit next to each other in
-    # flat and there are at most n_rows of each, so they land in different rows.
-    pos = np.arange(len(flat))
-    ids[pos % n_rows, pos // n_rows] = flat
-    lens = np.bincount(pos % n_rows, minlength=n_rows).astype(np.int32)
-    return ids, lens
-
-
-def _replay_users(model, n):
-    """``n`` user ids and one more (the probe's), of the model's user id kind."""
-    if getattr(model, "data_", None) is not None:
-        is_int = model.data_.user_ids.dtype == np.int64
-    elif isinstance(model, Mapping) and len(model):
-        is_int = as_id_array(list(model.keys()), "model's keys (user ids)")[1]
-    else:
-        is_int = True
-    if is_int:
-        return np.arange(n, dtype=np.int64), np.array([-1], dtype=np.int64)
-    return (np.array([f"__recmf_replay_{j}" for j in range(n)], dtype=object),
-            np.array(["__recmf_probe"], dtype=object))
-
-
-def _reduce_coverage(model, counts, k, catalog, options):
-    """coverage@k and avg_popularity@k of the recommended-items multiset,
-    by recmf.evaluate on the client (see :class:`_Replay`).  Its one test
-    row is not relevant (or has no list), so it evaluates nobody."""
-    items = as_id_array(counts.index.to_numpy(), "recommended items")[0] if len(counts) else \
-        np.zeros(0, dtype=np.int64)
-    ids, lens = _multiset_rows(items, counts.to_numpy(np.int64), k)
-    keys, probe_user = _replay_users(model, len(lens))
-    if getattr(model, "data_", None) is not None:
-        replay = _Replay(model, keys, ids, lens)
-    else:   # a mapping or callable: the replay is a mapping, as evaluate sees it
-        replay = {key: list(ids[r, :lens[r]]) for r, key in enumerate(keys)}
-    if len(items):
-        probe_item = items[:1]
-    elif catalog is not None:
-        probe_item = catalog[:1]
-    else:
-        probe_item = model.data_.item_ids[:1] if getattr(model, "data_", None) is not None else [0]
-    probe = {options["user_col"]: probe_user, options["item_col"]: probe_item}
-    if options["rating_col"] is not None:
-        threshold = options["threshold"]
-        probe[options["rating_col"]] = [float(threshold) - 1.0 if threshold is not None else 0.0]
-    return _metrics.evaluate(replay, pd.DataFrame(probe), k, coverage_users=keys, catalog=catalog,
-                             **options)
 
 
 def evaluate(model, test_ddf, k=10, *, coverage_users=None, catalog=None, threshold=FROM_CONFIG,
@@ -575,12 +476,13 @@ def evaluate(model, test_ddf, k=10, *, coverage_users=None, catalog=None, thresh
              client=None):
     """:func:`recmf.evaluate` of a Dask test frame: the same report.
 
-    Every partition (holding whole users) is evaluated by recmf.evaluate and
-    returns additive partials: per-metric sums and its user counts.  The
-    coverage users' top-``k`` lists are scored on the cluster too and return
-    how often each item was recommended.  The client adds the partials up
-    and puts the item counts through recmf.evaluate's own coverage and
-    popularity rules.
+    Every partition (holding whole users) returns the additive part of
+    recmf.evaluate (:func:`recmf.metrics.ranking_sums`: per-metric sums and
+    user counts); the coverage users' top-``k`` lists are scored on the
+    cluster too and return how often each item was recommended
+    (:func:`recmf.metrics.recommended_counts`).  The client adds them up and
+    finishes with the same rules as recmf.evaluate
+    (:func:`recmf.metrics.coverage_popularity`, :func:`recmf.metrics.combine`).
 
     Parameters
     ----------
@@ -625,25 +527,21 @@ def evaluate(model, test_ddf, k=10, *, coverage_users=None, catalog=None, thresh
         raise ValueError(f"test_ddf has a column named {_ORDER!r}, which recmf uses")
     if catalog is not None:
         catalog = as_id_array(catalog, "catalog")[0]
-    cover_one = None
     if coverage_users is not None:
         coverage_users = pd.unique(as_id_array(coverage_users, "coverage_users")[0])
         if len(coverage_users) == 0:
             raise ValueError("coverage_users is empty")
-        cover_one = coverage_users[:1]
     remote = _on_workers(model, n_threads, client)
-    options = dict(threshold=threshold, item_popularity=item_popularity, user_col=user_col,
-                   item_col=item_col, rating_col=rating_col, unknown=unknown, _name="test_ddf")
+    options = dict(threshold=threshold, user_col=user_col, item_col=item_col, rating_col=rating_col,
+                   unknown=unknown, catalog=catalog, item_popularity=item_popularity, _name="test_ddf")
 
     # Each row's place in the frame travels with it through the shuffle
     # (the per-user frame is put back in the single-machine order by it).
     keyed = test_ddf.map_partitions(_with_order, meta=test_ddf._meta.assign(**{_ORDER: np.int64(0)}))
     by_user = keyed.shuffle(on=user_col) if shuffle else keyed
-    # Delayed, not map_partitions: a partition's counts are whatever keys
-    # recmf.evaluate reports, not a fixed frame.
-    ranking = dask.delayed(_ranking_partials, pure=False)
-    partials = [ranking(part, remote, k, cover_one, dict(options, catalog=catalog), bool(per_user))
-                for part in by_user.to_delayed()]
+    # Delayed, not map_partitions: a partition's sums are a dict.
+    ranking = dask.delayed(_ranking_sums, pure=False)
+    partials = [ranking(part, remote, k, options, bool(per_user)) for part in by_user.to_delayed()]
     if coverage_users is None:
         firsts = [dask.delayed(_first_users)(part, user_col) for part in test_ddf.to_delayed()]
         partials, firsts = dask.compute(partials, firsts)
@@ -655,19 +553,22 @@ def evaluate(model, test_ddf, k=10, *, coverage_users=None, catalog=None, thresh
     if per_user:
         frames = [p[1] for p in partials if p[1] is not None]
         partials = [p[0] for p in partials]
+    sums = {}
+    for p in partials:
+        for key, value in p.items():
+            sums.setdefault(key, []).append(value)
+    sums = {key: math.fsum(v) if key.startswith("sum_") else sum(v) for key, v in sums.items()}
 
     series = _as_user_series(coverage_users, None, client, "coverage_users")
     cmeta = pd.DataFrame({"item": pd.Series([], dtype=object), "count": np.zeros(0, np.int64)})
     counts = series.map_partitions(_recommended_counts, remote, k, unknown, meta=cmeta).compute()
     counts = counts.groupby("item", sort=True)["count"].sum()
-
-    report = _reduce_coverage(model, counts, k, catalog, options)
-    for key in _counts_of(report):
-        report[key] = sum(p.get(key, 0) for p in partials)
-    n_eval = report["n_users_eval"]
-    for name, column in zip(_metrics.METRIC_NAMES, _METRIC_SUMS):
-        total = math.fsum(p.get(column, 0.0) for p in partials)
-        report[f"{name}@{k}"] = total / n_eval if n_eval else float("nan")
+    if len(counts):
+        counts.index = as_id_array(counts.index.to_numpy(), "recommended items")[0]
+    fitted = model if getattr(model, "data_", None) is not None else None
+    coverage = _metrics.coverage_popularity(counts, k, catalog=catalog, item_popularity=item_popularity,
+                                            model=fitted)
+    report = _metrics.combine(sums, coverage, k)
     if not per_user:
         return report
     if not frames:

@@ -1,7 +1,7 @@
 """Ranking metrics of SPEC section 9, computed by the C core from top-K lists."""
 from __future__ import annotations
 
-import numbers
+import math
 from collections.abc import Hashable, Mapping
 from typing import Any
 
@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 
 from . import _core
-from ._checks import (as_core_array, as_id_array, check_frame, check_positive_int, check_same_kind,
-                      id_column, numeric_column)
+from ._checks import (as_core_array, as_id_array, check_frame, check_number, check_positive_int,
+                      check_same_kind, id_column, numeric_column)
 from ._config import FROM_CONFIG, resolve_columns
 
-__all__ = ["evaluate", "METRIC_NAMES"]
+__all__ = ["evaluate", "METRIC_NAMES", "ranking_sums", "recommended_counts", "coverage_popularity", "combine"]
 
 METRIC_NAMES = ("recall", "ndcg", "mrr", "hitrate")
 
@@ -121,9 +121,7 @@ def evaluate(model: Any, test: Any, k: int = 10, *, coverage_users: Any = None, 
     c = resolve_columns(threshold=threshold, user_col=user_col, item_col=item_col, rating_col=rating_col)
     threshold, user_col, item_col, rating_col = c["threshold"], c["user_col"], c["item_col"], c["rating_col"]
     test = check_frame(test, _name, dict(user_col=user_col, item_col=item_col, rating_col=rating_col))
-    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)
-                                  or not np.isfinite(threshold)):
-        raise ValueError(f"threshold must be a finite number or None, got {threshold!r}")
+    check_number(threshold, "threshold", none=True)
     t_users, users_int = id_column(test, user_col, _name)
     t_items, items_int = id_column(test, item_col, _name)
     rel = relevant_rows(test, threshold, rating_col, _name)
@@ -146,7 +144,43 @@ def evaluate(model: Any, test: Any, k: int = 10, *, coverage_users: Any = None, 
     cov_recs, cov_lens = _top_k(model, cov_users, k, unknown)
     recs_int = _list_kind(recs, lens, cov_recs, cov_lens)
     check_same_kind(recs_int, "the recommended items", items_int, f"{_name}[{item_col!r}]")
+    catalog_ids, pop = _catalog_popularity(model, catalog, item_popularity, items_int,
+                                           f"{_name}[{item_col!r}]")
 
+    report, per, rel_indptr = _ranking(recs, lens, rel_frame, eval_users, k)
+    coverage, avg_pop = _coverage(cov_recs, cov_lens, catalog_ids, pop)
+    report[f"coverage@{k}"] = coverage
+    report[f"avg_popularity@{k}"] = avg_pop
+    if per_user:
+        frame = pd.DataFrame(per, columns=[f"{m}@{k}" for m in METRIC_NAMES])
+        frame.insert(0, user_col, eval_users)
+        frame["n_relevant"] = np.diff(rel_indptr)
+        return report, frame
+    return report
+
+
+def _ranking(recs, lens, rel_frame, eval_users, k):
+    """(report of the means and user counts, per-user rows, rel_indptr) from
+    the top-k lists of ``eval_users`` and their relevant rows (``rel_frame``
+    columns ``u``, ``i``), by the core's ranking_metrics."""
+    encode = _Encoder([rel_frame["i"].to_numpy(), recs.ravel()])
+    rel_frame = rel_frame.assign(code=encode(rel_frame["i"].to_numpy()))
+    rel_frame["u_pos"] = pd.Index(eval_users).get_indexer(rel_frame["u"])
+    rel_frame = rel_frame.sort_values(["u_pos", "code"])
+    rel_indptr = np.zeros(len(eval_users) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rel_frame["u_pos"], minlength=len(eval_users)), out=rel_indptr[1:])
+    rel_items = np.ascontiguousarray(rel_frame["code"].to_numpy(), dtype=np.int64)
+    per, means, n_eval = _core.ranking_metrics(_width(encode(recs), k, rel_indptr), lens, rel_indptr,
+                                               rel_items)
+    report = {f"{name}@{k}": float(v) for name, v in zip(METRIC_NAMES, means)}
+    report["n_users_eval"] = int(n_eval)
+    report["n_users_skipped"] = len(eval_users) - int(n_eval)
+    return report, per, rel_indptr
+
+
+def _catalog_popularity(model, catalog, item_popularity, items_int, items_name):
+    """(distinct catalogue ids, (popularity ids, values, ids are int)), each
+    checked to be of the items' kind."""
     if catalog is None:
         if not hasattr(model, "data_"):
             raise ValueError("catalog is required when model is not a fitted recmf model")
@@ -154,42 +188,141 @@ def evaluate(model: Any, test: Any, k: int = 10, *, coverage_users: Any = None, 
     catalog_ids, catalog_int = as_id_array(catalog, "catalog")
     if len(catalog_ids) == 0:
         raise ValueError("catalog is empty")
-    check_same_kind(catalog_int, "catalog", items_int, f"{_name}[{item_col!r}]")
-    catalog_ids = pd.unique(catalog_ids)
-    pop_ids, pop_values, pop_int = _popularity_table(model, item_popularity)
-    check_same_kind(pop_int, "item_popularity", items_int, f"{_name}[{item_col!r}]")
+    check_same_kind(catalog_int, "catalog", items_int, items_name)
+    pop = _popularity_table(model, item_popularity)
+    check_same_kind(pop[2], "item_popularity", items_int, items_name)
+    return pd.unique(catalog_ids), pop
 
-    # Map every id (relevant, recommended, catalogue, popularity) to one
-    # int64 code space so the core compares integers whatever the id type.
-    encode = _Encoder([rel_frame["i"].to_numpy(), recs.ravel(), cov_recs.ravel(), catalog_ids,
-                       pop_ids])
-    rel_frame = rel_frame.assign(code=encode(rel_frame["i"].to_numpy()))
-    rel_frame["u_pos"] = pd.Index(eval_users).get_indexer(rel_frame["u"])
-    rel_frame = rel_frame.sort_values(["u_pos", "code"])
-    rel_indptr = np.zeros(len(eval_users) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rel_frame["u_pos"], minlength=len(eval_users)), out=rel_indptr[1:])
-    rel_items = np.ascontiguousarray(rel_frame["code"].to_numpy(), dtype=np.int64)
 
-    per, means, n_eval = _core.ranking_metrics(_width(encode(recs), k, rel_indptr), lens, rel_indptr,
-                                               rel_items)
+def _coverage(recs, lens, catalog_ids, pop):
+    """(coverage, average popularity) of top-k rows (``lens`` valid entries
+    each) by the core's coverage_popularity; NaN popularity when none is
+    known."""
+    pop_ids, pop_values, pop_int = pop
+    encode = _Encoder([recs.ravel(), catalog_ids, pop_ids])
     pop_codes = encode(pop_ids)
     order = np.argsort(pop_codes, kind="stable")
     coverage, avg_pop, _ = _core.coverage_popularity(
-        encode(cov_recs), cov_lens, np.sort(encode(catalog_ids)),
+        encode(recs), lens, np.sort(encode(catalog_ids)),
         np.ascontiguousarray(pop_codes[order]), np.ascontiguousarray(pop_values[order]))
     if pop_int is None:         # no popularity known: not "popularity 0"
         avg_pop = float("nan")
+    return float(coverage), float(avg_pop)
 
-    report = {f"{name}@{k}": float(v) for name, v in zip(METRIC_NAMES, means)}
-    report["n_users_eval"] = int(n_eval)
-    report["n_users_skipped"] = len(eval_users) - int(n_eval)
-    report[f"coverage@{k}"] = float(coverage)
-    report[f"avg_popularity@{k}"] = float(avg_pop)
-    if per_user:
-        frame = pd.DataFrame(per, columns=[f"{m}@{k}" for m in METRIC_NAMES])
-        frame.insert(0, user_col, eval_users)
-        frame["n_relevant"] = np.diff(rel_indptr)
-        return report, frame
+
+# -- the reductions of a distributed evaluate (recmf.dask.evaluate) --------
+
+def ranking_sums(model, test, k=10, *, threshold=FROM_CONFIG, user_col=FROM_CONFIG, item_col=FROM_CONFIG,
+                 rating_col=FROM_CONFIG, unknown="empty", catalog=None, item_popularity=None,
+                 per_user=False, _name="test"):
+    """The additive part of :func:`evaluate` on ``test``, which must hold
+    every test row of its users (a partition of a frame shuffled by user).
+    ``catalog`` and ``item_popularity``, when given, are only checked here
+    (:func:`coverage_popularity` uses them).
+
+    Returns
+    -------
+    dict (and, with ``per_user``, :func:`evaluate`'s per-user frame)
+        ``sum_recall, sum_ndcg, sum_mrr, sum_hitrate`` (float64 sums over
+        the evaluated users, ``math.fsum``) and the user counts
+        ``n_users_eval``, ``n_users_skipped``.  Over disjoint sets of users
+        they add up to the whole frame's; :func:`combine` turns the totals
+        into :func:`evaluate`'s means.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`evaluate`.
+    """
+    if len(test) == 0:
+        return ({}, None) if per_user else {}
+    c = resolve_columns(threshold=threshold, user_col=user_col, item_col=item_col, rating_col=rating_col)
+    threshold, user_col, item_col, rating_col = c["threshold"], c["user_col"], c["item_col"], c["rating_col"]
+    cover = test[user_col].iloc[:1]      # coverage is reduced apart (coverage_popularity)
+    if catalog is None and not hasattr(model, "data_"):
+        catalog = test[item_col].iloc[:1]   # only its checks run: coverage is not reported here
+    report, per = evaluate(model, test, k, coverage_users=cover, threshold=threshold, user_col=user_col,
+                           item_col=item_col, rating_col=rating_col, per_user=True, unknown=unknown,
+                           catalog=catalog, item_popularity=item_popularity, _name=_name)
+    values = per[[f"{m}@{k}" for m in METRIC_NAMES]].to_numpy(dtype=np.float64)
+    counted = ~np.isnan(values).any(axis=1)
+    if int(counted.sum()) != report["n_users_eval"]:
+        raise RuntimeError(f"evaluate counted {report['n_users_eval']} users but gave "
+                           f"{int(counted.sum())} per-user rows: the sums would not add up")
+    sums = {f"sum_{name}": math.fsum(column) for name, column in zip(METRIC_NAMES, values[counted].T)}
+    sums.update(n_users_eval=report["n_users_eval"], n_users_skipped=report["n_users_skipped"])
+    return (sums, per) if per_user else sums
+
+
+def recommended_counts(model, users, k=10, *, unknown="empty"):
+    """How often each item is in the top-``k`` lists of ``users``: the
+    multiset behind coverage and average popularity, additive over disjoint
+    sets of users.
+
+    Returns
+    -------
+    Series
+        item id -> count (int64), items in ascending order.
+    """
+    ids, lens = _top_k(model, as_id_array(users, "users")[0], k, unknown)
+    items = ids[np.arange(ids.shape[1])[None, :] < lens[:, None]]
+    return pd.Series(items, dtype=object if items.dtype == object else items.dtype) \
+        .value_counts().sort_index().astype(np.int64)
+
+
+def coverage_popularity(counts, k=10, *, catalog=None, item_popularity=None, model=None):
+    """coverage@k and avg_popularity@k of a multiset of recommended items,
+    as :func:`evaluate` computes them from the coverage users' lists.
+
+    Parameters
+    ----------
+    counts : Series
+        item id -> times recommended (:func:`recommended_counts`, possibly
+        summed over several sets of users).
+    k : int
+        Names the keys.
+    catalog, item_popularity : as in :func:`evaluate`.
+    model : fitted recmf model, optional
+        Default catalogue and popularity (its items and train positives).
+
+    Returns
+    -------
+    dict with keys ``coverage@K`` and ``avg_popularity@K``.
+    """
+    k = check_positive_int(k, "k")
+    items, items_int = (as_id_array(counts.index.to_numpy(), "recommended items") if len(counts)
+                        else (np.zeros(0, dtype=np.int64), None))
+    catalog_ids, pop = _catalog_popularity(model, catalog, item_popularity, items_int, "the recommended items")
+    ids, lens = _multiset_rows(items, counts.to_numpy(np.int64), k)
+    coverage, avg_pop = _coverage(ids, lens, catalog_ids, pop)
+    return {f"coverage@{k}": coverage, f"avg_popularity@{k}": avg_pop}
+
+
+def _multiset_rows(items, counts, k):
+    """The multiset laid out in rows of at most k, no item twice in a row."""
+    flat = np.repeat(items, counts)
+    n_rows = max(1, math.ceil(len(flat) / k), int(counts.max()) if len(counts) else 0)
+    # as many columns as the rows need (at most k; never k itself, which
+    # may be any size)
+    ids = np.zeros((n_rows, max(1, math.ceil(len(flat) / n_rows))), dtype=flat.dtype)
+    # flat[j] goes to row j % n_rows: equal items sit next to each other in
+    # flat and there are at most n_rows of each, so they land in different rows.
+    pos = np.arange(len(flat))
+    ids[pos % n_rows, pos // n_rows] = flat
+    lens = np.bincount(pos % n_rows, minlength=n_rows).astype(np.int32)
+    return ids, lens
+
+
+def combine(sums, coverage, k=10):
+    """:func:`evaluate`'s report from the totals of :func:`ranking_sums`
+    and the result of :func:`coverage_popularity`: means = sum /
+    n_users_eval (NaN when nobody was evaluated)."""
+    n_eval = int(sums.get("n_users_eval", 0))
+    report = {f"{name}@{k}": (sums.get(f"sum_{name}", 0.0) / n_eval if n_eval else float("nan"))
+              for name in METRIC_NAMES}
+    report["n_users_eval"] = n_eval
+    report["n_users_skipped"] = int(sums.get("n_users_skipped", 0))
+    report.update(coverage)
     return report
 
 

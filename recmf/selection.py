@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 
 from ._checks import check_frame
+from ._progress import progress as make_progress
 from ._config import FROM_CONFIG, resolve
 from ._tables import is_arrow_table
 from .data import Interactions
 from .metrics import METRIC_NAMES, evaluate
-from .models import _training as T
 from .models.base import _same_value as _same
 
 __all__ = ["select"]
@@ -230,7 +230,7 @@ def select(candidates: Any, data: Any, val: Any, metric: str = "recall@10", *, g
                         f"got {type_name(data)}")
     evaluate_kwargs.setdefault("threshold", threshold)
 
-    bar = T.progress(len(plan), "select", progress, unit="model")
+    bar = make_progress(len(plan), "select", progress, unit="model")
     rows, best, best_value, last = [], None, -np.inf, None
     try:
         for (label, cls, params, given), model in zip(plan, models):

@@ -47,8 +47,8 @@ def big_product():
     rng = np.random.default_rng(5)
     n_users, n_items, dim = 1500, 2500, 64
     theta = (0.1 * rng.standard_normal((n_users + n_items) * dim)).astype(np.float32)
-    return _core.mf_recommend((n_users, n_items, dim, 0), theta, np.arange(n_users, dtype=np.int32),
-                              None, 10, 2)
+    return _core.recommend("bprmf", dict(n_users=n_users, n_items=n_items, emb_dim=dim), theta,
+                           np.arange(n_users, dtype=np.int32), None, 10, 2)
 
 
 def everything():

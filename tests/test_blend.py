@@ -43,19 +43,6 @@ def test_normalise_rows_matches_reference(how):
     assert (got[1] == 0).all()
 
 
-@pytest.mark.parametrize("kind", ["popularity", "bprmf", "neuralmf", "transition"])
-def test_score_all_equals_pair_scores(kind, small):
-    model = small["fitted"][kind]
-    d = model.data_
-    users = np.array([0, 5, 7, 5, d.n_users - 1], dtype=np.int32)
-    rows = model._score_all(users)
-    assert rows.dtype == np.float32 and rows.shape == (len(users), d.n_items)
-    uu = np.repeat(users, d.n_items)
-    ii = np.tile(np.arange(d.n_items, dtype=np.int32), len(users))
-    pairs = model._score_index(uu, ii).reshape(len(users), d.n_items)
-    np.testing.assert_allclose(rows, pairs, rtol=1e-5, atol=1e-6)
-
-
 @pytest.mark.parametrize("how", ["minmax", "zscore"])
 def test_blend_equals_numpy_weighted_sum(how, small):
     comps = [small["fitted"][k] for k in ("transition", "bprmf", "popularity")]

@@ -284,15 +284,28 @@ def test_core_model_table_follows_the_registry():
     # Every model scored by the core has a row in the core's model table
     # (csrc/models/registry.c) under its exact kind; other names are refused by name.
     from recmf import _core
-    shape = (3, 4, 2, 5)
+    sizes = dict(n_users=3, n_items=4)
     for kind, cls in MODELS.items():
         if issubclass(cls, recmf.models.EmbeddingModel):
-            assert _core.n_params(kind, shape) >= (3 + 4) * 2
+            assert kind in _core.models()
+            model = make(kind)
+            model.data_ = recmf.Interactions(np.array([0, 1, 2, 3], np.int64), np.array([0, 1, 3], np.int32),
+                                             np.arange(3), np.arange(4))
+            n_params, blocks = _core.layout(kind, model._config())
+            # the blocks tile theta exactly, in order, and the views are theirs
+            ends = [off + int(np.prod(shape)) for _, off, shape, *_ in blocks]
+            assert [off for _, off, *_ in blocks] == [0] + ends[:-1] and ends[-1] == n_params
+            assert _core.n_params(kind, model._config()) == n_params == model._n_params()
+            model.theta_ = np.arange(n_params, dtype=np.float32)
+            model._views()
+            for name, off, shape, *_ in blocks:
+                view = getattr(model, name + "_")
+                assert view.shape == tuple(shape) and view.ravel()[0] == off and np.shares_memory(view, model.theta_)
     for bad in ("nope", "neural", "bpr", "NeuralMF"):
         with pytest.raises(ValueError, match=f"no model kind '{bad}'"):
-            _core.n_params(bad, shape)
+            _core.n_params(bad, sizes)
     with pytest.raises(TypeError, match="model kind"):
-        _core.n_params(3, shape)
+        _core.n_params(3, sizes)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -291,8 +291,8 @@ def test_bad_l2_set_after_construction(data):
     with pytest.raises(ValueError, match="l2"):
         m.fit(data)
     with pytest.raises(ValueError, match="l2"):
-        _core.ease_fit(data.indptr, data.indices, data.n_items, -1.0, 1,
-                       np.empty((data.n_items, data.n_items), np.float32))
+        _core.fit("ease", dict(n_users=data.n_users, n_items=data.n_items, l2=-1.0),
+                  (data.indptr, data.indices), np.empty((data.n_items, data.n_items), np.float32), 1)
 
 
 def test_half_life_needs_an_order(frames):
@@ -315,7 +315,8 @@ def test_empty_matrix():
     with pytest.raises(ValueError, match="empty"):
         recmf.EASE().fit(d)
     with pytest.raises(ValueError, match="empty"):
-        _core.ease_fit(d.indptr, d.indices, 3, 10.0, 1, np.empty((3, 3), np.float32))
+        _core.fit("ease", dict(n_users=2, n_items=3, l2=10.0), (d.indptr, d.indices),
+                  np.empty((3, 3), np.float32), 1)
 
 
 def test_memory_check_names_the_figure(monkeypatch, data):
@@ -326,16 +327,20 @@ def test_memory_check_names_the_figure(monkeypatch, data):
 
 def test_kernel_rejects_wrong_shapes(data):
     n = data.n_items
-    with pytest.raises(ValueError, match="B must be"):
-        _core.ease_fit(data.indptr, data.indices, n, 10.0, 1, np.empty((n, n + 1), np.float32))
-    with pytest.raises(TypeError, match="B must have dtype"):
-        _core.ease_fit(data.indptr, data.indices, n, 10.0, 1, np.empty((n, n), np.float64))
+    config = dict(n_users=data.n_users, n_items=n, l2=10.0)
+    with pytest.raises(ValueError, match=f"theta must have {n * n} elements"):
+        _core.fit("ease", config, (data.indptr, data.indices), np.empty((n, n + 1), np.float32), 1)
+    with pytest.raises(TypeError, match="theta must have dtype"):
+        _core.fit("ease", config, (data.indptr, data.indices), np.empty((n, n), np.float64), 1)
     B = np.zeros((n, n), np.float32)
-    csr = (data.indptr, data.indices, n)
-    with pytest.raises(ValueError, match="rows"):
-        _core.ease_recommend(B, csr, None, np.array([data.n_users], np.int32), None, None, 5, 1)
+    csr = (data.indptr, data.indices)
+    with pytest.raises(ValueError, match="users"):
+        _core.recommend("ease", config, B, np.array([data.n_users], np.int32), None, 5, 1, history=csr)
     with pytest.raises(ValueError, match="weights"):
-        _core.ease_recommend(B, csr, np.ones(3, np.float32), np.array([0], np.int32), None, None, 5, 1)
+        _core.recommend("ease", config, B, np.array([0], np.int32), None, 5, 1, history=csr,
+                        weights=np.ones(3, np.float32))
+    with pytest.raises(ValueError, match="history"):
+        _core.recommend("ease", config, B, np.array([0], np.int32), None, 5, 1)
 
 
 def test_history_bad_input(fitted, data):

@@ -196,14 +196,22 @@ def _ids(rng, n, hi):
     return rng.integers(0, hi, n).astype(np.int32)
 
 
+def _config(kind):
+    """A small config of the core's model table (its fields: _core.model_info)."""
+    cfg = {"n_users": NU, "n_items": NI}
+    if kind in ("neuralmf", "bprmf"):
+        cfg.update(emb_dim=D, lr=0.01, weight_decay=0.0, beta1=0.9, beta2=0.999, eps=1e-8, batch_size=8,
+                   seed=1, n_threads=2, lazy_adam=0)
+    if kind == "neuralmf":
+        cfg.update(hidden_dim=H, dropout=0.1, n_neg=2)
+    if kind == "ease":
+        cfg.update(l2=5.0)
+    return cfg
+
+
 def _theta(rng, kind):
-    shape = (NU, NI, D, H if kind == "neuralmf" else 0)
-    return shape, (0.1 * rng.standard_normal(_core.n_params(kind, shape))).astype(np.float32)
-
-
-def _train_kw():
-    return dict(lr=0.01, weight_decay=0.0, beta1=0.9, beta2=0.999, eps=1e-8, batch_size=8, seed=1,
-                n_threads=2, lazy_adam=0)
+    cfg = _config(kind)
+    return cfg, (0.1 * rng.standard_normal(_core.n_params(kind, cfg))).astype(np.float32)
 
 
 def _b_topk(rng):
@@ -221,44 +229,41 @@ def _b_transition(rng):
 def _b_ease(rng):
     ip, ix = _csr(rng)
     B = np.zeros((NI, NI), np.float32)
-    _core.ease_fit(ip, ix, NI, 5.0, 1, B)
+    _core.fit("ease", _config("ease"), (ip, ix), B, 1)
     return B, ip, ix
 
 
 def _b_model(kind):
     def build(rng):
-        shape, theta = _theta(rng, kind)
+        cfg, theta = _theta(rng, kind)
         ip, ix = _csr(rng)
-        return [kind, shape, theta, _ids(rng, 6, NU), (ip, ix, NI), 3, 2], {}
+        return [kind, cfg, theta, _ids(rng, 6, NU), (ip, ix, NI), 3, 2], {}
     return build
 
 
-def _b_pairs(kind, bound=None):
+def _b_pairs(kind):
     def build(rng):
-        shape, theta = _theta(rng, kind)
-        head = [] if bound else [kind]
-        return head + [shape, theta, _ids(rng, 10, NU), _ids(rng, 10, NI), 2], {}
+        cfg, theta = _theta(rng, kind)
+        return [kind, cfg, theta, _ids(rng, 10, NU), _ids(rng, 10, NI), 2], {}
     return build
 
 
-def _b_bound_recommend(kind):
-    def build(rng):
-        args, kw = _b_model(kind)(rng)
-        return args[1:], kw
-    return build
+def _b_ease_recommend(rng):
+    B, ip, ix = _b_ease(rng)
+    return ["ease", _config("ease"), B, _ids(rng, 4, NU), (ip, ix, NI), 3, 2], \
+        dict(history=(ip, ix), weights=rng.random(len(ix)).astype(np.float32),
+             allowed=rng.integers(0, 2, NI).astype(np.uint8))
 
 
 def _b_ncf_epoch(rng):
-    shape, theta = _theta(rng, "neuralmf")
-    ip, ix = _csr(rng)
-    return [shape, ip, ix, 1, theta, np.zeros_like(theta), np.zeros_like(theta), 0], \
-        dict(_train_kw(), dropout=0.1, n_neg=2)
+    cfg, theta = _theta(rng, "neuralmf")
+    return ["neuralmf", cfg, _csr(rng), 1, theta, np.zeros_like(theta), np.zeros_like(theta), 0], {}
 
 
 def _b_bpr_epoch(rng):
-    shape, theta = _theta(rng, "bprmf")
-    return [shape, _ids(rng, 20, NU), _ids(rng, 20, NI), _ids(rng, 20, NI), 1, theta, np.zeros_like(theta),
-            np.zeros_like(theta), 0], _train_kw()
+    cfg, theta = _theta(rng, "bprmf")
+    return ["bprmf", cfg, (_ids(rng, 20, NU), _ids(rng, 20, NI), _ids(rng, 20, NI)), 1, theta,
+            np.zeros_like(theta), np.zeros_like(theta), 0], {}
 
 
 def _b_als(rng):
@@ -317,35 +322,34 @@ BUILDERS = {
     "topk_rows": (_b_topk, ()),
     "topk_ranked": (lambda rng: ([rng.permutation(NI).astype(np.int32), (*_csr(rng), NI), _ids(rng, 5, NU), 3],
                                  {}), ()),
-    "ease_fit": (lambda rng: ([*_csr(rng), NI, 5.0, 2, np.zeros((NI, NI), np.float32)], {}), ()),
+    "fit": (lambda rng: (["ease", _config("ease"), _csr(rng), np.zeros((NI, NI), np.float32), 2], {}), ()),
     "spotrf_lower": (lambda rng: ([_spd(rng), 2], {}), ()),
     "ease_gram": (lambda rng: ([*_csr(rng), NI, 2], {}), (2,)),
-    "ease_recommend": (lambda rng: (lambda B, ip, ix: ([B, (ip, ix, NI), rng.random(len(ix)).astype(np.float32),
-                                                        _ids(rng, 4, NU), (ip, ix, NI), _ids(rng, 4, NU), 3, 2],
-                                                       {}))(*_b_ease(rng)), ()),
     "ranking_metrics": (_b_metrics, ()),
     "coverage_popularity": (_b_coverage, ()),
     "score_pairs": (_b_pairs("neuralmf"), ()),
     "recommend": (_b_model("bprmf"), ()),
-    "n_params": (lambda rng: (["neuralmf", (NU, NI, D, H)], {}), ()),
-    "ncf_train_epoch": (_b_ncf_epoch, ()),
-    "bpr_train_epoch": (_b_bpr_epoch, ()),
+    "recommend_history": (_b_ease_recommend, ()),
+    "n_params": (lambda rng: (["neuralmf", _config("neuralmf")], {}), ()),
+    "layout": (lambda rng: (["neuralmf", _config("neuralmf")], {}), ()),
+    "models": (lambda rng: ([], {}), ()),
+    "model_info": (lambda rng: (["bprmf"], {}), ()),
+    "train_epoch": (_b_ncf_epoch, ()),
+    "train_epoch_triplets": (_b_bpr_epoch, ()),
     "als_solve": (_b_als, ()),
     "build_info": (lambda rng: ([], {}), ()),
     "blas_threads": (lambda rng: ([0], {}), ()),
     "exact_subnormals": (lambda rng: ([None], {}), ()),
     "adam_step": (_b_adam, ()),
-    "ncf_batch_grad": (lambda rng: (lambda shape, theta: ([shape, theta, _ids(rng, 6, NU), _ids(rng, 6, NI),
-                                                           rng.integers(0, 2, 6).astype(np.float32), None, 2],
-                                                          {}))(*_theta(rng, "neuralmf")), ()),
-    "bpr_batch_grad": (lambda rng: (lambda shape, theta: ([shape, theta, _ids(rng, 6, NU), _ids(rng, 6, NI),
-                                                           _ids(rng, 6, NI), 2], {}))(*_theta(rng, "bprmf")), ()),
+    "batch_grad": (lambda rng: (lambda cfg, theta: (["neuralmf", cfg, theta, (
+        _ids(rng, 6, NU), _ids(rng, 6, NI), rng.integers(0, 2, 6).astype(np.float32)), 2], {}))(
+        *_theta(rng, "neuralmf")), ()),
+    "batch_grad_triplets": (lambda rng: (lambda cfg, theta: (["bprmf", cfg, theta, (
+        _ids(rng, 6, NU), _ids(rng, 6, NI), _ids(rng, 6, NI)), 2], {}))(*_theta(rng, "bprmf")), ()),
     "epoch_order": (lambda rng: ([10, 1, 1, 2], {}), (0,)),
-    "ncf_dropout_mask": (lambda rng: ([0.2, 1, 1, 1, 6, H], {}), (4, 5)),
-    "ncf_score_pairs": (_b_pairs("neuralmf", bound=True), ()),
-    "mf_score_pairs": (_b_pairs("bprmf", bound=True), ()),
-    "ncf_recommend": (_b_bound_recommend("neuralmf"), ()),
-    "mf_recommend": (_b_bound_recommend("bprmf"), ()),
+    "dropout_mask": (lambda rng: ([0.2, 1, 1, 1, 6, H], {}), (4, 5)),
+    "score_pairs_mf": (_b_pairs("bprmf"), ()),
+    "recommend_neuralmf": (_b_model("neuralmf"), ()),
     "_fp_probe": (_b_fp_probe, ()),
     "_fp_probe_plain": (lambda rng: ([2], {}), ()),
     "_fp_mode": (lambda rng: ([-1], {}), ()),
@@ -361,7 +365,17 @@ BUILDERS = {
 #: impossible size, as the size arguments above.  (A size the memory cannot
 #: hold makes the core's malloc fail -- MemoryError -- but ASan's allocator
 #: aborts instead unless ASAN_OPTIONS=allocator_may_return_null=1.)
-SIZE_KWARGS = {"n_neg", "batch_size"}
+SIZE_KWARGS = {"n_neg", "batch_size", "n_users", "n_items", "emb_dim", "hidden_dim", "factors"}
+
+
+#: builders of a second call of an entry point (another model kind)
+VARIANTS = {"recommend_history": "recommend", "train_epoch_triplets": "train_epoch",
+            "batch_grad_triplets": "batch_grad", "score_pairs_mf": "score_pairs",
+            "recommend_neuralmf": "recommend"}
+
+
+def _entry(name):
+    return VARIANTS.get(name, name)
 
 
 def _entry_points():
@@ -371,7 +385,7 @@ def _entry_points():
 
 
 def test_every_core_entry_point_has_a_fuzz_builder():
-    missing = sorted(set(_entry_points()) - set(BUILDERS))
+    missing = sorted(set(_entry_points()) - {_entry(name) for name in BUILDERS})
     assert not missing, f"_core entry points without a fuzz builder in tests/test_fuzz.py: {missing}"
 
 
@@ -379,11 +393,10 @@ def test_every_core_entry_point_has_a_fuzz_builder():
 def test_valid_arguments_are_accepted(name):
     """The builders give calls the core accepts (else the fuzz below would
     only ever test the first check)."""
-    if not hasattr(_core, name):
-        pytest.skip(f"_core has no {name}")
+    assert hasattr(_core, _entry(name)), f"a builder for {name}, which _core does not have"
     args, kwargs = BUILDERS[name][0](np.random.default_rng(0))
     with _restored():
-        getattr(_core, name)(*args, **kwargs)
+        getattr(_core, _entry(name))(*args, **kwargs)
 
 
 class _restored:
@@ -438,7 +451,8 @@ def _mutate_array(a, how, at, rng):
     i = at % flat.size
     if b.dtype.kind in "iu":
         info = np.iinfo(b.dtype)
-        flat[i] = {"neg": -1, "big": info.max, "min": info.min, "zero": 0}.get(how, flat[i] + 1)
+        flat[i] = {"neg": -1 if b.dtype.kind == "i" else info.max, "big": info.max, "min": info.min,
+                   "zero": 0}.get(how, flat[i] + 1)
     elif b.dtype.kind == "f":
         flat[i] = {"neg": -1.0, "big": np.inf, "min": -np.inf, "zero": np.nan}.get(how, flat[i] * 1e30)
     return b
@@ -462,6 +476,11 @@ def _mutate(value, how, at, rng, size_arg):
         if i == len(value):
             return value[:-1]
         return value[:i] + (_mutate(value[i], how, at // 7, rng, False),) + value[i + 1:]
+    if isinstance(value, dict):                   # a model's config: one field, or an unknown one
+        if not value or at % 11 == 0:
+            return {**value, "nope": 1}
+        key = sorted(value)[at % len(value)]
+        return {**value, key: _mutate(value[key], how, at // 11, rng, key in SIZE_KWARGS)}
     if isinstance(value, bool):
         return not value
     if isinstance(value, int):
@@ -486,7 +505,7 @@ _ALLOWED = (TypeError, ValueError, OverflowError, MemoryError)
 @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2 ** 32 - 1), n_mutations=st.integers(1, 2), data=st.data())
 def test_core_entry_points_survive_mutated_arguments(name, seed, n_mutations, data):
-    if not hasattr(_core, name):
+    if not hasattr(_core, _entry(name)):
         return
     build, sizes = BUILDERS[name]
     rng = np.random.default_rng(seed)
@@ -507,6 +526,6 @@ def test_core_entry_points_survive_mutated_arguments(name, seed, n_mutations, da
             args = args + [0]                         # too many
     with _restored():
         try:
-            getattr(_core, name)(*args, **kwargs)
+            getattr(_core, _entry(name))(*args, **kwargs)
         except _ALLOWED:
             pass

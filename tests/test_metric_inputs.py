@@ -193,8 +193,11 @@ def test_unknown_popularity_is_nan_not_zero():
 
 def test_threshold_and_ratings_domain(case01):
     model, test = case01
-    for bad in (float("nan"), float("inf"), "4", True):
-        with pytest.raises(ValueError, match="threshold must be a finite number"):
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="threshold must be a finite number or None"):
+            recmf.evaluate(model, test, k=2, threshold=bad)
+    for bad in ("4", True):      # not a number at all: as Interactions.from_frame says it
+        with pytest.raises(TypeError, match="^threshold must be a number or None, got"):
             recmf.evaluate(model, test, k=2, threshold=bad)
     nan_rating = test.assign(rating=[5, np.nan, 5, 5])
     with pytest.raises(ValueError, match=r"test\['rating'\] has a missing or infinite value at position 1"):

@@ -19,8 +19,18 @@ import reference as ref  # noqa: E402
 D, H = 8, 16
 
 
+KINDS = {"ncf": "neuralmf", "mf": "bprmf"}
+
+
+def config(kind, nu, ni, **extra):
+    """The core's config of a model of kind "ncf" or "mf" (D, H)."""
+    own = dict(emb_dim=D, hidden_dim=H) if kind == "ncf" else dict(emb_dim=D)
+    return dict(n_users=nu, n_items=ni, **own, **extra)
+
+
 def random_theta(kind, nu, ni, seed=0, scale=0.3):
     n = ref.ncf_n_params(nu, ni, D, H) if kind == "ncf" else ref.mf_n_params(nu, ni, D)
+    assert n == _core.n_params(KINDS[kind], config(kind, nu, ni))
     return (np.random.default_rng(seed).standard_normal(n) * scale).astype(np.float32)
 
 
@@ -46,7 +56,7 @@ def test_ncf_batch_gradient_matches_numpy(with_mask):
     mask = None
     if with_mask:
         mask = ((rng.random((n, H)) > 0.1) / 0.9).astype(np.float32)
-    loss, grad = _core.ncf_batch_grad((nu, ni, D, H), theta, u, i, y, mask, 2)
+    loss, grad = _core.batch_grad("neuralmf", config("ncf", nu, ni), theta, (u, i, y), 2, mask=mask)
     loss_ref, grad_ref = ref.ncf_loss_grad_ref(theta.astype(np.float64), nu, ni, D, H, u, i, y, mask)
     assert loss == pytest.approx(loss_ref, rel=1e-5)
     scale = np.abs(grad_ref).max()
@@ -95,9 +105,9 @@ def test_training_epoch_equals_numpy_replay(n_threads, lazy, batch_size):
     t = theta.astype(np.float64)
     m, v = np.zeros_like(theta), np.zeros_like(theta)
     hyper = dict(lr=1e-3, weight_decay=1e-2)
-    loss, n_done = _core.ncf_train_epoch((nu, ni, D, H), indptr, indices, epoch, theta, m, v, 0,
-                                         dropout=0.0, batch_size=batch_size, n_neg=n_neg, seed=seed,
-                                         n_threads=n_threads, lazy_adam=lazy, **hyper)[:2]
+    cfg = config("ncf", nu, ni, dropout=0.0, batch_size=batch_size, n_neg=n_neg, seed=seed,
+                 n_threads=n_threads, lazy_adam=lazy, **hyper)
+    loss, n_done = _core.train_epoch("neuralmf", cfg, (indptr, indices), epoch, theta, m, v, 0)[:2]
 
     pair_u, pair_i, pair_y = _epoch_pairs(indptr, indices, ni, n_neg, seed, epoch)
     assert n_done == len(pair_u)
@@ -133,7 +143,7 @@ def test_dropout_mask_distribution(p):
     # thresholds, so ties settled wrongly (always kept or always dropped)
     # would move the rate by 1/512, ~8 standard deviations here.
     n, hidden = 32768, 128
-    mask = _core.ncf_dropout_mask(p, 7, 3, 11, n, hidden)
+    mask = _core.dropout_mask(p, 7, 3, 11, n, hidden)
     scale = np.float32(1.0) / np.float32(1.0 - p)
     assert mask.shape == (n, hidden) and mask.dtype == np.float32
     assert set(np.unique(mask).tolist()) <= {0.0, float(scale)}
@@ -143,12 +153,12 @@ def test_dropout_mask_distribution(p):
     assert abs(kept.mean() - keep) <= 4 * sd + 1e-12
     col_sd = np.sqrt(keep * (1 - keep) / n)
     assert np.all(np.abs(kept.mean(axis=0) - keep) <= 5 * col_sd + 1e-12)
-    np.testing.assert_array_equal(mask, _core.ncf_dropout_mask(p, 7, 3, 11, n, hidden))
+    np.testing.assert_array_equal(mask, _core.dropout_mask(p, 7, 3, 11, n, hidden))
     if 0 < keep < 1:
         for other in [(8, 3, 11), (7, 4, 11), (7, 3, 12)]:
-            assert not np.array_equal(mask, _core.ncf_dropout_mask(p, *other, n, hidden))
+            assert not np.array_equal(mask, _core.dropout_mask(p, *other, n, hidden))
     # rows do not depend on how many rows are asked for
-    np.testing.assert_array_equal(_core.ncf_dropout_mask(p, 7, 3, 11, 300, hidden), mask[:300])
+    np.testing.assert_array_equal(_core.dropout_mask(p, 7, 3, 11, 300, hidden), mask[:300])
 
 
 def test_bpr_batch_gradient_matches_numpy():
@@ -156,7 +166,7 @@ def test_bpr_batch_gradient_matches_numpy():
     rng = np.random.default_rng(2)
     theta = random_theta("mf", nu, ni)
     u, i, j = (rng.integers(0, m, n).astype(np.int32) for m in (nu, ni, ni))
-    loss, grad = _core.bpr_batch_grad((nu, ni, D, 0), theta, u, i, j, 2)
+    loss, grad = _core.batch_grad("bprmf", config("mf", nu, ni), theta, (u, i, j), 2)
     loss_ref, grad_ref = ref.bpr_loss_grad_ref(theta.astype(np.float64), nu, ni, D, u, i, j)
     assert loss == pytest.approx(loss_ref, rel=1e-5)
     np.testing.assert_allclose(grad, grad_ref, rtol=1e-5, atol=1e-5 * np.abs(grad_ref).max())
@@ -200,7 +210,7 @@ def test_training_keywords_are_parsed_by_name():
 def test_recommend_equals_brute_force(kind):
     nu, ni = 25, 60
     theta = random_theta(kind, nu, ni, seed=4, scale=1.0)
-    shape = (nu, ni, D, H if kind == "ncf" else 0)
+    cfg = config(kind, nu, ni)
     uu, ii = np.meshgrid(np.arange(nu), np.arange(ni), indexing="ij")
     if kind == "ncf":
         scores = ref.ncf_logits_ref(theta.astype(np.float64), nu, ni, D, H, uu.ravel(), ii.ravel())
@@ -212,15 +222,14 @@ def test_recommend_equals_brute_force(kind):
     indptr = np.concatenate([[0], np.cumsum([len(s) for s in seen_lists])]).astype(np.int64)
     indices = np.concatenate(seen_lists).astype(np.int32)
     users = np.arange(nu, dtype=np.int32)
-    fn = _core.ncf_recommend if kind == "ncf" else _core.mf_recommend
-    items, vals, lens = fn(shape, theta, users, (indptr, indices, ni), 10, 2)
+    items, vals, lens = _core.recommend(KINDS[kind], cfg, theta, users, (indptr, indices, ni), 10, 2)
     want_items, want_scores = ref.topk_ref(scores, seen_lists, 10)
     for r in range(nu):
         assert lens[r] == len(want_items[r])
         np.testing.assert_array_equal(items[r, :lens[r]], want_items[r])
         np.testing.assert_allclose(vals[r, :lens[r]], want_scores[r], rtol=1e-4, atol=1e-5)
-    pair_fn = _core.ncf_score_pairs if kind == "ncf" else _core.mf_score_pairs
-    pairs = pair_fn(shape, theta, uu.ravel().astype(np.int32), ii.ravel().astype(np.int32), 2)
+    pairs = _core.score_pairs(KINDS[kind], cfg, theta, uu.ravel().astype(np.int32),
+                              ii.ravel().astype(np.int32), 2)
     np.testing.assert_allclose(pairs, scores.ravel(), rtol=1e-4, atol=1e-5)
 
 
@@ -368,7 +377,7 @@ def test_one_step_matches_pytorch():
     opt.step()
     torch_grad = np.concatenate([t.grad.numpy().ravel() for t in params])
     want = np.concatenate([t.detach().numpy().ravel() for t in params])
-    _, grad = _core.ncf_batch_grad((nu, ni, D, H), theta, u, i, y, None, 1)
+    _, grad = _core.batch_grad("neuralmf", config("ncf", nu, ni), theta, (u, i, y), 1)
     np.testing.assert_allclose(grad, torch_grad, rtol=1e-5, atol=1e-5 * np.abs(torch_grad).max())
     m, v = np.zeros_like(theta), np.zeros_like(theta)
     _core.adam_step(theta, grad, m, v, 1)

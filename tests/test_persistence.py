@@ -70,7 +70,7 @@ def _interrupt_at_epoch(kind, epoch):
     """A patch of the model's training call that raises KeyboardInterrupt at
     ``epoch`` (Ctrl-C outside the core's batch loop, as the epoch loop
     handles it)."""
-    name = {"neuralmf": "ncf_train_epoch", "bprmf": "bpr_train_epoch", "als": "als_solve"}[kind]
+    name = "als_solve" if kind == "als" else "train_epoch"   # the core's one loop for the others
     real = getattr(_core, name)
     calls = {"n": 0}
 

@@ -45,7 +45,8 @@ def test_threaded_blas_runs_on_openmp_threads_and_agrees_with_numpy():
     users = np.arange(n_users, dtype=np.int32)
     before = _core.blas_threads(2)
     try:
-        items, scores, lens = _core.mf_recommend((n_users, n_items, dim, 0), theta, users, None, 10, 2)
+        items, scores, lens = _core.recommend("bprmf", dict(n_users=n_users, n_items=n_items, emb_dim=dim), theta, users,
+                                              None, 10, 2)
     finally:
         _core.blas_threads(before)
     U = theta[: n_users * dim].reshape(n_users, dim).astype(np.float64)
@@ -175,12 +176,12 @@ def test_concurrent_threaded_sgemm_through_openmp():
     n_users, n_items, dim = 1200, 2500, 64
     theta = (0.1 * rng.standard_normal((n_users + n_items) * dim)).astype(np.float32)
     users = np.arange(n_users, dtype=np.int32)
-    shape = (n_users, n_items, dim, 0)
-    want = _core.mf_recommend(shape, theta, users, None, 10, 2)
+    config = dict(n_users=n_users, n_items=n_items, emb_dim=dim)
+    want = _core.recommend("bprmf", config, theta, users, None, 10, 2)
     got = [None] * 4
 
     def run(r):
-        got[r] = _core.mf_recommend(shape, theta, users, None, 10, 2)
+        got[r] = _core.recommend("bprmf", config, theta, users, None, 10, 2)
 
     threads = [threading.Thread(target=run, args=(r,), daemon=True) for r in range(4)]
     for t in threads:

@@ -45,12 +45,17 @@ def random_sequences(seed, n_users=40, n_items=30, longest=25):
     return indptr, items, n_items
 
 
-def core_fit(indptr, items, n_items, alpha, l2, decay, window, n_threads=2, x_weights=None):
+def core_fit(indptr, items, n_items, alpha, l2, decay, window, n_threads=2):
+    """B from the core's model table (row "slist"), as SLIST.fit calls it."""
     B = np.empty((n_items, n_items), np.float32)
-    A = np.empty_like(B)
-    _core.slist_fit((indptr, items, n_items), x_weights, alpha, l2, math.inf if decay is None else decay,
-                    2 ** 31 - 1 if window is None else window, n_threads, B, A)
+    _core.fit("slist", config(indptr, n_items, alpha, l2, decay, window), (indptr, items), B, n_threads)
     return B
+
+
+def config(indptr, n_items, alpha=0.5, l2=1.0, decay=2.0, window=3):
+    return dict(n_users=len(indptr) - 1, n_items=n_items, alpha=alpha, l2=l2,
+                position_decay=math.inf if decay is None else decay,
+                window=2 ** 31 - 1 if window is None else window)
 
 
 # ---------------------------------------------------------------------------
@@ -60,13 +65,10 @@ def core_fit(indptr, items, n_items, alpha, l2, decay, window, n_threads=2, x_we
 @pytest.mark.parametrize("alpha, l2, decay, window", [
     (0.5, 1.0, 2.0, 3), (0.2, 0.5, None, None), (1.0, 3.0, 1.0, 1), (0.0, 2.0, 5.0, 7),
     (0.8, 0.1, 0.3, 40)])
-@pytest.mark.parametrize("weighted", [False, True])
-def test_B_matches_materialised_reference(alpha, l2, decay, window, weighted):
+def test_B_matches_materialised_reference(alpha, l2, decay, window):
     indptr, items, n = random_sequences(int(alpha * 10) + window if window else 3)
-    xw = np.random.default_rng(1).random(len(items)).astype(np.float32) if weighted else None
-    B = core_fit(indptr, items, n, alpha, l2, decay, window, x_weights=xw)
-    want = ref.slist_ref(indptr, items, n, alpha, l2, decay, window,
-                         None if xw is None else xw.astype(np.float64))
+    B = core_fit(indptr, items, n, alpha, l2, decay, window)
+    want = ref.slist_ref(indptr, items, n, alpha, l2, decay, window)
     np.testing.assert_allclose(B, want, rtol=0, atol=B_RTOL * np.abs(want).max())
 
 
@@ -287,26 +289,21 @@ def test_memory_check_names_the_figure(monkeypatch, data):
 def test_core_rejects_bad_arguments():
     indptr, items, n = random_sequences(2)
     B = np.empty((n, n), np.float32)
-    A = np.empty_like(B)
-    seq = (indptr, items, n)
-    for args, msg in [((0.5, 1.0, 2.0, 0), "window"), ((1.5, 1.0, 2.0, 3), "alpha"),
-                      ((0.5, -1.0, 2.0, 3), "l2"), ((0.5, 1.0, 0.0, 3), "position_decay")]:
+    seq = (indptr, items)
+    for bad, msg in [({"window": 0}, "window"), ({"alpha": 1.5}, "alpha"), ({"l2": -1.0}, "l2"),
+                     ({"position_decay": 0.0}, "position_decay"), ({"l2": math.nan}, "l2")]:
         with pytest.raises(ValueError, match=msg):
-            _core.slist_fit(seq, None, *args, 1, B, A)
-    with pytest.raises(ValueError, match="different arrays"):
-        _core.slist_fit(seq, None, 0.5, 1.0, 2.0, 3, 1, B, B)
-    with pytest.raises(ValueError, match="A must be"):
-        _core.slist_fit(seq, None, 0.5, 1.0, 2.0, 3, 1, B, np.empty((n, n + 1), np.float32))
-    with pytest.raises(ValueError, match="x_weights"):
-        _core.slist_fit(seq, np.ones(3, np.float32), 0.5, 1.0, 2.0, 3, 1, B, A)
+            _core.fit("slist", {**config(indptr, n), **bad}, seq, B, 1)
+    with pytest.raises(ValueError, match="theta"):
+        _core.fit("slist", config(indptr, n), seq, np.empty((n, n + 1), np.float32), 1)
     bad = items.copy()
     bad[0] = n
     with pytest.raises(ValueError, match="outside"):
-        _core.slist_fit((indptr, bad, n), None, 0.5, 1.0, 2.0, 3, 1, B, A)
+        _core.fit("slist", config(indptr, n), (indptr, bad), B, 1)
     with pytest.raises(ValueError, match="empty"):
-        _core.slist_fit((np.zeros(3, np.int64), np.zeros(0, np.int32), n), None, 0.5, 1.0, 2.0, 3, 1, B, A)
-    # item 3 never occurs and l2 rounds to 0 in float32: a zero pivot
-    B4, A4 = np.empty((4, 4), np.float32), np.empty((4, 4), np.float32)
+        _core.fit("slist", config(indptr, n), (np.zeros(len(indptr), np.int64), np.zeros(0, np.int32)), B, 1)
+    # item 3 never occurs and l2 is a subnormal float, flushed to 0 in recmf's compute: a zero pivot
+    B4 = np.empty((4, 4), np.float32)
     with pytest.raises(ValueError, match="not positive definite.*l2"):
-        _core.slist_fit((np.array([0, 3], np.int64), np.array([0, 1, 2], np.int32), 4), None, 0.5, 1e-50,
-                        2.0, 3, 1, B4, A4)
+        _core.fit("slist", config(np.array([0, 3], np.int64), 4, l2=1e-40),
+                  (np.array([0, 3], np.int64), np.array([0, 1, 2], np.int32)), B4, 1)

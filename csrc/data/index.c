@@ -36,6 +36,9 @@ static rmf_status factorize_dense(const int64_t *ids, int64_t n, int64_t lo,
     return RMF_OK;
 }
 
+/* codes[r] = rank of ids[r] among the distinct ids, ascending; uniques
+ * (capacity n) receives the distinct ids ascending, *n_unique their count.
+ * Fails if there are more than INT32_MAX distinct ids. */
 rmf_status rmf_factorize(const int64_t *ids, int64_t n, int32_t *codes,
                          int64_t *uniques, int64_t *n_unique, rmf_error *err)
 {
@@ -75,6 +78,9 @@ rmf_status rmf_factorize(const int64_t *ids, int64_t n, int32_t *codes,
     return RMF_OK;
 }
 
+/* Builds a CSR of (rows[r], cols[r]) pairs; duplicated pairs are kept once.
+ * indptr has n_rows + 1 entries, indices capacity n; *nnz receives the
+ * number of distinct pairs. */
 rmf_status rmf_build_csr(const int32_t *rows, const int32_t *cols, int64_t n,
                          int32_t n_rows, int32_t n_cols, int64_t *indptr,
                          int32_t *indices, int64_t *nnz, rmf_error *err)

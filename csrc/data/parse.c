@@ -181,6 +181,12 @@ static int blank_line(const cursor *c)
     return p >= c->end || *p == '\n' || *p == '\r';
 }
 
+/* Parses "user SEP item SEP rating SEP timestamp" lines (any separator
+ * string; LF or CRLF endings; lines of blanks skipped; the first skip_header
+ * lines skipped).  Fields may be in double quotes and have blanks (space,
+ * tab: unless the separator) around them, as pandas reads them.  Extra
+ * trailing fields are an error.  Writes at most cap rows and the row count
+ * to *n_rows. */
 rmf_status rmf_parse_ratings(const char *buf, int64_t len, const char *sep,
                              int64_t skip_header, int64_t cap,
                              int64_t *user, int64_t *item, double *rating,

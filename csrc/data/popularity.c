@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* counts[i] = number of rows of m (checked to be sound) holding item i. */
 rmf_status rmf_item_counts(const rmf_csr *m, int64_t *counts, rmf_error *err)
 {
     rmf_status st = rmf_csr_check(m, "matrix", -1, -1, err);
@@ -16,6 +17,8 @@ rmf_status rmf_item_counts(const rmf_csr *m, int64_t *counts, rmf_error *err)
     return RMF_OK;
 }
 
+/* order[0..n_items): item indices by descending count, ties by lower
+ * index first. */
 rmf_status rmf_popularity_order(const int64_t *counts, int32_t n_items,
                                 int32_t *order, rmf_error *err)
 {

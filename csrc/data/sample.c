@@ -23,6 +23,12 @@ static rmf_status check_csr(const rmf_csr *m, rmf_error *err)
     return RMF_OK;
 }
 
+/* Uniform negatives: for positive p (CSR order, row u), out[p * n_neg + r]
+ * is an item drawn uniformly from [0, n_cols), redrawn while it is a
+ * positive of u.  Positives are cut into fixed shards with their own RNG
+ * stream (seed, epoch, shard), so the result depends only on (seed, epoch),
+ * never on n_threads.  A user whose row holds every item gives
+ * RMF_ERR_SATURATED naming the user index (also in err->row). */
 rmf_status rmf_sample_uniform(const rmf_csr *m, int32_t n_neg, uint64_t seed,
                               uint64_t epoch, int n_threads, int32_t *out,
                               rmf_error *err)
@@ -74,6 +80,11 @@ rmf_status rmf_sample_uniform(const rmf_csr *m, int32_t n_neg, uint64_t seed,
     return RMF_OK;
 }
 
+/* Popular-hard triplets: (u, i) drawn uniformly with replacement from the
+ * positives of m; j drawn uniformly from candidates[0..n_cand), redrawn
+ * while it is a positive of u.  A user holding every candidate gives
+ * RMF_ERR_SATURATED (err->row: that user).  Same sharding/determinism as
+ * above. */
 rmf_status rmf_sample_triplets(const rmf_csr *m, const int32_t *candidates,
                                int32_t n_cand, int64_t n_triplets,
                                uint64_t seed, uint64_t epoch, int n_threads,

@@ -1,6 +1,11 @@
 /* split.c -- per-user temporal split (SPEC section 2). */
 #include "data/data.h"
 
+/* order[0..n): row positions sorted stably by (user, time), exactly as
+ * pandas' sort_values(["user", "time"]).  part[k] is the part of row
+ * order[k]: users with fewer than min_train + n_val + n_test rows go to
+ * train; otherwise their last n_test rows go to test and the n_val before
+ * them to val. */
 rmf_status rmf_temporal_split(const int64_t *user, const int64_t *time,
                               int64_t n, int64_t n_val, int64_t n_test,
                               int64_t min_train, int64_t *order,

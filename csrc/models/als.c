@@ -1,5 +1,22 @@
-/* als.c -- implicit ALS (Hu, Koren & Volinsky 2008): one half-sweep solves
- * every row of X against a fixed Y (contract in recmf.h).
+/* als.c -- implicit ALS (Hu, Koren & Volinsky, ICDM 2008): one half-sweep
+ * solves every row of X against a fixed Y, the solver entry Python
+ * alternates; and ALS's descriptor, which scores its factors with BPRMF's
+ * dot-product kernels (same layout).
+ *
+ * The objective, over X (rows x D) and Y (cols x D):
+ *
+ *   sum_{u,i} c_ui (p_ui - x_u . y_i)^2 + reg (|X|^2 + |Y|^2),
+ *   p_ui = 1 on the CSR's entries (0 elsewhere), c_ui = 1 + alpha r_ui
+ *   (r_ui = the entry's value, 1 when no values are given; 1 off the CSR).
+ *
+ * With Y fixed, row u solves (YtY + Y^T (C_u - I) Y + reg I) x_u = Y^T C_u p_u.
+ * RMF_ALS_CHOLESKY solves it exactly (double precision, per row);
+ * RMF_ALS_CG takes cg_steps conjugate-gradient steps from the current x_u
+ * (Takacs, Pilaszy & Tikk, RecSys 2011; benfred/implicit's cg solver),
+ * never forming the D x D matrix.  Alternating the two halves is one ALS
+ * iteration; the item half uses the transposed CSR.  A row without entries
+ * gets x = 0 (its optimum); a system that is not positive definite (reg = 0
+ * and too few entries) gives RMF_ERR_VALUE naming the row.
  *
  * Two phases, never mixed: a BLAS phase (G = Y^T Y, one single-threaded
  * sgemm), then an OpenMP loop over rows that calls no BLAS.  Each row is
@@ -11,6 +28,8 @@
  *   A = G + reg I + sum_i w_i y_i y_i^T,   b = sum_i c_i y_i.
  * CG applies A to a vector as (G + reg I) v + sum_i w_i (y_i . v) y_i:
  * O(D^2 + n_u D) per step instead of forming A (O(n_u D^2)). */
+#include "models/model.h"
+
 #include "data/data.h"
 #include "runtime/runtime.h"
 
@@ -190,6 +209,16 @@ static double row_loss(const float *Greg, const float *Y, int D,
     return l;
 }
 
+/* One half-sweep: rewrites every row of X (m->n_rows x D, row-major)
+ * against the fixed Y (m->n_cols x D).  values (may be NULL: all 1) holds
+ * r for each CSR entry, finite and >= 0.  A row without entries gets x = 0
+ * (its optimum).  When loss is not NULL, *loss receives the objective above
+ * (not normalised) at the new X and the given Y.  Phases: Y^T Y by one
+ * single-threaded sgemm, then an OpenMP loop over rows; every row is
+ * solved by one thread in a fixed order, so X and the loss depend only on
+ * the inputs, not on the thread count.  A system that is not positive
+ * definite (reg = 0 and too few entries) gives RMF_ERR_VALUE naming the
+ * row. */
 rmf_status rmf_als_solve(const rmf_als_params *p, const rmf_csr *m,
                          const float *values, const float *Y, int32_t D,
                          float *X, double *loss, rmf_error *err)
@@ -318,3 +347,50 @@ rmf_status rmf_als_solve(const rmf_als_params *p, const rmf_csr *m,
     free(part);
     return st;
 }
+
+/* ------------------------------------------------------------------ */
+/* The descriptor: factors [user | item], scored as dot products      */
+/* ------------------------------------------------------------------ */
+
+static const rmf_field FIELDS[] = {
+    RMF_FIELD(rmf_dot_config, "factors", 'i', dim, "latent dimension"),
+    {NULL, 0, 0, NULL},
+};
+
+static void defaults(void *cfg)
+{
+    ((rmf_dot_config *)cfg)->dim = 64;
+}
+
+static rmf_status check(const void *cfg, rmf_error *err)
+{
+    const rmf_dot_config *c = cfg;
+    if (c->dim < 1)
+        return rmf_fail(err, RMF_ERR_VALUE, "factors must be >= 1, got %d", (int)c->dim);
+    return RMF_OK;
+}
+
+/* theta = [user_factors n_users x factors | item_factors n_items x factors],
+ * N(0, 0.01^2) before the first sweep. */
+static void layout(const void *cfg, rmf_layout *L)
+{
+    const rmf_dot_config *c = cfg;
+    rmf_layout_add(L, "user_factors", c->base.n_users, c->dim, RMF_BLOCK_TABLE, RMF_INIT_NORMAL, 0.01);
+    rmf_layout_add(L, "item_factors", c->base.n_items, c->dim, RMF_BLOCK_TABLE, RMF_INIT_NORMAL, 0.01);
+}
+
+/* Trained in Python by alternating rmf_als_solve half-sweeps (its history,
+ * evaluation and Ctrl-C come from recmf's epoch loop there). */
+const rmf_model rmf_als = {
+    .kind = "als",
+    .source = RMF_SOURCE_NONE,
+    .minibatch = 0,
+    .takes_history = 0,
+    .config_size = sizeof(rmf_dot_config),
+    .fields = FIELDS,
+    .defaults = defaults,
+    .check = check,
+    .layout = layout,
+    .score = rmf_dot_score,
+    .recommend = rmf_dot_recommend,
+};

@@ -1,21 +1,21 @@
 /* bprmf.c -- BPRMF (SPEC 7): score = dot(U[u], I[i]); loss = mean softplus(
- * -(s_ui - s_uj)) over triplets, Adam; and dot-product scoring/recommend.
+ * -(s_ui - s_uj)) over given triplets (the triplets source), Adam, by the
+ * one loop (train/loop.c); and dot-product scoring and recommend, shared
+ * with ALS (whose factors have the same layout).
  *
- * Determinism: gradients are scattered per DISTINCT row -- each output row
- * is summed by one thread over its batch entries in batch order -- so the
- * result depends on the seed only, never on n_threads, and needs no float
- * atomics.  BLAS (recommend only) runs outside every OpenMP region.
- *
- * The batch plumbing (distinct-row groups, argument checks, epoch
- * bookkeeping) is train/batch.c's and lazy Adam optim/adam.c's, shared
- * with neuralmf.c. */
-#include "data/data.h"
-#include "optim/optim.h"
+ * Determinism: gradients are summed per DISTINCT row -- each output row
+ * by one thread over its batch entries in batch order -- so the result
+ * depends on the seed only, never on n_threads, and needs no float
+ * atomics.  BLAS (recommend only) runs as one-thread calls on whole user
+ * blocks. */
+#include "models/model.h"
+
+#include "nn/nn.h"
 #include "rank/rank.h"
 #include "runtime/runtime.h"
-#include "train/train.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -27,29 +27,39 @@
 /* Below this many triplets a parallel region costs more than it saves. */
 #define PAR_MIN_TRIPLETS 512
 
+/* ------------------------------------------------------------------ */
+/* Config and layout                                                   */
+/* ------------------------------------------------------------------ */
 
-rmf_status rmf_mf_check_shape(const rmf_shape *s, rmf_error *err)
+/* emb_dim (D = 64) is rmf_dot_config's dim. */
+typedef rmf_dot_config mf_config;
+_Static_assert(sizeof(mf_config) <= RMF_CONFIG_MAX, "config too large");
+
+static const rmf_field FIELDS[] = {
+    RMF_FIELD(mf_config, "emb_dim", 'i', dim, "embedding size"),
+    {NULL, 0, 0, NULL},
+};
+
+static void defaults(void *cfg)
 {
-    return rmf_check_shape(s, err); /* hidden_dim is not used */
+    ((mf_config *)cfg)->dim = 64;
 }
 
-int64_t rmf_mf_n_params(const rmf_shape *s)
+static rmf_status check(const void *cfg, rmf_error *err)
 {
-    return ((int64_t)s->n_users + s->n_items) * s->emb_dim;
+    const mf_config *c = cfg;
+    if (c->dim < 1)
+        return rmf_fail(err, RMF_ERR_VALUE, "emb_dim must be >= 1, got %d", (int)c->dim);
+    return RMF_OK;
 }
 
-static double sigmoid(double z)
+/* theta = [user_emb n_users x D | item_emb n_items x D], N(0, 0.01^2). */
+enum { USER, ITEM };
+static void layout(const void *cfg, rmf_layout *L)
 {
-    if (z >= 0.0)
-        return 1.0 / (1.0 + exp(-z));
-    double e = exp(z);
-    return e / (1.0 + e);
-}
-
-/* log(1 + exp(x)) without overflow. */
-static double softplus(double x)
-{
-    return (x > 0.0 ? x : 0.0) + log1p(exp(-fabs(x)));
+    const mf_config *c = cfg;
+    rmf_layout_add(L, "user_emb", c->base.n_users, c->dim, RMF_BLOCK_TABLE, RMF_INIT_NORMAL, 0.01);
+    rmf_layout_add(L, "item_emb", c->base.n_items, c->dim, RMF_BLOCK_TABLE, RMF_INIT_NORMAL, 0.01);
 }
 
 /* ------------------------------------------------------------------ */
@@ -57,52 +67,62 @@ static double softplus(double x)
 /* ------------------------------------------------------------------ */
 
 typedef struct {
-    int64_t cap;
     rmf_group users, items;
-    int32_t *ikeys; /* 2 cap: i then j, the item side's entries */
-    float *c;       /* cap: d mean-loss / d (s_ui - s_uj)      */
-    double *part;   /* per chunk loss                           */
+    int32_t *ikeys;      /* 2 cap: i then j, the item side's entries */
+    float *c;            /* cap: d mean-loss / d (s_ui - s_uj)      */
+    double *part;        /* per chunk loss                           */
+    float *urows, *irows; /* the distinct rows' gradients, by slot   */
 } bpr_ws;
 
-static void ws_free(bpr_ws *w)
+static void ws_free(void *p)
 {
+    bpr_ws *w = p;
+    if (w == NULL)
+        return;
     rmf_group_free(&w->users);
     rmf_group_free(&w->items);
     free(w->ikeys);
     free(w->c);
     free(w->part);
-    memset(w, 0, sizeof *w);
+    free(w->urows);
+    free(w->irows);
+    free(w);
 }
 
-static rmf_status ws_alloc(bpr_ws *w, const rmf_shape *s, int64_t cap,
-                           rmf_error *err)
+static rmf_status ws_alloc(const void *cfg, int64_t cap, void **out, rmf_error *err)
 {
-    memset(w, 0, sizeof *w);
-    w->cap = cap;
-    int ok = rmf_group_alloc(&w->users, cap, s->n_users);
-    ok &= rmf_group_alloc(&w->items, 2 * cap, s->n_items);
+    const mf_config *cf = cfg;
+    const int64_t D = cf->dim;
+    const int64_t nu = cap < cf->base.n_users ? cap : cf->base.n_users;
+    const int64_t ni = 2 * cap < cf->base.n_items ? 2 * cap : cf->base.n_items;
+    bpr_ws *w = calloc(1, sizeof *w);
+    *out = NULL;
+    if (w == NULL)
+        return rmf_fail(err, RMF_ERR_NOMEM, "out of memory for a BPRMF batch");
+    int ok = rmf_group_alloc(&w->users, cap, cf->base.n_users);
+    ok &= rmf_group_alloc(&w->items, 2 * cap, cf->base.n_items);
     w->ikeys = malloc((size_t)(2 * cap) * sizeof *w->ikeys);
     w->c = malloc((size_t)cap * sizeof *w->c);
     w->part = malloc((size_t)((cap + CHUNK - 1) / CHUNK) * sizeof *w->part);
-    if (!ok || !w->ikeys || !w->c || !w->part) {
+    w->urows = malloc((size_t)(nu * D) * sizeof *w->urows);
+    w->irows = malloc((size_t)(ni * D) * sizeof *w->irows);
+    if (!ok || !w->ikeys || !w->c || !w->part || !w->urows || !w->irows) {
         ws_free(w);
-        return rmf_fail(err, RMF_ERR_NOMEM,
-                        "out of memory for a BPRMF batch of %lld triplets",
+        return rmf_fail(err, RMF_ERR_NOMEM, "out of memory for a BPRMF batch of %lld triplets",
                         (long long)cap);
     }
+    *out = w;
     return RMF_OK;
 }
 
-/* Core of rmf_mf_batch_grad.  Assumes grad is zero except, possibly, on
- * the rows this batch touches, which it overwrites; the epoch loop then
- * only re-zeroes those rows instead of all of grad. */
-static void bpr_grad_core(bpr_ws *w, const rmf_shape *s, const float *theta,
-                          const int32_t *u, const int32_t *i, const int32_t *j,
-                          int64_t n, int nt, float *grad, double *loss)
+static void batch(void *wsp, const void *cfg, const float *theta, const rmf_batch *bt, int nt, rmf_grads *g)
 {
-    const int D = s->emb_dim;
-    const float *U = theta, *I = theta + (int64_t)s->n_users * D;
-    float *gU = grad, *gI = grad + (int64_t)s->n_users * D;
+    bpr_ws *w = wsp;
+    const mf_config *cf = cfg;
+    const int D = cf->dim;
+    const int64_t n = bt->n;
+    const int32_t *u = bt->u, *i = bt->i, *j = bt->j;
+    const float *U = theta, *I = theta + (int64_t)cf->base.n_users * D;
     const float inv_n = (float)(1.0 / (double)n);
     const int64_t n_chunks = (n + CHUNK - 1) / CHUNK;
     float *c = w->c;
@@ -119,8 +139,9 @@ static void bpr_grad_core(bpr_ws *w, const rmf_shape *s, const float *theta,
                 /* Two scores then their difference, as the reference model. */
                 float x = rmf_dot_lanes(pu, I + (int64_t)i[k] * D, D) -
                           rmf_dot_lanes(pu, I + (int64_t)j[k] * D, D);
-                ploss += softplus(-(double)x);
-                c[k] = (float)(-sigmoid(-(double)x)) * inv_n;
+                double dx;
+                ploss += rmf_bpr_loss((double)x, &dx);
+                c[k] = (float)dx * inv_n;
             }
             w->part[ch] = ploss;
         }
@@ -129,7 +150,7 @@ static void bpr_grad_core(bpr_ws *w, const rmf_shape *s, const float *theta,
     double sl = 0.0;
     for (int64_t ch = 0; ch < n_chunks; ch++)
         sl += w->part[ch];
-    *loss = sl / (double)n;
+    g->loss = sl / (double)n;
 
     /* Entries of the item side: [0, n) are the i's, [n, 2n) the j's. */
     rmf_group *gu = &w->users, *gi = &w->items;
@@ -140,13 +161,14 @@ static void bpr_grad_core(bpr_ws *w, const rmf_shape *s, const float *theta,
 
     /* One thread per output row, entries in batch order: no atomics and
      * no dependence on n_threads.  Both sides share one parallel region. */
+    float *urows = w->urows, *irows = w->irows;
     RMF_PARALLEL(nt, if (n >= PAR_MIN_TRIPLETS))
     {
         RMF_TEAM_BEGIN;
         /* dU[u] = sum over its triplets of c (I[i] - I[j]). */
         OMP(omp for schedule(dynamic, 64) nowait)
         for (int64_t r = 0; r < gu->n_distinct; r++) {
-            float *out = gU + (int64_t)gu->ids[r] * D;
+            float *out = urows + r * D;
             memset(out, 0, (size_t)D * sizeof(float));
             for (int64_t q = gu->ptr[r]; q < gu->ptr[r + 1]; q++) {
                 int64_t k = gu->list[q];
@@ -159,7 +181,7 @@ static void bpr_grad_core(bpr_ws *w, const rmf_shape *s, const float *theta,
          * over triplets with j = x. */
         OMP(omp for schedule(dynamic, 64) nowait)
         for (int64_t r = 0; r < gi->n_distinct; r++) {
-            float *out = gI + (int64_t)gi->ids[r] * D;
+            float *out = irows + r * D;
             memset(out, 0, (size_t)D * sizeof(float));
             for (int64_t q = gi->ptr[r]; q < gi->ptr[r + 1]; q++) {
                 int64_t e = gi->list[q];
@@ -172,170 +194,27 @@ static void bpr_grad_core(bpr_ws *w, const rmf_shape *s, const float *theta,
         }
         RMF_TEAM_END;
     }
-}
-
-rmf_status rmf_mf_batch_grad(const rmf_shape *s, const float *theta,
-                             const int32_t *u, const int32_t *i,
-                             const int32_t *j, int64_t n, int n_threads,
-                             float *grad, double *loss, rmf_error *err)
-{
-    rmf_status st = rmf_mf_check_shape(s, err);
-    if (st != RMF_OK)
-        return st;
-    if (n < 1)
-        return rmf_fail(err, RMF_ERR_VALUE, "n must be >= 1, got %lld", (long long)n);
-    if (theta == NULL || grad == NULL || loss == NULL)
-        return rmf_fail(err, RMF_ERR_VALUE, "theta, grad and loss must not be NULL");
-    if ((st = rmf_check_ids(u, n, s->n_users, "u", err)) != RMF_OK)
-        return st;
-    if ((st = rmf_check_ids(i, n, s->n_items, "i", err)) != RMF_OK)
-        return st;
-    if ((st = rmf_check_ids(j, n, s->n_items, "j", err)) != RMF_OK)
-        return st;
-    bpr_ws w;
-    if ((st = ws_alloc(&w, s, n, err)) != RMF_OK)
-        return st;
-    memset(grad, 0, (size_t)rmf_mf_n_params(s) * sizeof *grad);
-    rmf_fp_enter();
-    bpr_grad_core(&w, s, theta, u, i, j, n, rmf_resolve_threads(n_threads),
-                  grad, loss);
-    rmf_fp_leave();
-    ws_free(&w);
-    return RMF_OK;
+    g->table[USER].ids = gu->ids;
+    g->table[USER].n = gu->n_distinct;
+    g->table[USER].rows = urows;
+    g->table[ITEM].ids = gi->ids;
+    g->table[ITEM].n = gi->n_distinct;
+    g->table[ITEM].rows = irows;
 }
 
 /* ------------------------------------------------------------------ */
-/* Training epoch                                                      */
+/* Scoring and recommend (BPRMF and ALS)                               */
 /* ------------------------------------------------------------------ */
 
-/* Lazy Adam and the re-zeroing of grad visit only the rows the batch
- * touched (the groups bpr_grad_core built): both sides, users at offset 0
- * and items after them. */
-rmf_status rmf_mf_train_epoch(const rmf_train_params *p, const rmf_shape *s,
-                              const int32_t *u, const int32_t *i,
-                              const int32_t *j, int64_t n_triplets,
-                              uint64_t epoch, rmf_opt_state *st,
-                              rmf_stop_fn stop, void *stop_ctx, double *loss,
-                              int64_t *n_done, rmf_error *err)
+rmf_status rmf_dot_score(const void *cfg, const float *theta, const int32_t *u, const int32_t *i, int64_t n,
+                         const rmf_seq *history, int n_threads, float *out, rmf_error *err)
 {
-    rmf_status status;
-    if ((status = rmf_epoch_begin(p, loss, n_done, err)) != RMF_OK ||
-        (status = rmf_mf_check_shape(s, err)) != RMF_OK)
-        return status;
-    if (n_triplets < 1)
-        return rmf_fail(err, RMF_ERR_VALUE, "n_triplets must be >= 1, got %lld",
-                        (long long)n_triplets);
-    if ((status = rmf_check_ids(u, n_triplets, s->n_users, "u", err)) != RMF_OK ||
-        (status = rmf_check_ids(i, n_triplets, s->n_items, "i", err)) != RMF_OK ||
-        (status = rmf_check_ids(j, n_triplets, s->n_items, "j", err)) != RMF_OK)
-        return status;
-    const int64_t n_params = rmf_mf_n_params(s);
-    if ((status = rmf_check_opt_state(st, n_params, err)) != RMF_OK)
-        return status;
-
-    const int D = s->emb_dim;
-    const int64_t off_items = (int64_t)s->n_users * D;
-    const int nt = rmf_resolve_threads(p->n_threads);
-    const int64_t bs = p->batch_size < n_triplets ? p->batch_size : n_triplets;
-    rmf_pacer pace;
-    rmf_pacer_init(&pace, nt);
-
-    int64_t *perm = NULL;
-    int32_t *bu = NULL, *bi = NULL, *bj = NULL;
-    float *grad = NULL;
-    bpr_ws w;
-    memset(&w, 0, sizeof w);
-    double total = 0.0;
-    int64_t done = 0;
-
-    rmf_fp_enter();
-    perm = malloc((size_t)n_triplets * sizeof *perm);
-    bu = malloc((size_t)bs * sizeof *bu);
-    bi = malloc((size_t)bs * sizeof *bi);
-    bj = malloc((size_t)bs * sizeof *bj);
-    grad = calloc((size_t)n_params, sizeof *grad);
-    if (!perm || !bu || !bi || !bj || !grad) {
-        status = rmf_fail(err, RMF_ERR_NOMEM,
-                          "out of memory for a BPRMF epoch of %lld triplets",
-                          (long long)n_triplets);
-        goto cleanup;
-    }
-    if ((status = ws_alloc(&w, s, bs, err)) != RMF_OK)
-        goto cleanup;
-
-    rmf_epoch_order(perm, n_triplets, p->seed, epoch, nt);
-
-    const int64_t n_batches = (n_triplets + bs - 1) / bs;
-    for (int64_t b = 0; b < n_batches; b++) {
-        status = rmf_epoch_should_stop(stop, stop_ctx, b, n_batches, err);
-        if (status != RMF_OK)
-            goto cleanup;
-        const int64_t start = b * bs;
-        const int64_t bn = start + bs <= n_triplets ? bs : n_triplets - start;
-        rmf_pacer_begin(&pace);
-        for (int64_t t = 0; t < bn; t++) {
-            int64_t q = perm[start + t];
-            bu[t] = u[q];
-            bi[t] = i[q];
-            bj[t] = j[q];
-        }
-        double bl;
-        bpr_grad_core(&w, s, st->theta, bu, bi, bj, bn, nt, grad, &bl);
-        st->step++;
-        if (p->lazy_adam) {
-            rmf_lazy_rows_step(&p->adam, st->step, st, grad, 0, 0, w.users.ids,
-                               w.users.n_distinct, D, nt);
-            rmf_lazy_rows_step(&p->adam, st->step, st, grad, 0, off_items,
-                               w.items.ids, w.items.n_distinct, D, nt);
-        } else {
-            rmf_adam_step(&p->adam, st->step, st->theta, grad, st->m, st->v,
-                          n_params, nt);
-        }
-        RMF_PARALLEL(nt, if (bn >= PAR_MIN_TRIPLETS))
-        {
-            RMF_TEAM_BEGIN;
-            rmf_zero_rows(grad, &w.users, D);
-            rmf_zero_rows(grad + off_items, &w.items, D);
-            RMF_TEAM_END;
-        }
-        rmf_pacer_end(&pace, (double)bn);
-        total += bl * (double)bn;
-        done += bn;
-    }
-    status = RMF_OK;
-
-cleanup:
-    st->team_threads = rmf_pacer_mean_team(&pace);
-    rmf_pacer_finish(&pace);
-    rmf_fp_leave();
-    rmf_epoch_end(total, done, loss, n_done);
-    ws_free(&w);
-    free(perm);
-    free(bu);
-    free(bi);
-    free(bj);
-    free(grad);
-    return status;
-}
-
-/* ------------------------------------------------------------------ */
-/* Scoring and recommend                                               */
-/* ------------------------------------------------------------------ */
-
-rmf_status rmf_mf_score_pairs(const rmf_shape *s, const float *theta,
-                              const int32_t *u, const int32_t *i, int64_t n,
-                              int n_threads, float *out, rmf_error *err)
-{
-    rmf_status st;
-    if ((st = rmf_mf_check_shape(s, err)) != RMF_OK ||
-        (st = rmf_check_pairs_args(s, theta, u, i, n, out, err)) != RMF_OK)
-        return st;
-    if (n == 0)
-        return RMF_OK;
-    const int D = s->emb_dim;
-    const float *U = theta, *I = theta + (int64_t)s->n_users * D;
+    const mf_config *cf = cfg;
+    const int D = cf->dim;
+    const float *U = theta, *I = theta + (int64_t)cf->base.n_users * D;
     const int nt = rmf_resolve_threads(n_threads);
     (void)nt; /* unused without OpenMP */
+    (void)history;
     rmf_stop *stop = rmf_stop_here();
     const int64_t n_blocks = (n + 65535) / 65536;
     rmf_fp_enter();
@@ -356,23 +235,17 @@ rmf_status rmf_mf_score_pairs(const rmf_shape *s, const float *theta,
     return RMF_OK;
 }
 
-rmf_status rmf_mf_recommend(const rmf_shape *s, const float *theta,
-                            const int32_t *users, int64_t n,
-                            const rmf_csr *seen, int32_t k, int n_threads,
-                            int32_t *out_items, float *out_scores,
-                            int32_t *out_len, rmf_error *err)
+rmf_status rmf_dot_recommend(const void *cfg, const float *theta, const rmf_query *q, int32_t k,
+                             int n_threads, int32_t *out_items, float *out_scores, int32_t *out_len,
+                             rmf_error *err)
 {
-    rmf_status st;
-    if ((st = rmf_mf_check_shape(s, err)) != RMF_OK ||
-        (st = rmf_check_recommend_args(s, theta, users, n, seen, k, out_items,
-                                       out_scores, out_len, err)) != RMF_OK)
-        return st;
-    if (n == 0)
-        return RMF_OK;
-
-    const int D = s->emb_dim;
-    const int32_t NI = s->n_items;
-    const float *U = theta, *I = theta + (int64_t)s->n_users * D;
+    const mf_config *cf = cfg;
+    const int D = cf->dim;
+    const int32_t NI = cf->base.n_items;
+    const float *U = theta, *I = theta + (int64_t)cf->base.n_users * D;
+    const int32_t *users = q->users;
+    const rmf_csr *seen = q->seen;
+    const int64_t n = q->n;
     const int nt = rmf_resolve_threads(n_threads);
     const int64_t nb = rmf_block_users(NI) < n ? rmf_block_users(NI) : n;
     const int64_t n_blocks = (n + nb - 1) / nb;
@@ -409,7 +282,7 @@ rmf_status rmf_mf_recommend(const rmf_shape *s, const float *theta,
             for (int64_t r = 0; r < bn; r++)
                 memcpy(E + r * D, U + (int64_t)users[u0 + r] * D, (size_t)D * sizeof(float));
             rmf_sgemm(0, 1, bn, NI, D, 1.0f, E, D, I, D, 0.0f, S, NI);
-            rmf_topk_block(S, bn, NI, seen, users + u0, k, heap, out_items + u0 * k,
+            rmf_topk_block(S, bn, NI, seen, users + u0, q->allowed, k, heap, out_items + u0 * k,
                            out_scores + u0 * k, out_len + u0);
         }
         RMF_TEAM_END;
@@ -419,3 +292,20 @@ rmf_status rmf_mf_recommend(const rmf_shape *s, const float *theta,
     free(buf);
     return RMF_OK;
 }
+
+const rmf_model rmf_bprmf = {
+    .kind = "bprmf",
+    .source = RMF_SOURCE_TRIPLETS,
+    .minibatch = 1,
+    .takes_history = 0,
+    .config_size = sizeof(mf_config),
+    .fields = FIELDS,
+    .defaults = defaults,
+    .check = check,
+    .layout = layout,
+    .ws_alloc = ws_alloc,
+    .ws_free = ws_free,
+    .batch = batch,
+    .score = rmf_dot_score,
+    .recommend = rmf_dot_recommend,
+};

@@ -24,12 +24,15 @@
  * user's history (w = 1, or recency weights), then rmf_topk_rows: a sparse
  * history times B costs nnz x n_items, far less than a dense sgemm of the
  * block (users x n_items^2) at MovieLens densities. */
+#include "models/model.h"
+
 #include "data/data.h"
 #include "rank/rank.h"
 #include "runtime/runtime.h"
 #include "runtime/spd.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,6 +66,8 @@ static rmf_status transpose(const rmf_csr *x, int64_t **colptr_out, int32_t **ro
     return RMF_OK;
 }
 
+/* Upper triangle (j >= i, row-major) of X^T X for the 0/1 matrix x into
+ * G (n_cols x n_cols); the strict lower triangle is zeroed. */
 rmf_status rmf_ease_gram_upper(const rmf_csr *x, int n_threads, float *G, rmf_error *err)
 {
     const int32_t n = x->n_cols;
@@ -103,10 +108,12 @@ rmf_status rmf_ease_gram_upper(const rmf_csr *x, int n_threads, float *G, rmf_er
     return RMF_OK;
 }
 
-rmf_status rmf_ease_fit(const rmf_csr *x, float l2, int n_threads, float *B, rmf_error *err)
+/* B (x->n_cols squared, row-major, caller-owned: all the fit needs besides
+ * O(nnz) scratch, so callers check n_cols^2 floats fit before allocating).
+ * float32 Cholesky (potrf/potri); RMF_ERR_VALUE when x is empty or float32
+ * finds the matrix not positive definite. */
+static rmf_status fit_B(const rmf_csr *x, float l2, int n_threads, float *B, rmf_error *err)
 {
-    if (!(l2 > 0.0f) || !isfinite(l2))
-        return rmf_fail(err, RMF_ERR_VALUE, "l2 must be a finite number > 0, got %g", (double)l2);
     if (x->n_cols < 1 || x->n_rows < 1 || x->indptr[x->n_rows] < 1)
         return rmf_fail(err, RMF_ERR_VALUE, "the interaction matrix is empty (%d x %d, %lld positives)",
                         x->n_rows, x->n_cols, (long long)x->indptr[x->n_rows]);
@@ -174,25 +181,63 @@ rmf_status rmf_ease_fit(const rmf_csr *x, float l2, int n_threads, float *B, rmf
     return RMF_OK;
 }
 
-rmf_status rmf_ease_recommend(const float *B, int32_t n_items, const rmf_csr *hist, const float *weights,
-                              const int32_t *rows, int64_t n, const rmf_csr *seen, const int32_t *seen_rows,
-                              int32_t k, int n_threads, int32_t *out_items, float *out_scores,
-                              int32_t *out_len, rmf_error *err)
+/* ------------------------------------------------------------------ */
+/* The descriptor                                                     */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    rmf_config base;
+    float l2; /* lambda, > 0 */
+} ease_config;
+_Static_assert(sizeof(ease_config) <= RMF_CONFIG_MAX, "config too large");
+
+static const rmf_field FIELDS[] = {
+    RMF_FIELD(ease_config, "l2", 'f', l2, "L2 regularisation (lambda)"),
+    {NULL, 0, 0, NULL},
+};
+
+static void defaults(void *cfg)
 {
-    if (k < 1)
-        return rmf_fail(err, RMF_ERR_VALUE, "k must be >= 1, got %d", k);
-    if (n_items < 1 || hist->n_cols != n_items)
-        return rmf_fail(err, RMF_ERR_VALUE, "the history has %d columns but B is %d x %d", hist->n_cols,
-                        n_items, n_items);
-    rmf_status st0 = rmf_csr_check(hist, "the history", -1, -1, err);
-    if (st0 != RMF_OK)
-        return st0;
-    for (int64_t r = 0; r < n; r++)
-        if (rows[r] < 0 || rows[r] >= hist->n_rows)
-            return rmf_fail(err, RMF_ERR_VALUE, "rows[%lld] = %d is outside [0, %d)", (long long)r, rows[r],
-                            hist->n_rows);
-    if (n == 0)
-        return RMF_OK;
+    ((ease_config *)cfg)->l2 = 250.0f;
+}
+
+static rmf_status check(const void *cfg, rmf_error *err)
+{
+    const float l2 = ((const ease_config *)cfg)->l2;
+    if (!(l2 > 0.0f) || !isfinite(l2))
+        return rmf_fail(err, RMF_ERR_VALUE, "l2 must be a finite number > 0, got %g", (double)l2);
+    return RMF_OK;
+}
+
+/* theta = B, n_items x n_items (filled by fit, not initialised). */
+static void layout(const void *cfg, rmf_layout *L)
+{
+    const ease_config *c = cfg;
+    rmf_layout_add(L, "B", c->base.n_items, c->base.n_items, RMF_BLOCK_DENSE, RMF_INIT_ZERO, 0.0);
+}
+
+static rmf_status fit(const void *cfg, const rmf_data *data, int n_threads, float *theta, rmf_error *err)
+{
+    return fit_B(data->positives, ((const ease_config *)cfg)->l2, n_threads, theta, err);
+}
+
+/* Top-k of s = sum_q w_q B[item_q, :] over the history row of each user
+ * (w from q->weights, aligned with the history's items, or 1), in blocks
+ * of users.  The item-item models (EASE, SLIST) have no per-user
+ * parameters: every query is a history (the training rows for the model's
+ * own users). */
+rmf_status rmf_item_item_recommend(const void *cfg, const float *B, const rmf_query *q, int32_t k,
+                                   int n_threads, int32_t *out_items, float *out_scores, int32_t *out_len,
+                                   rmf_error *err)
+{
+    const int32_t n_items = ((const rmf_config *)cfg)->n_items;
+    const rmf_seq *hist = q->history;
+    const float *weights = q->weights;
+    const int32_t *rows = q->users;
+    const int64_t n = q->n;
+    if (hist == NULL)
+        return rmf_fail(err, RMF_ERR_VALUE, "an item-item model recommends from a history: pass the users' "
+                        "rows");
     const int nt = rmf_resolve_threads(n_threads);
     (void)nt;
     const int64_t nb = rmf_block_users(n_items) < n ? rmf_block_users(n_items) : n;
@@ -212,19 +257,33 @@ rmf_status rmf_ease_recommend(const float *B, int32_t n_items, const rmf_csr *hi
                 float *s = S + r * n_items;
                 memset(s, 0, (size_t)n_items * sizeof *s);
                 const int32_t u = rows[u0 + r];
-                for (int64_t q = hist->indptr[u]; q < hist->indptr[u + 1]; q++) {
-                    const float w = weights ? weights[q] : 1.0f;
-                    const float *b = B + (int64_t)hist->indices[q] * n_items;
+                for (int64_t e = hist->indptr[u]; e < hist->indptr[u + 1]; e++) {
+                    const float w = weights ? weights[e] : 1.0f;
+                    const float *b = B + (int64_t)hist->items[e] * n_items;
                     for (int32_t j = 0; j < n_items; j++)
                         s[j] += w * b[j];
                 }
             }
             RMF_TEAM_END;
         }
-        st = rmf_topk_rows(S, bn, n_items, seen, seen_rows ? seen_rows + u0 : NULL, k, nt,
-                           out_items + u0 * k, out_scores + u0 * k, out_len + u0, err);
+        st = rmf_topk_select(S, bn, n_items, q->seen, rows + u0, q->allowed, k, nt, out_items + u0 * k,
+                             out_scores + u0 * k, out_len + u0, err);
     }
     rmf_fp_leave();
     free(S);
     return st;
 }
+
+const rmf_model rmf_ease = {
+    .kind = "ease",
+    .source = RMF_SOURCE_MATRIX,
+    .minibatch = 0,
+    .takes_history = 1,
+    .config_size = sizeof(ease_config),
+    .fields = FIELDS,
+    .defaults = defaults,
+    .check = check,
+    .layout = layout,
+    .fit = fit,
+    .recommend = rmf_item_item_recommend,
+};

@@ -3,7 +3,7 @@
  * WWW 2021; the authors' code is jin530/SLIST) on users' sequences.
  *
  * Each user's items in time order form one session of length L.  X has one
- * row per user (its items, weight x_q); for every position t < L - 1 the
+ * row per user (its items, weight 1); for every position t < L - 1 the
  * pair of rows S_t (the items up to t, item j weighted r^(t - j)) and T_t
  * (the items after t, item j weighted r^(j - t - 1)), r = exp(-1 /
  * position_decay), both cut to `window` items.  One solve:
@@ -26,10 +26,12 @@
  *
  * The solve reuses EASE's float32 Cholesky (runtime/spd.c): A + l2 I is
  * factored in place in `A`, and R, in B, goes through two triangular
- * solves, 2n^2 floats in all.  SLIST has no zero-diagonal constraint for
+ * solves, 2n^2 floats in all (theta is B; fit allocates A).  SLIST has no zero-diagonal constraint for
  * alpha < 1 (the authors add one only at alpha = 1, pure SLIS): an item
  * the user holds may score high for itself, and recommendation removes it
  * with the seen items. */
+#include "models/model.h"
+
 #include "runtime/runtime.h"
 #include "runtime/spd.h"
 
@@ -41,18 +43,14 @@
 #include <omp.h>
 #endif
 
-rmf_status rmf_slist_check_params(const rmf_slist_params *p, rmf_error *err)
-{
-    if (!(p->alpha >= 0.0 && p->alpha <= 1.0))
-        return rmf_fail(err, RMF_ERR_VALUE, "alpha must be in [0, 1], got %g", p->alpha);
-    if (!(p->l2 > 0.0) || !isfinite(p->l2))
-        return rmf_fail(err, RMF_ERR_VALUE, "l2 must be a finite number > 0, got %g", p->l2);
-    if (!(p->position_decay > 0.0)) /* INFINITY: no decay */
-        return rmf_fail(err, RMF_ERR_VALUE, "position_decay must be > 0, got %g", p->position_decay);
-    if (p->window < 1)
-        return rmf_fail(err, RMF_ERR_VALUE, "window must be >= 1, got %d", p->window);
-    return RMF_OK;
-}
+typedef struct {
+    rmf_config base;
+    float alpha;          /* weight of X^T X (SLIS) against S's terms (SLIT), [0, 1] */
+    float l2;             /* ridge on B, finite and > 0 */
+    float position_decay; /* r = exp(-1 / position_decay) per place; INFINITY: 1 */
+    int32_t window;       /* items S and T hold on each side of a place, >= 1 */
+} slist_config;
+_Static_assert(sizeof(slist_config) <= RMF_CONFIG_MAX, "config too large");
 
 /* Where each item occurs: the k-th occurrence of item i is user occ_user[k]
  * at place occ_pos[k] of their row, k in [occ_ptr[i], occ_ptr[i + 1]),
@@ -99,21 +97,16 @@ static rmf_status occ_build(const rmf_seq *h, occurrences *o, rmf_error *err)
 
 /* Adds row `item` of X^T X, S^T S and S^T T into xx, ss, st (n_items
  * doubles each). */
-static void sum_row(const rmf_seq *h, const float *xw, const occurrences *o, int32_t item, int32_t w,
-                    const double *rpow, const double *g2, double *xx, double *ss, double *st)
+static void sum_row(const rmf_seq *h, const occurrences *o, int32_t item, int32_t w, const double *rpow,
+                    const double *g2, double *xx, double *ss, double *st)
 {
     for (int64_t k = o->ptr[item]; k < o->ptr[item + 1]; k++) {
         const int64_t s0 = h->indptr[o->user[k]];
         const int32_t L = (int32_t)(h->indptr[o->user[k] + 1] - s0);
         const int32_t a = o->pos[k];
         const int32_t *seq = h->items + s0;
-        const double wa = xw ? (double)xw[s0 + a] : 1.0;
-        if (xw)
-            for (int32_t j = 0; j < L; j++)
-                xx[seq[j]] += wa * (double)xw[s0 + j];
-        else
-            for (int32_t j = 0; j < L; j++)
-                xx[seq[j]] += 1.0;
+        for (int32_t j = 0; j < L; j++)
+            xx[seq[j]] += 1.0;
         if (a > L - 2) /* the last item is in no S row */
             continue;
         const int32_t b_lo = a - w + 1 > 0 ? a - w + 1 : 0;
@@ -134,23 +127,15 @@ static void sum_row(const rmf_seq *h, const float *xw, const occurrences *o, int
     }
 }
 
-rmf_status rmf_slist_fit(const rmf_seq *h, const float *x_weights, const rmf_slist_params *p,
-                         int n_threads, float *B, float *A, rmf_error *err)
+/* B = (A + l2 I)^-1 R (see the top of the file) from the sequences h,
+ * one session per row, oldest first; A is n x n float scratch. */
+static rmf_status solve(const rmf_seq *h, const slist_config *p, int n_threads, float *B, float *A,
+                        rmf_error *err)
 {
-    rmf_status st = rmf_check_seq(h, err);
-    if (st == RMF_OK)
-        st = rmf_slist_check_params(p, err);
-    if (st != RMF_OK)
-        return st;
     const int32_t n = h->n_items;
     if (n < 1 || h->indptr[h->n_users] < 1)
         return rmf_fail(err, RMF_ERR_VALUE, "the sequences are empty (%d users, %d items, %lld entries)",
                         h->n_users, n, (long long)h->indptr[h->n_users]);
-    if (x_weights)
-        for (int64_t q = 0; q < h->indptr[h->n_users]; q++)
-            if (!(x_weights[q] >= 0.0f) || !isfinite(x_weights[q]))
-                return rmf_fail(err, RMF_ERR_VALUE, "x_weights[%lld] = %g is not a finite number >= 0",
-                                (long long)q, (double)x_weights[q]);
     int32_t longest = 1;
     for (int32_t u = 0; u < h->n_users; u++)
         if (h->indptr[u + 1] - h->indptr[u] > longest)
@@ -159,7 +144,8 @@ rmf_status rmf_slist_fit(const rmf_seq *h, const float *x_weights, const rmf_sli
     const int32_t w = p->window < longest ? p->window : longest;
     const int nt = rmf_resolve_threads(n_threads);
     occurrences o = {NULL, NULL, NULL};
-    if ((st = occ_build(h, &o, err)) != RMF_OK)
+    rmf_status st = occ_build(h, &o, err);
+    if (st != RMF_OK)
         return st;
     double *rpow = malloc((size_t)2 * (size_t)w * sizeof *rpow);
     double *g2 = malloc(((size_t)w + 1) * sizeof *g2);
@@ -172,11 +158,11 @@ rmf_status rmf_slist_fit(const rmf_seq *h, const float *x_weights, const rmf_sli
         return rmf_fail(err, RMF_ERR_NOMEM, "out of memory for SLIST's row sums (%d items, %d threads)", n, nt);
     }
     for (int32_t d = 0; d < 2 * w; d++)
-        rpow[d] = exp(-(double)d / p->position_decay);
+        rpow[d] = exp(-(double)d / (double)p->position_decay);
     g2[0] = 0.0;
     for (int32_t k = 0; k < w; k++)
         g2[k + 1] = g2[k] + rpow[k] * rpow[k];
-    const double alpha = p->alpha, beta = 1.0 - p->alpha;
+    const double alpha = p->alpha, beta = 1.0 - (double)p->alpha;
     rmf_stop *stop = rmf_stop_here();
     rmf_fp_enter();
     RMF_PARALLEL(nt)
@@ -192,7 +178,7 @@ rmf_status rmf_slist_fit(const rmf_seq *h, const float *x_weights, const rmf_sli
         for (int32_t i = 0; i < n; i++) {
             if (rmf_stopping(stop)) /* Ctrl-C (runtime/stop.c): skip the remaining rows */
                 continue;
-            sum_row(h, x_weights, &o, i, w, rpow, g2, xx, ss, sT);
+            sum_row(h, &o, i, w, rpow, g2, xx, ss, sT);
             float *a_row = A + (int64_t)i * n, *b_row = B + (int64_t)i * n;
             for (int32_t j = 0; j < n; j++) {
                 if (j >= i) /* the factor reads the upper triangle only */
@@ -208,8 +194,77 @@ rmf_status rmf_slist_fit(const rmf_seq *h, const float *x_weights, const rmf_sli
     free(rpow);
     free(g2);
     free(acc);
-    st = rmf_spd_factor(n, A, (float)p->l2, nt, "alpha X^T X + (1 - alpha) S^T S", err);
+    st = rmf_spd_factor(n, A, p->l2, nt, "alpha X^T X + (1 - alpha) S^T S", err);
     if (st != RMF_OK)
         return st;
     return rmf_spd_solve(n, A, B, nt, err);
 }
+
+/* ------------------------------------------------------------------ */
+/* The descriptor                                                     */
+/* ------------------------------------------------------------------ */
+
+static const rmf_field FIELDS[] = {
+    RMF_FIELD(slist_config, "alpha", 'f', alpha, "weight of the similarity term X^T X, in [0, 1]"),
+    RMF_FIELD(slist_config, "l2", 'f', l2, "L2 regularisation of B (lambda), > 0"),
+    RMF_FIELD(slist_config, "position_decay", 'f', position_decay,
+              "places over which S and T's weights fall by e (inf: no decay)"),
+    RMF_FIELD(slist_config, "window", 'i', window, "items S and T hold on each side of a place"),
+    {NULL, 0, 0, NULL},
+};
+
+static void defaults(void *cfg)
+{
+    slist_config *c = cfg;
+    c->alpha = 0.2f;
+    c->l2 = 300.0f;
+    c->position_decay = 8.0f;
+    c->window = 10;
+}
+
+static rmf_status check(const void *cfg, rmf_error *err)
+{
+    const slist_config *p = cfg;
+    if (!(p->alpha >= 0.0f && p->alpha <= 1.0f))
+        return rmf_fail(err, RMF_ERR_VALUE, "alpha must be in [0, 1], got %g", (double)p->alpha);
+    if (!(p->l2 > 0.0f) || !isfinite(p->l2))
+        return rmf_fail(err, RMF_ERR_VALUE, "l2 must be a finite number > 0, got %g", (double)p->l2);
+    if (!(p->position_decay > 0.0f)) /* INFINITY: no decay */
+        return rmf_fail(err, RMF_ERR_VALUE, "position_decay must be > 0, got %g", (double)p->position_decay);
+    if (p->window < 1)
+        return rmf_fail(err, RMF_ERR_VALUE, "window must be >= 1, got %d", p->window);
+    return RMF_OK;
+}
+
+/* theta = B, n_items x n_items (filled by fit, not initialised). */
+static void layout(const void *cfg, rmf_layout *L)
+{
+    const slist_config *c = cfg;
+    rmf_layout_add(L, "B", c->base.n_items, c->base.n_items, RMF_BLOCK_DENSE, RMF_INIT_ZERO, 0.0);
+}
+
+static rmf_status fit(const void *cfg, const rmf_data *data, int n_threads, float *theta, rmf_error *err)
+{
+    const int32_t n = ((const slist_config *)cfg)->base.n_items;
+    float *A = malloc((size_t)n * (size_t)n * sizeof *A);
+    if (A == NULL)
+        return rmf_fail(err, RMF_ERR_NOMEM, "out of memory for SLIST's %d x %d factor (%.2f GiB)", n, n,
+                        4.0 * (double)n * (double)n / 1073741824.0);
+    rmf_status st = solve(data->seq, cfg, n_threads, theta, A, err);
+    free(A);
+    return st;
+}
+
+const rmf_model rmf_slist = {
+    .kind = "slist",
+    .source = RMF_SOURCE_SEQUENCES,
+    .minibatch = 0,
+    .takes_history = 1,
+    .config_size = sizeof(slist_config),
+    .fields = FIELDS,
+    .defaults = defaults,
+    .check = check,
+    .layout = layout,
+    .fit = fit,
+    .recommend = rmf_item_item_recommend,
+};

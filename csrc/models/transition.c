@@ -22,6 +22,7 @@ static int cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* indptr starts at 0 and never decreases; items in [0, n_items). */
 rmf_status rmf_check_seq(const rmf_seq *h, rmf_error *err)
 {
     if (h == NULL || h->indptr == NULL)
@@ -45,6 +46,8 @@ rmf_status rmf_check_seq(const rmf_seq *h, rmf_error *err)
     return RMF_OK;
 }
 
+/* Number of (i, j) pairs with j at most `window` entries after i in a row
+ * of h: the capacity rmf_transition_counts needs for its outputs. */
 int64_t rmf_transition_capacity(const rmf_seq *h, int32_t window)
 {
     int64_t n = 0;
@@ -56,6 +59,15 @@ int64_t rmf_transition_capacity(const rmf_seq *h, int32_t window)
     return n;
 }
 
+/* Transition weights: W(i, j) = sum over rows of h and over the places
+ * where item j comes g entries after item i (1 <= g <= window) of
+ * gap_decay^(g - 1).  window = 1 counts how often j directly follows i (a
+ * first-order Markov chain).  An n_items x n_items CSR with sorted
+ * columns: out_indptr (n_items + 1), out_indices/out_weights (capacity
+ * rmf_transition_capacity(h, window)); *nnz receives the number of
+ * distinct pairs.  window in [1, RMF_TRANSITION_MAX_WINDOW], gap_decay in
+ * (0, 1].  Each weight is summed in gap order: results do not depend on
+ * n_threads. */
 rmf_status rmf_transition_counts(const rmf_seq *h, int32_t window, double gap_decay,
                                  int n_threads, int64_t *out_indptr, int32_t *out_indices,
                                  double *out_weights, int64_t *nnz, rmf_error *err)
@@ -194,6 +206,12 @@ static void score_block(const rmf_csr *trans, const float *probs, const rmf_seq 
     }
 }
 
+/* out (n x n_items, row-major): for user users[r],
+ * out[r][j] = sum over the user's positives i at age a of
+ * 2^(-a / half_life) * probs[T(i, j)], where trans (n_items x n_items,
+ * sorted columns) holds the structure of T and probs its values.
+ * half_life > 0; INFINITY weighs every positive 1.  Each row is summed by
+ * one thread in a fixed order: results do not depend on n_threads. */
 rmf_status rmf_transition_scores(const rmf_csr *trans, const float *probs, const rmf_seq *h,
                                  const int32_t *users, int64_t n, double half_life,
                                  int n_threads, float *out, rmf_error *err)
@@ -209,9 +227,12 @@ rmf_status rmf_transition_scores(const rmf_csr *trans, const float *probs, const
     return RMF_OK;
 }
 
+/* Top-k of those rows (rules and outputs of rmf_topk_rows); seen may be
+ * NULL, else n_users x n_items; allowed NULL or n_items candidate flags. */
 rmf_status rmf_transition_recommend(const rmf_csr *trans, const float *probs, const rmf_seq *h,
                                     const int32_t *users, int64_t n, double half_life,
-                                    const rmf_csr *seen, int32_t k, int n_threads,
+                                    const rmf_csr *seen, const uint8_t *allowed, int32_t k,
+                                    int n_threads,
                                     int32_t *out_items, float *out_scores, int32_t *out_len,
                                     rmf_error *err)
 {
@@ -229,13 +250,7 @@ rmf_status rmf_transition_recommend(const rmf_csr *trans, const float *probs, co
         return RMF_OK;
     const int32_t NI = h->n_items;
     const int nt = rmf_resolve_threads(n_threads);
-    /* Users per block: the block's scores stay ~4 MB however many users
-     * are asked for (as bprmf.c's recommend). */
-    int64_t nb = ((int64_t)1 << 20) / (NI > 0 ? NI : 1);
-    if (nb < 64)
-        nb = 64;
-    if (nb > n)
-        nb = n;
+    const int64_t nb = rmf_block_users(NI) < n ? rmf_block_users(NI) : n;
     float *S = malloc((size_t)(nb * (NI > 0 ? NI : 1)) * sizeof *S);
     if (S == NULL)
         return rmf_fail(err, RMF_ERR_NOMEM, "out of memory scoring %d items", (int)NI);
@@ -244,7 +259,7 @@ rmf_status rmf_transition_recommend(const rmf_csr *trans, const float *probs, co
     for (int64_t u0 = 0; u0 < n && st == RMF_OK && !rmf_stopping(stop); u0 += nb) {
         const int64_t bn = u0 + nb <= n ? nb : n - u0;
         score_block(trans, probs, h, users + u0, bn, half_life, nt, S);
-        st = rmf_topk_rows(S, bn, NI, seen, users + u0, k, nt, out_items + u0 * k,
+        st = rmf_topk_rows(S, bn, NI, seen, users + u0, allowed, k, nt, out_items + u0 * k,
                            out_scores + u0 * k, out_len + u0, err);
     }
     rmf_fp_leave();

@@ -1,5 +1,5 @@
-/* adam.c -- Adam as torch.optim.Adam computes it, and the training
- * parameters' defaults and checks.
+/* adam.c -- Adam as torch.optim.Adam computes it: dense, on an embedding
+ * table whose gradient rows sit by slot, and lazily on touched rows.
  *
  * Faithfulness to PyTorch (single-tensor path, amsgrad=False):
  *   grad  = g + wd * theta                (grad.add(param, alpha=wd))
@@ -139,6 +139,9 @@ static adam_scalars adam_prepare(const rmf_adam_params *p, int64_t step)
 /* Below this many parameters a parallel region costs more than it saves. */
 #define ADAM_PAR_MIN 32768
 
+/* One PyTorch-equivalent Adam step (torch.optim.Adam, amsgrad=False,
+ * maximize=False) over theta[0..n): step is the 1-based step count after
+ * this update.  g is the gradient without weight decay. */
 void rmf_adam_step(const rmf_adam_params *p, int64_t step, float *theta,
                    const float *g, float *m, float *v, int64_t n,
                    int n_threads)
@@ -246,34 +249,4 @@ void rmf_adam_table_share(const rmf_adam_params *p, int64_t step,
     hi = n_rows * (t + 1) / T;
 #endif
     adam_table_range(theta, m, v, slot_of_row, row_grad, D, lo, hi, s);
-}
-
-/* ------------------------------------------------------------------ */
-/* Training parameters                                                */
-/* ------------------------------------------------------------------ */
-
-void rmf_train_default_params(rmf_train_params *p)
-{
-    p->dropout = 0.1f;
-    p->batch_size = 4096;
-    p->n_neg = 4;
-    p->lazy_adam = 0;
-    p->seed = 0;
-    p->n_threads = 0;
-    rmf_adam_default_params(&p->adam);
-}
-
-const char *rmf_train_check_params(const rmf_train_params *p)
-{
-    if (!(p->dropout >= 0.0f && p->dropout < 1.0f))
-        return "dropout must be in [0, 1)";
-    if (p->batch_size < 1)
-        return "batch_size must be >= 1";
-    if (p->n_neg < 1)
-        return "n_neg must be >= 1";
-    if (p->lazy_adam != 0 && p->lazy_adam != 1)
-        return "lazy_adam must be 0 or 1";
-    if (p->n_threads < 0)
-        return "n_threads must be >= 0 (0 means all cores)";
-    return rmf_adam_check_params(&p->adam);
 }

@@ -3,6 +3,8 @@
  * the core's structs (CSR, sequences, model shapes). */
 #include "py/glue.h"
 
+#include <stdarg.h>
+
 PyObject *SamplingError; /* recmf.SamplingError, a ValueError */
 
 /* ------------------------------------------------------------------ */
@@ -281,14 +283,23 @@ int parse_csr(PyObject *indptr, PyObject *indices, long long n_cols, rmf_csr *ou
 
 /* PyArg_ParseTuple on a non-tuple is a SystemError: checked first (found
  * by tests/test_fuzz.py). */
+int parse_tuple(PyObject *obj, const char *name, const char *fields, const char *fmt, ...)
+{
+    if (!PyTuple_Check(obj))
+        return PyErr_Format(PyExc_TypeError, "%s must be a tuple %s, got %s", name, fields,
+                            Py_TYPE(obj)->tp_name), -1;
+    va_list va;
+    va_start(va, fmt);
+    int ok = PyArg_VaParse(obj, fmt, va);
+    va_end(va);
+    return ok ? 0 : -1;
+}
+
 int parse_csr_tuple(PyObject *obj, const char *name, rmf_csr *m)
 {
     PyObject *indptr, *indices;
     long long n_cols;
-    if (!PyTuple_Check(obj))
-        return PyErr_Format(PyExc_TypeError, "%s must be a tuple (indptr, indices, n_cols), got %s", name,
-                            Py_TYPE(obj)->tp_name), -1;
-    if (!PyArg_ParseTuple(obj, "OOL", &indptr, &indices, &n_cols))
+    if (parse_tuple(obj, name, "(indptr, indices, n_cols)", "OOL", &indptr, &indices, &n_cols) < 0)
         return -1;
     return parse_csr(indptr, indices, n_cols, m);
 }
@@ -330,33 +341,75 @@ int parse_seq(PyObject *hist, rmf_seq *h)
 /* Models                                                             */
 /* ------------------------------------------------------------------ */
 
-const rmf_model *find_model(const char *kind)
+const rmf_model *find_model(PyObject *kind)
 {
-    const rmf_model *row = rmf_model_find(kind);
-    if (row == NULL)
-        PyErr_Format(PyExc_ValueError, "the core has no model kind '%s'", kind);
-    return row;
+    const char *name = PyUnicode_Check(kind) ? PyUnicode_AsUTF8(kind) : NULL;
+    if (name == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_TypeError, "the model kind must be a str, got %s", Py_TYPE(kind)->tp_name);
+        return NULL;
+    }
+    const rmf_model *m = rmf_model_find(name);
+    if (m == NULL)
+        PyErr_Format(PyExc_ValueError, "the core has no model kind '%s'", name);
+    return m;
 }
 
-/* shape (n_users, n_items, emb_dim, hidden_dim), checked by the model. */
-int parse_shape(PyObject *obj, const rmf_model *row, rmf_shape *s)
+/* The core checks the values (rmf_model_check); the glue only converts
+ * them. */
+int set_field(const rmf_field *f, PyObject *value, void *cfg)
 {
+    char *dst = (char *)cfg + f->offset;
+    if (f->type == 'f') {
+        *(float *)dst = (float)PyFloat_AsDouble(value);
+    } else if (f->type == 'i') {
+        long l = PyLong_AsLong(value);
+        if (!PyErr_Occurred() && (l < INT32_MIN || l > INT32_MAX))
+            PyErr_Format(PyExc_ValueError, "%s is out of range: %ld", f->name, l);
+        *(int32_t *)dst = (int32_t)l;
+    } else {
+        *(uint64_t *)dst = PyLong_AsUnsignedLongLongMask(value);
+    }
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* Refuses a misspelt keyword rather than silently keeping a default. */
+int parse_config(const rmf_model *m, PyObject *dict, void *cfg)
+{
+    rmf_model_defaults(m, cfg);
+    if (dict != Py_None && !PyDict_Check(dict))
+        return PyErr_Format(PyExc_TypeError, "config must be a dict, got %s", Py_TYPE(dict)->tp_name), -1;
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (dict != Py_None && PyDict_Next(dict, &pos, &key, &value)) {
+        const char *name = PyUnicode_Check(key) ? PyUnicode_AsUTF8(key) : NULL;
+        if (name == NULL)
+            return PyErr_Occurred() ? -1 : (PyErr_SetString(PyExc_TypeError, "config keys must be str"), -1);
+        const rmf_field *f = rmf_model_field(m, name);
+        if (f == NULL)
+            return PyErr_Format(PyExc_TypeError, "unknown parameter '%s' of %s", name, rmf_model_name(m)), -1;
+        if (set_field(f, value, cfg) < 0)
+            return -1;
+    }
     rmf_error err = {{0}};
-    if (!PyTuple_Check(obj))
-        return PyErr_Format(PyExc_TypeError, "shape must be a tuple (n_users, n_items, emb_dim, hidden_dim), "
-                            "got %s", Py_TYPE(obj)->tp_name), -1;
-    if (!PyArg_ParseTuple(obj, "iiii", &s->n_users, &s->n_items, &s->emb_dim, &s->hidden_dim))
-        return -1;
-    rmf_status st = row->check_shape(s, &err);
+    rmf_status st = rmf_model_check(m, cfg, &err);
     return st == RMF_OK ? 0 : (raise_status(st, &err), -1);
 }
 
-/* A float32 vector of the model's parameter count (theta, Adam moments). */
-int check_theta(PyObject *theta, const char *name, const rmf_shape *s, const rmf_model *row, int writable)
+int64_t n_params_of(const rmf_model *m, const void *cfg)
 {
-    if (check_array(theta, name, NPY_FLOAT32, 1, writable) < 0)
+    rmf_layout L;
+    rmf_error err = {{0}};
+    rmf_status st = rmf_model_layout(m, cfg, &L, &err);
+    return st == RMF_OK ? L.n_params : (raise_status(st, &err), -1);
+}
+
+/* A float32 array (any shape) of n_params elements (theta, Adam moments). */
+int check_theta(PyObject *theta, const char *name, int64_t n_params, int writable)
+{
+    if (check_array(theta, name, NPY_FLOAT32, -1, writable) < 0)
         return -1;
-    return check_len(theta, name, (npy_intp)row->n_params(s));
+    return check_len(theta, name, (npy_intp)n_params);
 }
 
 /* The index vectors of a batch: int32, all of the first one's length. */
@@ -368,3 +421,62 @@ int check_index_arrays(PyObject **a, const char **names, int n)
     return 0;
 }
 
+int parse_allowed(PyObject *obj, npy_intp n_items, const uint8_t **out)
+{
+    *out = NULL;
+    if (obj == Py_None)
+        return 0;
+    int type = PyArray_Check(obj) && PyArray_TYPE((PyArrayObject *)obj) == NPY_BOOL ? NPY_BOOL : NPY_UINT8;
+    if (check_array(obj, "allowed", type, 1, 0) < 0 || check_len(obj, "allowed", n_items) < 0)
+        return -1;
+    *out = DATA(obj, uint8_t);
+    return 0;
+}
+
+int parse_rows(PyObject *obj, int32_t n_items, rmf_seq *h)
+{
+    PyObject *indptr, *items;
+    rmf_csr rows;
+    if (!PyTuple_Check(obj) || PyTuple_GET_SIZE(obj) != 2)
+        return PyErr_SetString(PyExc_TypeError, "rows must be a tuple (indptr, items)"), -1;
+    indptr = PyTuple_GET_ITEM(obj, 0);
+    items = PyTuple_GET_ITEM(obj, 1);
+    if (parse_csr(indptr, items, n_items, &rows) < 0)
+        return -1;
+    *h = (rmf_seq){rows.indptr, rows.indices, rows.n_rows, rows.n_cols};
+    return 0;
+}
+
+int parse_data(const rmf_model *m, const rmf_config *c, PyObject *obj, rmf_csr *csr, rmf_seq *seq,
+               rmf_data *d)
+{
+    memset(d, 0, sizeof *d);
+    switch (rmf_model_source(m)) {
+    case RMF_SOURCE_PAIRS:
+    case RMF_SOURCE_MATRIX: {
+        PyObject *indptr, *indices;
+        if (parse_tuple(obj, "data", "(indptr, indices)", "OO", &indptr, &indices) < 0 ||
+            parse_csr(indptr, indices, c->n_items, csr) < 0)
+            return -1;
+        d->positives = csr;
+        return 0;
+    }
+    case RMF_SOURCE_TRIPLETS: {
+        PyObject *uij[3];
+        if (parse_tuple(obj, "data", "(u, i, j)", "OOO", &uij[0], &uij[1], &uij[2]) < 0 ||
+            check_index_arrays(uij, (const char *[]){"u", "i", "j"}, 3) < 0)
+            return -1;
+        *d = (rmf_data){NULL, DATA(uij[0], int32_t), DATA(uij[1], int32_t), DATA(uij[2], int32_t),
+                        SIZE(uij[0]), NULL};
+        return 0;
+    }
+    case RMF_SOURCE_SEQUENCES:
+        if (parse_rows(obj, c->n_items, seq) < 0)
+            return -1;
+        d->seq = seq;
+        return 0;
+    default:
+        PyErr_SetString(PyExc_ValueError, "this model learns outside the core (no data source)");
+        return -1;
+    }
+}

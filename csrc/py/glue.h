@@ -131,6 +131,10 @@ int new_topk(PyObject **o, npy_intp n_rows, int k, int with_scores);
 
 /* A CSR passed as (indptr int64, indices int32, n_cols). */
 int parse_csr(PyObject *indptr, PyObject *indices, long long n_cols, rmf_csr *out);
+/* PyArg_ParseTuple(obj, fmt, ...) on an argument the caller passed as a
+ * tuple of `fields` (e.g. "(u, i, j)"); a TypeError naming it when it is
+ * not a tuple (PyArg_ParseTuple would raise SystemError). */
+int parse_tuple(PyObject *obj, const char *name, const char *fields, const char *fmt, ...);
 /* A CSR passed as the tuple (indptr, indices, n_cols); a TypeError naming
  * it otherwise. */
 int parse_csr_tuple(PyObject *obj, const char *name, rmf_csr *m);
@@ -138,12 +142,33 @@ int parse_csr_tuple(PyObject *obj, const char *name, rmf_csr *m);
 int parse_optional_csr(PyObject *seen, rmf_csr *m, int *present);
 /* hist: (indptr int64, items int32, n_items), rows in time order. */
 int parse_seq(PyObject *hist, rmf_seq *h);
-/* The table's row of kind, or NULL with a ValueError set. */
-const rmf_model *find_model(const char *kind);
-/* shape (n_users, n_items, emb_dim, hidden_dim), checked by the model. */
-int parse_shape(PyObject *obj, const rmf_model *row, rmf_shape *s);
-/* A float32 vector of the model's parameter count (theta, Adam moments). */
-int check_theta(PyObject *theta, const char *name, const rmf_shape *s, const rmf_model *row, int writable);
+/* The model of kind (a str), or NULL with an exception set. */
+const rmf_model *find_model(PyObject *kind);
+/* A model's config, in a buffer of RMF_CONFIG_MAX bytes. */
+typedef union {
+    rmf_config base;
+    max_align_t align;
+    char bytes[RMF_CONFIG_MAX];
+} config_buf;
+/* Sets field f of cfg from a Python number. */
+int set_field(const rmf_field *f, PyObject *value, void *cfg);
+/* cfg = the model's defaults, then the dict's keys (None: none), checked
+ * by the core; an unknown key is a TypeError. */
+int parse_config(const rmf_model *m, PyObject *dict, void *cfg);
+/* The model's n_params for cfg, or -1 with an exception set. */
+int64_t n_params_of(const rmf_model *m, const void *cfg);
+/* A float32 array (any shape) of n_params elements, C-contiguous. */
+int check_theta(PyObject *theta, const char *name, int64_t n_params, int writable);
+/* allowed: None (*out = NULL) or a uint8 or bool array of n_items
+ * candidate flags (non-zero: may be recommended). */
+int parse_allowed(PyObject *obj, npy_intp n_items, const uint8_t **out);
+/* rows: (indptr int64, items int32) over n_items items. */
+int parse_rows(PyObject *obj, int32_t n_items, rmf_seq *h);
+/* A model's data as its source says: (indptr, indices) for pairs and
+ * matrices, (u, i, j) for triplets, (indptr, items) for sequences; csr and
+ * seq hold what d points to. */
+int parse_data(const rmf_model *m, const rmf_config *c, PyObject *obj, rmf_csr *csr, rmf_seq *seq,
+               rmf_data *d);
 
 /* ------------------------------------------------------------------ */
 /* Method tables                                                      */

@@ -1,169 +1,220 @@
-/* models.c -- the glue of the model table: score_pairs, recommend and
- * n_params by kind, and the test entry points of the models' kernels. */
+/* models.c -- the glue of the model table: what a model is (its kinds,
+ * fields, layout), scoring and recommending, and the solvers of
+ * closed-form models.  Every entry point takes the model's kind and its
+ * config as a dict; nothing here names a model. */
 #include "py/glue.h"
 
-static PyObject *score_pairs(PyObject *args, const rmf_model *row)
+#include <stdio.h>
+#include <stdlib.h>
+
+static const char *SOURCES[] = {"none", "pairs", "triplets", "sequences", "matrix"};
+
+/* models() -> the kinds of the core's model table, in order. */
+static PyObject *py_models(PyObject *self, PyObject *noargs)
 {
-    PyObject *shape, *theta, *ui[2], *out = NULL;
-    int n_threads;
-    rmf_shape s;
+    PyObject *out = PyList_New(0);
+    const rmf_model *m;
+    for (int r = 0; out && (m = rmf_model_at(r)) != NULL; r++) {
+        PyObject *name = PyUnicode_FromString(rmf_model_name(m));
+        if (name == NULL || PyList_Append(out, name) < 0) {
+            Py_XDECREF(name);
+            Py_CLEAR(out);
+            break;
+        }
+        Py_DECREF(name);
+    }
+    return out;
+}
+
+/* A field's default, as a Python number: a float as the shortest decimal
+ * that rounds to it (1e-3, not 0.0010000000474974513). */
+static PyObject *field_value(const rmf_field *f, const void *cfg)
+{
+    const char *src = (const char *)cfg + f->offset;
+    if (f->type == 'f') {
+        const float x = *(const float *)src;
+        char buf[32];
+        for (int digits = 1; digits <= 9; digits++) {
+            snprintf(buf, sizeof buf, "%.*g", digits, (double)x);
+            if (strtof(buf, NULL) == x)
+                break;
+        }
+        return PyFloat_FromDouble(strtod(buf, NULL));
+    }
+    if (f->type == 'i')
+        return PyLong_FromLong(*(const int32_t *)src);
+    return PyLong_FromUnsignedLongLong(*(const uint64_t *)src);
+}
+
+/* model_info(kind) -> {"source", "minibatch", "fields": [(name, type,
+ * default, help)]}: what the CLI and the docs read. */
+static PyObject *py_model_info(PyObject *self, PyObject *kind)
+{
+    const rmf_model *m = find_model(kind);
+    if (m == NULL)
+        return NULL;
+    config_buf cfg;
+    rmf_model_defaults(m, &cfg);
+    PyObject *fields = PyList_New(0);
+    const rmf_field *f;
+    for (int q = 0; fields && (f = rmf_model_field_at(m, q)) != NULL; q++) {
+        PyObject *row = Py_BuildValue("(sCNs)", f->name, f->type, field_value(f, &cfg), f->help);
+        if (row == NULL || PyList_Append(fields, row) < 0)
+            Py_CLEAR(fields);
+        Py_XDECREF(row);
+    }
+    if (fields == NULL)
+        return NULL;
+    return Py_BuildValue("{s:s,s:O,s:N}", "source", SOURCES[rmf_model_source(m)], "minibatch",
+                         rmf_model_minibatch(m) ? Py_True : Py_False, "fields", fields);
+}
+
+/* layout(kind, config) -> (n_params, [(name, offset, shape, role, init,
+ * init_arg)]): theta's blocks, in order. */
+static PyObject *py_layout(PyObject *self, PyObject *args)
+{
+    PyObject *kind, *dict;
+    config_buf cfg;
+    const rmf_model *m;
+    if (!PyArg_ParseTuple(args, "OO", &kind, &dict) || !(m = find_model(kind)) || parse_config(m, dict, &cfg) < 0)
+        return NULL;
+    rmf_layout L;
     rmf_error err = {{0}};
-    if (!PyArg_ParseTuple(args, "OOOOi", &shape, &theta, &ui[0], &ui[1], &n_threads) ||
-        parse_shape(shape, row, &s) < 0 || check_theta(theta, "theta", &s, row, 0) < 0 ||
+    rmf_status st = rmf_model_layout(m, &cfg, &L, &err);
+    if (st != RMF_OK)
+        return raise_status(st, &err);
+    static const char *ROLES[] = {"dense", "table"}, *INITS[] = {"zero", "normal", "uniform"};
+    PyObject *blocks = PyList_New(L.n_blocks);
+    for (int b = 0; blocks && b < L.n_blocks; b++) {
+        const rmf_block *k = &L.block[b];
+        PyObject *shape = k->cols > 0 ? Py_BuildValue("(LL)", (long long)k->rows, (long long)k->cols)
+                                      : Py_BuildValue("(L)", (long long)k->rows);
+        PyObject *row = shape ? Py_BuildValue("(sLNssd)", k->name, (long long)k->offset, shape, ROLES[k->role],
+                                              INITS[k->init], k->init_arg)
+                              : NULL;
+        if (row == NULL)
+            Py_CLEAR(blocks);
+        else
+            PyList_SET_ITEM(blocks, b, row);
+    }
+    return blocks ? Py_BuildValue("LN", (long long)L.n_params, blocks) : NULL;
+}
+
+/* n_params(kind, config) -> the length of the model's theta. */
+static PyObject *py_n_params(PyObject *self, PyObject *args)
+{
+    PyObject *kind, *dict;
+    config_buf cfg;
+    const rmf_model *m;
+    if (!PyArg_ParseTuple(args, "OO", &kind, &dict) || !(m = find_model(kind)) || parse_config(m, dict, &cfg) < 0)
+        return NULL;
+    int64_t n = n_params_of(m, &cfg);
+    return n < 0 ? NULL : PyLong_FromLongLong(n);
+}
+
+/* What scoring takes first: kind, config, theta (checked against the
+ * layout); history (None or (indptr, items)) into h. */
+static int parse_model_call(PyObject *kind, PyObject *dict, PyObject *theta, PyObject *history,
+                            const rmf_model **m, config_buf *cfg, rmf_seq *h, int *has_history)
+{
+    int64_t n;
+    if (!(*m = find_model(kind)) || parse_config(*m, dict, cfg) < 0 || (n = n_params_of(*m, cfg)) < 0 ||
+        check_theta(theta, "theta", n, 0) < 0)
+        return -1;
+    *has_history = history != Py_None;
+    return *has_history ? parse_rows(history, cfg->base.n_items, h) : 0;
+}
+
+/* score_pairs(kind, config, theta, u, i, n_threads, history=None) -> scores. */
+static PyObject *py_score_pairs(PyObject *self, PyObject *args, PyObject *kw)
+{
+    static char *names[] = {"kind", "config", "theta", "u", "i", "n_threads", "history", NULL};
+    PyObject *kind, *dict, *theta, *ui[2], *history = Py_None, *out = NULL;
+    int n_threads, has_history;
+    const rmf_model *m;
+    config_buf cfg;
+    rmf_seq h;
+    rmf_error err = {{0}};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOi|O", names, &kind, &dict, &theta, &ui[0], &ui[1],
+                                     &n_threads, &history) ||
+        parse_model_call(kind, dict, theta, history, &m, &cfg, &h, &has_history) < 0 ||
         check_index_arrays(ui, (const char *[]){"user_idx", "item_idx"}, 2) < 0 ||
         !(out = new_array1(SIZE(ui[0]), NPY_FLOAT32)))
         return NULL;
-    CALL(&out, 1, row->score_pairs(&s, DATA(theta, float), DATA(ui[0], int32_t), DATA(ui[1], int32_t), SIZE(ui[0]),
-                                   n_threads, DATA(out, float), &err));
+    CALL(&out, 1, rmf_model_score(m, &cfg, DATA(theta, float), DATA(ui[0], int32_t), DATA(ui[1], int32_t),
+                                  SIZE(ui[0]), has_history ? &h : NULL, n_threads, DATA(out, float), &err));
     return out;
 }
 
-static PyObject *recommend(PyObject *args, const rmf_model *row)
+/* recommend(kind, config, theta, users, seen|None, k, n_threads,
+ * history=None, weights=None, allowed=None) -> (items, scores, len). */
+static PyObject *py_recommend(PyObject *self, PyObject *args, PyObject *kw)
 {
-    PyObject *shape, *theta, *users, *seen, *o[3] = {NULL, NULL, NULL};
-    int k, n_threads, has_seen;
-    rmf_shape s;
-    rmf_csr m;
+    static char *names[] = {"kind", "config", "theta", "users", "seen", "k", "n_threads",
+                            "history", "weights", "allowed", NULL};
+    PyObject *kind, *dict, *theta, *users, *seen, *history = Py_None, *weights = Py_None, *allowed = Py_None;
+    PyObject *o[3] = {NULL, NULL, NULL};
+    int k, n_threads, has_seen, has_history;
+    const rmf_model *m;
+    config_buf cfg;
+    rmf_seq h;
+    rmf_csr s;
     rmf_error err = {{0}};
-    if (!PyArg_ParseTuple(args, "OOOOii", &shape, &theta, &users, &seen, &k, &n_threads) ||
-        parse_shape(shape, row, &s) < 0 || check_theta(theta, "theta", &s, row, 0) < 0 ||
-        check_array(users, "users", NPY_INT32, 1, 0) < 0 || parse_optional_csr(seen, &m, &has_seen) < 0 ||
-        new_topk(o, SIZE(users), k > 0 ? k : 0, 1) < 0)
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOii|OOO", names, &kind, &dict, &theta, &users, &seen, &k,
+                                     &n_threads, &history, &weights, &allowed) ||
+        parse_model_call(kind, dict, theta, history, &m, &cfg, &h, &has_history) < 0 ||
+        check_array(users, "users", NPY_INT32, 1, 0) < 0 || parse_optional_csr(seen, &s, &has_seen) < 0)
         return NULL;
-    CALL(o, 3, row->recommend(&s, DATA(theta, float), DATA(users, int32_t), SIZE(users), has_seen ? &m : NULL, k,
-                              n_threads, DATA(o[0], int32_t), DATA(o[1], float), DATA(o[2], int32_t), &err));
+    if (weights != Py_None &&
+        (!has_history || check_array(weights, "weights", NPY_FLOAT32, 1, 0) < 0 ||
+         check_len(weights, "weights", (npy_intp)h.indptr[h.n_users]) < 0))
+        return has_history ? NULL : (PyErr_SetString(PyExc_ValueError, "weights need a history"), NULL);
+    const uint8_t *cand;
+    if (parse_allowed(allowed, cfg.base.n_items, &cand) < 0)
+        return NULL;
+    if (new_topk(o, SIZE(users), k > 0 ? k : 0, 1) < 0)
+        return NULL;
+    rmf_query q = {DATA(users, int32_t), SIZE(users), has_history ? &h : NULL,
+                   weights == Py_None ? NULL : DATA(weights, float), has_seen ? &s : NULL,
+                   cand};
+    CALL(o, 3, rmf_model_recommend(m, &cfg, DATA(theta, float), &q, k, n_threads, DATA(o[0], int32_t),
+                                   DATA(o[1], float), DATA(o[2], int32_t), &err));
     return pack(o, 3);
 }
 
-static PyObject *n_params(PyObject *args, const rmf_model *row)
+/* fit(kind, config, data, theta, n_threads): a closed-form model's
+ * parameters into theta (writable), from its source's data. */
+static PyObject *py_fit(PyObject *self, PyObject *args)
 {
-    PyObject *shape;
-    rmf_shape s;
-    if (!PyArg_ParseTuple(args, "O", &shape) || parse_shape(shape, row, &s) < 0)
-        return NULL;
-    return PyLong_FromLongLong(row->n_params(&s));
-}
-
-/* Entry points whose first argument is the model kind. */
-static PyObject *by_kind(PyObject *args, PyObject *(*fn)(PyObject *, const rmf_model *))
-{
-    Py_ssize_t n = PyTuple_GET_SIZE(args);
-    const char *kind = n > 0 && PyUnicode_Check(PyTuple_GET_ITEM(args, 0))
-                           ? PyUnicode_AsUTF8(PyTuple_GET_ITEM(args, 0)) : NULL;
-    if (kind == NULL) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "the first argument must be the model kind (str)");
-        return NULL;
-    }
-    const rmf_model *row = find_model(kind);
-    PyObject *rest = row ? PyTuple_GetSlice(args, 1, n) : NULL;
-    if (rest == NULL)
-        return NULL;
-    PyObject *r = fn(rest, row);
-    Py_DECREF(rest);
-    return r;
-}
-
-static PyObject *py_score_pairs(PyObject *self, PyObject *args) { return by_kind(args, score_pairs); }
-static PyObject *py_recommend(PyObject *self, PyObject *args) { return by_kind(args, recommend); }
-static PyObject *py_n_params(PyObject *self, PyObject *args) { return by_kind(args, n_params); }
-
-static PyObject *py_ncf_batch_grad(PyObject *self, PyObject *args)
-{
-    PyObject *shape, *theta, *ui[2], *y, *mask, *grad = NULL;
+    PyObject *kind, *dict, *data, *theta;
     int n_threads;
-    rmf_shape s;
-    double loss = 0;
+    const rmf_model *m;
+    config_buf cfg;
+    rmf_csr csr;
+    rmf_seq seq;
+    rmf_data d;
+    int64_t n;
+    if (!PyArg_ParseTuple(args, "OOOOi", &kind, &dict, &data, &theta, &n_threads) || !(m = find_model(kind)) ||
+        parse_config(m, dict, &cfg) < 0 || (n = n_params_of(m, &cfg)) < 0 ||
+        check_theta(theta, "theta", n, 1) < 0 || parse_data(m, &cfg.base, data, &csr, &seq, &d) < 0)
+        return NULL;
     rmf_error err = {{0}};
-    const rmf_model *row = find_model("neuralmf");
-    if (row == NULL || !PyArg_ParseTuple(args, "OOOOOOi", &shape, &theta, &ui[0], &ui[1], &y, &mask, &n_threads) ||
-        parse_shape(shape, row, &s) < 0 || check_theta(theta, "theta", &s, row, 0) < 0 ||
-        check_index_arrays(ui, (const char *[]){"u", "i"}, 2) < 0 || check_array(y, "y", NPY_FLOAT32, 1, 0) < 0 ||
-        check_len(y, "y", SIZE(ui[0])) < 0)
-        return NULL;
-    if (mask != Py_None && (check_array(mask, "mask", NPY_FLOAT32, 2, 0) < 0 ||
-                            check_len(mask, "mask", (npy_intp)(SIZE(ui[0]) * s.hidden_dim)) < 0))
-        return NULL;
-    if (!(grad = new_array1((npy_intp)row->n_params(&s), NPY_FLOAT32)))
-        return NULL;
-    CALL(&grad, 1, rmf_ncf_batch_grad(&s, DATA(theta, float), DATA(ui[0], int32_t), DATA(ui[1], int32_t),
-                                      DATA(y, float), SIZE(ui[0]), mask == Py_None ? NULL : DATA(mask, float),
-                                      n_threads, DATA(grad, float), &loss, &err));
-    return Py_BuildValue("dN", loss, grad);
+    rmf_status st;
+    RMF_NOGIL(st, rmf_model_fit(m, &cfg, &d, n_threads, DATA(theta, float), &err));
+    if (st != RMF_OK)
+        return raise_status(st, &err);
+    Py_RETURN_NONE;
 }
-
-static PyObject *py_bpr_batch_grad(PyObject *self, PyObject *args)
-{
-    PyObject *shape, *theta, *uij[3], *grad = NULL;
-    int n_threads;
-    rmf_shape s;
-    double loss = 0;
-    rmf_error err = {{0}};
-    const rmf_model *row = find_model("bprmf");
-    if (row == NULL || !PyArg_ParseTuple(args, "OOOOOi", &shape, &theta, &uij[0], &uij[1], &uij[2], &n_threads) ||
-        parse_shape(shape, row, &s) < 0 || check_theta(theta, "theta", &s, row, 0) < 0 ||
-        check_index_arrays(uij, (const char *[]){"u", "i", "j"}, 3) < 0 ||
-        !(grad = new_array1((npy_intp)row->n_params(&s), NPY_FLOAT32)))
-        return NULL;
-    CALL(&grad, 1, rmf_mf_batch_grad(&s, DATA(theta, float), DATA(uij[0], int32_t), DATA(uij[1], int32_t),
-                                     DATA(uij[2], int32_t), SIZE(uij[0]), n_threads, DATA(grad, float), &loss, &err));
-    return Py_BuildValue("dN", loss, grad);
-}
-
-static PyObject *py_epoch_order(PyObject *self, PyObject *args)
-{
-    Py_ssize_t n;
-    unsigned long long seed, epoch;
-    int n_threads;
-    PyObject *perm;
-    if (!PyArg_ParseTuple(args, "nKKi", &n, &seed, &epoch, &n_threads) || !(perm = new_array1(n, NPY_INT64)))
-        return NULL; /* NumPy refuses n < 0 */
-    Py_BEGIN_ALLOW_THREADS
-    rmf_work_begin();
-    rmf_epoch_order(DATA(perm, int64_t), (int64_t)n, seed, epoch, rmf_resolve_threads(n_threads));
-    rmf_work_end();
-    Py_END_ALLOW_THREADS
-    return perm;
-}
-
-static PyObject *py_ncf_dropout_mask(PyObject *self, PyObject *args)
-{
-    float p;
-    unsigned long long seed, epoch, batch;
-    Py_ssize_t n;
-    int hidden;
-    PyObject *out = NULL;
-    rmf_error err = {{0}};
-    if (!PyArg_ParseTuple(args, "fKKKni", &p, &seed, &epoch, &batch, &n, &hidden) ||
-        !(out = new_array2(n > 0 ? n : 0, hidden > 0 ? hidden : 0, NPY_FLOAT32)))
-        return NULL;
-    CALL(&out, 1, rmf_ncf_dropout_mask(p, seed, epoch, batch, (int64_t)n, hidden, DATA(out, float), &err));
-    return out;
-}
-
-/* The per-model names of score_pairs and recommend, bound to their rows. */
-#define BOUND(name, fn, kind)                                        \
-    static PyObject *py_##name(PyObject *self, PyObject *args)       \
-    {                                                                \
-        const rmf_model *row = find_model(kind);                     \
-        return row ? fn(args, row) : NULL;                           \
-    }
-BOUND(ncf_score_pairs, score_pairs, "neuralmf")
-BOUND(mf_score_pairs, score_pairs, "bprmf")
-BOUND(ncf_recommend, recommend, "neuralmf")
-BOUND(mf_recommend, recommend, "bprmf")
 
 PyMethodDef rmf_py_model_methods[] = {
-    VARARGS(score_pairs, "score_pairs(kind, shape, theta, u, i, n_threads) -> scores"),
-    VARARGS(recommend, "recommend(kind, shape, theta, users, seen|None, k, n_threads) -> (items, scores, len)"),
-    VARARGS(n_params, "n_params(kind, shape) -> int: the length of the model's theta"),
-    VARARGS(ncf_batch_grad, "ncf_batch_grad(shape, theta, u, i, y, mask|None, n_threads) -> (loss, grad)"),
-    VARARGS(bpr_batch_grad, "bpr_batch_grad(shape, theta, u, i, j, n_threads) -> (loss, grad)"),
-    VARARGS(epoch_order, "epoch_order(n, seed, epoch, n_threads) -> the shuffled pair order of a training epoch"),
-    VARARGS(ncf_dropout_mask, "ncf_dropout_mask(p, seed, epoch, batch, n, hidden) -> the n x hidden mask training draws"),
-    VARARGS(ncf_score_pairs, "ncf_score_pairs(shape, theta, u, i, n_threads) -> logits"),
-    VARARGS(mf_score_pairs, "mf_score_pairs(shape, theta, u, i, n_threads) -> scores"),
-    VARARGS(ncf_recommend, "ncf_recommend(shape, theta, users, seen|None, k, n_threads)"),
-    VARARGS(mf_recommend, "mf_recommend(shape, theta, users, seen|None, k, n_threads)"),
+    NOARGS(models, "models() -> the kinds of the core's model table"),
+    {"model_info", (PyCFunction)py_model_info, METH_O,
+     "model_info(kind) -> {source, minibatch, fields: [(name, type, default, help)]}"},
+    VARARGS(layout, "layout(kind, config) -> (n_params, [(name, offset, shape, role, init, init_arg)])"),
+    VARARGS(n_params, "n_params(kind, config) -> int: the length of the model's theta"),
+    KWARGS(score_pairs, "score_pairs(kind, config, theta, u, i, n_threads, history=None) -> scores"),
+    KWARGS(recommend, "recommend(kind, config, theta, users, seen|None, k, n_threads, history=None, "
+                      "weights=None, allowed=None) -> (items, scores, len)"),
+    VARARGS(fit, "fit(kind, config, data, theta, n_threads): a closed-form model's theta from its data"),
     {NULL, NULL, 0, NULL},
 };

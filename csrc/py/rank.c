@@ -1,39 +1,50 @@
 /* rank.c -- the glue of top-k selection and the ranking metrics. */
 #include "py/glue.h"
 
-static PyObject *py_topk_rows(PyObject *self, PyObject *args)
+static PyObject *py_topk_rows(PyObject *self, PyObject *args, PyObject *kw)
 {
-    PyObject *scores, *seen, *seen_rows, *o[3] = {NULL, NULL, NULL};
+    static char *names[] = {"scores", "seen", "seen_rows", "k", "n_threads", "allowed", NULL};
+    PyObject *scores, *seen, *seen_rows, *allowed = Py_None, *o[3] = {NULL, NULL, NULL};
     int k, n_threads, has_seen;
+    const uint8_t *cand;
     rmf_csr m;
     rmf_error err = {{0}};
-    if (!PyArg_ParseTuple(args, "OOOii", &scores, &seen, &seen_rows, &k, &n_threads) ||
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOii|O", names, &scores, &seen, &seen_rows, &k, &n_threads,
+                                     &allowed) ||
         check_array(scores, "scores", NPY_FLOAT32, 2, 0) < 0 || parse_optional_csr(seen, &m, &has_seen) < 0)
         return NULL;
     npy_intp n_rows = PyArray_DIM((PyArrayObject *)scores, 0), n_cols = PyArray_DIM((PyArrayObject *)scores, 1);
     if (has_seen && (check_array(seen_rows, "seen_rows", NPY_INT32, 1, 0) < 0 ||
                      check_len(seen_rows, "seen_rows", n_rows) < 0))
         return NULL;
+    if (parse_allowed(allowed, n_cols, &cand) < 0)
+        return NULL;
     if (new_topk(o, n_rows, k > 0 ? k : 0, 1) < 0)
         return NULL;
     CALL(o, 3, rmf_topk_rows(DATA(scores, float), n_rows, (int32_t)n_cols, has_seen ? &m : NULL,
-                             has_seen ? DATA(seen_rows, int32_t) : NULL, k, n_threads, DATA(o[0], int32_t),
+                             has_seen ? DATA(seen_rows, int32_t) : NULL, cand, k, n_threads, DATA(o[0], int32_t),
                              DATA(o[1], float), DATA(o[2], int32_t), &err));
     return pack(o, 3);
 }
 
-static PyObject *py_topk_ranked(PyObject *self, PyObject *args)
+static PyObject *py_topk_ranked(PyObject *self, PyObject *args, PyObject *kw)
 {
-    PyObject *ranking, *seen, *users, *o[3] = {NULL, NULL, NULL};
+    static char *names[] = {"ranking", "seen", "users", "k", "allowed", NULL};
+    PyObject *ranking, *seen, *users, *allowed = Py_None, *o[3] = {NULL, NULL, NULL};
     int k, has_seen;
+    const uint8_t *cand;
     rmf_csr m;
     rmf_error err = {{0}};
-    if (!PyArg_ParseTuple(args, "OOOi", &ranking, &seen, &users, &k) ||
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOi|O", names, &ranking, &seen, &users, &k, &allowed) ||
         check_array(ranking, "ranking", NPY_INT32, 1, 0) < 0 || check_array(users, "users", NPY_INT32, 1, 0) < 0 ||
-        parse_optional_csr(seen, &m, &has_seen) < 0 || new_topk(o, SIZE(users), k > 0 ? k : 0, 0) < 0)
+        parse_optional_csr(seen, &m, &has_seen) < 0 ||
+        parse_allowed(allowed, allowed == Py_None ? 0 : PyArray_SIZE((PyArrayObject *)allowed), &cand) < 0 ||
+        new_topk(o, SIZE(users), k > 0 ? k : 0, 0) < 0)
         return NULL;
     CALL(o, 3, rmf_topk_ranked(DATA(ranking, int32_t), (int32_t)SIZE(ranking), has_seen ? &m : NULL,
-                               DATA(users, int32_t), SIZE(users), k, DATA(o[0], int32_t), DATA(o[2], int32_t), &err));
+                               DATA(users, int32_t), SIZE(users), cand,
+                               cand ? (int32_t)PyArray_SIZE((PyArrayObject *)allowed) : 0, k, DATA(o[0], int32_t),
+                               DATA(o[2], int32_t), &err));
     PyObject *items_len[2] = {o[0], o[2]};
     return pack(items_len, 2);
 }
@@ -90,8 +101,8 @@ static PyObject *py_coverage_popularity(PyObject *self, PyObject *args)
 
 
 PyMethodDef rmf_py_rank_methods[] = {
-    VARARGS(topk_rows, "topk_rows(scores, seen|None, seen_rows, k, n_threads) -> (items, scores, len)"),
-    VARARGS(topk_ranked, "topk_ranked(ranking, seen|None, users, k) -> (items, len)"),
+    KWARGS(topk_rows, "topk_rows(scores, seen|None, seen_rows, k, n_threads, allowed=None) -> (items, scores, len)"),
+    KWARGS(topk_ranked, "topk_ranked(ranking, seen|None, users, k, allowed=None) -> (items, len)"),
     VARARGS(ranking_metrics, "ranking_metrics(recs, rec_len, rel_indptr, rel_items) -> (per_user, means, n)"),
     VARARGS(coverage_popularity, "coverage_popularity(recs, rec_len, catalog, pop_ids, pop_values)"),
     {NULL, NULL, 0, NULL},

@@ -1,29 +1,12 @@
-/* solvers.c -- the glue of the closed-form models: EASE, SLIST, ALS's
- * half-sweep and item transitions. */
+/* solvers.c -- the glue of the solver entries that stay outside the model
+ * table, openly: ALS's half-sweep (Python alternates them), item
+ * transitions (counts of variable size), and EASE's Gram and Cholesky
+ * kernels for tests (EASE itself fits through _core.fit). */
 #include "py/glue.h"
 
-/* ================================================================== */
-/* EASE (ease.c) -- begin                                              */
-/* ================================================================== */
-
-/* B: a writable float32 n_cols x n_cols array. */
-static PyObject *py_ease_fit(PyObject *self, PyObject *args)
-{
-    PyObject *indptr, *indices, *B;
-    long long n_cols;
-    float l2;
-    int n_threads;
-    rmf_csr m;
-    if (!PyArg_ParseTuple(args, "OOLfiO", &indptr, &indices, &n_cols, &l2, &n_threads, &B) ||
-        parse_csr(indptr, indices, n_cols, &m) < 0 || check_square(B, "B", n_cols, 1) < 0)
-        return NULL;
-    rmf_error err = {{0}};
-    rmf_status st;
-    RMF_NOGIL(st, rmf_ease_fit(&m, l2, n_threads, DATA(B, float), &err));
-    if (st != RMF_OK)
-        return raise_status(st, &err);
-    Py_RETURN_NONE;
-}
+/* ------------------------------------------------------------------ */
+/* EASE's kernels (models/ease.c), for tests                         */
+/* ------------------------------------------------------------------ */
 
 /* ease_gram(indptr, indices, n_cols, n_threads) -> upper triangle of X^T X. */
 static PyObject *py_ease_gram(PyObject *self, PyObject *args)
@@ -48,67 +31,6 @@ static PyObject *py_ease_gram(PyObject *self, PyObject *args)
     return G;
 }
 
-/* ease_recommend(B, (indptr, indices, n_cols), weights|None, rows, seen|None,
- * seen_rows|None, k, n_threads) -> (items, scores, len). */
-static PyObject *py_ease_recommend(PyObject *self, PyObject *args)
-{
-    PyObject *B, *hist, *weights, *rows, *seen, *seen_rows;
-    int k, n_threads;
-    if (!PyArg_ParseTuple(args, "OOOOOOii", &B, &hist, &weights, &rows, &seen, &seen_rows, &k, &n_threads))
-        return NULL;
-    rmf_csr h, m;
-    int has_seen;
-    if (check_array(B, "B", NPY_FLOAT32, 2, 0) < 0 || parse_csr_tuple(hist, "history", &h) < 0)
-        return NULL;
-    /* rows and seen_rows are range-checked by the core (rmf_ease_recommend, rmf_topk_rows). */
-    if (check_square(B, "B", h.n_cols, 0) < 0 || check_array(rows, "rows", NPY_INT32, 1, 0) < 0 ||
-        parse_optional_csr(seen, &m, &has_seen) < 0)
-        return NULL;
-    if (weights != Py_None && (check_array(weights, "weights", NPY_FLOAT32, 1, 0) < 0 ||
-                               check_len(weights, "weights", (npy_intp)h.indptr[h.n_rows]) < 0))
-        return NULL;
-    int64_t n = SIZE(rows);
-    if (has_seen) {
-        if (m.n_cols != h.n_cols) {
-            PyErr_Format(PyExc_ValueError, "seen has %d columns but B is %d x %d", m.n_cols, h.n_cols, h.n_cols);
-            return NULL;
-        }
-        if (check_array(seen_rows, "seen_rows", NPY_INT32, 1, 0) < 0 || check_len(seen_rows, "seen_rows", n) < 0)
-            return NULL;
-        const int32_t *sr = DATA(seen_rows, int32_t);
-        for (int64_t r = 0; r < n; r++)
-            if (sr[r] >= m.n_rows) {
-                PyErr_Format(PyExc_ValueError, "seen_rows[%lld] = %d is outside [-1, %d)", (long long)r, sr[r],
-                             m.n_rows);
-                return NULL;
-            }
-    }
-    if (k < 1) {
-        PyErr_Format(PyExc_ValueError, "k must be >= 1, got %d", k);
-        return NULL;
-    }
-    PyObject *items = new_array2(n, k, NPY_INT32), *vals = new_array2(n, k, NPY_FLOAT32),
-             *len = new_array1(n, NPY_INT32);
-    if (!items || !vals || !len)
-        goto fail;
-    rmf_error err = {{0}};
-    rmf_status st;
-    RMF_NOGIL(st, rmf_ease_recommend(DATA(B, float), h.n_cols, &h, weights == Py_None ? NULL : DATA(weights, float),
-                                     DATA(rows, int32_t), n, has_seen ? &m : NULL,
-                                     has_seen ? DATA(seen_rows, int32_t) : NULL, k, n_threads,
-                                     DATA(items, int32_t), DATA(vals, float), DATA(len, int32_t), &err));
-    if (st != RMF_OK) {
-        raise_status(st, &err);
-        goto fail;
-    }
-    return Py_BuildValue("NNN", items, vals, len);
-fail:
-    Py_XDECREF(items);
-    Py_XDECREF(vals);
-    Py_XDECREF(len);
-    return NULL;
-}
-
 /* spotrf_lower(A, direct_max) -> info: A (float32 n x n, row-major upper =
  * column-major lower) factorised in place; for tests of the recursion. */
 static PyObject *py_spotrf_lower(PyObject *self, PyObject *args)
@@ -131,12 +53,10 @@ static PyObject *py_spotrf_lower(PyObject *self, PyObject *args)
     return PyLong_FromLong(info);
 }
 
-/* ================================================================== */
-/* EASE -- end                                                         */
-/* ================================================================== */
-/* ================================================================== */
-/* ALS (als.c) -- begin                                                */
-/* ================================================================== */
+
+/* ------------------------------------------------------------------ */
+/* ALS's half-sweep (models/als.c)                                   */
+/* ------------------------------------------------------------------ */
 
 /* als_solve(indptr, indices, values|None, Y, X, regularization, alpha,
  * solver, cg_steps, n_threads, with_loss) -> loss or None: one half-sweep,
@@ -186,12 +106,9 @@ static PyObject *py_als_solve(PyObject *self, PyObject *args)
     return PyFloat_FromDouble(loss);
 }
 
-/* ================================================================== */
-/* ALS -- end                                                          */
-/* ================================================================== */
 
 /* ------------------------------------------------------------------ */
-/* Item transitions (transition.c)                                    */
+/* Item transitions (models/transition.c)                             */
 /* ------------------------------------------------------------------ */
 
 /* hist: (indptr int64, items int32, n_items), each row in time order (not
@@ -251,73 +168,39 @@ static PyObject *py_transition_scores(PyObject *self, PyObject *args)
     return o[0];
 }
 
-static PyObject *py_transition_recommend(PyObject *self, PyObject *args)
+static PyObject *py_transition_recommend(PyObject *self, PyObject *args, PyObject *kw)
 {
-    PyObject *trans, *probs, *hist, *users, *seen, *o[3] = {NULL, NULL, NULL};
+    static char *names[] = {"trans", "probs", "history", "users", "half_life", "seen", "k", "n_threads",
+                            "allowed", NULL};
+    PyObject *trans, *probs, *hist, *users, *seen, *allowed = Py_None, *o[3] = {NULL, NULL, NULL};
     double half_life;
     int k, n_threads, has_seen;
+    const uint8_t *cand;
     rmf_seq h;
     rmf_csr t, m;
     rmf_error err = {{0}};
-    if (!PyArg_ParseTuple(args, "OOOOdOii", &trans, &probs, &hist, &users, &half_life, &seen, &k, &n_threads) ||
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOdOii|O", names, &trans, &probs, &hist, &users, &half_life,
+                                     &seen, &k, &n_threads, &allowed) ||
         parse_seq(hist, &h) < 0 || parse_transitions(trans, probs, &t) < 0 ||
         check_array(users, "users", NPY_INT32, 1, 0) < 0 || parse_optional_csr(seen, &m, &has_seen) < 0 ||
-        new_topk(o, SIZE(users), k > 0 ? k : 0, 1) < 0)
+        parse_allowed(allowed, h.n_items, &cand) < 0 || new_topk(o, SIZE(users), k > 0 ? k : 0, 1) < 0)
         return NULL;
     CALL(o, 3, rmf_transition_recommend(&t, DATA(probs, float), &h, DATA(users, int32_t), SIZE(users), half_life,
-                                        has_seen ? &m : NULL, k, n_threads, DATA(o[0], int32_t), DATA(o[1], float),
-                                        DATA(o[2], int32_t), &err));
+                                        has_seen ? &m : NULL, cand, k, n_threads, DATA(o[0], int32_t),
+                                        DATA(o[1], float), DATA(o[2], int32_t), &err));
     return pack(o, 3);
-}
-
-/* ================================================================== */
-/* SLIST (models/slist.c)                                              */
-/* ================================================================== */
-
-/* slist_fit((indptr, items, n_items), x_weights|None, alpha, l2,
- * position_decay, window, n_threads, B, A): B filled in place, A scratch. */
-static PyObject *py_slist_fit(PyObject *self, PyObject *args)
-{
-    PyObject *hist, *xw, *B, *A;
-    rmf_slist_params p;
-    int n_threads;
-    rmf_seq h;
-    if (!PyArg_ParseTuple(args, "OOdddiiOO", &hist, &xw, &p.alpha, &p.l2, &p.position_decay, &p.window,
-                          &n_threads, &B, &A) ||
-        parse_seq(hist, &h) < 0 || check_square(B, "B", h.n_items, 1) < 0 ||
-        check_square(A, "A", h.n_items, 1) < 0)
-        return NULL;
-    if (PyArray_DATA((PyArrayObject *)A) == PyArray_DATA((PyArrayObject *)B)) {
-        PyErr_SetString(PyExc_ValueError, "A and B must be different arrays");
-        return NULL;
-    }
-    if (xw != Py_None && (check_array(xw, "x_weights", NPY_FLOAT32, 1, 0) < 0 ||
-                          check_len(xw, "x_weights", (npy_intp)h.indptr[h.n_users]) < 0))
-        return NULL;
-    rmf_error err = {{0}};
-    rmf_status st;
-    RMF_NOGIL(st, rmf_slist_fit(&h, xw == Py_None ? NULL : DATA(xw, float), &p, n_threads, DATA(B, float),
-                                DATA(A, float), &err));
-    if (st != RMF_OK)
-        return raise_status(st, &err);
-    Py_RETURN_NONE;
 }
 
 
 PyMethodDef rmf_py_solver_methods[] = {
-    VARARGS(ease_fit, "ease_fit(indptr, indices, n_cols, l2, n_threads, B): EASE weights into B (n_cols^2 float32)"),
     VARARGS(spotrf_lower, "spotrf_lower(A, direct_max) -> info: in-place Cholesky, blocks above direct_max split"),
     VARARGS(ease_gram, "ease_gram(indptr, indices, n_cols, n_threads) -> upper triangle of X^T X (float32)"),
-    VARARGS(ease_recommend, "ease_recommend(B, (indptr, indices, n_cols), weights|None, rows, seen|None, "
-                            "seen_rows|None, k, n_threads) -> (items, scores, len)"),
-    VARARGS(slist_fit, "slist_fit((indptr, items, n_items), x_weights|None, alpha, l2, position_decay, window, "
-                       "n_threads, B, A): SLIST weights into B, A scratch (n_items^2 float32 each)"),
     VARARGS(als_solve, "als_solve(indptr, indices, values|None, Y, X, regularization, alpha, solver 0=cg|1=cholesky, "
                        "cg_steps, n_threads, with_loss) -> loss|None: one ALS half-sweep, X rewritten in place"),
     VARARGS(transition_counts, "transition_counts((indptr, items, n_items), window, gap_decay, n_threads) -> (indptr, indices, weights)"),
     VARARGS(transition_scores,
             "transition_scores((indptr, indices, n_items), probs, history, users, half_life, n_threads) -> scores"),
-    VARARGS(transition_recommend,
-            "transition_recommend(trans, probs, history, users, half_life, seen|None, k, n_threads)"),
+    KWARGS(transition_recommend,
+           "transition_recommend(trans, probs, history, users, half_life, seen|None, k, n_threads, allowed=None)"),
     {NULL, NULL, 0, NULL},
 };

@@ -20,6 +20,12 @@ static rmf_status check_sorted_distinct(const int64_t *a, int64_t n, const char 
     return RMF_OK;
 }
 
+/* Per-user ranking metrics (SPEC section 9).  recs is n_users x k of item
+ * ids with rec_len[u] valid entries; the relevant items of user u are
+ * rel_items[rel_indptr[u] .. rel_indptr[u+1]), sorted ascending, distinct.
+ * Users with no relevant item or an empty list are skipped: their row of
+ * per_user (n_users x 4: recall, ndcg, mrr, hit) is NaN.  means[0..4) gets
+ * the means over evaluated users and *n_eval their count. */
 rmf_status rmf_ranking_metrics(const int64_t *recs, const int32_t *rec_len,
                                int64_t n_users, int32_t k,
                                const int64_t *rel_indptr,
@@ -85,6 +91,13 @@ static int cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* coverage = |distinct recommended ids that are in the catalogue| /
+ * n_catalog: catalog[0..n_catalog) sorted ascending and distinct, n_catalog
+ * >= 1; a recommended id outside it covers nothing (coverage <= 1).
+ * avg_pop = mean over all (row, slot) recommendations of the item's
+ * popularity (pop_ids sorted ascending and distinct, with pop_values; 0 when
+ * an id is absent; NaN when there is no recommendation).  *n_pairs gets the
+ * number of recommendations averaged. */
 rmf_status rmf_coverage_popularity(const int64_t *recs, const int32_t *rec_len,
                                    int64_t n_rows, int32_t k,
                                    const int64_t *catalog, int64_t n_catalog,

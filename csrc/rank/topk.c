@@ -1,5 +1,7 @@
 /* topk.c -- partial selection of the K best items per user, seen items
- * skipped.  A size-K min-heap per row: O(n_cols log K) and no full sort. */
+ * skipped and, when a candidate mask is given, only candidates taken --
+ * inside the selection, so a list stays K long while K candidates remain.
+ * A size-K min-heap per row: O(n_cols log K) and no full sort. */
 #include "rank/rank.h"
 #include "data/data.h"
 #include "runtime/runtime.h"
@@ -78,8 +80,8 @@ static void heap_to_sorted(entry *h, int32_t n)
 }
 
 static void select_row(const float *row, int32_t n_cols, const int32_t *seen, int64_t n_seen,
-                       int32_t k, entry *heap, int32_t *out_items, float *out_scores,
-                       int32_t *out_len)
+                       const uint8_t *allowed, int32_t k, entry *heap, int32_t *out_items,
+                       float *out_scores, int32_t *out_len)
 {
     int32_t size = 0;
     int64_t s = 0;
@@ -91,7 +93,9 @@ static void select_row(const float *row, int32_t n_cols, const int32_t *seen, in
              * increasing order; key order is float order but for NaN, key
              * 0, which is why a NaN root takes the slow path).  Most blocks
              * of a long row hold none and are skipped in a few vector
-             * instructions. */
+             * instructions -- also with a candidate mask: a block whose
+             * largest score does not beat the root holds no candidate that
+             * does. */
             if (!(block_max(row + c) > row[heap[0].col])) {
                 c += BLOCK;
                 continue;
@@ -102,6 +106,8 @@ static void select_row(const float *row, int32_t n_cols, const int32_t *seen, in
             while (s < n_seen && seen[s] < c)
                 s++;
             if (s < n_seen && seen[s] == c)
+                continue;
+            if (allowed != NULL && !allowed[c])
                 continue;
             entry e = {order_key(row[c]), c};
             if (size < k) {
@@ -125,9 +131,17 @@ static void select_row(const float *row, int32_t n_cols, const int32_t *seen, in
     *out_len = size;
 }
 
+/* For each row r of scores (n_rows x n_cols, row-major) pick the k best
+ * columns, best first (higher score first, ties by lower column; NaN ranks
+ * below everything), skipping the columns of seen row seen_rows[r] when
+ * seen != NULL and seen_rows[r] >= 0, and, when allowed != NULL (n_cols
+ * flags), every column whose flag is 0: candidates are filtered inside the
+ * selection, so a list is k long while k candidates remain.
+ * out_items/out_scores are n_rows x k; out_len[r] is how many were filled
+ * (< k when too few columns remain); unfilled slots get -1 / -inf. */
 rmf_status rmf_topk_rows(const float *scores, int64_t n_rows, int32_t n_cols,
                          const rmf_csr *seen, const int32_t *seen_rows,
-                         int32_t k, int n_threads, int32_t *out_items,
+                         const uint8_t *allowed, int32_t k, int n_threads, int32_t *out_items,
                          float *out_scores, int32_t *out_len,
                          rmf_error *err)
 {
@@ -141,14 +155,14 @@ rmf_status rmf_topk_rows(const float *scores, int64_t n_rows, int32_t n_cols,
             if (seen_rows[r] >= seen->n_rows)
                 return rmf_fail(err, RMF_ERR_VALUE, "user index %d is outside [0, %d)",
                                 seen_rows[r], seen->n_rows);
-    return rmf_topk_select(scores, n_rows, n_cols, seen, seen_rows, k, n_threads, out_items, out_scores,
-                           out_len, err);
+    return rmf_topk_select(scores, n_rows, n_cols, seen, seen_rows, allowed, k, n_threads, out_items,
+                           out_scores, out_len, err);
 }
 
 void rmf_topk_block(const float *scores, int64_t n_rows, int32_t n_cols,
-                    const rmf_csr *seen, const int32_t *seen_rows, int32_t k,
-                    void *heap, int32_t *out_items, float *out_scores,
-                    int32_t *out_len)
+                    const rmf_csr *seen, const int32_t *seen_rows,
+                    const uint8_t *allowed, int32_t k, void *heap,
+                    int32_t *out_items, float *out_scores, int32_t *out_len)
 {
     for (int64_t r = 0; r < n_rows; r++) {
         const int32_t *srow = NULL;
@@ -157,7 +171,7 @@ void rmf_topk_block(const float *scores, int64_t n_rows, int32_t n_cols,
             srow = seen->indices + seen->indptr[seen_rows[r]];
             n_seen = seen->indptr[seen_rows[r] + 1] - seen->indptr[seen_rows[r]];
         }
-        select_row(scores + r * (int64_t)n_cols, n_cols, srow, n_seen, k, heap,
+        select_row(scores + r * (int64_t)n_cols, n_cols, srow, n_seen, allowed, k, heap,
                    out_items + r * (int64_t)k, out_scores + r * (int64_t)k, &out_len[r]);
     }
 }
@@ -166,7 +180,8 @@ size_t rmf_topk_heap_bytes(int32_t k) { return (size_t)k * sizeof(entry); }
 
 rmf_status rmf_topk_select(const float *scores, int64_t n_rows,
                            int32_t n_cols, const rmf_csr *seen,
-                           const int32_t *seen_rows, int32_t k, int n_threads,
+                           const int32_t *seen_rows, const uint8_t *allowed,
+                           int32_t k, int n_threads,
                            int32_t *out_items, float *out_scores,
                            int32_t *out_len, rmf_error *err)
 {
@@ -190,7 +205,7 @@ rmf_status rmf_topk_select(const float *scores, int64_t n_rows,
             if (heap == NULL || rmf_stopping(stop))
                 continue;
             rmf_topk_block(scores + r * (int64_t)n_cols, 1, n_cols, seen,
-                           seen_rows ? seen_rows + r : NULL, k, heap,
+                           seen_rows ? seen_rows + r : NULL, allowed, k, heap,
                            out_items + r * (int64_t)k, out_scores + r * (int64_t)k,
                            &out_len[r]);
         }
@@ -202,14 +217,20 @@ rmf_status rmf_topk_select(const float *scores, int64_t n_rows,
     return RMF_OK;
 }
 
+/* Same rule for a fixed ranking (best first) shared by every row:
+ * popularity recommendation; allowed holds n_allowed flags, every ranked
+ * item below n_allowed. */
 rmf_status rmf_topk_ranked(const int32_t *ranking, int32_t n_rank,
                            const rmf_csr *seen, const int32_t *users,
-                           int64_t n_users, int32_t k, int32_t *out_items,
+                           int64_t n_users, const uint8_t *allowed,
+                           int32_t n_allowed, int32_t k, int32_t *out_items,
                            int32_t *out_len, rmf_error *err)
 {
     if (k < 1)
         return rmf_fail(err, RMF_ERR_VALUE, "k must be >= 1, got %d", k);
     rmf_status st;
+    if (allowed != NULL && (st = rmf_check_ids(ranking, n_rank, n_allowed, "ranking", err)) != RMF_OK)
+        return st;
     if (seen != NULL && ((st = rmf_csr_check(seen, "seen", -1, -1, err)) != RMF_OK ||
                          (st = rmf_check_ids(ranking, n_rank, seen->n_cols, "ranking", err)) != RMF_OK))
         return st;
@@ -225,6 +246,8 @@ rmf_status rmf_topk_ranked(const int32_t *ranking, int32_t n_rank,
         int32_t n = 0;
         for (int32_t q = 0; q < n_rank && n < k; q++) {
             if (seen != NULL && users[r] >= 0 && rmf_csr_contains(seen, users[r], ranking[q]))
+                continue;
+            if (allowed != NULL && !allowed[ranking[q]])
                 continue;
             out[n++] = ranking[q];
         }

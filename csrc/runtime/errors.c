@@ -11,6 +11,7 @@ static void format_into(rmf_error *err, int64_t row, const char *fmt, va_list ap
     err->row = row;
 }
 
+/* Formats a message into err (if non-NULL) and returns status. */
 rmf_status rmf_fail(rmf_error *err, rmf_status status, const char *fmt, ...)
 {
     if (err != NULL) {
@@ -22,6 +23,7 @@ rmf_status rmf_fail(rmf_error *err, rmf_status status, const char *fmt, ...)
     return status;
 }
 
+/* rmf_fail for a failure about dense row `row` (>= 0): also sets err->row. */
 rmf_status rmf_fail_row(rmf_error *err, rmf_status status, int64_t row, const char *fmt, ...)
 {
     if (err != NULL) {

@@ -81,6 +81,7 @@ static void put_bits(uint64_t want)
         fp_set((w & ~b) | want);
 }
 
+/* 1 where the mode can be set (x86 with SSE, AArch64). */
 int rmf_fp_supported(void) { return flush_bits() != 0; }
 
 int rmf_fp_mode(void) { return mode_of(fp_get()); }
@@ -198,6 +199,11 @@ void rmf_fp_probe_recmf(int nt, int32_t *modes, int32_t *caller_mode,
     rmf_blas_leave(saved);
 }
 
+/* Test hooks.  probe_recmf does what fit does (rmf_blas_enter(nt), a
+ * region, one sgemm C = A B of m x k and k x n row-major floats, or none
+ * when a dimension is 0) and writes the mode of team thread t to modes[t]
+ * (-1 when the team had no thread t; nt entries) and the calling thread's
+ * to *caller_mode.  probe_plain runs a region that is not recmf's. */
 void rmf_fp_probe_plain(int nt, int32_t *modes)
 {
     for (int t = 0; t < nt; t++)

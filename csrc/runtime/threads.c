@@ -54,6 +54,10 @@ const char *rmf_openmp_library(void)
  * n_threads=100000 overflowed it and crashed the process (issue 20). */
 #define RMF_MAX_THREADS 256
 
+/* Number of threads a call works with for a requested count (<= 0 means
+ * "all cores"); 1 when built without OpenMP.  This is the logical count:
+ * it fixes how work and BLAS jobs are split, so results do not depend on
+ * how many threads a region really gets (rmf_team_size). */
 int rmf_resolve_threads(int requested)
 {
 #ifdef _OPENMP
@@ -286,6 +290,13 @@ enum {
  * for benchmarks/contention.py). */
 static atomic_int pace_forced = 0;
 
+/* Test hooks for the pacer that picks a training loop's team size batch
+ * by batch (threads.c).  force: 0 measures (the default), 1 runs every
+ * batch on one thread, 2 alternates one thread and the full team, 3
+ * always takes the full team.  trace
+ * runs the pacer's choice over n batches whose seconds per batch are
+ * cost_one[b] on one thread and cost_full[b] on nt, writing each batch's
+ * team size to sizes[b]. */
 void rmf_pacer_force(int mode) { atomic_store(&pace_forced, mode); }
 
 void rmf_pacer_init(rmf_pacer *pc, int nt)

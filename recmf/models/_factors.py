@@ -1,13 +1,13 @@
 """What dot-product factor models (ALS, BPRMF) share beyond training:
 fold-in of users from a history by least squares against the fixed item
 factors, and item neighbours by cosine of the item factors.  Scoring and
-top-K are the core's BPRMF kernels (``mf_recommend``) in both cases."""
+top-K are the core's dot-product kernels (``_core.recommend`` with the
+model's kind) in both cases."""
 from __future__ import annotations
 
 import numpy as np
 
 from .. import _core
-from .._candidates import exclusions
 
 # Solver codes of rmf_als_solve (csrc/recmf.h).
 ALS_CG, ALS_CHOLESKY = 0, 1
@@ -18,34 +18,26 @@ class FactorModel:
     kept in ``theta_ = [user factors | item factors]`` (the core's BPRMF
     layout, so both score with its kernels).
 
-    Subclasses set ``_dim_param`` (the constructor argument holding the
-    latent dimension) and ``_view_names`` (the user and item view
-    attributes), and provide the fold-in hyperparameters
-    ``_fold_in_params() -> (regularization, alpha)``.
+    Subclasses set ``_dim_field`` (the constructor argument holding the
+    latent dimension, also the field's name in the core's config) and
+    provide the fold-in hyperparameters ``_fold_in_params() ->
+    (regularization, alpha)``.
     """
 
-    _dim_param = "factors"
+    _dim_field = "factors"
 
-    def _shape(self):
-        return (self.data_.n_users, self.data_.n_items, getattr(self, self._dim_param), 0)
+    def _core_fields(self):
+        return {self._dim_field: getattr(self, self._dim_field)}
 
-    def _views(self):
-        nu, ni, d, _ = self._shape()
-        setattr(self, self._view_names[0], self.theta_[:nu * d].reshape(nu, d))
-        setattr(self, self._view_names[1], self.theta_[nu * d:].reshape(ni, d))
-
-    def _init_factors(self):
-        """theta_ drawn N(0, 0.01^2) from numpy.random.default_rng(seed)."""
-        nu, ni, d, _ = self._shape()
-        rng = np.random.default_rng(self.seed)
-        self.theta_ = np.ascontiguousarray((rng.standard_normal((nu + ni) * d) * 0.01).astype(np.float32))
-        self._views()
+    def _blocks(self):
+        """The names of the user and item factor views."""
+        return [name + "_" for name, *_ in self._layout()[1]]
 
     def _user_factors(self):
-        return getattr(self, self._view_names[0])
+        return getattr(self, self._blocks()[0])
 
     def _item_factors(self):
-        return getattr(self, self._view_names[1])
+        return getattr(self, self._blocks()[1])
 
     def fold_in(self, history):
         """User factors solved from a history, the item factors fixed.
@@ -88,9 +80,9 @@ class FactorModel:
         X = self._fold_in_factors(hist)
         Y = self._item_factors()
         theta = np.concatenate([X.ravel(), Y.ravel()])
-        shape = (hist.n_users, Y.shape[0], Y.shape[1], 0)
-        seen, _ = exclusions(hist.seen_csr() if exclude_seen else None, rows, mask, n_rows=hist.n_users)
-        return _core.mf_recommend(shape, theta, rows, seen, k, self.n_threads)
+        seen = hist.seen_csr() if exclude_seen else None
+        return _core.recommend(self.kind, self._config(n_users=hist.n_users), theta, rows, seen, k,
+                               self.n_threads, allowed=mask)
 
     def _similar_index(self, iidx, k, mask=None):
         Y = self._item_factors()
@@ -100,9 +92,7 @@ class FactorModel:
         Yn = (Y / np.where(norms > 0, norms, 1.0)[:, None]).astype(np.float32)
         n_q, n_items = len(iidx), Y.shape[0]
         theta = np.concatenate([Yn[iidx].ravel(), Yn.ravel()])
-        shape = (n_q, n_items, Y.shape[1], 0)
         # Each query row "has seen" itself, so the core's top-K skips it.
         self_csr = (np.arange(n_q + 1, dtype=np.int64), iidx.astype(np.int32), n_items)
-        rows = np.arange(n_q, dtype=np.int32)
-        seen, _ = exclusions(self_csr, rows, mask, n_rows=n_q)
-        return _core.mf_recommend(shape, theta, rows, seen, k, self.n_threads)
+        return _core.recommend(self.kind, self._config(n_users=n_q), theta, np.arange(n_q, dtype=np.int32),
+                               self_csr, k, self.n_threads, allowed=mask)

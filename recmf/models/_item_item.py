@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
-from .._candidates import exclusions
 from .._checks import check_memory
 from .base import Recommender, check_rated_inputs, recency_weights
 
@@ -17,24 +16,26 @@ __all__ = ["ItemItemModel", "allocate_square"]
 _COUNT_WORDS = {1: "an", 2: "two", 3: "three"}
 
 
-def allocate_square(name, n_items, count=1, hint="keep fewer items (e.g. drop rare ones) or use a "
-                                                 "factor model"):
-    """``count`` float32 ``n_items x n_items`` matrices, after checking
-    (:func:`recmf._checks.check_memory`) that they fit in the memory
-    available now.
+def allocate_square(name, n_items, scratch=0, hint="keep fewer items (e.g. drop rare ones) or use a "
+                                                   "factor model"):
+    """B, a float32 ``n_items x n_items`` matrix, after checking
+    (:func:`recmf._checks.check_memory`) that it and ``scratch`` more of
+    the same size (which the core allocates during the fit) fit in the
+    memory available now.
 
     Raises
     ------
     MemoryError
         With the GiB needed and available, rather than swapping.
     """
+    count = 1 + scratch
     what = f"{name} on {n_items:,} items"
     shape = f"{n_items:,} x {n_items:,} float32 {'matrix' if count == 1 else 'matrices'}"
     label = f"{_COUNT_WORDS.get(count, count)} {shape}"
     need = 4 * count * n_items ** 2
     check_memory(what, [(label, need)], hint)
     try:
-        return [np.empty((n_items, n_items), dtype=np.float32) for _ in range(count)]
+        return np.empty((n_items, n_items), dtype=np.float32)
     except MemoryError:
         raise MemoryError(f"{what} needs {label}: {need / 2**30:.2f} GiB, which could not be "
                           "allocated") from None
@@ -56,13 +57,22 @@ class ItemItemModel(Recommender):
     def _weights(self, data):
         return recency_weights(data, self.half_life, self.inputs)
 
+    def _config(self, data=None):  # pragma: no cover - overridden
+        """The core's config for this model's row of the model table."""
+        raise NotImplementedError
+
     # -- scoring ----------------------------------------------------------
+    def _recommend_rows(self, hist, rows, k, seen, mask):
+        """Top-k of rows ``rows`` of ``hist`` (Interactions over this
+        model's items), scored from their recency-weighted inputs; only the
+        items ``mask`` flags (None: all) -- inside the core's top-k."""
+        indptr, indices = self._inputs(hist)
+        return _core.recommend(self.kind, self._config(), self.B_, rows, seen, k, self.n_threads,
+                               history=(indptr, indices), weights=self._weights(hist), allowed=mask)
+
     def _recommend_index(self, uidx, k, exclude_seen, mask=None):
-        data = self.data_
-        seen, seen_rows = exclusions(data.seen_csr() if exclude_seen else None, uidx, mask)
-        indptr, indices = self._inputs(data)
-        return _core.ease_recommend(self.B_, (indptr, indices, data.n_items), self._weights(data), uidx,
-                                    seen, seen_rows if seen is not None else None, k, self.n_threads)
+        return self._recommend_rows(self.data_, uidx, k, self.data_.seen_csr() if exclude_seen else None,
+                                    mask)
 
     def _recommend_history(self, hist, rows, k, exclude_seen, mask=None):
         order = hist.positions if self.inputs == "positives" else hist.seen_positions
@@ -70,10 +80,8 @@ class ItemItemModel(Recommender):
             raise ValueError(f"half_life={self.half_life} weighs each history by recency, so history= "
                              f"needs the time column {self.columns_['time_col']!r} (or use "
                              "half_life=None)")
-        indptr, indices = self._inputs(hist)
-        seen, seen_rows = exclusions(hist.seen_csr() if exclude_seen else None, rows, mask)
-        return _core.ease_recommend(self.B_, (indptr, indices, hist.n_items), self._weights(hist), rows,
-                                    seen, seen_rows if seen is not None else None, k, self.n_threads)
+        # A history's seen items: its positives, or every item it rated (seen="rated").
+        return self._recommend_rows(hist, rows, k, hist.seen_csr() if exclude_seen else None, mask)
 
     def _score_index(self, uidx, iidx):
         data = self.data_
@@ -100,9 +108,9 @@ class ItemItemModel(Recommender):
             block = iidx[s:s + step]
             m = len(block)
             self_csr = (np.arange(m + 1, dtype=np.int64), np.ascontiguousarray(block), ni)
-            seen, rows = exclusions(self_csr, np.arange(m, dtype=np.int32), mask)
             items[s:s + m], scores[s:s + m], lens[s:s + m] = _core.topk_rows(
-                np.ascontiguousarray(self.B_[block]), seen, rows, k, self.n_threads)
+                np.ascontiguousarray(self.B_[block]), self_csr, np.arange(m, dtype=np.int32), k,
+                self.n_threads, allowed=mask)
         return items, scores, lens
 
     # -- persistence ------------------------------------------------------

@@ -3,7 +3,6 @@ every few epochs, early stopping on a watched split, per-epoch callback,
 history, and a clean stop on Ctrl-C."""
 from __future__ import annotations
 
-import importlib.util
 import logging
 import time
 import warnings
@@ -12,23 +11,10 @@ import numpy as np
 import pandas as pd
 
 from .. import _core
-from .._checks import check_frame, check_positive_int, check_seed
+from .._checks import check_frame, check_number, check_positive_int, check_seed
+from .._progress import progress
 
 log = logging.getLogger("recmf")
-
-
-def progress(total, desc, verbose, unit="epoch"):
-    """A tqdm bar or None.  tqdm is a dependency: the notebook widget when
-    ipywidgets is installed (tqdm.auto), else the text bar on stderr."""
-    if not verbose:
-        return None
-    # tqdm.auto picks the notebook widget, which needs ipywidgets; without
-    # them it would print a warning into every notebook, so use the text bar.
-    if importlib.util.find_spec("ipywidgets") is not None:
-        from tqdm.auto import tqdm
-    else:
-        from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit=unit, leave=True)
 
 
 def named_sampling_error(err, data):
@@ -44,12 +30,6 @@ def named_sampling_error(err, data):
     named = _core.SamplingError(msg)
     named.user_id, named.user_index = uid, idx
     return named
-
-
-def init_uniform(rng, n, fan_in):
-    """PyTorch's default Linear init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
-    bound = 1.0 / np.sqrt(fan_in)
-    return rng.uniform(-bound, bound, size=n).astype(np.float32)
 
 
 def validation_metrics(model, val, k, columns):
@@ -159,8 +139,8 @@ class EpochLoop:
 
 
 def common_checks(model):
-    """Validate the hyperparameters every trained model shares."""
-    model.emb_dim = check_positive_int(model.emb_dim, "emb_dim")
+    """Validate the hyperparameters every mini-batch model shares (the core
+    loop's and the epoch loop's)."""
     model.batch_size = check_positive_int(model.batch_size, "batch_size")
     model.epochs = check_positive_int(model.epochs, "epochs", minimum=0)
     model.seed = check_seed(model.seed)
@@ -168,31 +148,15 @@ def common_checks(model):
         model.eval_every = check_positive_int(model.eval_every, "eval_every", minimum=0)
     if model.patience is not None:
         model.patience = check_positive_int(model.patience, "patience")
-    for name in ("lr", "weight_decay"):
-        value = getattr(model, name)
-        if not isinstance(value, (int, float)) or not np.isfinite(value):
-            raise TypeError(f"{name} must be a finite number, got {value!r}")
-    if model.lr <= 0:
-        raise ValueError(f"lr must be > 0, got {model.lr}")
-    if model.weight_decay < 0:
-        raise ValueError(f"weight_decay must be >= 0, got {model.weight_decay}")
-
-
-def core_params(model, **extra):
-    """Keyword parameters for the core's train functions."""
-    params = dict(lr=float(model.lr), weight_decay=float(model.weight_decay),
-                  beta1=float(model.betas[0]), beta2=float(model.betas[1]), eps=float(model.eps),
-                  batch_size=int(model.batch_size), seed=int(model.seed),
-                  n_threads=int(model.n_threads), lazy_adam=int(model.adam == "lazy"))
-    params.update(extra)
-    return params
+    check_number(model.lr, "lr", 0, low_open=True)
+    check_number(model.weight_decay, "weight_decay", 0)
 
 
 def check_adam(model):
     if model.adam not in ("dense", "lazy"):
         raise ValueError(f"adam must be 'dense' (as PyTorch) or 'lazy', got {model.adam!r}")
-    b1, b2 = model.betas
-    if not (0 <= b1 < 1 and 0 <= b2 < 1):
-        raise ValueError(f"betas must be in [0, 1), got {model.betas}")
-    if not model.eps > 0:
-        raise ValueError(f"eps must be > 0, got {model.eps}")
+    if len(model.betas) != 2:
+        raise ValueError(f"betas must be a pair (beta1, beta2), got {model.betas!r}")
+    for q, beta in enumerate(model.betas):
+        check_number(beta, f"betas[{q}]", 0, 1, high_open=True)
+    check_number(model.eps, "eps", 0, low_open=True)

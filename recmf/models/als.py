@@ -2,29 +2,17 @@
 alternating least squares (Hu, Koren & Volinsky, ICDM 2008), in C."""
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 
 from .. import _core
 from .._config import FROM_CONFIG
-from .._checks import check_memory, check_positive_int, check_seed
+from .._checks import check_memory, check_number, check_positive_int, check_seed
 from ._factors import ALS_CG, ALS_CHOLESKY, FactorModel
 from ._training import EpochLoop
 from .base import EmbeddingModel
 
 __all__ = ["ALS"]
-
-
-def _check_number(value, name, minimum=0.0):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum:g}, got {value:g}")
-    return value
 
 
 class ALS(FactorModel, EmbeddingModel):
@@ -100,7 +88,6 @@ class ALS(FactorModel, EmbeddingModel):
     """
 
     kind = "als"
-    _view_names = ("user_factors_", "item_factors_")
     default_grid = {"factors": [64, 128], "regularization": [5.0, 15.0, 50.0],
                     "alpha": [1.0, 2.0, 4.0]}
 
@@ -119,8 +106,8 @@ class ALS(FactorModel, EmbeddingModel):
 
     def _check_params(self):
         self.factors = check_positive_int(self.factors, "factors")
-        self.regularization = _check_number(self.regularization, "regularization")
-        self.alpha = _check_number(self.alpha, "alpha")
+        self.regularization = check_number(self.regularization, "regularization", 0)
+        self.alpha = check_number(self.alpha, "alpha", 0)
         self.iterations = check_positive_int(self.iterations, "iterations", minimum=0)
         if self.solver not in ("cg", "cholesky"):
             raise ValueError(f"solver must be 'cg' or 'cholesky', got {self.solver!r}")
@@ -142,13 +129,13 @@ class ALS(FactorModel, EmbeddingModel):
         ``eval_every`` iterations; Ctrl-C stops the current half and
         keeps the factors of the last complete iteration (``interrupted_`` is
         then True)."""
-        nu, ni, f, _ = self._shape()
+        nu, ni, f = self.data_.n_users, self.data_.n_items, self.factors
         check_memory(f"ALS on {nu:,} users x {ni:,} items", [
             (f"factors (factors={f})", 4 * (nu + ni) * f),
             (f"one {f} x {f} system per thread (factors={f})", 8 * f * f * max(1, self.n_threads)),
             ("the transposed positives", 12 * data.nnz)],
             "lower factors")
-        self._init_factors()
+        self._init_weights()
         nu, ni = self.data_.n_users, self.data_.n_items
         data_ = self.data_
         # The item half solves against the transposed positives.

@@ -40,7 +40,7 @@ import pandas as pd
 
 from .. import _core, persist
 from .._candidates import block_size, candidate_mask, exclusions
-from .._checks import (as_core_array, as_id_array, check_frame, check_k, check_positive_int,
+from .._checks import (as_core_array, as_id_array, check_frame, check_k, check_number, check_positive_int,
                        check_same_kind, check_threads, id_column, numeric_column, time_column)
 from .._config import FROM_CONFIG, resolve
 from .._registry import register
@@ -58,13 +58,7 @@ __all__ = ["Recommender", "EmbeddingModel", "NotFittedError"]
 
 def check_half_life(half_life):
     """A recency half-life: None (no decay) or a finite number > 0."""
-    if half_life is None:
-        return None
-    if isinstance(half_life, bool) or not isinstance(half_life, numbers.Real):
-        raise TypeError(f"half_life must be a number or None, got {type(half_life).__name__}")
-    if not math.isfinite(half_life) or half_life <= 0:
-        raise ValueError(f"half_life must be a finite number > 0 or None, got {half_life!r}")
-    return float(half_life)
+    return check_number(half_life, "half_life", 0, low_open=True, none=True)
 
 
 def check_inputs(inputs):
@@ -901,17 +895,62 @@ class Recommender:
 
 
 class EmbeddingModel(Recommender):
-    """What NeuralMF and BPRMF share: all weights in one flat float32 array
-    ``theta_`` (layout in csrc/recmf.h) with named views, Adam state kept
-    across epochs, scoring and top-K by the C core (its model table row
-    named ``kind``), save/load and pickling.
+    """What the models whose weights the C core lays out share (NeuralMF,
+    BPRMF, ALS): all weights in one flat float32 array ``theta_``, laid out
+    by the core's model table (the row named ``kind``): its named blocks
+    give the views (``<block>_``), the initial weights, and, for mini-batch
+    models, the Adam routing of the core's one training loop; scoring and
+    top-K by the core; save/load and pickling.
 
-    A subclass provides ``_shape()`` (the core's ``(n_users, n_items,
-    emb_dim, hidden_dim)``) and ``_views()`` (named views of ``theta_``).
+    A subclass gives ``_core_fields()``, the model's own fields of the
+    core's config (e.g. ``{"emb_dim": 64}``); a mini-batch model's ``_fit``
+    calls ``_train`` with the arrays its data source trains on each epoch
+    (``recmf._core.model_info(kind)["source"]``).
     """
 
-    #: names of the views of theta_ (rebuilt, never pickled)
-    _view_names = ()
+    def _core_fields(self):
+        """The model's own fields of the core's config."""
+        return {}
+
+    def _config(self, n_users=None):
+        """The core's config: the data's sizes (``n_users`` rows instead of
+        the model's users: fold-in, neighbours) and the model's fields."""
+        return {"n_users": self.data_.n_users if n_users is None else n_users,
+                "n_items": self.data_.n_items, **self._core_fields()}
+
+    def _layout(self):
+        """``(n_params, blocks)``, each block ``(name, offset, shape, role,
+        init, init_arg)``, from the core (``_core.layout``)."""
+        return _core.layout(self.kind, self._config())
+
+    def _view_attrs(self):
+        """Names of the views of ``theta_`` (rebuilt, never pickled)."""
+        if self.data_ is None or getattr(self, "theta_", None) is None:
+            return []
+        return [block[0] + "_" for block in self._layout()[1]]
+
+    def _views(self):
+        for name, offset, shape, *_ in self._layout()[1]:
+            size = math.prod(shape)
+            setattr(self, name + "_", self.theta_[offset:offset + size].reshape(shape))
+
+    def _init_weights(self):
+        """``theta_`` initialised block by block as the layout says, in
+        block order from ``numpy.random.default_rng(seed)``: normal blocks
+        N(0, std^2), uniform ones U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+        (PyTorch's ``nn.Linear``), zero blocks 0."""
+        n_params, blocks = self._layout()
+        rng = np.random.default_rng(self.seed)
+        theta = np.zeros(n_params, dtype=np.float32)
+        for _, offset, shape, _, init, arg in blocks:
+            size = math.prod(shape)
+            if init == "normal":
+                theta[offset:offset + size] = (rng.standard_normal(size) * arg).astype(np.float32)
+            elif init == "uniform":
+                bound = 1.0 / np.sqrt(arg)
+                theta[offset:offset + size] = rng.uniform(-bound, bound, size=size).astype(np.float32)
+        self.theta_ = theta
+        self._views()
 
     #: dense Adam "dominates" a step when it updates more than this many
     #: times the embedding rows a batch can touch (see dense_adam_note)
@@ -945,18 +984,29 @@ class EmbeddingModel(Recommender):
         note = self.dense_adam_note()
         return type(self).__name__ + (f" [{note}]" if note else "")
 
-    def _train(self, val, callback, patience, step_epoch):
-        """Run the epoch loop; ``step_epoch(epoch, m, v, step)`` trains one
-        epoch in the core and returns ``(loss, n_done, step, interrupted,
-        threads)``, threads being the mean team size of its batches."""
+    def _train_fields(self):
+        """The core loop's keywords from the hyperparameters every trained
+        model shares."""
+        return dict(lr=float(self.lr), weight_decay=float(self.weight_decay), beta1=float(self.betas[0]),
+                    beta2=float(self.betas[1]), eps=float(self.eps), batch_size=int(self.batch_size),
+                    seed=int(self.seed), n_threads=int(self.n_threads), lazy_adam=int(self.adam == "lazy"))
+
+    def _train(self, val, callback, patience, epoch_data):
+        """Initialise the weights and run the epoch loop, each epoch one
+        ``_core.train_epoch`` of the core's loop on ``epoch_data(epoch)``
+        (the arrays of the model's data source for that epoch), Adam's state
+        kept across epochs."""
+        self._init_weights()
+        config = {**self._config(), **self._train_fields()}
         m = np.zeros_like(self.theta_)
         v = np.zeros_like(self.theta_)
         state = {"step": 0}
 
         def run_epoch(epoch):
             try:
-                loss, n_done, state["step"], interrupted, threads = step_epoch(epoch, m, v,
-                                                                               state["step"])
+                data = epoch_data(epoch)
+                loss, n_done, state["step"], interrupted, threads = _core.train_epoch(
+                    self.kind, config, data, epoch, self.theta_, m, v, state["step"])
             except _core.SamplingError as e:
                 raise named_sampling_error(e, self.data_) from None
             return loss, n_done, interrupted, {"threads": threads}
@@ -968,14 +1018,14 @@ class EmbeddingModel(Recommender):
 
     def _recommend_index(self, uidx, k, exclude_seen, mask=None):
         seen = self.data_.seen_csr() if exclude_seen else None
-        seen, _ = exclusions(seen, uidx, mask, n_rows=self.data_.n_users)
-        return _core.recommend(self.kind, self._shape(), self.theta_, uidx, seen, k, self.n_threads)
+        return _core.recommend(self.kind, self._config(), self.theta_, uidx, seen, k, self.n_threads,
+                               allowed=mask)
 
     def _score_index(self, uidx, iidx):
-        return _core.score_pairs(self.kind, self._shape(), self.theta_, uidx, iidx, self.n_threads)
+        return _core.score_pairs(self.kind, self._config(), self.theta_, uidx, iidx, self.n_threads)
 
     def _n_params(self):
-        return _core.n_params(self.kind, self._shape())
+        return _core.n_params(self.kind, self._config())
 
     def _arrays(self):
         return {"theta": self.theta_}
@@ -988,7 +1038,7 @@ class EmbeddingModel(Recommender):
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        for name in self._view_names:
+        for name in self._view_attrs():
             state.pop(name, None)
         return state
 

@@ -52,7 +52,6 @@ class BPRMF(FactorModel, EmbeddingModel):
     """
 
     kind = "bprmf"
-    _view_names = ("user_emb_", "item_emb_")
     #: regularization and alpha of the fold-in least squares (not learned).
     #: Chosen on ML-1M's validation split for the seed configuration (val
     #: users folded in from their train positives, regularization 0.3-1000,
@@ -62,7 +61,7 @@ class BPRMF(FactorModel, EmbeddingModel):
     fold_in_regularization = 30.0
     fold_in_alpha = 0.0
 
-    _dim_param = "emb_dim"
+    _dim_field = "emb_dim"
 
     def _fold_in_params(self):
         return self.fold_in_regularization, self.fold_in_alpha
@@ -88,6 +87,7 @@ class BPRMF(FactorModel, EmbeddingModel):
     def _check_params(self):
         T.common_checks(self)
         T.check_adam(self)
+        self.emb_dim = check_positive_int(self.emb_dim, "emb_dim")
         if self.negatives not in ("popular", "uniform"):
             raise ValueError(f"negatives must be 'popular' or 'uniform', got {self.negatives!r}")
         self.top_n = check_positive_int(self.top_n, "top_n")
@@ -102,24 +102,18 @@ class BPRMF(FactorModel, EmbeddingModel):
         return np.ascontiguousarray(order[:self.top_n])
 
     def _fit(self, data, val, callback):
-        nu, ni, d, _ = self._shape()
-        t = self.triplets_per_epoch
+        d, cand = self.data_, self.candidates()
+        nu, ni, t = d.n_users, d.n_items, self.triplets_per_epoch
         check_memory(f"BPRMF on {nu:,} users x {ni:,} items", [
-            (f"weights, Adam moments and gradient (emb_dim={d})", 16 * (nu + ni) * d),
+            (f"weights, Adam moments and gradient (emb_dim={self.emb_dim})", 16 * (nu + ni) * self.emb_dim),
             (f"an epoch's triplets (triplets_per_epoch={t:,})", 20 * t)],
             "lower the setting named first")
-        self._init_factors()
-        ni = self.data_.n_items
-        cand = self.candidates()
-        params = T.core_params(self)
-        shape, indptr, indices = self._shape(), self.data_.indptr, self.data_.indices
 
-        def step_epoch(epoch, m, v, step):
-            u, i, j = _core.sample_triplets(indptr, indices, ni, cand, self.triplets_per_epoch,
-                                            self.seed, epoch, self.n_threads)
-            return _core.bpr_train_epoch(shape, u, i, j, epoch, self.theta_, m, v, step, **params)
+        def triplets(epoch):   # a fresh sample each epoch (SPEC 7)
+            return _core.sample_triplets(d.indptr, d.indices, d.n_items, cand, self.triplets_per_epoch,
+                                         self.seed, epoch, self.n_threads)
 
-        return self._train(val, callback, self.patience if val is not None else None, step_epoch)
+        return self._train(val, callback, self.patience if val is not None else None, triplets)
 
     def to_onnx(self, path):
         """Export to ONNX (opset 17): inputs ``user_id``, ``item_id`` (int64

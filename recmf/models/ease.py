@@ -3,10 +3,8 @@ Autoencoders for Sparse Data" (WWW 2019), with an optional recency decay of
 each user's history at scoring time."""
 from __future__ import annotations
 
-import math
-import numbers
-
 from .. import _core
+from .._checks import check_number
 from .._config import FROM_CONFIG
 from ._item_item import ItemItemModel, allocate_square
 from .base import check_half_life, check_inputs
@@ -15,11 +13,7 @@ __all__ = ["EASE"]
 
 
 def _check_l2(l2):
-    if isinstance(l2, bool) or not isinstance(l2, numbers.Real):
-        raise TypeError(f"l2 must be a number, got {type(l2).__name__}")
-    if not math.isfinite(l2) or l2 <= 0:
-        raise ValueError(f"l2 must be a finite number > 0, got {l2!r}")
-    return float(l2)
+    return check_number(l2, "l2", 0, low_open=True)
 
 
 class EASE(ItemItemModel):
@@ -122,7 +116,12 @@ class EASE(ItemItemModel):
                              f"{data.nnz} positives): EASE needs at least one positive")
         indptr, indices = self._inputs(data)
         self._weights(data)  # fail now, not at recommend time
-        B, = allocate_square("EASE", data.n_items)
-        _core.ease_fit(indptr, indices, data.n_items, self.l2, self.n_threads, B)
+        B = allocate_square("EASE", data.n_items)
+        _core.fit(self.kind, self._config(data), (indptr, indices), B, self.n_threads)
         self.B_, self.data_ = B, data
         return self
+
+    def _config(self, data=None):
+        """The core's config (its model table's row "ease")."""
+        data = self.data_ if data is None else data
+        return {"n_users": data.n_users, "n_items": data.n_items, "l2": self.l2}

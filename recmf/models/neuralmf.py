@@ -2,11 +2,8 @@
 (SPEC section 6), trained and scored by the C core."""
 from __future__ import annotations
 
-import numpy as np
-
-from .. import _core
 from .._config import FROM_CONFIG
-from .._checks import check_memory, check_positive_int
+from .._checks import check_memory, check_number, check_positive_int
 from . import _training as T
 from .base import EmbeddingModel
 
@@ -68,12 +65,14 @@ class NeuralMF(EmbeddingModel):
 
     Attributes after fit: ``history`` (DataFrame, one row per epoch: epoch,
     loss, n_pairs, seconds, threads, and val metrics when evaluated),
-    ``data_`` (Interactions), ``theta_`` (all weights, flat float32),
-    views ``user_emb_, item_emb_, W1_, b1_, w2_, b2_``.
+    ``data_`` (Interactions), ``theta_`` (all weights, flat float32), and
+    its views as the core lays them out (``_core.layout("neuralmf", ...)``):
+    ``user_emb_`` (n_users, emb_dim), ``item_emb_`` (n_items, emb_dim),
+    ``W1_`` (hidden_dim, 2 emb_dim), ``b1_``, ``w2_`` (hidden_dim,), ``b2_``
+    (1,).
     """
 
     kind = "neuralmf"
-    _view_names = ("user_emb_", "item_emb_", "W1_", "b1_", "w2_", "b2_")
 
     def __init__(self, emb_dim=64, hidden_dim=128, dropout=0.1, lr=1e-3, weight_decay=1e-6,
                  betas=(0.9, 0.999), eps=1e-8, adam="dense", batch_size=4096, epochs=20, n_neg=4,
@@ -87,42 +86,17 @@ class NeuralMF(EmbeddingModel):
         self.threshold, self.user_col, self.item_col, self.rating_col = threshold, user_col, item_col, rating_col
         self.seed, self.verbose = seed, verbose
 
-    # -- shapes -----------------------------------------------------------
-    def _shape(self):
-        return (self.data_.n_users, self.data_.n_items, self.emb_dim, self.hidden_dim)
-
-    def _views(self):
-        nu, ni, d, h = self._shape()
-        sizes = [("user_emb_", (nu, d)), ("item_emb_", (ni, d)), ("W1_", (h, 2 * d)),
-                 ("b1_", (h,)), ("w2_", (h,)), ("b2_", (1,))]
-        pos = 0
-        for name, shape in sizes:
-            n = int(np.prod(shape))
-            setattr(self, name, self.theta_[pos:pos + n].reshape(shape))
-            pos += n
-
-    def _init_weights(self):
-        nu, ni, d, h = self._shape()
-        rng = np.random.default_rng(self.seed)
-        parts = [
-            (rng.standard_normal(nu * d) * 0.01).astype(np.float32),   # nn.init.normal_(std=0.01)
-            (rng.standard_normal(ni * d) * 0.01).astype(np.float32),
-            T.init_uniform(rng, h * 2 * d, 2 * d),                      # nn.Linear default init
-            T.init_uniform(rng, h, 2 * d),
-            T.init_uniform(rng, h, h),
-            T.init_uniform(rng, 1, h),
-        ]
-        self.theta_ = np.ascontiguousarray(np.concatenate(parts))
-        assert len(self.theta_) == self._n_params()
-        self._views()
+    def _core_fields(self):
+        return {"emb_dim": self.emb_dim, "hidden_dim": self.hidden_dim, "dropout": float(self.dropout),
+                "n_neg": int(self.n_neg)}
 
     def _check_params(self):
         T.common_checks(self)
         T.check_adam(self)
+        self.emb_dim = check_positive_int(self.emb_dim, "emb_dim")
         self.hidden_dim = check_positive_int(self.hidden_dim, "hidden_dim")
         self.n_neg = check_positive_int(self.n_neg, "n_neg")
-        if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        check_number(self.dropout, "dropout", 0, 1, high_open=True)
 
     @classmethod
     def _test_params(cls):
@@ -130,7 +104,7 @@ class NeuralMF(EmbeddingModel):
 
     # -- training ---------------------------------------------------------
     def _fit(self, data, val, callback):
-        nu, ni, d, h = self._shape()
+        nu, ni, d, h = self.data_.n_users, self.data_.n_items, self.emb_dim, self.hidden_dim
         pairs = data.nnz * (1 + self.n_neg)
         check_memory(f"NeuralMF on {nu:,} users x {ni:,} items", [
             (f"weights, Adam moments and gradient (emb_dim={d}, hidden_dim={h})",
@@ -139,15 +113,8 @@ class NeuralMF(EmbeddingModel):
             (f"a batch's activations (batch_size={self.batch_size}, hidden_dim={h})",
              16 * min(self.batch_size, pairs) * (h + d))],
             "lower the setting named first")
-        self._init_weights()
-        params = T.core_params(self, dropout=float(self.dropout), n_neg=int(self.n_neg))
-        shape, indptr, indices = self._shape(), self.data_.indptr, self.data_.indices
-
-        def step_epoch(epoch, m, v, step):
-            return _core.ncf_train_epoch(shape, indptr, indices, epoch, self.theta_, m, v, step,
-                                         **params)
-
-        return self._train(val, callback, self.patience, step_epoch)
+        positives = (self.data_.indptr, self.data_.indices)   # negatives drawn by the core each epoch
+        return self._train(val, callback, self.patience, lambda epoch: positives)
 
     def to_onnx(self, path):
         """Export to ONNX (opset 17) as the reference notebook does: inputs

@@ -6,6 +6,7 @@ import math
 import numbers
 
 from .. import _core
+from .._checks import check_number
 from .._config import FROM_CONFIG
 from ._item_item import ItemItemModel, allocate_square
 from .base import _frame_columns, check_half_life, check_inputs, rows_in_time_order
@@ -14,21 +15,6 @@ __all__ = ["SLIST"]
 
 #: what window=None (the whole sequence) becomes in the core
 _WHOLE = 2 ** 31 - 1
-
-
-def _check_real(value, name, lo, hi, lo_open=False, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number{' or None' if allow_none else ''}, "
-                        f"got {type(value).__name__}")
-    value = float(value)
-    ok = math.isfinite(value) and (value > lo if lo_open else value >= lo) and value <= hi
-    if not ok:
-        rng = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]" if math.isfinite(hi) else \
-            f"{'> ' if lo_open else '>= '}{lo:g} (finite)"
-        raise ValueError(f"{name} must be {rng}{' or None' if allow_none else ''}, got {value!r}")
-    return value
 
 
 def _check_window(window):
@@ -181,11 +167,19 @@ class SLIST(ItemItemModel):
 
     def _knobs(self):
         """The hyperparameters as the core takes them (validated)."""
-        return dict(alpha=_check_real(self.alpha, "alpha", 0.0, 1.0),
-                    l2=_check_real(self.l2, "l2", 0.0, math.inf, lo_open=True),
-                    position_decay=_check_real(self.position_decay, "position_decay", 0.0, math.inf,
-                                               lo_open=True, allow_none=True),
+        return dict(alpha=check_number(self.alpha, "alpha", 0, 1),
+                    l2=check_number(self.l2, "l2", 0, low_open=True),
+                    position_decay=check_number(self.position_decay, "position_decay", 0, low_open=True,
+                                                none=True),
                     window=_check_window(self.window))
+
+    def _config(self, data=None):
+        """The core's config (its model table's row "slist")."""
+        data = self.data_ if data is None else data
+        knobs = self._knobs()
+        return {"n_users": data.n_users, "n_items": data.n_items, "alpha": knobs["alpha"], "l2": knobs["l2"],
+                "position_decay": math.inf if knobs["position_decay"] is None else knobs["position_decay"],
+                "window": _WHOLE if knobs["window"] is None else knobs["window"]}
 
     def _check_params(self):
         self._knobs()
@@ -199,12 +193,7 @@ class SLIST(ItemItemModel):
             raise ValueError(f"data is empty ({data.n_users} users x {data.n_items} items): SLIST needs "
                              "at least one item in a sequence")
         self._weights(data)  # fail now, not at recommend time
-        B, A = allocate_square("SLIST", data.n_items, count=2)
-        knobs = self._knobs()
-        decay = math.inf if knobs["position_decay"] is None else knobs["position_decay"]
-        window = _WHOLE if knobs["window"] is None else knobs["window"]
-        _core.slist_fit((indptr, items, data.n_items), None, knobs["alpha"], knobs["l2"], decay, window,
-                        self.n_threads, B, A)
-        del A
+        B = allocate_square("SLIST", data.n_items, scratch=1)    # and the factor the core allocates
+        _core.fit(self.kind, self._config(data), (indptr, items), B, self.n_threads)
         self.B_, self.data_ = B, data
         return self

@@ -1,5 +1,5 @@
 """ItemTransition: a first-order Markov chain over each user's positives in
-time order, scored from the user's recent history (csrc/transition.c)."""
+time order, scored from the user's recent history (csrc/models/transition.c)."""
 from __future__ import annotations
 
 import math
@@ -7,22 +7,12 @@ import math
 import numpy as np
 
 from .. import _core
-from .._candidates import exclusions
+from .._checks import check_number
 from .._config import FROM_CONFIG
 from ..data import Interactions
-from .base import Recommender, check_inputs, check_rated_inputs, rows_in_time_order
+from .base import Recommender, check_half_life, check_inputs, check_rated_inputs, rows_in_time_order
 
 __all__ = ["ItemTransition"]
-
-
-def _check_half_life(value):
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"half_life must be a number or None, got {type(value).__name__}")
-    if not (value > 0) or math.isinf(value):
-        raise ValueError(f"half_life must be a finite number > 0 (None: no decay), got {value!r}")
-    return float(value)
 
 
 def _check_window(window, gap_decay):
@@ -30,11 +20,7 @@ def _check_window(window, gap_decay):
         raise TypeError(f"window must be an integer, got {type(window).__name__}")
     if not 1 <= window <= _core.TRANSITION_MAX_WINDOW:
         raise ValueError(f"window must be in [1, {_core.TRANSITION_MAX_WINDOW}], got {window}")
-    if isinstance(gap_decay, bool) or not isinstance(gap_decay, (int, float, np.integer, np.floating)):
-        raise TypeError(f"gap_decay must be a number, got {type(gap_decay).__name__}")
-    if not 0 < gap_decay <= 1:
-        raise ValueError(f"gap_decay must be in (0, 1], got {gap_decay!r}")
-    return int(window), float(gap_decay)
+    return int(window), check_number(gap_decay, "gap_decay", 0, 1, low_open=True)
 
 
 class ItemTransition(Recommender):
@@ -119,7 +105,7 @@ class ItemTransition(Recommender):
         self.user_col, self.item_col, self.rating_col, self.time_col = user_col, item_col, rating_col, time_col
 
     def _check_params(self):
-        _check_half_life(self.half_life)
+        check_half_life(self.half_life)
         _check_window(self.window, self.gap_decay)
         check_inputs(self.inputs)
 
@@ -178,7 +164,7 @@ class ItemTransition(Recommender):
         return (self.trans_indptr_, self.trans_indices_, self.data_.n_items)
 
     def _decay(self):
-        half_life = _check_half_life(self.half_life)
+        half_life = check_half_life(self.half_life)
         return math.inf if half_life is None else half_life
 
     def transition_matrix(self, normalise=True):
@@ -201,9 +187,8 @@ class ItemTransition(Recommender):
 
     def _recommend_index(self, uidx, k, exclude_seen, mask=None):
         seen = self.data_.seen_csr() if exclude_seen else None
-        seen, _ = exclusions(seen, uidx, mask, n_rows=self.data_.n_users)
         return _core.transition_recommend(self._trans(), self.probs_, self._history(), uidx,
-                                          self._decay(), seen, k, self.n_threads)
+                                          self._decay(), seen, k, self.n_threads, allowed=mask)
 
     # -- persistence --------------------------------------------------------
     def _arrays(self):
