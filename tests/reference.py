@@ -950,3 +950,23 @@ def slist_scores_ref(B, indptr, items, users, half_life):
             w = 1.0 if half_life is None else 0.5 ** (age / half_life)
             out[r] += w * B[item]
     return out
+
+
+def ratings_frame(rows, string_ids=False):
+    """A ratings frame from (user, movie, rating, timestamp) tuples (the
+    hypothesis tests' random frames); ``string_ids``: ids as "u3", "m5"."""
+    f = pd.DataFrame(rows, columns=["user_id", "movie_id", "rating", "timestamp"])
+    if string_ids:
+        f["user_id"] = "u" + f["user_id"].astype(str)
+        f["movie_id"] = "m" + f["movie_id"].astype(str)
+    return f
+
+
+def assert_fold_in_equals_trained(model, frame, users, k=10):
+    """Users scored from their own training rows (``history=``) get the
+    lists and scores the fitted model gives them: fold-in is exact."""
+    history = frame[frame["user_id"].isin(users)]
+    a_ids, a_sc = model.recommend(users, k=k, return_scores=True)
+    b_ids, b_sc = model.recommend(users, k=k, return_scores=True, history=history)
+    np.testing.assert_array_equal(a_ids, b_ids)
+    np.testing.assert_array_equal(a_sc, b_sc)

@@ -189,12 +189,7 @@ def test_recency_weight_definition(data):
 @pytest.mark.parametrize("half_life", [None, 3.0])
 def test_fold_in_of_training_users_equals_trained(frames, data, half_life):
     model = recmf.EASE(l2=50.0, half_life=half_life).fit(data)
-    users = data.user_ids[::5]
-    history = frames[0][frames[0]["user_id"].isin(users)]
-    a_ids, a_sc = model.recommend(users, k=10, return_scores=True)
-    b_ids, b_sc = model.recommend(users, k=10, return_scores=True, history=history)
-    np.testing.assert_array_equal(a_ids, b_ids)
-    np.testing.assert_array_equal(a_sc, b_sc)
+    ref.assert_fold_in_equals_trained(model, frames[0], data.user_ids[::5])
 
 
 def test_fold_in_new_users_and_mixed(frames, data, fitted):
@@ -462,10 +457,7 @@ def test_ml1m_ease_recall(ml1m):
 @given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 6), st.integers(3, 5), st.integers(0, 3)),
                 min_size=1, max_size=40), st.booleans())
 def test_positions_property(rows, string_ids):
-    f = pd.DataFrame(rows, columns=["user_id", "movie_id", "rating", "timestamp"])
-    if string_ids:
-        f["user_id"] = "u" + f["user_id"].astype(str)
-        f["movie_id"] = "m" + f["movie_id"].astype(str)
+    f = ref.ratings_frame(rows, string_ids)
     if not (f["rating"] >= 4).any():
         return
     d = recmf.Interactions.from_frame(f)

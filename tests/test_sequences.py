@@ -119,10 +119,7 @@ def test_from_dask_keeps_the_rated_order(train):
 @given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 6), st.integers(1, 5), st.integers(0, 3)),
                 min_size=1, max_size=40), st.booleans())
 def test_sequences_property(rows, string_ids):
-    f = pd.DataFrame(rows, columns=["user_id", "movie_id", "rating", "timestamp"])
-    if string_ids:
-        f["user_id"] = "u" + f["user_id"].astype(str)
-        f["movie_id"] = "m" + f["movie_id"].astype(str)
+    f = ref.ratings_frame(rows, string_ids)
     if not (f["rating"] >= 4).any():
         return
     d = recmf.Interactions.from_frame(f, seen="rated")

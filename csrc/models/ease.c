@@ -209,11 +209,12 @@ static rmf_status check(const void *cfg, rmf_error *err)
     return RMF_OK;
 }
 
-/* theta = B, n_items x n_items (filled by fit, not initialised). */
-static void layout(const void *cfg, rmf_layout *L)
+/* theta = B, n_items x n_items (filled by fit, not initialised): the
+ * layout of the item-item models, EASE and SLIST. */
+void rmf_item_item_layout(const void *cfg, rmf_layout *L)
 {
-    const ease_config *c = cfg;
-    rmf_layout_add(L, "B", c->base.n_items, c->base.n_items, RMF_BLOCK_DENSE, RMF_INIT_ZERO, 0.0);
+    const rmf_config *c = cfg;
+    rmf_layout_add(L, "B", c->n_items, c->n_items, RMF_BLOCK_DENSE, RMF_INIT_ZERO, 0.0);
 }
 
 static rmf_status fit(const void *cfg, const rmf_data *data, int n_threads, float *theta, rmf_error *err)
@@ -283,7 +284,7 @@ const rmf_model rmf_ease = {
     .fields = FIELDS,
     .defaults = defaults,
     .check = check,
-    .layout = layout,
+    .layout = rmf_item_item_layout,
     .fit = fit,
     .recommend = rmf_item_item_recommend,
 };

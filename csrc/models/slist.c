@@ -236,13 +236,6 @@ static rmf_status check(const void *cfg, rmf_error *err)
     return RMF_OK;
 }
 
-/* theta = B, n_items x n_items (filled by fit, not initialised). */
-static void layout(const void *cfg, rmf_layout *L)
-{
-    const slist_config *c = cfg;
-    rmf_layout_add(L, "B", c->base.n_items, c->base.n_items, RMF_BLOCK_DENSE, RMF_INIT_ZERO, 0.0);
-}
-
 static rmf_status fit(const void *cfg, const rmf_data *data, int n_threads, float *theta, rmf_error *err)
 {
     const int32_t n = ((const slist_config *)cfg)->base.n_items;
@@ -264,7 +257,7 @@ const rmf_model rmf_slist = {
     .fields = FIELDS,
     .defaults = defaults,
     .check = check,
-    .layout = layout,
+    .layout = rmf_item_item_layout, /* theta = B */
     .fit = fit,
     .recommend = rmf_item_item_recommend,
 };
