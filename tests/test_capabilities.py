@@ -16,14 +16,8 @@ import pytest
 
 import recmf
 
-MODELS = recmf.available_models()
-KINDS = list(MODELS)
+from test_contract import KINDS, MODELS, make  # noqa: E402  (the shared contract's model factory)
 N_GROUPS, PER_GROUP = 4, 24
-
-
-def make(kind, **overrides):
-    cls = MODELS[kind]
-    return cls(**{**cls._test_params(), **overrides})
 
 
 def planted(shares=(0.5, 0.2, 0.2, 0.1), n_users=240, n_train=10, n_test=3, seed=0):

@@ -14,14 +14,9 @@ import pytest
 
 import recmf
 
-MODELS = recmf.available_models()
+from test_contract import MODELS, make  # noqa: E402  (the shared contract's model factory)
 FOLDS = [k for k, c in MODELS.items() if c._recommend_history is not recmf.Recommender._recommend_history]
 NO_FOLD = [k for k in MODELS if k not in FOLDS]
-
-
-def make(kind, **overrides):
-    cls = MODELS[kind]
-    return cls(**{**cls._test_params(), **overrides})
 
 
 @pytest.fixture(scope="module")

@@ -23,12 +23,7 @@ from hypothesis import strategies as st
 import recmf
 from recmf import _core
 
-MODELS = recmf.available_models()
-
-
-def make(kind, **overrides):
-    cls = MODELS[kind]
-    return cls(**{**cls._test_params(), **overrides})
+from test_contract import MODELS, make  # noqa: E402  (the shared contract's model factory)
 
 
 @pytest.fixture(scope="module")

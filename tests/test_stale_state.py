@@ -22,12 +22,7 @@ import recmf
 from recmf import _core
 from recmf.models import blend as blend_module
 
-MODELS = recmf.available_models()
-
-
-def make(kind, **overrides):
-    cls = MODELS[kind]
-    return cls(**{**cls._test_params(), **overrides})
+from test_contract import MODELS, make  # noqa: E402  (the shared contract's model factory)
 
 
 @pytest.fixture(scope="module")
