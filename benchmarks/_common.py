@@ -98,6 +98,21 @@ def best_of(fn, repeats=3, warmup=False, cpu="process"):
     return min(walls), min(cpus), result
 
 
+def ml20m_shape(scale=1.0):
+    """``synthetic_ratings`` arguments of ML-20M's shape, or a ``scale``
+    fraction of its users and ratings (items shrink more slowly, as the
+    square root: a catalogue of a few hundred items cannot hold the
+    long-tailed users' distinct items)."""
+    from recmf.datasets import ML20M_SHAPE
+    shape = dict(ML20M_SHAPE)
+    if scale != 1.0:
+        shape["n_users"] = max(100, int(shape["n_users"] * scale))
+        shape["n_items"] = max(1_000, int(shape["n_items"] * scale ** 0.5))
+        shape["n_ratings"] = max(10_000, int(shape["n_ratings"] * scale))
+        shape["ratings_per_user"] = (20, min(shape["ratings_per_user"][1], shape["n_items"] // 4))
+    return shape
+
+
 def load_average():
     try:
         return os.getloadavg()

@@ -77,19 +77,12 @@ def sgemm_rate(threads, m, n, k, seconds=1.0):
 def main(argv=None):
     args = parse_args(argv)
     import recmf
-    from recmf.datasets import ML20M_SHAPE, synthetic_ratings
+    from recmf.datasets import synthetic_ratings
 
     T = args.threads
     la0 = C.load_average()
     info = C.machine_info()
-    shape = dict(ML20M_SHAPE)
-    if args.scale != 1.0:
-        shape["n_users"] = max(100, int(shape["n_users"] * args.scale))
-        # items shrink more slowly (sqrt): a catalogue of a few hundred
-        # items cannot hold the long-tailed users' distinct items
-        shape["n_items"] = max(1_000, int(shape["n_items"] * args.scale ** 0.5))
-        shape["n_ratings"] = max(10_000, int(shape["n_ratings"] * args.scale))
-        shape["ratings_per_user"] = (20, min(shape["ratings_per_user"][1], shape["n_items"] // 4))
+    shape = C.ml20m_shape(args.scale)
     st = {}
 
     def timed(name, fn):

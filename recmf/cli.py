@@ -49,16 +49,21 @@ _HP_HELP = {
     "patience": "early stopping: evaluations without improvement before stopping (none: no stopping)",
     "adam": "Adam variant: dense (as PyTorch) or lazy (only the batch's rows)",
     "factors": "ALS latent dimension", "regularization": "ALS L2 weight",
-    "alpha": "ALS confidence of a positive: 1 + alpha", "iterations": "ALS iterations",
+    "alpha": "ALS confidence of a positive: 1 + alpha; SLIST weight of the similarity term (0..1)",
+    "iterations": "ALS iterations",
     "solver": "ALS per-row solver", "cg_steps": "ALS conjugate-gradient steps per row",
-    "l2": "EASE L2 weight on the item-item weights",
-    "half_life": "EASE / ItemTransition recency half-life, in interactions",
-    "window": "ItemTransition: how many later positives a positive links to",
+    "l2": "EASE / SLIST L2 weight on the item-item weights",
+    "half_life": "EASE / ItemTransition / SLIST recency half-life, in interactions",
+    "window": "ItemTransition: how many later positives a positive links to; SLIST: items on each side "
+              "of a place",
     "gap_decay": "ItemTransition weight per extra step of distance",
     "max_len": "SASRec: most recent items of a user it reads", "n_blocks": "SASRec transformer blocks",
     "n_heads": "SASRec attention heads",
     "loss": "SASRec: cross-entropy over every item (softmax) or over sampled negatives",
     "n_negatives": "SASRec: shared negatives per batch (sampled loss)",
+    "position_decay": "SLIST: places over which a weight falls by e",
+    "inputs": "EASE / ItemTransition / SLIST / SASRec: read each user's positives, or every rated item (then rated "
+              "items are never recommended: the watched protocol)",
 }
 
 
@@ -98,9 +103,10 @@ def _parser():
                                           "triplets_per_epoch", "eval_every", "patience", "factors",
                                           "iterations", "cg_steps", "window", "max_len", "n_blocks",
                                           "n_heads", "n_negatives") else float}
-        if name in ("negatives", "adam", "solver", "loss"):
+        if name in ("negatives", "adam", "solver", "loss", "inputs"):
             kwargs = {"choices": {"negatives": ("popular", "uniform"), "adam": ("dense", "lazy"),
-                                  "solver": ("cg", "cholesky"), "loss": ("softmax", "sampled")}[name]}
+                                  "solver": ("cg", "cholesky"), "loss": ("softmax", "sampled"),
+                                  "inputs": ("positives", "rated")}[name]}
         # The default is the chosen model's: shown in the text, not as argparse's.
         hp.add_argument("--" + name.replace("_", "-"), help=f"{what} (default: {_hp_default(name)})",
                         default=None, **kwargs)
@@ -134,7 +140,7 @@ _HP = {"emb_dim", "hidden_dim", "dropout", "lr", "weight_decay", "batch_size", "
        "negatives", "top_n", "triplets_per_epoch", "eval_every", "patience", "adam",
        "factors", "regularization", "alpha", "iterations", "solver", "cg_steps",
        "l2", "half_life", "window", "gap_decay", "max_len", "n_blocks", "n_heads", "loss",
-       "n_negatives"}
+       "n_negatives", "position_decay", "inputs"}
 
 
 #: the flag of each model parameter the command line sets under another name
@@ -232,7 +238,9 @@ def cmd_run(args):
                                             min_train=args.min_train, user_col="user_id",
                                             time_col="timestamp")
     _log(f"split: train {len(train):,} / val {len(val):,} / test {len(test):,} rows", args.quiet)
-    data = recmf.Interactions.from_frame(train, threshold=args.threshold, **_MOVIELENS)
+    # inputs="rated" reads (and never recommends) every rated item: the watched protocol
+    seen = "rated" if getattr(model, "inputs", "positives") == "rated" else "positives"
+    data = recmf.Interactions.from_frame(train, threshold=args.threshold, seen=seen, **_MOVIELENS)
     _log(f"index: {data.n_users:,} users x {data.n_items:,} items, {data.nnz:,} positives", args.quiet)
     t_fit = time.perf_counter()
     watched = val if args.watch == "val" else test

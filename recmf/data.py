@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import numbers
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,23 @@ from ._config import FROM_CONFIG, resolve_columns
 
 log = logging.getLogger("recmf")
 
-__all__ = ["Interactions"]
+__all__ = ["Interactions", "Sequences"]
+
+
+class Sequences(NamedTuple):
+    """Each user's items in time order, as a CSR without values: user ``u``'s
+    items, oldest first, are ``items[indptr[u]:indptr[u + 1]]``.
+
+    Attributes
+    ----------
+    indptr : int64 ndarray (n_users + 1,)
+        Row offsets, ``indptr[0] == 0``, non-decreasing.
+    items : int32 ndarray (indptr[-1],)
+        Dense item indices in ``[0, n_items)``.
+    """
+
+    indptr: np.ndarray
+    items: np.ndarray
 
 
 class Interactions:
@@ -46,11 +63,19 @@ class Interactions:
         ``indices``: 0 = the user's earliest positive.  From the time column
         (ties keep input order, as :func:`recmf.temporal_split`; a repeated
         pair counts at its latest time); None without a time column.  See
-        :meth:`ages`.
+        :meth:`ages` and :meth:`sequences`.
+    seen_rule : {"positives", "rated"}
+        What the seen items are: the positives, or every item the user
+        rated (``from_frame(..., seen="rated")``).
+    seen_positions : int32 array (len(seen_indices),) or None
+        With ``seen_rule="rated"``: each rated item's place in its user's
+        history of rated items, aligned with ``seen_indices`` (as
+        :attr:`positions`); None without a time column.  With
+        ``seen_rule="positives"`` it is :attr:`positions`.
     """
 
     def __init__(self, indptr, indices, user_ids, item_ids, seen=None, n_duplicates=0,
-                 unindexed_user_ids=None, positions=None):
+                 unindexed_user_ids=None, positions=None, seen_rule=None, seen_positions=None):
         self.indptr = _frozen(as_core_array(indptr, np.int64))
         self.indices = _frozen(as_core_array(indices, np.int32))
         self.user_ids = _frozen(_id_mapping(user_ids))
@@ -74,6 +99,29 @@ class Interactions:
             if self.positions.shape != self.indices.shape:
                 raise ValueError(f"positions must have one entry per positive ({len(self.indices)}), "
                                  f"got shape {self.positions.shape}")
+        if seen_rule is None:
+            # Given seen arrays that are not the positives can only be rated
+            # items (older pickles and files carry no rule).
+            same = len(self.seen_indptr) == len(self.indptr) and \
+                np.array_equal(self.seen_indptr, self.indptr) and \
+                np.array_equal(self.seen_indices, self.indices)
+            seen_rule = "positives" if seen is None or (same and seen_positions is None) else "rated"
+        if seen_rule not in ("positives", "rated"):
+            raise ValueError(f"seen_rule must be 'positives' or 'rated', got {seen_rule!r}")
+        self.seen_rule = seen_rule
+        if seen_rule == "positives":
+            if seen_positions is not None:
+                raise ValueError("seen_positions is only for seen_rule='rated' (with 'positives' the "
+                                 "seen items are the positives, ordered by positions)")
+            self.seen_positions = self.positions
+        else:
+            self.seen_positions = None
+            if seen_positions is not None:
+                self.seen_positions = _frozen(as_core_array(seen_positions, np.int32))
+                if self.seen_positions.shape != self.seen_indices.shape:
+                    raise ValueError(f"seen_positions must have one entry per seen item "
+                                     f"({len(self.seen_indices)}), got shape "
+                                     f"{self.seen_positions.shape}")
         self._user_lookup = None
         self._item_lookup = None
         self._unindexed_lookup = None
@@ -84,10 +132,13 @@ class Interactions:
         seen = (state.pop("seen_indptr"), state.pop("seen_indices"))
         for name in ("_user_lookup", "_item_lookup", "_unindexed_lookup"):
             state.pop(name, None)
+        rule = state.pop("seen_rule", "positives")
+        seen_positions = state.pop("seen_positions", None)
         self.__init__(state.pop("indptr"), state.pop("indices"), state.pop("user_ids"),
                       state.pop("item_ids"), seen=seen, n_duplicates=state.pop("n_duplicates"),
                       unindexed_user_ids=state.pop("unindexed_user_ids", None),
-                      positions=state.pop("positions", None))
+                      positions=state.pop("positions", None), seen_rule=rule,
+                      seen_positions=seen_positions if rule == "rated" else None)
         self.__dict__.update(state)
 
     # -- construction ---------------------------------------------------
@@ -116,12 +167,15 @@ class Interactions:
         seen : {"positives", "rated"}
             Which items recommendation later excludes for a user: their
             positives (the notebook's rule) or every item they rated here,
-            whatever the rating.
+            whatever the rating.  With ``"rated"`` the rated items are
+            kept in time order too (:attr:`seen_positions`), so models can
+            read them as input (``inputs="rated"``, :meth:`sequences`).
         time_col : str or None
-            Orders each user's positives (:attr:`positions`) when the frame
-            has this column (default: the configured one, ``timestamp``);
-            None or an absent column: no order (models with a recency decay
-            then refuse the data).
+            Orders each user's positives (:attr:`positions`) and rated items
+            (:attr:`seen_positions`) when the frame has this column (default:
+            the configured one, ``timestamp``); None or an absent column: no
+            order (models with a recency decay or a sequence then refuse the
+            data).
 
         Returns
         -------
@@ -165,11 +219,11 @@ class Interactions:
         i_codes, item_ids = _factorize(items[pos])
         indptr, indices = _core.build_csr(u_codes, i_codes, len(user_ids), len(item_ids))
         n_dup = int(pos.sum()) - len(indices)
-        positions = None
+        positions = times = None
         if time_col is not None and time_col in frame.columns:
-            times = time_column(frame, time_col, _name)[pos]
-            positions = _positions(u_codes, i_codes, times, indptr)
-        seen_csr = unindexed = None
+            times = time_column(frame, time_col, _name)
+            positions = _positions(u_codes, i_codes, times[pos], indptr)
+        seen_csr = unindexed = seen_positions = None
         if seen == "rated":
             data = cls(indptr, indices, user_ids, item_ids)
             ru = data._user_codes(users)
@@ -181,8 +235,11 @@ class Interactions:
             keep = ri >= 0
             seen_csr = _core.build_csr(ru[keep], ri[keep], len(user_ids) + len(unindexed),
                                        len(item_ids))
+            if times is not None:
+                seen_positions = _positions(ru[keep], ri[keep], times[keep], seen_csr[0])
         out = cls(indptr, indices, user_ids, item_ids, seen=seen_csr, n_duplicates=n_dup,
-                  unindexed_user_ids=unindexed, positions=positions)
+                  unindexed_user_ids=unindexed, positions=positions, seen_rule=seen,
+                  seen_positions=seen_positions)
         log.info("indexed %d rows: %d users x %d items, %d positives (%d repeated pairs folded)%s",
                  len(frame), out.n_users, out.n_items, out.nnz, n_dup,
                  "" if positions is not None else "; no time order")
@@ -371,15 +428,81 @@ class Interactions:
         """Positives per item (int64, by dense index)."""
         return _core.item_counts(self.indptr, self.indices, self.n_items)
 
-    def ages(self):
+    def ages(self, inputs="positives"):
         """Each positive's age (int32, aligned with ``indices``): how many of
         the user's positives came after it, 0 = the most recent.  Needs
-        :attr:`positions`."""
-        if self.positions is None:
-            raise ValueError("these Interactions have no order of the positives: build them from "
-                             "a frame with a time column (Interactions.from_frame(..., time_col=...))")
-        lens = np.diff(self.indptr)
-        return (np.repeat(lens, lens) - 1 - self.positions).astype(np.int32)
+        :attr:`positions`.
+
+        With ``inputs="rated"``: each rated item's age among the user's rated
+        items, aligned with the indexed users' part of ``seen_indices``
+        (``seen_csr()``); needs ``seen="rated"`` and a time column."""
+        indptr, _, order = self._ordered(inputs)
+        lens = np.diff(indptr)
+        return (np.repeat(lens, lens) - 1 - order).astype(np.int32)
+
+    def input_csr(self, inputs="positives"):
+        """``(indptr, indices)`` of what a model reads for each indexed user:
+        the positives (``inputs="positives"``) or every rated item
+        (``"rated"``, needs ``seen="rated"``), items sorted within a row."""
+        if inputs not in ("positives", "rated"):
+            raise ValueError(f"inputs must be 'positives' or 'rated', got {inputs!r}")
+        if inputs == "positives":
+            return self.indptr, self.indices
+        if self.seen_rule != "rated":
+            raise ValueError("inputs='rated' reads every item each user rated, and these interactions "
+                             "keep only the positives: build them with "
+                             "Interactions.from_frame(..., seen='rated')")
+        indptr = self.seen_indptr[:self.n_users + 1]
+        return indptr, self.seen_indices[:indptr[-1]]
+
+    def _ordered(self, inputs):
+        """``input_csr(inputs)`` and each entry's place in its row's time order."""
+        indptr, indices = self.input_csr(inputs)
+        order = self.positions if inputs == "positives" else self.seen_positions
+        if order is None:
+            raise ValueError("these interactions have no time order: build them from a frame with a "
+                             "time column (Interactions.from_frame(..., time_col=...))")
+        return indptr, indices, order[:len(indices)]
+
+    def sequences(self, inputs="positives"):
+        """Each indexed user's items in time order, oldest first.
+
+        Parameters
+        ----------
+        inputs : {"positives", "rated"}
+            The user's positives, or every item the user rated (whatever
+            the rating; needs ``from_frame(..., seen="rated")``).  Rated
+            items the index does not hold (no positive anywhere) are left
+            out: they have no dense index.
+
+        Returns
+        -------
+        Sequences
+            ``(indptr, items)``: int64 ``(n_users + 1,)`` offsets and int32
+            dense item indices, row ``u`` = user ``u``'s items oldest first.
+            Order: by the time column, ties in input order (as
+            :func:`recmf.temporal_split`); an item the user has several rows
+            for appears once, at its latest row.  Read-only arrays, built on
+            each call.
+
+        Raises
+        ------
+        ValueError
+            ``inputs`` is neither name; the data has no time order (built
+            without a time column); ``"rated"`` on data built with
+            ``seen="positives"``.
+
+        Examples
+        --------
+        >>> indptr, items = data.sequences()
+        >>> items[indptr[u]:indptr[u + 1]]          # user u's positives, oldest first
+        """
+        indptr, indices, order = self._ordered(inputs)
+        # positions are a permutation of 0..len-1 within each row: scatter.
+        items = np.empty(len(indices), dtype=np.int32)
+        rows = np.repeat(indptr[:-1], np.diff(indptr))
+        items[rows + order] = indices
+        return Sequences(_frozen(np.ascontiguousarray(indptr)), _frozen(items))
 
     def seen_csr(self, unindexed=False):
         """``(indptr, indices, n_items)`` of the items to exclude, for the core:
@@ -430,6 +553,10 @@ class Interactions:
             state["unindexed_user_ids"] = ids if ids.dtype == np.int64 else ids.astype(str)
         if self.positions is not None:
             state["positions"] = self.positions
+        if self.seen_rule == "rated":
+            state["seen_rule"] = np.array("rated")
+            if self.seen_positions is not None:
+                state["seen_positions"] = self.seen_positions
         return state
 
     @classmethod
@@ -437,9 +564,11 @@ class Interactions:
         unindexed = st.get("unindexed_user_ids")
         if unindexed is not None and unindexed.dtype.kind == "U":
             unindexed = unindexed.astype(object)
+        rule = str(st["seen_rule"]) if "seen_rule" in st else "positives"
         return cls(st["indptr"], st["indices"], st["user_ids"], st["item_ids"],
                    seen=(st["seen_indptr"], st["seen_indices"]), n_duplicates=n_duplicates,
-                   unindexed_user_ids=unindexed, positions=st.get("positions"))
+                   unindexed_user_ids=unindexed, positions=st.get("positions"), seen_rule=rule,
+                   seen_positions=st.get("seen_positions") if rule == "rated" else None)
 
     def _check_consistent(self):
         """Raise ValueError unless the arrays describe what
@@ -464,17 +593,9 @@ class Interactions:
                                       ("seen_", self.seen_indptr, self.seen_indices)):
             _check_csr(name, indptr, indices, self.n_items)
         if self.positions is not None:
-            lens = np.diff(self.indptr)
-            row_start = np.repeat(self.indptr[:-1], lens)
-            p = self.positions.astype(np.int64)
-            if ((p < 0) | (p >= np.repeat(lens, lens))).any():
-                raise ValueError("positions must lie in [0, number of the user's positives)")
-            # distinct within each row: a permutation of 0..n-1
-            seen = np.zeros(len(p), dtype=bool)
-            slot = row_start + p
-            seen[slot] = True
-            if not seen.all():
-                raise ValueError("positions must rank each user's positives 0, 1, ..., n-1")
+            _check_ranks("positions", self.indptr, self.positions, "positives")
+        if self.seen_rule == "rated" and self.seen_positions is not None:
+            _check_ranks("seen_positions", self.seen_indptr, self.seen_positions, "rated items")
         return self
 
     def __eq__(self, other):
@@ -509,6 +630,20 @@ def _check_csr(prefix, indptr, indices, n_cols):
     row_start[indptr[:-1][np.diff(indptr) > 0]] = True
     if not (rising | row_start[1:]).all():
         raise ValueError(f"{prefix}indices must be sorted and distinct within each row")
+
+
+def _check_ranks(name, indptr, positions, what):
+    """``positions`` rank each CSR row's entries 0..n-1 (a permutation)."""
+    lens = np.diff(indptr)
+    row_start = np.repeat(indptr[:-1], lens)
+    p = positions.astype(np.int64)
+    if ((p < 0) | (p >= np.repeat(lens, lens))).any():
+        raise ValueError(f"{name} must lie in [0, number of the user's {what})")
+    # distinct within each row: a permutation of 0..n-1
+    hit = np.zeros(len(p), dtype=bool)
+    hit[row_start + p] = True
+    if not hit.all():
+        raise ValueError(f"{name} must rank each user's {what} 0, 1, ..., n-1")
 
 
 def _frozen(a):

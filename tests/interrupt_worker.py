@@ -86,6 +86,7 @@ def main():
         "ease": recmf.EASE(l2=10.0, half_life=3.0, n_threads=1).fit(data),
         "transition": recmf.ItemTransition(n_threads=1).fit(train),
         "sasrec": recmf.SASRec(n_blocks=1, emb_dim=16, max_len=20, epochs=1, seed=0, n_threads=1).fit(train),
+        "slist": recmf.SLIST(l2=10.0, n_threads=1).fit(train),
     }
     models["blend"] = recmf.Blend([models["transition"], models["ease"]], weights=[0.5, 0.5], n_threads=1).fit(data)
     many = np.tile(users, 10)                     # the dot-product models take blocks of 4,096 users
@@ -108,10 +109,11 @@ def main():
     two = recmf.NeuralMF(emb_dim=16, hidden_dim=16, epochs=1, seed=0, n_threads=2).fit(data)
     interrupted("recommend-neuralmf-2-threads", lambda: two.recommend(users, k=10))
 
-    # Solvers: EASE and transitions keep the previous fit whole; ALS keeps
+    # Solvers: EASE, SLIST and transitions keep the previous fit whole; ALS keeps
     # the factors of its last complete iteration and says it was interrupted.
     for kind, make, src in (("ease", lambda: recmf.EASE(l2=10.0, n_threads=1), data),
-                            ("transition", lambda: recmf.ItemTransition(window=3, n_threads=1), train)):
+                            ("transition", lambda: recmf.ItemTransition(window=3, n_threads=1), train),
+                            ("slist", lambda: recmf.SLIST(l2=10.0, n_threads=1), train)):
         try:
             m = make().fit(src)
             want = m.recommend(users[:500], k=5)

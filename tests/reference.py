@@ -338,6 +338,24 @@ def recommend_ref(data, scores, users, k):
     return pad_topk(*topk_ref(scores, seen, k), k)
 
 
+def assert_valid_topk(items, scores, lens, ref_scores, seen, k):
+    """items/scores (n x k) are a top-k of ref_scores (n x n_items, float64)
+    with seen[r] removed, up to the tolerance."""
+    for r in range(len(items)):
+        cand = np.setdiff1d(np.arange(ref_scores.shape[1]), seen[r])
+        m = min(k, len(cand))
+        assert lens[r] == m
+        got = items[r, :m]
+        assert len(set(got)) == m and not set(got) & set(seen[r])
+        assert (items[r, m:] == -1).all()
+        row = ref_scores[r]
+        tol = 1e-4 * (np.abs(row).max() + 1)
+        np.testing.assert_allclose(scores[r, :m], row[got], rtol=0, atol=tol)
+        kth = np.sort(row[cand])[::-1][m - 1]
+        assert row[got].min() >= kth - tol
+        assert np.all(np.diff(scores[r, :m]) <= tol)  # best first
+
+
 def pad_topk(items, scores, k):
     """Lists from ``topk_ref`` -> (items int32 n x k padded with -1,
     scores float32 n x k padded with -inf, lengths int32), the layout of
@@ -875,3 +893,80 @@ def recency_weights_ref(ages, half_life):
     """exp(-age ln 2 / half_life): 1 for the most recent positive, 1/2 at an
     age of half_life."""
     return np.exp(-np.asarray(ages, dtype=np.float64) * math.log(2.0) / half_life)
+
+
+def slist_rows_ref(indptr, items, n_items, window, position_decay):
+    """S and T of SLIST as ``scipy.sparse`` float64 matrices, one row per
+    place t < L - 1 of every sequence (row u of ``indptr``/``items``,
+    oldest first): S_t holds the items at places j in (t - window, t]
+    weighted exp(-(t - j) / position_decay), T_t those at j in
+    (t, t + window] weighted exp(-(j - t - 1) / position_decay).
+    ``position_decay=None``: weight 1; ``window=None``: the whole sequence.
+    Built row by row, as the authors' make_train_matrix does."""
+    from scipy.sparse import csr_matrix
+
+    def weight(d):
+        return 1.0 if position_decay is None else math.exp(-d / position_decay)
+
+    cells = {"S": ([], [], []), "T": ([], [], [])}
+    row = 0
+    for u in range(len(indptr) - 1):
+        seq = [int(x) for x in items[indptr[u]:indptr[u + 1]]]
+        w = len(seq) if window is None else window
+        for t in range(len(seq) - 1):
+            for name, places, origin in (("S", range(max(0, t - w + 1), t + 1), t),
+                                         ("T", range(t + 1, min(len(seq), t + 1 + w)), t + 1)):
+                r, c, v = cells[name]
+                for j in places:
+                    r.append(row)
+                    c.append(seq[j])
+                    v.append(weight(abs(j - origin)))
+            row += 1
+    return tuple(csr_matrix((v, (r, c)), shape=(row, n_items)) for r, c, v in (cells["S"], cells["T"]))
+
+
+def slist_ref(indptr, items, n_items, alpha, l2, position_decay, window, x_weights=None):
+    """SLIST's B in float64 with materialised X, S and T (sparse) and
+    ``np.linalg.solve``:
+    B = (alpha X^T X + (1 - alpha) S^T S + l2 I)^-1 (alpha X^T X + (1 - alpha) S^T T),
+    X one row per sequence (``x_weights`` aligned with ``items``, default 1)."""
+    from scipy.sparse import csr_matrix
+    X = csr_matrix((np.ones(len(items)) if x_weights is None else x_weights, np.asarray(items),
+                    np.asarray(indptr)), shape=(len(indptr) - 1, n_items))
+    S, T = slist_rows_ref(indptr, items, n_items, window, position_decay)
+    XX = (X.T @ X).toarray()
+    A = alpha * XX + (1 - alpha) * (S.T @ S).toarray() + l2 * np.eye(n_items)
+    R = alpha * XX + (1 - alpha) * (S.T @ T).toarray()
+    return np.linalg.solve(A, R)
+
+
+def slist_scores_ref(B, indptr, items, users, half_life):
+    """Dense float64 scores s_u B, s_u[item] = 0.5 ** (age / half_life) over
+    user u's sequence (age 0 = the last item; half_life None: 1)."""
+    out = np.zeros((len(users), B.shape[0]))
+    for r, u in enumerate(users):
+        seq = items[indptr[u]:indptr[u + 1]]
+        for age, item in enumerate(seq[::-1]):
+            w = 1.0 if half_life is None else 0.5 ** (age / half_life)
+            out[r] += w * B[item]
+    return out
+
+
+def ratings_frame(rows, string_ids=False):
+    """A ratings frame from (user, movie, rating, timestamp) tuples (the
+    hypothesis tests' random frames); ``string_ids``: ids as "u3", "m5"."""
+    f = pd.DataFrame(rows, columns=["user_id", "movie_id", "rating", "timestamp"])
+    if string_ids:
+        f["user_id"] = "u" + f["user_id"].astype(str)
+        f["movie_id"] = "m" + f["movie_id"].astype(str)
+    return f
+
+
+def assert_fold_in_equals_trained(model, frame, users, k=10):
+    """Users scored from their own training rows (``history=``) get the
+    lists and scores the fitted model gives them: fold-in is exact."""
+    history = frame[frame["user_id"].isin(users)]
+    a_ids, a_sc = model.recommend(users, k=k, return_scores=True)
+    b_ids, b_sc = model.recommend(users, k=k, return_scores=True, history=history)
+    np.testing.assert_array_equal(a_ids, b_ids)
+    np.testing.assert_array_equal(a_sc, b_sc)

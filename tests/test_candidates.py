@@ -90,7 +90,7 @@ def core_call(kind, model):
     """(arrays for _core.recommend) of a fitted model whose kind the core's
     table holds: its parameters, config and, for history models, its rows."""
     d = model.data_
-    if kind == "ease":
+    if kind in ("ease", "slist"):     # the item-item models: B, scored from a history
         return model.B_, model._config(), dict(history=(d.indptr, d.indices))
     if kind == "sasrec":            # scores each user from their sequence
         return model.theta_, model._config(), dict(history=model.sequences_)

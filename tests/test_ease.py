@@ -56,24 +56,6 @@ def seen_lists(data, rows):
     return [data.seen_indices[data.seen_indptr[u]:data.seen_indptr[u + 1]] for u in rows]
 
 
-def assert_valid_topk(items, scores, lens, ref_scores, seen, k):
-    """items/scores (n x k) are a top-k of ref_scores (n x n_items, float64)
-    with seen[r] removed, up to the tolerance."""
-    for r in range(len(items)):
-        cand = np.setdiff1d(np.arange(ref_scores.shape[1]), seen[r])
-        m = min(k, len(cand))
-        assert lens[r] == m
-        got = items[r, :m]
-        assert len(set(got)) == m and not set(got) & set(seen[r])
-        assert (items[r, m:] == -1).all()
-        row = ref_scores[r]
-        tol = 1e-4 * (np.abs(row).max() + 1)
-        np.testing.assert_allclose(scores[r, :m], row[got], rtol=0, atol=tol)
-        kth = np.sort(row[cand])[::-1][m - 1]
-        assert row[got].min() >= kth - tol
-        assert np.all(np.diff(scores[r, :m]) <= tol)  # best first
-
-
 # ---------------------------------------------------------------------------
 # The kernel
 # ---------------------------------------------------------------------------
@@ -117,7 +99,7 @@ def test_recommend_matches_numpy(data, fitted):
     ref_scores = dense(data)[rows] @ fitted.B_.astype(np.float64)
     items = np.searchsorted(data.item_ids, ids).astype(np.int32)
     lens = (ids >= 0).sum(1)
-    assert_valid_topk(items, scores, lens, ref_scores, seen_lists(data, rows), 10)
+    ref.assert_valid_topk(items, scores, lens, ref_scores, seen_lists(data, rows), 10)
 
 
 def test_recommend_without_exclusion(data, fitted):
@@ -126,7 +108,7 @@ def test_recommend_without_exclusion(data, fitted):
     ids, scores = fitted.recommend(users, k=15, exclude_seen=False, return_scores=True)
     ref_scores = dense(data)[rows] @ fitted.B_.astype(np.float64)
     items = np.searchsorted(data.item_ids, ids).astype(np.int32)
-    assert_valid_topk(items, scores, (ids >= 0).sum(1), ref_scores, [[]] * len(rows), 15)
+    ref.assert_valid_topk(items, scores, (ids >= 0).sum(1), ref_scores, [[]] * len(rows), 15)
 
 
 def test_score_matches_numpy(data, fitted):
@@ -183,7 +165,7 @@ def test_recency_recommend_matches_numpy(data, half_life):
     ids, scores = model.recommend(users, k=10, return_scores=True)
     ref_scores = dense(data, w)[rows] @ model.B_.astype(np.float64)
     items = np.searchsorted(data.item_ids, ids).astype(np.int32)
-    assert_valid_topk(items, scores, (ids >= 0).sum(1), ref_scores, seen_lists(data, rows), 10)
+    ref.assert_valid_topk(items, scores, (ids >= 0).sum(1), ref_scores, seen_lists(data, rows), 10)
     S = dense(data, w) @ model.B_.astype(np.float64)
     u = data.user_ids[:50]
     i = data.item_ids[np.arange(50) % data.n_items]
@@ -207,12 +189,7 @@ def test_recency_weight_definition(data):
 @pytest.mark.parametrize("half_life", [None, 3.0])
 def test_fold_in_of_training_users_equals_trained(frames, data, half_life):
     model = recmf.EASE(l2=50.0, half_life=half_life).fit(data)
-    users = data.user_ids[::5]
-    history = frames[0][frames[0]["user_id"].isin(users)]
-    a_ids, a_sc = model.recommend(users, k=10, return_scores=True)
-    b_ids, b_sc = model.recommend(users, k=10, return_scores=True, history=history)
-    np.testing.assert_array_equal(a_ids, b_ids)
-    np.testing.assert_array_equal(a_sc, b_sc)
+    ref.assert_fold_in_equals_trained(model, frames[0], data.user_ids[::5])
 
 
 def test_fold_in_new_users_and_mixed(frames, data, fitted):
@@ -245,7 +222,7 @@ def test_fold_in_replaces_training_history(data, fitted):
     x[[1, 5, 9]] = 1
     ref_scores = (x @ fitted.B_.astype(np.float64))[None]
     items_idx = np.searchsorted(data.item_ids, ids).astype(np.int32)
-    assert_valid_topk(items_idx, scores, (ids >= 0).sum(1), ref_scores, [[1, 5, 9]], 10)
+    ref.assert_valid_topk(items_idx, scores, (ids >= 0).sum(1), ref_scores, [[1, 5, 9]], 10)
 
 
 def test_similar_items_matches_numpy(data, fitted):
@@ -254,7 +231,7 @@ def test_similar_items_matches_numpy(data, fitted):
     rows = data.item_index(q)
     B = fitted.B_.astype(np.float64)
     items = np.searchsorted(data.item_ids, ids).astype(np.int32)
-    assert_valid_topk(items, scores, np.full(len(q), 8), B[rows], [[r] for r in rows], 8)
+    ref.assert_valid_topk(items, scores, np.full(len(q), 8), B[rows], [[r] for r in rows], 8)
     np.testing.assert_array_equal(ids[1], ids[3])
 
 
@@ -480,10 +457,7 @@ def test_ml1m_ease_recall(ml1m):
 @given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 6), st.integers(3, 5), st.integers(0, 3)),
                 min_size=1, max_size=40), st.booleans())
 def test_positions_property(rows, string_ids):
-    f = pd.DataFrame(rows, columns=["user_id", "movie_id", "rating", "timestamp"])
-    if string_ids:
-        f["user_id"] = "u" + f["user_id"].astype(str)
-        f["movie_id"] = "m" + f["movie_id"].astype(str)
+    f = ref.ratings_frame(rows, string_ids)
     if not (f["rating"] >= 4).any():
         return
     d = recmf.Interactions.from_frame(f)

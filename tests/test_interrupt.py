@@ -1,7 +1,7 @@
 """Ctrl-C in long compiled calls (issue 20, field case 12).
 
 fit stopped after the current batch on Ctrl-C (tests/test_runtime.py), but
-recommend, score, evaluate and the EASE / ALS / transition solvers ran to
+recommend, score, evaluate and the EASE / SLIST / ALS / transition solvers ran to
 the end.  Now every long call polls at block boundaries (csrc/runtime/stop.c): a
 SIGINT raises KeyboardInterrupt at the next block, with nothing corrupted
 (the model answers as before; a solver keeps the previous fit, ALS the
@@ -25,9 +25,9 @@ import recmf
 WORKER = Path(__file__).resolve().parent / "interrupt_worker.py"
 SCENARIOS = [
     "recommend-neuralmf", "recommend-bprmf", "recommend-als", "recommend-ease", "recommend-transition",
-    "recommend-sasrec",
-    "recommend-blend", "score-neuralmf", "score-bprmf", "score-blend", "score-transition", "evaluate",
-    "fold-in-ease", "recommend-neuralmf-2-threads", "fit-ease", "fit-transition", "fit-als",
+    "recommend-sasrec", "recommend-slist", "recommend-blend", "score-neuralmf", "score-bprmf", "score-blend",
+    "score-transition", "evaluate", "fold-in-ease", "recommend-neuralmf-2-threads", "fit-ease", "fit-transition",
+    "fit-slist", "fit-als",
     "fit-bprmf-sampling", "custom-handler-runs-and-call-goes-on", "custom-handler-exception",
     "ignored-sigint", "handler-restored", "other-thread-not-stopped", "other-thread-signal-reaches-main",
 ]

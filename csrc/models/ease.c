@@ -8,7 +8,8 @@
  * Fit: the Gram matrix from the CSR by sparse accumulation (one item row
  * per task, through the transposed CSR: the row being written stays in
  * cache), l2 on the diagonal, then Cholesky (potrf) and its inverse
- * (potri) by OpenBLAS's LAPACK, and B, all in one n x n float buffer: the
+ * (potri) by OpenBLAS's LAPACK (runtime/spd.c, shared with SLIST), and B,
+ * all in one n x n float buffer: the
  * fit needs n^2 floats plus O(nnz) scratch, nothing more.
  *
  * Why float32: with l2 > 0 the matrix is positive definite with smallest
@@ -28,6 +29,7 @@
 #include "data/data.h"
 #include "rank/rank.h"
 #include "runtime/runtime.h"
+#include "runtime/spd.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -120,26 +122,12 @@ static rmf_status fit_B(const rmf_csr *x, float l2, int n_threads, float *B, rmf
     (void)nt;
     rmf_stop *stop = rmf_stop_here();
     rmf_status st = rmf_ease_gram_upper(x, n_threads, B, err);
+    if (st == RMF_OK)
+        st = rmf_spd_factor(n, B, l2, nt, "X^T X", err);
+    if (st == RMF_OK)
+        st = rmf_spd_inverse(n, B, nt, err);
     if (st != RMF_OK)
         return st;
-    if (rmf_stopped(stop)) /* between the phases: Ctrl-C (runtime/stop.c) */
-        return rmf_fail(err, RMF_ERR_INTERRUPTED, "interrupted");
-    for (int32_t i = 0; i < n; i++)
-        B[(int64_t)i * n + i] += l2;
-
-    /* Row-major upper triangle = column-major lower: LAPACK's 'L'.  The
-     * Cholesky polls between its blocks; spotri is one LAPACK call. */
-    int blas_saved = rmf_blas_enter(nt);
-    int info = rmf_spotrf_lower(n, B, n);
-    if (info == 0 && !rmf_stopping(stop))
-        info = rmf_spotri_lower(n, B, n);
-    rmf_blas_leave(blas_saved);
-    if (rmf_stopping(stop))
-        return rmf_fail(err, RMF_ERR_INTERRUPTED, "interrupted");
-    if (info != 0)
-        return rmf_fail(err, RMF_ERR_VALUE,
-                        "X^T X + l2 I is not positive definite in float32 (LAPACK info %d): l2 = %g is "
-                        "too small for these data", info, (double)l2);
 
     float *inv_d = malloc((size_t)n * sizeof *inv_d);
     if (inv_d == NULL)
@@ -221,11 +209,12 @@ static rmf_status check(const void *cfg, rmf_error *err)
     return RMF_OK;
 }
 
-/* theta = B, n_items x n_items (filled by fit, not initialised). */
-static void layout(const void *cfg, rmf_layout *L)
+/* theta = B, n_items x n_items (filled by fit, not initialised): the
+ * layout of the item-item models, EASE and SLIST. */
+void rmf_item_item_layout(const void *cfg, rmf_layout *L)
 {
-    const ease_config *c = cfg;
-    rmf_layout_add(L, "B", c->base.n_items, c->base.n_items, RMF_BLOCK_DENSE, RMF_INIT_ZERO, 0.0);
+    const rmf_config *c = cfg;
+    rmf_layout_add(L, "B", c->n_items, c->n_items, RMF_BLOCK_DENSE, RMF_INIT_ZERO, 0.0);
 }
 
 static rmf_status fit(const void *cfg, const rmf_data *data, int n_threads, float *theta, rmf_error *err)
@@ -235,18 +224,21 @@ static rmf_status fit(const void *cfg, const rmf_data *data, int n_threads, floa
 
 /* Top-k of s = sum_q w_q B[item_q, :] over the history row of each user
  * (w from q->weights, aligned with the history's items, or 1), in blocks
- * of users.  EASE has no per-user parameters: every query is a history
- * (the training rows for the model's own users). */
-static rmf_status recommend(const void *cfg, const float *B, const rmf_query *q, int32_t k, int n_threads,
-                            int32_t *out_items, float *out_scores, int32_t *out_len, rmf_error *err)
+ * of users.  The item-item models (EASE, SLIST) have no per-user
+ * parameters: every query is a history (the training rows for the model's
+ * own users). */
+rmf_status rmf_item_item_recommend(const void *cfg, const float *B, const rmf_query *q, int32_t k,
+                                   int n_threads, int32_t *out_items, float *out_scores, int32_t *out_len,
+                                   rmf_error *err)
 {
-    const int32_t n_items = ((const ease_config *)cfg)->base.n_items;
+    const int32_t n_items = ((const rmf_config *)cfg)->n_items;
     const rmf_seq *hist = q->history;
     const float *weights = q->weights;
     const int32_t *rows = q->users;
     const int64_t n = q->n;
     if (hist == NULL)
-        return rmf_fail(err, RMF_ERR_VALUE, "EASE recommends from a history: pass the users' rows");
+        return rmf_fail(err, RMF_ERR_VALUE, "an item-item model recommends from a history: pass the users' "
+                        "rows");
     const int nt = rmf_resolve_threads(n_threads);
     (void)nt;
     const int64_t nb = rmf_block_users(n_items) < n ? rmf_block_users(n_items) : n;
@@ -292,7 +284,7 @@ const rmf_model rmf_ease = {
     .fields = FIELDS,
     .defaults = defaults,
     .check = check,
-    .layout = layout,
+    .layout = rmf_item_item_layout,
     .fit = fit,
-    .recommend = recommend,
+    .recommend = rmf_item_item_recommend,
 };

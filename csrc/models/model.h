@@ -106,4 +106,12 @@ rmf_status rmf_dot_recommend(const void *cfg, const float *theta,
                              int32_t *out_items, float *out_scores,
                              int32_t *out_len, rmf_error *err);
 
+/* The item-item models, EASE and SLIST (models/ease.c): theta is B,
+ * n_items x n_items (their config starts with rmf_config), and a query
+ * row's scores are s_u = sum_q w_q B[item_q, :] over its history. */
+void rmf_item_item_layout(const void *cfg, rmf_layout *L);
+rmf_status rmf_item_item_recommend(const void *cfg, const float *B, const rmf_query *q, int32_t k,
+                                   int n_threads, int32_t *out_items, float *out_scores, int32_t *out_len,
+                                   rmf_error *err);
+
 #endif /* RECMF_MODEL_H */

@@ -16,7 +16,8 @@
     X(rmf_bprmf)      \
     X(rmf_als)        \
     X(rmf_ease)       \
-    X(rmf_sasrec)
+    X(rmf_sasrec)     \
+    X(rmf_slist)
 
 #define DECLARE(d) extern const rmf_model d;
 #define ROW(d) &d,

@@ -302,6 +302,15 @@ int rmf_spotrf_lower_blocked(int n, float *a, int lda, int direct_max)
     return info != 0 ? info + n1 : 0;
 }
 
+void rmf_strsm_right_lower(int trans, int m, int n, const float *a, int lda, float *b, int ldb)
+{
+    if (m == 0 || n == 0)
+        return;
+    RMF_BLAS(cblas_strsm)(RMF_CBLAS_COL_MAJOR, RMF_CBLAS_RIGHT, RMF_CBLAS_LOWER,
+                          trans ? RMF_CBLAS_TRANS : RMF_CBLAS_NO_TRANS, RMF_CBLAS_NON_UNIT, m, n,
+                          1.0f, a, lda, b, ldb);
+}
+
 int rmf_spotri_lower(int n, float *a, int lda)
 {
     int info = 0;

@@ -199,6 +199,9 @@ void rmf_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
  * row-major one), in place; return LAPACK's info (0 = success). */
 int rmf_spotrf_lower(int n, float *a, int lda);
 int rmf_spotri_lower(int n, float *a, int lda);
+/* b = b op(a)^-1, column-major: a is n x n lower triangular (the factor
+ * rmf_spotrf_lower leaves), b is m x n; op = transpose when trans != 0. */
+void rmf_strsm_right_lower(int trans, int m, int n, const float *a, int lda, float *b, int ldb);
 /* Around work that alternates BLAS calls with OpenMP loops of nt threads:
  * enter sets OpenBLAS's thread count (nt when its jobs run on OpenMP's
  * team, else 1) and returns the caller's count; leave restores it.  They

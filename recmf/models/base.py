@@ -61,18 +61,55 @@ def check_half_life(half_life):
     return check_number(half_life, "half_life", 0, low_open=True, none=True)
 
 
-def recency_weights(data, half_life):
-    """Weights of each positive of ``data`` (float32, aligned with
-    ``data.indices``): ``0.5 ** (age / half_life)``, age = how many of the
-    user's positives came after it (:meth:`Interactions.ages`); None when
-    ``half_life`` is None (every positive weighs 1)."""
+def check_inputs(inputs):
+    """What a sequence or item-item model reads: "positives" or "rated"."""
+    if inputs not in ("positives", "rated"):
+        raise ValueError(f"inputs must be 'positives' (each user's positives) or 'rated' (every item "
+                         f"the user rated, in time order), got {inputs!r}")
+    return inputs
+
+
+def check_rated_inputs(data, inputs, model):
+    """``data`` can give what ``inputs`` asks for (``seen="rated"`` for
+    "rated"), else a ValueError saying how to build it."""
+    if inputs == "rated" and data.seen_rule != "rated":
+        raise ValueError(f"{model}(inputs='rated') reads every item each user rated, and these "
+                         "interactions keep only the positives: build them with "
+                         "Interactions.from_frame(train, seen='rated'), or fit on the DataFrame")
+
+
+def rows_in_time_order(data, columns):
+    """``(data, time_col)`` for a sequence model's fit.  ``columns``: the
+    resolved ``{user_col, item_col, rating_col, time_col}``.  A table with
+    the Arrow stream interface is read into pandas (those columns only); a
+    frame without a time column (``time_col`` None or absent) gets one
+    holding its row numbers, so its rows' order is taken as the time order.
+    Interactions pass unchanged."""
+    time_col = columns["time_col"]
+    if is_arrow_table(data):
+        data = check_frame(data, "data", {c: columns[c] for c in ("user_col", "item_col", "rating_col")},
+                           optional=(time_col,))
+    if isinstance(data, pd.DataFrame) and (time_col is None or time_col not in data.columns):
+        time_col = "__recmf_row__" if time_col is None else time_col
+        data = data.assign(**{time_col: np.arange(len(data), dtype=np.int64)})
+    return data, time_col
+
+
+def recency_weights(data, half_life, inputs="positives"):
+    """Weights of each entry of ``data.input_csr(inputs)`` (float32, aligned
+    with its indices): ``0.5 ** (age / half_life)``, age = how many of the
+    user's positives (or rated items) came after it
+    (:meth:`Interactions.ages`); None when ``half_life`` is None (every
+    entry weighs 1)."""
     if half_life is None:
         return None
-    if data.positions is None:
-        raise ValueError(f"half_life={half_life} needs the order of each user's positives, and these "
+    order = data.positions if inputs == "positives" else data.seen_positions
+    if order is None:
+        what = "positives" if inputs == "positives" else "rated items"
+        raise ValueError(f"half_life={half_life} needs the order of each user's {what}, and these "
                          "interactions have none: build them from a frame with a time column "
                          "(time_col=...), or use half_life=None")
-    return np.exp(data.ages() * (-math.log(2.0) / half_life)).astype(np.float32)
+    return np.exp(data.ages(inputs) * (-math.log(2.0) / half_life)).astype(np.float32)
 
 
 def _same_value(x, y):
@@ -238,6 +275,12 @@ class Recommender:
 
     fit = _all_or_nothing(fit)
 
+    def _frame_options(self):
+        """Extra ``Interactions.from_frame`` options for a frame given to
+        ``fit``: a model that reads every rated item (``inputs="rated"``)
+        keeps them (``seen="rated"``)."""
+        return {"seen": "rated"} if getattr(self, "inputs", "positives") == "rated" else {}
+
     def _check_params(self):
         """Validate the hyperparameters before fitting."""
 
@@ -259,7 +302,8 @@ class Recommender:
         if isinstance(data, Interactions):
             return data
         if isinstance(data, pd.DataFrame) or is_arrow_table(data):
-            return Interactions.from_frame(data, threshold=threshold, _name="data", **columns)
+            return Interactions.from_frame(data, threshold=threshold, _name="data", **columns,
+                                           **self._frame_options())
         if type(data).__module__.startswith("scipy.sparse"):
             return Interactions.from_scipy(data)
         if type(data).__module__.split(".")[0] in ("dask", "dask_expr"):
@@ -556,12 +600,25 @@ class Recommender:
         known = pd.DataFrame({"u": users[pos][keep], "i": codes[keep].astype(np.int64)})
         if times is not None:
             known["t"] = times[pos][keep]
-        h = Interactions.from_frame(known, rating_col=None, user_col="u", item_col="i",
-                                    time_col="t" if times is not None else None)
+        tc = "t" if times is not None else None
+        h = Interactions.from_frame(known, rating_col=None, user_col="u", item_col="i", time_col=tc)
+        seen = seen_positions = None
+        if data.seen_rule == "rated":
+            # A model trained with seen="rated" reads (inputs="rated") and
+            # drops every item the user rated: for the same users, every row
+            # whose item the model knows, whatever its rating.
+            codes = data._item_codes(items)
+            mine = (codes >= 0) & pd.Index(users).isin(h.user_ids)
+            rated = pd.DataFrame({"u": users[mine], "i": codes[mine].astype(np.int64)})
+            if times is not None:
+                rated["t"] = times[mine]
+            r = Interactions.from_frame(rated, rating_col=None, user_col="u", item_col="i", time_col=tc)
+            seen, seen_positions = (r.indptr, r.item_ids[r.indices]), r.positions
         # h's items are the model's indices that occur, ascending: mapping
         # them back keeps every row sorted.
         return Interactions(h.indptr, h.item_ids[h.indices], h.user_ids, data.item_ids,
-                            positions=h.positions), listed
+                            positions=h.positions, seen=seen, seen_rule=data.seen_rule,
+                            seen_positions=seen_positions), listed
 
     def _check_fold_in(self):
         """NotImplementedError up front for models that cannot fold in,

@@ -5,14 +5,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 
 from .. import _core
-from .._checks import check_frame, check_number
+from .._checks import check_number
 from .._config import FROM_CONFIG
-from .._tables import is_arrow_table
 from ..data import Interactions
-from .base import Recommender, check_half_life
+from .base import Recommender, check_half_life, check_inputs, check_rated_inputs, rows_in_time_order
 
 __all__ = ["ItemTransition"]
 
@@ -23,14 +21,6 @@ def _check_window(window, gap_decay):
     if not 1 <= window <= _core.TRANSITION_MAX_WINDOW:
         raise ValueError(f"window must be in [1, {_core.TRANSITION_MAX_WINDOW}], got {window}")
     return int(window), check_number(gap_decay, "gap_decay", 0, 1, low_open=True)
-
-
-def histories(data, positions):
-    """``(indptr, items)``: each user's positives oldest first, from
-    positions aligned with ``data.indices``."""
-    rows = np.repeat(np.arange(data.n_users, dtype=np.int64), np.diff(data.indptr))
-    order = np.lexsort((positions, rows))
-    return data.indptr, np.ascontiguousarray(data.indices[order])
 
 
 class ItemTransition(Recommender):
@@ -61,6 +51,11 @@ class ItemTransition(Recommender):
     on validation (recall@10 0.2517 vs 0.2341 alone at half_life 1) and, in
     a blend with recency-EASE, on test (0.141-0.143 vs 0.133-0.136).
 
+    With ``inputs="rated"`` the sequences are every item the user rated,
+    whatever the rating (what they watched, in order), for counting and for
+    scoring; the data must keep them (``Interactions.from_frame(train,
+    seen="rated")``, or a frame: ``fit`` then builds it so).
+
     Parameters
     ----------
     half_life : float > 0 or None (default 1.0)
@@ -70,6 +65,8 @@ class ItemTransition(Recommender):
         How many following items each positive links to (1: the next one).
     gap_decay : float in (0, 1] (default 0.5)
         Weight factor per extra step of distance within the window.
+    inputs : {"positives", "rated"}
+        What the sequences hold: the positives, or every rated item.
     threshold : float
         Positive threshold when ``fit`` is given a frame.
     user_col, item_col, rating_col, time_col : str
@@ -87,8 +84,8 @@ class ItemTransition(Recommender):
         (:meth:`transition_matrix` gives it as scipy).
     probs_ : float32 (nnz_T,)
         T, the row-normalised values of the same structure.
-    history_items_ : int32 (data_.nnz,)
-        Each user's positives oldest first (rows delimited by ``data_.indptr``).
+    history_items_ : int32
+        Each user's inputs oldest first (``data_.sequences(inputs)``).
 
     Raises
     ------
@@ -101,15 +98,16 @@ class ItemTransition(Recommender):
 
     def __init__(self, half_life=1.0, window=1, gap_decay=0.5, threshold=FROM_CONFIG,
                  user_col=FROM_CONFIG, item_col=FROM_CONFIG, rating_col=FROM_CONFIG,
-                 time_col=FROM_CONFIG, n_threads=None):
+                 time_col=FROM_CONFIG, n_threads=None, inputs="positives"):
         super().__init__(n_threads=n_threads)
-        self.half_life, self.window, self.gap_decay = half_life, window, gap_decay
+        self.half_life, self.window, self.gap_decay, self.inputs = half_life, window, gap_decay, inputs
         self.threshold = threshold
         self.user_col, self.item_col, self.rating_col, self.time_col = user_col, item_col, rating_col, time_col
 
     def _check_params(self):
         check_half_life(self.half_life)
         _check_window(self.window, self.gap_decay)
+        check_inputs(self.inputs)
 
     #: the grid recmf.select searches by default
     default_grid = {"window": [1, 3], "half_life": [0.5, 1.0, 2.0, 4.0, None]}
@@ -135,23 +133,18 @@ class ItemTransition(Recommender):
         """
         self._validate()
         resolved = self._resolve_columns()
-        time_col = resolved["time_col"]
+        data, time_col = rows_in_time_order(data, resolved)
         columns = {c: resolved[c] for c in ("user_col", "item_col", "rating_col")}
-        if is_arrow_table(data):
-            data = check_frame(data, "data", columns, optional=(time_col,))
-        if isinstance(data, pd.DataFrame) and (time_col is None or time_col not in data.columns):
-            # No time column: the rows' input order is their time order.
-            time_col = "__recmf_row__" if time_col is None else time_col
-            data = data.assign(**{time_col: np.arange(len(data), dtype=np.int64)})
         interactions = data if isinstance(data, Interactions) else self._as_interactions(
             data, resolved["threshold"], dict(columns, time_col=time_col))
-        positions = getattr(interactions, "positions", None)
-        if positions is None:
-            raise ValueError("ItemTransition needs the order of each user's positives: fit it on the "
+        check_rated_inputs(interactions, self.inputs, "ItemTransition")
+        order = interactions.positions if self.inputs == "positives" else interactions.seen_positions
+        if order is None:
+            raise ValueError("ItemTransition needs the order of each user's inputs: fit it on the "
                              f"train DataFrame (with its {time_col!r} column) or on Interactions "
                              "built from it with time_col")
         self.data_, self.columns_ = interactions, resolved
-        self.history_items_ = histories(interactions, positions)[1]
+        self.history_items_ = interactions.sequences(self.inputs).items
         self._count()
         return self
 
@@ -165,7 +158,7 @@ class ItemTransition(Recommender):
         self.probs_ = (weights / np.where(totals > 0, totals, 1)).astype(np.float32)
 
     def _history(self):
-        return (self.data_.indptr, self.history_items_, self.data_.n_items)
+        return (self.data_.input_csr(self.inputs)[0], self.history_items_, self.data_.n_items)
 
     def _trans(self):
         return (self.trans_indptr_, self.trans_indices_, self.data_.n_items)
@@ -204,7 +197,8 @@ class ItemTransition(Recommender):
 
     def _set_arrays(self, arrays):
         self.history_items_ = np.ascontiguousarray(arrays["history_items"], dtype=np.int32)
-        if len(self.history_items_) != self.data_.nnz:
+        check_rated_inputs(self.data_, self.inputs, "ItemTransition")
+        if len(self.history_items_) != self.data_.input_csr(self.inputs)[0][-1]:
             raise ValueError("history_items does not match the interactions")
         self._count()
         if not (np.array_equal(self.trans_indptr_, arrays["trans_indptr"])
