@@ -48,8 +48,9 @@ THREADS = C.pin_threads_from_argv()
 
 import numpy as np  # noqa: E402
 
+from controls import DAY, shuffle_within  # noqa: E402  (the SLIST controls' shuffles)
+
 K = 10
-DAY = 86_400
 INPUTS = {"seed": "positives", "watched": "rated"}
 DEFAULT_CONTROLS = {"seed": "abcd", "watched": "cd"}
 
@@ -73,17 +74,6 @@ def test_metrics(model, test, history=None):
         recs = {u: [i for i in row if i != -1] for u, row in zip(users, ids)}
         rep = recmf.evaluate(recs, test, k=K, catalog=model.data_.item_ids)
     return rep[f"recall@{K}"], rep[f"ndcg@{K}"]
-
-
-def shuffle_within(frame, keys, rng, day_times=False):
-    """``frame``'s rows in a random order within each group of ``keys``, timestamps set to
-    the group's day when ``day_times`` (a stable sort by user and time keeps that order)."""
-    frame = frame.reset_index(drop=True)
-    order = np.lexsort([rng.random(len(frame))] + [frame[k].to_numpy() for k in reversed(keys)])
-    out = frame.iloc[order].reset_index(drop=True)
-    if day_times:
-        out["timestamp"] = out["timestamp"] // DAY * DAY
-    return out
 
 
 def base_run(args, protocol, train, val, test):
