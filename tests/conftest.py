@@ -23,6 +23,13 @@ if str(TESTS) not in sys.path:          # `import reference` from any test file
     sys.path.insert(0, str(TESTS))
 
 import reference as ref  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# Property tests draw the same examples on every run: a CI run must not pass
+# or fail by luck.  A fuzz campaign (RECMF_FUZZ_EXAMPLES set, tests/test_fuzz.py)
+# draws fresh ones.
+settings.register_profile("recmf", derandomize="RECMF_FUZZ_EXAMPLES" not in os.environ, database=None)
+settings.load_profile("recmf")
 
 DATA = Path(os.environ.get("RECMF_DATA") or REPO.parent / "shared" / "data")
 ML1M_DIR = DATA / "ml-1m"
