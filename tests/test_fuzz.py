@@ -504,6 +504,16 @@ def _mutate(value, how, at, rng, size_arg):
 _ALLOWED = (TypeError, ValueError, OverflowError, MemoryError)
 
 
+@pytest.mark.parametrize("name", ["topk_rows", "topk_ranked", "recommend_history", "transition_recommend"])
+@pytest.mark.parametrize("mask", [2 ** 31 - 1, "x", [1, 0, 1], np.ones((3, 3), np.uint8)])
+def test_a_candidate_mask_that_is_no_mask_is_refused(name, mask):
+    """allowed= of another type or shape is a TypeError/ValueError naming it
+    (topk_ranked read a Python int's "size" and crashed: found by the fuzz)."""
+    args, kwargs = BUILDERS[name][0](np.random.default_rng(0))
+    with pytest.raises((TypeError, ValueError), match="allowed"):
+        getattr(_core, _entry(name))(*args, **{**kwargs, "allowed": mask})
+
+
 @pytest.mark.parametrize("name", sorted(BUILDERS))
 @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=DERANDOMIZE,
           suppress_health_check=[HealthCheck.too_slow])

@@ -38,7 +38,9 @@ static PyObject *py_topk_ranked(PyObject *self, PyObject *args, PyObject *kw)
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOi|O", names, &ranking, &seen, &users, &k, &allowed) ||
         check_array(ranking, "ranking", NPY_INT32, 1, 0) < 0 || check_array(users, "users", NPY_INT32, 1, 0) < 0 ||
         parse_optional_csr(seen, &m, &has_seen) < 0 ||
-        parse_allowed(allowed, allowed == Py_None ? 0 : PyArray_SIZE((PyArrayObject *)allowed), &cand) < 0 ||
+        /* the mask's own length (any): read only once it is an array (a
+         * Python int here segfaulted, tests/test_fuzz.py) */
+        parse_allowed(allowed, PyArray_Check(allowed) ? PyArray_SIZE((PyArrayObject *)allowed) : 0, &cand) < 0 ||
         new_topk(o, SIZE(users), k > 0 ? k : 0, 0) < 0)
         return NULL;
     CALL(o, 3, rmf_topk_ranked(DATA(ranking, int32_t), (int32_t)SIZE(ranking), has_seen ? &m : NULL,
