@@ -322,6 +322,12 @@ def fmt_ratio(r):
     return f"{r:.2f}x"
 
 
+def fmt_number(spec):
+    """A column formatter for format_table: ``spec`` (e.g. "{:.4f}") or "-"
+    for a missing value."""
+    return lambda v: "-" if v is None else spec.format(v)
+
+
 def format_table(rows, columns):
     """``rows``: list of dicts; ``columns``: list of (key, header, formatter)."""
     cells = [[h for _, h, _ in columns]]

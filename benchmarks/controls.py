@@ -174,7 +174,7 @@ def run(args, ratings):
                              "vs_base": float(r.mean() / results["base"][0][0])})
                 C.log(f"  {protocol} {name} {control}: recall {r.mean():.4f} [{r.min():.4f}, {r.max():.4f}]")
             C.log(f"  {protocol} {name}: {time.perf_counter() - t0:.0f} s")
-    num = lambda f: (lambda v: "-" if v is None else f.format(v))  # noqa: E731
+    num = C.fmt_number
     cols = [("protocol", "protocol", None), ("model", "model", None), ("control", "control", None),
             ("runs", "runs", None), ("recall", "recall@10", num("{:.4f}")),
             ("recall_min", "min", num("{:.4f}")), ("recall_max", "max", num("{:.4f}")),

@@ -149,7 +149,7 @@ def run(args, ratings):
                 control("c. scoring history shuffled", None, test, history=hist, model=base)
             elif c == "d":
                 control("d. whole training order shuffled", hist, test, history=hist)
-    num = lambda f: (lambda v: "-" if v is None else f.format(v))  # noqa: E731
+    num = C.fmt_number
     cols = [("protocol", "protocol", None), ("control", "model / control", None),
             ("epoch", "epochs", None), ("train_s", "training s", num("{:.0f}")),
             ("val", "val R@10", num("{:.4f}")), ("recall", "test recall@10", num("{:.4f}")),
