@@ -312,3 +312,54 @@ def test_core_rejects_bad_configs_and_histories():
     with pytest.raises(ValueError, match="u"):
         _core.score_pairs("sasrec", cfg, theta, np.array([0, 2], np.int32), i, 1,
                           history=(np.array([0, 2, 3]), np.array([1, 4, 0], np.int32)))
+
+
+# ---------------------------------------------------------------------------
+# ONNX export
+# ---------------------------------------------------------------------------
+
+def left_padded(seqs, width):
+    out = np.full((len(seqs), width), -1, dtype=np.int64)
+    for k, s in enumerate(seqs):
+        s = np.asarray(s)[-width:] if width else []
+        out[k, width - len(s):] = s
+    return out
+
+
+@pytest.mark.parametrize("scale_emb,n_blocks", [(False, 2), (True, 1)])
+def test_onnx_scores_every_item_as_the_model_and_the_numpy_forward(small, tmp_path, scale_emb, n_blocks):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    model = fit(small["train"], scale_emb=scale_emb, n_blocks=n_blocks, max_len=8, n_heads=2)
+    path = tmp_path / "sasrec.onnx"
+    model.to_onnx(path)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    indptr, items = model.sequences_
+    n_items = model.data_.n_items
+    lens = np.diff(indptr)
+    # users with longer and shorter histories than max_len (the graph keeps the last max_len)
+    users = [int(np.argmax(lens)), int(np.argmin(np.where(lens > 0, lens, 10 ** 9))), 3, 40]
+    seqs = [items[indptr[u]:indptr[u + 1]] for u in users]
+    out = sess.run(["scores"], {"item_seq": left_padded(seqs, model.max_len)})[0]
+    assert out.shape == (len(users), n_items) and out.dtype == np.float32
+    for k, u in enumerate(users):
+        want = model._score_index(np.full(n_items, u, np.int32), np.arange(n_items, dtype=np.int32))
+        np.testing.assert_allclose(out[k], want, rtol=1e-4, atol=1e-4)
+    # a new sequence, shorter than max_len, in a narrower input: the NumPy forward's last row
+    new = [int(i) for i in items[indptr[5]:indptr[5] + 3]][::-1]
+    cfg = dict(model._config(), scale_emb=int(scale_emb))
+    h = K.forward_reference(model.theta_, cfg, np.array(new))[-1]
+    got = sess.run(["scores"], {"item_seq": left_padded([new], 5)})[0][0]
+    np.testing.assert_allclose(got, model.item_emb_.astype(np.float64) @ h, rtol=1e-4, atol=1e-4)
+    # out-of-range indices are left out; a row with none in range is flagged NaN
+    mixed = left_padded([new], 5)
+    mixed[0, 0] = n_items                                       # a bad index where padding was
+    np.testing.assert_allclose(sess.run(["scores"], {"item_seq": mixed})[0][0], got, rtol=1e-5, atol=1e-6)
+    empty = sess.run(["scores"], {"item_seq": np.array([[-1, -1, n_items + 7]], np.int64)})[0]
+    assert np.isnan(empty).all()
+
+
+def test_onnx_of_an_unfitted_model_is_refused(tmp_path):
+    with pytest.raises(RuntimeError, match="not fitted"):
+        recmf.SASRec().to_onnx(tmp_path / "s.onnx")
+    assert not (tmp_path / "s.onnx").exists()

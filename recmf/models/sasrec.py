@@ -281,6 +281,32 @@ class SASRec(EmbeddingModel):
                                np.ascontiguousarray(rows, dtype=np.int32), seen, k, self.n_threads,
                                history=seqs, allowed=mask)
 
+    # -- export ------------------------------------------------------------------
+    def to_onnx(self, path):
+        """Export the scoring network to ONNX (opset 17, standard operators
+        only: LayerNormalization, MatMul, Softmax, Trilu, ...).
+
+        Input ``item_seq``: int64 [batch, seq] with ``seq <= max_len``, each
+        row a user's most recent item indices (``data_.item_index``), oldest
+        first and **left**-padded with -1 (any index outside ``[0,
+        n_items)`` is left out, as an unknown item).  Output ``scores``:
+        float32 [batch, n_items], the score of every item as the next one
+        (``recommend``'s scores, before its seen-item filter); NaN for a row
+        with no item in range.  Rows are scored independently, so new users
+        need no refit (as ``recommend(history=)``).  Needs the ``onnx``
+        package.
+
+        Raises
+        ------
+        RuntimeError
+            The model is not fitted.
+        ImportError
+            The ``onnx`` package is missing.
+        """
+        from ..onnx_export import export_sasrec
+        self._check_fitted()
+        export_sasrec(self, path)
+
     # -- persistence ---------------------------------------------------------
     def _arrays(self):
         return {"theta": self.theta_, "seq_indptr": self.seq_indptr_, "seq_items": self.seq_items_}
