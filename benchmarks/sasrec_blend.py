@@ -9,7 +9,7 @@ to weigh two models), then the models are refitted on the whole train:
 * SLIST: its default grid, chosen on the inner split (``recmf.select``), refitted on train;
 * SASRec: the knobs given (``benchmarks/sasrec_tune.py`` chose them), trained on the inner train
   with its epochs early-stopped on the inner test, and on train with its epochs early-stopped on
-  the seed's val (as ``benchmarks/sasrec_quality.py``); both keep their best epoch;
+  the seed's val (patience 6) (as ``benchmarks/sasrec_quality.py``); both keep their best epoch;
 * ``recmf.Blend`` of the two inner models: weights and score normaliser chosen on the inner test
   over ``Blend.weight_grid(2, steps)``; the chosen ones blend the two models fitted on train.
 
@@ -18,7 +18,7 @@ settings and the seconds each step took; ``--json`` writes them.
 
 Usage::
 
-    python benchmarks/sasrec_blend.py [--protocol watched] [--epochs 30] [--threads 2]
+    python benchmarks/sasrec_blend.py [--protocol watched] [--epochs 40] [--patience 6] [--threads 2]
 """
 from __future__ import annotations
 
@@ -38,7 +38,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=None)
     ap.add_argument("--protocol", choices=("seed", "watched"), default="seed")
-    ap.add_argument("--epochs", type=int, default=30, help="most SASRec epochs (early stopping, patience 3)")
+    ap.add_argument("--epochs", type=int, default=40, help="most SASRec epochs (early stopping)")
+    ap.add_argument("--patience", type=int, default=6,
+                    help="epochs without a better val before stopping (the seed's val moves by +-0.006)")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--dropout", type=float, default=0.1)
@@ -63,7 +65,7 @@ def main(argv=None):
 
     def sasrec():
         return recmf.SASRec(epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, dropout=a.dropout,
-                            loss=a.loss, n_negatives=a.n_negatives, patience=3,
+                            loss=a.loss, n_negatives=a.n_negatives, patience=a.patience,
                             inputs="rated" if rated else "positives", n_threads=a.threads, seed=0)
 
     t0 = time.perf_counter()
