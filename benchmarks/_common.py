@@ -296,6 +296,28 @@ def print_machine(info, file=sys.stdout):
             print(f"  {k:13s} {info[k]}", file=file)
 
 
+def begin_run():
+    """A run's frame: print the machine and the load average; returns the
+    state :func:`end_run` reads (machine facts, load at start)."""
+    info = machine_info()
+    print_machine(info)
+    load = load_average()
+    print(f"  load average  {load}")
+    return {"machine": info, "load_start": load}
+
+
+def end_run(run, args, rows, t0):
+    """Print the seconds since ``t0`` (``time.perf_counter()``) and the load
+    average's change; write the machine, load, arguments and ``rows`` to
+    ``args.json`` if given."""
+    load_end = load_average()
+    print(f"\nwhole run {time.perf_counter() - t0:.0f} s; load average {run['load_start']} -> "
+          f"{load_end}")
+    if args.json:
+        write_json(args.json, {"machine": run["machine"], "load_start": run["load_start"],
+                               "load_end": load_end, "args": vars(args), "rows": rows})
+
+
 # ---------------------------------------------------------------------------
 # results
 # ---------------------------------------------------------------------------

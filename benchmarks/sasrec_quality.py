@@ -185,17 +185,11 @@ def main():
     args = ap.parse_args()
     args.controls = dict(DEFAULT_CONTROLS, **dict(c.split("=", 1) for c in (args.controls or [])))
     import recmf
-    info = C.machine_info()
-    C.print_machine(info)
-    load_start = C.load_average()
-    print(f"  load average  {load_start}")
+    frame = C.begin_run()
     ratings, _, _ = recmf.load_movielens(Path(args.data) if args.data else C.default_data_dir("ml-1m"))
     t0 = time.perf_counter()
     rows = run(args, ratings)
-    print(f"\nwhole run {time.perf_counter() - t0:.0f} s; load average {load_start} -> {C.load_average()}")
-    if args.json:
-        C.write_json(args.json, {"machine": info, "load_start": load_start, "load_end": C.load_average(),
-                                 "args": vars(args), "rows": rows})
+    C.end_run(frame, args, rows, t0)
 
 
 if __name__ == "__main__":

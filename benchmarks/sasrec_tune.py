@@ -98,10 +98,7 @@ def main():
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     import recmf
-    info = C.machine_info()
-    C.print_machine(info)
-    load_start = C.load_average()
-    print(f"  load average  {load_start}")
+    frame = C.begin_run()
     ratings, _, _ = recmf.load_movielens(Path(args.data) if args.data else C.default_data_dir("ml-1m"))
     train, _, _ = recmf.temporal_split(ratings, n_val=1, n_test=5, min_train=5)
     inner_train, _, inner_test = recmf.temporal_split(train, n_val=1, n_test=5, min_train=5)
@@ -113,10 +110,7 @@ def main():
             ("inner_recall", "inner recall@10", num("{:.4f}"))]
     print()
     print(C.format_table(rows, cols))
-    print(f"\nwhole run {time.perf_counter() - t0:.0f} s; load average {load_start} -> {C.load_average()}")
-    if args.json:
-        C.write_json(args.json, {"machine": info, "load_start": load_start, "load_end": C.load_average(),
-                                 "args": vars(args), "rows": rows})
+    C.end_run(frame, args, rows, t0)
 
 
 if __name__ == "__main__":
